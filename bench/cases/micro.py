@@ -1,0 +1,223 @@
+"""Micro-benchmarks of the scheduler core: spawning, queue hand-offs and yielding.
+
+Each peer's version is written out in full, in that peer's idiomatic API, so that a reader can
+check the workloads are the same by eye. Peer libraries are imported inside the functions:
+the child process imports only the peer it measures, and the warm-up pays for the import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from bench.cases import Case
+from bench.cases._aio import on_asyncio, on_uvloop
+
+
+def _identity(x: int) -> int:
+    return x
+
+
+async def _aidentity(x: int) -> int:
+    return x
+
+
+# --- spawn_join: spawn n do-nothing greenthreads, then wait for each in turn -------------
+
+
+def _nettools_spawn_join(n: int) -> None:
+    import nettools
+
+    spawn = nettools.spawn
+    threads = [spawn(_identity, i) for i in range(n)]
+    for t in threads:
+        t.wait()
+
+
+def _gevent_spawn_join(n: int) -> None:
+    import gevent
+
+    spawn = gevent.spawn
+    threads = [spawn(_identity, i) for i in range(n)]
+    for t in threads:
+        t.get()  # like eventlet's wait(): returns the value, re-raises a failure
+
+
+def _eventlet_spawn_join(n: int) -> None:
+    import eventlet
+
+    spawn = eventlet.spawn
+    threads = [spawn(_identity, i) for i in range(n)]
+    for t in threads:
+        t.wait()
+
+
+async def _aio_spawn_join(n: int) -> None:
+    create_task = asyncio.get_running_loop().create_task
+    tasks = [create_task(_aidentity(i)) for i in range(n)]
+    for t in tasks:
+        await t
+
+
+# --- queue_pingpong: A puts on q1, B moves it to q2, A takes it back; n round trips ---------
+
+
+def _nettools_queue_pingpong(n: int) -> None:
+    import nettools
+
+    q1, q2 = nettools.Queue(), nettools.Queue()
+
+    def a() -> None:
+        for i in range(n):
+            q1.put(i)
+            q2.get()
+
+    def b() -> None:
+        for _ in range(n):
+            q2.put(q1.get())
+
+    ta, tb = nettools.spawn(a), nettools.spawn(b)
+    ta.wait()
+    tb.wait()
+
+
+def _gevent_queue_pingpong(n: int) -> None:
+    import gevent
+    import gevent.queue
+
+    q1, q2 = gevent.queue.Queue(), gevent.queue.Queue()
+
+    def a() -> None:
+        for i in range(n):
+            q1.put(i)
+            q2.get()
+
+    def b() -> None:
+        for _ in range(n):
+            q2.put(q1.get())
+
+    ta, tb = gevent.spawn(a), gevent.spawn(b)
+    ta.get()
+    tb.get()
+
+
+def _eventlet_queue_pingpong(n: int) -> None:
+    import eventlet
+    import eventlet.queue
+
+    q1, q2 = eventlet.queue.Queue(), eventlet.queue.Queue()
+
+    def a() -> None:
+        for i in range(n):
+            q1.put(i)
+            q2.get()
+
+    def b() -> None:
+        for _ in range(n):
+            q2.put(q1.get())
+
+    ta, tb = eventlet.spawn(a), eventlet.spawn(b)
+    ta.wait()
+    tb.wait()
+
+
+async def _aio_queue_pingpong(n: int) -> None:
+    q1: asyncio.Queue[int] = asyncio.Queue()
+    q2: asyncio.Queue[int] = asyncio.Queue()
+
+    async def a() -> None:
+        for i in range(n):
+            await q1.put(i)
+            await q2.get()
+
+    async def b() -> None:
+        for _ in range(n):
+            await q2.put(await q1.get())
+
+    loop = asyncio.get_running_loop()
+    ta, tb = loop.create_task(a()), loop.create_task(b())
+    await ta
+    await tb
+
+
+# --- sleep0: one greenthread yields to the hub n times ------------------------------------
+# It runs in a spawned greenthread rather than the main one so that every peer measures the
+# same thing as asyncio, where the loop can only be entered from a task.
+
+
+def _nettools_sleep0(n: int) -> None:
+    import nettools
+
+    sleep = nettools.sleep
+
+    def loop() -> None:
+        for _ in range(n):
+            sleep(0)
+
+    nettools.spawn(loop).wait()
+
+
+def _gevent_sleep0(n: int) -> None:
+    import gevent
+
+    sleep = gevent.sleep
+
+    def loop() -> None:
+        for _ in range(n):
+            sleep(0)
+
+    gevent.spawn(loop).get()
+
+
+def _eventlet_sleep0(n: int) -> None:
+    import eventlet
+
+    sleep = eventlet.sleep
+
+    def loop() -> None:
+        for _ in range(n):
+            sleep(0)
+
+    eventlet.spawn(loop).wait()
+
+
+async def _aio_sleep0(n: int) -> None:
+    sleep = asyncio.sleep
+    for _ in range(n):
+        await sleep(0)
+
+
+CASES: dict[str, Case] = {
+    "spawn_join": Case(
+        n=100_000,
+        unit="spawn+joins",
+        peers={
+            "nettools": _nettools_spawn_join,
+            "gevent": _gevent_spawn_join,
+            "eventlet": _eventlet_spawn_join,
+            "asyncio": on_asyncio(_aio_spawn_join),
+            "uvloop": on_uvloop(_aio_spawn_join),
+        },
+    ),
+    "queue_pingpong": Case(
+        n=200_000,
+        unit="round trips",
+        peers={
+            "nettools": _nettools_queue_pingpong,
+            "gevent": _gevent_queue_pingpong,
+            "eventlet": _eventlet_queue_pingpong,
+            "asyncio": on_asyncio(_aio_queue_pingpong),
+            "uvloop": on_uvloop(_aio_queue_pingpong),
+        },
+    ),
+    "sleep0": Case(
+        n=200_000,
+        unit="sleep(0) calls",
+        peers={
+            "nettools": _nettools_sleep0,
+            "gevent": _gevent_sleep0,
+            "eventlet": _eventlet_sleep0,
+            "asyncio": on_asyncio(_aio_sleep0),
+            "uvloop": on_uvloop(_aio_sleep0),
+        },
+    ),
+}

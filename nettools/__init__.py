@@ -1,0 +1,66 @@
+"""nettools: green threads on greenlet with an epoll hub, and ready-made network tools.
+
+The names follow eventlet's, so eventlet programs carry over::
+
+    import nettools
+
+    def fetch(n):
+        nettools.sleep(0.01)
+        return n * n
+
+    pool = nettools.GreenPool(100)
+    print(sum(pool.imap(fetch, range(1000))))
+"""
+
+from . import tpool
+from ._version import __version__
+from .greenthread import (
+    GreenletExit,
+    GreenThread,
+    getcurrent,
+    kill,
+    sleep,
+    spawn,
+    spawn_after,
+    spawn_after_local,
+    spawn_n,
+)
+from .hub import DeadlockError, IOClosed, get_hub, trampoline
+from .local import local
+from .pool import GreenPile, GreenPool
+from .queue import Empty, Full, LifoQueue, LightQueue, PriorityQueue, Queue
+from .sync import BoundedSemaphore, Event, Lock, Semaphore
+from .timeout import Timeout, with_timeout
+
+__all__ = [
+    "__version__",
+    "BoundedSemaphore",
+    "DeadlockError",
+    "Empty",
+    "Event",
+    "Full",
+    "GreenPile",
+    "GreenPool",
+    "GreenThread",
+    "GreenletExit",
+    "IOClosed",
+    "LifoQueue",
+    "LightQueue",
+    "Lock",
+    "PriorityQueue",
+    "Queue",
+    "Semaphore",
+    "Timeout",
+    "get_hub",
+    "getcurrent",
+    "kill",
+    "local",
+    "sleep",
+    "spawn",
+    "spawn_after",
+    "spawn_after_local",
+    "spawn_n",
+    "tpool",
+    "trampoline",
+    "with_timeout",
+]

@@ -1,0 +1,357 @@
+"""Greenthreads: spawn, wait for, link to and kill cooperative threads.
+
+A ``GreenThread`` is a handle on one call of a function; the call runs on a
+*worker* greenlet whose parent is the hub.
+
+Why handles and workers: on CPython 3.11+ starting a new greenlet costs an
+mmap/munmap pair (each greenlet gets its own frame data stack), which is most
+of what ``spawn`` costs.  So a worker whose call finished *without ever waiting*
+runs the next spawned call instead of dying -- but only if nothing can tell:
+no strong or weak reference to the worker was taken during the call (checked
+with the reference counts, which are exact when the call never left the
+worker), and its ``contextvars`` context is reset.  A call that waited, or
+that kept ``getcurrent()`` anywhere, retires its worker, exactly as a fresh
+greenlet per spawn would.
+
+Inside a spawned function ``getcurrent()`` returns the worker greenlet;
+``current_greenthread()`` returns the ``GreenThread`` handle.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from sys import getrefcount
+from typing import Any
+from weakref import getweakrefcount
+
+from greenlet import GreenletExit, getcurrent, greenlet
+
+from .hub import _discard, get_hub
+
+__all__ = [
+    "GreenThread",
+    "spawn",
+    "spawn_n",
+    "spawn_after",
+    "spawn_after_local",
+    "sleep",
+    "kill",
+    "getcurrent",
+    "current_greenthread",
+    "GreenletExit",
+]
+
+log = logging.getLogger("nettools.greenthread")
+
+_SYSTEM_EXCEPTIONS = (KeyboardInterrupt, SystemExit)
+
+_PENDING, _RUNNING, _DONE = 0, 1, 2
+
+#: Idle workers kept per hub (each holds a small saved stack and a 16 KiB frame chunk).
+MAX_IDLE_WORKERS = 64
+
+
+def sleep(seconds: float = 0) -> None:
+    """Yield to other greenthreads for ``seconds`` (``0``: let every ready one run once)."""
+    hub = get_hub()
+    if seconds <= 0:
+        hub.yield_ready()
+        return
+    cur = getcurrent()
+    if cur is hub.greenlet:
+        raise RuntimeError("sleep() called from inside the hub; spawn a greenthread instead")
+    timer = hub.schedule(seconds, cur.switch)
+    try:
+        hub.switch()
+    finally:
+        timer.cancel()
+
+
+class GreenThread:
+    """One spawned call: ``wait()`` for its result, ``link()`` to it, ``kill()`` it.
+
+    Returned by ``spawn``; not meant to be instantiated directly.
+    """
+
+    __slots__ = (
+        "_fn",
+        "_args",
+        "_kwargs",
+        "_state",
+        "_result",
+        "_exc",
+        "_waiters",
+        "_links",
+        "_greenlet",
+        "_start_timer",
+        "_log_errors",
+        "__weakref__",
+    )
+
+    def __init__(self, fn: Callable, args: tuple = (), kwargs: dict | None = None) -> None:
+        self._fn = fn
+        self._args = args
+        self._kwargs = kwargs or {}
+        self._state = _PENDING
+        self._result: Any = None
+        self._exc: BaseException | None = None
+        self._waiters: deque | None = None
+        self._links: list | None = None
+        self._greenlet: greenlet | None = None
+        self._start_timer = None
+        self._log_errors = False
+
+    # -------------------------------------------------------------- running
+
+    def _start(self) -> None:
+        """Runs on the hub: give the call a worker (an idle one if possible)."""
+        if self._state is not _PENDING:
+            return  # killed before it started
+        hub = get_hub()
+        idle = hub.idle_workers
+        w = idle.pop() if idle else greenlet(_worker, hub.greenlet)
+        w.switch(self)
+
+    def main(self, function: Callable, args: tuple, kwargs: dict) -> None:
+        """Run ``function`` in the current greenlet and record the outcome."""
+        self._fn, self._args, self._kwargs = function, args, kwargs
+        self._run(getcurrent())
+
+    def _run(self, g: greenlet) -> None:
+        self._state = _RUNNING
+        self._greenlet = g
+        fn, args, kwargs = self._fn, self._args, self._kwargs
+        self._fn = self._args = self._kwargs = None
+        try:
+            result = fn(*args, **kwargs)
+        except _SYSTEM_EXCEPTIONS:
+            self._finish(None, GreenletExit("interrupted"))
+            raise
+        except BaseException as exc:
+            if self._log_errors and not isinstance(exc, GreenletExit):
+                log.exception("unhandled error in greenthread running %r", fn)
+            self._finish(None, exc)
+        else:
+            self._finish(result, None)
+
+    def _finish(self, result: Any, exc: BaseException | None) -> None:
+        self._state = _DONE
+        self._greenlet = None
+        self._result = result
+        self._exc = exc
+        if self._waiters:
+            get_hub().run_callback(self._wake_waiters)
+        links = self._links
+        if links:
+            self._links = None
+            for fn, args, kwargs in links:
+                try:
+                    fn(self, *args, **kwargs)
+                except _SYSTEM_EXCEPTIONS:
+                    raise
+                except BaseException:
+                    log.exception("error in link %r of %r", fn, self)
+
+    def _wake_waiters(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiters.popleft().switch()
+
+    # ------------------------------------------------------------ public API
+
+    @property
+    def dead(self) -> bool:
+        """True once the call has returned, raised or been killed."""
+        return self._state is _DONE
+
+    def __bool__(self) -> bool:
+        """True while the call is running (started and not finished), as for greenlets."""
+        return self._state is _RUNNING
+
+    @property
+    def greenlet(self) -> greenlet | None:
+        """The greenlet running the call right now, or None."""
+        return self._greenlet
+
+    def wait(self) -> Any:
+        """Return the call's result, or raise its exception, waiting if needed."""
+        if self._state is not _DONE:
+            if self._greenlet is getcurrent():
+                raise RuntimeError("a greenthread cannot wait for itself")
+            if self._waiters is None:
+                self._waiters = deque()
+            get_hub().park(self._waiters)
+        if self._exc is not None:
+            raise self._exc
+        return self._result
+
+    def link(self, func: Callable, *curried_args: Any, **curried_kwargs: Any) -> None:
+        """Call ``func(gt, *curried_args, **curried_kwargs)`` when the call ends.
+
+        Called at once if it has already ended.
+        """
+        if self._state is _DONE:
+            func(self, *curried_args, **curried_kwargs)
+            return
+        if self._links is None:
+            self._links = []
+        self._links.append((func, curried_args, curried_kwargs))
+
+    def unlink(self, func: Callable, *curried_args: Any, **curried_kwargs: Any) -> bool:
+        """Remove a link added with the same arguments; True if one was removed."""
+        links = self._links
+        if not links:
+            return False
+        try:
+            links.remove((func, curried_args, curried_kwargs))
+        except ValueError:
+            return False
+        return True
+
+    def kill(self, *throw_args: Any) -> None:
+        """Raise ``GreenletExit`` (or ``throw_args``) in the call; the caller resumes once
+        it has been handled.  A call that never started ends without running."""
+        kill(self, *throw_args)
+
+    def cancel(self, *throw_args: Any) -> None:
+        """Kill the call only if it has not started yet."""
+        if self._state is _PENDING:
+            kill(self, *throw_args)
+
+    def switch(self, *args: Any, **kwargs: Any) -> Any:
+        """Switch to the running call's greenlet (low level)."""
+        if self._greenlet is None:
+            raise RuntimeError(f"{self!r} is not running")
+        return self._greenlet.switch(*args, **kwargs)
+
+    def throw(self, *args: Any) -> Any:
+        """Raise an exception in the running call's greenlet (low level; prefer kill)."""
+        if self._greenlet is None:
+            raise RuntimeError(f"{self!r} is not running")
+        return self._greenlet.throw(*args)
+
+    def __repr__(self) -> str:
+        state = ("pending", "running", "dead")[self._state]
+        return f"<GreenThread {state} at {id(self):#x}>"
+
+
+def _worker(gt: GreenThread) -> None:
+    """A worker greenlet's body: run calls until one waits or leaks the worker."""
+    cur = getcurrent()
+    hub = get_hub()
+    idle = hub.idle_workers
+    hub_greenlet = hub.greenlet
+    while True:
+        cur.greenthread = gt
+        switches = hub.switches
+        refs = getrefcount(cur)
+        gt._run(cur)
+        gt = None
+        cur.greenthread = None
+        if (
+            hub.switches != switches
+            or getrefcount(cur) != refs
+            or getweakrefcount(cur)
+            or len(idle) >= MAX_IDLE_WORKERS
+        ):
+            return  # retire: someone may still know this greenlet
+        if cur.gr_context is not None:
+            cur.gr_context = None
+        idle.append(cur)
+        gt = hub_greenlet.switch()
+
+
+def current_greenthread() -> GreenThread | None:
+    """The ``GreenThread`` whose call is running now (None outside spawned calls)."""
+    return getattr(getcurrent(), "greenthread", None)
+
+
+def spawn(func: Callable, *args: Any, **kwargs: Any) -> GreenThread:
+    """Run ``func(*args, **kwargs)`` in a new greenthread; returns its ``GreenThread``.
+
+    It starts on the hub's next turn.  Its exception, if any, is raised by ``wait()``.
+    """
+    gt = GreenThread(func, args, kwargs)
+    get_hub().ready.append(gt._start)
+    return gt
+
+
+def spawn_n(func: Callable, *args: Any, **kwargs: Any) -> GreenThread:
+    """Run ``func`` in a new greenthread whose errors are logged rather than kept for
+    ``wait()`` (for fire-and-forget work)."""
+    gt = GreenThread(func, args, kwargs)
+    gt._log_errors = True
+    get_hub().ready.append(gt._start)
+    return gt
+
+
+def spawn_after(seconds: float, func: Callable, *args: Any, **kwargs: Any) -> GreenThread:
+    """Like ``spawn``, but start after ``seconds``.  ``cancel()`` it to stop it starting."""
+    gt = GreenThread(func, args, kwargs)
+    gt._start_timer = get_hub().schedule(seconds, gt._start)
+    return gt
+
+
+def spawn_after_local(seconds: float, func: Callable, *args: Any, **kwargs: Any) -> GreenThread:
+    """Like ``spawn_after``, but it never starts if the calling greenthread has died by then."""
+    gt = GreenThread(func, args, kwargs)
+    gt._start_timer = get_hub().schedule_local(seconds, gt._start)
+    return gt
+
+
+def kill(g: GreenThread | greenlet, *throw_args: Any) -> None:
+    """Raise ``GreenletExit`` (or the given exception) in greenthread ``g``.
+
+    The caller resumes on the hub's next turn, after ``g`` has handled it.
+    A greenthread that has not started yet ends without ever running.
+    """
+    exc = _exception(throw_args)
+    if isinstance(g, GreenThread):
+        if g._state is _PENDING:
+            if g._start_timer is not None:
+                g._start_timer.cancel()
+            g._fn = g._args = g._kwargs = None
+            g._finish(None, exc)
+            return
+        if g._greenlet is None:
+            return  # finished
+        g = g._greenlet
+    if g.dead:
+        return
+    cur = getcurrent()
+    if cur is g:
+        raise exc
+    hub = get_hub()
+    hub.switches += 1  # the caller leaves its worker without a hub wait
+    if not g:
+        exc = GreenletExit()  # never started: throwing just marks it dead
+    if cur is hub.greenlet:
+        g.throw(exc)
+        return
+    # Throwing switches away from us, and g hands control to the hub, not back
+    # to us: queue our own wake-up first.
+    sw = cur.switch
+    hub.ready.append(sw)
+    try:
+        g.throw(exc)
+    except BaseException:
+        _discard(hub.ready, sw)
+        raise
+
+
+def _exception(throw_args: tuple) -> BaseException:
+    if not throw_args:
+        return GreenletExit()
+    typ = throw_args[0]
+    if isinstance(typ, BaseException):
+        return typ
+    value = throw_args[1] if len(throw_args) > 1 else None
+    if isinstance(value, BaseException):
+        return value
+    exc = typ() if value is None else typ(value)
+    if len(throw_args) > 2 and throw_args[2] is not None:
+        exc = exc.with_traceback(throw_args[2])
+    return exc
+

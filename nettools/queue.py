@@ -1,0 +1,225 @@
+"""Queues between greenthreads: Queue, LightQueue, PriorityQueue, LifoQueue.
+
+As in eventlet, ``maxsize=None`` (or negative) means unbounded and
+``maxsize=0`` makes a *channel*: ``put`` waits until a ``get`` takes the item.
+``Empty`` and ``Full`` are the standard library's ``queue.Empty``/``queue.Full``.
+
+Blocked getters and putters park in deques.  One notifier per queue runs on the
+hub and hands items over: it pops a waiter and switches to it in one step, so a
+getter that timed out can never swallow an item.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from queue import Empty, Full
+from typing import Any
+
+from greenlet import getcurrent
+
+from .hub import get_hub
+from .sync import Event
+
+__all__ = ["Queue", "LightQueue", "PriorityQueue", "LifoQueue", "Empty", "Full"]
+
+_TIMED_OUT = object()
+
+
+class _Putter:
+    """A greenthread blocked in ``put``, holding the item it wants to add."""
+
+    __slots__ = ("item", "greenlet")
+
+    def __init__(self, item: Any, g: Any) -> None:
+        self.item = item
+        self.greenlet = g
+
+    def switch(self, value: Any = None) -> Any:
+        return self.greenlet.switch(value)
+
+
+class LightQueue:
+    """A FIFO queue without ``task_done``/``join`` (slightly cheaper than ``Queue``)."""
+
+    def __init__(self, maxsize: int | None = None) -> None:
+        self.maxsize = None if maxsize is None or maxsize < 0 else maxsize
+        self.getters: deque = deque()
+        self.putters: deque = deque()
+        self._notify_scheduled = False
+        self._init(self.maxsize)
+
+    # Storage hooks, overridden by PriorityQueue and LifoQueue.
+    def _init(self, maxsize: int | None) -> None:
+        self.queue: Any = deque()
+
+    def _get(self) -> Any:
+        return self.queue.popleft()
+
+    def _put(self, item: Any) -> None:
+        self.queue.append(item)
+
+    def qsize(self) -> int:
+        """Number of items queued."""
+        return len(self.queue)
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    def empty(self) -> bool:
+        return not self.queue
+
+    def full(self) -> bool:
+        """True if ``put`` would wait (always true for a channel)."""
+        return self.maxsize is not None and len(self.queue) >= self.maxsize
+
+    def getting(self) -> int:
+        """Number of greenthreads waiting in ``get``."""
+        return len(self.getters)
+
+    def putting(self) -> int:
+        """Number of greenthreads waiting in ``put``."""
+        return len(self.putters)
+
+    def resize(self, size: int | None) -> None:
+        """Change ``maxsize``; waiting putters proceed if room appeared."""
+        self.maxsize = None if size is None or size < 0 else size
+        if self.putters:
+            self._schedule_notify()
+
+    def _room(self) -> bool:
+        m = self.maxsize
+        if m is None:
+            return True
+        if m == 0:  # channel: room only for a getter that is already waiting
+            return len(self.getters) > len(self.queue)
+        return len(self.queue) < m
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Add ``item``, waiting while the queue is full; ``Full`` after ``timeout``."""
+        if not self.putters and self._room():
+            self._put(item)
+            if self.getters:
+                self._schedule_notify()
+            self._put_bookkeeping()
+            return
+        if not block or (timeout is not None and timeout <= 0):
+            raise Full
+        if self.getters:
+            self._schedule_notify()
+        hub = get_hub()
+        token = _Putter(item, getcurrent())
+        if hub.park(self.putters, timeout, _TIMED_OUT, token) is _TIMED_OUT:
+            raise Full
+        # The notifier stored our item before waking us.
+
+    def put_nowait(self, item: Any) -> None:
+        self.put(item, False)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Remove and return an item, waiting for one; ``Empty`` after ``timeout``."""
+        if self.queue and not self.getters:
+            item = self._get()
+            if self.putters:
+                self._schedule_notify()
+            return item
+        if not block or (timeout is not None and timeout <= 0):
+            if not self.queue:
+                raise Empty
+            item = self._get()
+            if self.putters:
+                self._schedule_notify()
+            return item
+        if self.putters:
+            self._schedule_notify()
+        item = get_hub().park(self.getters, timeout, _TIMED_OUT)
+        if item is _TIMED_OUT:
+            raise Empty
+        return item
+
+    def get_nowait(self) -> Any:
+        return self.get(False)
+
+    def _schedule_notify(self) -> None:
+        if not self._notify_scheduled:
+            self._notify_scheduled = True
+            get_hub().run_callback(self._notify)
+
+    def _notify(self) -> None:
+        """Runs on the hub: move items from putters to the queue, and to getters."""
+        self._notify_scheduled = False
+        getters = self.getters
+        putters = self.putters
+        while True:
+            if putters and self._room():
+                p = putters.popleft()
+                self._put(p.item)
+                self._put_bookkeeping()
+                p.switch()
+            elif getters and self.queue:
+                getters.popleft().switch(self._get())
+            else:
+                return
+
+    def _put_bookkeeping(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} maxsize={self.maxsize} qsize={len(self.queue)} "
+            f"getting={len(self.getters)} putting={len(self.putters)}>"
+        )
+
+
+class Queue(LightQueue):
+    """A FIFO queue with ``task_done``/``join``, like the standard library's."""
+
+    def __init__(self, maxsize: int | None = None) -> None:
+        super().__init__(maxsize)
+        self.unfinished_tasks = 0
+        self._cond = Event()
+
+    def _put_bookkeeping(self) -> None:
+        self.unfinished_tasks += 1
+        if self._cond.ready():
+            self._cond.reset()
+
+    def task_done(self) -> None:
+        """Mark one item taken by ``get`` as processed (for ``join``)."""
+        if self.unfinished_tasks <= 0:
+            raise ValueError("task_done() called too many times")
+        self.unfinished_tasks -= 1
+        if self.unfinished_tasks == 0:
+            self._cond.send(True)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until every item put has been marked done; False on timeout."""
+        if self.unfinished_tasks > 0:
+            return bool(self._cond.wait(timeout)) or self.unfinished_tasks == 0
+        return True
+
+
+class PriorityQueue(Queue):
+    """Lowest item first (items usually ``(priority, data)`` tuples)."""
+
+    def _init(self, maxsize: int | None) -> None:
+        self.queue = []
+
+    def _put(self, item: Any, heappush: Any = heapq.heappush) -> None:
+        heappush(self.queue, item)
+
+    def _get(self, heappop: Any = heapq.heappop) -> Any:
+        return heappop(self.queue)
+
+
+class LifoQueue(Queue):
+    """Last in, first out."""
+
+    def _init(self, maxsize: int | None) -> None:
+        self.queue = []
+
+    def _put(self, item: Any) -> None:
+        self.queue.append(item)
+
+    def _get(self) -> Any:
+        return self.queue.pop()
