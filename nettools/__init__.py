@@ -27,6 +27,7 @@ from .greenthread import (
 )
 from .hub import DeadlockError, IOClosed, get_hub, trampoline
 from .local import local
+from .net import Server, StopServe, connect, listen, serve, wrap_ssl
 from .pool import GreenPile, GreenPool
 from .queue import Empty, Full, LifoQueue, LightQueue, PriorityQueue, Queue
 from .sync import BoundedSemaphore, Event, Lock, Semaphore
@@ -44,6 +45,12 @@ __all__ = [
     "GreenThread",
     "GreenletExit",
     "IOClosed",
+    "Server",
+    "StopServe",
+    "connect",
+    "listen",
+    "serve",
+    "wrap_ssl",
     "LifoQueue",
     "LightQueue",
     "Lock",

@@ -254,6 +254,7 @@ def _worker(gt: GreenThread) -> None:
             hub.switches != switches
             or getrefcount(cur) != refs
             or getweakrefcount(cur)
+            or len(cur.__dict__) != 1  # the call set attributes on its greenlet
             or len(idle) >= MAX_IDLE_WORKERS
         ):
             return  # retire: someone may still know this greenlet

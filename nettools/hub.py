@@ -388,6 +388,38 @@ class Hub:
             if timer is not None:
                 timer.cancel()
 
+    def watch(self, fd: int, direction: int, token: Any) -> None:
+        """Put ``token`` in ``fd``'s READ or WRITE slot; the hub calls ``token.switch()``
+        (once, from the hub) when the fd may be ready in that direction.
+
+        For waits on several fds at once (select, selectors): the caller parks
+        itself, and must ``unwatch`` every fd afterwards, however it was woken.
+        """
+        st = self.fds.get(fd) or self._state(fd)
+        if direction == READ:
+            if st.reader is not None and st.reader is not token:
+                raise ConcurrentWaitError(f"second simultaneous read on fd {fd}")
+            st.reader = token
+            st.rready = False
+        else:
+            if st.writer is not None and st.writer is not token:
+                raise ConcurrentWaitError(f"second simultaneous write on fd {fd}")
+            st.writer = token
+            st.wready = False
+        self.io_waiters += 1
+
+    def unwatch(self, fd: int, direction: int, token: Any) -> None:
+        """Undo one ``watch``."""
+        self.io_waiters -= 1
+        st = self.fds.get(fd)
+        if st is None:
+            return
+        if direction == READ:
+            if st.reader is token:
+                st.reader = None
+        elif st.writer is token:
+            st.writer = None
+
     def probe(self, fd: int, events: int) -> int:
         """Level-triggered readiness of ``fd`` right now (a zero-timeout poll)."""
         p = self._probe
@@ -477,7 +509,7 @@ class Hub:
                 if ran < busy_poll_every:
                     continue
                 timeout = 0.0
-            elif timers:
+            elif len(timers) > self._ncancelled:  # a live timer (cancelled ones wake no one)
                 timeout = timers[0][0] - clock()
                 if timeout < 0:
                     timeout = 0.0
@@ -580,12 +612,16 @@ def _expire_parked(waiters: deque, g: greenlet, expired: Any) -> None:
     g.switch(expired)
 
 
-def _timeout_exception(exc: Any) -> Any:
+def _timeout_exception(exc: Any) -> BaseException:
+    """``None``: a ``nettools.Timeout``; an exception instance: itself;
+    a class or factory: called with no arguments."""
     if exc is None:
         from .timeout import Timeout  # the timeout layer sits on top of the hub
 
         return Timeout()
-    return exc
+    if isinstance(exc, BaseException):
+        return exc
+    return exc()
 
 
 def _io_timeout(g: greenlet, exc: Any) -> None:
@@ -597,7 +633,7 @@ def _throw_closed(st: _FdState) -> None:
         g = getattr(st, attr)
         if g is not None:
             setattr(st, attr, None)
-            g.throw(IOClosed(st.fd))
+            g.throw(IOClosed(st.fd))  # a watch() token must offer throw() too
 
 
 # ---------------------------------------------------------------- per thread

@@ -1,0 +1,446 @@
+"""A drop-in green ``socket`` module.
+
+``socket`` here is a subclass of the standard ``socket.socket``: the OS-level
+socket is always non-blocking, and blocking behaviour -- including
+``settimeout``/``setblocking`` semantics -- is emulated on the hub.  Every
+blocking method first makes the real non-blocking call and only waits when it
+would block (EAGAIN); then it parks on the hub until epoll reports the fd ready
+and tries again.  Waiting first would cost a syscall per operation and could
+hang on sockets that are already ready.
+
+Name resolution (``getaddrinfo`` and friends) runs in the thread pool, so
+``/etc/hosts``, search domains and nsswitch behave exactly as without
+nettools; numeric addresses are handled inline without a thread.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import io as _io
+import os as _os
+import socket as _stdlib
+import time as _time
+from functools import partial as _partial
+from socket import *  # noqa: F403 - a drop-in module re-exports everything
+from typing import Any
+
+from .. import tpool as _tpool
+from ..hub import get_hub as _get_hub
+
+__all__ = list(_stdlib.__all__)
+
+__patched__ = [
+    "socket",
+    "SocketType",
+    "create_connection",
+    "create_server",
+    "socketpair",
+    "fromfd",
+    "getaddrinfo",
+    "gethostbyname",
+    "gethostbyname_ex",
+    "gethostbyaddr",
+    "getnameinfo",
+    "getfqdn",
+]
+
+_real_socket = _stdlib.socket  # the class we extend
+_ss = _stdlib._socket.socket  # the C type: its methods never block here
+_monotonic = _time.monotonic
+_getdefaulttimeout = _stdlib.getdefaulttimeout
+_GLOBAL_DEFAULT_TIMEOUT = _stdlib._GLOBAL_DEFAULT_TIMEOUT
+_AF_INET, _AF_INET6, _AF_UNIX = _stdlib.AF_INET, _stdlib.AF_INET6, _stdlib.AF_UNIX
+_SOCK_NONBLOCK = getattr(_stdlib, "SOCK_NONBLOCK", 0)
+
+#: What a socket-level timeout raises (``socket.timeout`` is ``TimeoutError``).
+_timed_out = _partial(TimeoutError, "timed out")
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else _monotonic() + timeout
+
+
+def _remaining(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    left = deadline - _monotonic()
+    if left <= 0:
+        raise _timed_out()
+    return left
+
+
+def _green(meth: Any, writing: bool) -> Any:
+    """Wrap a C socket method: try it; on EAGAIN wait on the hub and retry."""
+
+    def method(self: socket, *args: Any) -> Any:
+        try:
+            return meth(self, *args)
+        except BlockingIOError:
+            if self._timeout == 0.0:
+                raise
+        return self._retry(meth, args, writing)
+
+    method.__name__ = meth.__name__
+    method.__qualname__ = f"socket.{meth.__name__}"
+    method.__doc__ = meth.__doc__
+    return method
+
+
+class socket(_real_socket):
+    """A green ``socket.socket``: same API, blocking calls wait on the hub."""
+
+    def __init__(
+        self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None
+    ) -> None:
+        super().__init__(family, type, proto, fileno)
+        if type != -1 and type & _SOCK_NONBLOCK:
+            self._timeout: float | None = 0.0
+        else:
+            self._timeout = _getdefaulttimeout()
+        _ss.settimeout(self, 0.0)
+        fd = _ss.fileno(self)
+        if fileno is None:
+            # A fresh fd number may have been closed behind the hub's back.
+            _get_hub().notify_opened(fd)
+
+    # ---------------------------------------------------------- blocking mode
+
+    def settimeout(self, value: float | None) -> None:
+        """Like ``socket.settimeout``; the OS-level socket stays non-blocking."""
+        if value is not None:
+            value = float(value)
+            if value < 0.0:
+                raise ValueError("Timeout value out of range")
+        self._timeout = value
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def setblocking(self, flag: bool) -> None:
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        return self._timeout != 0.0
+
+    @property
+    def timeout(self) -> float | None:  # type: ignore[override]
+        return self._timeout
+
+    # ------------------------------------------------------------ waiting
+
+    def _retry(self, meth: Any, args: tuple, writing: bool) -> Any:
+        """Slow path after EAGAIN: wait for readiness, retry, within the timeout."""
+        hub = _get_hub()
+        wait = hub.wait_write if writing else hub.wait_read
+        deadline = _deadline(self._timeout)
+        fd = _ss.fileno(self)
+        while True:
+            wait(fd, _remaining(deadline), _timed_out)
+            try:
+                return meth(self, *args)
+            except BlockingIOError:
+                pass
+
+    recv = _green(_ss.recv, False)
+    recv_into = _green(_ss.recv_into, False)
+    recvfrom = _green(_ss.recvfrom, False)
+    recvfrom_into = _green(_ss.recvfrom_into, False)
+    send = _green(_ss.send, True)
+    if hasattr(_ss, "recvmsg"):
+        recvmsg = _green(_ss.recvmsg, False)
+        recvmsg_into = _green(_ss.recvmsg_into, False)
+        sendmsg = _green(_ss.sendmsg, True)
+    _accept = _green(_ss._accept, False)
+    _sendto = _green(_ss.sendto, True)
+
+    def sendto(self, data: Any, *args: Any) -> int:
+        """``sendto(data[, flags], address)``; host names are resolved off the hub."""
+        *flags, address = args
+        return self._sendto(data, *flags, self._resolve(address))
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        """Send all of ``data``; the timeout covers the whole call."""
+        try:
+            sent = _ss.send(self, data, flags)
+        except BlockingIOError:
+            if self._timeout == 0.0:
+                raise
+            sent = 0
+        with memoryview(data) as view, view.cast("B") as remaining:
+            total = len(remaining)
+            if sent >= total:
+                return
+            hub = _get_hub()
+            deadline = _deadline(self._timeout)
+            fd = _ss.fileno(self)
+            while sent < total:
+                try:
+                    sent += _ss.send(self, remaining[sent:], flags)
+                except BlockingIOError:
+                    if self._timeout == 0.0:
+                        raise
+                    hub.wait_write(fd, _remaining(deadline), _timed_out)
+
+    def accept(self) -> tuple[socket, Any]:
+        """Wait for a connection; returns a green socket and the peer address."""
+        fd, addr = self._accept()
+        sock = socket(self.family, self.type, self.proto, fileno=fd)
+        _get_hub().notify_opened(fd)
+        if _getdefaulttimeout() is None and self._timeout:
+            sock.setblocking(True)
+        return sock, addr
+
+    def connect(self, address: Any) -> None:
+        """Connect, waiting on the hub for the handshake; honours the timeout."""
+        address = self._resolve(address)
+        try:
+            _ss.connect(self, address)
+            return
+        except BlockingIOError as exc:
+            if self._timeout == 0.0:
+                raise
+            if exc.errno == _errno.EAGAIN and self.family == _AF_UNIX:
+                return self._connect_unix_busy(address)
+        except InterruptedError:
+            pass
+        fd = _ss.fileno(self)
+        _get_hub().wait_write(fd, self._timeout, _timed_out)
+        err = _ss.getsockopt(self, _stdlib.SOL_SOCKET, _stdlib.SO_ERROR)
+        if err:
+            raise OSError(err, _os.strerror(err))
+
+    def _connect_unix_busy(self, address: Any) -> None:
+        # A unix listener with a full backlog answers EAGAIN; back off and retry.
+        from ..greenthread import sleep
+
+        deadline = _deadline(self._timeout)
+        delay = 0.001
+        while True:
+            _remaining(deadline)
+            sleep(delay)
+            delay = min(delay * 2, 0.1)
+            try:
+                _ss.connect(self, address)
+                return
+            except BlockingIOError as exc:
+                if exc.errno != _errno.EAGAIN:
+                    raise
+
+    def connect_ex(self, address: Any) -> int:
+        """Like ``connect`` but returns an errno (0 on success) instead of raising."""
+        address = self._resolve(address)
+        try:
+            self.connect(address)
+        except TimeoutError:
+            return _errno.EAGAIN
+        except OSError as exc:
+            if exc.errno is None:
+                raise
+            return exc.errno
+        return 0
+
+    def bind(self, address: Any) -> None:
+        _ss.bind(self, self._resolve(address))
+
+    def _resolve(self, address: Any) -> Any:
+        """Resolve a host name in an IP address tuple in the thread pool."""
+        if self.family not in (_AF_INET, _AF_INET6) or not isinstance(address, tuple):
+            return address
+        host = address[0]
+        if _is_numeric(host) or host == "<broadcast>":
+            return address
+        infos = getaddrinfo(host, address[1], self.family, self.type, self.proto)
+        resolved = infos[0][4]
+        return resolved[:2] + address[2:] if len(address) > 2 else resolved
+
+    # ------------------------------------------------------- file transfer
+
+    def _sendfile_use_sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        self._check_sendfile_params(file, offset, count)
+        try:
+            fileno = file.fileno()
+            fsize = _os.fstat(fileno).st_size
+        except (AttributeError, _io.UnsupportedOperation, OSError) as err:
+            raise _stdlib._GiveupOnSendfile(err) from None
+        if not fsize:
+            return 0
+        if self._timeout == 0.0:
+            raise ValueError("non-blocking sockets are not supported")
+        blocksize = min(count or fsize, 2**30)
+        hub = _get_hub()
+        sockno = _ss.fileno(self)
+        deadline = _deadline(self._timeout)
+        total_sent = 0
+        try:
+            while True:
+                if count:
+                    blocksize = count - total_sent
+                    if blocksize <= 0:
+                        break
+                try:
+                    sent = _os.sendfile(sockno, fileno, offset, blocksize)
+                except BlockingIOError:
+                    hub.wait_write(sockno, _remaining(deadline), _timed_out)
+                    continue
+                except OSError as err:
+                    if total_sent == 0:
+                        raise _stdlib._GiveupOnSendfile(err) from None
+                    raise
+                if sent == 0:
+                    break
+                offset += sent
+                total_sent += sent
+            return total_sent
+        finally:
+            if total_sent > 0 and hasattr(file, "seek"):
+                file.seek(offset)
+
+    # -------------------------------------------------------------- closing
+
+    def _real_close(self, _ss: Any = _ss) -> None:
+        fd = _ss.fileno(self)
+        if fd >= 0:
+            # Waiters on this fd get an error now instead of hanging forever.
+            _get_hub().notify_close(fd)
+        _ss.close(self)
+
+    def detach(self) -> int:
+        """Give up the fd (it stays open); the hub forgets it."""
+        fd = _ss.fileno(self)
+        if fd >= 0:
+            _get_hub().notify_close(fd)
+        return super().detach()
+
+
+SocketType = socket
+
+
+# ----------------------------------------------------------- module functions
+
+
+def socketpair(family: int = _AF_UNIX, type: int = _stdlib.SOCK_STREAM, proto: int = 0) -> tuple:
+    """A connected pair of green sockets."""
+    a, b = _stdlib.socketpair(family, type, proto)
+    return socket(family, type, proto, a.detach()), socket(family, type, proto, b.detach())
+
+
+def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:
+    """A green socket on a duplicate of ``fd``."""
+    nfd = _os.dup(fd)
+    sock = socket(family, type, proto, nfd)
+    _get_hub().notify_opened(nfd)
+    return sock
+
+
+def create_connection(
+    address: tuple,
+    timeout: Any = _GLOBAL_DEFAULT_TIMEOUT,
+    source_address: Any = None,
+    *,
+    all_errors: bool = False,
+) -> socket:
+    """Connect to ``(host, port)``, trying each resolved address in turn."""
+    host, port = address
+    errors = []
+    for family, type_, proto, _canon, sockaddr in getaddrinfo(host, port, 0, _stdlib.SOCK_STREAM):
+        sock = None
+        try:
+            sock = socket(family, type_, proto)
+            if timeout is not _GLOBAL_DEFAULT_TIMEOUT:
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+            errors.clear()
+            return sock
+        except OSError as exc:
+            errors.append(exc)
+            if sock is not None:
+                sock.close()
+    if not errors:
+        raise OSError("getaddrinfo returns an empty list")
+    try:
+        if all_errors:
+            raise ExceptionGroup("create_connection failed", errors)  # noqa: F405 - builtin on 3.11+
+        raise errors[0]
+    finally:
+        errors = []
+
+
+def create_server(
+    address: tuple,
+    *,
+    family: int = _AF_INET,
+    backlog: int | None = None,
+    reuse_port: bool = False,
+    dualstack_ipv6: bool = False,
+) -> socket:
+    """A green listening TCP socket bound to ``address`` (like ``socket.create_server``)."""
+    host, port = address[0], address[1]
+    if host and not _is_numeric(host):
+        host = getaddrinfo(host, port, family, _stdlib.SOCK_STREAM)[0][4][0]
+    real = _stdlib.create_server(
+        (host, port) + tuple(address[2:]),
+        family=family,
+        backlog=backlog,
+        reuse_port=reuse_port,
+        dualstack_ipv6=dualstack_ipv6,
+    )
+    sock = socket(real.family, real.type, real.proto, real.detach())
+    _get_hub().notify_opened(sock.fileno())
+    return sock
+
+
+# ----------------------------------------------------------------- resolver
+
+
+def _is_numeric(host: Any) -> bool:
+    """True for None/'' and literal IPv4/IPv6 addresses: no lookup needed."""
+    if not host:
+        return True
+    if isinstance(host, (bytes, bytearray)):
+        host = host.decode("ascii", "replace")
+    try:
+        _stdlib.inet_pton(_AF_INET, host)
+        return True
+    except (OSError, ValueError, TypeError):
+        pass
+    try:
+        _stdlib.inet_pton(_AF_INET6, host.split("%", 1)[0])
+        return True
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def getaddrinfo(
+    host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
+) -> list:
+    """``socket.getaddrinfo`` run in the thread pool (inline for numeric hosts)."""
+    if _is_numeric(host) and (port is None or isinstance(port, int) or str(port).isdigit()):
+        return _stdlib.getaddrinfo(host, port, family, type, proto, flags)
+    return _tpool.execute(_stdlib.getaddrinfo, host, port, family, type, proto, flags)
+
+
+def gethostbyname(hostname: str) -> str:
+    if _is_numeric(hostname):
+        return _stdlib.gethostbyname(hostname)
+    return _tpool.execute(_stdlib.gethostbyname, hostname)
+
+
+def gethostbyname_ex(hostname: str) -> tuple:
+    return _tpool.execute(_stdlib.gethostbyname_ex, hostname)
+
+
+def gethostbyaddr(ip_address: str) -> tuple:
+    return _tpool.execute(_stdlib.gethostbyaddr, ip_address)
+
+
+def getnameinfo(sockaddr: tuple, flags: int) -> tuple:
+    numeric = _stdlib.NI_NUMERICHOST | _stdlib.NI_NUMERICSERV
+    if flags & numeric == numeric and _is_numeric(sockaddr[0]):
+        return _stdlib.getnameinfo(sockaddr, flags)
+    return _tpool.execute(_stdlib.getnameinfo, sockaddr, flags)
+
+
+def getfqdn(name: str = "") -> str:
+    return _tpool.execute(_stdlib.getfqdn, name)

@@ -1,0 +1,114 @@
+"""A drop-in green ``ssl`` module.
+
+``SSLSocket`` here sits between the standard ``ssl.SSLSocket`` and the green
+socket in the class hierarchy: the standard class supplies all of TLS, the
+green socket supplies non-blocking plain I/O.  With the OS-level socket
+non-blocking, OpenSSL answers "want read"/"want write" instead of blocking;
+each TLS operation is then retried after the hub reports the fd ready.  TLS
+data OpenSSL has already decrypted (``pending()``) is returned by the first
+try, before any wait -- waiting on the fd first would hang on it.
+
+Monkey-patching does not replace ``ssl.SSLContext`` (contexts created before
+patching, or by modules that imported the class early, would escape); it
+points ``ssl.SSLContext.sslsocket_class`` at the green ``SSLSocket``, so every
+``wrap_socket`` in the process makes green TLS sockets.
+"""
+
+from __future__ import annotations
+
+import ssl as _stdlib
+from collections.abc import Callable
+from ssl import *  # noqa: F403 - a drop-in module re-exports everything
+from typing import Any
+
+from ..hub import get_hub as _get_hub
+from . import socket as _gsocket
+
+__patched__: list[str] = []  # see _patch(): the class itself is redirected
+
+_SSLWantRead = _stdlib.SSLWantReadError
+_SSLWantWrite = _stdlib.SSLWantWriteError
+
+
+class SSLSocket(_stdlib.SSLSocket, _gsocket.socket):
+    """A TLS socket whose handshake, reads and writes wait on the hub."""
+
+    def _ssl_retry(self, op: Callable, *args: Any) -> Any:
+        """Run one TLS operation, waiting on the hub for as long as OpenSSL wants."""
+        deadline: float | None = None
+        fd = -1
+        while True:
+            try:
+                return op(*args)
+            except _SSLWantRead:
+                if self._timeout == 0.0:
+                    raise
+                writing = False
+            except _SSLWantWrite:
+                if self._timeout == 0.0:
+                    raise
+                writing = True
+            hub = _get_hub()
+            if fd < 0:
+                fd = self.fileno()
+                deadline = _gsocket._deadline(self._timeout)
+            wait = hub.wait_write if writing else hub.wait_read
+            wait(fd, _gsocket._remaining(deadline), _gsocket._timed_out)
+
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:
+        """Read up to ``len`` decrypted bytes (into ``buffer`` if given)."""
+        return self._ssl_retry(super().read, len, buffer)
+
+    def write(self, data: Any) -> int:
+        """Encrypt and send ``data``; returns the number of bytes taken."""
+        return self._ssl_retry(super().write, data)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        return self._ssl_retry(super().send, data, flags)
+
+    def do_handshake(self, block: bool = False) -> None:
+        """Run the TLS handshake, waiting on the hub (``block`` as in ``ssl``)."""
+        self._check_connected()
+        timeout = self._timeout
+        if timeout == 0.0 and block:
+            self._timeout = None
+        try:
+            self._ssl_retry(self._sslobj.do_handshake)
+        finally:
+            self._timeout = timeout
+
+    def unwrap(self) -> Any:
+        """Shut TLS down and return the plain socket."""
+        if not self._sslobj:
+            raise ValueError("No SSL wrapper around " + str(self))
+        sock = self._ssl_retry(self._sslobj.shutdown)
+        self._sslobj = None
+        return sock
+
+
+class SSLContext(_stdlib.SSLContext):
+    """An ``ssl.SSLContext`` whose ``wrap_socket`` makes green ``SSLSocket``s."""
+
+    sslsocket_class = SSLSocket
+
+
+def create_default_context(*args: Any, **kwargs: Any) -> SSLContext:
+    """``ssl.create_default_context``, returning a green ``SSLContext``."""
+    ctx = _stdlib.create_default_context(*args, **kwargs)
+    ctx.__class__ = SSLContext
+    return ctx
+
+
+def _create_unverified_context(*args: Any, **kwargs: Any) -> SSLContext:
+    ctx = _stdlib._create_unverified_context(*args, **kwargs)
+    ctx.__class__ = SSLContext
+    return ctx
+
+
+def _patch() -> None:
+    """Make every ``SSLContext.wrap_socket`` in the process produce green sockets."""
+    _stdlib.SSLContext.sslsocket_class = SSLSocket
+
+
+def _unpatch() -> None:
+    _stdlib.SSLContext.sslsocket_class = _stdlib.SSLSocket

@@ -1,0 +1,327 @@
+"""Convenience functions and the one accept loop every nettools server shares.
+
+``Server`` accepts connections on a listening socket and runs ``handle(conn,
+addr)`` for each in a ``GreenPool``:
+
+* it waits for a free pool slot *before* accepting, so when the pool is full
+  new connections wait in the kernel's backlog, and accepting resumes by
+  itself as handlers finish;
+* EMFILE/ENFILE/ENOBUFS/ENOMEM on accept (out of fds or memory) back off with
+  a growing delay instead of spinning or dying;
+* the connection is closed in a ``finally`` whatever the handler does;
+* accepted TCP sockets get ``TCP_NODELAY`` (request/response protocols would
+  otherwise wait on Nagle's algorithm);
+* ``stop(timeout)`` closes the listener, shuts idle connections down at once,
+  lets busy handlers finish for up to ``timeout`` seconds, then kills the rest.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import signal
+import socket as _stdlib_socket
+from collections.abc import Callable
+from typing import Any
+
+from greenlet import GreenletExit
+
+from .green import socket
+from .green import ssl as _gssl
+from .greenthread import GreenThread, kill, sleep, spawn
+from .hub import get_hub
+from .pool import GreenPool
+from .sync import Event
+from .timeout import Timeout
+
+__all__ = ["listen", "connect", "wrap_ssl", "serve", "StopServe", "Server"]
+
+log = logging.getLogger("nettools.server")
+
+#: accept() errors that mean "out of resources right now": back off and retry.
+ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: accept() errors about one connection that died in the backlog: just go on.
+ACCEPT_TRANSIENT_ERRNOS = frozenset(
+    {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENETDOWN, errno.EHOSTUNREACH}
+)
+
+
+class StopServe(Exception):
+    """Raise in a ``serve`` handler to make ``serve`` return."""
+
+
+def listen(
+    addr: Any,
+    family: int = socket.AF_INET,
+    backlog: int = 1024,
+    reuse_addr: bool = True,
+    reuse_port: bool | None = None,
+) -> socket.socket:
+    """A green listening socket on ``addr`` (``(host, port)``, or a path for AF_UNIX)."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if reuse_addr and family != socket.AF_UNIX:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6 and isinstance(addr, tuple) and addr[0] in ("", "::"):
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(addr)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def connect(addr: Any, family: int = socket.AF_INET, bind: Any = None) -> socket.socket:
+    """A green client socket connected to ``addr``."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if bind is not None:
+            sock.bind(bind)
+        sock.connect(addr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def wrap_ssl(
+    sock: socket.socket,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    server_side: bool = False,
+    ca_certs: str | None = None,
+    server_hostname: str | None = None,
+    context: Any = None,
+    **kw: Any,
+) -> Any:
+    """Wrap ``sock`` in green TLS.
+
+    Pass an ``ssl.SSLContext`` as ``context``, or let one be made: a server
+    context from ``certfile``/``keyfile``, or a verifying client context
+    (trusting ``ca_certs`` if given, else the system's CAs).
+    """
+    if context is None:
+        if server_side:
+            context = _gssl.SSLContext(_gssl.PROTOCOL_TLS_SERVER)
+            if certfile:
+                context.load_cert_chain(certfile, keyfile)
+        else:
+            context = _gssl.create_default_context(cafile=ca_certs)
+            if certfile:
+                context.load_cert_chain(certfile, keyfile)
+    elif not isinstance(context, _gssl.SSLContext):
+        # A plain ssl.SSLContext would make blocking sockets; use a green twin.
+        context = _as_green_context(context)
+    return context.wrap_socket(sock, server_side=server_side, server_hostname=server_hostname, **kw)
+
+
+def _as_green_context(ctx: Any) -> Any:
+    if type(ctx) is _gssl._stdlib.SSLContext:
+        ctx.__class__ = _gssl.SSLContext
+    return ctx
+
+
+class Server:
+    """Accept connections on ``sock`` and run ``handle(conn, addr)`` for each.
+
+    ``concurrency`` bounds simultaneous handlers (or pass your own ``pool``).
+    Errors in handlers are logged and the server lives on, unless
+    ``raise_errors`` is set (then the first one stops the server and is raised
+    by ``serve_forever``).  Handlers may call ``set_idle(conn, True)`` while
+    they wait between requests so a graceful stop can close them at once.
+    """
+
+    #: Backoff bounds after accept() ran out of fds or memory.
+    min_backoff = 0.01
+    max_backoff = 1.0
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        handle: Callable[[Any, Any], Any],
+        concurrency: int = 1000,
+        *,
+        pool: GreenPool | None = None,
+        nodelay: bool = True,
+        raise_errors: bool = False,
+        name: str = "server",
+    ) -> None:
+        self.socket = sock
+        self.handle = handle
+        self.pool = pool if pool is not None else GreenPool(concurrency)
+        self.nodelay = nodelay and sock.family in (socket.AF_INET, socket.AF_INET6)
+        self.raise_errors = raise_errors
+        self.name = name
+        #: Open connections -> True while the handler says it is idle.
+        self.connections: dict[Any, bool] = {}
+        self.accepted = 0
+        self.errors = 0
+        self._acceptor: GreenThread | None = None
+        self._stopping = False
+        self._stopped = Event()
+        self._failure: BaseException | None = None
+
+    @property
+    def address(self) -> Any:
+        """The listening address (useful after binding port 0)."""
+        return self.socket.getsockname()
+
+    # ----------------------------------------------------------- running
+
+    def start(self) -> Server:
+        """Start accepting in a background greenthread; returns self."""
+        if self._acceptor is None:
+            self._acceptor = spawn(self._accept_loop)
+        return self
+
+    def serve_forever(self) -> None:
+        """Start (if needed) and wait until the server stops."""
+        self.start()
+        self._stopped.wait()
+        if self._failure is not None:
+            raise self._failure
+
+    def _accept_loop(self) -> None:
+        sock = self.socket
+        pool = self.pool
+        backoff = self.min_backoff
+        try:
+            while not self._stopping:
+                if pool.free() <= 0:
+                    # Full: leave new connections in the backlog until a slot frees.
+                    pool.sem.acquire()
+                    pool.sem.release()
+                    continue
+                try:
+                    conn, addr = sock.accept()
+                except OSError as exc:
+                    if self._stopping:
+                        return
+                    if exc.errno in ACCEPT_CAPACITY_ERRNOS:
+                        log.warning(
+                            "%s: accept failed (%s); retrying in %.2fs",
+                            self.name,
+                            exc.strerror or exc,
+                            backoff,
+                        )
+                        sleep(backoff)
+                        backoff = min(backoff * 2, self.max_backoff)
+                        continue
+                    if exc.errno in ACCEPT_TRANSIENT_ERRNOS:
+                        continue
+                    raise
+                backoff = self.min_backoff
+                self.accepted += 1
+                if self.nodelay:
+                    try:
+                        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    except OSError:
+                        pass  # the peer may already have reset it
+                self.connections[conn] = False
+                pool.spawn(self._serve_one, conn, addr)
+        except GreenletExit:
+            pass
+        except BaseException as exc:
+            if not self._stopping:
+                log.exception("%s: accept loop failed", self.name)
+                self._fail(exc)
+
+    def _serve_one(self, conn: Any, addr: Any) -> None:
+        try:
+            self.handle(conn, addr)
+        except StopServe:
+            spawn(self.stop)
+        except GreenletExit:
+            pass
+        except Exception as exc:
+            self.errors += 1
+            if self.raise_errors:
+                self._fail(exc)
+            else:
+                log.exception("%s: error handling %s", self.name, _format_addr(addr))
+        finally:
+            self.connections.pop(conn, None)
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failure is None:
+            self._failure = exc
+        spawn(self.stop)
+
+    # ----------------------------------------------------------- stopping
+
+    def set_idle(self, conn: Any, idle: bool = True) -> None:
+        """Mark ``conn`` idle (waiting for a new request) or busy; see ``stop``."""
+        if conn in self.connections:
+            self.connections[conn] = idle
+            if idle and self._stopping:
+                _shutdown(conn)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop accepting, close idle connections, wait up to ``timeout`` for busy
+        handlers, then kill what is left.  Safe to call more than once."""
+        if self._stopping:
+            self._stopped.wait()
+            return
+        self._stopping = True
+        try:
+            self.socket.close()  # wakes the acceptor with an error
+            for conn, idle in list(self.connections.items()):
+                if idle:
+                    _shutdown(conn)
+            if timeout is None or timeout > 0:
+                with Timeout(timeout, False):
+                    self.pool.waitall()
+            for gt in list(self.pool.coroutines_running):
+                kill(gt)
+            with Timeout(1.0, False):
+                self.pool.waitall()
+            if self._acceptor is not None:
+                kill(self._acceptor)
+        finally:
+            if not self._stopped.ready():
+                self._stopped.send(None)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.ready()
+
+    def install_signal_handlers(
+        self, drain_timeout: float | None = 30.0, signals: tuple = (signal.SIGINT, signal.SIGTERM)
+    ) -> None:
+        """Make SIGINT/SIGTERM stop the server gracefully (main thread only)."""
+        hub = get_hub()
+
+        def on_signal(signum: int, frame: Any) -> None:
+            log.info("%s: signal %d received, stopping", self.name, signum)
+            hub.run_callback_threadsafe(lambda: spawn(self.stop, drain_timeout))
+
+        for sig in signals:
+            signal.signal(sig, on_signal)
+
+
+def _shutdown(conn: Any) -> None:
+    try:
+        conn.shutdown(_stdlib_socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _format_addr(addr: Any) -> str:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        host = addr[0]
+        return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
+    return str(addr) or "unix socket peer"
+
+
+def serve(sock: socket.socket, handle: Callable[[Any, Any], Any], concurrency: int = 1000) -> None:
+    """Run ``handle(conn, addr)`` for every connection on ``sock`` until a handler
+    raises ``StopServe`` (then return) or another exception (then stop and
+    re-raise it, as eventlet does).  Returning from ``handle`` closes ``conn``."""
+    Server(sock, handle, concurrency, raise_errors=True, name="serve").serve_forever()
