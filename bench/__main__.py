@@ -149,12 +149,16 @@ def main(argv: list[str] | None = None) -> int:
                   **{p: {"status": "unavailable", "error": e} for p, e in missing.items()}},
         "cases": {},
     }
-    for case in args.cases:
-        log(f"{case.qualname}:")
-        data["cases"][case.qualname] = result = run_case(case, args.peers, versions, args)
-        # Written after every case so that an interrupted run still leaves its results.
-        write_json(args.json, data)
-        print("\n" + report.format_case(case.qualname, result), flush=True)
+    try:
+        for case in args.cases:
+            log(f"{case.qualname}:")
+            data["cases"][case.qualname] = result = run_case(case, args.peers, versions, args)
+            # Written after every case so that an interrupted run still leaves its results.
+            write_json(args.json, data)
+            print("\n" + report.format_case(case.qualname, result), flush=True)
+    except KeyboardInterrupt:
+        log(f"interrupted; results of the finished cases are in {args.json}")
+        return 130
 
     print(f"\nraw results: {args.json}")
     return 0

@@ -15,6 +15,7 @@ import gc
 import json
 import sys
 import time
+import warnings
 from typing import Any
 
 from bench import peers
@@ -22,6 +23,10 @@ from bench.cases import Case, load_cases
 
 RESULT_PREFIX = "BENCH-RESULT "
 EXIT_UNAVAILABLE = 3
+
+# Eventlet announces its deprecation on import; in a failing run's stderr tail that banner
+# would crowd out the actual error.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 
 def measure(case: Case, peer: str, n: int) -> dict[str, Any]:

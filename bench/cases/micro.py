@@ -21,6 +21,13 @@ async def _aidentity(x: int) -> int:
     return x
 
 
+def _expect_sum(total: int, n: int) -> None:
+    # A correctness check, not a timing one: a join that returns before the greenthread ran
+    # would otherwise show up as a spectacular speed-up.
+    if total != n * (n - 1) // 2:
+        raise RuntimeError(f"joined results sum to {total}, expected {n * (n - 1) // 2}")
+
+
 # --- spawn_join: spawn n do-nothing greenthreads, then wait for each in turn -------------
 
 
@@ -29,8 +36,10 @@ def _nettools_spawn_join(n: int) -> None:
 
     spawn = nettools.spawn
     threads = [spawn(_identity, i) for i in range(n)]
+    total = 0
     for t in threads:
-        t.wait()
+        total += t.wait()
+    _expect_sum(total, n)
 
 
 def _gevent_spawn_join(n: int) -> None:
@@ -38,8 +47,10 @@ def _gevent_spawn_join(n: int) -> None:
 
     spawn = gevent.spawn
     threads = [spawn(_identity, i) for i in range(n)]
+    total = 0
     for t in threads:
-        t.get()  # like eventlet's wait(): returns the value, re-raises a failure
+        total += t.get()  # like eventlet's wait(): returns the value, re-raises a failure
+    _expect_sum(total, n)
 
 
 def _eventlet_spawn_join(n: int) -> None:
@@ -47,18 +58,27 @@ def _eventlet_spawn_join(n: int) -> None:
 
     spawn = eventlet.spawn
     threads = [spawn(_identity, i) for i in range(n)]
+    total = 0
     for t in threads:
-        t.wait()
+        total += t.wait()
+    _expect_sum(total, n)
 
 
 async def _aio_spawn_join(n: int) -> None:
     create_task = asyncio.get_running_loop().create_task
     tasks = [create_task(_aidentity(i)) for i in range(n)]
+    total = 0
     for t in tasks:
-        await t
+        total += await t
+    _expect_sum(total, n)
 
 
 # --- queue_pingpong: A puts on q1, B moves it to q2, A takes it back; n round trips ---------
+
+
+def _expect_last(back: int, n: int) -> None:
+    if back != n - 1:
+        raise RuntimeError(f"last item back was {back}, expected {n - 1}")
 
 
 def _nettools_queue_pingpong(n: int) -> None:
@@ -66,17 +86,18 @@ def _nettools_queue_pingpong(n: int) -> None:
 
     q1, q2 = nettools.Queue(), nettools.Queue()
 
-    def a() -> None:
+    def a() -> int:
         for i in range(n):
             q1.put(i)
-            q2.get()
+            back = q2.get()
+        return back
 
     def b() -> None:
         for _ in range(n):
             q2.put(q1.get())
 
     ta, tb = nettools.spawn(a), nettools.spawn(b)
-    ta.wait()
+    _expect_last(ta.wait(), n)
     tb.wait()
 
 
@@ -86,17 +107,18 @@ def _gevent_queue_pingpong(n: int) -> None:
 
     q1, q2 = gevent.queue.Queue(), gevent.queue.Queue()
 
-    def a() -> None:
+    def a() -> int:
         for i in range(n):
             q1.put(i)
-            q2.get()
+            back = q2.get()
+        return back
 
     def b() -> None:
         for _ in range(n):
             q2.put(q1.get())
 
     ta, tb = gevent.spawn(a), gevent.spawn(b)
-    ta.get()
+    _expect_last(ta.get(), n)
     tb.get()
 
 
@@ -106,17 +128,18 @@ def _eventlet_queue_pingpong(n: int) -> None:
 
     q1, q2 = eventlet.queue.Queue(), eventlet.queue.Queue()
 
-    def a() -> None:
+    def a() -> int:
         for i in range(n):
             q1.put(i)
-            q2.get()
+            back = q2.get()
+        return back
 
     def b() -> None:
         for _ in range(n):
             q2.put(q1.get())
 
     ta, tb = eventlet.spawn(a), eventlet.spawn(b)
-    ta.wait()
+    _expect_last(ta.wait(), n)
     tb.wait()
 
 
@@ -124,10 +147,11 @@ async def _aio_queue_pingpong(n: int) -> None:
     q1: asyncio.Queue[int] = asyncio.Queue()
     q2: asyncio.Queue[int] = asyncio.Queue()
 
-    async def a() -> None:
+    async def a() -> int:
         for i in range(n):
             await q1.put(i)
-            await q2.get()
+            back = await q2.get()
+        return back
 
     async def b() -> None:
         for _ in range(n):
@@ -135,7 +159,7 @@ async def _aio_queue_pingpong(n: int) -> None:
 
     loop = asyncio.get_running_loop()
     ta, tb = loop.create_task(a()), loop.create_task(b())
-    await ta
+    _expect_last(await ta, n)
     await tb
 
 
