@@ -1,0 +1,41 @@
+"""What the README and `make demo` show must keep working."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(60)
+def test_readme_tour_runs_and_prints_what_it_claims() -> None:
+    readme = (ROOT / "README.md").read_text()
+    tour = re.findall(r"```python\n(.*?)```", readme, re.S)[0]
+    res = subprocess.run([sys.executable, "-c", tour], capture_output=True, text=True, timeout=50)
+    assert res.returncode == 0, res.stderr
+    # Every "# value" comment on a print line in the tour is what that line prints.
+    claimed = re.findall(r"print\(.*\)[ \t]+# (.+?)(?: \(.*\))?$", tour, re.M)
+    printed = res.stdout.splitlines()
+    for value in claimed:
+        assert value in printed, (value, printed)
+    assert "nothing came" in printed
+
+
+@pytest.mark.timeout(60)
+def test_demo_runs_and_reports_each_part() -> None:
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / "kernel_demo.py"), "--jobs", "200"],
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    for part in ("GreenPool(100).imap", "GreenPile", "Queue(maxsize=10)", "Timeout(0.1)"):
+        assert part in out
+    assert "never more than 100 at once" in out
