@@ -1,0 +1,161 @@
+"""Conventions every ``nettools`` command shares.
+
+* ``opt(...)``: an option whose value can also come from ``NETTOOLS_<OPTION>``.
+* Durations (``500ms``, ``30s``, ``5m``), sizes (``64K``) and addresses
+  (``host:port``, ``[v6]:port``, ``unix:/path``) parse through ``nettools.cliargs``;
+  a bad value is a usage error (exit 2, one line).
+* ``runtime_errors(command)``: an ``OSError`` and friends become one line on
+  stderr and exit 1 -- never a traceback.
+* ``serve_until_stopped(...)``: announce the listeners, run until SIGINT/SIGTERM,
+  drain, print the summary, exit 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import typer
+
+from .. import cliargs
+from ..green import socket
+from ..tools.service import Service, Stats, announce, format_address, raise_fd_limit
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+#: Extra fds a server keeps for itself beyond its connection limit.
+FD_HEADROOM = 64
+
+
+def opt(default: Any, *flags: str, help: str, **kw: Any) -> Any:
+    """A Typer option also settable through ``NETTOOLS_<LONG_FLAG>``."""
+    long = next(f for f in flags if f.startswith("--"))
+    envvar = "NETTOOLS_" + long[2:].replace("-", "_").upper()
+    parser = kw.get("parser")
+    if parser is not None and "metavar" not in kw:
+        kw["metavar"] = _METAVARS.get(parser, "VALUE")
+    return typer.Option(default, *flags, help=help, envvar=envvar, **kw)
+
+
+def _wrap(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
+    def parser(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value  # already parsed (a default)
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return parser
+
+
+duration = _wrap(cliargs.parse_duration)
+size = _wrap(cliargs.parse_size)
+address = _wrap(cliargs.parse_address)
+_METAVARS = {duration: "DURATION", size: "SIZE", address: "ADDR"}
+
+
+def setup_logging(verbose: int, quiet: int) -> None:
+    """Logs go to stderr; ``-v`` for more, ``-q`` for less."""
+    level = logging.INFO - 10 * verbose + 10 * quiet
+    logging.basicConfig(
+        level=max(logging.DEBUG, min(level, logging.CRITICAL)),
+        format="nettools: %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def fail(command: str, message: str, code: int = EXIT_RUNTIME) -> None:
+    """Print ``nettools COMMAND: MESSAGE`` on stderr and exit with ``code``."""
+    sys.stderr.write(f"nettools {command}: {message}\n")
+    sys.stderr.flush()
+    raise typer.Exit(code)
+
+
+def describe_os_error(exc: OSError) -> str:
+    text = exc.strerror or str(exc)
+    if exc.errno == errno.EADDRINUSE:
+        text = "address already in use"
+    elif exc.errno == errno.EACCES:
+        text = "permission denied (ports below 1024 need privileges)"
+    return text
+
+
+@contextlib.contextmanager
+def runtime_errors(command: str) -> Iterator[None]:
+    """Turn runtime failures into one line and exit code 1."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except OSError as exc:
+        fail(command, describe_os_error(exc))
+    except (ValueError, RuntimeError) as exc:
+        fail(command, str(exc))
+
+
+def listen_on(
+    command: str, addr: cliargs.Address, *, udp: bool = False, backlog: int = 1024
+) -> Any:
+    """A green listening (or bound UDP) socket on ``addr``; failures exit 1 with one line."""
+    kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
+    sock = socket.socket(addr.family, kind)
+    try:
+        if addr.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                if _is_stale_unix_socket(addr.path):
+                    os.unlink(addr.path)
+        else:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr.sockaddr)
+        if not udp:
+            sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        fail(command, f"cannot listen on {addr}: {describe_os_error(exc)}")
+    return sock
+
+
+def _is_stale_unix_socket(path: str) -> bool:
+    """A socket file nobody listens on any more (left by a crashed run)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return False
+
+
+def bound_address(sock: Any) -> str:
+    return format_address(sock.getsockname(), sock.family)
+
+
+def serve_until_stopped(
+    service: str,
+    stats: Stats,
+    listeners: list[Any],
+    stoppers: list[Callable[[float | None], Any]],
+    *,
+    drain_timeout: float | None,
+    ready_file: str | None,
+) -> None:
+    """Announce each listener, run until SIGINT/SIGTERM, drain, print the summary."""
+    for sock in listeners:
+        announce(service, bound_address(sock), ready_file)
+    svc = Service(service, stats, drain_timeout)
+    svc.stoppers.extend(stoppers)
+    raise typer.Exit(svc.run())
+
+
+def prepare_limits(max_conns: int) -> None:
+    raise_fd_limit(max_conns + FD_HEADROOM)
