@@ -57,6 +57,19 @@ def version_cmd() -> None:
 echo.register(app)
 
 
+def _examples_epilog() -> str:
+    """Every command's "Example:" line, for the top-level --help."""
+    lines = []
+    for info in app.registered_commands:
+        for line in (info.callback.__doc__ or "").splitlines():
+            if line.strip().startswith("Example:"):
+                lines.append("  " + line.strip()[len("Example:") :].strip())
+    return "\b\nExamples:\n" + "\n".join(lines)
+
+
+app.info.epilog = _examples_epilog()
+
+
 # Typer re-exports BadParameter but not its base class, which every usage error shares.
 _UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
