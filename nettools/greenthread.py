@@ -250,6 +250,8 @@ def _worker(gt: GreenThread) -> None:
         gt._run(cur)
         gt = None
         cur.greenthread = None
+        if get_hub() is not hub:
+            return  # forked during the call: this worker belongs to the parent's hub
         if (
             hub.switches != switches
             or getrefcount(cur) != refs

@@ -469,7 +469,10 @@ class Hub:
         while True:
             if hooks:
                 for hook in hooks:
-                    hook()
+                    try:
+                        hook()
+                    except BaseException:
+                        log.exception("error in hub turn hook %r", hook)
 
             # 1. The ready batch.
             n = len(ready)
@@ -653,12 +656,18 @@ def get_hub() -> Hub:
 def _reset_after_fork() -> None:
     # The child shares the parent's epoll instance; it needs its own hub.
     old = getattr(_tls, "hub", None)
-    if old is not None:
-        del _tls.hub
-        try:
-            old.close()
-        except OSError:
-            pass
+    if old is None:
+        return
+    del _tls.hub
+    try:
+        old.close()
+    except OSError:
+        pass
+    # If fork() was called from a greenthread, that greenthread must finish into
+    # the child's new hub, not into the parent's (which will never run here).
+    cur = getcurrent()
+    if cur.parent is old.greenlet:
+        cur.parent = get_hub().greenlet
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)

@@ -1,0 +1,68 @@
+"""Shared fixtures and helpers for the test suite.
+
+The hub is per OS thread, so every test in this process shares the main
+thread's hub.  Tests that leave a greenthread blocked must kill it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from nettools import hub as hubmod
+
+
+@pytest.fixture(autouse=True)
+def _replace_dead_hub():
+    """If a test killed the hub greenlet (e.g. pytest-timeout raised inside the
+    hub's poll), give later tests a fresh hub instead of a cascade of failures."""
+    yield
+    hub = getattr(hubmod._tls, "hub", None)
+    if hub is not None and hub.greenlet.dead:
+        del hubmod._tls.hub
+        hub.close()
+
+
+@pytest.fixture
+def hub():
+    return hubmod.get_hub()
+
+
+@pytest.fixture
+def pipe():
+    """A non-blocking pipe ``(r, w)``; the hub is told before both ends close."""
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    yield r, w
+    for fd in (r, w):
+        hubmod.notify_close(fd)
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _run_script(code: str, env: dict | None = None, timeout: float = 30):
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
+
+
+@pytest.fixture
+def run_script():
+    """``run_script(code, env=None)``: run ``code`` in a fresh interpreter and return
+    the ``CompletedProcess`` (text output).  For process-global effects (fork,
+    DeadlockError in a pristine main greenlet, environment variables)."""
+    return _run_script
