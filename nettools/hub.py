@@ -452,8 +452,11 @@ class Hub:
 
     # -------------------------------------------------------------------- loop
 
-    def run(self) -> None:
-        """The loop.  Never returns; runs until the thread exits."""
+    def run(self, *_ignored: Any) -> None:
+        """The loop.  Never returns; runs until the thread exits.
+
+        (A greenlet that ends before the hub ever ran starts it with its return
+        value as argument; that value means nothing here.)"""
         ready = self.ready
         popleft = ready.popleft
         fds = self.fds
