@@ -50,14 +50,16 @@ class _Job:
 
 
 class _Pool:
+    #: Exceptions raised by jobs are also kept here when set to a list (debugging).
+    #: A class attribute, so setting it holds for pools created later too.
+    exception_log: list | None = None
+
     def __init__(self, size: int) -> None:
         self.size = size
         self.jobs: SimpleQueue = SimpleQueue()
         self.lock = allocate_lock()
         self.threads = 0
         self.idle = 0
-        #: Exceptions raised by jobs are also kept here when set to a list (debugging).
-        self.exception_log: list | None = None
 
     def submit(self, job: _Job) -> None:
         with self.lock:
