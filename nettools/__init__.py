@@ -28,6 +28,7 @@ from .greenthread import (
 from .hub import DeadlockError, IOClosed, get_hub, trampoline
 from .local import local
 from .net import Server, StopServe, connect, listen, serve, wrap_ssl
+from .patcher import import_patched, is_monkey_patched, monkey_patch
 from .pool import GreenPile, GreenPool
 from .queue import Empty, Full, LifoQueue, LightQueue, PriorityQueue, Queue
 from .sync import BoundedSemaphore, Event, Lock, Semaphore
@@ -60,8 +61,11 @@ __all__ = [
     "Timeout",
     "get_hub",
     "getcurrent",
+    "import_patched",
+    "is_monkey_patched",
     "kill",
     "local",
+    "monkey_patch",
     "sleep",
     "spawn",
     "spawn_after",

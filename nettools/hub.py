@@ -69,6 +69,7 @@ __all__ = [
     "Hub",
     "Timer",
     "get_hub",
+    "current_hub",
     "trampoline",
     "notify_close",
     "notify_opened",
@@ -85,12 +86,17 @@ READ = 1
 WRITE = 2
 
 _HAS_EPOLL = hasattr(select, "epoll")
+# Bound now: after monkey-patching, select.epoll/select.poll are green wrappers.
+_epoll = getattr(select, "epoll", None)
+_poll = select.poll
 if _HAS_EPOLL:
     _EV_IN = (
         select.EPOLLIN | select.EPOLLPRI | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
     )
     _EV_OUT = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
-    _EV_REGISTER = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
+    _EV_REGISTER = (
+        select.EPOLLIN | select.EPOLLPRI | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
+    )
 else:  # pragma: no cover - non-Linux fallback
     _EV_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
     _EV_OUT = select.POLLOUT | select.POLLHUP | select.POLLERR
@@ -196,13 +202,13 @@ class Hub:
         #: Outstanding references that may wake the hub from outside (thread jobs).
         self.external_refs = 0
         self._tsq: deque[Callable[[], Any]] = deque()
-        self._probe = select.poll()
+        self._probe = _poll()
         if _HAS_EPOLL:
-            self._poller = select.epoll()
+            self._poller = _epoll()
             self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             self._poller.register(self._wake_fd, select.EPOLLIN | select.EPOLLET)
         else:  # pragma: no cover
-            self._poller = select.poll()
+            self._poller = _poll()
             r, w = os.pipe()
             os.set_blocking(r, False)
             os.set_blocking(w, False)
@@ -475,7 +481,7 @@ class Hub:
                     try:
                         hook()
                     except BaseException:
-                        log.exception("error in hub turn hook %r", hook)
+                        self.report_error("error in hub turn hook %r", hook)
 
             # 1. The ready batch.
             n = len(ready)
@@ -488,7 +494,7 @@ class Hub:
                 except _SYSTEM_EXCEPTIONS:
                     self._raise_in_main(sys.exc_info()[1])
                 except BaseException:
-                    log.exception("error in hub callback %r", cb)
+                    self.report_error("error in hub callback %r", cb)
 
             # 2. Due timers.
             timers = self.timers
@@ -507,7 +513,7 @@ class Hub:
                     except _SYSTEM_EXCEPTIONS:
                         self._raise_in_main(sys.exc_info()[1])
                     except BaseException:
-                        log.exception("error in timer %r", t)
+                        self.report_error("error in timer %r", t)
                     timers = self.timers  # compaction may have replaced the list
 
             # 3. I/O.
@@ -552,7 +558,7 @@ class Hub:
                         except _SYSTEM_EXCEPTIONS:
                             self._raise_in_main(sys.exc_info()[1])
                         except BaseException:
-                            log.exception("error in greenthread %r woken for reading", g)
+                            self.report_error("error in greenthread %r woken for reading", g)
                     else:
                         st.rready = True
                 if ev & ev_out:
@@ -564,9 +570,19 @@ class Hub:
                         except _SYSTEM_EXCEPTIONS:
                             self._raise_in_main(sys.exc_info()[1])
                         except BaseException:
-                            log.exception("error in greenthread %r woken for writing", g)
+                            self.report_error("error in greenthread %r woken for writing", g)
                     else:
                         st.wready = True
+
+    def report_error(self, msg: str, *args: Any) -> None:
+        """Log the exception being handled, from a greenthread of its own.
+
+        Logging may need a lock that, after monkey-patching, is a green lock some
+        greenthread holds across I/O; the hub itself must never wait for it.
+        """
+        exc_info = sys.exc_info()
+        g = greenlet(lambda: log.error(msg, *args, exc_info=exc_info), parent=self.greenlet)
+        self.ready.append(g.switch)
 
     def _drain_threadsafe(self) -> None:
         try:
@@ -654,6 +670,11 @@ def get_hub() -> Hub:
     except AttributeError:
         hub = _tls.hub = Hub()
         return hub
+
+
+def current_hub() -> Hub | None:
+    """This OS thread's hub if it has one (never creates one)."""
+    return getattr(_tls, "hub", None)
 
 
 def _reset_after_fork() -> None:

@@ -45,7 +45,9 @@ __patched__ = [
 ]
 
 _real_socket = _stdlib.socket  # the class we extend
-_ss = _stdlib._socket.socket  # the C type: its methods never block here
+_c = _stdlib._socket  # the C module: monkey-patching never replaces its functions
+_ss = _c.socket  # the C type: its methods never block here
+_real_create_server = _stdlib.create_server
 _monotonic = _time.monotonic
 _getdefaulttimeout = _stdlib.getdefaulttimeout
 _GLOBAL_DEFAULT_TIMEOUT = _stdlib._GLOBAL_DEFAULT_TIMEOUT
@@ -295,6 +297,13 @@ class socket(_real_socket):
             if total_sent > 0 and hasattr(file, "seek"):
                 file.seek(offset)
 
+    def dup(self) -> socket:
+        """Duplicate the socket: a green socket on a new fd, with the same timeout."""
+        sock = super().dup()
+        # The new fd number may have been closed behind the hub's back.
+        _get_hub().notify_opened(_ss.fileno(sock))
+        return sock
+
     # -------------------------------------------------------------- closing
 
     def _real_close(self, _ss: Any = _ss) -> None:
@@ -320,8 +329,13 @@ SocketType = socket
 
 def socketpair(family: int = _AF_UNIX, type: int = _stdlib.SOCK_STREAM, proto: int = 0) -> tuple:
     """A connected pair of green sockets."""
-    a, b = _stdlib.socketpair(family, type, proto)
-    return socket(family, type, proto, a.detach()), socket(family, type, proto, b.detach())
+    a, b = _c.socketpair(family, type, proto)
+    fa, fb = a.detach(), b.detach()
+    hub = _get_hub()
+    # Fresh fd numbers: forget any registration left by an fd closed behind our back.
+    hub.notify_opened(fa)
+    hub.notify_opened(fb)
+    return socket(family, type, proto, fa), socket(family, type, proto, fb)
 
 
 def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:
@@ -379,7 +393,7 @@ def create_server(
     host, port = address[0], address[1]
     if host and not _is_numeric(host):
         host = getaddrinfo(host, port, family, _stdlib.SOCK_STREAM)[0][4][0]
-    real = _stdlib.create_server(
+    real = _real_create_server(
         (host, port) + tuple(address[2:]),
         family=family,
         backlog=backlog,
@@ -417,30 +431,45 @@ def getaddrinfo(
 ) -> list:
     """``socket.getaddrinfo`` run in the thread pool (inline for numeric hosts)."""
     if _is_numeric(host) and (port is None or isinstance(port, int) or str(port).isdigit()):
-        return _stdlib.getaddrinfo(host, port, family, type, proto, flags)
-    return _tpool.execute(_stdlib.getaddrinfo, host, port, family, type, proto, flags)
+        return _c.getaddrinfo(host, port, family, type, proto, flags)
+    return _tpool.execute(_c.getaddrinfo, host, port, family, type, proto, flags)
 
 
 def gethostbyname(hostname: str) -> str:
     if _is_numeric(hostname):
-        return _stdlib.gethostbyname(hostname)
-    return _tpool.execute(_stdlib.gethostbyname, hostname)
+        return _c.gethostbyname(hostname)
+    return _tpool.execute(_c.gethostbyname, hostname)
 
 
 def gethostbyname_ex(hostname: str) -> tuple:
-    return _tpool.execute(_stdlib.gethostbyname_ex, hostname)
+    return _tpool.execute(_c.gethostbyname_ex, hostname)
 
 
 def gethostbyaddr(ip_address: str) -> tuple:
-    return _tpool.execute(_stdlib.gethostbyaddr, ip_address)
+    return _tpool.execute(_c.gethostbyaddr, ip_address)
 
 
 def getnameinfo(sockaddr: tuple, flags: int) -> tuple:
     numeric = _stdlib.NI_NUMERICHOST | _stdlib.NI_NUMERICSERV
     if flags & numeric == numeric and _is_numeric(sockaddr[0]):
-        return _stdlib.getnameinfo(sockaddr, flags)
-    return _tpool.execute(_stdlib.getnameinfo, sockaddr, flags)
+        return _c.getnameinfo(sockaddr, flags)
+    return _tpool.execute(_c.getnameinfo, sockaddr, flags)
 
 
 def getfqdn(name: str = "") -> str:
-    return _tpool.execute(_stdlib.getfqdn, name)
+    return _tpool.execute(_blocking_getfqdn, name)
+
+
+def _blocking_getfqdn(name: str) -> str:
+    # socket.getfqdn's rules, on the C functions (the module's may be green now).
+    name = name.strip()
+    if not name or name in ("0.0.0.0", "::"):
+        name = _c.gethostname()
+    try:
+        hostname, aliases, _ = _c.gethostbyaddr(name)
+    except OSError:
+        return name
+    for candidate in [hostname, *aliases]:
+        if "." in candidate:
+            return candidate
+    return hostname

@@ -1,0 +1,92 @@
+"""Green ``os``: waits that park the greenthread instead of the OS thread.
+
+* ``read``/``write`` on a *non-blocking* fd wait on the hub when the call would
+  block (EAGAIN) and then retry; on a blocking fd they are the real calls.
+* ``waitpid``/``wait``/``wait3``/``wait4`` without ``WNOHANG`` park until the
+  child changes state: on a pidfd (Linux) for one known child, otherwise by
+  polling with ``WNOHANG`` at growing intervals (1 ms up to 50 ms).
+
+Everything else is the real ``os``.
+"""
+
+from __future__ import annotations
+
+import os as _os
+from os import *  # noqa: F403 - a drop-in replacement re-exports everything
+from typing import Any
+
+from ._waits import READ, WRITE, ChildWaiter, in_hub, wait_fd
+
+globals().update({k: v for k, v in vars(_os).items() if not k.startswith("__")})
+__all__ = list(_os.__all__)
+__patched__ = ["read", "write", "waitpid", "wait", "wait3", "wait4"]
+
+_real_read = _os.read
+_real_write = _os.write
+_real_waitpid = _os.waitpid
+_real_wait3 = _os.wait3
+_real_wait4 = _os.wait4
+_WNOHANG = _os.WNOHANG
+# Stops and continues are not seen on a pidfd; with these flags, poll instead.
+_STATE_FLAGS = getattr(_os, "WUNTRACED", 0) | getattr(_os, "WCONTINUED", 0)
+
+
+def read(fd: int, n: int) -> bytes:
+    """Read at most ``n`` bytes from ``fd``, parking the greenthread while none are ready."""
+    while True:
+        try:
+            return _real_read(fd, n)
+        except BlockingIOError:
+            if in_hub():
+                raise
+            wait_fd(fd, READ)
+
+
+def write(fd: int, data: Any) -> int:
+    """Write ``data`` to ``fd``, parking the greenthread while it would block."""
+    while True:
+        try:
+            return _real_write(fd, data)
+        except BlockingIOError:
+            if in_hub():
+                raise
+            wait_fd(fd, WRITE)
+
+
+def _wait_for_child(pid: int, options: int, call: Any) -> Any:
+    """Run ``call()`` (a WNOHANG wait) until it reports a child, parking in between."""
+    result = call()
+    if result[0] != 0:
+        return result
+    with ChildWaiter(pid if pid > 0 and not options & _STATE_FLAGS else None) as waiter:
+        while True:
+            waiter.wait(None)
+            result = call()
+            if result[0] != 0:
+                return result
+
+
+def waitpid(pid: int, options: int) -> tuple[int, int]:
+    """``os.waitpid``; without ``WNOHANG`` it parks the greenthread, not the thread."""
+    if options & _WNOHANG or in_hub():
+        return _real_waitpid(pid, options)
+    return _wait_for_child(pid, options, lambda: _real_waitpid(pid, options | _WNOHANG))
+
+
+def wait() -> tuple[int, int]:
+    """``os.wait``: wait for any child, parking the greenthread."""
+    return waitpid(-1, 0)
+
+
+def wait3(options: int) -> tuple[int, int, Any]:
+    """``os.wait3``; without ``WNOHANG`` it parks the greenthread."""
+    if options & _WNOHANG or in_hub():
+        return _real_wait3(options)
+    return _wait_for_child(-1, options, lambda: _real_wait3(options | _WNOHANG))
+
+
+def wait4(pid: int, options: int) -> tuple[int, int, Any]:
+    """``os.wait4``; without ``WNOHANG`` it parks the greenthread."""
+    if options & _WNOHANG or in_hub():
+        return _real_wait4(pid, options)
+    return _wait_for_child(pid, options, lambda: _real_wait4(pid, options | _WNOHANG))

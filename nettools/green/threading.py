@@ -1,0 +1,158 @@
+"""Green ``threading``: a fresh copy of the standard module built on the green ``_thread``.
+
+Nothing of threading is rewritten: threading.py is executed again with
+``import _thread`` resolving to ``nettools.green._thread``, so ``Thread`` runs
+as a greenthread and ``Lock``/``RLock``/``Condition``/``Semaphore``/``Event``/
+``Timer``/``Barrier``/``local`` all park greenthreads.  Adjustments made to
+the copy:
+
+* ``main_thread()`` is the real module's main thread object (identity kept);
+* exception classes are the real module's (``except threading.BrokenBarrierError``);
+* ``current_thread()`` in a greenlet no ``Thread`` started gets a dummy thread
+  that is dropped when the greenlet goes away (the stdlib's dummies live forever
+  before 3.13, and there would be one per greenthread).
+
+``monkey_patch`` does not copy these classes onto the real module.  It patches
+the real module's *primitives* (``__patched__``: how it starts threads, makes
+locks, names threads) with the green ones, so the real ``Thread``, ``Event``...
+classes -- including references taken before patching, such as ``Thread``
+subclasses -- become green, ``main_thread()`` and ``isinstance`` keep working,
+and the real ``threading._shutdown`` waits for non-daemon green threads at exit
+as it does for real ones.  See ``_patch``.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading as _real_threading
+import weakref
+from types import ModuleType
+from typing import Any
+
+from greenlet import getcurrent
+
+from . import _thread as _gthread
+from ._importer import fresh_import
+
+_copy = fresh_import("threading", {"_thread": _gthread})
+
+# The names monkey_patch replaces on the real module, where they exist in this version.
+__patched__ = [
+    name
+    for name in (
+        # <= 3.12
+        "_start_new_thread",
+        "_set_sentinel",
+        # 3.13+
+        "_start_joinable_thread",
+        "_ThreadHandle",
+        "_make_thread_handle",
+        "_thread_shutdown",
+        "_LockType",
+        "_thread_local_info",
+        "_set_name",  # 3.14: would rename the OS thread after each greenthread
+        # all versions
+        "_allocate_lock",
+        "Lock",
+        "_CRLock",
+        "get_ident",
+        "local",
+        "stack_size",
+    )
+    if name in vars(_copy)
+]
+
+
+def _adopt_real_main_thread(mod: ModuleType) -> None:
+    own = mod._main_thread
+    real = _real_threading._main_thread
+    locks = getattr(mod, "_shutdown_locks", None)
+    if locks is not None:
+        # The copy's own main thread holds a green lock nobody will release.
+        locks.discard(getattr(own, "_tstate_lock", None))
+    with mod._active_limbo_lock:
+        if mod._active.get(own._ident) is own:
+            del mod._active[own._ident]
+        mod._active[real._ident] = real
+    mod._main_thread = real
+
+
+def _share_exceptions(mod: ModuleType) -> None:
+    for name, value in vars(_real_threading).items():
+        if isinstance(value, type) and issubclass(value, BaseException):
+            setattr(mod, name, value)
+
+
+def _cleaned_dummy_class(mod: ModuleType) -> type:
+    """A ``_DummyThread`` subclass removed from ``_active`` when its greenlet dies."""
+    base = mod._DummyThread
+
+    class _DummyThread(base):  # type: ignore[valid-type, misc]
+        def __init__(self) -> None:
+            super().__init__()
+            ident = self._ident
+            me = weakref.ref(self)
+
+            def drop(_: Any) -> None:
+                active = mod._active
+                if me() is not None and active.get(ident) is me():
+                    active.pop(ident, None)
+
+            self._nettools_greenlet_ref = weakref.ref(getcurrent(), drop)
+
+    _DummyThread.__qualname__ = base.__qualname__
+    _DummyThread.__module__ = base.__module__
+    return _DummyThread
+
+
+def _needs_dummy_cleanup(mod: ModuleType) -> bool:
+    # 3.13 removes dummies through a thread-local, which is green once patched.
+    return not hasattr(mod, "_DeleteDummyThreadOnDel")
+
+
+_adopt_real_main_thread(_copy)
+_share_exceptions(_copy)
+if _needs_dummy_cleanup(_copy):
+    _copy._DummyThread = _cleaned_dummy_class(_copy)
+
+_SKIP = {"__name__", "__spec__", "__loader__", "__file__", "__cached__", "__builtins__"}
+globals().update({k: v for k, v in vars(_copy).items() if k not in _SKIP})
+__all__ = list(_copy.__all__)
+
+
+# ----------------------------------------------------------------- patching
+
+_real_rlock_type = type(_real_threading._CRLock()) if _real_threading._CRLock else None
+
+
+def _patch() -> None:
+    """Make the real ``threading`` module green (called by ``monkey_patch``)."""
+    real = sys.modules["threading"]
+    for name in __patched__:
+        setattr(real, name, vars(_copy)[name])
+    if _needs_dummy_cleanup(real):
+        real._DummyThread = _cleaned_dummy_class(real)
+    _green_logging_locks()
+
+
+def _green_logging_locks() -> None:
+    """Swap the RLocks ``logging`` made at import (and its handlers') for green ones.
+
+    They would otherwise let two greenthreads of one OS thread into a handler at
+    once.  A lock that is held right now is left alone.
+    """
+    logging = sys.modules.get("logging")
+    if logging is None or _real_rlock_type is None:
+        return
+
+    def fresh(lock: Any) -> Any:
+        if type(lock) is _real_rlock_type and not lock._is_owned():
+            return _copy.RLock()
+        return lock
+
+    if hasattr(logging, "_lock"):
+        logging._lock = fresh(logging._lock)
+    for ref in list(getattr(logging, "_handlerList", ())):
+        handler = ref()
+        if handler is not None and getattr(handler, "lock", None) is not None:
+            handler.lock = fresh(handler.lock)
