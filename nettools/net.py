@@ -44,6 +44,9 @@ ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, e
 ACCEPT_TRANSIENT_ERRNOS = frozenset(
     {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENETDOWN, errno.EHOSTUNREACH}
 )
+#: What accept() on a TLS listener raises when one client's handshake fails (it
+#: hung up, reset, sent plain text, timed out): that client's problem, not the server's.
+ACCEPT_CLIENT_ERRORS = (_gssl.SSLError, ConnectionError, TimeoutError)
 
 
 class StopServe(Exception):
@@ -200,6 +203,9 @@ class Server:
                 except OSError as exc:
                     if self._stopping:
                         return
+                    if isinstance(exc, ACCEPT_CLIENT_ERRORS):
+                        log.debug("%s: dropped a client during accept: %s", self.name, exc)
+                        continue
                     if exc.errno in ACCEPT_CAPACITY_ERRNOS:
                         log.warning(
                             "%s: accept failed (%s); retrying in %.2fs",

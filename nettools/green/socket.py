@@ -431,8 +431,21 @@ def getaddrinfo(
 ) -> list:
     """``socket.getaddrinfo`` run in the thread pool (inline for numeric hosts)."""
     if _is_numeric(host) and (port is None or isinstance(port, int) or str(port).isdigit()):
-        return _c.getaddrinfo(host, port, family, type, proto, flags)
-    return _tpool.execute(_c.getaddrinfo, host, port, family, type, proto, flags)
+        infos = _c.getaddrinfo(host, port, family, type, proto, flags)
+    else:
+        infos = _tpool.execute(_c.getaddrinfo, host, port, family, type, proto, flags)
+    # As socket.getaddrinfo does: family and type as enums where they are known.
+    return [
+        (_as_enum(af, _stdlib.AddressFamily), _as_enum(kind, _stdlib.SocketKind), *rest)
+        for af, kind, *rest in infos
+    ]
+
+
+def _as_enum(value: int, enum: Any) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        return value
 
 
 def gethostbyname(hostname: str) -> str:
