@@ -44,9 +44,6 @@ ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, e
 ACCEPT_TRANSIENT_ERRNOS = frozenset(
     {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENETDOWN, errno.EHOSTUNREACH}
 )
-#: What accept() on a TLS listener raises when one client's handshake fails (it
-#: hung up, reset, sent plain text, timed out): that client's problem, not the server's.
-ACCEPT_CLIENT_ERRORS = (_gssl.SSLError, ConnectionError, TimeoutError)
 
 
 class StopServe(Exception):
@@ -132,9 +129,13 @@ class Server:
 
     ``concurrency`` bounds simultaneous handlers (or pass your own ``pool``).
     Errors in handlers are logged and the server lives on, unless
-    ``raise_errors`` is set (then the first one stops the server and is raised
+    ``raise_errors`` is set (then the first one closes the server and is raised
     by ``serve_forever``).  Handlers may call ``set_idle(conn, True)`` while
     they wait between requests so a graceful stop can close them at once.
+
+    TLS: pass ``ssl_context`` (or a listener already wrapped with ``wrap_ssl``);
+    each handshake then runs in its connection's own greenthread, bounded by
+    ``handshake_timeout``, so a client that never finishes one delays nobody.
     """
 
     #: Backoff bounds after accept() ran out of fds or memory.
@@ -150,21 +151,29 @@ class Server:
         pool: GreenPool | None = None,
         nodelay: bool = True,
         raise_errors: bool = False,
+        ssl_context: Any = None,
+        handshake_timeout: float | None = 10.0,
         name: str = "server",
     ) -> None:
+        if ssl_context is None and isinstance(sock, _gssl._stdlib.SSLSocket):
+            ssl_context = sock.context
         self.socket = sock
         self.handle = handle
         self.pool = pool if pool is not None else GreenPool(concurrency)
         self.nodelay = nodelay and sock.family in (socket.AF_INET, socket.AF_INET6)
         self.raise_errors = raise_errors
+        self.ssl_context = None if ssl_context is None else _as_green_context(ssl_context)
+        self.handshake_timeout = handshake_timeout
         self.name = name
         #: Open connections -> True while the handler says it is idle.
         self.connections: dict[Any, bool] = {}
         self.accepted = 0
         self.errors = 0
         self._acceptor: GreenThread | None = None
+        self._closing = False
+        self._closed = Event()  # no longer accepting
         self._stopping = False
-        self._stopped = Event()
+        self._stopped = Event()  # stop() has finished
         self._failure: BaseException | None = None
 
     @property
@@ -181,31 +190,38 @@ class Server:
         return self
 
     def serve_forever(self) -> None:
-        """Start (if needed) and wait until the server stops."""
+        """Start (if needed) and wait until the server stops accepting -- and, when
+        ``stop`` is what ended it, until its handlers have drained."""
         self.start()
-        self._stopped.wait()
+        self._closed.wait()
+        if self._stopping:
+            self._stopped.wait()
         if self._failure is not None:
             raise self._failure
 
     def _accept_loop(self) -> None:
         sock = self.socket
+        # On a TLS listener take the plain connection; the handshake runs in
+        # the handler's greenthread (see _serve_one), never in this loop.
+        accept = socket.socket.accept.__get__(sock)
         pool = self.pool
         backoff = self.min_backoff
         try:
-            while not self._stopping:
+            while not self._closing:
                 if pool.free() <= 0:
                     # Full: leave new connections in the backlog until a slot frees.
                     pool.sem.acquire()
                     pool.sem.release()
                     continue
                 try:
-                    conn, addr = sock.accept()
+                    conn, addr = accept()
                 except OSError as exc:
-                    if self._stopping:
+                    if self._closing:
                         return
-                    if isinstance(exc, ACCEPT_CLIENT_ERRORS):
-                        log.debug("%s: dropped a client during accept: %s", self.name, exc)
-                        continue
+                    if exc.errno == errno.EBADF:
+                        log.info("%s: listening socket closed; no longer accepting", self.name)
+                        spawn(self.close)
+                        return
                     if exc.errno in ACCEPT_CAPACITY_ERRNOS:
                         log.warning(
                             "%s: accept failed (%s); retrying in %.2fs",
@@ -231,15 +247,22 @@ class Server:
         except GreenletExit:
             pass
         except BaseException as exc:
-            if not self._stopping:
+            if not self._closing:
                 log.exception("%s: accept loop failed", self.name)
                 self._fail(exc)
 
     def _serve_one(self, conn: Any, addr: Any) -> None:
         try:
+            if self.ssl_context is not None:
+                plain = conn
+                conn = self._handshake(conn, addr)
+                self.connections.pop(plain, None)
+                if conn is None:
+                    return
+                self.connections[conn] = False
             self.handle(conn, addr)
         except StopServe:
-            spawn(self.stop)
+            spawn(self.close)
         except GreenletExit:
             pass
         except Exception as exc:
@@ -255,10 +278,31 @@ class Server:
             except OSError:
                 pass
 
+    def _handshake(self, conn: Any, addr: Any) -> Any:
+        """Wrap ``conn`` in TLS; None (and the socket closed) if the client fails it."""
+        timeout = conn.gettimeout()
+        try:
+            tls = self.ssl_context.wrap_socket(
+                conn, server_side=True, do_handshake_on_connect=False
+            )
+        except OSError:
+            conn.close()
+            return None
+        try:
+            tls.settimeout(self.handshake_timeout)
+            tls.do_handshake()
+            tls.settimeout(timeout)
+            return tls
+        except (OSError, ValueError) as exc:
+            # The client hung up, reset, spoke plain text or stalled: its problem.
+            log.debug("%s: TLS handshake with %s failed: %s", self.name, _format_addr(addr), exc)
+            tls.close()
+            return None
+
     def _fail(self, exc: BaseException) -> None:
         if self._failure is None:
             self._failure = exc
-        spawn(self.stop)
+        spawn(self.close)
 
     # ----------------------------------------------------------- stopping
 
@@ -269,6 +313,16 @@ class Server:
             if idle and self._stopping:
                 _shutdown(conn)
 
+    def close(self) -> None:
+        """Stop accepting; running handlers carry on (``serve`` returns)."""
+        if self._closing:
+            return
+        self._closing = True
+        try:
+            self.socket.close()  # wakes the acceptor with an error
+        finally:
+            self._closed.send(None)
+
     def stop(self, timeout: float | None = None) -> None:
         """Stop accepting, close idle connections, wait up to ``timeout`` for busy
         handlers, then kill what is left.  Safe to call more than once."""
@@ -277,7 +331,7 @@ class Server:
             return
         self._stopping = True
         try:
-            self.socket.close()  # wakes the acceptor with an error
+            self.close()
             for conn, idle in list(self.connections.items()):
                 if idle:
                     _shutdown(conn)
@@ -296,6 +350,7 @@ class Server:
 
     @property
     def stopped(self) -> bool:
+        """True once ``stop`` has finished."""
         return self._stopped.ready()
 
     def install_signal_handlers(
@@ -328,6 +383,7 @@ def _format_addr(addr: Any) -> str:
 
 def serve(sock: socket.socket, handle: Callable[[Any, Any], Any], concurrency: int = 1000) -> None:
     """Run ``handle(conn, addr)`` for every connection on ``sock`` until a handler
-    raises ``StopServe`` (then return) or another exception (then stop and
-    re-raise it, as eventlet does).  Returning from ``handle`` closes ``conn``."""
+    raises ``StopServe`` (then return) or another exception (then re-raise it, as
+    eventlet does); other handlers run on either way.  Returning from ``handle``
+    closes ``conn``."""
     Server(sock, handle, concurrency, raise_errors=True, name="serve").serve_forever()

@@ -281,8 +281,8 @@ def test_handler_exceptions_are_logged_and_the_server_lives_on(listener, servers
 
 
 def test_a_tls_listener_survives_clients_whose_handshake_fails(servers):
-    # With a wrapped listener the handshake runs inside accept(); one client
-    # hanging up, resetting or speaking plain text must not stop the server.
+    # One client hanging up, resetting or speaking plain text instead of
+    # completing the TLS handshake must not stop the server.
     trustme = pytest.importorskip("trustme")
     from nettools.green import ssl as gssl
 
@@ -293,7 +293,10 @@ def test_a_tls_listener_survives_clients_whose_handshake_fails(servers):
     ca.configure_trust(client_ctx)
     tls_listener = server_ctx.wrap_socket(nettools.listen((LOCAL, 0)), server_side=True)
 
+    handled = []
+
     def handle(conn, addr):
+        handled.append(addr)
         conn.sendall(b"hello over tls")
 
     server = start(servers, tls_listener, handle)
@@ -312,7 +315,35 @@ def test_a_tls_listener_survives_clients_whose_handshake_fails(servers):
     with client_ctx.wrap_socket(raw, server_hostname="localhost") as tls:
         assert recv_all(tls) == b"hello over tls"
     assert not server.stopped
-    assert server.accepted == 1  # only the real TLS client reached a handler
+    assert server.accepted == 4
+    assert len(handled) == 1  # only the real TLS client reached the handler
+
+
+def test_a_tls_client_that_never_handshakes_delays_nobody(servers):
+    trustme = pytest.importorskip("trustme")
+    from nettools.green import ssl as gssl
+
+    ca = trustme.CA()
+    server_ctx = gssl.SSLContext(gssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    client_ctx = gssl.create_default_context()
+    ca.configure_trust(client_ctx)
+
+    def handle(conn, addr):
+        conn.sendall(b"hello over tls")
+
+    server = nettools.Server(
+        nettools.listen((LOCAL, 0)), handle, 10, ssl_context=server_ctx, handshake_timeout=30
+    )
+    servers.append(server.start())
+    silent = gsocket.create_connection(server.address)  # connects, never says a word
+    try:
+        raw = gsocket.create_connection(server.address)
+        raw.settimeout(5)
+        with client_ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            assert recv_all(tls) == b"hello over tls"
+    finally:
+        silent.close()
 
 
 def test_serve_returns_on_stop_serve(listener):

@@ -110,6 +110,8 @@ class socket(_real_socket):
     def settimeout(self, value: float | None) -> None:
         """Like ``socket.settimeout``; the OS-level socket stays non-blocking."""
         if value is not None:
+            if not isinstance(value, (int, float)):
+                raise TypeError("Timeout value must be int, float or None")
             value = float(value)
             if value < 0.0:
                 raise ValueError("Timeout value out of range")
