@@ -100,10 +100,9 @@ class socket(_real_socket):
         else:
             self._timeout = _getdefaulttimeout()
         _ss.settimeout(self, 0.0)
-        fd = _ss.fileno(self)
-        if fileno is None:
-            # A fresh fd number may have been closed behind the hub's back.
-            _get_hub().notify_opened(fd)
+        # A new socket object means a new (or newly owned) file: whatever the hub
+        # knew about this fd number belongs to an fd closed behind its back.
+        _get_hub().notify_opened(_ss.fileno(self))
 
     # ---------------------------------------------------------- blocking mode
 
@@ -189,7 +188,6 @@ class socket(_real_socket):
         """Wait for a connection; returns a green socket and the peer address."""
         fd, addr = self._accept()
         sock = socket(self.family, self.type, self.proto, fileno=fd)
-        _get_hub().notify_opened(fd)
         if _getdefaulttimeout() is None and self._timeout:
             sock.setblocking(True)
         return sock, addr
@@ -299,13 +297,6 @@ class socket(_real_socket):
             if total_sent > 0 and hasattr(file, "seek"):
                 file.seek(offset)
 
-    def dup(self) -> socket:
-        """Duplicate the socket: a green socket on a new fd, with the same timeout."""
-        sock = super().dup()
-        # The new fd number may have been closed behind the hub's back.
-        _get_hub().notify_opened(_ss.fileno(sock))
-        return sock
-
     # -------------------------------------------------------------- closing
 
     def _real_close(self, _ss: Any = _ss) -> None:
@@ -332,20 +323,12 @@ SocketType = socket
 def socketpair(family: int = _AF_UNIX, type: int = _stdlib.SOCK_STREAM, proto: int = 0) -> tuple:
     """A connected pair of green sockets."""
     a, b = _c.socketpair(family, type, proto)
-    fa, fb = a.detach(), b.detach()
-    hub = _get_hub()
-    # Fresh fd numbers: forget any registration left by an fd closed behind our back.
-    hub.notify_opened(fa)
-    hub.notify_opened(fb)
-    return socket(family, type, proto, fa), socket(family, type, proto, fb)
+    return socket(family, type, proto, a.detach()), socket(family, type, proto, b.detach())
 
 
 def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:
     """A green socket on a duplicate of ``fd``."""
-    nfd = _os.dup(fd)
-    sock = socket(family, type, proto, nfd)
-    _get_hub().notify_opened(nfd)
-    return sock
+    return socket(family, type, proto, _os.dup(fd))
 
 
 def create_connection(
@@ -402,9 +385,7 @@ def create_server(
         reuse_port=reuse_port,
         dualstack_ipv6=dualstack_ipv6,
     )
-    sock = socket(real.family, real.type, real.proto, real.detach())
-    _get_hub().notify_opened(sock.fileno())
-    return sock
+    return socket(real.family, real.type, real.proto, real.detach())
 
 
 # ----------------------------------------------------------------- resolver
