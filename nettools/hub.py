@@ -214,6 +214,7 @@ class Hub:
             os.set_blocking(w, False)
             self._wake_fd, self._wake_w = r, w
             self._poller.register(r, select.POLLIN)
+        self._signal_fds: tuple[int, int] | None = None  # see wake_on_signals()
         self._closed = False
         #: Called with no arguments at the top of every loop turn (debugging aids).
         self.turn_hooks: list[Callable[[], None]] = []
@@ -322,6 +323,28 @@ class Hub:
                 os.write(self._wake_w, b"\0")
             except BlockingIOError:
                 pass
+
+    def wake_on_signals(self) -> None:
+        """Make every signal wake this hub (main thread only; idempotent).
+
+        Python runs a signal handler only between bytecodes.  A signal landing
+        just before the hub blocks in ``epoll.poll`` would otherwise wait for
+        unrelated I/O, maybe forever; with ``signal.set_wakeup_fd`` on a pipe the
+        hub watches, the C-level handler itself ends the wait.
+        """
+        if self._signal_fds is not None:
+            return
+        import signal
+
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        except ValueError:
+            os.close(r)
+            os.close(w)
+            raise
+        self._signal_fds = (r, w)
+        self._poller.register(r, select.EPOLLIN | select.EPOLLET if _HAS_EPOLL else _PROBE_IN)
 
     def ref(self) -> None:
         """Declare that something outside the hub may still wake a waiter."""
@@ -548,6 +571,8 @@ class Hub:
                 if st is None:
                     if fd == wake_fd:
                         self._drain_threadsafe()
+                    elif self._signal_fds is not None and fd == self._signal_fds[0]:
+                        _drain_fd(fd)  # the Python handlers run as soon as we return
                     continue
                 if ev & ev_in:
                     g = st.reader
@@ -607,6 +632,18 @@ class Hub:
         if self._closed:
             return
         self._closed = True
+        if self._signal_fds is not None:
+            import signal
+
+            try:
+                # Never leave the C handler writing into a closed (soon reused) fd.
+                previous = signal.set_wakeup_fd(-1)
+                if previous != self._signal_fds[1]:
+                    signal.set_wakeup_fd(previous)
+            except ValueError:
+                pass  # not the main thread: nothing of ours is installed there
+            for fd in self._signal_fds:
+                os.close(fd)
         self._poller.close()
         os.close(self._wake_fd)
         if not _HAS_EPOLL:  # pragma: no cover
@@ -617,6 +654,14 @@ class Hub:
             f"<Hub ready={len(self.ready)} timers={self.live_timers()} "
             f"fds={len(self.fds)} io_waiters={self.io_waiters}>"
         )
+
+
+def _drain_fd(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def _discard(waiters: deque, item: Any) -> None:

@@ -365,6 +365,7 @@ class Server:
 
         for sig in signals:
             signal.signal(sig, on_signal)
+        hub.wake_on_signals()
 
 
 def _shutdown(conn: Any) -> None:

@@ -11,7 +11,7 @@ import sys
 import typer
 
 from .._version import __version__
-from . import echo
+from . import chat, echo
 from .common import setup_logging
 
 app = typer.Typer(
@@ -55,6 +55,7 @@ def version_cmd() -> None:
 
 
 echo.register(app)
+chat.register(app)
 
 
 def _examples_epilog() -> str:

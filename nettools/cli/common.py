@@ -79,6 +79,8 @@ def fail(command: str, message: str, code: int = EXIT_RUNTIME) -> None:
 
 
 def describe_os_error(exc: OSError) -> str:
+    if exc.filename is not None:  # a file (e.g. --ready-file), not a socket
+        return f"{exc.strerror or exc}: {exc.filename}"
     text = exc.strerror or str(exc)
     if exc.errno == errno.EADDRINUSE:
         text = "address already in use"
@@ -150,11 +152,18 @@ def serve_until_stopped(
     ready_file: str | None,
 ) -> None:
     """Announce each listener, run until SIGINT/SIGTERM, drain, print the summary."""
-    for sock in listeners:
-        announce(service, bound_address(sock), ready_file)
     svc = Service(service, stats, drain_timeout)
     svc.stoppers.extend(stoppers)
-    raise typer.Exit(svc.run())
+    # Before the ready line: a script may send SIGTERM as soon as it has seen it.
+    svc.install_signal_handlers()
+    for sock in listeners:
+        announce(service, bound_address(sock), ready_file)
+    unix_paths = [sock.getsockname() for sock in listeners if sock.family == socket.AF_UNIX]
+    code = svc.run()
+    for path in unix_paths:  # a clean exit leaves no socket file behind
+        with contextlib.suppress(OSError, ValueError):  # ValueError: an abstract name
+            os.unlink(path)
+    raise typer.Exit(code)
 
 
 def prepare_limits(max_conns: int) -> None:

@@ -60,11 +60,12 @@ def format_address(addr: Any, family: int | None = None) -> str:
 def announce(service: str, address: str, ready_file: str | None = None, **extra: Any) -> None:
     """Print the ready line on stdout (and write it to ``ready_file``)."""
     line = json.dumps({"event": "listening", "service": service, "address": address, **extra})
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    # The file first: a script that has seen the stdout line may read it at once.
     if ready_file:
         with open(ready_file, "a", encoding="utf-8") as f:
             f.write(line + "\n")
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -122,6 +123,7 @@ class Service:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, on_signal)
+        hub.wake_on_signals()
 
     def run(self) -> int:
         """Wait until stopped, print the summary on stderr; returns the exit code 0."""
