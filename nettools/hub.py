@@ -563,7 +563,10 @@ class Hub:
                 events = poll(timeout)
             except InterruptedError:  # pragma: no cover - PEP 475 retries for us
                 events = ()
-            except _SYSTEM_EXCEPTIONS:
+            except BaseException:
+                # Only a Python signal handler can raise here (KeyboardInterrupt,
+                # or whatever the program's own handler raises): it belongs to
+                # the main greenlet, as it would without nettools.
                 self._raise_in_main(sys.exc_info()[1])
                 continue
             for fd, ev in events:

@@ -349,6 +349,11 @@ class Server:
                 self._stopped.send(None)
 
     @property
+    def stopping(self) -> bool:
+        """True from the moment ``stop`` is called (protocols then close keep-alive)."""
+        return self._stopping
+
+    @property
     def stopped(self) -> bool:
         """True once ``stop`` has finished."""
         return self._stopped.ready()
@@ -370,7 +375,9 @@ class Server:
 
 def _shutdown(conn: Any) -> None:
     try:
-        conn.shutdown(_stdlib_socket.SHUT_RDWR)
+        # The plain socket's shutdown, also for TLS: SSLSocket.shutdown drops the
+        # SSL object, so a handler blocked in a read would get ValueError, not EOF.
+        _stdlib_socket.socket.shutdown(conn, _stdlib_socket.SHUT_RDWR)
     except OSError:
         pass
 

@@ -142,19 +142,21 @@ class LockType:
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Take the lock; False if not ``blocking`` or ``timeout`` seconds passed."""
+        if timeout != -1:
+            # Bad arguments raise even when the lock is free, as with the real lock.
+            if not blocking:
+                raise ValueError("can't specify a timeout for a non-blocking call")
+            if timeout is not None and timeout < 0:
+                raise ValueError("timeout value must be positive")
+            if timeout is not None and timeout > TIMEOUT_MAX:
+                raise OverflowError("timeout value is too large")
         if self._block.acquire(False):
             self._took()
             return True
         if not blocking:
-            if timeout != -1:
-                raise ValueError("can't specify a timeout for a non-blocking call")
             return False
         if timeout is None or timeout == -1:
             timeout = None
-        elif timeout < 0:
-            raise ValueError("timeout value must be positive")
-        elif timeout > TIMEOUT_MAX:
-            raise OverflowError("timeout value is too large")
         elif timeout == 0:
             return False
         return self._acquire_slow(timeout)
@@ -264,11 +266,9 @@ class LockType:
 lock = LockType  # the type's public name on Python 3.13
 
 
-def allocate_lock() -> LockType:
-    """Return a new green lock."""
-    return LockType()
-
-
+# The type itself, not a function: like the builtin, it must not turn into a
+# method when stored on a class (``locktype = _thread.allocate_lock``).
+allocate_lock = LockType
 allocate = allocate_lock
 
 

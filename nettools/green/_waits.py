@@ -11,6 +11,7 @@ else waits on it).  Fds the hub already knew (green sockets) are left alone.
 from __future__ import annotations
 
 import os
+import select
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,7 +21,16 @@ from .. import hub as _hub_module
 from ..greenthread import sleep
 from ..hub import READ, WRITE, ConcurrentWaitError, Hub, get_hub
 
-__all__ = ["current_hub", "in_hub", "wait_fd", "wait_any", "ChildWaiter", "READ", "WRITE"]
+__all__ = [
+    "current_hub",
+    "in_hub",
+    "wait_fd",
+    "wait_ready",
+    "wait_any",
+    "ChildWaiter",
+    "READ",
+    "WRITE",
+]
 
 #: Longest single park while another greenthread holds an fd's waiter slot;
 #: we then fall back to re-checking the fds this often.
@@ -61,6 +71,27 @@ def wait_fd(fd: int, direction: int, timeout: float | None = None) -> bool:
         if not known:
             _forget(hub, fd)
     return True
+
+
+# poll() masks: hang-ups and errors count as ready (the real call then reports them).
+_READY_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+_READY_OUT = select.POLLOUT | select.POLLHUP | select.POLLERR
+
+
+def wait_ready(fd: int, direction: int) -> None:
+    """Park until ``fd`` is ready now (level-checked with a zero-timeout poll).
+
+    For fds that cannot be tried first because they are in blocking mode.
+    poll() works for every kind of fd: regular files are always ready, and an
+    invalid fd reports POLLNVAL, "ready" for the real call to fail.  Inside the
+    hub's greenlet, where nothing can wait, it returns at once.
+    """
+    if in_hub():
+        return
+    hub = get_hub()
+    mask = _READY_IN if direction == READ else _READY_OUT
+    while not hub.probe(fd, mask):
+        wait_fd(fd, direction)
 
 
 class _Wakeup:

@@ -1,7 +1,12 @@
 """Green ``os``: waits that park the greenthread instead of the OS thread.
 
 * ``read``/``write`` on a *non-blocking* fd wait on the hub when the call would
-  block (EAGAIN) and then retry; on a blocking fd they are the real calls.
+  block (EAGAIN) and then retry.  On a *blocking* fd (a plain ``os.pipe()``, a
+  tty) they first park until the fd is ready (a zero-timeout ``poll``), so the
+  real call does not block the thread while other greenthreads could run;
+  regular files are always ready and cost one ``poll`` more.  (A write larger
+  than the room left in a blocking pipe still blocks until it fits: make the
+  fd non-blocking for that.)
 * ``waitpid``/``wait``/``wait3``/``wait4`` without ``WNOHANG`` park until the
   child changes state: on a pidfd (Linux) for one known child, otherwise by
   polling with ``WNOHANG`` at growing intervals (1 ms up to 50 ms).
@@ -15,7 +20,7 @@ import os as _os
 from os import *  # noqa: F403 - a drop-in replacement re-exports everything
 from typing import Any
 
-from ._waits import READ, WRITE, ChildWaiter, in_hub, wait_fd
+from ._waits import READ, WRITE, ChildWaiter, in_hub, wait_fd, wait_ready
 
 globals().update({k: v for k, v in vars(_os).items() if not k.startswith("__")})
 __all__ = list(_os.__all__)
@@ -31,8 +36,19 @@ _WNOHANG = _os.WNOHANG
 _STATE_FLAGS = getattr(_os, "WUNTRACED", 0) | getattr(_os, "WCONTINUED", 0)
 
 
+def _park_if_blocking(fd: int, direction: int) -> None:
+    """Park until a blocking ``fd`` is ready, so the real call that follows won't block."""
+    try:
+        if not _os.get_blocking(fd):
+            return  # non-blocking: try first, wait on EAGAIN
+    except OSError:
+        return  # a bad fd: let the real call raise
+    wait_ready(fd, direction)
+
+
 def read(fd: int, n: int) -> bytes:
     """Read at most ``n`` bytes from ``fd``, parking the greenthread while none are ready."""
+    _park_if_blocking(fd, READ)
     while True:
         try:
             return _real_read(fd, n)
@@ -44,6 +60,7 @@ def read(fd: int, n: int) -> bytes:
 
 def write(fd: int, data: Any) -> int:
     """Write ``data`` to ``fd``, parking the greenthread while it would block."""
+    _park_if_blocking(fd, WRITE)
     while True:
         try:
             return _real_write(fd, data)

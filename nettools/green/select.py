@@ -54,10 +54,11 @@ def _seconds(timeout: Any) -> float | None:
 
 def select(rlist: Iterable, wlist: Iterable, xlist: Iterable, timeout: float | None = None):
     """Wait until some of the objects are ready, like ``select.select``; parks the greenthread."""
-    rlist, wlist, xlist = list(rlist), list(wlist), list(xlist)
     timeout = _seconds(timeout)
     if in_hub():
         return _real_select(rlist, wlist, xlist, timeout)
+    # The caller's sequences go to the real call as they are: it checks their
+    # types, and its result must be what it would be without nettools.
     ready = _real_select(rlist, wlist, xlist, 0)
     if ready[0] or ready[1] or ready[2] or timeout == 0:
         return ready
@@ -85,7 +86,17 @@ def select(rlist: Iterable, wlist: Iterable, xlist: Iterable, timeout: float | N
 class _Poll:
     """What ``poll()`` returns: the real poll object, with a ``poll`` that parks."""
 
-    def __init__(self) -> None:
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Poll:
+        # As with the real type, only poll() makes these.
+        raise TypeError(f"cannot create '{cls.__module__}.{cls.__name__}' instances")
+
+    @classmethod
+    def _create(cls) -> _Poll:
+        self = object.__new__(cls)
+        self._init()
+        return self
+
+    def _init(self) -> None:
         self._poll = _real_poll()
         self._masks: dict[int, int] = {}
         self._polling = False
@@ -136,7 +147,7 @@ class _Poll:
 
 def poll() -> _Poll:
     """A polling object like ``select.poll()`` whose ``poll`` parks the greenthread."""
-    return _Poll()
+    return _Poll._create()
 
 
 if _real_epoll is not None:

@@ -29,13 +29,13 @@ from ..hub import get_hub as _get_hub
 
 __all__ = list(_stdlib.__all__)
 
+# Left alone when patching: SocketType (in the stdlib the C base type, of which
+# green sockets are instances too), and the stdlib's pure-Python helpers that
+# make sockets (create_connection, create_server, socketpair, fromfd): they are
+# built on the patched class and resolver, so they are green as they are, and
+# they honour a later replacement of socket.socket (a subclass, a mock).
 __patched__ = [
     "socket",
-    "SocketType",
-    "create_connection",
-    "create_server",
-    "socketpair",
-    "fromfd",
     "getaddrinfo",
     "gethostbyname",
     "gethostbyname_ex",
@@ -53,6 +53,7 @@ _getdefaulttimeout = _stdlib.getdefaulttimeout
 _GLOBAL_DEFAULT_TIMEOUT = _stdlib._GLOBAL_DEFAULT_TIMEOUT
 _AF_INET, _AF_INET6, _AF_UNIX = _stdlib.AF_INET, _stdlib.AF_INET6, _stdlib.AF_UNIX
 _SOCK_NONBLOCK = getattr(_stdlib, "SOCK_NONBLOCK", 0)
+_MSG_DONTWAIT = int(getattr(_stdlib, "MSG_DONTWAIT", 0))  # a plain int: IntFlag & is slow
 
 #: What a socket-level timeout raises (``socket.timeout`` is ``TimeoutError``).
 _timed_out = _partial(TimeoutError, "timed out")
@@ -71,16 +72,27 @@ def _remaining(deadline: float | None) -> float | None:
     return left
 
 
-def _green(meth: Any, writing: bool) -> Any:
-    """Wrap a C socket method: try it; on EAGAIN wait on the hub and retry."""
+def _dontwait(args: tuple, kwargs: dict, flags_at: int | None) -> bool:
+    """True if the call's flags ask for MSG_DONTWAIT: EAGAIN is then the answer."""
+    if flags_at is None:
+        return False
+    flags = args[flags_at] if len(args) > flags_at else kwargs.get("flags", 0)
+    return isinstance(flags, int) and bool(flags & _MSG_DONTWAIT)
 
-    def method(self: socket, *args: Any) -> Any:
+
+def _green(meth: Any, writing: bool, flags_at: int | None = None) -> Any:
+    """Wrap a C socket method: try it; on EAGAIN wait on the hub and retry.
+
+    ``flags_at`` is the position of the method's ``flags`` argument.
+    """
+
+    def method(self: socket, *args: Any, **kwargs: Any) -> Any:
         try:
-            return meth(self, *args)
+            return meth(self, *args, **kwargs)
         except BlockingIOError:
-            if self._timeout == 0.0:
+            if self._timeout == 0.0 or _dontwait(args, kwargs, flags_at):
                 raise
-        return self._retry(meth, args, writing)
+        return self._retry(meth, args, writing, kwargs)
 
     method.__name__ = meth.__name__
     method.__qualname__ = f"socket.{meth.__name__}"
@@ -114,12 +126,16 @@ class socket(_real_socket):
             value = float(value)
             if value < 0.0:
                 raise ValueError("Timeout value out of range")
+        # As the stdlib's settimeout: a bad fd raises here (the OS-level socket
+        # stays non-blocking; this only costs the call the stdlib makes too).
+        _ss.setblocking(self, False)
         self._timeout = value
 
     def gettimeout(self) -> float | None:
         return self._timeout
 
     def setblocking(self, flag: bool) -> None:
+        _ss.setblocking(self, False)  # see settimeout
         self._timeout = None if flag else 0.0
 
     def getblocking(self) -> bool:
@@ -131,7 +147,7 @@ class socket(_real_socket):
 
     # ------------------------------------------------------------ waiting
 
-    def _retry(self, meth: Any, args: tuple, writing: bool) -> Any:
+    def _retry(self, meth: Any, args: tuple, writing: bool, kwargs: dict) -> Any:
         """Slow path after EAGAIN: wait for readiness, retry, within the timeout."""
         hub = _get_hub()
         wait = hub.wait_write if writing else hub.wait_read
@@ -140,24 +156,26 @@ class socket(_real_socket):
         while True:
             wait(fd, _remaining(deadline), _timed_out)
             try:
-                return meth(self, *args)
+                return meth(self, *args, **kwargs)
             except BlockingIOError:
                 pass
 
-    recv = _green(_ss.recv, False)
-    recv_into = _green(_ss.recv_into, False)
-    recvfrom = _green(_ss.recvfrom, False)
-    recvfrom_into = _green(_ss.recvfrom_into, False)
-    send = _green(_ss.send, True)
+    recv = _green(_ss.recv, False, 1)
+    recv_into = _green(_ss.recv_into, False, 2)
+    recvfrom = _green(_ss.recvfrom, False, 1)
+    recvfrom_into = _green(_ss.recvfrom_into, False, 2)
+    send = _green(_ss.send, True, 1)
     if hasattr(_ss, "recvmsg"):
-        recvmsg = _green(_ss.recvmsg, False)
-        recvmsg_into = _green(_ss.recvmsg_into, False)
-        sendmsg = _green(_ss.sendmsg, True)
+        recvmsg = _green(_ss.recvmsg, False, 2)
+        recvmsg_into = _green(_ss.recvmsg_into, False, 2)
+        sendmsg = _green(_ss.sendmsg, True, 2)
     _accept = _green(_ss._accept, False)
-    _sendto = _green(_ss.sendto, True)
+    _sendto = _green(_ss.sendto, True, 1)  # (data, flags, address) or (data, address)
 
     def sendto(self, data: Any, *args: Any) -> int:
         """``sendto(data[, flags], address)``; host names are resolved off the hub."""
+        if len(args) not in (1, 2):
+            return _ss.sendto(self, data, *args)  # the C method's own TypeError
         *flags, address = args
         return self._sendto(data, *flags, self._resolve(address))
 
@@ -166,7 +184,7 @@ class socket(_real_socket):
         try:
             sent = _ss.send(self, data, flags)
         except BlockingIOError:
-            if self._timeout == 0.0:
+            if self._timeout == 0.0 or _dontwait((flags,), {}, 0):
                 raise
             sent = 0
         with memoryview(data) as view, view.cast("B") as remaining:
@@ -180,7 +198,7 @@ class socket(_real_socket):
                 try:
                     sent += _ss.send(self, remaining[sent:], flags)
                 except BlockingIOError:
-                    if self._timeout == 0.0:
+                    if self._timeout == 0.0 or _dontwait((flags,), {}, 0):
                         raise
                     hub.wait_write(fd, _remaining(deadline), _timed_out)
 
@@ -189,7 +207,7 @@ class socket(_real_socket):
         fd, addr = self._accept()
         sock = socket(self.family, self.type, self.proto, fileno=fd)
         if _getdefaulttimeout() is None and self._timeout:
-            sock.setblocking(True)
+            sock._timeout = None  # blocking, as setblocking(True) (the fd is fresh)
         return sock, addr
 
     def connect(self, address: Any) -> None:
@@ -232,7 +250,9 @@ class socket(_real_socket):
         """Like ``connect`` but returns an errno (0 on success) instead of raising."""
         address = self._resolve(address)
         try:
-            self.connect(address)
+            # This class's connect, not an override: SSLSocket.connect would
+            # start over (and fail, as the connection is then established).
+            socket.connect(self, address)
         except TimeoutError:
             return _errno.EAGAIN
         except OSError as exc:
@@ -251,6 +271,9 @@ class socket(_real_socket):
         host = address[0]
         if _is_numeric(host) or host == "<broadcast>":
             return address
+        port = address[1] if len(address) > 1 else None
+        if not isinstance(port, int) or not 0 <= port <= 0xFFFF:
+            return address  # malformed: the C call raises what the stdlib raises
         infos = getaddrinfo(host, address[1], self.family, self.type, self.proto)
         resolved = infos[0][4]
         return resolved[:2] + address[2:] if len(address) > 2 else resolved
@@ -446,6 +469,11 @@ def gethostbyaddr(ip_address: str) -> tuple:
 
 
 def getnameinfo(sockaddr: tuple, flags: int) -> tuple:
+    if not isinstance(sockaddr, tuple):
+        # Fail here, without a thread hop; and drop our reference to the argument
+        # first, as the C function holds none once it has raised.
+        del sockaddr
+        raise TypeError("getnameinfo() argument 1 must be a tuple")
     numeric = _stdlib.NI_NUMERICHOST | _stdlib.NI_NUMERICSERV
     if flags & numeric == numeric and _is_numeric(sockaddr[0]):
         return _c.getnameinfo(sockaddr, flags)

@@ -48,6 +48,10 @@ for _name, _value in vars(_real_subprocess).items():
     ):
         setattr(_copy, _name, _value)
 
+# One registry of unreaped children (Popen.__del__ adds, _cleanup reaps), shared
+# with the standard module: subprocess._active is where callers look for them.
+_copy._active = _real_subprocess._active
+
 # Popen.__init__ opens its pipe ends with io.open: give it green file objects.
 _green_io = ModuleType("io")
 _green_io.__dict__.update({k: v for k, v in vars(_io).items() if not k.startswith("__")})

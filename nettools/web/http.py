@@ -1,0 +1,587 @@
+"""HTTP/1.1 connection handling on a sans-I/O request parser (httptools by default).
+
+``HttpConnection`` owns one client socket.  It receives into a buffer shared by
+every connection of a server (no greenthread switch can happen between a
+``recv_into`` and the parser consuming the bytes, so one buffer serves them
+all and an idle connection costs no buffer), feeds the parser, and the
+parser's callbacks collect each request into a ``Request``: method, target,
+headers as raw ``(name, value)`` byte pairs, and body chunks.  Requests whose
+head is complete wait in ``pending`` in arrival order, so pipelined requests
+are answered in order; a body is only received when the application reads it
+(``read_body``), so memory stays bounded by the receive size whatever the
+upload.
+
+Limits (``Limits``) are enforced while parsing: request target (414), header
+bytes and count (431), declared or received body size (413).  A request that
+does not parse gets 400.  Each of these is queued as a ``ParseError`` behind
+the requests that came before it, answered, and the connection is closed.
+
+Timeouts are the socket's own (no ``Timeout`` object per request): the first request
+and any request whose head arrives in pieces must be complete within
+``header_timeout`` of its first byte (408, then close -- against slowloris);
+between requests a keep-alive connection may stay idle for
+``keepalive_timeout``; once a request is underway each receive or send may
+take ``io_timeout``.  With the defaults the last two are equal, so a
+keep-alive connection never changes its timeout on the fast path.
+"""
+
+from __future__ import annotations
+
+import re
+import socket as _stdlib_socket
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any
+
+import httptools
+
+__all__ = [
+    "Limits",
+    "Request",
+    "ParseError",
+    "HTTPError",
+    "ClientDisconnected",
+    "HttpConnection",
+    "http_date",
+    "error_response",
+    "RECV_SIZE",
+]
+
+#: Bytes asked for per receive (and the size of a server's shared receive buffer).
+RECV_SIZE = 65536
+
+_HttpParserError = httptools.HttpParserError
+_HttpParserUpgrade = httptools.HttpParserUpgrade
+
+# Cached str forms of what the parser reports as bytes or version strings.
+_METHODS: dict[bytes, str] = {
+    m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT")
+}
+_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "0.9": "HTTP/0.9"}
+# First bytes (either case) of the request headers the HTTP layer itself looks at:
+# Content-Length and Expect.
+_SPECIAL_FIRST = frozenset(b"cCeE")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits and timeouts; each limit has its own error status.
+
+    ``max_body_size`` defaults to 1 GiB: bodies are streamed to the application,
+    never buffered, so this only guards against absurd uploads (declared ones
+    are refused before the application runs).  ``None`` means no limit.
+    ``keepalive_timeout`` ``None`` keeps idle connections forever;
+    ``io_timeout`` ``None`` means "same as ``keepalive_timeout``".
+    """
+
+    max_request_line: int = 8192  # request target, bytes -> 414
+    max_header_size: int = 64 * 1024  # all header names and values, bytes -> 431
+    max_headers: int = 100  # -> 431
+    max_body_size: int | None = 1 << 30  # -> 413
+    header_timeout: float | None = 10.0  # the head of a request, from its first byte -> 408
+    keepalive_timeout: float | None = 75.0  # idle between requests -> close
+    io_timeout: float | None = None  # one receive or send inside a request
+
+    @property
+    def request_timeout(self) -> float | None:
+        return self.keepalive_timeout if self.io_timeout is None else self.io_timeout
+
+
+class HTTPError(Exception):
+    """The request cannot be served: answer ``status`` and close the connection.
+
+    Raised to the application by ``wsgi.input`` when the body turns out to be
+    malformed (400) or too large (413); if the application lets it through
+    before starting its response, the client gets that status.
+    """
+
+    def __init__(self, status: int, reason: str = "") -> None:
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason or HTTPStatus(status).phrase
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.reason}"
+
+
+class ClientDisconnected(ConnectionError):
+    """The client closed the connection before sending the whole request body."""
+
+
+class ParseError:
+    """Queued in place of a request that could not be read: answer ``status``, close."""
+
+    __slots__ = ("status", "reason")
+
+    def __init__(self, status: int, reason: str = "") -> None:
+        self.status = status
+        self.reason = reason
+
+
+class _LimitExceeded(Exception):
+    """Raised inside a parser callback to stop parsing; the status is on the connection."""
+
+
+class Request:
+    """One request whose head has been read.  ``body`` fills as the body arrives."""
+
+    __slots__ = (
+        "method",
+        "target",
+        "protocol",
+        "headers",
+        "keep_alive",
+        "upgrade",
+        "content_length",
+        "expect_continue",
+        "body",
+        "body_received",
+        "body_done",
+        "leftover",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        target: bytes,
+        protocol: str,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+        upgrade: bool,
+        content_length: int | None,
+        expect_continue: bool,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.protocol = protocol
+        self.headers = headers
+        self.keep_alive = keep_alive
+        #: An Upgrade (or CONNECT) request: the parser stops after it.
+        self.upgrade = upgrade
+        self.content_length = content_length
+        self.expect_continue = expect_continue
+        #: Body chunks received and not yet consumed (None until the first one).
+        self.body: deque[bytes] | None = None
+        self.body_received = 0
+        self.body_done = False
+        #: After an upgrade request: the bytes that followed it.
+        self.leftover: bytes | None = None
+
+
+class HttpConnection:
+    """Reads requests from one client socket in order; see the module docstring.
+
+    ``next_request()`` returns the next request whose head is complete (or
+    None when the connection should close); ``read_body(req)`` receives more
+    of its body.  Subclasses answer the requests.
+    """
+
+    def __init__(
+        self,
+        sock: Any,
+        view: memoryview,
+        limits: Limits,
+        parser_factory: Callable[[Any], Any] = httptools.HttpRequestParser,
+        set_idle: Callable[[Any, bool], None] | None = None,
+    ) -> None:
+        self.sock = sock
+        self.view = view  # the server's shared receive buffer
+        self.limits = limits
+        self._max_url = limits.max_request_line
+        self._max_hsize = limits.max_header_size
+        self._max_headers = limits.max_headers
+        self._max_body = limits.max_body_size
+        self._request_timeout = limits.request_timeout
+        # Raw bytes a head may take: target, header lines, and their punctuation.
+        self._max_head = (
+            limits.max_request_line + limits.max_header_size + 4 * limits.max_headers + 1024
+        )
+        self._set_idle = set_idle
+        self.parser = parser = parser_factory(self)
+        self._feed_data = parser.feed_data
+        self._version = parser.get_http_version
+        self._method = parser.get_method
+        self._keep_alive = parser.should_keep_alive
+        self._upgrade = parser.should_upgrade
+        #: Requests with a complete head (and ParseErrors), in arrival order.
+        self.pending: deque[Request | ParseError] = deque()
+        #: The parser is done with this connection (error or upgrade).
+        self.dead = False
+        # Parser state: the head being collected, the request whose body is arriving.
+        self._url: list[bytes] = []
+        self._url_len = 0
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._hsize = 0
+        self._clen: int | None = None
+        self._expect = False
+        self._in_head = False
+        self._parsing: Request | None = None
+        self._limit_status = 0
+        # For takeover after pipelining (see leftover_after).
+        self._completed_in_feed = False
+        self._pipelined = False
+        self._chunk = b""
+        self.timeout: float | None = -1.0  # what the socket's timeout was set to last
+        self._fresh = True  # no request read yet
+
+    # ------------------------------------------------------------ callbacks
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._url = []
+        self._url_len = 0
+        self._headers = []
+        self._hsize = 0
+        self._clen = None
+        self._expect = False
+        if self._completed_in_feed:
+            self._pipelined = True
+
+    def on_url(self, part: bytes) -> None:
+        self._url.append(part)
+        self._url_len += len(part)
+        if self._url_len > self._max_url:
+            self._limit_status = 414
+            raise _LimitExceeded
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self._headers
+        headers.append((name, value))
+        self._hsize += len(name) + len(value)
+        if self._hsize > self._max_hsize or len(headers) > self._max_headers:
+            self._limit_status = 431
+            raise _LimitExceeded
+        if name and name[0] in _SPECIAL_FIRST:
+            self._special_header(name.lower(), value)
+
+    def _special_header(self, name: bytes, value: bytes) -> None:
+        if name == b"content-length":
+            # The parser has already rejected malformed and conflicting values.
+            self._clen = int(value)
+        elif name == b"expect":
+            self._expect = value.strip().lower() == b"100-continue"
+
+    def on_headers_complete(self) -> None:
+        url = self._url
+        self._in_head = False
+        clen = self._clen
+        if clen is not None and self._max_body is not None and clen > self._max_body:
+            self._limit_status = 413
+            raise _LimitExceeded
+        version = self._version()
+        method = self._method()
+        req = Request(
+            _METHODS.get(method) or method.decode("latin-1"),
+            url[0] if len(url) == 1 else b"".join(url),
+            _PROTOCOLS.get(version) or "HTTP/" + version,
+            self._headers,
+            self._keep_alive(),
+            self._upgrade(),
+            clen,
+            self._expect,
+        )
+        self._parsing = req
+        self.pending.append(req)
+
+    def on_body(self, data: bytes) -> None:
+        req = self._parsing
+        if req.body is None:
+            req.body = deque()
+        req.body.append(data)
+        req.body_received += len(data)
+        if self._max_body is not None and req.body_received > self._max_body:
+            self._limit_status = 413
+            raise _LimitExceeded
+
+    def on_message_complete(self) -> None:
+        self._parsing.body_done = True
+        self._parsing = None
+        self._completed_in_feed = True
+
+    # ---------------------------------------------------------------- input
+
+    def feed(self, data: Any) -> None:
+        """Parse ``data``; parse errors are queued as ``ParseError``."""
+        self._completed_in_feed = False
+        try:
+            self._feed_data(data)
+        except _HttpParserUpgrade as exc:
+            # The request just completed switches protocols: what follows it is
+            # not HTTP, and belongs to whoever takes the connection over.
+            self.pending[-1].leftover = bytes(data[exc.args[0] :])
+            self.dead = True
+        except _HttpParserError as exc:
+            if self._parsing is None:
+                # In a head: answer it in its turn.  (An error in a body is
+                # reported to the body's reader instead: see read_body.)
+                status = self._limit_status or 400
+                reason = "" if self._limit_status else str(exc)
+                self.pending.append(ParseError(status, reason))
+            self.dead = True
+            self._in_head = False
+        if self._pipelined:
+            # Rare: a request began after another completed in this very chunk.
+            # Keep the chunk (the shared buffer is reused) for leftover_after.
+            self._chunk = bytes(data)
+            self._pipelined = False
+
+    def _recv(self) -> int:
+        """One receive into the shared buffer, then parse it; returns the byte count."""
+        view = self.view
+        n = self.sock.recv_into(view)
+        if n:
+            self.feed(view[:n])
+        return n
+
+    def settimeout(self, timeout: float | None) -> None:
+        if timeout != self.timeout:
+            self.sock.settimeout(timeout)
+            self.timeout = timeout
+
+    def next_request(self) -> Request | ParseError | None:
+        """The next request whose head is complete (or a ``ParseError`` to answer);
+        None when the client left, stayed idle too long, or stalled its head
+        (then it got a 408 already)."""
+        pending = self.pending
+        if pending:
+            return pending.popleft()
+        if self.dead:
+            return None
+        # The fast path: one receive brings a whole head.
+        try:
+            n = self._wait_for_request()
+            if not n:
+                return None  # the client closed, or a graceful stop shut it while idle
+            self.feed(self.view[:n])
+            if pending:
+                if self.timeout != self._request_timeout:
+                    self.settimeout(self._request_timeout)
+                return pending.popleft()
+            return self._rest_of_head()
+        except OSError:
+            return None  # idle too long, reset, or closed by a stop
+
+    def _wait_for_request(self) -> int:
+        """Receive while idle: a graceful stop may close the connection meanwhile.
+
+        The first request must start within header_timeout of the accept,
+        later ones within keepalive_timeout.
+        """
+        limits = self.limits
+        timeout = limits.header_timeout if self._fresh else limits.keepalive_timeout
+        self._fresh = False
+        if timeout != self.timeout:
+            self.settimeout(timeout)
+        set_idle = self._set_idle
+        if set_idle is None:
+            return self.sock.recv_into(self.view)
+        sock = self.sock
+        set_idle(sock, True)
+        try:
+            return sock.recv_into(self.view)
+        finally:
+            set_idle(sock, False)
+
+    def _rest_of_head(self) -> Request | ParseError | None:
+        """The slow path: a head arriving in pieces.  It gets header_timeout in
+        all, counted from its first byte, and a size bound: the parser collects
+        a header line whole before reporting it, so raw bytes bound an endless line."""
+        limits = self.limits
+        pending = self.pending
+        deadline = None
+        head_bytes = 0
+        try:
+            while not pending:
+                if self.dead:
+                    return None
+                if not self._in_head:
+                    n = self._wait_for_request()  # only blank lines so far
+                else:
+                    if limits.header_timeout is not None:
+                        if deadline is None:
+                            deadline = time.monotonic() + limits.header_timeout
+                        self.settimeout(max(deadline - time.monotonic(), 0.001))
+                    if head_bytes > self._max_head:
+                        self._send_quietly(error_response(431, close=True))
+                        self.linger_close()
+                        return None
+                    n = self.sock.recv_into(self.view)
+                    head_bytes += n
+                if not n:
+                    return None
+                self.feed(self.view[:n])
+        except TimeoutError:
+            if self._in_head:
+                self._send_quietly(error_response(408, close=True))
+            return None
+        except OSError:
+            return None
+        if self.timeout != limits.request_timeout:
+            self.settimeout(limits.request_timeout)
+        return pending.popleft()
+
+    def read_body(self, req: Request) -> bool:
+        """Receive more of ``req``'s body; False when the body is complete.
+
+        Raises ``HTTPError`` (malformed or too large), ``ClientDisconnected``,
+        or ``TimeoutError``.
+        """
+        if req.body_done:
+            return False
+        if self.dead:
+            raise HTTPError(self._limit_status or 400, "malformed request body")
+        n = self._recv()
+        if not n:
+            raise ClientDisconnected("client closed the connection in the middle of the body")
+        if self.dead and not req.body_done and req.leftover is None:
+            raise HTTPError(self._limit_status or 400, "malformed request body")
+        return True
+
+    def discard_body(self, req: Request, limit: int = 1 << 20) -> bool:
+        """Read and drop the rest of ``req``'s body (up to ``limit`` bytes);
+        True if the connection can go on with the next request."""
+        start = req.body_received
+        try:
+            while not req.body_done:
+                if req.body:
+                    req.body.clear()
+                if req.body_received - start > limit or not self.read_body(req):
+                    break
+        except (HTTPError, OSError):
+            return False
+        if req.body:
+            req.body.clear()
+        return req.body_done
+
+    def leftover_after(self, req: Request) -> bytes:
+        """The bytes received beyond ``req`` (for a connection taken over).
+
+        After an upgrade request the parser stopped right behind it, so this is
+        exact.  Otherwise it is the unread body already received (for a chunked
+        body: decoded), followed by whatever the client pipelined behind the
+        request, found again in the last chunk received.
+        """
+        if req.leftover is not None:
+            return req.leftover
+        parts = list(req.body or ())
+        later = [r for r in self.pending]
+        if later or self._in_head or (self._parsing is not None and self._parsing is not req):
+            parts.append(_pipelined_tail(self._chunk, later, self._in_head))
+        return b"".join(parts)
+
+    def release(self) -> None:
+        """Drop the parser (which refers back to this object) once the connection is done."""
+        self.parser = self._feed_data = None
+        self._version = self._method = self._keep_alive = self._upgrade = None
+        self.pending.clear()
+
+    def _send_quietly(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            pass
+
+    def linger_close(self, seconds: float = 1.0, limit: int = 256 * 1024) -> None:
+        """After a final error response: stop sending, and read (and drop) what the
+        client is still sending for a moment, so that closing with unread data
+        does not reset the connection before the client has read the response."""
+        sock = self.sock
+        try:
+            # The plain socket's shutdown: SSLSocket.shutdown would drop the TLS state.
+            _stdlib_socket.socket.shutdown(sock, _stdlib_socket.SHUT_WR)
+            self.settimeout(seconds)
+            deadline = time.monotonic() + seconds
+            received = 0
+            while received < limit and time.monotonic() < deadline:
+                n = sock.recv_into(self.view)
+                if not n:
+                    break
+                received += n
+        except (OSError, ValueError):
+            pass
+
+
+# ----------------------------------------------------------------- responses
+
+_date = [0.0, b""]  # [the second the cached header is for, b"Date: ...\r\n"]
+
+
+def http_date(_time: Callable[[], float] = time.time) -> bytes:
+    """``Date: ...\r\n`` for now, formatted once per second."""
+    now = _time()
+    if now - _date[0] >= 1.0 or now < _date[0]:
+        second = int(now)
+        # formatdate, not strftime: day and month names must not follow the locale.
+        _date[1] = b"Date: %s\r\n" % formatdate(second, usegmt=True).encode()
+        _date[0] = second
+    return _date[1]
+
+
+def error_response(
+    status: int, reason: str = "", body: str | None = None, close: bool = True
+) -> bytes:
+    """A complete plain-text error response."""
+    phrase = HTTPStatus(status).phrase
+    text = (body if body is not None else f"{status} {reason or phrase}\n").encode("utf-8")
+    head = (
+        f"HTTP/1.1 {status} {phrase}\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(text)}\r\n" + ("Connection: close\r\n" if close else "")
+    ).encode("latin-1")
+    return head + http_date() + b"\r\n" + text
+
+
+# ------------------------------------------------------- pipelined leftovers
+
+
+class _Probe:
+    """Parser callbacks that only record the shape of what they parse."""
+
+    def __init__(self) -> None:
+        self.heads: list[tuple[bytes, bytes]] = []
+        self.in_head = False
+        self._url: list[bytes] = []
+        self.parser = httptools.HttpRequestParser(self)
+
+    def on_message_begin(self) -> None:
+        self.in_head = True
+        self._url = []
+
+    def on_url(self, part: bytes) -> None:
+        self._url.append(part)
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.heads.append((self.parser.get_method(), b"".join(self._url)))
+
+
+_REQUEST_START = re.compile(rb"[A-Z]")
+
+
+def _pipelined_tail(chunk: bytes, later: list, in_head: bool) -> bytes:
+    """The suffix of ``chunk`` that holds the requests pipelined after the current one.
+
+    The parser reports no positions, so find the smallest suffix that a fresh
+    parser reads as exactly those later requests (same methods and targets, the
+    same unfinished head or parse error at the end).  Only runs when a client
+    pipelined behind a request whose connection is then taken over.
+    """
+    want = [(r.method.encode("latin-1"), r.target) for r in later if isinstance(r, Request)]
+    want_error = any(isinstance(r, ParseError) for r in later)
+    for match in _REQUEST_START.finditer(chunk):
+        start = match.start()
+        probe = _Probe()
+        try:
+            probe.parser.feed_data(chunk[start:])
+            error = False
+        except _HttpParserUpgrade:
+            error = False
+        except _HttpParserError:
+            error = True
+        if probe.heads == want and error == want_error and (error or probe.in_head == in_head):
+            return chunk[start:]
+    raise RuntimeError("cannot locate the requests pipelined behind the one taken over")
