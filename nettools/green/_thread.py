@@ -63,7 +63,12 @@ _real_allocate = _real.allocate_lock
 
 def get_ident() -> int:
     """The current greenthread's id (the real thread id in a thread's main greenlet)."""
-    g = getcurrent()
+    try:
+        g = getcurrent()
+    except RuntimeError:
+        # Interpreter shutdown: greenlet refuses getcurrent() while logging and
+        # weakref callbacks still take locks; only the main greenlet runs now.
+        return _real_get_ident()
     if g.parent is None:
         return _real_get_ident()
     return id(g)

@@ -1,0 +1,97 @@
+"""``nettools serve MODULE:APP``: serve any WSGI application."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+
+from ..tools.serve import AppSpecError, ServeOptions, Supervisor, check_spec, run_single
+from ..tools.service import announce
+from .common import (
+    EXIT_OK,
+    EXIT_RUNTIME,
+    EXIT_USAGE,
+    describe_os_error,
+    duration,
+    opt,
+    prepare_limits,
+)
+
+
+def serve(
+    spec: str = typer.Argument(..., metavar="MODULE:APP", envvar="NETTOOLS_APP",
+                               help="The WSGI app: module (from the current directory) and "
+                               "attribute, e.g. myapp:app or myapp:create_app()."),
+    host: str = opt("127.0.0.1", "--host", help="Address to bind."),
+    port: int = opt(8000, "--port", "-p", min=0, max=65535, help="Port (0 picks one)."),
+    workers: int = opt(1, "--workers", "-w", min=1,
+                       help="Worker processes sharing the port (SO_REUSEPORT), each with its "
+                       "own hub; 1 serves in this process."),
+    max_conns: int = opt(1024, "--max-conns", min=1, help="Most connections per worker."),
+    tls_cert: str = opt(None, "--tls-cert", metavar="PATH", help="Serve HTTPS with this cert."),
+    tls_key: str = opt(None, "--tls-key", metavar="PATH",
+                       help="Private key for --tls-cert (if not in the cert file)."),
+    access_log: bool = opt(False, "--access-log", help="Log every request to stderr."),
+    keepalive_timeout: Any = opt("75s", "--keepalive-timeout", parser=duration,
+                                 help="Close a keep-alive connection idle this long "
+                                 "(off: never)."),
+    drain_timeout: Any = opt("10s", "--drain-timeout", parser=duration,
+                             help="On SIGINT/SIGTERM, wait this long for requests in flight."),
+    patch: bool = typer.Option(True, "--patch/--no-patch", envvar="NETTOOLS_PATCH",
+                               help="Monkey-patch the standard library before importing the "
+                               "app, so its own database and HTTP clients go green."),
+    ready_file: str = opt(None, "--ready-file", metavar="PATH",
+                          help="Also write the ready line to this file."),
+) -> None:
+    """Serve a WSGI application (Flask, bottle, Django's WSGI handler).
+
+    Example: nettools serve myapp:app --port 8000 --workers 4
+
+    With --workers N the parent forks N workers; each opens its own listener on
+    the same port (SO_REUSEPORT), so the kernel spreads connections over them.
+    A worker that dies is restarted; SIGTERM or SIGINT stops all of them
+    gracefully.  The ready line is printed once every worker listens.
+    """
+    if tls_key and not tls_cert:
+        raise typer.BadParameter("--tls-key needs --tls-cert", param_hint="--tls-key")
+    opts = ServeOptions(
+        spec=spec, host=host, port=port, workers=workers, max_conns=max_conns,
+        keepalive_timeout=keepalive_timeout, drain_timeout=drain_timeout,
+        access_log=access_log, tls_cert=tls_cert, tls_key=tls_key, patch=patch,
+    )
+
+    def on_ready(address: str) -> None:
+        announce("serve", address, ready_file, workers=workers)
+
+    try:
+        check_spec(spec)
+        prepare_limits(max_conns)
+        if workers == 1:
+            summary = run_single(opts, on_ready)
+        else:
+            summary = Supervisor(opts).run(on_ready)
+    except AppSpecError as exc:
+        _finish(EXIT_USAGE, f"nettools serve: {exc}")
+    except OSError as exc:
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        text = describe_os_error(exc)  # a file (e.g. --tls-cert) names itself
+        _finish(EXIT_RUNTIME, f"nettools serve: {text}" if exc.filename
+                else f"nettools serve: cannot listen on {where}: {text}")
+    except (RuntimeError, ValueError) as exc:
+        _finish(EXIT_RUNTIME, f"nettools serve: {exc}")
+    _finish(EXIT_OK, json.dumps(summary))
+
+
+def _finish(code: int, line: str) -> None:
+    """Print ``line`` on stderr and exit with ``code``."""
+    sys.stderr.write(line + "\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

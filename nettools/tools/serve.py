@@ -1,0 +1,400 @@
+"""Serve any WSGI application (Flask, bottle, Django's WSGI handler) with nettools.
+
+``load_app("module:attr")`` imports an application the way ``gunicorn`` does;
+``run_single`` serves it in this process, ``Supervisor`` pre-forks workers that
+each open their own ``SO_REUSEPORT`` listener on the same port (so the kernel
+spreads connections over them), restarts a worker that dies, and forwards
+SIGTERM/SIGINT for a graceful stop.
+
+The parent of a pre-forked server never touches the hub: it uses plain
+blocking calls, so every worker starts with a fresh hub of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import select
+import signal
+import socket as _stdsocket
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["AppSpecError", "ServeOptions", "Supervisor", "check_spec", "load_app", "run_single"]
+
+log = logging.getLogger("nettools.serve")
+
+#: Workers dying this soon after their start count as "dying at once".
+FAST_DEATH = 1.0
+#: Give up after this many workers in a row died at once.
+MAX_FAST_DEATHS = 5
+#: Extra time, beyond the drain timeout, before stragglers get SIGKILL.
+KILL_MARGIN = 5.0
+
+
+class AppSpecError(Exception):
+    """A ``MODULE:APP`` that cannot be loaded (a usage error: exit 2)."""
+
+
+@dataclass
+class ServeOptions:
+    """Everything a worker needs to serve the application."""
+
+    spec: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    max_conns: int = 1024
+    keepalive_timeout: float | None = 75.0
+    drain_timeout: float | None = 10.0
+    access_log: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    patch: bool = True
+
+    @property
+    def family(self) -> int:
+        return _stdsocket.AF_INET6 if ":" in self.host else _stdsocket.AF_INET
+
+
+def _split_spec(spec: str) -> tuple[str, str]:
+    module, sep, attr = spec.partition(":")
+    if not sep or not module or not attr:
+        raise AppSpecError(f"expected MODULE:APP (e.g. myapp:app), got {spec!r}")
+    return module, attr
+
+
+def _ensure_cwd_on_path() -> None:
+    # As with "python -m", the application lives in the current directory.
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def check_spec(spec: str) -> None:
+    """Cheap checks that import nothing: the syntax, and that the top-level
+    package exists.  (Importing it here would import it unpatched.)"""
+    module, _ = _split_spec(spec)
+    _ensure_cwd_on_path()
+    top = module.split(".")[0]
+    try:
+        found = importlib.util.find_spec(top)
+    except (ImportError, ValueError) as exc:
+        raise AppSpecError(f"cannot import {module!r}: {exc}") from None
+    if found is None:
+        raise AppSpecError(f"cannot import {module!r}: No module named {top!r}")
+
+
+def load_app(spec: str) -> Callable:
+    """Import ``module`` and return ``attr``: a dotted path, or a factory call
+    such as ``create_app()``."""
+    module_name, attr = _split_spec(spec)
+    _ensure_cwd_on_path()
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise AppSpecError(f"cannot import {module_name!r}: {exc}") from None
+    call = attr.endswith("()")
+    path = attr[:-2] if call else attr
+    for part in path.split("."):
+        if not part.isidentifier():
+            raise AppSpecError(f"bad attribute {attr!r} in {spec!r}")
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AppSpecError(f"module {module_name!r} has no attribute {path!r}") from None
+    if call:
+        if not callable(obj):
+            raise AppSpecError(f"{path!r} in {module_name!r} is not callable")
+        obj = obj()
+    if not callable(obj):
+        raise AppSpecError(f"{attr!r} in {module_name!r} is not a WSGI application (not callable)")
+    return obj
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _make_server(opts: ServeOptions, app: Callable, reuse_port: bool) -> Any:
+    """A started ``WSGIServer`` on a fresh green listener."""
+    from ..net import listen
+    from ..web.wsgi import WSGIServer
+
+    ssl_context = None
+    if opts.tls_cert:
+        from ..green import ssl as gssl
+
+        ssl_context = gssl.SSLContext(gssl.PROTOCOL_TLS_SERVER)
+        ssl_context.load_cert_chain(opts.tls_cert, opts.tls_key)
+    sock = listen((opts.host, opts.port), family=opts.family, reuse_port=reuse_port)
+    return WSGIServer(
+        sock,
+        app,
+        max_size=opts.max_conns,
+        keepalive_timeout=opts.keepalive_timeout,
+        log_output=opts.access_log,
+        ssl_context=ssl_context,
+        name="serve",
+    ).start()
+
+
+def _prepare(opts: ServeOptions) -> Callable:
+    """Patch (so the app's own clients go green), then import the app."""
+    if opts.patch:
+        from ..patcher import monkey_patch
+
+        with warnings.catch_warnings():
+            # It warns about modules imported before it -- here only the CLI's
+            # own (typer, click), never the app, which is imported just after.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            monkey_patch()
+    return load_app(opts.spec)
+
+
+def run_single(opts: ServeOptions, on_ready: Callable[[str], None]) -> dict:
+    """Serve in this process until SIGINT/SIGTERM; returns the summary.
+
+    Raises ``AppSpecError`` for a bad app, ``OSError`` if it cannot listen."""
+    app = _prepare(opts)
+    srv = _make_server(opts, app, reuse_port=False)
+    started = time.monotonic()
+    srv.install_signal_handlers(opts.drain_timeout)  # also wakes the hub on signals
+    host, port = srv.address[:2]
+    on_ready(format_address(host, port))
+    srv.serve_forever()
+    return _summary(1, 0, srv.server.accepted, srv.server.errors, started)
+
+
+def _summary(workers: int, restarts: int, connections: int, errors: int, started: float) -> dict:
+    return {
+        "event": "stopped",
+        "service": "serve",
+        "workers": workers,
+        "restarts": restarts,
+        "connections": connections,
+        "errors": errors,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+class Supervisor:
+    """Pre-fork ``opts.workers`` workers on one port and keep them running."""
+
+    def __init__(self, opts: ServeOptions) -> None:
+        self.opts = opts
+        self.workers: dict[int, float] = {}  # pid -> start time
+        self.ready: set[int] = set()
+        self.restarts = 0
+        self.connections = 0
+        self.errors = 0
+        self._fast_deaths = 0
+        self._stopping = False
+        self._stop_deadline = 0.0
+        self._buffer = b""
+        self._reserve: _stdsocket.socket | None = None
+
+    # ---------------------------------------------------------------- parent
+
+    def run(self, on_ready: Callable[[str], None]) -> dict:
+        """Fork, announce once every worker listens, supervise until stopped.
+
+        Raises ``AppSpecError`` (exit 2) or ``RuntimeError``/``OSError`` (exit 1)."""
+        started = time.monotonic()
+        self._reserve_port()
+        self._pipe_r, self._pipe_w = os.pipe()
+        self._wake_r, self._wake_w = os.pipe()
+        for fd in (self._pipe_r, self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+        old_wakeup = signal.set_wakeup_fd(self._wake_w)
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        # SIGCHLD only needs to wake the loop up; waitpid finds out who died.
+        old[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, lambda *a: None)
+        try:
+            for _ in range(self.opts.workers):
+                self._spawn()
+            announced = False
+            while self.workers:
+                if not announced and len(self.ready) >= self.opts.workers and not self._stopping:
+                    on_ready(format_address(self.opts.host, self.opts.port))
+                    announced = True
+                self._wait_events(0.5)
+                self._read_reports(announced)
+                self._reap(announced)
+                if self._stopping and time.monotonic() > self._stop_deadline:
+                    self._signal_all(signal.SIGKILL)
+            self._read_reports(True)
+        except BaseException:
+            self._signal_all(signal.SIGKILL)
+            self._reap_all()
+            raise
+        finally:
+            signal.set_wakeup_fd(old_wakeup)
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+            for fd in (self._pipe_r, self._pipe_w, self._wake_r, self._wake_w):
+                os.close(fd)
+            self._reserve.close()
+        return _summary(
+            self.opts.workers, self.restarts, self.connections, self.errors, started
+        )
+
+    def _reserve_port(self) -> None:
+        """Bind (not listen) a SO_REUSEPORT socket: it picks the port for --port 0,
+        holds it for restarted workers, and fails early if the port is taken."""
+        sock = _stdsocket.socket(self.opts.family, _stdsocket.SOCK_STREAM)
+        try:
+            sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
+            sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEPORT, 1)
+            sock.bind((self.opts.host, self.opts.port))
+        except BaseException:
+            sock.close()
+            raise
+        self.opts.port = sock.getsockname()[1]
+        self._reserve = sock
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if not self._stopping:
+            self._stopping = True
+            drain = self.opts.drain_timeout
+            self._stop_deadline = (
+                float("inf") if drain is None else time.monotonic() + drain + KILL_MARGIN
+            )
+        self._signal_all(signal.SIGTERM)
+
+    def _signal_all(self, sig: int) -> None:
+        for pid in list(self.workers):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def _wait_events(self, timeout: float) -> None:
+        with contextlib.suppress(InterruptedError):
+            select.select([self._pipe_r, self._wake_r], [], [], timeout)
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 4096):
+                pass
+
+    def _read_reports(self, announced: bool) -> None:
+        """Workers write one JSON line each when listening, failing or stopped."""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(self._pipe_r, 65536):
+                self._buffer += chunk
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            report = json.loads(line)
+            pid = report["pid"]
+            if report.get("ready"):
+                self.ready.add(pid)
+                self._fast_deaths = 0
+            elif report.get("stopped"):
+                self.connections += report["connections"]
+                self.errors += report["errors"]
+            elif "error" in report and not announced:
+                # A bad app or a busy port fails every worker alike: give up now.
+                self._signal_all(signal.SIGKILL)
+                self._reap_all()
+                if report.get("code") == 2:
+                    raise AppSpecError(report["error"])
+                raise RuntimeError(report["error"])
+
+    def _reap(self, announced: bool) -> None:
+        while self.workers:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.workers.clear()
+                return
+            if pid == 0:
+                return
+            started = self.workers.pop(pid, None)
+            self.ready.discard(pid)
+            if started is None or self._stopping:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            if not announced:
+                raise RuntimeError(f"worker {pid} exited during startup (status {code})")
+            log.warning("worker %d died (status %d); starting a new one", pid, code)
+            if time.monotonic() - started < FAST_DEATH:
+                self._fast_deaths += 1
+                if self._fast_deaths >= MAX_FAST_DEATHS:
+                    raise RuntimeError(f"workers keep dying at once (last status {code})")
+                time.sleep(min(0.1 * 2**self._fast_deaths, 2.0))  # back off
+            self.restarts += 1
+            self._spawn()
+
+    def _reap_all(self) -> None:
+        for pid in list(self.workers):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self.workers.clear()
+
+    def _spawn(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Block our signals across fork so the parent's handlers never run in
+        # the child before it has installed its own.
+        sigs = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+        signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+        try:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child
+                os._exit(self._worker(sigs))
+            self.workers[pid] = time.monotonic()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
+
+    # ---------------------------------------------------------------- worker
+
+    def _report(self, **fields: Any) -> None:
+        # One short write per line: atomic on a pipe, so workers never interleave.
+        line = json.dumps({"pid": os.getpid(), **fields}).encode() + b"\n"
+        os.set_blocking(self._pipe_w, True)
+        os.write(self._pipe_w, line)
+
+    def _worker(self, blocked: set[int]) -> int:
+        """The child's whole life; returns its exit code."""
+        code = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            for sig in blocked:
+                signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+            for fd in (self._pipe_r, self._wake_r, self._wake_w):
+                os.close(fd)
+            self._reserve.close()
+            try:
+                app = _prepare(self.opts)
+                srv = _make_server(self.opts, app, reuse_port=True)
+            except AppSpecError as exc:
+                self._report(error=str(exc), code=2)
+                return 2
+            except OSError as exc:
+                text = "address already in use" if exc.errno == errno.EADDRINUSE else str(exc)
+                self._report(error=f"cannot listen: {text}", code=1)
+                return 1
+            except Exception as exc:  # the app's own import-time failure
+                self._report(error=f"cannot load {self.opts.spec!r}: {exc!r}", code=1)
+                return 1
+            srv.install_signal_handlers(self.opts.drain_timeout)
+            self._report(ready=True)
+            srv.serve_forever()
+            self._report(stopped=True, connections=srv.server.accepted, errors=srv.server.errors)
+            code = 0
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+        return code
