@@ -25,7 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 demo: $(STAMP)
-	$(BIN)/python recipes/kernel_demo.py
+	$(BIN)/python recipes/demo.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -11,7 +11,7 @@ import sys
 import typer
 
 from .._version import __version__
-from . import chat, echo, serve
+from . import chat, echo, forward, serve
 from .common import setup_logging
 
 app = typer.Typer(
@@ -56,6 +56,7 @@ def version_cmd() -> None:
 
 echo.register(app)
 chat.register(app)
+forward.register(app)
 serve.register(app)
 
 
