@@ -112,7 +112,8 @@ def run_case(case: Case, peers: list[str], versions: dict[str, str],
         if result["runs"]:
             result.update(report.summarize(result["runs"]))
     return {"family": case.family, "n": n, "unit": case.unit, "peers": results,
-            "ratios": report.ratios(results)}
+            "ratios": report.ratios(results),
+            "metric_ratios": report.metric_ratios(results, case.compare)}
 
 
 def _indent(text: str, prefix: str) -> str:

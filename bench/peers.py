@@ -5,9 +5,15 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import platform
+import shutil
+import subprocess
 
 # Report order; nettools first because every ratio is "nettools / peer".
-PEERS: tuple[str, ...] = ("nettools", "gevent", "eventlet", "asyncio", "uvloop")
+# "-proto" peers are the same library through its lower-level Protocol API, where a case
+# has one (the echo servers); other cases simply do not list them.
+PEERS: tuple[str, ...] = ("nettools", "nettools-h11", "gevent", "eventlet", "asyncio",
+                          "asyncio-proto", "uvloop", "uvloop-proto", "gunicorn", "direct",
+                          "socat")
 REFERENCE = "nettools"
 
 # The module whose import decides availability; non-Python peers (socat, ...) can be
@@ -17,8 +23,18 @@ _MODULES = {
     "gevent": "gevent",
     "eventlet": "eventlet",
     "asyncio": "asyncio",
+    "asyncio-proto": "asyncio",
     "uvloop": "uvloop",
+    "uvloop-proto": "uvloop",
+    "nettools-h11": "h11",  # nettools' HTTP server on the h11 parser (the WSGI case)
+    "gunicorn": "gunicorn",
 }
+
+
+# Peers that are not Python libraries: the program whose version the report shows. Always
+# available: a case that needs the program installs it (apt-get) or fails saying why.
+# "direct" is no forwarder at all (the ceiling for the forwarder cases).
+_PROGRAMS = {"direct": None, "socat": "socat"}
 
 
 class PeerUnavailable(Exception):
@@ -27,12 +43,14 @@ class PeerUnavailable(Exception):
 
 def load(peer: str) -> str:
     """Import the peer's library and return its version; raise PeerUnavailable if it can't."""
+    if peer in _PROGRAMS:
+        return _program_version(_PROGRAMS[peer])
     module_name = _MODULES[peer]
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # a half-written library can fail with anything, not just ImportError
         raise PeerUnavailable(f"cannot import {module_name}: {exc!r}") from exc
-    if peer == "asyncio":
+    if module_name == "asyncio":
         return f"python {platform.python_version()}"
     version = getattr(module, "__version__", None)
     if version is None:
@@ -41,3 +59,16 @@ def load(peer: str) -> str:
         except importlib.metadata.PackageNotFoundError:
             version = "unknown"
     return str(version)
+
+
+def _program_version(program: str | None) -> str:
+    if program is None:
+        return "-"
+    path = shutil.which(program)
+    if path is None:
+        return "not installed yet"
+    out = subprocess.run([path, "-V"], capture_output=True, text=True).stdout
+    for line in out.splitlines():  # socat: "socat version 1.7.4.4 on ..."
+        if " version " in line:
+            return line.split(" version ", 1)[1].split()[0]
+    return "unknown"

@@ -36,6 +36,22 @@ def ratios(peer_results: dict[str, dict[str, Any]]) -> dict[str, float]:
     }
 
 
+def metric_ratios(peer_results: dict[str, dict[str, Any]],
+                  names: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """``{"p99_us": {"nettools/gevent": 0.8, ...}}`` for lower-is-better metrics."""
+    ref = peer_results.get(REFERENCE, {}).get("metrics_median", {})
+    out: dict[str, dict[str, float]] = {}
+    for name in names:
+        if not ref.get(name):
+            continue
+        out[name] = {
+            f"{REFERENCE}/{peer}": ref[name] / result["metrics_median"][name]
+            for peer, result in peer_results.items()
+            if peer != REFERENCE and result.get("metrics_median", {}).get(name)
+        }
+    return out
+
+
 def format_header(machine: dict[str, Any], versions: dict[str, str],
                   unavailable: list[str], repeat: int) -> str:
     cores = machine["cores"]
@@ -63,22 +79,25 @@ def format_header(machine: dict[str, Any], versions: dict[str, str],
 
 def format_case(name: str, case: dict[str, Any]) -> str:
     lines = [f"{name}  (n={case['n']:,}, {case['unit']}/s)"]
-    lines.append(f"  {'peer':<10} {'median/s':>14} {'spread':>7}  {'runs':>5}")
+    lines.append(f"  {'peer':<13} {'median/s':>14} {'spread':>7}  {'runs':>5}")
     for peer, result in case["peers"].items():
         runs = f"{len(result['runs'])}/{result['attempts']}"
         if result["status"] == "unavailable":
-            lines.append(f"  {peer:<10} {'unavailable':>14}")
+            lines.append(f"  {peer:<13} {'unavailable':>14}")
         elif "median_ops_per_s" not in result:
             last_line = (result["errors"] or [""])[-1].strip().splitlines()[-1:] or [""]
-            lines.append(f"  {peer:<10} {'failed':>14} {'':>7}  {runs:>5}  {last_line[0]}")
+            lines.append(f"  {peer:<13} {'failed':>14} {'':>7}  {runs:>5}  {last_line[0]}")
         else:
             extra = "  ".join(f"{k}={_short(v)}" for k, v in result["metrics_median"].items())
-            lines.append(f"  {peer:<10} {result['median_ops_per_s']:>14,.0f} "
+            lines.append(f"  {peer:<13} {result['median_ops_per_s']:>14,.0f} "
                          f"{result['spread']:>6.1%}  {runs:>5}  {extra}".rstrip())
     if case["ratios"]:
         lines.append("  " + "   ".join(f"{k} {v:.2f}x" for k, v in case["ratios"].items()))
     else:
         lines.append(f"  ratios n/a (no {REFERENCE} result)")
+    for name, by_peer in case.get("metric_ratios", {}).items():
+        lines.append(f"  {name} (lower is better): "
+                     + "   ".join(f"{k} {v:.2f}x" for k, v in by_peer.items()))
     return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 # Order here is the order of the report.
-FAMILIES: tuple[str, ...] = ("micro",)
+FAMILIES: tuple[str, ...] = ("micro", "echo", "forward", "wsgi", "websocket")
 
 Result = dict[str, Any] | None
 CaseFn = Callable[[int], Result]
@@ -28,6 +28,8 @@ class Case:
     peers: Mapping[str, CaseFn]
     unit: str = "ops"  # what one operation is, for the report ("round trips", "requests")
     warmup: int | None = None  # operations in the untimed warm-up; default n // 10
+    # Extra metrics where lower is better (latency, memory) that get nettools/peer ratios too.
+    compare: tuple[str, ...] = ()
     # Filled in by the registry from the dict key and the module name; leave them unset.
     name: str = field(default="")
     family: str = field(default="")

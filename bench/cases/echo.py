@@ -1,0 +1,242 @@
+"""TCP echo servers under an external load generator: round trips/s, latency, idle memory.
+
+Each run starts the peer's echo server (bench/cases/_echo_servers.py) in its own process pinned
+to core 1 and the compiled load generator (bench/loadgen/echoload.c) pinned to core 0, so that
+the server has one core to itself and the client costs it nothing. A Python client would
+measure itself as much as the server.
+
+* ``echo_cC_S``: C connections each doing closed-loop ping-pong with S-byte messages. ``n`` is
+  the measured time in milliseconds, after a one-second warm-up done by the load generator.
+  Reports round trips/s and the p50/p99 round-trip latency in microseconds, the CPU share of
+  server and client, and ``disturbed_pct``: how much of their two cores other processes used
+  meanwhile. A run disturbed beyond DISTURBED_PCT is measured again (``attempts``).
+* ``mem_idle_10k``: ``n`` idle connections (10,000 by default), each through one round trip
+  so that the server has accepted it and its handler waits in recv. Reports the server's RSS
+  growth per connection in KiB; its "ops/s" is the rate at which the connections were set up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from bench import loadgen
+from bench.cases import Case, CaseFn, Result
+from bench.cases._echo_servers import HOST, SERVERS
+
+SERVER_CORE = 1
+CLIENT_CORE = 0
+WARMUP_S = 1.0
+STARTUP_TIMEOUT_S = 30.0
+IDLE_SETUP_TIMEOUT_S = 90.0
+# A round-trip run in which other processes used more than DISTURBED_PCT percent of the two
+# cores is repeated, up to MAX_ATTEMPTS runs in all (see _round_trips).
+DISTURBED_PCT = 5.0
+MAX_ATTEMPTS = 3
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- processes ----------------------------------------------------------------------------
+
+
+def _pin(core: int) -> Any:
+    """A ``preexec_fn`` that pins the child to ``core`` (what ``taskset -c`` does), if it can."""
+    if (os.cpu_count() or 1) < 2:
+        return None
+
+    def pin() -> None:
+        try:
+            os.sched_setaffinity(0, {core})
+        except OSError:
+            pass  # a container confined to fewer cores: run unpinned rather than not at all
+
+    return pin
+
+
+@contextlib.contextmanager
+def _started(cmd: list[str], core: int, **popen: Any) -> Iterator[subprocess.Popen[str]]:
+    """Run ``cmd`` pinned to ``core``; kill it on the way out, however the block ends."""
+    proc = subprocess.Popen(cmd, preexec_fn=_pin(core), text=True, **popen)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def _read_line(proc: subprocess.Popen[str], stream: IO[str], timeout: float, what: str) -> str:
+    """The next line ``proc`` writes on ``stream``, or an error naming ``what`` we waited for."""
+    ready, _, _ = select.select([stream], [], [], timeout)
+    line = stream.readline() if ready else ""
+    if not line:
+        proc.kill()
+        status = proc.wait()
+        raise RuntimeError(f"{what}: no answer after {timeout:g}s (exit status {status})")
+    return line
+
+
+@contextlib.contextmanager
+def _echo_server(peer: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """The peer's echo server, running and listening; yields the process and its port."""
+    cmd = [sys.executable, "-m", "bench.cases._echo_servers", peer]
+    # stderr is inherited: a crashing server's traceback lands in this run's error report.
+    with _started(cmd, SERVER_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE) as proc:
+        line = _read_line(proc, proc.stdout, STARTUP_TIMEOUT_S, f"{peer} echo server start")
+        yield proc, json.loads(line)["port"]
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def _settled_rss_kib(pid: int, timeout: float = 3.0) -> int:
+    """RSS once it stops moving: a server may still be finishing handler start-ups."""
+    deadline = time.monotonic() + timeout
+    last = _rss_kib(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = _rss_kib(pid)
+        if abs(now - last) <= 64:
+            return now
+        last = now
+    return last
+
+
+def _open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+# --- the two measurements -----------------------------------------------------------------
+
+
+def _run_echoload(peer: str, conns: int, size: int, duration_ms: int) -> dict[str, Any]:
+    """One fresh server and one load generator run; echoload's JSON result."""
+    echoload = loadgen.echoload()
+    with _echo_server(peer) as (server, port):
+        cmd = [str(echoload), "-c", str(conns), "-s", str(size), "-w", str(WARMUP_S),
+               "-d", str(duration_ms / 1000), "-p", str(server.pid), HOST, str(port)]
+        with _started(cmd, CLIENT_CORE, stdout=subprocess.PIPE) as client:
+            timeout = STARTUP_TIMEOUT_S + WARMUP_S + duration_ms / 1000
+            out, _ = client.communicate(timeout=timeout)
+            if client.returncode != 0:
+                raise RuntimeError(f"echoload failed with exit status {client.returncode}")
+        if server.poll() is not None:
+            raise RuntimeError(f"{peer} echo server died (exit status {server.returncode})")
+    return json.loads(out)
+
+
+def _disturbance(result: dict[str, Any]) -> float:
+    """Percent of the client's and server's cores that other processes used (0 if unknown)."""
+    parts = (result["client_core_other_pct"], result["server_core_other_pct"])
+    return sum(p for p in parts if p > 0)
+
+
+def _round_trips(peer: str, conns: int, size: int, duration_ms: int) -> dict[str, Any]:
+    # On a shared machine another process can take turns on either core mid-run and cut the
+    # figure by half; such a run is measured again, and the least disturbed one is kept.
+    best: dict[str, Any] = {}
+    attempts = 0
+    while attempts < MAX_ATTEMPTS and (not best or _disturbance(best) > DISTURBED_PCT):
+        attempts += 1
+        result = _run_echoload(peer, conns, size, duration_ms)
+        if not best or _disturbance(result) < _disturbance(best):
+            best = result
+    metrics = {
+        "ops_per_s": best["round_trips_per_s"],
+        "seconds": best["seconds"],
+        "p50_us": best["p50_us"],
+        "p99_us": best["p99_us"],
+        "errors": best["errors"],
+        # Below ~100 the server was not the bottleneck (expected with few connections).
+        "server_cpu_pct": best["server_cpu_pct"],
+        # Near 100 the load generator, not the server, sets the pace.
+        "client_cpu_pct": best["client_cpu_pct"],
+        "disturbed_pct": _disturbance(best),
+        "attempts": attempts,
+    }
+    if best["conn_max_round_trips"]:
+        # Fewest over most round trips any one connection made: 1.0 is perfectly fair.
+        metrics["fairness"] = best["conn_min_round_trips"] / best["conn_max_round_trips"]
+    if best["server_cpu_pct"] >= 0 and best["round_trips"]:  # -1: /proc unreadable
+        # The server's cost per round trip; lower with more connections (bigger epoll batches).
+        server_cpu_s = best["server_cpu_pct"] / 100 * best["seconds"]
+        metrics["server_us_per_rt"] = server_cpu_s / best["round_trips"] * 1e6
+    return metrics
+
+
+def _idle_memory(peer: str, conns: int) -> dict[str, Any]:
+    echoload = loadgen.echoload()
+    with _echo_server(peer) as (server, port):
+        before = _settled_rss_kib(server.pid)
+        fds_before = _open_fds(server.pid)
+        cmd = [str(echoload), "-i", "-c", str(conns), "-s", "64", HOST, str(port)]
+        start = time.perf_counter()
+        with _started(cmd, CLIENT_CORE, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as client:
+            _read_line(client, client.stdout, IDLE_SETUP_TIMEOUT_S, f"{conns} idle connections")
+            setup_s = time.perf_counter() - start
+            after = _settled_rss_kib(server.pid)
+            fds = _open_fds(server.pid) - fds_before
+            if fds < conns:
+                raise RuntimeError(f"server holds {fds} new fds, expected {conns}")
+            client.stdin.close()  # let it go: it exits at EOF
+    return {
+        "ops_per_s": conns / setup_s,
+        "seconds": setup_s,
+        "kib_per_conn": (after - before) / conns,
+        "rss_before_mib": before / 1024,
+        "rss_after_mib": after / 1024,
+    }
+
+
+# --- cases --------------------------------------------------------------------------------
+
+
+def _echo_case(conns: int, size: int) -> Case:
+    def for_peer(peer: str) -> CaseFn:
+        def run(n: int) -> Result:
+            if n == 0:
+                return None  # the harness's warm-up call; echoload warms up by itself
+            return _round_trips(peer, conns, size, n)
+
+        return run
+
+    return Case(n=3000, unit="round trips", warmup=0,
+                peers={peer: for_peer(peer) for peer in SERVERS},
+                compare=("p99_us", "server_us_per_rt"))
+
+
+def _memory_case(conns: int) -> Case:
+    def for_peer(peer: str) -> CaseFn:
+        def run(n: int) -> Result:
+            return None if n == 0 else _idle_memory(peer, n)
+
+        return run
+
+    return Case(n=conns, unit="connections set up", warmup=0,
+                peers={peer: for_peer(peer) for peer in SERVERS},
+                compare=("kib_per_conn",))
+
+
+CASES: dict[str, Case] = {
+    "echo_c10_64": _echo_case(10, 64),
+    "echo_c100_64": _echo_case(100, 64),
+    "echo_c1000_64": _echo_case(1000, 64),
+    "echo_c100_4k": _echo_case(100, 4096),
+    "echo_c1000_4k": _echo_case(1000, 4096),
+    "mem_idle_10k": _memory_case(10_000),
+}

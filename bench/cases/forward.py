@@ -1,0 +1,351 @@
+"""TCP forwarder throughput under iperf3: Mbit/s through one forwarder that has one core.
+
+Each run starts an iperf3 server and, for every peer but ``direct``, a forwarder in front of it,
+then runs an iperf3 client through the forwarder for ``n`` seconds (after one omitted second of
+slow start). The iperf3 server and client share core 0; the forwarder has core 1 to itself, so
+the figure is what one core of forwarding sustains. Peers:
+
+* ``nettools``: ``nettools forward 0:PORT`` (splice on Linux); ``forward_iperf3_nosplice`` runs it
+  with ``--no-splice``, the recv_into/sendall path TLS connections use;
+* ``direct``: no forwarder, the ceiling that loopback and iperf3 allow on this machine;
+* ``socat``: ``socat TCP-LISTEN:PORT,fork TCP:127.0.0.1:PORT``;
+* ``gevent``, ``eventlet``: the textbook forwarder, written out below: one greenthread per
+  direction copying with ``recv_into``/``sendall`` through a 256 KiB buffer (the size the
+  nettools copy path grows to, so the comparison is not about buffer sizes).
+
+iperf3 and socat are Debian packages; a run installs whichever is missing with apt-get (as
+root), or fails saying how to install it. Besides Mbit/s (the "ops") a run reports ``gbit_s``,
+``core1_busy_pct``, how busy the forwarder's core was (near 100 with a forwarder: it is the
+bottleneck, or shares its core with other work), and ``cpu_ms_per_gb``, the forwarder's own CPU
+time per GB moved -- its cost, and the figure to trust when the machine is not quiet.
+
+    python -m bench.cases.forward serve gevent|eventlet TARGET_PORT   # a peer forwarder
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.cases import Case, CaseFn, Result
+
+IPERF_CORE = 0
+FORWARDER_CORE = 1
+STARTUP_TIMEOUT_S = 30.0
+OMIT_S = 1  # iperf3 -O: seconds of TCP slow start left out of the figure
+COPY_BUFFER = 256 * 1024
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- tools and processes ------------------------------------------------------------------
+
+
+def _ensure(tool: str, package: str) -> str:
+    """The path of ``tool``, installing its Debian ``package`` first if it is missing."""
+    path = shutil.which(tool)
+    if path:
+        return path
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        raise RuntimeError(f"{tool} is not installed; install it with: apt-get install {package}")
+    print(f"installing {package} (for {tool})", file=sys.stderr, flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = [apt, "install", "-y", "-q", package]
+    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+        # A fresh container may have no package lists yet.
+        subprocess.run([apt, "update", "-q"], env=env, capture_output=True)
+        res = subprocess.run(install, env=env, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"apt-get install {package} failed: {res.stderr.strip()[-300:]}")
+    path = shutil.which(tool)
+    if path is None:
+        raise RuntimeError(f"{package} installed but {tool} is still not on PATH")
+    return path
+
+
+def _pin(core: int) -> Any:
+    """A ``preexec_fn`` pinning the child to ``core`` (the harness pinned us to core 1)."""
+    if (os.cpu_count() or 1) < 2:
+        return None
+
+    def pin() -> None:
+        try:
+            os.sched_setaffinity(0, {core})
+        except OSError:
+            pass  # a container confined to fewer cores: run unpinned rather than not at all
+
+    return pin
+
+
+@contextlib.contextmanager
+def _started(cmd: list[str], core: int, **popen: Any) -> Iterator[subprocess.Popen[str]]:
+    """Run ``cmd`` pinned to ``core``; kill it on the way out, however the block ends."""
+    proc = subprocess.Popen(cmd, preexec_fn=_pin(core), text=True, **popen)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    """Whether something listens on TCP ``port``, without connecting to it (a probe
+    connection would reach iperf3 through a forwarder and upset it)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+def _wait_listening(proc: subprocess.Popen[str], port: int, what: str) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not _listening(port):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {proc.returncode} before listening")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not listening after {STARTUP_TIMEOUT_S:g}s")
+        time.sleep(0.02)
+
+
+def _first_line(proc: subprocess.Popen[str], what: str) -> str:
+    """The first stdout line of ``proc`` (its ready line)."""
+    import select
+
+    ready, _, _ = select.select([proc.stdout], [], [], STARTUP_TIMEOUT_S)
+    line = proc.stdout.readline() if ready else ""
+    if not line:
+        proc.kill()
+        raise RuntimeError(f"{what}: no ready line (exit status {proc.wait()})")
+    return line
+
+
+@contextlib.contextmanager
+def _iperf_server() -> Iterator[int]:
+    iperf3 = _ensure("iperf3", "iperf3")
+    port = _free_port()
+    cmd = [iperf3, "-s", "-B", "127.0.0.1", "-p", str(port)]
+    with _started(cmd, IPERF_CORE, stdout=subprocess.DEVNULL) as proc:
+        _wait_listening(proc, port, "iperf3 server")
+        yield port
+
+
+@contextlib.contextmanager
+def _forwarder(peer: str, target: int) -> Iterator[tuple[int, int]]:
+    """The peer's forwarder to 127.0.0.1:``target``, listening; yields its port and pid."""
+    if peer == "socat":
+        port = _free_port()
+        cmd = [_ensure("socat", "socat"), f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
+               f"TCP:127.0.0.1:{target}"]
+        # start_new_session: socat forks a child per connection; kill them all at the end.
+        with _started(cmd, FORWARDER_CORE, start_new_session=True) as proc:
+            try:
+                _wait_listening(proc, port, "socat")
+                yield port, proc.pid
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, 9)
+        return
+    if peer in ("nettools", "nettools-nosplice"):
+        cmd = [sys.executable, "-m", "nettools", "-q", "forward", f"0:{target}"]
+        if peer == "nettools-nosplice":
+            cmd.append("--no-splice")
+    else:
+        cmd = [sys.executable, "-m", "bench.cases.forward", "serve", peer, str(target)]
+    # stderr is inherited: a crashing forwarder's traceback lands in this run's error report.
+    with _started(cmd, FORWARDER_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE) as proc:
+        ready = json.loads(_first_line(proc, f"{peer} forwarder"))
+        port = ready["port"] if "port" in ready else int(ready["address"].rsplit(":", 1)[1])
+        yield port, proc.pid
+
+
+def _core_busy_jiffies(core: int) -> tuple[int, int]:
+    """``(busy, total)`` jiffies of ``core`` so far, from /proc/stat."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{core} "):
+            values = [int(v) for v in line.split()[1:]]
+            idle = values[3] + values[4]  # idle + iowait
+            return sum(values) - idle, sum(values)
+    return 0, 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and its children, live or already reaped (socat forks one per
+    connection)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(entry) == pid:
+            total += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+        elif int(fields[1]) == pid:
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def _iperf_client(port: int, seconds: int) -> dict[str, Any]:
+    cmd = [_ensure("iperf3", "iperf3"), "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds),
+           "-O", str(OMIT_S), "-J"]
+    with _started(cmd, IPERF_CORE, stdout=subprocess.PIPE) as proc:
+        out, _ = proc.communicate(timeout=seconds + OMIT_S + STARTUP_TIMEOUT_S)
+    result = json.loads(out)
+    if "error" in result:
+        raise RuntimeError(f"iperf3: {result['error']}")
+    return result
+
+
+def _throughput(peer: str, seconds: int) -> dict[str, Any]:
+    pid = None
+    with contextlib.ExitStack() as stack:
+        port = stack.enter_context(_iperf_server())
+        if peer != "direct":
+            port, pid = stack.enter_context(_forwarder(peer, port))
+            cpu0 = _cpu_seconds(pid)
+        busy0, total0 = _core_busy_jiffies(FORWARDER_CORE)
+        result = _iperf_client(port, seconds)
+        busy1, total1 = _core_busy_jiffies(FORWARDER_CORE)
+        if pid is not None:
+            cpu1 = _cpu_seconds(pid)
+    bits_per_s = result["end"]["sum_received"]["bits_per_second"]
+    metrics = {
+        "ops_per_s": bits_per_s / 1e6,
+        "seconds": result["end"]["sum_received"]["seconds"],
+        "gbit_s": bits_per_s / 1e9,
+        "retransmits": result["end"]["sum_sent"].get("retransmits", 0),
+    }
+    if total1 > total0:
+        metrics["core1_busy_pct"] = 100.0 * (busy1 - busy0) / (total1 - total0)
+    if pid is not None:
+        # The forwarder's own CPU time per GB moved, slow start included: its cost, far
+        # less disturbed than Mbit/s when other work shares the machine.
+        moved_gb = sum(iv["sum"]["bytes"] for iv in result["intervals"]) / 1e9  # omitted too
+        metrics["cpu_ms_per_gb"] = 1000.0 * (cpu1 - cpu0) / moved_gb
+    return metrics
+
+
+# --- the gevent and eventlet forwarders -----------------------------------------------------
+
+
+def _serve_gevent(target: int) -> None:
+    import gevent
+    from gevent import socket as gsocket
+    from gevent.server import StreamServer
+
+    def pump(src: Any, dst: Any) -> None:
+        buf = bytearray(COPY_BUFFER)
+        view = memoryview(buf)
+        try:
+            while True:
+                n = src.recv_into(buf)
+                if not n:
+                    break
+                dst.sendall(view[:n])
+            dst.shutdown(gsocket.SHUT_WR)
+        except OSError:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(gsocket.SHUT_RDWR)
+
+    def handle(client: Any, _addr: Any) -> None:
+        upstream = gsocket.create_connection(("127.0.0.1", target))
+        with upstream:
+            other = gevent.spawn(pump, upstream, client)
+            pump(client, upstream)
+            other.join()
+
+    server = StreamServer(("127.0.0.1", 0), handle)
+    server.start()
+    print(json.dumps({"port": server.server_port}), flush=True)
+    server.serve_forever()
+
+
+def _serve_eventlet(target: int) -> None:
+    import eventlet
+    from eventlet.green import socket as esocket
+
+    def pump(src: Any, dst: Any) -> None:
+        buf = bytearray(COPY_BUFFER)
+        view = memoryview(buf)
+        try:
+            while True:
+                n = src.recv_into(buf)
+                if not n:
+                    break
+                dst.sendall(view[:n])
+            dst.shutdown(esocket.SHUT_WR)
+        except OSError:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(esocket.SHUT_RDWR)
+
+    def handle(client: Any) -> None:
+        with client, esocket.create_connection(("127.0.0.1", target)) as upstream:
+            other = eventlet.spawn(pump, upstream, client)
+            pump(client, upstream)
+            other.wait()
+
+    listener = eventlet.listen(("127.0.0.1", 0))
+    print(json.dumps({"port": listener.getsockname()[1]}), flush=True)
+    pool = eventlet.GreenPool(10_000)
+    while True:
+        client, _addr = listener.accept()
+        pool.spawn_n(handle, client)
+
+
+_SERVERS = {"gevent": _serve_gevent, "eventlet": _serve_eventlet}
+
+
+# --- cases --------------------------------------------------------------------------------
+
+
+def _peer(peer: str) -> CaseFn:
+    def run(n: int) -> Result:
+        if n == 0:
+            return None  # the harness's warm-up call; iperf3 -O leaves out slow start itself
+        return _throughput(peer, n)
+
+    return run
+
+
+CASES: dict[str, Case] = {
+    # n is the iperf3 run in seconds.
+    "forward_iperf3": Case(n=5, unit="Mbit", warmup=0, compare=("cpu_ms_per_gb",), peers={
+        peer: _peer(peer) for peer in ("nettools", "direct", "socat", "gevent", "eventlet")}),
+    # The copy path alone (what TLS connections use), with the ceiling for its ratio.
+    "forward_iperf3_nosplice": Case(n=5, unit="Mbit", warmup=0, peers={
+        "nettools": _peer("nettools-nosplice"), "direct": _peer("direct")}),
+}
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] != "serve" or sys.argv[2] not in _SERVERS:
+        sys.exit(f"usage: python -m bench.cases.forward serve {'|'.join(_SERVERS)} TARGET_PORT")
+    _SERVERS[sys.argv[2]](int(sys.argv[3]))

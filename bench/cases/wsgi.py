@@ -1,0 +1,398 @@
+"""Hello-world WSGI servers under wrk: requests/s, latency, server CPU per request.
+
+Each run starts one peer's server (``python -m bench.cases.wsgi serve PEER``) pinned to core 1
+and ``wrk -t1 -c100`` pinned to core 0, so the server has one core to itself. Peers:
+
+* ``nettools``: nettools.web.wsgi (httptools parser);
+* ``nettools-h11``: the same server on an h11 parser adapter (H11Parser below), to compare the
+  two parsers inside one server;
+* ``gevent``: gevent.pywsgi, with TCP_NODELAY set on every accepted socket (without it Nagle's
+  algorithm holds back each response and the server looks six times slower);
+* ``eventlet``: eventlet.wsgi (its listener gets TCP_NODELAY, which accepted sockets inherit);
+* ``gunicorn``: gunicorn's sync worker, one worker (it closes the connection after each response).
+
+``n`` is the measured time in milliseconds (wrk's -d). Metrics: requests/s, p50/p99 latency in
+microseconds, wrk's error count, and ``server_us_per_req``: the CPU time the server's processes
+used per request -- the figure least disturbed by other load on a shared machine.
+
+``python -m bench.cases.wsgi table [--duration S] [--repeat N] [--peers a,b]`` measures every
+peer round-robin without the harness and prints medians and ratios; wrk is installed with
+apt-get when missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import select
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.cases import Case, CaseFn, Result
+
+HOST = "127.0.0.1"
+SERVER_CORE = 1
+CLIENT_CORE = 0
+CONNECTIONS = 100
+WARMUP_S = 1
+STARTUP_TIMEOUT_S = 30.0
+BACKLOG = 1024
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BODY = b"Hello, World!"
+
+
+def hello_app(environ: dict, start_response: Callable) -> list[bytes]:
+    """The application every peer serves."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [BODY]
+
+
+def announce(port: int) -> None:
+    print(json.dumps({"event": "listening", "port": port}), flush=True)
+
+
+def listener() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted sockets inherit TCP_NODELAY from the listener on Linux.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((HOST, 0))
+    sock.listen(BACKLOG)
+    return sock
+
+
+# --- an h11 parser behind httptools' interface, for the parser comparison -----------------
+
+
+class H11Parser:
+    """``httptools.HttpRequestParser``'s interface on h11: enough for GET/POST benchmarks.
+
+    h11 parses one request per ``Connection`` cycle and waits for the response before the
+    next; as a parser only, a fresh ``Connection`` takes over the bytes left after each
+    request.
+    """
+
+    def __init__(self, protocol: Any) -> None:
+        import h11
+
+        self._h11 = h11
+        self._p = protocol
+        self._conn = h11.Connection(h11.SERVER)
+        self._method = b"GET"
+        self._version = "1.1"
+        self._keep_alive = True
+
+    def feed_data(self, data: Any) -> None:
+        import httptools
+
+        h11 = self._h11
+        conn = self._conn
+        conn.receive_data(bytes(data))
+        p = self._p
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise httptools.HttpParserError(str(exc)) from None
+            kind = type(event)
+            if kind is h11.Request:
+                p.on_message_begin()
+                p.on_url(event.target)
+                connection = b""
+                for name, value in event.headers.raw_items():
+                    p.on_header(name, value)
+                    if name.lower() == b"connection":
+                        connection = value.lower()
+                self._method = event.method
+                self._version = event.http_version.decode()
+                if self._version == "1.1":
+                    self._keep_alive = b"close" not in connection
+                else:
+                    self._keep_alive = b"keep-alive" in connection
+                p.on_headers_complete()
+            elif kind is h11.Data:
+                p.on_body(bytes(event.data))
+            elif kind is h11.EndOfMessage:
+                p.on_message_complete()
+            elif event is h11.PAUSED:
+                rest, _closed = conn.trailing_data
+                conn = self._conn = h11.Connection(h11.SERVER)
+                conn.receive_data(bytes(rest))
+            else:  # NEED_DATA or ConnectionClosed
+                return
+
+    def get_method(self) -> bytes:
+        return self._method
+
+    def get_http_version(self) -> str:
+        return self._version
+
+    def should_keep_alive(self) -> bool:
+        return self._keep_alive
+
+    def should_upgrade(self) -> bool:
+        return False
+
+
+# --- the servers, one per peer ------------------------------------------------------------
+
+
+def serve_nettools(parser: Any = None) -> None:
+    import nettools
+    from nettools.web import wsgi
+
+    sock = nettools.listen((HOST, 0), backlog=BACKLOG)
+    announce(sock.getsockname()[1])
+    options = {"parser": parser} if parser is not None else {}
+    wsgi.server(sock, hello_app, log_output=False, max_size=10_000, **options)
+
+
+def serve_gevent() -> None:
+    from gevent.pywsgi import WSGIServer
+
+    class NoDelayServer(WSGIServer):
+        def handle(self, sock: Any, address: Any) -> Any:
+            # Set (and checked) on every accepted socket: gevent does not do it by itself.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            return super().handle(sock, address)
+
+    server = NoDelayServer((HOST, 0), hello_app, log=None, backlog=BACKLOG)
+    server.init_socket()
+    announce(server.server_port)
+    server.serve_forever()
+
+
+def serve_eventlet() -> None:
+    import eventlet
+    import eventlet.wsgi
+
+    sock = eventlet.listen((HOST, 0), backlog=BACKLOG)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    announce(sock.getsockname()[1])
+    eventlet.wsgi.server(sock, hello_app, log_output=False, max_size=10_000)
+
+
+def serve_gunicorn() -> None:
+    sock = listener()
+    announce(sock.getsockname()[1])
+    os.set_inheritable(sock.fileno(), True)
+    # gunicorn takes the bound socket over (fd://), so the announced port is the real one.
+    os.execv(sys.executable, [
+        sys.executable, "-m", "gunicorn", "--bind", f"fd://{sock.fileno()}", "--workers", "1",
+        "--worker-class", "sync", "--backlog", str(BACKLOG), "--log-level", "warning",
+        "bench.cases.wsgi:hello_app",
+    ])
+
+
+def _serve_h11() -> None:
+    serve_nettools(H11Parser)
+
+
+SERVERS: dict[str, Callable[[], None]] = {
+    "nettools": serve_nettools,
+    "nettools-h11": _serve_h11,
+    "gevent": serve_gevent,
+    "eventlet": serve_eventlet,
+    "gunicorn": serve_gunicorn,
+}
+
+
+# --- measuring ----------------------------------------------------------------------------
+
+
+def _pin(core: int) -> Any:
+    if (os.cpu_count() or 1) < 2:
+        return None
+
+    def pin() -> None:
+        try:
+            os.sched_setaffinity(0, {core})
+        except OSError:
+            pass  # confined to fewer cores: run unpinned rather than not at all
+
+    return pin
+
+
+@contextlib.contextmanager
+def _server(peer: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    cmd = [sys.executable, "-m", "bench.cases.wsgi", "serve", peer]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=_pin(SERVER_CORE), start_new_session=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], STARTUP_TIMEOUT_S)
+        line = proc.stdout.readline() if ready else ""
+        if not line:
+            raise RuntimeError(f"{peer} server did not start (exit status {proc.poll()})")
+        yield proc, json.loads(line)["port"]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 9)  # gunicorn's worker too
+        proc.wait()
+        proc.stdout.close()
+
+
+def wrk_path() -> str:
+    """wrk, installed from the Debian package when missing."""
+    path = shutil.which("wrk")
+    if path:
+        return path
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "wrk"]):
+        result = subprocess.run(sudo + cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"wrk is missing and {' '.join(cmd)} failed:\n{result.stderr}")
+    path = shutil.which("wrk")
+    if not path:
+        raise RuntimeError("wrk is still missing after apt-get install wrk")
+    return path
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and its children that are alive (gunicorn's worker)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:  # fields[1]: ppid
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+_UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6}
+
+
+def _latency_us(text: str, pct: str) -> float:
+    match = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    return float(match.group(1)) * _UNITS[match.group(2)] if match else -1.0
+
+
+def parse_wrk(text: str) -> dict[str, Any]:
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    total = re.search(r"(\d+) requests in ([\d.]+)s", text)
+    if not rps or not total:
+        raise RuntimeError(f"cannot read wrk's output:\n{text}")
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", text))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return {
+        "ops_per_s": float(rps.group(1)),
+        "requests": int(total.group(1)),
+        "p50_us": _latency_us(text, "50"),
+        "p99_us": _latency_us(text, "99"),
+        "errors": errors + (int(non2xx.group(1)) if non2xx else 0),
+    }
+
+
+def run_wrk(peer: str, duration_ms: int, conns: int = CONNECTIONS) -> dict[str, Any]:
+    """One fresh server of ``peer`` under wrk for ``duration_ms``; the metrics."""
+    wrk = wrk_path()
+    seconds = max(1, round(duration_ms / 1000))
+    with _server(peer) as (proc, port):
+        url = f"http://{HOST}:{port}/"
+        base = [wrk, "-t1", f"-c{conns}", "--latency"]
+        pin = _pin(CLIENT_CORE)
+        subprocess.run([*base, f"-d{WARMUP_S}s", url], capture_output=True, preexec_fn=pin,
+                       check=True)
+        cpu_before = _cpu_seconds(proc.pid)
+        out = subprocess.run([*base, f"-d{seconds}s", url], capture_output=True, text=True,
+                             preexec_fn=pin, check=True).stdout
+        cpu = _cpu_seconds(proc.pid) - cpu_before
+        if proc.poll() is not None:
+            raise RuntimeError(f"{peer} server died (exit status {proc.returncode})")
+    metrics = parse_wrk(out)
+    if not metrics["requests"]:
+        raise RuntimeError(f"no request answered:\n{out}")
+    metrics["seconds"] = float(seconds)
+    metrics["server_cpu_pct"] = 100 * cpu / seconds
+    metrics["server_us_per_req"] = cpu / metrics["requests"] * 1e6
+    return metrics
+
+
+# --- cases --------------------------------------------------------------------------------
+
+
+def _case(conns: int) -> Case:
+    def for_peer(peer: str) -> CaseFn:
+        def run(n: int) -> Result:
+            return None if n == 0 else run_wrk(peer, n, conns)
+
+        return run
+
+    return Case(n=5000, unit="requests", warmup=0,
+                peers={peer: for_peer(peer) for peer in SERVERS},
+                compare=("p99_us", "server_us_per_req"))
+
+
+CASES: dict[str, Case] = {"wsgi_hello_c100": _case(CONNECTIONS)}
+
+
+# --- standalone table ---------------------------------------------------------------------
+
+
+def table(peers: list[str], duration: float, repeat: int) -> None:
+    runs: dict[str, list[dict[str, Any]]] = {p: [] for p in peers}
+    for attempt in range(1, repeat + 1):
+        for peer in peers:  # round-robin: drift spreads over every peer
+            try:
+                result = run_wrk(peer, int(duration * 1000))
+            except Exception as exc:  # noqa: BLE001 - report and go on with the others
+                print(f"{peer} run {attempt}: FAILED: {exc}", file=sys.stderr)
+                continue
+            runs[peer].append(result)
+            print(f"{peer} run {attempt}: {result['ops_per_s']:,.0f} req/s, "
+                  f"{result['server_us_per_req']:.1f} us CPU/req", file=sys.stderr)
+    ref = runs.get("nettools") or []
+    ref_rps = statistics.median(r["ops_per_s"] for r in ref) if ref else None
+    ref_cpu = statistics.median(r["server_us_per_req"] for r in ref) if ref else None
+    print(f"{'peer':<14}{'req/s':>10}{'p99 ms':>9}{'CPU us/req':>12}{'errors':>8}"
+          f"{'nettools x':>12}{'CPU ratio':>11}")
+    for peer, results in runs.items():
+        if not results:
+            print(f"{peer:<14}{'failed':>10}")
+            continue
+        rps = statistics.median(r["ops_per_s"] for r in results)
+        p99 = statistics.median(r["p99_us"] for r in results) / 1000
+        cpu = statistics.median(r["server_us_per_req"] for r in results)
+        errors = sum(r["errors"] for r in results)
+        speed = f"{ref_rps / rps:.2f}" if ref_rps else "-"
+        cost = f"{cpu / ref_cpu:.2f}" if ref_cpu else "-"
+        print(f"{peer:<14}{rps:>10,.0f}{p99:>9.1f}{cpu:>12.1f}{errors:>8}{speed:>12}{cost:>11}")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cases.wsgi")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run one peer's hello-world server")
+    serve.add_argument("peer", choices=list(SERVERS))
+    tab = sub.add_parser("table", help="measure peers round-robin; print medians and ratios")
+    tab.add_argument("--duration", type=float, default=5.0, help="seconds per run (default 5)")
+    tab.add_argument("--repeat", type=int, default=3, help="runs per peer (default 3)")
+    tab.add_argument("--peers", default=",".join(SERVERS), help="comma-separated subset")
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        SERVERS[args.peer]()
+        return 0
+    peers = args.peers.split(",")
+    unknown = set(peers) - set(SERVERS)
+    if unknown:
+        parser.error(f"unknown peers: {', '.join(sorted(unknown))}")
+    table(peers, args.duration, args.repeat)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
