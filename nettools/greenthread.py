@@ -125,7 +125,9 @@ class GreenThread:
         fn, args, kwargs = self._fn, self._args, self._kwargs
         self._fn = self._args = self._kwargs = None
         try:
-            result = fn(*args, **kwargs)
+            # Without kwargs, fn(*args) avoids an extra C-level frame on every
+            # greenthread's saved stack (memory per idle connection).
+            result = fn(*args, **kwargs) if kwargs else fn(*args)
         except _SYSTEM_EXCEPTIONS:
             self._finish(None, GreenletExit("interrupted"))
             raise

@@ -94,12 +94,14 @@ if _HAS_EPOLL:
         select.EPOLLIN | select.EPOLLPRI | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
     )
     _EV_OUT = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
+    _EV_HUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
     _EV_REGISTER = (
         select.EPOLLIN | select.EPOLLPRI | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
     )
 else:  # pragma: no cover - non-Linux fallback
     _EV_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
     _EV_OUT = select.POLLOUT | select.POLLHUP | select.POLLERR
+    _EV_HUP = select.POLLHUP | select.POLLERR
 
 _PROBE_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 _PROBE_OUT = select.POLLOUT | select.POLLHUP | select.POLLERR
@@ -163,15 +165,18 @@ class _LocalTimer(Timer):
 class _FdState:
     """Per-fd record: who waits to read, who waits to write, and cached readiness."""
 
-    __slots__ = ("fd", "reader", "writer", "rready", "wready")
+    __slots__ = ("fd", "reader", "writer", "rready", "wready", "hup")
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.reader: greenlet | None = None
         self.writer: greenlet | None = None
-        # Edges seen while nobody waited; only ``trampoline`` consults them.
+        # Edges seen while nobody waited (trampoline and socket.recv consult them).
         self.rready = False
         self.wready = False
+        # The peer hung up or the fd has an error: the state no longer changes, so
+        # no further edge is to be expected (see green socket recv).
+        self.hup = False
 
 
 def _root_greenlet() -> greenlet:
@@ -494,7 +499,7 @@ class Hub:
         poll = self._poller.poll
         clock = time.monotonic
         heappop = heapq.heappop
-        ev_in, ev_out = _EV_IN, _EV_OUT
+        ev_in, ev_out, ev_hup = _EV_IN, _EV_OUT, _EV_HUP
         hooks = self.turn_hooks
         busy_poll_every = self.busy_poll_every
         ran = 0  # callbacks run since the last poll
@@ -577,6 +582,8 @@ class Hub:
                     elif self._signal_fds is not None and fd == self._signal_fds[0]:
                         _drain_fd(fd)  # the Python handlers run as soon as we return
                     continue
+                if ev & ev_hup:
+                    st.hup = True
                 if ev & ev_in:
                     g = st.reader
                     if g is not None:

@@ -112,6 +112,7 @@ class socket(_real_socket):
         else:
             self._timeout = _getdefaulttimeout()
         _ss.settimeout(self, 0.0)
+        self._drained = False  # see recv()
         # A new socket object means a new (or newly owned) file: whatever the hub
         # knew about this fd number belongs to an fd closed behind its back.
         _get_hub().notify_opened(_ss.fileno(self))
@@ -160,7 +161,28 @@ class socket(_real_socket):
             except BlockingIOError:
                 pass
 
-    recv = _green(_ss.recv, False, 1)
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        """Like ``socket.recv``; waits on the hub instead of blocking the thread."""
+        if self._drained and not flags and self._timeout != 0.0:
+            # The last recv emptied the socket (a short read) and epoll has seen
+            # no new data since (no recorded edge) nor a hang-up: a recv now could
+            # only fail with EAGAIN, so wait first.  Data or a FIN arriving from
+            # now on raises an edge the next poll reports: no wake-up is missed.
+            st = _get_hub().fds.get(_ss.fileno(self))
+            if st is not None and not (st.rready or st.hup) and st.reader is None:
+                data = self._retry(_ss.recv, (bufsize,), False, {})
+                self._drained = 0 < len(data) < bufsize
+                return data
+        try:
+            data = _ss.recv(self, bufsize, flags)
+        except BlockingIOError:
+            self._drained = False
+            if self._timeout == 0.0 or (isinstance(flags, int) and flags & _MSG_DONTWAIT):
+                raise
+            data = self._retry(_ss.recv, (bufsize, flags), False, {})
+        self._drained = not flags and 0 < len(data) < bufsize
+        return data
+
     recv_into = _green(_ss.recv_into, False, 2)
     recvfrom = _green(_ss.recvfrom, False, 1)
     recvfrom_into = _green(_ss.recvfrom_into, False, 2)
@@ -187,6 +209,8 @@ class socket(_real_socket):
             if self._timeout == 0.0 or _dontwait((flags,), {}, 0):
                 raise
             sent = 0
+        if sent == len(data) and type(data) in (bytes, bytearray):
+            return  # the usual case: one send took it all
         with memoryview(data) as view, view.cast("B") as remaining:
             total = len(remaining)
             if sent >= total:
