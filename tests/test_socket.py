@@ -1025,10 +1025,11 @@ def test_recv_after_a_short_read_sees_a_fin_that_came_with_the_data():
     conn, _ = listener.accept()
     try:
         conn.settimeout(5)
+        first = spawn(conn.recv, 65536)
+        sleep(0.01)  # the reader is parked on the hub
         client.sendall(b"last words")
-        client.shutdown(gsocket.SHUT_WR)
-        sleep(0.05)  # both have arrived before the first recv
-        assert conn.recv(65536) == b"last words"
+        client.shutdown(gsocket.SHUT_WR)  # both reach it before the hub polls again
+        assert first.wait() == b"last words"
         assert conn.recv(65536) == b""  # at once, not after the 5 s timeout
     finally:
         for s in (client, conn, listener):
