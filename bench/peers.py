@@ -11,9 +11,10 @@ import subprocess
 # Report order; nettools first because every ratio is "nettools / peer".
 # "-proto" peers are the same library through its lower-level Protocol API, where a case
 # has one (the echo servers); other cases simply do not list them.
-PEERS: tuple[str, ...] = ("nettools", "nettools-h11", "gevent", "eventlet", "asyncio",
-                          "asyncio-proto", "uvloop", "uvloop-proto", "gunicorn", "direct",
-                          "socat")
+PEERS: tuple[str, ...] = (
+    "nettools", "nettools-echo", "nettools-h11", "gevent", "eventlet", "asyncio", "asyncio-proto",
+    "uvloop", "uvloop-proto", "gunicorn", "direct", "socat",
+)  # fmt: skip
 REFERENCE = "nettools"
 
 # The module whose import decides availability; non-Python peers (socat, ...) can be
@@ -26,6 +27,7 @@ _MODULES = {
     "asyncio-proto": "asyncio",
     "uvloop": "uvloop",
     "uvloop-proto": "uvloop",
+    "nettools-echo": "nettools",  # the `nettools echo` command (the echo cases)
     "nettools-h11": "h11",  # nettools' HTTP server on the h11 parser (the WSGI case)
     "gunicorn": "gunicorn",
 }

@@ -57,6 +57,16 @@ def nettools_server() -> None:
     nettools.Server(sock, echo, concurrency=CONCURRENCY).serve_forever()
 
 
+def nettools_cli_server() -> None:
+    # The ready-made command itself, as a user would start it (raw byte mode).
+    import os
+
+    os.execv(sys.executable, [
+        sys.executable, "-m", "nettools", "-q", "echo", "--raw", "--listen", f"{HOST}:0",
+        "--max-conns", str(CONCURRENCY), "--idle-timeout", "off",
+    ])
+
+
 def gevent_server() -> None:
     from gevent.server import StreamServer
 
@@ -129,6 +139,7 @@ def on_uvloop(main: Callable[[], Any]) -> None:
 
 SERVERS: dict[str, Callable[[], None]] = {
     "nettools": nettools_server,
+    "nettools-echo": nettools_cli_server,
     "gevent": gevent_server,
     "eventlet": eventlet_server,
     "asyncio": lambda: asyncio.run(streams_server()),

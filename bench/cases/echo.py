@@ -94,7 +94,8 @@ def _echo_server(peer: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
     # stderr is inherited: a crashing server's traceback lands in this run's error report.
     with _started(cmd, SERVER_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE) as proc:
         line = _read_line(proc, proc.stdout, STARTUP_TIMEOUT_S, f"{peer} echo server start")
-        yield proc, json.loads(line)["port"]
+        ready = json.loads(line)  # the CLI announces "address", the others "port"
+        yield proc, ready.get("port") or int(ready["address"].rsplit(":", 1)[1])
 
 
 def _rss_kib(pid: int) -> int:
