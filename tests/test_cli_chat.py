@@ -9,7 +9,6 @@ lines reach it in the order the server produced them.
 from __future__ import annotations
 
 import json
-import os
 import re
 import select
 import shutil
@@ -25,26 +24,11 @@ import pytest
 
 pytestmark = pytest.mark.timeout(60)
 
+from cli_helpers import clean_env, run_cli  # noqa: E402
+
 LOCAL = "127.0.0.1"
 IO_TIMEOUT = 20
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _clean_env(extra: dict | None = None) -> dict:
-    """The environment without stray NETTOOLS_* settings, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NETTOOLS_")}
-    env.update(extra or {})
-    return env
-
-
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "nettools", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=_clean_env(env),
-    )
 
 
 class Chat:
@@ -56,7 +40,7 @@ class Chat:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=_clean_env(env),
+            env=clean_env(env),
         )
 
     def __enter__(self) -> Chat:
@@ -581,7 +565,7 @@ def test_ci_echo_chat_recipe(tmp_path: Path):
         text=True,
         timeout=60,
         cwd=tmp_path,
-        env=_clean_env({"NETTOOLS": f"{sys.executable} -m nettools"}),
+        env=clean_env({"NETTOOLS": f"{sys.executable} -m nettools"}),
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "ci-echo-chat: ok" in res.stdout

@@ -8,79 +8,16 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.timeout(60)
 
+from cli_helpers import Cli, run_cli  # noqa: E402
+
 LOCAL = "127.0.0.1"
 IO_TIMEOUT = 15
-
-
-def _clean_env(extra: dict | None = None) -> dict:
-    """The environment without stray NETTOOLS_* settings, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NETTOOLS_")}
-    env.update(extra or {})
-    return env
-
-
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "nettools", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=_clean_env(env),
-    )
-
-
-class Cli:
-    """A ``nettools`` server in a subprocess; killed on leaving the ``with``."""
-
-    def __init__(self, *args: str, env: dict | None = None) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nettools", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=_clean_env(env),
-        )
-        self.ready_line = ""
-
-    def __enter__(self) -> Cli:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.communicate(timeout=10)
-
-    def ready(self, timeout: float = 20) -> dict:
-        """Wait for the JSON ready line on stdout and return it parsed."""
-        readable, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not readable:
-            self.proc.kill()
-            _, err = self.proc.communicate(timeout=10)
-            raise AssertionError(f"no ready line within {timeout}s; stderr: {err}")
-        self.ready_line = self.proc.stdout.readline()
-        assert self.ready_line, f"exited early: {self.proc.communicate(timeout=10)[1]}"
-        event = json.loads(self.ready_line)
-        assert event["event"] == "listening"
-        return event
-
-    def tcp_address(self, timeout: float = 20) -> tuple[str, int]:
-        event = self.ready(timeout)
-        host, _, port = event["address"].rpartition(":")
-        return host, int(port)
-
-    def stop(self, timeout: float = 30) -> tuple[int, str, str]:
-        """SIGTERM, then wait for the exit: ``(returncode, stdout, stderr)``."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        out, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, out, err
 
 
 def summary(stderr: str) -> dict:
