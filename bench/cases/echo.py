@@ -20,17 +20,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from bench import loadgen
 from bench.cases import Case, CaseFn, Result
 from bench.cases._echo_servers import HOST, SERVERS
+from bench.cases._procs import read_line, started
 
 SERVER_CORE = 1
 CLIENT_CORE = 0
@@ -47,53 +47,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # --- processes ----------------------------------------------------------------------------
 
 
-def _pin(core: int) -> Any:
-    """A ``preexec_fn`` that pins the child to ``core`` (what ``taskset -c`` does), if it can."""
-    if (os.cpu_count() or 1) < 2:
-        return None
-
-    def pin() -> None:
-        try:
-            os.sched_setaffinity(0, {core})
-        except OSError:
-            pass  # a container confined to fewer cores: run unpinned rather than not at all
-
-    return pin
-
-
-@contextlib.contextmanager
-def _started(cmd: list[str], core: int, **popen: Any) -> Iterator[subprocess.Popen[str]]:
-    """Run ``cmd`` pinned to ``core``; kill it on the way out, however the block ends."""
-    proc = subprocess.Popen(cmd, preexec_fn=_pin(core), text=True, **popen)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                stream.close()
-
-
-def _read_line(proc: subprocess.Popen[str], stream: IO[str], timeout: float, what: str) -> str:
-    """The next line ``proc`` writes on ``stream``, or an error naming ``what`` we waited for."""
-    ready, _, _ = select.select([stream], [], [], timeout)
-    line = stream.readline() if ready else ""
-    if not line:
-        proc.kill()
-        status = proc.wait()
-        raise RuntimeError(f"{what}: no answer after {timeout:g}s (exit status {status})")
-    return line
-
-
 @contextlib.contextmanager
 def _echo_server(peer: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """The peer's echo server, running and listening; yields the process and its port."""
     cmd = [sys.executable, "-m", "bench.cases._echo_servers", peer]
     # stderr is inherited: a crashing server's traceback lands in this run's error report.
-    with _started(cmd, SERVER_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE) as proc:
-        line = _read_line(proc, proc.stdout, STARTUP_TIMEOUT_S, f"{peer} echo server start")
+    with started(cmd, SERVER_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE) as proc:
+        line = read_line(proc, proc.stdout, STARTUP_TIMEOUT_S, f"{peer} echo server start")
         ready = json.loads(line)  # the CLI announces "address", the others "port"
         yield proc, ready.get("port") or int(ready["address"].rsplit(":", 1)[1])
 
@@ -131,7 +91,7 @@ def _run_echoload(peer: str, conns: int, size: int, duration_ms: int) -> dict[st
     with _echo_server(peer) as (server, port):
         cmd = [str(echoload), "-c", str(conns), "-s", str(size), "-w", str(WARMUP_S),
                "-d", str(duration_ms / 1000), "-p", str(server.pid), HOST, str(port)]
-        with _started(cmd, CLIENT_CORE, stdout=subprocess.PIPE) as client:
+        with started(cmd, CLIENT_CORE, stdout=subprocess.PIPE) as client:
             timeout = STARTUP_TIMEOUT_S + WARMUP_S + duration_ms / 1000
             out, _ = client.communicate(timeout=timeout)
             if client.returncode != 0:
@@ -187,8 +147,8 @@ def _idle_memory(peer: str, conns: int) -> dict[str, Any]:
         fds_before = _open_fds(server.pid)
         cmd = [str(echoload), "-i", "-c", str(conns), "-s", "64", HOST, str(port)]
         start = time.perf_counter()
-        with _started(cmd, CLIENT_CORE, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as client:
-            _read_line(client, client.stdout, IDLE_SETUP_TIMEOUT_S, f"{conns} idle connections")
+        with started(cmd, CLIENT_CORE, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as client:
+            read_line(client, client.stdout, IDLE_SETUP_TIMEOUT_S, f"{conns} idle connections")
             setup_s = time.perf_counter() - start
             after = _settled_rss_kib(server.pid)
             fds = _open_fds(server.pid) - fds_before

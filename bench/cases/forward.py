@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cases import Case, CaseFn, Result
+from bench.cases._procs import started
 
 IPERF_CORE = 0
 FORWARDER_CORE = 1
@@ -70,34 +71,6 @@ def _ensure(tool: str, package: str) -> str:
     if path is None:
         raise RuntimeError(f"{package} installed but {tool} is still not on PATH")
     return path
-
-
-def _pin(core: int) -> Any:
-    """A ``preexec_fn`` pinning the child to ``core`` (the harness pinned us to core 1)."""
-    if (os.cpu_count() or 1) < 2:
-        return None
-
-    def pin() -> None:
-        try:
-            os.sched_setaffinity(0, {core})
-        except OSError:
-            pass  # a container confined to fewer cores: run unpinned rather than not at all
-
-    return pin
-
-
-@contextlib.contextmanager
-def _started(cmd: list[str], core: int, **popen: Any) -> Iterator[subprocess.Popen[str]]:
-    """Run ``cmd`` pinned to ``core``; kill it on the way out, however the block ends."""
-    proc = subprocess.Popen(cmd, preexec_fn=_pin(core), text=True, **popen)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 def _free_port() -> int:
@@ -148,7 +121,7 @@ def _iperf_server() -> Iterator[int]:
     iperf3 = _ensure("iperf3", "iperf3")
     port = _free_port()
     cmd = [iperf3, "-s", "-B", "127.0.0.1", "-p", str(port)]
-    with _started(cmd, IPERF_CORE, stdout=subprocess.DEVNULL) as proc:
+    with started(cmd, IPERF_CORE, stdout=subprocess.DEVNULL) as proc:
         _wait_listening(proc, port, "iperf3 server")
         yield port
 
@@ -161,7 +134,7 @@ def _forwarder(peer: str, target: int) -> Iterator[tuple[int, int]]:
         cmd = [_ensure("socat", "socat"), f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
                f"TCP:127.0.0.1:{target}"]
         # start_new_session: socat forks a child per connection; kill them all at the end.
-        with _started(cmd, FORWARDER_CORE, start_new_session=True) as proc:
+        with started(cmd, FORWARDER_CORE, start_new_session=True) as proc:
             try:
                 _wait_listening(proc, port, "socat")
                 yield port, proc.pid
@@ -176,7 +149,7 @@ def _forwarder(peer: str, target: int) -> Iterator[tuple[int, int]]:
     else:
         cmd = [sys.executable, "-m", "bench.cases.forward", "serve", peer, str(target)]
     # stderr is inherited: a crashing forwarder's traceback lands in this run's error report.
-    with _started(cmd, FORWARDER_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE) as proc:
+    with started(cmd, FORWARDER_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE) as proc:
         ready = json.loads(_first_line(proc, f"{peer} forwarder"))
         port = ready["port"] if "port" in ready else int(ready["address"].rsplit(":", 1)[1])
         yield port, proc.pid
@@ -214,7 +187,7 @@ def _cpu_seconds(pid: int) -> float:
 def _iperf_client(port: int, seconds: int) -> dict[str, Any]:
     cmd = [_ensure("iperf3", "iperf3"), "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds),
            "-O", str(OMIT_S), "-J"]
-    with _started(cmd, IPERF_CORE, stdout=subprocess.PIPE) as proc:
+    with started(cmd, IPERF_CORE, stdout=subprocess.PIPE) as proc:
         out, _ = proc.communicate(timeout=seconds + OMIT_S + STARTUP_TIMEOUT_S)
     result = json.loads(out)
     if "error" in result:

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cases import Case, CaseFn, Result
-from bench.cases.echo import _read_line, _started
+from bench.cases._procs import read_line, started
 
 HOST = "127.0.0.1"
 SERVER_CORE = 1
@@ -362,10 +362,10 @@ def _round_trips(peer: str, conns: int, size: int, duration_ms: int, deflate: bo
 def _run_once(peer: str, conns: int, size: int, duration_ms: int, deflate: bool) -> dict[str, Any]:
     """One fresh server and one load generator run: the load generator's JSON result."""
     here = [sys.executable, "-m", "bench.cases.websocket"]
-    with _started(
+    with started(
         [*here, "serve", peer], SERVER_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE
     ) as server:
-        line = _read_line(server, server.stdout, STARTUP_TIMEOUT_S, f"{peer} websocket server")
+        line = read_line(server, server.stdout, STARTUP_TIMEOUT_S, f"{peer} websocket server")
         port = json.loads(line)["port"]
         cmd = [
             *here,
@@ -379,7 +379,7 @@ def _run_once(peer: str, conns: int, size: int, duration_ms: int, deflate: bool)
         ]
         if deflate:
             cmd.append("--deflate")
-        with _started(cmd, CLIENT_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE) as client:
+        with started(cmd, CLIENT_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE) as client:
             timeout = 2 * STARTUP_TIMEOUT_S + WARMUP_S + duration_ms / 1000
             out, _ = client.communicate(timeout=timeout)
             if client.returncode != 0:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cases import Case, CaseFn, Result
+from bench.cases._procs import pin
 
 HOST = "127.0.0.1"
 SERVER_CORE = 1
@@ -210,24 +211,11 @@ SERVERS: dict[str, Callable[[], None]] = {
 # --- measuring ----------------------------------------------------------------------------
 
 
-def _pin(core: int) -> Any:
-    if (os.cpu_count() or 1) < 2:
-        return None
-
-    def pin() -> None:
-        try:
-            os.sched_setaffinity(0, {core})
-        except OSError:
-            pass  # confined to fewer cores: run unpinned rather than not at all
-
-    return pin
-
-
 @contextlib.contextmanager
 def _server(peer: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
     cmd = [sys.executable, "-m", "bench.cases.wsgi", "serve", peer]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
-                            preexec_fn=_pin(SERVER_CORE), start_new_session=True)
+                            preexec_fn=pin(SERVER_CORE), start_new_session=True)
     try:
         ready, _, _ = select.select([proc.stdout], [], [], STARTUP_TIMEOUT_S)
         line = proc.stdout.readline() if ready else ""
@@ -304,12 +292,12 @@ def run_wrk(peer: str, duration_ms: int, conns: int = CONNECTIONS) -> dict[str, 
     with _server(peer) as (proc, port):
         url = f"http://{HOST}:{port}/"
         base = [wrk, "-t1", f"-c{conns}", "--latency"]
-        pin = _pin(CLIENT_CORE)
-        subprocess.run([*base, f"-d{WARMUP_S}s", url], capture_output=True, preexec_fn=pin,
+        pin_client = pin(CLIENT_CORE)
+        subprocess.run([*base, f"-d{WARMUP_S}s", url], capture_output=True, preexec_fn=pin_client,
                        check=True)
         cpu_before = _cpu_seconds(proc.pid)
         out = subprocess.run([*base, f"-d{seconds}s", url], capture_output=True, text=True,
-                             preexec_fn=pin, check=True).stdout
+                             preexec_fn=pin_client, check=True).stdout
         cpu = _cpu_seconds(proc.pid) - cpu_before
         if proc.poll() is not None:
             raise RuntimeError(f"{peer} server died (exit status {proc.returncode})")

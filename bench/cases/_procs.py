@@ -1,0 +1,50 @@
+"""Benchmark processes: pinned to a core, killed however the run ends, read with a deadline."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import subprocess
+from collections.abc import Iterator
+from typing import IO, Any
+
+
+def pin(core: int) -> Any:
+    """A ``preexec_fn`` that pins the child to ``core`` (what ``taskset -c`` does), if it can."""
+    if (os.cpu_count() or 1) < 2:
+        return None
+
+    def pin() -> None:
+        try:
+            os.sched_setaffinity(0, {core})
+        except OSError:
+            pass  # a container confined to fewer cores: run unpinned rather than not at all
+
+    return pin
+
+
+@contextlib.contextmanager
+def started(cmd: list[str], core: int, **popen: Any) -> Iterator[subprocess.Popen[str]]:
+    """Run ``cmd`` pinned to ``core``; kill it on the way out, however the block ends."""
+    proc = subprocess.Popen(cmd, preexec_fn=pin(core), text=True, **popen)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def read_line(proc: subprocess.Popen[str], stream: IO[str], timeout: float, what: str) -> str:
+    """The next line ``proc`` writes on ``stream``, or an error naming ``what`` we waited for."""
+    ready, _, _ = select.select([stream], [], [], timeout)
+    line = stream.readline() if ready else ""
+    if not line:
+        proc.kill()
+        status = proc.wait()
+        raise RuntimeError(f"{what}: no answer after {timeout:g}s (exit status {status})")
+    return line
