@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,54 +22,26 @@ import pytest
 
 pytestmark = pytest.mark.timeout(60)
 
-from cli_helpers import clean_env, run_cli  # noqa: E402
+from cli_helpers import Cli, clean_env, run_cli  # noqa: E402
 
 LOCAL = "127.0.0.1"
 IO_TIMEOUT = 20
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class Chat:
+class Chat(Cli):
     """``nettools chat`` in a subprocess; killed on leaving the ``with``."""
 
     def __init__(self, *args: str, env: dict | None = None) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nettools", "chat", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=clean_env(env),
-        )
-
-    def __enter__(self) -> Chat:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.communicate(timeout=10)
+        super().__init__("chat", *args, env=env)
 
     def ready(self, timeout: float = 20) -> dict:
-        readable, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not readable:
-            self.proc.kill()
-            _, err = self.proc.communicate(timeout=10)
-            raise AssertionError(f"no ready line within {timeout}s; stderr: {err}")
-        line = self.proc.stdout.readline()
-        assert line, f"exited early: {self.proc.communicate(timeout=10)[1]}"
-        event = json.loads(line)
-        assert event["event"] == "listening" and event["service"] == "chat"
+        event = super().ready(timeout)
+        assert event["service"] == "chat"
         return event
 
     def address(self) -> tuple[str, int]:
-        host, _, port = self.ready()["address"].rpartition(":")
-        return host, int(port)
-
-    def stop(self, timeout: float = 30) -> tuple[int, str, str]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        out, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, out, err
+        return self.tcp_address()
 
 
 def summary(stderr: str) -> dict:
