@@ -85,7 +85,8 @@ log = logging.getLogger("nettools.hub")
 READ = 1
 WRITE = 2
 
-_HAS_EPOLL = hasattr(select, "epoll")
+# NETTOOLS_HUB=poll forces the portable poll(2) loop (what runs where epoll is missing).
+_HAS_EPOLL = hasattr(select, "epoll") and os.environ.get("NETTOOLS_HUB") != "poll"
 # Bound now: after monkey-patching, select.epoll/select.poll are green wrappers.
 _epoll = getattr(select, "epoll", None)
 _poll = select.poll
@@ -98,7 +99,7 @@ if _HAS_EPOLL:
     _EV_REGISTER = (
         select.EPOLLIN | select.EPOLLPRI | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
     )
-else:  # pragma: no cover - non-Linux fallback
+else:  # poll(2): where epoll is missing, or NETTOOLS_HUB=poll
     _EV_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
     _EV_OUT = select.POLLOUT | select.POLLHUP | select.POLLERR
     _EV_HUP = select.POLLHUP | select.POLLERR
@@ -212,7 +213,7 @@ class Hub:
             self._poller = _epoll()
             self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             self._poller.register(self._wake_fd, select.EPOLLIN | select.EPOLLET)
-        else:  # pragma: no cover
+        else:
             self._poller = _poll()
             r, w = os.pipe()
             os.set_blocking(r, False)
@@ -220,6 +221,7 @@ class Hub:
             self._wake_fd, self._wake_w = r, w
             self._poller.register(r, select.POLLIN)
         self._signal_fds: tuple[int, int] | None = None  # see wake_on_signals()
+        self._poll_masks: dict[int, int] = {}  # poll(2) fallback only: fd -> mask in force
         self._closed = False
         #: Called with no arguments at the top of every loop turn (debugging aids).
         self.turn_hooks: list[Callable[[], None]] = []
@@ -323,7 +325,7 @@ class Hub:
         self._tsq.append(callback)
         if _HAS_EPOLL:
             os.eventfd_write(self._wake_fd, 1)
-        else:  # pragma: no cover
+        else:
             try:
                 os.write(self._wake_w, b"\0")
             except BlockingIOError:
@@ -368,8 +370,10 @@ class Hub:
             try:
                 if _HAS_EPOLL:
                     self._poller.register(fd, _EV_REGISTER)
-                else:  # pragma: no cover
-                    self._poller.register(fd, _PROBE_IN | _PROBE_OUT)
+                else:
+                    # Level-triggered: the mask follows the waiters (_sync_poll_masks).
+                    self._poller.register(fd, 0)
+                    self._poll_masks[fd] = 0
             except FileExistsError:
                 # Registered under an fd we forgot about (closed and reused behind
                 # our back); take the registration over.
@@ -472,6 +476,7 @@ class Hub:
         st = self.fds.pop(fd, None)
         if st is None:
             return
+        self._poll_masks.pop(fd, None)
         try:
             self._poller.unregister(fd)
         except (OSError, ValueError):
@@ -496,7 +501,10 @@ class Hub:
         fds = self.fds
         tsq = self._tsq
         wake_fd = self._wake_fd
-        poll = self._poller.poll
+        if _HAS_EPOLL:
+            poll = self._poller.poll
+        else:
+            poll = self._poll_fallback
         clock = time.monotonic
         heappop = heapq.heappop
         ev_in, ev_out, ev_hup = _EV_IN, _EV_OUT, _EV_HUP
@@ -619,11 +627,24 @@ class Hub:
         g = greenlet(lambda: log.error(msg, *args, exc_info=exc_info), parent=self.greenlet)
         self.ready.append(g.switch)
 
+    def _poll_fallback(self, timeout: float) -> list:
+        """poll(2) in place of epoll: only directions someone waits for are polled
+        (level-triggered polling of a writable socket would otherwise never sleep)."""
+        masks = self._poll_masks
+        for fd, st in self.fds.items():
+            mask = (_PROBE_IN if st.reader is not None else 0) | (
+                _PROBE_OUT if st.writer is not None else 0
+            )
+            if masks.get(fd) != mask:
+                self._poller.modify(fd, mask)
+                masks[fd] = mask
+        return self._poller.poll(None if timeout < 0 else timeout * 1000)
+
     def _drain_threadsafe(self) -> None:
         try:
             if _HAS_EPOLL:
                 os.eventfd_read(self._wake_fd)
-            else:  # pragma: no cover
+            else:
                 os.read(self._wake_fd, 4096)
         except BlockingIOError:
             pass
@@ -654,9 +675,10 @@ class Hub:
                 pass  # not the main thread: nothing of ours is installed there
             for fd in self._signal_fds:
                 os.close(fd)
-        self._poller.close()
+        if _HAS_EPOLL:
+            self._poller.close()  # a poll(2) object holds no fd
         os.close(self._wake_fd)
-        if not _HAS_EPOLL:  # pragma: no cover
+        if not _HAS_EPOLL:
             os.close(self._wake_w)
 
     def __repr__(self) -> str:
