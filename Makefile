@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LINTED := nettools tests recipes bench
 
-.PHONY: install test lint bench demo clean
+.PHONY: install test lint bench demo clean system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,14 @@ install: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
 
-test: lint
+# Real programs the tests drive (headless Chromium for the browser tests).
+system-deps:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+test: lint system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
