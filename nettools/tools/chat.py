@@ -11,13 +11,14 @@ received it, and broadcasting it is a ``put`` into each recipient's queue that
 never waits -- so nothing can run between two recipients, and every client
 sees the messages in the order the server received them.
 
-Slow clients: a client that stops reading first fills its kernel send buffer
-(kept small, ``send_buffer``, so a backlog shows up here instead of hiding in
-megabytes of socket buffer); then its writer waits and lines queue up for it.
-Once ``queue_size`` lines wait, further lines for it are dropped (it is told
-how many once it catches up) and its *slow clock* starts; the clock stops when
-it has read its queue down to half.  A client whose clock runs for
-``slow_timeout`` is disconnected and its room is told.
+Slow clients (the policy lives in ``nettools.tools.outbox``): a client that
+stops reading first fills its kernel send buffer (kept small, ``send_buffer``,
+so a backlog shows up here instead of hiding in megabytes of socket buffer);
+then its writer waits and lines queue up for it.  Once ``queue_size`` lines
+wait, further lines for it are dropped (it is told how many once it catches
+up) and its *slow clock* starts; the clock stops when it has read its queue
+down to half.  A client whose clock runs for ``slow_timeout`` is disconnected
+and its room is told.
 
 Text from clients is decoded as UTF-8 (invalid bytes become U+FFFD) and control
 characters are shown as visible text (ESC as ``^[``), so nobody can clear or
@@ -34,11 +35,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..green import socket
-from ..greenthread import GreenletExit, GreenThread, kill, sleep, spawn
-from ..hub import Timer, get_hub
+from ..greenthread import GreenletExit, sleep
 from ..net import Server
-from ..queue import LightQueue
-from ..timeout import Timeout
+from .outbox import Outbox
 from .service import Stats
 
 __all__ = ["ChatServer", "ChatStats", "escape_controls", "valid_name", "DEFAULT_ROOM"]
@@ -103,10 +102,6 @@ class _LineTooLong(Exception):
     pass
 
 
-# Tells a writer to stop once everything queued before it has been sent.
-_CLOSE: Any = object()
-
-
 class _Room:
     __slots__ = ("name", "members", "history")
 
@@ -117,23 +112,14 @@ class _Room:
 
 
 class _Client:
-    __slots__ = (
-        "conn", "outbox", "nick", "room", "writer", "slow_timer", "dropped", "closing", "gone",
-        "sending",
-    )
+    __slots__ = ("conn", "outbox", "nick", "room", "gone")
 
-    def __init__(self, conn: socket.socket) -> None:
+    def __init__(self, conn: socket.socket, outbox: Outbox) -> None:
         self.conn = conn
-        # Bounded by ChatServer._send, which knows when the client is to blame.
-        self.outbox: LightQueue = LightQueue()
+        self.outbox = outbox
         self.nick: str | None = None
         self.room: _Room | None = None
-        self.writer: GreenThread | None = None
-        self.slow_timer: Timer | None = None
-        self.dropped = 0  # messages not delivered since the last time it caught up
-        self.closing = False  # _CLOSE queued: nothing more goes out
         self.gone = False  # removed from the chat already (e.g. dropped as too slow)
-        self.sending = False  # the writer is inside sendall (waiting, if anyone else runs)
 
 
 class ChatServer:
@@ -199,7 +185,7 @@ class ChatServer:
             self._stopping = True
             for client in list(self._clients):
                 self._send(client, "*** Server is shutting down\n")
-                self._close(client)  # its writer flushes, then ends the connection
+                client.outbox.close()  # its writer flushes, then ends the connection
         self.server.stop(timeout)
 
     def _count(self, name: str, n: int = 1) -> None:
@@ -221,8 +207,7 @@ class ChatServer:
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
             except OSError:
                 pass  # the peer may already have gone
-        client = _Client(conn)
-        client.writer = spawn(self._write_loop, client)
+        client = self._new_client(conn)
         self._clients.add(client)
         reason = ""
         killed = False
@@ -258,16 +243,37 @@ class ChatServer:
                 if client.nick is not None and self._nicks.get(client.nick.casefold()) is client:
                     del self._nicks[client.nick.casefold()]
                 client.gone = True
-                self._close(client)
-                self._cancel_slow_clock(client)
                 # Let the writer flush the last lines (a goodbye, an error), but
                 # never wait long for a client that does not read.
                 if not killed:
-                    with Timeout(self.slow_timeout or DEFAULT_LINGER, False):
-                        client.writer.wait()
+                    client.outbox.finish(self.slow_timeout or DEFAULT_LINGER)
             finally:
-                kill(client.writer)
+                client.outbox.kill()
                 stats.active -= 1
+
+    def _new_client(self, conn: socket.socket) -> _Client:
+        """A client whose outbox writer sends its lines and, when done, ends the
+        connection (so its reader sees EOF and cleans up)."""
+        stats = self.stats
+
+        def send(lines: list[str]) -> None:
+            data = "".join(lines).encode("utf-8")
+            conn.sendall(data)
+            stats.bytes_out += len(data)
+
+        outbox = Outbox(
+            send,
+            queue_size=self.queue_size,
+            slow_timeout=self.slow_timeout,
+            on_slow=lambda: self._drop_slow(client),
+            on_caught_up=lambda missed: self._send(
+                client, f"*** You read too slowly: {missed} message(s) were not delivered\n"
+            ),
+            on_end=lambda clean: _shutdown(conn),
+        )
+        client = _Client(conn, outbox)
+        outbox.start()
+        return client
 
     def _lines(self, conn: socket.socket) -> Iterator[str]:
         """The client's lines (decoded, without the line ending) until EOF."""
@@ -471,77 +477,20 @@ class ChatServer:
 
     def _send(self, client: _Client, line: str) -> None:
         """Queue ``line`` for ``client`` without waiting; drop it if the client is slow."""
-        if client.closing:
-            return
         outbox = client.outbox
-        # While the writer is not stuck in sendall the backlog is ours, not the
-        # client's: lines from many readers handled in one hub turn pile up before
-        # the writer's turn comes.  It is bounded by what that turn read.
-        if len(outbox.queue) < self.queue_size or not client.sending:
-            outbox.put_nowait(line)
-            return
-        client.dropped += 1
-        self._count("dropped")
-        if client.slow_timer is None and self.slow_timeout is not None:
-            client.slow_timer = get_hub().schedule(self.slow_timeout, self._slow_expired, client)
-
-    def _close(self, client: _Client) -> None:
-        if not client.closing:
-            client.closing = True
-            client.outbox.put_nowait(_CLOSE)
-
-    def _cancel_slow_clock(self, client: _Client) -> None:
-        if client.slow_timer is not None:
-            client.slow_timer.cancel()
-            client.slow_timer = None
-
-    def _slow_expired(self, client: _Client) -> None:
-        # Runs on the hub, which must not block: do the work in a greenthread.
-        spawn(self._drop_slow, client)
+        if not outbox.closing and not outbox.put(line):
+            self._count("dropped")
 
     def _drop_slow(self, client: _Client) -> None:
-        if client.slow_timer is None or client.gone:
-            return  # it caught up (or left) in the meantime
-        client.slow_timer = None
+        """Its outbox gave up on it: take it out of the chat and cut it off."""
+        if client.gone:
+            return
         client.gone = True
         self._count("slow_disconnects")
         log.info("chat: disconnecting %s: too slow", client.nick or "a client")
         if client.nick is not None:
             self._leave(client, notice=f"*** {client.nick} was disconnected (too slow)")
-        client.closing = True  # what is still queued will never be read
         _shutdown(client.conn)  # wakes its reader (EOF) and its writer (EPIPE)
-
-    def _write_loop(self, client: _Client) -> None:
-        """Send the client's queued lines, batching what is already queued."""
-        conn, outbox, stats = client.conn, client.outbox, self.stats
-        low_water = self.queue_size // 2
-        try:
-            while True:
-                batch = [outbox.get()]
-                while outbox.queue and batch[-1] is not _CLOSE:
-                    batch.append(outbox.get_nowait())
-                closing = batch[-1] is _CLOSE
-                if closing:
-                    batch.pop()
-                if batch:
-                    data = "".join(batch).encode("utf-8")
-                    client.sending = True
-                    conn.sendall(data)
-                    client.sending = False
-                    stats.bytes_out += len(data)
-                if closing:
-                    return
-                if client.dropped and len(outbox.queue) <= low_water:
-                    self._caught_up(client)
-        except OSError as exc:
-            log.debug("chat: send failed: %s", exc)
-        finally:
-            _shutdown(conn)  # the reader, if still reading, sees EOF and cleans up
-
-    def _caught_up(self, client: _Client) -> None:
-        self._cancel_slow_clock(client)
-        missed, client.dropped = client.dropped, 0
-        self._send(client, f"*** You read too slowly: {missed} message(s) were not delivered\n")
 
 
 def _shutdown(conn: socket.socket) -> None:
