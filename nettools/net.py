@@ -11,8 +11,9 @@ addr)`` for each in a ``GreenPool``:
 * the connection is closed in a ``finally`` whatever the handler does;
 * accepted TCP sockets get ``TCP_NODELAY`` (request/response protocols would
   otherwise wait on Nagle's algorithm);
-* ``stop(timeout)`` closes the listener, shuts idle connections down at once,
-  lets busy handlers finish for up to ``timeout`` seconds, then kills the rest.
+* ``stop(timeout)`` closes the listener, shuts idle connections down at once
+  (or ends them the handler's own way, see ``on_stop``), lets busy handlers
+  finish for up to ``timeout`` seconds, then kills the rest.
 """
 
 from __future__ import annotations
@@ -167,6 +168,8 @@ class Server:
         self.name = name
         #: Open connections -> True while the handler says it is idle.
         self.connections: dict[Any, bool] = {}
+        #: Connections that a graceful stop ends by calling their closer.
+        self._closers: dict[Any, Callable[[], Any]] = {}
         self.accepted = 0
         self.errors = 0
         self._acceptor: GreenThread | None = None
@@ -273,6 +276,7 @@ class Server:
                 log.exception("%s: error handling %s", self.name, _format_addr(addr))
         finally:
             self.connections.pop(conn, None)
+            self._closers.pop(conn, None)
             try:
                 conn.close()
             except OSError:
@@ -311,7 +315,24 @@ class Server:
         if conn in self.connections:
             self.connections[conn] = idle
             if idle and self._stopping:
-                _shutdown(conn)
+                self._end_idle(conn)
+
+    def on_stop(self, conn: Any, closer: Callable[[], Any] | None) -> None:
+        """Have a graceful stop end ``conn``, once it is idle, by running
+        ``closer()`` in a greenthread of its own instead of shutting the socket
+        down -- say, to send a websocket close frame first.  The closer must
+        bound its own waits.  None goes back to the plain shutdown."""
+        if closer is None:
+            self._closers.pop(conn, None)
+        elif conn in self.connections:
+            self._closers[conn] = closer
+
+    def _end_idle(self, conn: Any) -> None:
+        closer = self._closers.pop(conn, None)
+        if closer is None:
+            _shutdown(conn)
+        else:
+            spawn(closer)
 
     def close(self) -> None:
         """Stop accepting; running handlers carry on (``serve`` returns)."""
@@ -334,7 +355,7 @@ class Server:
             self.close()
             for conn, idle in list(self.connections.items()):
                 if idle:
-                    _shutdown(conn)
+                    self._end_idle(conn)
             if timeout is None or timeout > 0:
                 with Timeout(timeout, False):
                     self.pool.waitall()

@@ -595,9 +595,10 @@ def test_graceful_stop_closes_idle_and_lets_mid_message_finish(serve):
     def finish() -> tuple[float, list[Any]]:
         ws = idle_client["ws"]
         start = time.monotonic()
-        with pytest.raises(ConnectionClosed):
-            ws.recv(timeout=T)  # the idle one goes at once
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=T)  # the idle one goes at once, with a close frame
         idle_closed_after = time.monotonic() - start
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
         ws.close()
         raw.send_frame(0x0, b"second half")
         frames = [raw.recv_frame()]
@@ -611,6 +612,8 @@ def test_graceful_stop_closes_idle_and_lets_mid_message_finish(serve):
     idle_closed_after, frames = in_thread(finish)
     assert idle_closed_after < T
     assert frames[0] == (0x1, b"first half, second half")  # the busy one finished its message
+    # and, waiting again, got the same goodbye
+    assert frames[1] == (0x8, struct.pack("!H", 1001) + b"server shutting down")
     stopper.wait()  # and the stop itself did not need its 30 s: nothing was left to kill
     assert time.monotonic() - stop_started < T
 

@@ -29,9 +29,11 @@ connection with 1011 if no pong arrives within ``ping_timeout``.  A peer that
 goes away without a close frame just makes ``wait()`` return ``None``.
 
 For a graceful stop of the server a connection counts as idle only while
-``wait()`` waits with no part of a message received: a stop then shuts it down
-at once (``wait()`` returns ``None``), while one in the middle of a message, or
-whose handler is still working on one, is left to finish it.
+``wait()`` waits with no part of a message received: a stop then closes it at
+once with code 1001 (going away) -- ``wait()`` returns ``None`` when the peer
+answers, or when it has not within ``close_timeout`` -- while one in the middle
+of a message, or whose handler is still working on one, is left to finish it
+and is closed the same way when it next waits.
 """
 
 from __future__ import annotations
@@ -135,6 +137,7 @@ class WebSocket:
         self._dead = False  # the transport failed (reset, EOF, send error)
         self._pong: tuple[bytes, Event] | None = None  # the ping the keepalive waits on
         self._keepalive: GreenThread | None = None
+        self._cutoff: Any = None  # the timer that ends a closing handshake left unanswered
         self._tls = isinstance(sock, _stdlib_ssl.SSLSocket)
         # Plain green sockets are read with the C recv and the hub directly.
         self._fast = isinstance(sock, _green_socket.socket) and not self._tls
@@ -507,6 +510,33 @@ class WebSocket:
         if not self._reading:
             self._finish_closing()
 
+    def _going_away(self) -> None:
+        """The server stops while this connection is idle: close it with 1001.
+
+        Runs in a greenthread of its own while the handler waits in ``wait()``,
+        which returns ``None`` once the peer has answered; if it does not
+        within ``close_timeout``, the connection is cut.
+        """
+        if not self._lock_send(self.close_timeout):
+            # A sender is stuck towards a peer that does not read: no frame can pass.
+            self._shutdown(_stdlib_socket.SHUT_RDWR)
+            return
+        try:
+            if not self._dead and self._proto.state is OPEN:
+                self._proto.send_close(CloseCode.GOING_AWAY, "server shutting down")
+                self._flush_quietly()
+        finally:
+            self._unlock_send()
+        if not self._dead and self._proto.state is not _CLOSED and self._cutoff is None:
+            self._cutoff = self._hub.schedule(
+                self.close_timeout, self._shutdown, _stdlib_socket.SHUT_RDWR
+            )
+
+    def _cancel_cutoff(self) -> None:
+        if self._cutoff is not None:
+            self._cutoff.cancel()
+            self._cutoff = None
+
     def _abort(self, code: int, reason: str) -> None:
         """After a failed or killed handler: send a close frame without waiting for answers."""
         if self._keepalive is not None:
@@ -657,7 +687,15 @@ class WebSocketWSGI:
             ws._flush()  # nobody else can send yet
         except WebSocketClosed:
             return []
-        self._run(ws, leftover)
+        on_stop = environ.get("nettools.on_stop")
+        if on_stop is not None:
+            on_stop(ws._going_away)
+        try:
+            self._run(ws, leftover)
+        finally:
+            if on_stop is not None:
+                on_stop(None)
+            ws._cancel_cutoff()
         return []
 
     def _run(self, ws: WebSocket, leftover: bytes) -> None:

@@ -28,6 +28,9 @@ nettools additions to the environ:
   returns, runs the posthooks and closes the socket.  (For websockets.)
 * ``nettools.set_idle(idle)``: mark the connection idle (True) or busy for a
   graceful stop; for protocols that run after a takeover.
+* ``nettools.on_stop(closer)``: a graceful stop that finds the connection
+  idle calls ``closer()`` (in its own greenthread) instead of shutting the
+  socket down; for protocols that say goodbye (a websocket's close 1001).
 * ``nettools.server``: the ``WSGIServer``.
 """
 
@@ -359,6 +362,7 @@ class WSGIConnection(HttpConnection):
             env["REMOTE_PORT"] = ""
         env["nettools.takeover"] = self.takeover
         env["nettools.set_idle"] = self.set_idle
+        env["nettools.on_stop"] = self.on_stop
         self.base_env = env
         self.keepalive = wsgi_server.keepalive_enabled
         self.access_log = wsgi_server.access_log
@@ -571,6 +575,9 @@ class WSGIConnection(HttpConnection):
 
     def set_idle(self, idle: bool = True) -> None:
         self.net_server.set_idle(self.sock, idle)
+
+    def on_stop(self, closer: Callable[[], Any] | None) -> None:
+        self.net_server.on_stop(self.sock, closer)
 
     def send_continue(self) -> None:
         """``100 Continue``, before the application's first read of the body."""
