@@ -1,0 +1,505 @@
+"""The green HTTP client against real local servers (no monkey_patch anywhere).
+
+The servers are nettools WSGI servers on the test's own hub, so the client's
+greenthreads and the server's share one loop; what the server observes
+(connections, requests in flight at once, headers) is the evidence.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+
+import pytest
+
+import nettools
+from nettools.green import socket as gsocket
+from nettools.green import ssl as gssl
+from nettools.web import wsgi
+from nettools.web.client import (
+    DEFAULT_USER_AGENT,
+    FetchError,
+    HttpClient,
+    Response,
+    is_public_address,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+LOCAL = "127.0.0.1"
+
+
+class Site:
+    """A WSGI app with the routes the tests need, counting what it sees."""
+
+    def __init__(self) -> None:
+        self.connections: set[tuple[str, str]] = set()
+        self.requests: list[tuple[str, str, dict]] = []
+        self.active = 0
+        self.peak = 0
+        self.barrier_size = 0
+        self.arrived = 0
+        self.all_arrived = nettools.Event()
+
+    def __call__(self, env, start_response):
+        self.connections.add((env["REMOTE_ADDR"], env["REMOTE_PORT"]))
+        path = env["PATH_INFO"]
+        headers = {k[5:]: v for k, v in env.items() if k.startswith("HTTP_")}
+        self.requests.append((env["REQUEST_METHOD"], path, headers))
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            return self.route(env, path, start_response)
+        finally:
+            self.active -= 1
+
+    def route(self, env, path, start_response):
+        if path == "/barrier":
+            # Answer only once barrier_size requests are in flight together
+            # (or after 10 s, so a failing client cannot hang the test).
+            self.arrived += 1
+            if self.arrived >= self.barrier_size:
+                self.all_arrived.send(True)
+            with nettools.Timeout(10, False):
+                self.all_arrived.wait()
+            return self.text(start_response, f"{self.arrived}")
+        if path == "/hold":
+            nettools.sleep(0.05)  # keep the connection busy so others pile up
+            return self.text(start_response, "held")
+        if path.startswith("/hop/"):
+            n = int(path.rsplit("/", 1)[1])
+            target = f"/hop/{n - 1}" if n > 0 else "/final"
+            start_response("302 Found", [("Location", target), ("Content-Length", "5")])
+            return [b"moved"]
+        if path == "/loop-a":
+            start_response("301 Moved Permanently", [("Location", "/loop-b")])
+            return [b""]
+        if path == "/loop-b":
+            start_response("307 Temporary Redirect", [("Location", "/loop-a")])
+            return [b""]
+        if path == "/see-other":
+            start_response("303 See Other", [("Location", "/final")])
+            return [b""]
+        if path == "/gzip":
+            body = gzip.compress(b"hello gzip " * 1000)
+            start_response("200 OK", [("Content-Encoding", "gzip"), ("Content-Type", "text/plain")])
+            return [body]
+        if path == "/deflate":
+            body = zlib.compress(b"hello deflate " * 1000)
+            start_response("200 OK", [("Content-Encoding", "deflate")])
+            return [body]
+        if path == "/bomb":
+            # 64 MiB of zeros in about 64 KiB of gzip.
+            body = gzip.compress(bytes(64 * 2**20), 9)
+            start_response("200 OK", [("Content-Encoding", "gzip")])
+            return [body]
+        if path == "/endless":
+            start_response("200 OK", [("Content-Type", "application/octet-stream")])
+            return self.endless()
+        if path == "/latin1":
+            start_response("200 OK", [("Content-Type", 'text/html; charset="ISO-8859-1"')])
+            return ["caf\u00e9".encode("latin-1")]
+        if path == "/missing":
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"nope"]
+        if path == "/echo":
+            body = env["wsgi.input"].read()
+            return self.text(start_response, f"{env['REQUEST_METHOD']} {body.decode()}")
+        return self.text(start_response, f"page {path}")
+
+    def endless(self):
+        # 1 GiB in 64 KiB chunks: a client that does not stop reading times out the test.
+        chunk = b"x" * 65536
+        for _ in range(2**14):
+            yield chunk
+
+    @staticmethod
+    def text(start_response, text: str):
+        body = text.encode()
+        start_response(
+            "200 OK",
+            [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+
+@pytest.fixture
+def site():
+    app = Site()
+    srv = wsgi.WSGIServer((LOCAL, 0), app, log_output=False, max_size=500).start()
+    app.url = f"http://{LOCAL}:{srv.address[1]}"
+    yield app
+    srv.stop(0)
+
+
+@pytest.fixture
+def client():
+    with HttpClient(proxy_from_env=False, connect_timeout=5, read_timeout=5) as c:
+        yield c
+
+
+# ------------------------------------------------------------------ basics
+
+
+def test_get_returns_status_headers_body_and_default_user_agent(site, client):
+    resp = client.get(site.url + "/hello")
+    assert isinstance(resp, Response)
+    assert (resp.status, resp.body, resp.truncated) == (200, b"page /hello", False)
+    assert resp.url == resp.final_url == site.url + "/hello"
+    assert resp.redirects == []
+    assert resp.content_type == "text/plain"
+    assert resp.headers["content-type"] == "text/plain; charset=utf-8"  # case-insensitive
+    assert resp.elapsed >= 0
+    sent = site.requests[-1][2]
+    assert sent["USER_AGENT"] == DEFAULT_USER_AGENT
+    assert DEFAULT_USER_AGENT.startswith(f"nettools/{nettools.__version__} (+https://")
+    assert "gzip" in sent["ACCEPT_ENCODING"]
+
+
+def test_error_statuses_are_responses_not_exceptions(site, client):
+    resp = client.get(site.url + "/missing")
+    assert (resp.status, resp.body) == (404, b"nope")
+
+
+def test_text_uses_the_charset_of_the_headers(site, client):
+    resp = client.get(site.url + "/latin1")
+    assert resp.text() == "caf\u00e9"
+    assert resp.content_type == "text/html"
+
+
+def test_custom_headers_body_and_head(site, client):
+    resp = client.request("POST", site.url + "/echo", body=b"payload", headers={"X-Test": "1"})
+    assert resp.body == b"POST payload"
+    assert site.requests[-1][2]["X_TEST"] == "1"
+    head = client.head(site.url + "/hello")
+    assert (head.status, head.body) == (200, b"")
+    assert site.requests[-1][0] == "HEAD"
+    own = client.get(site.url + "/x", headers={"user-agent": "mine/1"})
+    assert own.status == 200 and site.requests[-1][2]["USER_AGENT"] == "mine/1"
+
+
+def test_keep_alive_reuses_one_connection(site, client):
+    for i in range(10):
+        assert client.get(f"{site.url}/{i}").status == 200
+    assert len(site.requests) == 10
+    assert len(site.connections) == 1
+
+
+# ------------------------------------------------------------------ redirects
+
+
+def test_redirects_are_followed_and_recorded_in_order(site, client):
+    resp = client.get(site.url + "/hop/3")
+    assert resp.final_url == site.url + "/final"
+    assert resp.url == site.url + "/hop/3"
+    assert resp.body == b"page /final"
+    assert resp.redirects == [
+        (302, site.url + "/hop/2"),
+        (302, site.url + "/hop/1"),
+        (302, site.url + "/hop/0"),
+        (302, site.url + "/final"),
+    ]
+
+
+def test_redirect_cap_and_loop_raise(site):
+    with HttpClient(proxy_from_env=False, max_redirects=3) as c:
+        with pytest.raises(FetchError) as info:
+            c.get(site.url + "/hop/5")
+        assert info.value.kind == "too-many-redirects"
+        assert len([r for r in site.requests if r[1].startswith("/hop/")]) == 4
+        with pytest.raises(FetchError) as info:
+            c.get(site.url + "/loop-a")
+        assert info.value.kind == "too-many-redirects"
+        assert str(info.value).startswith(f"too-many-redirects: {site.url}/loop-a: ")
+        # Exactly at the cap is fine.
+        assert c.get(site.url + "/hop/2").status == 200
+
+
+def test_redirects_not_followed_on_request(site, client):
+    resp = client.get(site.url + "/hop/1", follow_redirects=False)
+    assert resp.status == 302 and resp.headers["Location"] == "/hop/0"
+    assert resp.final_url == site.url + "/hop/1" and resp.redirects == []
+
+
+def test_redirect_check_sees_each_hop_and_can_stop_it(site, client):
+    seen = []
+    client.get(site.url + "/hop/1", redirect_check=seen.append)
+    assert seen == [site.url + "/hop/0", site.url + "/final"]
+
+    def refuse(url):
+        raise FetchError(url, "refused-address", "not allowed")
+
+    with pytest.raises(FetchError) as info:
+        client.get(site.url + "/hop/1", redirect_check=refuse)
+    assert info.value.kind == "refused-address"
+    assert info.value.url == site.url + "/hop/1"
+    assert not any(r[1] == "/hop/0" for r in site.requests[-1:])
+
+
+def test_303_turns_a_post_into_a_get(site, client):
+    resp = client.request("POST", site.url + "/see-other", body=b"data")
+    assert resp.status == 200
+    assert [r[0] for r in site.requests[-2:]] == ["POST", "GET"]
+
+
+# ------------------------------------------------------------------ bodies
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [("/gzip", b"hello gzip " * 1000), ("/deflate", b"hello deflate " * 1000)],
+)
+def test_compressed_bodies_are_decoded(site, client, path, expected):
+    resp = client.get(site.url + path)
+    assert resp.body == expected and not resp.truncated
+
+
+def test_body_cap_cuts_a_compression_bomb(site, client):
+    resp = client.get(site.url + "/bomb", max_body=2**20)
+    assert resp.truncated
+    assert len(resp.body) == 2**20
+
+
+def test_body_cap_stops_reading_an_endless_body(site):
+    # The server would send 1 GiB; reading it all would run past the timeout.
+    with HttpClient(proxy_from_env=False, max_body=256 * 1024) as c:
+        resp = c.get(site.url + "/endless")
+        assert resp.truncated and len(resp.body) == 256 * 1024
+        # The cut connection is not reused: the next request gets a fresh one.
+        assert c.get(site.url + "/after").body == b"page /after"
+    assert len(site.connections) == 2
+
+
+def test_body_under_the_cap_is_not_truncated(site, client):
+    resp = client.get(site.url + "/hello", max_body=len(b"page /hello"))
+    assert resp.body == b"page /hello" and not resp.truncated
+
+
+# ------------------------------------------------------------------ failures
+
+
+def test_read_timeout_on_a_server_that_never_answers():
+    silent = nettools.listen((LOCAL, 0))  # the kernel accepts; nobody ever reads
+    port = silent.getsockname()[1]
+    try:
+        with HttpClient(proxy_from_env=False, read_timeout=0.3) as c:
+            with pytest.raises(FetchError) as info:
+                c.get(f"http://{LOCAL}:{port}/")
+        assert info.value.kind == "timeout"
+        assert "read timed out after 0.3s" in str(info.value)
+    finally:
+        silent.close()
+
+
+def test_connect_timeout_when_the_backlog_is_full():
+    # A listener with a full accept queue drops further SYNs: connect hangs.
+    lst = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_STREAM)
+    lst.bind((LOCAL, 0))
+    lst.listen(0)
+    addr = lst.getsockname()
+    fillers = []
+    try:
+        for _ in range(4):
+            s = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_STREAM)
+            s.setblocking(False)
+            s.connect_ex(addr)
+            fillers.append(s)
+        with HttpClient(proxy_from_env=False, connect_timeout=0.3) as c:
+            with pytest.raises(FetchError) as info:
+                c.get(f"http://{addr[0]}:{addr[1]}/")
+        assert info.value.kind == "timeout"
+        assert "connect timed out" in str(info.value)
+    finally:
+        for s in fillers:
+            s.close()
+        lst.close()
+
+
+def test_transport_failures_have_kinds(client):
+    probe = gsocket.socket()
+    probe.bind((LOCAL, 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+    with pytest.raises(FetchError) as info:
+        client.get(f"http://{LOCAL}:{port}/")
+    assert info.value.kind == "connect"
+    with pytest.raises(FetchError) as info:
+        client.get("http://no-such-host.invalid/")
+    assert info.value.kind == "dns"
+    with pytest.raises(FetchError) as info:
+        client.get("ftp://example.org/")
+    assert info.value.kind == "other"
+    assert "\n" not in str(info.value)
+
+
+def test_allow_address_refuses_before_connecting(site):
+    with HttpClient(proxy_from_env=False, allow_address=is_public_address) as c:
+        with pytest.raises(FetchError) as info:
+            c.get(site.url + "/secret")
+    assert info.value.kind == "refused-address"
+    assert site.requests == []
+
+
+def test_is_public_address():
+    for ip in ("127.0.0.1", "10.0.0.1", "192.168.1.1", "172.16.0.1", "169.254.169.254",
+               "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fc00::1", "::ffff:127.0.0.1",
+               "224.0.0.1", "not an ip"):  # fmt: skip
+        assert not is_public_address(ip), ip
+    for ip in ("93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"):
+        assert is_public_address(ip), ip
+
+
+# ------------------------------------------------------------------ TLS
+
+
+@pytest.fixture(scope="module")
+def ca():
+    trustme = pytest.importorskip("trustme")
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_site(ca):
+    app = Site()
+    ctx = gssl.SSLContext(gssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost", LOCAL).configure_cert(ctx)
+    srv = wsgi.WSGIServer((LOCAL, 0), app, log_output=False, ssl_context=ctx).start()
+    app.port = srv.address[1]
+    app.url = f"https://localhost:{app.port}"
+    yield app
+    srv.stop(0)
+
+
+def test_tls_verified_with_a_custom_ca(tls_site, ca, tmp_path):
+    pem = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    with HttpClient(proxy_from_env=False, ca_file=str(pem)) as c:
+        resp = c.get(tls_site.url + "/secure")
+        assert resp.body == b"page /secure"
+        assert c.get(tls_site.url + "/again").status == 200
+    assert len(tls_site.connections) == 1
+
+
+def test_tls_fails_on_a_certificate_nobody_trusts(tls_site):
+    with HttpClient(proxy_from_env=False) as c:  # certifi's bundle does not know the test CA
+        with pytest.raises(FetchError) as info:
+            c.get(tls_site.url + "/secure")
+    assert info.value.kind == "tls"
+    assert "certificate" in str(info.value).lower()
+    assert tls_site.requests == []
+
+
+def test_tls_verify_off(tls_site):
+    with HttpClient(proxy_from_env=False, verify=False) as c:
+        assert c.get(tls_site.url + "/x").status == 200
+
+
+# ------------------------------------------------------------------ proxies
+
+
+class TinyProxy:
+    """A forward proxy: plain requests get a canned answer naming the target;
+    CONNECT is tunnelled to the loopback port asked for."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.server = nettools.Server(nettools.listen((LOCAL, 0)), self.handle, name="proxy")
+        self.server.start()
+        self.url = f"http://{LOCAL}:{self.server.address[1]}"
+
+    def handle(self, sock, addr):
+        f = sock.makefile("rb")
+        line = f.readline().decode().strip()
+        while f.readline() not in (b"\r\n", b""):
+            pass
+        self.lines.append(line)
+        method, target, _ = line.split()
+        if method != "CONNECT":
+            body = f"via proxy: {target}".encode()
+            sock.sendall(
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(body), body)
+            )
+            return
+        upstream = nettools.connect((LOCAL, int(target.rsplit(":", 1)[1])))
+        sock.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        pump = nettools.spawn(self.pump, upstream, sock)
+        self.pump(sock, upstream)
+        pump.wait()
+        upstream.close()
+
+    @staticmethod
+    def pump(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+            dst.shutdown(gsocket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self):
+        self.server.stop(0)
+
+
+@pytest.fixture
+def proxy():
+    p = TinyProxy()
+    yield p
+    p.close()
+
+
+def test_http_proxy_from_the_environment(proxy, monkeypatch):
+    monkeypatch.setenv("http_proxy", proxy.url)
+    monkeypatch.setenv("no_proxy", "skip.invalid")
+    with HttpClient() as c:
+        resp = c.get("http://target.invalid/page")
+    assert resp.body == b"via proxy: http://target.invalid/page"
+    assert proxy.lines == ["GET http://target.invalid/page HTTP/1.1"]
+
+
+def test_no_proxy_goes_direct(proxy, site, monkeypatch):
+    monkeypatch.setenv("http_proxy", proxy.url)
+    monkeypatch.setenv("no_proxy", LOCAL)
+    with HttpClient() as c:
+        assert c.get(site.url + "/direct").body == b"page /direct"
+    assert proxy.lines == []
+    with HttpClient(proxy_from_env=False) as c:
+        monkeypatch.setenv("no_proxy", "")
+        assert c.get(site.url + "/direct").body == b"page /direct"
+    assert proxy.lines == []
+
+
+def test_https_through_the_proxy_tunnels_with_connect(proxy, tls_site, ca, tmp_path, monkeypatch):
+    pem = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    monkeypatch.setenv("https_proxy", proxy.url)
+    monkeypatch.setenv("no_proxy", "")
+    with HttpClient(ca_file=str(pem)) as c:
+        resp = c.get(tls_site.url + "/tunnelled")
+    assert resp.body == b"page /tunnelled"
+    assert [line.rsplit(" ", 1)[0] for line in proxy.lines] == [
+        f"CONNECT localhost:{tls_site.port}"
+    ]
+
+
+# ------------------------------------------------------------------ concurrency
+
+
+def test_one_hundred_greenthreads_fetch_at_once(site):
+    # The server answers no /barrier request until 100 are in flight together:
+    # only a client that really runs them concurrently gets "100" back.
+    site.barrier_size = 100
+    with HttpClient(proxy_from_env=False, per_host=100) as c:
+        pool = nettools.GreenPool(100)
+        bodies = list(pool.imap(lambda _: c.get(site.url + "/barrier").body, range(100)))
+    assert site.peak == 100
+    assert all(int(b) >= 100 for b in bodies)
+
+
+def test_per_host_limit_bounds_connections_in_flight(site):
+    with HttpClient(proxy_from_env=False, per_host=4) as c:
+        pool = nettools.GreenPool(50)
+        statuses = list(pool.imap(lambda _: c.get(site.url + "/hold").status, range(40)))
+    assert statuses == [200] * 40
+    assert site.peak == 4
+    assert len(site.connections) == 4
