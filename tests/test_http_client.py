@@ -96,6 +96,9 @@ class Site:
         if path == "/endless":
             start_response("200 OK", [("Content-Type", "application/octet-stream")])
             return self.endless()
+        if path == "/trickle":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return self.trickle()
         if path == "/latin1":
             start_response("200 OK", [("Content-Type", 'text/html; charset="ISO-8859-1"')])
             return ["caf\u00e9".encode("latin-1")]
@@ -112,6 +115,12 @@ class Site:
         chunk = b"x" * 65536
         for _ in range(2**14):
             yield chunk
+
+    def trickle(self):
+        # A byte every 50 ms for 10 s: never a read timeout, always slow.
+        for _ in range(200):
+            nettools.sleep(0.05)
+            yield b"."
 
     @staticmethod
     def text(start_response, text: str):
@@ -289,6 +298,16 @@ def test_read_timeout_on_a_server_that_never_answers():
         assert "read timed out after 0.3s" in str(info.value)
     finally:
         silent.close()
+
+
+def test_whole_request_timeout_releases_the_connection(site):
+    with HttpClient(proxy_from_env=False, per_host=1, read_timeout=5) as c:
+        with pytest.raises(FetchError) as info:
+            c.get(site.url + "/trickle", timeout=0.3)
+        assert info.value.kind == "timeout"
+        assert "no complete response within 0.3s" in str(info.value)
+        # With one connection per host, a leaked connection would block this forever.
+        assert c.get(site.url + "/next", timeout=5).body == b"page /next"
 
 
 def test_connect_timeout_when_the_backlog_is_full():

@@ -42,6 +42,7 @@ from urllib.parse import urljoin, urlsplit
 from .._version import __version__
 from ..green import socket as gsocket
 from ..patcher import import_patched
+from ..timeout import Timeout
 
 __all__ = [
     "HttpClient",
@@ -328,13 +329,42 @@ class HttpClient:
         follow_redirects: bool = True,
         max_body: int | None = None,
         redirect_check: Callable[[str], None] | None = None,
+        timeout: float | None = None,
     ) -> Response:
         """Send one request, following redirects; returns the final ``Response``.
 
         HTTP statuses (4xx/5xx) come back as a Response; transport failures
         raise FetchError.  ``redirect_check(url)`` is called before following
-        each redirect and may raise FetchError to stop there.
+        each redirect and may raise FetchError to stop there.  ``timeout``
+        bounds the whole exchange (all hops and the body), on top of the
+        connect and read timeouts that bound each step.
         """
+        if timeout is None:
+            return self._request(method, url, headers, body, follow_redirects, max_body,
+                                 redirect_check)  # fmt: skip
+        # A Timeout (a BaseException) cuts through urllib3's own error handling;
+        # the cleanup in finally blocks puts the connection back.
+        timer = Timeout(timeout)
+        try:
+            return self._request(method, url, headers, body, follow_redirects, max_body,
+                                 redirect_check)  # fmt: skip
+        except Timeout as exc:
+            if exc is not timer:
+                raise
+            raise FetchError(url, "timeout", f"no complete response within {timeout:g}s") from None
+        finally:
+            timer.cancel()
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        body: bytes | None,
+        follow_redirects: bool,
+        max_body: int | None,
+        redirect_check: Callable[[str], None] | None,
+    ) -> Response:
         start = time.monotonic()
         method = method.upper()
         cap = self.max_body if max_body is None else max_body
@@ -453,6 +483,7 @@ class HttpClient:
         parts: list[bytes] = []
         size = 0
         truncated = False
+        clean = False
         try:
             for chunk in self._chunks(raw):
                 if size + len(chunk) > cap:
@@ -462,14 +493,17 @@ class HttpClient:
                     break
                 parts.append(chunk)
                 size += len(chunk)
+            clean = not truncated
+        except FetchError:
+            raise
         except Exception as exc:
-            raw.close()
-            raw.release_conn()
             raise _describe(self._u3, url, exc, self._timeouts) from None
-        if truncated:
-            # The rest is still on the wire: this connection cannot be reused.
-            raw.close()
-        raw.release_conn()
+        finally:
+            # Cut short (cap, error, or a Timeout from the caller): the rest is
+            # still on the wire, so this connection cannot be reused.
+            if not clean:
+                raw.close()
+            raw.release_conn()
         return b"".join(parts), truncated
 
     @staticmethod
@@ -482,16 +516,21 @@ class HttpClient:
 
     def _discard(self, raw: Any) -> None:
         """Drop a redirect's body, keeping the connection if the body is small."""
+        clean = False
         try:
             size = 0
             for chunk in self._chunks(raw):
                 size += len(chunk)
                 if size > REDIRECT_BODY_LIMIT:
-                    raw.close()
                     break
+            else:
+                clean = True
         except Exception:
-            raw.close()
-        raw.release_conn()
+            pass
+        finally:
+            if not clean:
+                raw.close()
+            raw.release_conn()
 
     # ------------------------------------------------------------ lifetime
 
