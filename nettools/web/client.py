@@ -203,12 +203,18 @@ def _open_socket(
             sock.close()
             last = exc
     if isinstance(last, TimeoutError):
-        raise FetchError("", "timeout", f"connect timed out after {timeout:g}s")
+        raise FetchError("", "timeout", f"connect timed out after {_seconds(timeout)}")
     reason = getattr(last, "strerror", None) or str(last) or type(last).__name__
     raise FetchError("", "connect", f"cannot connect to {host}:{port}: {reason.lower()}")
 
 
-def _describe(u3: Any, url: str, exc: BaseException, timeouts: tuple[float, float]) -> FetchError:
+def _seconds(value: float | None) -> str:
+    return "(no limit)" if value is None else f"{value:g}s"
+
+
+def _describe(
+    u3: Any, url: str, exc: BaseException, timeouts: tuple[float | None, float | None]
+) -> FetchError:
     """One FetchError for whatever urllib3 raised."""
     e = u3.exceptions
     reason = exc
@@ -222,9 +228,9 @@ def _describe(u3: Any, url: str, exc: BaseException, timeouts: tuple[float, floa
         reason = inner
     text = str(reason) or type(reason).__name__
     if isinstance(exc, e.ReadTimeoutError) or isinstance(reason, TimeoutError):
-        return FetchError(url, "timeout", f"read timed out after {timeouts[1]:g}s")
+        return FetchError(url, "timeout", f"read timed out after {_seconds(timeouts[1])}")
     if isinstance(exc, e.ConnectTimeoutError) and not isinstance(exc, e.NewConnectionError):
-        return FetchError(url, "timeout", f"connect timed out after {timeouts[0]:g}s")
+        return FetchError(url, "timeout", f"connect timed out after {_seconds(timeouts[0])}")
     if isinstance(exc, e.NameResolutionError):
         return FetchError(url, "dns", text)
     if isinstance(exc, e.SSLError) or "SSL" in type(reason).__name__:
@@ -234,7 +240,7 @@ def _describe(u3: Any, url: str, exc: BaseException, timeouts: tuple[float, floa
     if isinstance(exc, (e.ProtocolError, e.DecodeError, e.HTTPError)):
         return FetchError(url, "protocol", text)
     if isinstance(exc, TimeoutError):
-        return FetchError(url, "timeout", f"timed out after {timeouts[1]:g}s")
+        return FetchError(url, "timeout", f"timed out after {_seconds(timeouts[1])}")
     if isinstance(exc, OSError):
         return FetchError(url, "connect", text)
     return FetchError(url, "other", f"{type(exc).__name__}: {text}")
@@ -255,8 +261,8 @@ class HttpClient:
     def __init__(
         self,
         *,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 30.0,
+        connect_timeout: float | None = 10.0,
+        read_timeout: float | None = 30.0,
         max_body: int = 10 * 2**20,
         max_redirects: int = 10,
         per_host: int = 8,
@@ -475,7 +481,7 @@ class HttpClient:
             raise FetchError(url, "refused-address", f"{host} resolves to a non-public address")
 
     @property
-    def _timeouts(self) -> tuple[float, float]:
+    def _timeouts(self) -> tuple[float | None, float | None]:
         return self.connect_timeout, self.read_timeout
 
     def _read_body(self, raw: Any, cap: int, url: str) -> tuple[bytes, bool]:

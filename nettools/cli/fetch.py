@@ -1,0 +1,190 @@
+"""``nettools fetch``: fetch many URLs concurrently."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from enum import Enum
+from typing import Any
+
+import typer
+
+from ..tools.fetch import fetch_many, read_url_lines
+from ..web.client import HttpClient
+from .common import duration, opt, runtime_errors, size
+
+EXIT_FAILED = 2
+
+
+class Order(str, Enum):
+    input = "input"
+    completion = "completion"
+
+
+class Method(str, Enum):
+    GET = "GET"
+    HEAD = "HEAD"
+
+
+def parse_headers(values: list[str] | None) -> dict[str, str]:
+    """``Name: value`` strings as a dict; a malformed one is a usage error."""
+    headers: dict[str, str] = {}
+    for value in values or ():
+        name, sep, text = value.partition(":")
+        name = name.strip()
+        if not sep or not name or any(c.isspace() for c in name):
+            raise typer.BadParameter(
+                f"expected 'Name: value', got {value!r}", param_hint="--header"
+            )
+        headers[name] = text.strip()
+    return headers
+
+
+def collect_urls(args: list[str]) -> list[str]:
+    """The URL arguments, with ``-`` replaced by the URLs read from stdin."""
+    urls: list[str] = []
+    for arg in args:
+        if arg == "-":
+            urls.extend(read_url_lines(sys.stdin))
+        else:
+            urls.append(arg)
+    return urls
+
+
+def client_from_options(
+    *,
+    connect_timeout: float | None,
+    read_timeout: float | None,
+    max_body: int,
+    max_redirects: int,
+    per_host: int,
+    user_agent: str | None,
+    insecure: bool,
+    ca_file: str | None,
+    **extra: Any,
+) -> HttpClient:
+    """An ``HttpClient`` from the options the client commands share."""
+    if max_body < 0:
+        raise typer.BadParameter("must not be negative", param_hint="--max-body")
+    return HttpClient(
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_body=max_body,
+        max_redirects=max_redirects,
+        per_host=per_host,
+        user_agent=user_agent,
+        verify=not insecure,
+        ca_file=ca_file,
+        **extra,
+    )
+
+
+def fetch(
+    urls: list[str] = typer.Argument(
+        ..., metavar="URL", help="URLs to fetch; '-' reads more, one per line, from stdin."
+    ),
+    concurrency: int = opt(32, "--concurrency", "-c", min=1, help="Fetches in flight at once."),
+    per_host: int = opt(8, "--per-host", min=1, help="Connections to one host at once."),
+    method: Method = opt(
+        Method.GET,
+        "--method",
+        "-X",
+        case_sensitive=False,
+        help="GET, or HEAD for status and headers only.",
+    ),
+    header: list[str] = opt(
+        None, "--header", "-H", help="Extra request header 'Name: value' (repeatable)."
+    ),
+    json_out: bool = opt(False, "--json", help="One JSON object per URL instead of text lines."),
+    order: Order = opt(
+        Order.input, "--order", help="Print results in input order, or as they complete."
+    ),
+    output_dir: str = opt(
+        None,
+        "--output-dir",
+        "-o",
+        metavar="DIR",
+        help="Save each body in DIR (created if missing) under a safe name.",
+    ),
+    connect_timeout: Any = opt(
+        "10s", "--connect-timeout", parser=duration, help="Longest wait for a connection."
+    ),
+    read_timeout: Any = opt(
+        "30s", "--read-timeout", parser=duration, help="Longest silence while waiting for data."
+    ),
+    timeout: Any = opt(
+        "off",
+        "--timeout",
+        parser=duration,
+        help="Longest time for one whole fetch, redirects and body included.",
+    ),
+    max_body: Any = opt(
+        "10M",
+        "--max-body",
+        parser=size,
+        help="Keep at most this much of each body; longer ones are cut (marked '+' or truncated).",
+    ),
+    max_redirects: int = opt(10, "--max-redirects", min=0, help="Redirects followed per URL."),
+    user_agent: str = opt(
+        None,
+        "--user-agent",
+        metavar="TEXT",
+        help="User-Agent header (default: nettools/VERSION (+project URL)).",
+    ),
+    insecure: bool = opt(False, "--insecure", "-k", help="Do not verify TLS certificates."),
+    ca_file: str = opt(
+        None,
+        "--ca-file",
+        metavar="PEM",
+        help="Verify TLS against these CA certificates instead of certifi's.",
+    ),
+) -> None:
+    """Fetch many URLs concurrently; one line per URL: status, size, time, final URL.
+
+    Example: nettools fetch --concurrency 64 https://example.org/ https://example.com/
+
+    Lines come in input order (--order completion: as fetches finish).  A
+    failed fetch prints "ERR" and the reason instead of a status.  Redirects
+    are followed (the line shows the final URL); a size ending in '+' was cut
+    at --max-body.  HTTP(S)_PROXY and NO_PROXY are honoured.  A summary goes
+    to stderr as one JSON line.
+
+    Exit status: 0 if every URL answered below 400, 2 if any fetch failed
+    (4xx/5xx or a transport error), 1 on a runtime error.
+    """
+    with runtime_errors("fetch"):
+        headers = parse_headers(header)
+        client = client_from_options(
+            connect_timeout=connect_timeout, read_timeout=read_timeout, max_body=max_body,
+            max_redirects=max_redirects, per_host=per_host, user_agent=user_agent,
+            insecure=insecure, ca_file=ca_file,
+        )  # fmt: skip
+        if output_dir is not None:
+            os.makedirs(output_dir, exist_ok=True)
+        targets = collect_urls(urls)
+        start = time.monotonic()
+        total = failed = nbytes = 0
+        with client:
+            results = fetch_many(
+                targets, client, concurrency=concurrency, ordered=order is Order.input,
+                method=method.value, headers=headers, timeout=timeout, output_dir=output_dir,
+            )  # fmt: skip
+            for result in results:
+                total += 1
+                nbytes += result.size
+                failed += not result.ok
+                sys.stdout.write((result.to_json() if json_out else result.line()) + "\n")
+                sys.stdout.flush()
+        summary = {
+            "event": "done", "command": "fetch", "urls": total, "ok": total - failed,
+            "failed": failed, "bytes": nbytes, "seconds": round(time.monotonic() - start, 3),
+        }  # fmt: skip
+        sys.stderr.write(json.dumps(summary) + "\n")
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("fetch")(fetch)
