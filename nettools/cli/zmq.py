@@ -1,0 +1,416 @@
+"""``nettools zmq ...``: ZeroMQ proxies and bridges on the green hub.
+
+* ``zmq proxy``: a queue, forwarder or streamer with capture, control and counts.
+* ``zmq tcp``: TCP line clients <-> PUB/PUSH/SUB sockets.
+* ``zmq ws``: websocket clients <-> PUB/SUB sockets, a small JSON protocol.
+
+Endpoints are ``bind:URL`` or ``connect:URL``; a bare URL binds.  Port 0 (or
+``*``) in a bound ``tcp://`` URL picks a free port; the ready line shows it.
+A malformed endpoint is a usage error (exit 2); one that cannot be bound
+(address in use) a runtime error (exit 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import ssl as _stdlib_ssl
+import sys
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+import typer
+
+from ..green import ssl as _gssl
+from ..green import zmq
+from ..greenthread import spawn
+from ..hub import get_hub
+from ..sync import Event
+from ..tools.service import Service, Stats, announce
+from ..tools.zmqbridge import BridgeStats, TcpBridge, WsBridge
+from ..tools.zmqproxy import (
+    Endpoint,
+    EndpointError,
+    ProxyStats,
+    ZmqProxy,
+    open_socket,
+    parse_endpoint,
+)
+from ..web.wsgi import WSGIServer
+from .common import (
+    EXIT_USAGE,
+    _wrap,
+    address,
+    bound_address,
+    duration,
+    fail,
+    listen_on,
+    opt,
+    prepare_limits,
+    runtime_errors,
+    size,
+)
+
+zmq_app = typer.Typer(
+    name="zmq",
+    help="ZeroMQ proxies and bridges on the green hub.\n\n"
+    "Endpoints: bind:URL or connect:URL; a bare URL binds (tcp://127.0.0.1:0 picks a port).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+endpoint = _wrap(parse_endpoint)
+
+
+def _linger(text: Any) -> Any:
+    # "0" means drop at once here, not "no limit" as for other durations.
+    if isinstance(text, str) and text.strip() == "0":
+        return 0.0
+    return duration(text)
+
+
+class ProxyType(str, Enum):
+    queue = "queue"
+    forwarder = "forwarder"
+    streamer = "streamer"
+
+
+def _report_on_sigusr1(service: str, stats: Stats) -> None:
+    """SIGUSR1 prints the counts so far as one JSON line on stderr."""
+    hub = get_hub()
+
+    def report() -> None:
+        sys.stderr.write(json.dumps({**stats.summary(service), "event": "stats"}) + "\n")
+        sys.stderr.flush()
+
+    signal.signal(signal.SIGUSR1, lambda signum, frame: hub.run_callback_threadsafe(report))
+
+
+def _usage(command: str, message: Any) -> None:
+    fail(command, f"{message} (see 'nettools {command} --help')", EXIT_USAGE)
+
+
+def _run_service(
+    name: str,
+    stats: Stats,
+    stoppers: list[Callable[[float | None], Any]],
+    address: str,
+    *,
+    ready_file: str | None,
+    drain_timeout: float | None,
+    ended: Event | None = None,
+    **extra: Any,
+) -> int:
+    """Announce, run until SIGINT/SIGTERM or ``ended`` (SIGUSR1 prints the
+    counts so far), stop, print the summary; returns the exit code."""
+    service = Service(name, stats, drain_timeout)
+    service.stoppers.extend(stoppers)
+    # Before the ready line: a script may signal as soon as it has seen it.
+    service.install_signal_handlers()
+    _report_on_sigusr1(name, stats)
+    if ended is not None:
+        spawn(lambda: (ended.wait(), service.stop()))
+    announce(name, address, ready_file, **extra)
+    return service.run()
+
+
+class _Sockets:
+    """The ZeroMQ sockets of a command, on one context that it ends at exit."""
+
+    def __init__(self, command: str, hwm: int, linger: float | None) -> None:
+        self.command = command
+        self.hwm = hwm
+        self.linger = linger
+        self.ctx = zmq.Context()
+        self.endpoints: dict[str, str] = {}
+
+    def open(self, name: str, kind: int, ep: Endpoint | None, **options: Any) -> Any:
+        """A socket on ``ep`` (None: no socket); a bad endpoint exits 2."""
+        if ep is None:
+            return None
+        opts = {getattr(zmq, k.upper()): v for k, v in options.items()}
+        try:
+            sock, self.endpoints[name] = open_socket(
+                self.ctx, kind, ep, hwm=self.hwm, linger=self.linger, options=opts
+            )
+        except EndpointError as exc:
+            self.close()
+            _usage(self.command, exc)
+        except BaseException:
+            self.close()
+            raise
+        return sock
+
+    def close(self) -> None:
+        """Close every socket (each lingers as configured) and end the context."""
+        self.ctx.destroy()
+
+
+def _listen(command: str, addr: Any) -> tuple[Any, Callable[[], None]]:
+    """A listening socket and what removes its unix socket file at exit."""
+    sock = listen_on(command, addr)
+
+    def cleanup() -> None:
+        if addr.path is not None:
+            with contextlib.suppress(OSError, ValueError):
+                os.unlink(addr.path)
+
+    return sock, cleanup
+
+
+def _server_tls(command: str, cert: str | None, key: str | None) -> Any:
+    if cert is None:
+        if key is not None:
+            _usage(command, "--tls-key needs --tls-cert")
+        return None
+    ctx = _gssl.SSLContext(_gssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, _stdlib_ssl.SSLError) as exc:
+        _usage(command, f"cannot load --tls-cert/--tls-key: {exc.strerror or exc}")
+    return ctx
+
+
+# Help shared by every command.
+_HWM_HELP = "High-water mark (messages queued per peer) of each ZeroMQ socket; 0: no limit."
+_LINGER_HELP = ("On exit, how long to keep delivering queued ZeroMQ messages "
+                "(0: drop them; off: no limit).")
+_READY_HELP = "Also write the ready line to this file."
+_SLOW_HELP = ("Disconnect a client whose queue stays full this long "
+              "(off: never, it just misses messages).")
+_QUEUE_HELP = "Messages queued per client before it counts as slow."
+
+
+@zmq_app.command("proxy")
+def proxy(
+    kind: ProxyType = opt(..., "--type", "-t", show_default=False,
+                          help="queue (ROUTER/DEALER), forwarder (XSUB/XPUB) or "
+                               "streamer (PULL/PUSH)."),
+    frontend: Any = opt(..., "--frontend", "-f", parser=endpoint, metavar="EP",
+                        show_default=False,
+                        help="Where clients (REQ/DEALER, PUB, PUSH) talk to the proxy."),
+    backend: Any = opt(..., "--backend", "-b", parser=endpoint, metavar="EP",
+                       show_default=False,
+                       help="Where workers (REP/DEALER, SUB, PULL) talk to the proxy."),
+    capture: Any = opt(None, "--capture", parser=endpoint, metavar="EP",
+                       help="A PUB socket that gets a copy of every message, either way."),
+    control: Any = opt(None, "--control", parser=endpoint, metavar="EP",
+                       help="A REP socket taking PAUSE, RESUME, TERMINATE, STATISTICS."),
+    hwm: int = opt(1000, "--hwm", min=0, help=_HWM_HELP),
+    linger: Any = opt("1s", "--linger", parser=_linger, metavar="DURATION", help=_LINGER_HELP),
+    ready_file: str = opt(None, "--ready-file", metavar="PATH", help=_READY_HELP),
+) -> None:
+    """A ZeroMQ proxy: queue, forwarder or streamer, with capture and control.
+
+    Example: nettools zmq proxy -t forwarder -f tcp://127.0.0.1:5555 -b tcp://127.0.0.1:5556
+
+    Multipart messages pass whole.  The ready line names the endpoints in use:
+    {"event": "listening", "service": "zmq-proxy", "address": FRONTEND,
+    "type": ..., "frontend": ..., "backend": ..., "capture": ..., "control": ...}
+
+    Control (REP): send one frame PAUSE, RESUME or TERMINATE (reply "OK"), or
+    STATISTICS (reply: a JSON object {"frontend_to_backend": {"messages": N,
+    "bytes": N}, "backend_to_frontend": {...}, "captured": N, "paused": BOOL,
+    "seconds": S}; bytes count every frame).
+
+    The same counts go to stderr as one JSON line on SIGUSR1 ("event":
+    "stats") and at exit ("event": "stopped").  SIGINT, SIGTERM and TERMINATE
+    stop the proxy and exit 0.
+    """
+    command = "zmq proxy"
+    with runtime_errors(command):
+        ctx = zmq.Context()
+        stats = ProxyStats()
+        try:
+            device = ZmqProxy(
+                ctx, kind.value, frontend, backend, capture=capture, control=control,
+                hwm=hwm, linger=linger, stats=stats,
+            )
+        except EndpointError as exc:
+            ctx.term()
+            _usage(command, exc)
+        except BaseException:
+            ctx.term()
+            raise
+        device.start()
+        code = _run_service(
+            "zmq-proxy", stats, [device.stop], device.endpoints["frontend"],
+            ready_file=ready_file, drain_timeout=None, ended=device.done,
+            type=kind.value, **device.endpoints,
+        )
+        ctx.term()
+        raise typer.Exit(code)
+
+
+@zmq_app.command("tcp")
+def tcp(
+    listen: Any = opt("127.0.0.1:0", "--listen", "-l", parser=address,
+                      help="Address: host:port, [v6]:port or unix:/path (port 0 picks one)."),
+    pub: Any = opt(None, "--pub", parser=endpoint, metavar="EP",
+                   help="Publish the clients' lines on a PUB socket here."),
+    push: Any = opt(None, "--push", parser=endpoint, metavar="EP",
+                    help="Push the clients' lines on a PUSH socket here "
+                         "(a client waits while no peer takes them)."),
+    sub: Any = opt(None, "--sub", parser=endpoint, metavar="EP",
+                   help="Send every message of a SUB socket here to every client, as a line."),
+    topics: list[str] = opt([], "--topic", metavar="T",
+                            help="Subscribe --sub to this topic prefix (repeatable; "
+                                 "default: everything)."),
+    max_line: Any = opt("4K", "--max-line", parser=size,
+                        help="Longest line a client may send (a longer one ends that "
+                             "client), and longest message taken from --sub."),
+    max_conns: int = opt(10_000, "--max-conns", min=1, help="Most clients connected at once."),
+    idle_timeout: Any = opt("1h", "--idle-timeout", parser=duration,
+                            help="Disconnect a client that sends nothing this long "
+                                 "(off: never)."),
+    slow_timeout: Any = opt("5s", "--slow-timeout", parser=duration, help=_SLOW_HELP),
+    queue_size: int = opt(256, "--queue-size", min=1, help=_QUEUE_HELP),
+    send_buffer: Any = opt("64K", "--send-buffer", parser=size,
+                           help="Kernel send buffer per client (0: the system's default)."),
+    hwm: int = opt(1000, "--hwm", min=0, help=_HWM_HELP),
+    linger: Any = opt("1s", "--linger", parser=_linger, metavar="DURATION", help=_LINGER_HELP),
+    drain_timeout: Any = opt("10s", "--drain-timeout", parser=duration,
+                             help="On SIGINT/SIGTERM, wait this long to flush clients' queues."),
+    ready_file: str = opt(None, "--ready-file", metavar="PATH", help=_READY_HELP),
+) -> None:
+    """Bridge TCP line clients and ZeroMQ, both ways.
+
+    Example: nettools zmq tcp --listen 127.0.0.1:7000 --pub connect:tcp://127.0.0.1:5555 --sub connect:tcp://127.0.0.1:5556
+
+    Each line a client sends (without its line ending) becomes a one-frame
+    message on --pub or --push.  Each message from --sub goes to every client
+    as one line (frames joined by a space; CR and LF shown as spaces).  Give
+    --sub, and --pub or --push, or both.
+
+    Slow clients never delay the others: each has its own queue of up to
+    --queue-size lines; while it is full, lines for that client are dropped
+    (it is told how many once it catches up, in a line starting "*** "), and
+    a client whose queue stays full for --slow-timeout is disconnected.
+
+    The ready line adds the endpoints in use: {"event": "listening",
+    "service": "zmq-tcp", "address": ..., "pub": ..., "sub": ...}.  SIGUSR1
+    prints the counts so far on stderr; SIGINT/SIGTERM drain and print them.
+    """
+    command = "zmq tcp"
+    with runtime_errors(command):
+        if pub is not None and push is not None:
+            _usage(command, "give --pub or --push, not both")
+        if pub is None and push is None and sub is None:
+            _usage(command, "give --pub, --push or --sub (or --sub with one of the others)")
+        if topics and sub is None:
+            _usage(command, "--topic needs --sub")
+        if max_line < 1:
+            _usage(command, "--max-line must be at least 1 byte")
+        prepare_limits(max_conns)
+        zsocks = _Sockets(command, hwm, linger)
+        try:
+            out = zsocks.open("pub", zmq.PUB, pub) or zsocks.open("push", zmq.PUSH, push)
+            subsock = zsocks.open("sub", zmq.SUB, sub, maxmsgsize=max_line)
+            if subsock is not None:
+                for topic in topics or [""]:
+                    subsock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+            sock, cleanup = _listen(command, listen)
+            stats = BridgeStats()
+            bridge = TcpBridge(
+                sock, out=out, sub=subsock, max_line=max_line, max_conns=max_conns,
+                idle_timeout=idle_timeout, queue_size=queue_size, slow_timeout=slow_timeout,
+                send_buffer=send_buffer, stats=stats,
+            ).start()
+            code = _run_service(
+                "zmq-tcp", stats, [bridge.stop], bound_address(sock),
+                ready_file=ready_file, drain_timeout=drain_timeout, **zsocks.endpoints,
+            )
+            cleanup()
+        finally:
+            zsocks.close()
+        raise typer.Exit(code)
+
+
+@zmq_app.command("ws")
+def ws(
+    listen: Any = opt("127.0.0.1:0", "--listen", "-l", parser=address,
+                      help="Address: host:port, [v6]:port or unix:/path (port 0 picks one)."),
+    sub: Any = opt(None, "--sub", parser=endpoint, metavar="EP",
+                   help="A SUB socket here delivers the topics clients subscribe to."),
+    pub: Any = opt(None, "--pub", parser=endpoint, metavar="EP",
+                   help="What clients publish goes out on a PUB socket here."),
+    max_message: Any = opt("64K", "--max-message", parser=size,
+                           help="Largest message either way (a larger one from a client "
+                                "closes it with 1009; from ZeroMQ it is not delivered)."),
+    max_subscriptions: int = opt(64, "--max-subscriptions", min=1,
+                                 help="Topics one client may subscribe to."),
+    max_conns: int = opt(10_000, "--max-conns", min=1, help="Most clients connected at once."),
+    slow_timeout: Any = opt("5s", "--slow-timeout", parser=duration, help=_SLOW_HELP),
+    queue_size: int = opt(256, "--queue-size", min=1, help=_QUEUE_HELP),
+    ping_interval: Any = opt("20s", "--ping-interval", parser=duration,
+                             help="Ping each client this often; one that does not answer "
+                                  "within as long is closed (off: never)."),
+    origins: list[str] = opt([], "--origin", metavar="ORIGIN",
+                             help="Accept only browsers from this Origin (repeatable; "
+                                  "default: any)."),
+    tls_cert: str = opt(None, "--tls-cert", metavar="PEM",
+                        help="Serve wss:// with this certificate (chain)."),
+    tls_key: str = opt(None, "--tls-key", metavar="PEM",
+                       help="Private key for --tls-cert (if not in the same file)."),
+    hwm: int = opt(1000, "--hwm", min=0, help=_HWM_HELP),
+    linger: Any = opt("1s", "--linger", parser=_linger, metavar="DURATION", help=_LINGER_HELP),
+    drain_timeout: Any = opt("10s", "--drain-timeout", parser=duration,
+                             help="On SIGINT/SIGTERM, wait this long for clients to finish."),
+    ready_file: str = opt(None, "--ready-file", metavar="PATH", help=_READY_HELP),
+) -> None:
+    """Bridge websocket clients (browsers) and ZeroMQ PUB/SUB.
+
+    Example: nettools zmq ws --listen 127.0.0.1:8080 --sub connect:tcp://127.0.0.1:5556 --pub connect:tcp://127.0.0.1:5555
+
+    One JSON object per text message.  From the client: {"subscribe": "T"}
+    (a topic prefix; "" is everything), {"unsubscribe": "T"}, {"publish":
+    {"topic": "T", "data": ANY}}.  To the client: {"topic": "T", "data": ANY},
+    {"subscribed": "T"}, {"unsubscribed": "T"}, {"error": "WHY"}, and
+    {"dropped": N} when it missed N messages by reading too slowly.
+
+    On the ZeroMQ side a message is two frames: the topic, and the data as
+    JSON (data that is not JSON reaches clients as a string).
+
+    Slow clients never delay the others (see 'nettools zmq tcp --help').
+    """
+    command = "zmq ws"
+    with runtime_errors(command):
+        if pub is None and sub is None:
+            _usage(command, "give --sub, --pub or both")
+        if max_message < 1:
+            _usage(command, "--max-message must be at least 1 byte")
+        tls = _server_tls(command, tls_cert, tls_key)
+        prepare_limits(max_conns)
+        zsocks = _Sockets(command, hwm, linger)
+        try:
+            pubsock = zsocks.open("pub", zmq.PUB, pub)
+            subsock = zsocks.open("sub", zmq.SUB, sub, maxmsgsize=max_message)
+            sock, cleanup = _listen(command, listen)
+            stats = BridgeStats()
+            bridge = WsBridge(
+                pub=pubsock, sub=subsock, max_message=max_message,
+                max_subscriptions=max_subscriptions, queue_size=queue_size,
+                slow_timeout=slow_timeout, stats=stats, ping_interval=ping_interval,
+                ping_timeout=ping_interval, origins=origins or None,
+            ).start()
+            server = WSGIServer(
+                sock, bridge.app, max_size=max_conns, log_output=False, ssl_context=tls,
+                name="zmq-ws",
+            ).start()
+            code = _run_service(
+                "zmq-ws", stats, [bridge.stop, server.stop], bound_address(sock),
+                ready_file=ready_file, drain_timeout=drain_timeout, tls=tls is not None,
+                **zsocks.endpoints,
+            )
+            cleanup()
+        finally:
+            zsocks.close()
+        raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(zmq_app, name="zmq")
