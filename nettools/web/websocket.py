@@ -242,6 +242,12 @@ class WebSocket:
         if not self._reading:
             self._finish_closing()
 
+    def abort(self) -> None:
+        """End the connection at once, without a closing handshake: for a peer
+        that does not read, to which no close frame can pass.  A greenthread in
+        ``wait()`` gets ``None``; one stuck in ``send`` gets ``WebSocketClosed``."""
+        self._shutdown(_stdlib_socket.SHUT_RDWR)
+
     # ------------------------------------------------------------- receiving
 
     def _read(self) -> None:

@@ -1,0 +1,110 @@
+"""``nettools wschat``: a chat in the browser, over websockets."""
+
+from __future__ import annotations
+
+import logging
+import ssl as _stdlib_ssl
+from typing import Any
+
+import typer
+
+from .. import cliargs
+from ..tools.wschat import WSChatServer, WSChatStats
+from .common import (
+    duration,
+    listen_on,
+    opt,
+    prepare_limits,
+    runtime_errors,
+    serve_until_stopped,
+    size,
+)
+
+
+def wschat(
+    host: str = opt("127.0.0.1", "--host", help="Address to bind."),
+    port: int = opt(8000, "--port", "-p", min=0, max=65535, help="Port (0 picks one)."),
+    history: int = opt(50, "--history", min=0,
+                       help="Messages of a room shown to whoever joins it."),
+    max_conns: int = opt(10_000, "--max-conns", min=1,
+                         help="Most connections (browsers and page loads) at once."),
+    max_message: int = opt(2000, "--max-message", min=1,
+                           help="Longest message in characters; a longer one is refused."),
+    rate: float = opt(5.0, "--rate", min=0.01,
+                      help="Messages per second each client may send on average."),
+    burst: int = opt(10, "--burst", min=1, help="Messages a client may send at once."),
+    queue_size: int = opt(256, "--queue-size", min=1,
+                          help="Messages queued per client before it counts as slow."),
+    slow_timeout: Any = opt("5s", "--slow-timeout", parser=duration,
+                            help="Disconnect a client whose queue stays full this long "
+                            "(off: never, it just misses messages)."),
+    send_buffer: Any = opt("64K", "--send-buffer", parser=size,
+                           help="Kernel send buffer per client (0: the system's default)."),
+    idle_timeout: Any = opt("off", "--idle-timeout", parser=duration,
+                            help="Disconnect a client that sends nothing this long (off: never)."),
+    ping_interval: Any = opt("20s", "--ping-interval", parser=duration,
+                             help="Websocket ping every so often (off: never)."),
+    ping_timeout: Any = opt("20s", "--ping-timeout", parser=duration,
+                            help="Drop a client that does not answer a ping this fast."),
+    origin: list[str] = opt(None, "--origin", metavar="ORIGIN",
+                            help="Accept websockets only from this page origin, e.g. "
+                            "https://chat.example.com (repeat for more; default: any)."),
+    tls_cert: str = opt(None, "--tls-cert", metavar="PEM", help="Serve HTTPS/WSS with this cert."),
+    tls_key: str = opt(None, "--tls-key", metavar="PEM",
+                       help="Private key for --tls-cert (if not in the same file)."),
+    access_log: bool = opt(False, "--access-log", help="Log HTTP requests on stderr."),
+    drain_timeout: Any = opt("10s", "--drain-timeout", parser=duration,
+                             help="On SIGINT/SIGTERM, wait this long for clients to close."),
+    ready_file: str = opt(None, "--ready-file", metavar="PATH",
+                          help="Also write the ready line to this file."),
+) -> None:
+    """A chat in the browser: open the address it prints and pick a nickname.
+
+    Example: nettools wschat --port 8000
+
+    One self-contained page (no CDN, works offline) with rooms (join or
+    create), the room's online users, join/leave notices, the last --history
+    messages on joining, and automatic reconnection with backoff after a
+    dropped connection.  The page talks JSON over the websocket /chat (the
+    schema is documented in nettools.tools.wschat); /healthz answers JSON.
+
+    Limits: --max-message characters per message, a token bucket of --rate
+    messages a second (bursts of --burst) per client -- a message over it gets
+    an error, and a client that keeps flooding is disconnected (close 1008).
+    Slow browsers never delay the others: as in nettools chat, each client has
+    its own queue of up to --queue-size messages; further ones are dropped for
+    it (it is told how many), and a client stuck that way for --slow-timeout
+    is disconnected.  On SIGINT/SIGTERM every websocket is closed with 1001
+    (going away); the page reconnects when the server is back.
+    """
+    if tls_key and not tls_cert:
+        raise typer.BadParameter("--tls-key needs --tls-cert", param_hint="--tls-key")
+    ssl_context = None
+    if tls_cert:
+        try:
+            ssl_context = WSChatServer.tls_context(tls_cert, tls_key)
+        except (OSError, _stdlib_ssl.SSLError) as exc:
+            text = exc.strerror or str(exc)
+            raise typer.BadParameter(
+                f"cannot load --tls-cert/--tls-key: {text}", param_hint="--tls-cert"
+            ) from None
+    with runtime_errors("wschat"):
+        stats = WSChatStats()
+        prepare_limits(max_conns)
+        sock = listen_on("wschat", cliargs.Address(host.strip("[]"), port))
+        server = WSChatServer(
+            sock, history=history, max_message=max_message, max_conns=max_conns, rate=rate,
+            burst=burst, queue_size=queue_size, slow_timeout=slow_timeout,
+            send_buffer=send_buffer, idle_timeout=idle_timeout, ping_interval=ping_interval,
+            ping_timeout=ping_timeout, origins=origin or None, ssl_context=ssl_context,
+            access_log=logging.getLogger("nettools.wschat.access") if access_log else None,
+            stats=stats,
+        ).start()
+        serve_until_stopped(
+            "wschat", stats, [sock], [server.stop],
+            drain_timeout=drain_timeout, ready_file=ready_file,
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("wschat")(wschat)

@@ -1,0 +1,605 @@
+"""A browser chat over websockets: nicknames, rooms, history, presence.
+
+``WSChatServer`` runs on nettools' WSGI server and serves
+
+* ``GET /``: the chat page, one self-contained file (``static/wschat.html``:
+  no CDN, works offline) that reconnects by itself after a dropped connection;
+* ``GET /chat``: the websocket, speaking the JSON messages below;
+* ``GET /healthz``: ``{"status": "ok", "clients": N, "rooms": N}``.
+
+Message schema (version 1)
+--------------------------
+
+Every message is one JSON object in one text frame, with a string ``"type"``.
+Times are Unix seconds (floats).  Client to server:
+
+``{"type": "join", "nick": NICK, "room": ROOM}``
+    The first message of a connection; ``nick`` is required there and must be
+    free (nicknames are unique, case-insensitively).  Later joins move the
+    client to ``ROOM`` (created on first use; ``"room"`` defaults to
+    ``"lobby"``).  Names are 1-32 letters, digits or ``_-.[]{}|^`'``.
+``{"type": "say", "text": TEXT}``
+    Say ``TEXT`` (at most ``max_message`` characters) in the current room.
+``{"type": "rooms"}``
+    Ask for the list of rooms.
+``{"type": "users"}``
+    Ask for the users of the current room.
+
+Server to client:
+
+``{"type": "welcome", "nick": NICK, "room": ROOM, "users": [NICK...], "limits": {...}}``
+    A join succeeded (first or later).  ``limits``: ``max_message``, ``rate``,
+    ``burst``, ``history``, ``name_max``.  Followed by ``history``.
+``{"type": "history", "room": ROOM, "messages": [MESSAGE...]}``
+    The last ``history`` messages of the room, oldest first.
+``{"type": "message", "id": N, "room": ROOM, "nick": NICK, "text": TEXT, "time": T}``
+    Someone (the receiver too) said something; ``id`` grows with every message.
+``{"type": "joined", "room": ROOM, "nick": NICK, "time": T}``
+    Someone else entered the room.
+``{"type": "left", "room": ROOM, "nick": NICK, "reason": WHY, "time": T}``
+    Someone else left the room; ``WHY`` is ``"left"``, ``"moved"`` (with
+    ``"to": ROOM``), ``"idle"``, ``"too slow"`` or ``"flooding"``.
+``{"type": "users", "room": ROOM, "users": [NICK...]}``
+    The answer to ``users``.
+``{"type": "rooms", "rooms": [{"name": ROOM, "users": N}...]}``
+    The answer to ``rooms``: every room with someone in it, and the lobby.
+``{"type": "missed", "count": N}``
+    N messages were not delivered to this client because it read too slowly.
+``{"type": "error", "code": CODE, "message": TEXT}``
+    A request was refused; the connection stays open.  ``CODE`` is one of
+    ``bad-message``, ``not-joined``, ``invalid-nick``, ``nick-taken``,
+    ``nick-fixed``, ``invalid-room``, ``empty``, ``too-long``, ``rate-limited``
+    (with ``"retry_after": SECONDS``), ``idle``.
+
+Close codes: 1000 normal; 1001 the server is stopping (the page reconnects);
+1008 flooding (far more messages than the rate limit, refused ones included);
+1009 a frame over the size limit; 1011 no answer to the keepalive ping.
+
+Limits and fairness: each client has a token bucket (``rate`` messages per
+second, bursts of ``burst``); a message beyond it gets a ``rate-limited``
+error, and a client that keeps flooding while limited is disconnected.  Slow
+browsers never delay the others: the same policy as ``nettools chat``
+(``nettools.tools.outbox``): a bounded queue per client, drops it is told
+about, and a disconnect after ``slow_timeout`` of being stuck.  Broadcasting
+never waits, so everyone sees a room's messages in the same order.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import re
+import time
+from collections import deque
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from ..green import socket
+from ..green import ssl as _gssl
+from ..greenthread import GreenletExit, sleep
+from ..timeout import Timeout
+from ..web.websocket import WebSocket, WebSocketWSGI
+from ..web.wsgi import WSGIServer
+from .chat import DEFAULT_ROOM, NAME_MAX, ChatStats, valid_name
+from .outbox import Outbox
+from .service import Stats
+
+__all__ = ["WSChatServer", "WSChatStats", "TokenBucket", "PROTOCOL_VERSION", "page"]
+
+log = logging.getLogger("nettools.wschat")
+
+PROTOCOL_VERSION = 1
+#: How long a leaving client's writer may take to flush its last messages when
+#: no slow timeout bounds it.
+DEFAULT_LINGER = 5.0
+# Bytes of frame a message of ``max_message`` characters may need: JSON
+# escapes an astral character as two \\uXXXX escapes (12 bytes).
+_FRAME_BYTES_PER_CHAR = 12
+_FRAME_OVERHEAD = 4096
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``capacity`` saved up; ``take()`` spends one."""
+
+    __slots__ = ("rate", "capacity", "tokens", "stamp")
+
+    def __init__(self, rate: float, capacity: float) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self.tokens = capacity
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+    def wait_time(self) -> float:
+        """Seconds until the next token."""
+        return max(0.0, (1 - self.tokens) / self.rate) if self.rate > 0 else float("inf")
+
+
+@dataclass
+class WSChatStats(ChatStats):
+    """``ChatStats`` plus what only the browser chat counts."""
+
+    refused: int = 0  # requests answered with an error
+    rate_limited: int = 0
+    flood_disconnects: int = 0
+
+
+def page() -> bytes:
+    """The chat page (HTML with its CSS and JavaScript inline)."""
+    return resources.files("nettools.tools").joinpath("static", "wschat.html").read_bytes()
+
+
+def _content_security_policy(html: bytes) -> str:
+    """Only the page's own script may run: injected markup stays inert even if
+    it ever reached the DOM as HTML."""
+    scripts = re.findall(rb"<script>(.*?)</script>", html, re.S)
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(s).digest()).decode()}'" for s in scripts
+    )
+    return (
+        f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; "
+        "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
+
+
+def _encode(obj: dict) -> str:
+    # ASCII-only: a lone surrogate a client sent in \\u escapes stays escaped.
+    return json.dumps(obj, separators=(",", ":"))
+
+
+class _Room:
+    __slots__ = ("name", "members", "history")
+
+    def __init__(self, name: str, history: int) -> None:
+        self.name = name
+        self.members: dict[_Client, None] = {}  # insertion-ordered set
+        self.history: deque[dict] = deque(maxlen=history)
+
+
+class _Client:
+    __slots__ = ("ws", "outbox", "nick", "room", "gone", "bucket", "strikes")
+
+    def __init__(self, ws: WebSocket, outbox: Outbox, rate: float, burst: int) -> None:
+        self.ws = ws
+        self.outbox = outbox
+        self.nick: str | None = None
+        self.room: _Room | None = None
+        self.gone = False  # out of the chat already (dropped as too slow)
+        self.bucket = TokenBucket(rate, burst)
+        # Refused messages fill this one: a client that empties it is flooding.
+        self.strikes = TokenBucket(rate, max(20, 2 * burst))
+
+
+class _Refused(Exception):
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.reply = {"type": "error", "code": code, "message": message, **extra}
+
+
+class WSChatServer:
+    """The browser chat on a listening green socket.
+
+    ``history``: messages of a room replayed on join.  ``max_message``:
+    longest message in characters (a longer one is refused).  ``rate`` and
+    ``burst``: each client's token bucket.  ``queue_size``, ``slow_timeout``,
+    ``send_buffer``: the slow-client policy (see ``nettools.tools.outbox``).
+    ``idle_timeout``: disconnect a client that sends nothing this long (None:
+    never).  ``ping_interval``/``ping_timeout``: websocket keepalive.
+    ``origins``: accepted ``Origin`` headers (None: any).  ``ssl_context``:
+    serve HTTPS/WSS.  ``access_log``: a file-like or logger for HTTP requests.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        history: int = 50,
+        max_message: int = 2000,
+        max_conns: int = 10_000,
+        rate: float = 5.0,
+        burst: int = 10,
+        queue_size: int = 256,
+        slow_timeout: float | None = 5.0,
+        send_buffer: int = 65536,
+        idle_timeout: float | None = None,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        origins: list[str] | None = None,
+        ssl_context: Any = None,
+        access_log: Any = None,
+        stats: WSChatStats | Stats | None = None,
+    ) -> None:
+        if max_message < 1:
+            raise ValueError("max_message must be at least 1")
+        if rate <= 0:
+            raise ValueError("rate must be above 0")
+        if burst < 1:
+            raise ValueError("burst must be at least 1")
+        if queue_size < 1:
+            raise ValueError("queue_size must be at least 1")
+        self.history = max(0, history)
+        self.max_message = max_message
+        self.rate = rate
+        self.burst = burst
+        self.queue_size = queue_size
+        self.slow_timeout = slow_timeout
+        self.send_buffer = send_buffer
+        self.idle_timeout = idle_timeout
+        self.stats = stats if stats is not None else WSChatStats()
+        self.limits = {
+            "max_message": max_message,
+            "rate": rate,
+            "burst": burst,
+            "history": self.history,
+            "name_max": NAME_MAX,
+        }
+        self.rooms: dict[str, _Room] = {}
+        self._nicks: dict[str, _Client] = {}  # casefolded nick -> client
+        self._clients: set[_Client] = set()
+        self._seq = 0
+        self._stopping = False
+        self._room(DEFAULT_ROOM)
+        self._page = page()
+        self._page_headers = [
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Length", str(len(self._page))),
+            ("Cache-Control", "no-cache"),
+            ("Content-Security-Policy", _content_security_policy(self._page)),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "no-referrer"),
+        ]
+        self._websocket = WebSocketWSGI(
+            self._serve,
+            max_message_size=max_message * _FRAME_BYTES_PER_CHAR + _FRAME_OVERHEAD,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            origins=origins,
+        )
+        self.wsgi = WSGIServer(
+            sock,
+            self.app,
+            max_size=max_conns,
+            log=access_log,
+            log_output=access_log is not None,
+            ssl_context=ssl_context,
+            name="wschat",
+        )
+
+    @classmethod
+    def tls_context(cls, certfile: str, keyfile: str | None = None) -> Any:
+        """A server TLS context for ``ssl_context`` from PEM files."""
+        ctx = _gssl.SSLContext(_gssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(certfile, keyfile)
+        return ctx
+
+    @property
+    def address(self) -> Any:
+        return self.wsgi.address
+
+    @property
+    def nicks(self) -> list[str]:
+        """The nicknames in use, sorted."""
+        return sorted((c.nick for c in self._nicks.values() if c.nick), key=str.casefold)
+
+    def start(self) -> WSChatServer:
+        self.wsgi.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self.wsgi.serve_forever()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop accepting; open websockets get close 1001 (going away) as soon
+        as they are idle; wait up to ``timeout`` for them, then cut what is left."""
+        self._stopping = True
+        self.wsgi.stop(timeout)
+
+    def _count(self, name: str, n: int = 1) -> None:
+        # Plain Stats (from a caller) lack the chat-only counters.
+        if hasattr(self.stats, name):
+            setattr(self.stats, name, getattr(self.stats, name) + n)
+
+    # ------------------------------------------------------------ HTTP
+
+    def app(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        """The WSGI app: the page, the websocket and the health check."""
+        path = environ.get("PATH_INFO", "")
+        if path == "/chat":
+            return self._websocket(environ, start_response)
+        if path in ("/", "/index.html", "/healthz"):
+            if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+                return _plain(start_response, "405 Method Not Allowed", "Use GET.\n",
+                              [("Allow", "GET, HEAD")])
+            if path == "/healthz":
+                body = json.dumps({
+                    "status": "stopping" if self._stopping else "ok",
+                    "clients": len(self._clients),
+                    "rooms": len(self.rooms),
+                }).encode() + b"\n"
+                start_response("200 OK", [("Content-Type", "application/json"),
+                                          ("Cache-Control", "no-store")])
+                return [body]
+            start_response("200 OK", list(self._page_headers))
+            return [self._page]
+        return _plain(start_response, "404 Not Found", "Not found.\n")
+
+    # ------------------------------------------------------------ a client
+
+    def _serve(self, ws: WebSocket) -> None:
+        """One websocket connection, from its first message to its end."""
+        if self._stopping:
+            ws.close(1001, "server shutting down")
+            return
+        stats = self.stats
+        stats.connections += 1
+        stats.active += 1
+        if self.send_buffer:
+            try:
+                ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
+            except OSError:
+                pass  # the peer may already have gone
+        client = self._new_client(ws)
+        self._clients.add(client)
+        close: tuple[int, str] | None = None
+        reason = "left"
+        killed = False
+        try:
+            while True:
+                timer = Timeout(self.idle_timeout)
+                try:
+                    message = ws.wait()
+                except Timeout as exc:
+                    if exc is not timer:
+                        raise
+                    self._reply(client, {"type": "error", "code": "idle", "message":
+                                f"Disconnected: nothing sent for {self.idle_timeout:g}s"})
+                    close, reason = (1000, "idle"), "idle"
+                    break
+                finally:
+                    timer.cancel()
+                if message is None:
+                    break
+                if self._stopping or client.gone:
+                    continue  # on its way out: read until the connection ends
+                stats.bytes_in += len(message)
+                if not client.bucket.take():
+                    self._count("rate_limited")
+                    if not client.strikes.take():
+                        log.info("wschat: disconnecting %s: flooding", client.nick or "a client")
+                        self._count("flood_disconnects")
+                        close, reason = (1008, "too many messages"), "flooding"
+                        break
+                    self._refuse(client, _Refused(
+                        "rate-limited",
+                        f"Slow down: at most {self.rate:g} messages a second",
+                        retry_after=round(client.bucket.wait_time(), 3),
+                    ))
+                    continue
+                try:
+                    self._dispatch(client, message)
+                except _Refused as exc:
+                    self._refuse(client, exc)
+                # wait() takes what is already received without waiting, so a
+                # client that floods could otherwise keep the hub to itself.
+                sleep(0)
+        except GreenletExit:
+            killed = True  # a stopping server ran out of drain time
+            raise
+        finally:
+            try:
+                self._clients.discard(client)
+                if not self._stopping:
+                    self._leave(client, reason)
+                if client.nick is not None and self._nicks.get(client.nick.casefold()) is client:
+                    del self._nicks[client.nick.casefold()]
+                client.gone = True
+                # Let the writer flush the last messages (an error, say), but
+                # never wait long for a client that does not read.
+                if not killed:
+                    client.outbox.finish(self.slow_timeout or DEFAULT_LINGER)
+                    if close is not None:
+                        ws.close(*close)
+            finally:
+                client.outbox.kill()
+                stats.active -= 1
+
+    def _new_client(self, ws: WebSocket) -> _Client:
+        stats = self.stats
+
+        def send(items: list[str]) -> None:
+            for item in items:
+                ws.send(item)
+                stats.bytes_out += len(item)
+
+        def on_end(clean: bool) -> None:
+            if not clean:
+                ws.abort()  # a failed send: wake the reader so the client is cleaned up
+
+        outbox = Outbox(
+            send,
+            queue_size=self.queue_size,
+            slow_timeout=self.slow_timeout,
+            on_slow=lambda: self._drop_slow(client),
+            on_caught_up=lambda missed: self._reply(client, {"type": "missed", "count": missed}),
+            on_end=on_end,
+        )
+        client = _Client(ws, outbox, self.rate, self.burst)
+        outbox.start()
+        return client
+
+    def _drop_slow(self, client: _Client) -> None:
+        """Its outbox gave up on it: take it out of the chat and cut it off."""
+        if client.gone:
+            return
+        client.gone = True
+        self._count("slow_disconnects")
+        log.info("wschat: disconnecting %s: too slow", client.nick or "a client")
+        self._leave(client, "too slow")
+        # No close frame can pass a peer that does not read.
+        client.ws.abort()
+
+    # ------------------------------------------------------------ requests
+
+    def _dispatch(self, client: _Client, raw: str | bytes) -> None:
+        if not isinstance(raw, str):
+            raise _Refused("bad-message", "Send JSON in text frames")
+        try:
+            msg = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise _Refused("bad-message", "Not valid JSON") from None
+        kind = msg.get("type") if isinstance(msg, dict) else None
+        handler = self._HANDLERS.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            raise _Refused(
+                "bad-message", 'Expected an object with "type": join, say, rooms or users'
+            )
+        if client.nick is None and kind != "join":
+            raise _Refused("not-joined", 'Send {"type": "join", "nick": ...} first')
+        handler(self, client, msg)
+
+    def _on_join(self, client: _Client, msg: dict) -> None:
+        name = msg.get("room", DEFAULT_ROOM)
+        if isinstance(name, str):
+            name = name.removeprefix("#")
+        if not isinstance(name, str) or not valid_name(name):
+            raise _Refused(
+                "invalid-room", f"Room names are 1-{NAME_MAX} letters, digits or _-.[]{{}}|^`'"
+            )
+        nick = msg.get("nick")
+        if client.nick is None:
+            if not isinstance(nick, str) or not valid_name(nick):
+                raise _Refused(
+                    "invalid-nick", f"Nicknames are 1-{NAME_MAX} letters, digits or _-.[]{{}}|^`'"
+                )
+            if nick.casefold() in self._nicks:
+                raise _Refused("nick-taken", f"The nickname {nick} is taken")
+            client.nick = nick
+            self._nicks[nick.casefold()] = client
+        elif nick is not None and nick != client.nick:
+            raise _Refused("nick-fixed", f"You are {client.nick}; reconnect to change it")
+        room = self._room(name)
+        if client.room is room:
+            self._welcome(client, room)  # a repeated join just gets the room again
+            return
+        if client.room is not None:
+            self._leave(client, "moved", to=room.name)
+        self._join(client, room)
+
+    def _on_say(self, client: _Client, msg: dict) -> None:
+        text = msg.get("text")
+        if not isinstance(text, str):
+            raise _Refused("bad-message", 'A "say" needs a "text" string')
+        if not text.strip():
+            raise _Refused("empty", "Nothing to say")
+        if len(text) > self.max_message:
+            raise _Refused("too-long", f"Messages are at most {self.max_message} characters")
+        room = client.room
+        self._seq += 1
+        message = {
+            "type": "message", "id": self._seq, "room": room.name, "nick": client.nick,
+            "text": text, "time": round(time.time(), 3),
+        }
+        room.history.append(message)
+        self._count("messages")
+        self._broadcast(room, message)
+
+    def _on_rooms(self, client: _Client, msg: dict) -> None:
+        rooms = sorted(
+            (r for r in self.rooms.values() if r.members or r.name == DEFAULT_ROOM),
+            key=lambda r: r.name.casefold(),
+        )
+        self._reply(client, {
+            "type": "rooms", "rooms": [{"name": r.name, "users": len(r.members)} for r in rooms],
+        })
+
+    def _on_users(self, client: _Client, msg: dict) -> None:
+        room = client.room
+        self._reply(client, {"type": "users", "room": room.name, "users": _nicks_in(room)})
+
+    _HANDLERS = {"join": _on_join, "say": _on_say, "rooms": _on_rooms, "users": _on_users}
+
+    # ------------------------------------------------------------ rooms
+
+    def _room(self, name: str) -> _Room:
+        room = self.rooms.get(name.casefold())
+        if room is None:
+            room = self.rooms[name.casefold()] = _Room(name, self.history)
+        return room
+
+    def _welcome(self, client: _Client, room: _Room) -> None:
+        self._reply(client, {
+            "type": "welcome", "nick": client.nick, "room": room.name,
+            "users": _nicks_in(room), "limits": self.limits, "version": PROTOCOL_VERSION,
+        })
+        self._reply(client, {"type": "history", "room": room.name, "messages": list(room.history)})
+
+    def _join(self, client: _Client, room: _Room) -> None:
+        # The others learn of it from "joined": no user list goes to everyone,
+        # which would cost the square of the room's size in a busy room.
+        self._broadcast(room, {
+            "type": "joined", "room": room.name, "nick": client.nick,
+            "time": round(time.time(), 3),
+        })
+        room.members[client] = None
+        client.room = room
+        self._welcome(client, room)
+
+    def _leave(self, client: _Client, reason: str, **extra: Any) -> None:
+        """Take ``client`` out of its room and tell the others."""
+        room = client.room
+        if room is None:
+            return
+        client.room = None
+        del room.members[client]
+        self._broadcast(room, {
+            "type": "left", "room": room.name, "nick": client.nick, "reason": reason,
+            **extra, "time": round(time.time(), 3),
+        })
+        if not room.members and room.name != DEFAULT_ROOM:
+            del self.rooms[room.name.casefold()]  # empty rooms (and their history) go
+
+    def _broadcast(self, room: _Room, obj: dict) -> None:
+        # Encoded once; never waits (see Outbox.put), so no other greenthread
+        # runs in between and every member sees the room's messages in one order.
+        data = _encode(obj)
+        for member in room.members:
+            self._put(member, data)
+
+    # ------------------------------------------------------------ output
+
+    def _reply(self, client: _Client, obj: dict) -> None:
+        self._put(client, _encode(obj))
+
+    def _refuse(self, client: _Client, exc: _Refused) -> None:
+        self._count("refused")
+        self._reply(client, exc.reply)
+
+    def _put(self, client: _Client, data: str) -> None:
+        outbox = client.outbox
+        if not outbox.closing and not outbox.put(data):
+            self._count("dropped")
+
+
+def _nicks_in(room: _Room) -> list[str]:
+    return sorted((m.nick for m in room.members), key=str.casefold)
+
+
+def _plain(
+    start_response: Any, status: str, text: str, extra: list[tuple[str, str]] | None = None
+) -> list[bytes]:
+    body = text.encode()
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
+                            ("Content-Length", str(len(body))), *(extra or [])])
+    return [body]
