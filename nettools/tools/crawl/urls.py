@@ -30,7 +30,7 @@ def normalize(link: str, base: URL | None = None) -> tuple[URL, str] | None:
         return None
     try:
         url = URL(link)
-        if base is not None and not url.is_absolute():
+        if base is not None and not url.scheme:  # relative, or "//host/path"
             url = base.join(url)
         if not is_http(url):
             return None

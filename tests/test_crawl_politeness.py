@@ -1,0 +1,148 @@
+"""Politeness and limits, observed by the server: robots.txt Crawl-delay, --delay,
+429 Retry-After, depth, page and time limits, sitemaps, exclusions, stop()."""
+
+from __future__ import annotations
+
+import pytest
+from crawl_site import Site, serve
+
+import nettools
+from nettools.tools.crawl import STRATEGIES, Crawler
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def crawl(site: Site, path: str = "/", **kw):
+    """Crawl ``site`` from ``path``; returns (result, base URL, host key)."""
+    kw.setdefault("max_body", 64 * 1024)
+    with serve(site) as srv:
+        result = Crawler([srv.url + path], **kw).run()
+        return result, srv.url, srv.url.split("//")[1]
+
+
+def small_site(**kw) -> Site:
+    kw.setdefault("retry_after", 0)
+    kw.setdefault("slow", 0.01)
+    kw.setdefault("huge", 1000)
+    return Site(12, **kw)
+
+
+def gaps(starts: list[float]) -> list[float]:
+    starts = sorted(starts)
+    return [b - a for a, b in zip(starts, starts[1:], strict=False)]
+
+
+def page_starts(site: Site) -> list[float]:
+    return [t for path, ts in site.started.items() if path != "/robots.txt" for t in ts]
+
+
+def test_robots_crawl_delay_spaces_requests_to_the_host() -> None:
+    site = small_site(crawl_delay=0.05)
+    _, _, host = crawl(site, per_host=8)
+    assert site.max_inflight[host] == 1
+    assert min(gaps(page_starts(site))) >= 0.04
+
+
+def test_ignore_robots_requests_disallowed_pages_at_full_speed() -> None:
+    site = small_site(crawl_delay=0.05, page_sleep=0.01)
+    result, _, host = crawl(site, per_host=8, robots=False)
+    assert ("GET", "/private/secret.html") in site.counts
+    assert ("GET", "/robots.txt") not in site.counts
+    assert site.max_inflight[host] > 1
+    assert not [lk for lk in result.links if lk.skipped == "robots"]
+
+
+def test_delay_option_spaces_requests() -> None:
+    site = small_site()
+    _, _, host = crawl(site, per_host=8, delay=0.03)
+    assert site.max_inflight[host] == 1
+    assert min(gaps(page_starts(site))) >= 0.024
+
+
+def test_429_waits_for_retry_after_and_holds_the_whole_host() -> None:
+    site = small_site(retry_after=1, page_sleep=0.005)
+    result, base, _ = crawl(site, retries=2)
+    refused, retried = sorted(site.started["/busy"])
+    assert retried - refused >= 0.9
+    others = [t for t in page_starts(site) if refused + 0.1 < t < retried - 0.1]
+    assert others == []  # no other request to the host started while it asked us to wait
+    busy = next(lk for lk in result.links if lk.url == base + "/busy")
+    assert busy.status == 200 and busy.attempts == 2
+
+
+def test_429_without_retries_is_a_broken_link() -> None:
+    site = small_site()
+    result, base, _ = crawl(site, retries=0)
+    assert site.counts[("GET", "/busy")] == 1
+    assert {b.url: b.reason for b in result.broken}[base + "/busy"] == "HTTP 429"
+
+
+@pytest.mark.parametrize("concurrency", [1, 64])
+def test_depth_limit_is_the_same_for_every_strategy_and_concurrency(concurrency: int) -> None:
+    found = []
+    for strategy in STRATEGIES:
+        site = Site(200, retry_after=0, slow=0.0, page_sleep=0.0)
+        result, base, _ = crawl(site, depth=2, strategy=strategy, concurrency=concurrency)
+        pages = {lk.url[len(base):]: lk.depth for lk in result.pages}
+        assert max(pages.values()) == 2
+        # Home links /p/0 and (img, srcset) /p/1-3; their children are depth 2.
+        assert pages["/p/0.html"] == 1 and pages["/p/3.html"] == 1
+        assert pages["/p/7.html"] == 2 and "/p/15.html" not in pages
+        assert site.paths() - {"/robots.txt"} == set(pages)
+        found.append(pages)
+    assert found[0] == found[1]
+
+
+def test_max_pages_bounds_the_requests() -> None:
+    site = Site(200, retry_after=0, page_sleep=0.0)
+    result, _, _ = crawl(site, max_pages=10, concurrency=4)
+    robots_skipped = [lk for lk in result.links if lk.skipped == "robots"]
+    assert len(result.pages) + len(robots_skipped) == 10  # the home page links /private/
+    assert len(site.paths() - {"/robots.txt"}) == len(result.pages)
+    assert result.summary()["over_limit"] > 0
+
+
+def test_sitemap_seeds_pages_no_link_reaches() -> None:
+    site = small_site()
+    result, base, _ = crawl(site)
+    assert base + "/orphan.html" not in result.page_urls()
+    site = small_site()
+    result, base, _ = crawl(site, sitemap=True)
+    assert base + "/orphan.html" in result.page_urls()
+    assert site.counts[("GET", "/sitemap.xml")] == 1
+
+
+def test_excluded_urls_are_never_requested() -> None:
+    site = small_site()
+    result, _, _ = crawl(site, exclude=[r"/p/\d*[13579]\.html$", r"/error"])
+    odd = [p for p in site.paths() if p.startswith("/p/") and int(p[3:-5]) % 2]
+    assert odd == [] and "/error" not in site.paths()
+    assert result.summary()["excluded"] > 0
+
+
+def test_stop_lets_nothing_new_start() -> None:
+    site = Site(400, page_sleep=0.03, retry_after=0)
+    with serve(site) as srv:
+        crawler = Crawler([srv.url + "/"], concurrency=2, per_host=2)
+
+        def stop_after_20_requests() -> None:
+            for _ in range(500):
+                if site.total >= 20:
+                    break
+                nettools.sleep(0.01)
+            crawler.stop()
+
+        nettools.spawn(stop_after_20_requests)
+        result = crawler.run()
+    assert result.stopped == "interrupted"
+    # Only what was in flight when stop() came could still finish.
+    assert 20 <= site.total <= 20 + 2
+    assert 0 < len(result.pages) < 400
+    assert any(lk.skipped == "stopped" for lk in result.links)
+
+
+def test_max_time_stops_the_crawl() -> None:
+    site = Site(400, page_sleep=0.03, retry_after=0)
+    result, _, _ = crawl(site, max_time=0.3, concurrency=2, per_host=2)
+    assert result.stopped == "max-time"
+    assert 0 < len(result.pages) < 400
