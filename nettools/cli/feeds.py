@@ -1,0 +1,232 @@
+"""``nettools feeds fetch`` and ``nettools feeds serve``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from typing import Any
+
+import typer
+
+from ..tools.feedcache import FeedCache
+from ..tools.feeds import FeedFetcher, FeedResult, fetch_feeds, read_opml
+from ..tools.feedservice import FeedService, FeedStats, check_public_url
+from ..web import wsgi
+from ..web.client import is_public_address
+from .common import (
+    address,
+    duration,
+    listen_on,
+    opt,
+    prepare_limits,
+    runtime_errors,
+    serve_until_stopped,
+    size,
+)
+from .fetch import EXIT_FAILED, client_from_options, collect_urls
+
+feeds_app = typer.Typer(
+    name="feeds",
+    help="Feeds (RSS, Atom): fetch them concurrently, or serve feed titles over HTTP.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+def format_result(r: FeedResult) -> str:
+    """The text form of one feed: title and link, then its newest entries."""
+    if not r.ok:
+        return f"!! {r.url}\n   {r.error}\n"
+    flags = ", ".join(
+        x for x in (r.version or "?", str(r.status), "cached" if r.cached else "") if x
+    )
+    lines = [f"== {r.title or '(untitled)'}  <{r.link or '-'}>", f"   {r.url}  [{flags}]"]
+    if r.moved_to:
+        lines.append(f"   moved permanently to {r.moved_to}")
+    if r.bozo:
+        lines.append(f"   malformed: {r.bozo_error}")
+    for e in r.entries:
+        lines.append(f"   {e.published or '-':<20}  {e.title or '(untitled)'}  <{e.link or '-'}>")
+    return "\n".join(lines) + "\n"
+
+
+@feeds_app.command("fetch")
+def fetch_cmd(
+    urls: list[str] = typer.Argument(
+        None, metavar="URL", help="Feed URLs; '-' reads more, one per line, from stdin."
+    ),
+    opml: str = opt(None, "--opml", metavar="FILE", help="Also fetch every feed listed in FILE."),
+    entries: int = opt(5, "--entries", "-n", min=0, help="Newest entries shown per feed."),
+    json_out: bool = opt(False, "--json", help="One JSON object per feed instead of text."),
+    cache: str = opt(
+        None,
+        "--cache",
+        metavar="PATH",
+        help="SQLite file keeping ETag/Last-Modified per feed: a 304 is "
+        "answered from it, a 410 is remembered.",
+    ),
+    concurrency: int = opt(16, "--concurrency", "-c", min=1, help="Feeds fetched at once."),
+    per_host: int = opt(4, "--per-host", min=1, help="Connections to one host at once."),
+    timeout: Any = opt("20s", "--timeout", parser=duration, help="Longest time for one feed."),
+    deadline: Any = opt(
+        "2m",
+        "--deadline",
+        parser=duration,
+        help="Longest time for all feeds; unfinished ones are reported.",
+    ),
+    connect_timeout: Any = opt(
+        "10s", "--connect-timeout", parser=duration, help="Longest wait for a connection."
+    ),
+    read_timeout: Any = opt(
+        "20s", "--read-timeout", parser=duration, help="Longest silence while waiting for data."
+    ),
+    max_feed: Any = opt("10M", "--max-feed", parser=size, help="Largest feed accepted."),
+    user_agent: str = opt(None, "--user-agent", metavar="TEXT", help="User-Agent header."),
+    insecure: bool = opt(False, "--insecure", "-k", help="Do not verify TLS certificates."),
+    ca_file: str = opt(
+        None,
+        "--ca-file",
+        metavar="PEM",
+        help="Verify TLS against these CA certificates instead of certifi's.",
+    ),
+) -> None:
+    """Fetch feeds concurrently and show their titles and newest entries.
+
+    Example: nettools feeds fetch --entries 3 https://blog.python.org/feeds/posts/default
+
+    Each feed gets its own result (or error), in input order: one bad feed
+    never hides the others.  With --cache, requests are conditional and a
+    "304 Not Modified" is answered from the cache; a feed answering "410 Gone"
+    is remembered and not asked again; a permanent redirect is reported with
+    the new URL.  Exit status: 0 if every feed was read, 2 if any failed, 1 on
+    a runtime error.
+    """
+    with runtime_errors("feeds fetch"):
+        targets = collect_urls(urls or [])
+        if opml is not None:
+            try:
+                targets.extend(read_opml(opml))
+            except OSError as exc:
+                raise typer.BadParameter(f"{exc.strerror}: {opml}", param_hint="--opml") from None
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--opml") from None
+        if not targets:
+            raise typer.BadParameter("give feed URLs, '-' or --opml FILE", param_hint="URL")
+        client = client_from_options(
+            connect_timeout=connect_timeout, read_timeout=read_timeout, max_body=max_feed,
+            max_redirects=10, per_host=per_host, user_agent=user_agent, insecure=insecure,
+            ca_file=ca_file,
+        )  # fmt: skip
+        start = time.monotonic()
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(client)
+            store = stack.enter_context(FeedCache(cache)) if cache else None
+            fetcher = FeedFetcher(client, cache=store, timeout=timeout, max_feed=max_feed,
+                                  entries=entries)  # fmt: skip
+            results = fetch_feeds(targets, fetcher, concurrency=concurrency, deadline=deadline)
+        for r in results:
+            sys.stdout.write(r.to_json() + "\n" if json_out else format_result(r) + "\n")
+        failed = sum(not r.ok for r in results)
+        summary = {
+            "event": "done", "command": "feeds fetch", "feeds": len(results),
+            "ok": len(results) - failed, "failed": failed,
+            "cached": sum(r.cached for r in results),
+            "seconds": round(time.monotonic() - start, 3),
+        }  # fmt: skip
+        sys.stdout.flush()
+        sys.stderr.write(json.dumps(summary) + "\n")
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@feeds_app.command("serve")
+def serve_cmd(
+    listen: Any = opt(
+        "127.0.0.1:0",
+        "--listen",
+        "-l",
+        parser=address,
+        help="Address: host:port, [v6]:port or unix:/path (port 0 picks one).",
+    ),
+    concurrency: int = opt(
+        64, "--concurrency", "-c", min=1, help="Feed fetches in flight at once, across all clients."
+    ),
+    max_urls: int = opt(100, "--max-urls", min=1, help="Most URLs in one request."),
+    max_request: Any = opt("64K", "--max-request", parser=size, help="Largest request body."),
+    max_feed: Any = opt("2M", "--max-feed", parser=size, help="Largest feed fetched."),
+    timeout: Any = opt("20s", "--timeout", parser=duration, help="Longest time for one feed."),
+    deadline: Any = opt(
+        "60s",
+        "--deadline",
+        parser=duration,
+        help="Longest time for one request's feeds; unfinished ones are errors.",
+    ),
+    allow_private: bool = opt(
+        False, "--allow-private", help="Also fetch from private, loopback and link-local addresses."
+    ),
+    cache: str = opt(
+        None,
+        "--cache",
+        metavar="PATH",
+        help="SQLite file for conditional GETs (ETag/Last-Modified).",
+    ),
+    per_host: int = opt(4, "--per-host", min=1, help="Connections to one feed host at once."),
+    max_conns: int = opt(1000, "--max-conns", min=1, help="Most clients served at once."),
+    drain_timeout: Any = opt(
+        "10s",
+        "--drain-timeout",
+        parser=duration,
+        help="On SIGINT/SIGTERM, wait this long for requests to finish.",
+    ),
+    ready_file: str = opt(
+        None, "--ready-file", metavar="PATH", help="Also write the ready line to this file."
+    ),
+) -> None:
+    """Serve feed titles: POST / with feed URLs (one per line) returns their titles.
+
+    Example: nettools feeds serve --listen 127.0.0.1:8090
+
+    Answers in the order posted: text lines, or a JSON list (url, title, link,
+    status, error) with "Accept: application/json".  GET / shows usage.  One
+    pool of --concurrency fetches is shared by all clients.  Only public
+    addresses are fetched unless --allow-private: names are resolved, every
+    address checked and the checked address connected to, and each redirect
+    is checked again.
+    """
+    with runtime_errors("feeds serve"):
+        if max_request < 1:
+            raise typer.BadParameter("must be at least 1 byte", param_hint="--max-request")
+        client = client_from_options(
+            connect_timeout=10.0, read_timeout=timeout, max_body=max_feed, max_redirects=5,
+            per_host=per_host, user_agent=None, insecure=False, ca_file=None,
+            allow_address=None if allow_private else is_public_address,
+        )  # fmt: skip
+        store = FeedCache(cache) if cache else None
+        fetcher = FeedFetcher(
+            client, cache=store, timeout=timeout, max_feed=max_feed, entries=0,
+            redirect_check=None if allow_private else check_public_url,
+        )  # fmt: skip
+        stats = FeedStats()
+        app = FeedService(
+            fetcher, concurrency=concurrency, max_urls=max_urls, max_request=max_request,
+            deadline=deadline, allow_private=allow_private, stats=stats,
+        )  # fmt: skip
+        prepare_limits(max_conns + concurrency)
+        sock = listen_on("feeds serve", listen)
+        server = wsgi.WSGIServer(sock, app, max_size=max_conns, max_body_size=max_request,
+                                 log_output=False, name="feeds").start()  # fmt: skip
+
+        def stop(timeout: float | None) -> None:
+            server.stop(timeout)
+            client.close()
+            if store is not None:
+                store.close()
+
+        serve_until_stopped("feeds", stats, [sock], [stop],
+                            drain_timeout=drain_timeout, ready_file=ready_file)  # fmt: skip
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(feeds_app, name="feeds")
