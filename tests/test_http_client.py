@@ -77,6 +77,12 @@ class Site:
         if path == "/loop-b":
             start_response("307 Temporary Redirect", [("Location", "/loop-a")])
             return [b""]
+        if path == "/to-ftp":
+            start_response("302 Found", [("Location", "ftp://example.org/file")])
+            return [b""]
+        if path == "/to-garbage":
+            start_response("302 Found", [("Location", "http://[::1")])
+            return [b""]
         if path == "/see-other":
             start_response("303 See Other", [("Location", "/final")])
             return [b""]
@@ -243,6 +249,26 @@ def test_redirect_check_sees_each_hop_and_can_stop_it(site, client):
     assert info.value.kind == "refused-address"
     assert info.value.url == site.url + "/hop/1"
     assert not any(r[1] == "/hop/0" for r in site.requests[-1:])
+
+
+@pytest.mark.parametrize("path", ["/to-ftp", "/to-garbage"])
+def test_bad_redirect_targets_are_protocol_errors(site, client, path):
+    with pytest.raises(FetchError) as info:
+        client.get(site.url + path)
+    assert info.value.kind == "protocol"
+    assert "bad redirect" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://[::1", "http://host:99999/", "http://exa mple/", "http:///path", "mailto:x@y",
+     "http://x\x1by/"],
+)  # fmt: skip
+def test_bad_urls_are_one_line_errors(client, url):
+    with pytest.raises(FetchError) as info:
+        client.get(url)
+    assert info.value.kind == "other"
+    assert str(info.value).isprintable()
 
 
 def test_303_turns_a_post_into_a_get(site, client):

@@ -71,10 +71,15 @@ class FetchError(Exception):
         super().__init__(url, kind, message)
         self.url = url
         self.kind = kind if kind in FETCH_ERROR_KINDS else "other"
-        self.message = " ".join(str(message).split())
+        self.message = _printable(" ".join(str(message).split()))
 
     def __str__(self) -> str:
-        return f"{self.kind}: {self.url}: {self.message}"
+        return f"{self.kind}: {_printable(self.url)}: {self.message}"
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped, so it stays one harmless line."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 @dataclass
@@ -205,7 +210,8 @@ def _open_socket(
     if isinstance(last, TimeoutError):
         raise FetchError("", "timeout", f"connect timed out after {_seconds(timeout)}")
     reason = getattr(last, "strerror", None) or str(last) or type(last).__name__
-    raise FetchError("", "connect", f"cannot connect to {host}:{port}: {reason.lower()}")
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    raise FetchError("", "connect", f"cannot connect to {where}: {reason.lower()}")
 
 
 def _seconds(value: float | None) -> str:
@@ -231,6 +237,8 @@ def _describe(
         return FetchError(url, "timeout", f"read timed out after {_seconds(timeouts[1])}")
     if isinstance(exc, e.ConnectTimeoutError) and not isinstance(exc, e.NewConnectionError):
         return FetchError(url, "timeout", f"connect timed out after {_seconds(timeouts[0])}")
+    if isinstance(exc, e.LocationParseError):
+        return FetchError(url, "other", f"bad URL: {text}")
     if isinstance(exc, e.NameResolutionError):
         return FetchError(url, "dns", text)
     if isinstance(exc, e.SSLError) or "SSL" in type(reason).__name__:
@@ -399,9 +407,12 @@ class HttpClient:
                     elapsed=time.monotonic() - start,
                 )
             self._discard(raw)
-            target = urljoin(current, location.strip())
-            if urlsplit(target).scheme not in ("http", "https"):
-                raise FetchError(url, "protocol", f"redirect to a non-HTTP URL: {target}")
+            try:
+                target = urljoin(current, location.strip())
+                self._check_url(target)
+            except (ValueError, FetchError) as exc:
+                why = exc.message if isinstance(exc, FetchError) else str(exc)
+                raise FetchError(url, "protocol", f"bad redirect to {location!r}: {why}") from None
             if len(redirects) >= self.max_redirects:
                 raise FetchError(
                     url, "too-many-redirects", f"more than {self.max_redirects} redirects"
@@ -436,7 +447,10 @@ class HttpClient:
         return self.request("HEAD", url, **kw)
 
     def _check_url(self, url: str) -> None:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:
+            raise FetchError(url, "other", f"bad URL: {exc}") from None
         if parts.scheme not in ("http", "https"):
             raise FetchError(url, "other", f"not an http(s) URL (scheme {parts.scheme!r})")
         try:
