@@ -7,7 +7,8 @@ on its own hub in a background thread; the site records what it is asked for.
   binary tree (page i links to 2i+1 and 2i+2, to its parent and home), each
   child spelled differently (absolute with an upper-case scheme and host,
   relative, ``./x#top``, percent-encoded ``/%70/...``) so only a normalising
-  crawler fetches each page once; every 250th page links to a missing page;
+  crawler fetches each page once (``plain_links=True``: relative links only);
+  every 250th page links to a missing page;
 * ``/private/...`` (disallowed by robots.txt), ``/old`` (301 to ``/p/5.html``),
   ``/loop/a`` <-> ``/loop/b`` (a redirect loop), ``/error`` (500),
   ``/busy`` (429 with Retry-After the first time), ``/slow.html``,
@@ -95,6 +96,7 @@ class Site(Recorder):
         huge: int = 200_000,
         page_sleep: float = 0.002,
         external: str | None = None,
+        plain_links: bool = False,
     ) -> None:
         super().__init__()
         self.pages = pages
@@ -104,6 +106,7 @@ class Site(Recorder):
         self.huge = huge
         self.page_sleep = page_sleep
         self.external = external
+        self.plain_links = plain_links  # one spelling per link (for naive crawlers)
         self.busy_refused = 0
 
     # --- what a complete crawl of the site must find
@@ -217,7 +220,7 @@ class Site(Recorder):
             links.append(f'<a href="/p/{(i - 1) // 2}.html">up</a>')
         for n, child in enumerate((2 * i + 1, 2 * i + 2)):
             if child < self.pages:
-                spell = spellings[(i + n) % len(spellings)]
+                spell = spellings[1 if self.plain_links else (i + n) % len(spellings)]
                 links.append(f'<a href="{spell(child)}">{child}</a>')
         if i % MISSING_EVERY == 0:
             links.append(f'<a href="/missing/{i}.html">gone</a>')
