@@ -8,6 +8,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -45,6 +46,8 @@ class FeedSite:
 
     def __init__(self) -> None:
         self.log: list[tuple[str, int]] = []  # (path, status)
+        self.active = 0
+        self.peak = 0
 
     def requests(self, path: str, status: int | None = None) -> int:
         return sum(1 for p, s in self.log if p == path and (status is None or s == status))
@@ -71,6 +74,16 @@ class FeedSite:
             elif env.get("HTTP_IF_MODIFIED_SINCE") == LAST_MODIFIED:
                 return "304 Not Modified", headers, b""
             return "200 OK", headers, body
+        if kind == "hold":
+            # Stay busy a while so concurrent fetches overlap here, and count them.
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+            try:
+                nettools.sleep(0.3)
+            finally:
+                self.active -= 1
+            body = (FIXTURES / "atom10.xml").read_bytes()
+            return "200 OK", [("Content-Type", "application/atom+xml")], body
         if path == "/slow":
             nettools.sleep(20)  # the per-feed timeout must end the wait first
             return "200 OK", [], (FIXTURES / "rss20.xml").read_bytes()
@@ -389,8 +402,28 @@ def test_service_with_allow_private_fetches_them(site):
     assert (status, text) == (200, "RSS 0.90 Fixture\n")
 
 
+def test_one_pool_bounds_fetches_across_all_clients(site):
+    with serve("--allow-private", "--concurrency", "2") as cli:
+        base = base_url(cli)
+        answers: list[str] = []
+
+        def client(n: int) -> None:
+            urls = [f"{site.url}/hold/{n}-{i}" for i in range(3)]
+            answers.append(post(base, "\n".join(urls))[1])
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    assert answers == ["Atom 1.0 Fixture\n" * 3] * 3
+    assert site.requests("/hold/0-0") == 1 and len(site.log) == 9
+    assert site.peak == 2  # three clients, nine feeds, never more than two at once
+
+
 def test_service_limits(site):
-    with serve("--max-urls", "2", "--max-request", "200") as cli:
+    with serve("--max-urls", "2", "--max-request", "200", "--max-feed", "100K",
+               "--allow-private") as cli:  # fmt: skip
         base = base_url(cli)
         status, text = post(base, "http://a.example/\nhttp://b.example/\nhttp://c.example/\n")
         assert status == 413 and "at most 2 URLs" in text
@@ -398,6 +431,8 @@ def test_service_limits(site):
         assert status == 413
         status, text = post(base, "\n\n")
         assert status == 400 and "no URLs" in text
+        status, text = post(base, site.url + "/big")
+        assert (status, text) == (200, "error: too-large: feed larger than 102400 bytes\n")
         req = urllib.request.Request(base + "/", method="PUT", data=b"x")
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(req, timeout=10)
