@@ -104,7 +104,10 @@ class _Fanout:
         if self._loop is not None:
             kill(self._loop)
 
-    def _outbox(self, send: Any, conn: Any, notice: Any) -> Outbox:
+    def _outbox(self, send: Any, conn: Any, notice: Any, *, end_connection: bool) -> Outbox:
+        """A started outbox for a client on ``conn``; ``notice(missed)`` is what
+        tells it that it missed messages.  With ``end_connection`` the
+        connection ends when the writer does (its reader then sees EOF)."""
         stats = self.stats
 
         def on_slow() -> None:
@@ -118,6 +121,7 @@ class _Fanout:
         box = Outbox(
             send, queue_size=self.queue_size, slow_timeout=self.slow_timeout,
             on_slow=on_slow, on_caught_up=on_caught_up,
+            on_end=(lambda clean: _shutdown(conn)) if end_connection else None,
         )
         return box.start()
 
@@ -220,7 +224,7 @@ class TcpBridge(_Fanout):
             conn.sendall(data)
             stats.bytes_out += len(data)
 
-        box = self._outbox(send, conn, _tcp_notice)
+        box = self._outbox(send, conn, _tcp_notice, end_connection=True)
         self._clients[box] = None
         try:
             out = self.out
@@ -345,7 +349,8 @@ class WsBridge(_Fanout):
                 ws.send(text)
                 stats.bytes_out += len(text)
 
-        client = _WsClient(ws, self._outbox(send, ws.socket, _ws_notice))
+        # The websocket ends its connection itself, with a closing handshake.
+        client = _WsClient(ws, self._outbox(send, ws.socket, _ws_notice, end_connection=False))
         self._clients[client] = None
         try:
             for message in ws:
