@@ -11,6 +11,7 @@ import gzip
 import zlib
 
 import pytest
+from isolated_helpers import run_isolated
 
 import nettools
 from nettools.green import socket as gsocket
@@ -548,3 +549,36 @@ def test_per_host_limit_bounds_connections_in_flight(site):
     assert statuses == [200] * 40
     assert site.peak == 4
     assert len(site.connections) == 4
+
+
+# ------------------------------------------------------------------ processes
+
+
+def test_works_in_a_monkey_patched_process_and_beside_the_real_urllib3():
+    # The client keeps its own green urllib3 whether or not the program patched
+    # the stdlib, and the program's own urllib3 stays the ordinary one.
+    out = run_isolated(
+        """
+        import nettools
+        nettools.monkey_patch()
+        import socket
+        import urllib3
+        from nettools.web import wsgi
+        from nettools.web.client import HttpClient
+
+        def app(env, start_response):
+            start_response("200 OK", [("Content-Length", "2")])
+            return [b"ok"]
+
+        srv = wsgi.WSGIServer(("127.0.0.1", 0), app, log_output=False).start()
+        url = "http://127.0.0.1:%d/" % srv.address[1]
+        with HttpClient(proxy_from_env=False) as c:
+            pool = nettools.GreenPool(10)
+            assert list(pool.imap(lambda _: c.get(url).body, range(10))) == [b"ok"] * 10
+        import nettools.web.client as client_mod
+        assert client_mod._green_urllib3() is not urllib3
+        assert urllib3.util.connection.socket is socket
+        print("OK")
+        """
+    )
+    assert out.strip().endswith("OK")
