@@ -146,3 +146,19 @@ def test_max_time_stops_the_crawl() -> None:
     result, _, _ = crawl(site, max_time=0.3, concurrency=2, per_host=2)
     assert result.stopped == "max-time"
     assert 0 < len(result.pages) < 400
+
+
+def test_slow_page_times_out_is_retried_then_reported() -> None:
+    site = small_site(slow=0.5)
+    result, base, _ = crawl(site, timeout=0.1, retries=1, backoff=0.01)
+    assert site.counts[("GET", "/slow.html")] == 2  # the first try and one retry
+    slow = next(lk for lk in result.links if lk.url == base + "/slow.html")
+    assert slow.attempts == 2
+    assert {b.url: b.reason for b in result.broken}[base + "/slow.html"].startswith("timeout")
+
+
+def test_slow_page_within_the_timeout_is_fine() -> None:
+    site = small_site(slow=0.2)
+    result, base, _ = crawl(site, timeout=5.0)
+    assert site.counts[("GET", "/slow.html")] == 1
+    assert base + "/slow.html" not in {b.url for b in result.broken}
