@@ -21,6 +21,13 @@ PUSH at its high-water mark) is held while the loop polls that destination for
 ``POLLOUT`` instead of reading more from the source.  Multipart messages go
 through whole.
 
+Between two polls the loop moves messages with pyzmq's C-level ``send`` and
+``recv`` rather than the green wrappers, which would also hand consumed
+``ZMQ_FD`` edges on to other waiters: the loop is the only user of its
+sockets, so nobody else waits on them, and the green ``Poller`` reads
+``EVENTS`` itself before it sleeps (see ``nettools.green.zmq``).  That keeps
+a message's cost near what pyzmq itself needs.
+
 The control socket is a REP socket.  Each request is one frame holding a
 command; each gets one reply frame:
 
@@ -62,7 +69,13 @@ PROXY_TYPES = {
 #: Transports libzmq may know; anything else is refused before libzmq sees it.
 TRANSPORTS = ("tcp", "ipc", "inproc", "pgm", "epgm", "tipc", "vmci", "ws", "wss")
 #: Messages moved in one direction before the loop lets others run.
-BATCH = 256
+BATCH = 1024
+# pyzmq's C-level socket class (below its Python "sugar" and the green layer).
+_CSocket = next(c for c in zmq.Socket.__mro__ if c.__module__.startswith("zmq.backend"))
+_c_recv, _c_send, _c_get = _CSocket.recv, _CSocket.send, _CSocket.get
+# Plain ints: IntFlag arithmetic is slow on the hot path.
+_NOBLOCK, _SNDMORE, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.RCVMORE)
+_Again = zmq.Again
 # errnos of bind/connect that mean the endpoint itself is wrong, not the world.
 _BAD_ENDPOINT = {errno.EINVAL, errno.EPROTONOSUPPORT, errno.ENODEV, zmq.ENOCOMPATPROTO}
 
@@ -352,30 +365,41 @@ class ZmqProxy:
         more = False
         try:
             if d.held is not None:
-                dst.send_multipart(d.held, zmq.NOBLOCK)
+                _send_whole(dst, d.held)
                 messages, nbytes = 1, sum(map(len, d.held))
                 d.held = None
             for _ in range(BATCH):
                 try:
-                    msg = src.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
+                    frame = _c_recv(src, _NOBLOCK)
+                except _Again:
                     break
+                if _c_get(src, _RCVMORE):
+                    msg = [frame]
+                    while _c_get(src, _RCVMORE):
+                        msg.append(_c_recv(src, _NOBLOCK))  # the rest came with the first
+                    size = sum(map(len, msg))
+                else:
+                    msg = None
+                    size = len(frame)
                 if capture is not None:
                     try:
-                        capture.send_multipart(msg, zmq.NOBLOCK)
+                        _send_whole(capture, msg or [frame])
                         captured += 1
-                    except zmq.Again:
+                    except _Again:
                         pass
                 try:
-                    dst.send_multipart(msg, zmq.NOBLOCK)
-                except zmq.Again:
-                    d.held = msg  # dst is full: wait for POLLOUT before reading more
+                    if msg is None:
+                        _c_send(dst, frame, _NOBLOCK)
+                    else:
+                        _send_whole(dst, msg)
+                except _Again:
+                    d.held = msg or [frame]  # dst is full: wait for POLLOUT before reading more
                     break
                 messages += 1
-                nbytes += sum(map(len, msg))
+                nbytes += size
             else:
                 more = True
-        except zmq.Again:
+        except _Again:
             pass  # the held message is still refused
         finally:
             d.flow.messages += messages
@@ -405,3 +429,11 @@ class ZmqProxy:
             reply = f"ERROR unknown command {command[:40]!r} (PAUSE, RESUME, TERMINATE, STATISTICS)"
         log.debug("zmq proxy: control %s", command)
         self.control.send_string(reply, zmq.NOBLOCK)
+
+
+def _send_whole(sock: Any, msg: list) -> None:
+    """Send a multipart message without waiting; ``Again`` if refused.  Only the
+    first frame can be refused: libzmq then takes the rest of the message."""
+    last = len(msg) - 1
+    for i, frame in enumerate(msg):
+        _c_send(sock, frame, _NOBLOCK | _SNDMORE if i < last else _NOBLOCK)
