@@ -28,6 +28,7 @@ from typing import Any
 
 import feedparser
 
+from .. import tpool
 from ..greenthread import GreenThread
 from ..pool import GreenPool
 from ..timeout import Timeout
@@ -41,6 +42,9 @@ ACCEPT = (
     "application/xml;q=0.8, text/xml;q=0.8, */*;q=0.5"
 )
 PERMANENT = (301, 308)
+#: Feeds larger than this are parsed in the thread pool: parsing a few MiB
+#: takes long enough to stall every other greenthread of a service.
+PARSE_INLINE_LIMIT = 256 * 1024
 
 
 @dataclass
@@ -223,7 +227,10 @@ class FeedFetcher:
             self.cache.forget(url)
 
     def _parse(self, body: bytes, base: str, content_type: str | None, result: FeedResult) -> None:
-        parsed = parse_feed(body, base, content_type)
+        if len(body) > PARSE_INLINE_LIMIT:
+            parsed = tpool.execute(parse_feed, body, base, content_type)
+        else:
+            parsed = parse_feed(body, base, content_type)
         feed = parsed.get("feed", {})
         result.version = parsed.get("version") or None
         if parsed.get("bozo"):
