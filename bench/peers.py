@@ -13,7 +13,7 @@ import subprocess
 # has one (the echo servers); other cases simply do not list them.
 PEERS: tuple[str, ...] = (
     "nettools", "nettools-echo", "nettools-h11", "gevent", "eventlet", "asyncio", "asyncio-proto",
-    "uvloop", "uvloop-proto", "gunicorn", "direct", "socat",
+    "uvloop", "uvloop-proto", "gunicorn", "direct", "socat", "scrapy", "wget",
 )  # fmt: skip
 REFERENCE = "nettools"
 
@@ -30,13 +30,14 @@ _MODULES = {
     "nettools-echo": "nettools",  # the `nettools echo` command (the echo cases)
     "nettools-h11": "h11",  # nettools' HTTP server on the h11 parser (the WSGI case)
     "gunicorn": "gunicorn",
+    "scrapy": "scrapy",  # the crawl case
 }
 
 
 # Peers that are not Python libraries: the program whose version the report shows. Always
 # available: a case that needs the program installs it (apt-get) or fails saying why.
 # "direct" is no forwarder at all (the ceiling for the forwarder cases).
-_PROGRAMS = {"direct": None, "socat": "socat"}
+_PROGRAMS = {"direct": None, "socat": "socat", "wget": "wget"}
 
 
 class PeerUnavailable(Exception):

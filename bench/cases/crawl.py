@@ -1,0 +1,238 @@
+"""Crawling a local site whose server answers each page after 20 ms: pages/s and peak memory.
+
+The site (``python -m bench.cases.crawl serve --pages N``) is nettools' WSGI server pinned to
+core 0: page i links to pages 10i+1 .. 10i+10, to its parent and to the home page, so a crawler
+must de-duplicate and the frontier soon holds hundreds of pages.  Every response waits 20 ms
+(a green sleep), so with 100 requests in flight the latency bound is 100 / 0.02 s = 5,000
+pages/s.  The crawler runs pinned to core 1 under ``/usr/bin/time`` (peak RSS). Peers:
+
+* ``nettools``: the ``nettools crawl`` command, ``--concurrency 100 --per-host 100``;
+* ``scrapy``: a Scrapy spider following every a[href], CONCURRENT_REQUESTS(_PER_DOMAIN)=100,
+  robots.txt off, log quiet;
+* ``wget``: ``wget --recursive`` (one request at a time), on a site of ``WGET_PAGES`` pages
+  only: at 20 ms per page the whole site would take over 100 s.
+
+Metrics: ``ops_per_s`` (pages/s, each crawler's own elapsed time where it reports one),
+``bound_ratio`` (pages/s over the 5,000 pages/s bound), ``pages`` and ``peak_rss_mb``.
+
+``python -m bench.cases.crawl table [--pages N] [--peers a,b]`` runs each peer once and prints
+the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench.cases import Case, CaseFn, Result
+from bench.cases._procs import pin, read_line, started
+
+HOST = "127.0.0.1"
+SERVER_CORE = 0
+CRAWLER_CORE = 1
+LATENCY_S = 0.02
+CONCURRENCY = 100
+BOUND = CONCURRENCY / LATENCY_S  # pages/s when only the server's latency limits
+FANOUT = 10
+WGET_PAGES = 300
+TIMEOUT_S = 300.0
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- the site ---------------------------------------------------------------------------
+
+
+def site_app(pages: int, latency: float) -> Any:
+    import nettools
+
+    def app(environ: dict, start_response: Any) -> list[bytes]:
+        nettools.sleep(latency)
+        path = environ["PATH_INFO"]
+        num = 0 if path == "/" else path[3:-5] if path.startswith("/p/") else ""
+        if isinstance(num, str):
+            num = int(num) if num.isdigit() else -1
+        if not 0 <= num < pages:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found"]
+        first = FANOUT * num + 1
+        links = [f'<a href="/p/{c}.html">page {c}</a>' for c in range(first, first + FANOUT)
+                 if c < pages]  # fmt: skip
+        links.append(f'<a href="/p/{max(num - 1, 0) // FANOUT}.html">up</a><a href="/">home</a>')
+        body = (f"<!doctype html><html><head><title>page {num}</title></head><body>"
+                f"<h1>Page {num}</h1><p>{'Lorem ipsum dolor sit amet. ' * 20}</p>"
+                f"{''.join(links)}</body></html>").encode()  # fmt: skip
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+        return [body]
+
+    return app
+
+
+def serve(pages: int, latency: float) -> None:
+    import nettools
+    from nettools.web import wsgi
+
+    sock = nettools.listen((HOST, 0), backlog=1024)
+    print(json.dumps({"event": "listening", "port": sock.getsockname()[1]}), flush=True)
+    wsgi.server(sock, site_app(pages, latency), log_output=False, max_size=4096)
+
+
+@contextmanager
+def _site(pages: int) -> Iterator[str]:
+    cmd = [sys.executable, "-m", "bench.cases.crawl", "serve", "--pages", str(pages)]
+    with started(cmd, SERVER_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE) as proc:
+        line = read_line(proc, proc.stdout, 30, "the site's ready line")
+        yield f"http://{HOST}:{json.loads(line)['port']}/"
+
+
+# --- the crawlers -----------------------------------------------------------------------
+
+
+def _timed(cmd: list[str]) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Run ``cmd`` on the crawler's core; ``(process, wall seconds, peak RSS in MiB)``."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        full = ["/usr/bin/time", "-f", "%M", "-o", rss.name, *cmd]
+        start = time.perf_counter()
+        proc = subprocess.run(full, capture_output=True, text=True, timeout=TIMEOUT_S,
+                              preexec_fn=pin(CRAWLER_CORE), cwd=REPO_ROOT)  # fmt: skip
+        wall = time.perf_counter() - start
+        if proc.returncode not in (0, 2):
+            raise RuntimeError(f"{cmd[0]} exited {proc.returncode}: {proc.stderr[-2000:]}")
+        return proc, wall, int(rss.read().split()[-1]) / 1024
+
+
+def _result(pages: int, seconds: float, rss_mb: float) -> dict[str, Any]:
+    rate = pages / seconds
+    return {"ops_per_s": rate, "seconds": seconds, "pages": pages,
+            "bound_ratio": rate / BOUND, "peak_rss_mb": rss_mb}  # fmt: skip
+
+
+def crawl_nettools(n: int) -> Result:
+    if n == 0:
+        return None
+    with _site(n) as url:
+        cmd = [sys.executable, "-m", "nettools", "crawl", url, "--concurrency", str(CONCURRENCY),
+               "--per-host", str(CONCURRENCY), "--format", "jsonl", "-o", os.devnull]  # fmt: skip
+        proc, _, rss = _timed(cmd)
+    summary = json.loads([ln for ln in proc.stderr.splitlines() if ln.startswith("{")][-1])
+    return _result(summary["pages"], summary["elapsed"], rss)
+
+
+_SCRAPY_SPIDER = """
+import json, sys, time
+import scrapy
+from scrapy.crawler import CrawlerProcess
+
+class Site(scrapy.Spider):
+    name = "site"
+    pages = 0
+    def parse(self, response):
+        Site.pages += 1
+        for href in response.css("a::attr(href)").getall():
+            yield response.follow(href, self.parse)
+
+process = CrawlerProcess(settings={
+    "CONCURRENT_REQUESTS": %(c)d, "CONCURRENT_REQUESTS_PER_DOMAIN": %(c)d,
+    "ROBOTSTXT_OBEY": False, "LOG_LEVEL": "ERROR", "TELNETCONSOLE_ENABLED": False,
+    "COOKIES_ENABLED": False, "RETRY_ENABLED": False, "DOWNLOAD_DELAY": 0,
+})
+process.crawl(Site, start_urls=[sys.argv[1]])
+start = time.perf_counter()
+process.start()
+print(json.dumps({"pages": Site.pages, "seconds": time.perf_counter() - start}))
+"""
+
+
+def crawl_scrapy(n: int) -> Result:
+    if n == 0:
+        return None
+    # A file, not -c: Scrapy reads the source of the spider's callbacks.
+    with _site(n) as url, tempfile.NamedTemporaryFile("w", suffix=".py") as spider:
+        spider.write(_SCRAPY_SPIDER % {"c": CONCURRENCY})
+        spider.flush()
+        proc, _, rss = _timed([sys.executable, spider.name, url])
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return _result(out["pages"], out["seconds"], rss)
+
+
+def wget_path() -> str:
+    """wget, installed from the Debian package when missing."""
+    path = shutil.which("wget")
+    if path:
+        return path
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "wget"]):
+        result = subprocess.run(sudo + cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"wget is missing and {' '.join(cmd)} failed:\n{result.stderr}")
+    path = shutil.which("wget")
+    if not path:
+        raise RuntimeError("wget is still missing after apt-get install wget")
+    return path
+
+
+def crawl_wget(n: int) -> Result:
+    if n == 0:
+        return None
+    pages = min(n, WGET_PAGES)
+    with _site(pages) as url, tempfile.TemporaryDirectory() as tmp:
+        cmd = [wget_path(), "--recursive", "--level=inf", "--no-directories", "--delete-after",
+               "-e", "robots=off", "--no-verbose", "--directory-prefix", tmp, url]  # fmt: skip
+        proc, wall, rss = _timed(cmd)
+    fetched = len(re.findall(r" URL:\S+ \[", proc.stderr))
+    return _result(fetched, wall, rss)
+
+
+PEER_FNS: dict[str, CaseFn] = {"nettools": crawl_nettools, "scrapy": crawl_scrapy,
+                               "wget": crawl_wget}  # fmt: skip
+
+CASES: dict[str, Case] = {
+    "crawl_5000_c100": Case(n=5000, unit="pages", warmup=0, peers=PEER_FNS,
+                            compare=("peak_rss_mb",)),
+}  # fmt: skip
+
+
+# --- standalone table -------------------------------------------------------------------
+
+
+def table(pages: int, peers: list[str]) -> None:
+    print(f"{'peer':<10}{'pages':>7}{'pages/s':>10}{'x bound':>9}{'peak MiB':>10}")
+    for peer in peers:
+        try:
+            r = PEER_FNS[peer](pages)
+        except Exception as exc:  # noqa: BLE001 - report and go on with the others
+            print(f"{peer:<10} FAILED: {exc}")
+            continue
+        print(f"{peer:<10}{r['pages']:>7}{r['ops_per_s']:>10,.0f}{r['bound_ratio']:>9.2f}"
+              f"{r['peak_rss_mb']:>10.1f}", flush=True)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cases.crawl")
+    sub = parser.add_subparsers(dest="command", required=True)
+    srv = sub.add_parser("serve", help="serve the generated site")
+    srv.add_argument("--pages", type=int, default=5000)
+    srv.add_argument("--latency", type=float, default=LATENCY_S)
+    tab = sub.add_parser("table", help="run each crawler once and print the figures")
+    tab.add_argument("--pages", type=int, default=5000)
+    tab.add_argument("--peers", default=",".join(PEER_FNS))
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        serve(args.pages, args.latency)
+    else:
+        table(args.pages, args.peers.split(","))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
