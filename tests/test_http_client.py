@@ -494,13 +494,18 @@ def proxy():
     p.close()
 
 
-def test_http_proxy_from_the_environment(proxy, monkeypatch):
-    monkeypatch.setenv("http_proxy", proxy.url)
+@pytest.mark.parametrize("scheme", ["http://", ""])
+def test_http_proxy_from_the_environment(proxy, monkeypatch, scheme):
+    monkeypatch.setenv("http_proxy", proxy.url.replace("http://", scheme))
     monkeypatch.setenv("no_proxy", "skip.invalid")
     with HttpClient() as c:
         resp = c.get("http://target.invalid/page")
+        assert c.get("http://target.invalid/again").status == 200
     assert resp.body == b"via proxy: http://target.invalid/page"
-    assert proxy.lines == ["GET http://target.invalid/page HTTP/1.1"]
+    assert proxy.lines == [
+        "GET http://target.invalid/page HTTP/1.1",
+        "GET http://target.invalid/again HTTP/1.1",
+    ]
 
 
 def test_no_proxy_goes_direct(proxy, site, monkeypatch):

@@ -324,10 +324,10 @@ class HttpClient:
             parts.hostname or "", self._proxies
         ):
             return self._direct, False
+        if "://" not in proxy:
+            proxy = "http://" + proxy
         pm = self._proxy_managers.get(proxy)
         if pm is None:
-            if "://" not in proxy:
-                proxy = "http://" + proxy
             pm = self._proxy_managers[proxy] = self._manager(self._u3.ProxyManager, proxy)
         return pm, True
 
