@@ -555,9 +555,13 @@ class HttpClient:
     # ------------------------------------------------------------ lifetime
 
     def close(self) -> None:
-        """Close every pooled connection."""
-        self._direct.clear()
-        for pm in self._proxy_managers.values():
+        """Close every pooled connection now (urllib3 alone would leave idle
+        ones to the garbage collector)."""
+        for pm in (self._direct, *self._proxy_managers.values()):
+            for key in list(pm.pools.keys()):
+                pool = pm.pools.get(key)
+                if pool is not None:
+                    pool.close()
             pm.clear()
 
     def __enter__(self) -> HttpClient:
