@@ -21,8 +21,11 @@ import time
 import pytest
 import trustme
 import zmq
+from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 from websockets.sync.client import connect as ws_connect
+from websockets.uri import parse_uri
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -365,6 +368,71 @@ def test_ws_bridge_over_tls(ctx, tmp_path):
         exercise_ws_bridge(ctx, ready, f"wss://{ready['address']}/", ssl=client_tls)
         code, _, _ = bridge.stop()
     assert code == 0
+
+
+def stuck_ws_client(host: str, port: int, topic: str) -> socket.socket:
+    """A websocket client (the ``websockets`` protocol, driven by hand) that
+    subscribes to ``topic``, waits for the answer, then never reads again."""
+    sock = socket.socket()
+    sock.settimeout(IO_TIMEOUT)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)  # before the window opens
+    sock.connect((host, port))
+    proto = ClientProtocol(parse_uri(f"ws://{host}:{port}/"))
+    proto.send_request(proto.connect())
+    sock.sendall(b"".join(proto.data_to_send()))
+    for _ in range(100):
+        if proto.state is State.OPEN:
+            break
+        proto.receive_data(sock.recv(4096))
+    assert proto.state is State.OPEN, proto.handshake_exc
+    proto.send_text(json.dumps({"subscribe": topic}).encode())
+    sock.sendall(b"".join(proto.data_to_send()))
+    for _ in range(100):
+        if any(getattr(event, "data", None) for event in proto.events_received()):
+            return sock  # the answer to the subscription: from now on, silence
+        proto.receive_data(sock.recv(4096))
+    raise AssertionError("no answer to the subscription")
+
+
+@pytest.mark.timeout(120)
+def test_ws_bridge_drops_a_client_that_stops_reading(ctx):
+    with Bridge("ws", "--sub", TCP0, "--queue-size", "16", "--slow-timeout", "500ms",
+                "--send-buffer", "4K", "--hwm", "0") as bridge:
+        ready = bridge.ready()
+        host, _, port = ready["address"].rpartition(":")
+        url = f"ws://{ready['address']}/"
+        publisher = peer(ctx, zmq.PUB, ready["sub"], sndhwm=0)
+        stuck = stuck_ws_client(host, int(port), "t")
+        with ws_connect(url, open_timeout=IO_TIMEOUT) as reader:
+            reader.send(json.dumps({"subscribe": "t"}))
+            assert ws_next(reader) == {"subscribed": "t"}
+            ws_first(reader, lambda: publisher.send_multipart([b"t", b'"probe"']))
+            publisher.send_multipart([b"t", b'"marker"'])
+            while ws_next(reader) != {"topic": "t", "data": "marker"}:
+                pass
+            sent = 0
+            for _ in range(300):
+                for _ in range(20):
+                    publisher.send_multipart([b"t", b'"m%05d %s"' % (sent, b"x" * 400)])
+                    sent += 1
+                # Pace by the reader, so only the stuck client falls behind.
+                for n in range(sent - 20, sent):
+                    assert ws_next(reader)["data"] == f"m{n:05d} " + "x" * 400
+                if bridge.stats()["dropped"]:
+                    break
+            else:
+                raise AssertionError(f"nothing was dropped after {sent} messages")
+            deadline = time.monotonic() + IO_TIMEOUT
+            while not bridge.stats()["slow_disconnects"]:
+                assert time.monotonic() < deadline, "the stuck client was not dropped"
+                time.sleep(0.05)
+            publisher.send_multipart([b"t", b'"after"'])
+            assert ws_next(reader) == {"topic": "t", "data": "after"}
+        stuck.close()
+        code, _, err = bridge.stop()
+    assert code == 0
+    counts = summary(err, "zmq-ws")
+    assert counts["slow_disconnects"] == 1 and counts["dropped"] > 0
 
 
 def test_ws_bridge_message_size_limit(ctx):

@@ -183,6 +183,7 @@ _READY_HELP = "Also write the ready line to this file."
 _SLOW_HELP = ("Disconnect a client whose queue stays full this long "
               "(off: never, it just misses messages).")
 _QUEUE_HELP = "Messages queued per client before it counts as slow."
+_SNDBUF_HELP = "Kernel send buffer per client (0: the system's default)."
 
 
 @zmq_app.command("proxy")
@@ -269,8 +270,7 @@ def tcp(
                                  "(off: never)."),
     slow_timeout: Any = opt("5s", "--slow-timeout", parser=duration, help=_SLOW_HELP),
     queue_size: int = opt(256, "--queue-size", min=1, help=_QUEUE_HELP),
-    send_buffer: Any = opt("64K", "--send-buffer", parser=size,
-                           help="Kernel send buffer per client (0: the system's default)."),
+    send_buffer: Any = opt("64K", "--send-buffer", parser=size, help=_SNDBUF_HELP),
     hwm: int = opt(1000, "--hwm", min=0, help=_HWM_HELP),
     linger: Any = opt("1s", "--linger", parser=_linger, metavar="DURATION", help=_LINGER_HELP),
     drain_timeout: Any = opt("10s", "--drain-timeout", parser=duration,
@@ -346,6 +346,7 @@ def ws(
     max_conns: int = opt(10_000, "--max-conns", min=1, help="Most clients connected at once."),
     slow_timeout: Any = opt("5s", "--slow-timeout", parser=duration, help=_SLOW_HELP),
     queue_size: int = opt(256, "--queue-size", min=1, help=_QUEUE_HELP),
+    send_buffer: Any = opt("64K", "--send-buffer", parser=size, help=_SNDBUF_HELP),
     ping_interval: Any = opt("20s", "--ping-interval", parser=duration,
                              help="Ping each client this often; one that does not answer "
                                   "within as long is closed (off: never)."),
@@ -394,7 +395,8 @@ def ws(
             bridge = WsBridge(
                 pub=pubsock, sub=subsock, max_message=max_message,
                 max_subscriptions=max_subscriptions, queue_size=queue_size,
-                slow_timeout=slow_timeout, stats=stats, ping_interval=ping_interval,
+                slow_timeout=slow_timeout, send_buffer=send_buffer, stats=stats,
+                ping_interval=ping_interval,
                 ping_timeout=ping_interval, origins=origins or None,
             ).start()
             server = WSGIServer(

@@ -295,7 +295,8 @@ class WsBridge(_Fanout):
     subscribing is refused).  ``max_message``: largest message in bytes either
     way (from clients: the connection fails with 1009; from ZeroMQ: the message
     is not delivered; give ``sub`` ZMQ_MAXMSGSIZE too).  ``max_subscriptions``: topics per client.
-    ``queue_size``, ``slow_timeout``: the slow-client policy.  ``ws_options``
+    ``queue_size``, ``slow_timeout``, ``send_buffer``: the slow-client policy,
+    as in ``TcpBridge``.  ``ws_options``
     go to ``WebSocketWSGI`` (``origins``, ``ping_interval``, ...).
     """
 
@@ -308,10 +309,12 @@ class WsBridge(_Fanout):
         max_subscriptions: int = 64,
         queue_size: int = 256,
         slow_timeout: float | None = 5.0,
+        send_buffer: int = 65536,
         stats: BridgeStats | None = None,
         **ws_options: Any,
     ) -> None:
         super().__init__(sub, queue_size, slow_timeout, stats or BridgeStats())
+        self.send_buffer = send_buffer
         self.pub = pub
         self.max_message = max_message
         self.max_subscriptions = max_subscriptions
@@ -343,6 +346,11 @@ class WsBridge(_Fanout):
         stats = self.stats
         stats.connections += 1
         stats.active += 1
+        if self.send_buffer and ws.socket.family != socket.AF_UNIX:
+            try:
+                ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
+            except OSError:
+                pass  # the peer may already have gone
 
         def send(batch: list[str]) -> None:
             for text in batch:
