@@ -288,7 +288,9 @@ def test_rate_limit_answers_with_an_error_then_floods_are_cut_off(server):
     assert 0 < error["retry_after"] <= 2
     assert alice.ws.ping().wait(T)  # refused, not disconnected
 
-    flooder = server.client(chat)
+    # An unbounded client queue: the library then reads on while the test only
+    # sends, and sees the close frame as soon as it comes.
+    flooder = server.client(chat, max_queue=None)
     flooder.join("flooder")
     for i in range(200):
         try:
@@ -310,6 +312,54 @@ def test_origin_check(server):
     assert refused.value.response.status_code == 403
     ok = server.client(chat, origin="http://good.example")
     ok.join("alice")
+
+
+# ------------------------------------------------------------------ many clients
+
+
+def test_every_client_sees_the_messages_of_concurrent_senders_in_one_order(server):
+    n_clients, n_senders, per_sender = 40, 4, 50
+    chat = server("--rate", "10000", "--burst", "10000", "--history", "0")
+    # Unbounded client queues: a client that stopped calling recv (they all do
+    # at the end) must not look like a slow reader when it closes.
+    clients = [server.client(chat, max_queue=None) for _ in range(n_clients)]
+    for i, c in enumerate(clients):
+        c.join(f"u{i:02d}", room="crowd")
+    total = n_senders * per_sender
+    seen: dict[str, list[tuple[str, str]]] = {}
+    failures: list[str] = []
+
+    def collect(c: Client) -> None:
+        got = []
+        try:
+            while len(got) < total:
+                msg = c.recv()
+                if msg["type"] == "message":
+                    got.append((msg["nick"], msg["text"]))
+        except Exception as exc:  # reported by the main thread
+            failures.append(f"{c.nick}: {exc!r}")
+        seen[c.nick] = got
+
+    def send_all(c: Client) -> None:
+        for k in range(per_sender):
+            c.send(type="say", text=f"{k:03d}")
+
+    readers = [threading.Thread(target=collect, args=(c,)) for c in clients]
+    for t in readers:
+        t.start()
+    senders = [threading.Thread(target=send_all, args=(c,)) for c in clients[:n_senders]]
+    for t in senders:
+        t.start()
+    for t in senders + readers:
+        t.join(45)
+    assert not failures, failures[:3]
+    reference = seen[clients[0].nick]
+    assert len(reference) == total
+    for c in clients:
+        assert seen[c.nick] == reference, f"{c.nick} saw another order"
+    for sender in clients[:n_senders]:
+        own = [text for nick, text in reference if nick == sender.nick]
+        assert own == [f"{k:03d}" for k in range(per_sender)]
 
 
 # ------------------------------------------------------------------ slow clients
@@ -361,6 +411,16 @@ def test_a_client_that_stops_reading_is_dropped_and_delays_nobody(server):
     result = summary(err)
     assert result["slow_disconnects"] == 1 and result["dropped"] >= 1
     assert result["connections"] == 3
+
+
+def test_a_silent_client_is_told_and_closed_after_the_idle_timeout(server):
+    chat = server("--idle-timeout", "300ms")
+    alice = server.client(chat)
+    alice.join("alice")
+    error = alice.expect("error", code="idle")
+    assert "nothing sent for 0.3s" in error["message"]
+    exc = alice.closed()
+    assert exc.rcvd is not None and exc.rcvd.code == 1000
 
 
 # ------------------------------------------------------------------ stopping

@@ -104,19 +104,25 @@ class Outbox:
             self.closing = True
             self._queue.put_nowait(_CLOSE)
 
-    def finish(self, timeout: float | None) -> None:
-        """Close, wait up to ``timeout`` for the writer to flush, then kill it."""
+    def finish(self, timeout: float | None) -> bool:
+        """Close, wait up to ``timeout`` for the writer to flush, then kill it.
+
+        True if the writer had ended by itself; False if it was killed, maybe
+        in the middle of sending an item.
+        """
         self.close()
         self.cancel_slow_clock()
         writer = self._writer
         if writer is None:
-            return
+            return True
         try:
             if timeout is None or timeout > 0:
                 with Timeout(timeout, False):
                     writer.wait()
         finally:
+            ended = writer.dead
             kill(writer)
+        return ended
 
     def kill(self) -> None:
         """Stop the writer at once (e.g. the connection is being killed)."""

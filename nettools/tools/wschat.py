@@ -408,8 +408,9 @@ class WSChatServer:
                 # Let the writer flush the last messages (an error, say), but
                 # never wait long for a client that does not read.
                 if not killed:
-                    client.outbox.finish(self.slow_timeout or DEFAULT_LINGER)
-                    if close is not None:
+                    if not client.outbox.finish(self.slow_timeout or DEFAULT_LINGER):
+                        ws.abort()  # its writer was stopped mid-send: no frame may follow
+                    elif close is not None:
                         ws.close(*close)
             finally:
                 client.outbox.kill()
