@@ -206,6 +206,25 @@ def test_import_patched_leaves_packages_alone():
     )
 
 
+def test_import_patched_leaves_no_orphan_submodules():
+    # urllib3 pulls in the email package for the first time; email.utils picks
+    # up the green socket and stays private, while the package and its other
+    # submodules stay shared and importable as usual afterwards.
+    run_isolated(
+        """
+        import sys
+        import nettools
+        nettools.import_patched("urllib3")
+        import email
+        assert "email.utils" not in sys.modules and not hasattr(email, "utils")
+        import http.client, email.header, email.utils
+        assert email.header is sys.modules["email.header"] and email.quoprimime
+        assert email.message_from_string("Subject: hi\\n\\nbody")["Subject"] == "hi"
+        print("OK")
+        """
+    )
+
+
 def test_late_threading_and_ssl_imports_warn(tmp_path):
     write_module(tmp_path, "early_locks", "import threading\nLOCK = threading.Lock()\n")
     write_module(tmp_path, "early_local", "from threading import local\nDATA = local()\n")

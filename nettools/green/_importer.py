@@ -55,13 +55,32 @@ def _in_tree(key: str, name: str) -> bool:
     return key == name or key.startswith(name + ".")
 
 
+def _parent_in(key: str, names: set[str]) -> bool:
+    """Whether a package enclosing ``key`` is one of ``names``."""
+    parent, dot, _ = key.rpartition(".")
+    while dot:
+        if parent in names:
+            return True
+        parent, dot, _ = parent.rpartition(".")
+    return False
+
+
 def _restore(
     name: str, substitutes: Mapping[str, ModuleType], before: dict, after: dict
 ) -> None:
     modules = sys.modules
     added = [k for k in after if k not in before and k not in substitutes]
     dropped = {k for k in added if _in_tree(k, name)}
-    dropped.update(_tainted([k for k in added if k not in dropped], substitutes, dropped, after))
+    while True:
+        more = _tainted([k for k in added if k not in dropped], substitutes, dropped, after)
+        # A dropped package takes its new submodules along: left registered,
+        # they would be orphans that a fresh import of the package never binds
+        # as its attributes (``email.quoprimime`` after ``email`` was dropped).
+        gone = dropped | more
+        more.update(k for k in added if k not in gone and _parent_in(k, gone))
+        if not more:
+            break
+        dropped |= more
     private = {
         k: after[k] for k in dropped | {k for k in after if _in_tree(k, name)} if after[k]
     }
@@ -141,9 +160,12 @@ def _tainted(
 
 
 def _refers(mod: ModuleType, bad_ids: set[int], bad_names: set[str]) -> bool:
-    for value in list(getattr(mod, "__dict__", {}).values()):
+    prefix = f"{mod.__name__}."
+    for attr, value in list(getattr(mod, "__dict__", {}).items()):
         if isinstance(value, ModuleType):
-            if id(value) in bad_ids:
+            # A package's own submodule binding is undone when the submodule is
+            # dropped (_restore_parent_attribute); it does not taint the package.
+            if id(value) in bad_ids and value.__name__ != prefix + attr:
                 return True
             continue
         if isinstance(value, (type, FunctionType, BuiltinFunctionType)):
