@@ -11,7 +11,7 @@ import sys
 import typer
 
 from .._version import __version__
-from . import chat, echo, forward, serve
+from . import chat, crawl, echo, feeds, fetch, forward, serve, wschat, zmq
 from .common import setup_logging
 
 app = typer.Typer(
@@ -58,12 +58,20 @@ echo.register(app)
 chat.register(app)
 forward.register(app)
 serve.register(app)
+wschat.register(app)
+zmq.register(app)
+fetch.register(app)
+feeds.register(app)
+crawl.register(app)
 
 
 def _examples_epilog() -> str:
-    """Every command's "Example:" line, for the top-level --help."""
+    """Every command's "Example:" line (sub-commands' too), for the top-level --help."""
     lines = []
-    for info in app.registered_commands:
+    infos = list(app.registered_commands)
+    for group in app.registered_groups:
+        infos.extend(group.typer_instance.registered_commands)
+    for info in infos:
         for line in (info.callback.__doc__ or "").splitlines():
             if line.strip().startswith("Example:"):
                 lines.append("  " + line.strip()[len("Example:") :].strip())
