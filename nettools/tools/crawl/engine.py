@@ -620,7 +620,7 @@ class Crawler:
     def _sitemap_seeds(self) -> list[Link]:
         """The in-scope URLs listed by the seeds' sitemaps (robots.txt's, else /sitemap.xml)."""
         queue: deque[str] = deque()
-        for site in {str(origin(u)) for u in self.seeds}:
+        for site in {origin(u) for u in self.seeds}:
             robots = self.robots.get(URL(site))
             queue.extend(robots.sitemaps or [site + "/sitemap.xml"])
         seen: set[str] = set()

@@ -17,14 +17,20 @@ from .urls import normalize
 
 __all__ = ["PageLinks", "extract"]
 
-_SELECTORS = (
-    ("a[href]", "href"),
-    ("area[href]", "href"),
-    ("link[href]", "href"),
-    ("img[src]", "src"),
-    ("script[src]", "src"),
-    ("iframe[src]", "src"),
-    ("source[src]", "src"),
+# Which attribute holds the link, per element; every element's srcset and id count too.
+_LINK_ATTRS = {
+    "a": "href",
+    "area": "href",
+    "link": "href",
+    "img": "src",
+    "script": "src",
+    "iframe": "src",
+    "source": "src",
+}
+# One selector, so the document is walked once (in document order).
+_SELECTOR = ",".join(
+    [f"{tag}[{attr}]" for tag, attr in _LINK_ATTRS.items()]
+    + ["[srcset]", "[id]", "a[name]", "base[href]"]
 )
 
 
@@ -49,25 +55,32 @@ def _srcset_urls(value: str) -> list[str]:
 
 def extract(html: bytes | str, page_url: URL) -> PageLinks:
     """Parse ``html`` fetched from ``page_url``."""
-    tree = LexborHTMLParser(html)
-    base = page_url
-    base_node = tree.css_first("base[href]")
-    if base_node is not None:
-        resolved = normalize(base_node.attributes.get("href") or "", page_url)
+    found = PageLinks(page_url)
+    base_href = None
+    seen: set[int] = set()
+    for node in LexborHTMLParser(html).css(_SELECTOR):
+        # An element matching several of the selectors comes once per match.
+        if node.mem_id in seen:
+            continue
+        seen.add(node.mem_id)
+        attrs = node.attributes
+        tag = node.tag
+        if tag == "base":
+            if base_href is None:
+                base_href = attrs.get("href") or ""
+            continue
+        value = attrs.get(_LINK_ATTRS.get(tag, ""))
+        if value:
+            found.links.append(value)
+        srcset = attrs.get("srcset")
+        if srcset:
+            found.links.extend(_srcset_urls(srcset))
+        if attrs.get("id"):
+            found.anchors.add(attrs["id"])
+        if tag == "a" and attrs.get("name"):
+            found.anchors.add(attrs["name"])
+    if base_href:
+        resolved = normalize(base_href, page_url)
         if resolved is not None:
-            base = resolved[0]
-    found = PageLinks(base)
-    for selector, attr in _SELECTORS:
-        for node in tree.css(selector):
-            value = node.attributes.get(attr)
-            if value:
-                found.links.append(value)
-    for node in tree.css("[srcset]"):
-        found.links.extend(_srcset_urls(node.attributes.get("srcset") or ""))
-    for node in tree.css("[id]"):
-        if node.attributes.get("id"):
-            found.anchors.add(node.attributes["id"])
-    for node in tree.css("a[name]"):
-        if node.attributes.get("name"):
-            found.anchors.add(node.attributes["name"])
+            found.base = resolved[0]
     return found

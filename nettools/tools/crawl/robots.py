@@ -55,7 +55,7 @@ class RobotsCache:
         self._loading: dict[str, Event] = {}
 
     def get(self, url: URL) -> Robots:
-        key = str(origin(url))
+        key = origin(url)
         robots = self._cache.get(key)
         if robots is not None:
             return robots
@@ -65,7 +65,7 @@ class RobotsCache:
             return self._cache[key]
         done = self._loading[key] = Event()
         try:
-            robots = self._load(origin(url))
+            robots = self._load(URL(key))
         finally:
             self._cache[key] = robots if robots is not None else Robots()
             del self._loading[key]

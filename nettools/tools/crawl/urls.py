@@ -34,16 +34,18 @@ def normalize(link: str, base: URL | None = None) -> tuple[URL, str] | None:
             url = base.join(url)
         if not is_http(url):
             return None
-        fragment = unquote(url.raw_fragment) if url.raw_fragment else ""
-        url = url.with_fragment(None)
+        fragment = ""
+        if url.raw_fragment:
+            fragment = unquote(url.raw_fragment)
+            url = url.with_fragment(None)
         if url.is_default_port() and url.explicit_port is not None:
             url = url.with_port(None)
-        text = str(url)
-        if not urlsplit(text).path:  # yarl prints "http://h" for "http://h/"
-            scheme, netloc, _, query, _ = urlsplit(text)
-            text = urlunsplit((scheme, netloc, "/", query, ""))
-        # A round trip through str() settles yarl's canonical percent-encoding.
-        return URL(text, encoded=True), fragment
+        if url.raw_path == "/" and str(url).count("/") == 2:
+            # yarl prints "http://h" (and "http://h?q") for "http://h/": one spelling.
+            scheme, netloc, _, query, _ = urlsplit(str(url))
+            url = URL(urlunsplit((scheme, netloc, "/", query, "")), encoded=True)
+        # str(url) is already yarl's canonical percent-encoding: the key.
+        return url, fragment
     except (ValueError, TypeError, UnicodeError):
         return None
 
@@ -63,6 +65,6 @@ def host_key(url: URL) -> str:
     return host if url.is_default_port() else f"{host}:{url.port}"
 
 
-def origin(url: URL) -> URL:
+def origin(url: URL) -> str:
     """``scheme://host[:port]`` of ``url`` (where robots.txt lives)."""
-    return url.origin()
+    return f"{url.scheme}://{host_key(url)}"
