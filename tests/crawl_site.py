@@ -253,3 +253,26 @@ class External(Recorder):
 def serve(app) -> ServerThread:
     """``with serve(site) as srv: srv.url``: the app on 127.0.0.1, port 0."""
     return ServerThread(app, max_size=4096)
+
+
+class Pages(Recorder):
+    """A hand-made site: ``{path: (links, seconds to wait before answering)}``."""
+
+    def __init__(self, pages: dict[str, tuple[list[str], float]]) -> None:
+        super().__init__()
+        self.pages = pages
+
+    def __call__(self, environ: dict, start_response) -> list[bytes]:
+        host = self.enter(environ)
+        try:
+            page = self.pages.get(environ["PATH_INFO"])
+            if page is None:
+                start_response("404 Not Found", [("Content-Type", "text/html")])
+                return [_page("not found")]
+            links, wait = page
+            if wait:
+                nettools.sleep(wait)
+            start_response("200 OK", [("Content-Type", "text/html")])
+            return [_page("".join(f'<a href="{u}">{u}</a>' for u in links))]
+        finally:
+            self.leave(host)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import pty
 import signal
 import subprocess
 import sys
@@ -74,6 +76,7 @@ def test_all_links_fine_exit_0(sites):
     assert summary["pages"] == PAGES and summary["broken"] == 0
     assert summary["strategy"] == "producer-consumer"
     assert f"{PAGES} pages" in proc.stdout and "BROKEN" not in proc.stdout
+    assert len(proc.stderr.splitlines()) == 1  # no progress bar when stderr is not a terminal
 
 
 def test_text_report_names_referrers_on_stdout(sites):
@@ -143,7 +146,40 @@ def test_help_documents_the_exit_codes():
     assert "2 broken links found" in " ".join(proc.stdout.split())
 
 
-def test_sigint_mid_crawl_still_writes_the_report(tmp_path):
+def on_a_terminal(*args: str, env: dict) -> bytes:
+    """Run ``nettools ARGS`` with stderr on a pseudo-terminal; what it wrote there."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "nettools", *args], stdout=subprocess.PIPE,
+                            stderr=slave, env=clean_env(env))  # fmt: skip
+    os.close(slave)
+    chunks = []
+    try:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+        proc.communicate(timeout=30)
+    return b"".join(chunks)
+
+
+def test_progress_bar_on_a_terminal_honours_no_color(sites):
+    base, _ = sites
+    args = ("crawl", base + "/", "--max-body", "64K", "--include", "/p/")
+    colored = on_a_terminal(*args, env={"TERM": "xterm-256color"})
+    assert b"requests" in colored and b"\x1b[38;" in colored
+    plain = on_a_terminal(*args, env={"TERM": "xterm-256color", "NO_COLOR": "1"})
+    assert b"requests" in plain and b"\x1b[38;" not in plain
+    assert b'"event": "crawled"' in plain
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_mid_crawl_still_writes_the_report(tmp_path, sig):
     site = Site(400, page_sleep=0.03, retry_after=0)
     site.reach_at = 20
     report = tmp_path / "report.json"
@@ -155,7 +191,7 @@ def test_sigint_mid_crawl_still_writes_the_report(tmp_path):
         )  # fmt: skip
         try:
             assert site.reached.wait(30), "the crawl never got going"
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
             _, err = proc.communicate(timeout=30)
         finally:
             if proc.poll() is None:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from crawl_site import Site, serve
+from crawl_site import Pages, Site, serve
 
 import nettools
 from nettools.tools.crawl import STRATEGIES, Crawler
@@ -91,6 +91,27 @@ def test_depth_limit_is_the_same_for_every_strategy_and_concurrency(concurrency:
         assert site.paths() - {"/robots.txt"} == set(pages)
         found.append(pages)
     assert found[0] == found[1]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_shorter_path_found_later_lowers_the_depth(strategy: str) -> None:
+    # /target is first reached the long way (depth 3, its links too deep to follow);
+    # the slow hub then shows a path of depth 2, so /target's links become depth 3.
+    site = Pages({
+        "/": (["/slow-hub.html", "/a.html"], 0.0),
+        "/slow-hub.html": (["/target.html"], 0.3),
+        "/a.html": (["/b.html"], 0.0),
+        "/b.html": (["/target.html"], 0.0),
+        "/target.html": (["/child.html"], 0.0),
+        "/child.html": (["/grandchild.html"], 0.0),
+    })  # fmt: skip
+    result, base, _ = crawl(site, depth=3, strategy=strategy)
+    depths = {lk.url[len(base):]: lk.depth for lk in result.pages}
+    assert depths["/target.html"] == 2
+    assert depths["/child.html"] == 3
+    assert "/grandchild.html" not in depths and "/grandchild.html" not in site.paths()
+    # The long way really came first: /target was fetched before the hub answered.
+    assert min(site.started["/target.html"]) < min(site.started["/slow-hub.html"]) + 0.3
 
 
 def test_max_pages_bounds_the_requests() -> None:
