@@ -14,6 +14,7 @@ through ``sudo -n`` when not root) and skips, saying why, only if it cannot.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -196,11 +197,13 @@ def test_pages_reconnect_after_the_server_restarts(people):
         code, _out, err = first.stop()
         assert code == 0, err
     for page in (alice, bob):
-        # The 1001 close frame: the page knows the server went away.
-        expect(page.locator("#status")).to_have_attribute(
-            "data-state", "reconnecting", timeout=WAIT_MS
-        )
+        # The 1001 close frame: the page knows the server went away, and says
+        # so while it keeps trying.
         expect(page.locator("#status")).to_contain_text("server went away", timeout=WAIT_MS)
+        expect(page.locator("#status")).to_contain_text("reconnecting in", timeout=WAIT_MS)
+        expect(page.locator("#messages li.notice").last).to_have_text(
+            re.compile(r"server went away; reconnecting"), timeout=WAIT_MS
+        )
     with WSChat(port) as second:
         for page in (alice, bob):
             expect(page.locator("#status")).to_have_attribute(
