@@ -82,7 +82,7 @@ from ..green import ssl as _gssl
 from ..greenthread import GreenletExit, sleep
 from ..timeout import Timeout
 from ..web.websocket import WebSocket, WebSocketWSGI
-from ..web.wsgi import WSGIServer
+from ..web.wsgi import WSGIServer, plain_response
 from .chat import DEFAULT_ROOM, NAME_MAX, ChatStats, valid_name
 from .outbox import Outbox
 from .service import Stats
@@ -320,8 +320,9 @@ class WSChatServer:
             return self._websocket(environ, start_response)
         if path in ("/", "/index.html", "/healthz"):
             if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
-                return _plain(start_response, "405 Method Not Allowed", "Use GET.\n",
-                              [("Allow", "GET, HEAD")])
+                return plain_response(
+                    start_response, "405 Method Not Allowed", "Use GET.\n", [("Allow", "GET, HEAD")]
+                )
             if path == "/healthz":
                 body = json.dumps({
                     "status": "stopping" if self._stopping else "ok",
@@ -333,7 +334,7 @@ class WSChatServer:
                 return [body]
             start_response("200 OK", list(self._page_headers))
             return [self._page]
-        return _plain(start_response, "404 Not Found", "Not found.\n")
+        return plain_response(start_response, "404 Not Found", "Not found.\n")
 
     # ------------------------------------------------------------ a client
 
@@ -595,12 +596,3 @@ class WSChatServer:
 
 def _nicks_in(room: _Room) -> list[str]:
     return sorted((m.nick for m in room.members), key=str.casefold)
-
-
-def _plain(
-    start_response: Any, status: str, text: str, extra: list[tuple[str, str]] | None = None
-) -> list[bytes]:
-    body = text.encode()
-    start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
-                            ("Content-Length", str(len(body))), *(extra or [])])
-    return [body]

@@ -61,6 +61,7 @@ from ..greenthread import GreenThread, kill, sleep, spawn
 from ..hub import get_hub
 from ..sync import Event
 from ..timeout import Timeout
+from .wsgi import plain_response
 
 __all__ = ["WebSocketWSGI", "WebSocket", "WebSocketClosed"]
 
@@ -638,13 +639,15 @@ class WebSocketWSGI:
     def _serve(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         upgrade = environ.get("HTTP_UPGRADE", "")
         if "websocket" not in (token.strip().lower() for token in upgrade.split(",")):
-            return _plain(start_response, "400 Bad Request", "Expected a websocket upgrade.\n")
+            return plain_response(
+                start_response, "400 Bad Request", "Expected a websocket upgrade.\n"
+            )
         if environ.get("REQUEST_METHOD") != "GET":
-            return _plain(
+            return plain_response(
                 start_response, "405 Method Not Allowed", "Use GET.\n", [("Allow", "GET")]
             )
         if environ.get("SERVER_PROTOCOL") != "HTTP/1.1":
-            return _plain(
+            return plain_response(
                 start_response, "400 Bad Request", "A websocket upgrade needs HTTP/1.1.\n"
             )
 
@@ -725,15 +728,6 @@ class WebSocketWSGI:
 
     def __repr__(self) -> str:
         return f"<WebSocketWSGI handler={self.handler!r}>"
-
-
-def _plain(
-    start_response: Callable, status: str, text: str, extra: list[tuple[str, str]] | None = None
-) -> list[bytes]:
-    body = text.encode()
-    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
-    start_response(status, headers + (extra or []))
-    return [body]
 
 
 def _request_path(environ: dict[str, Any]) -> str:

@@ -69,6 +69,7 @@ __all__ = [
     "DEFAULT_LOG_FORMAT",
     "HTTPError",
     "ClientDisconnected",
+    "plain_response",
 ]
 
 log = logging.getLogger("nettools.web.wsgi")
@@ -118,6 +119,17 @@ def _env_key(name: bytes) -> str | None:
 
 
 _MISSING = object()
+
+
+def plain_response(
+    start_response: Callable, status: str, text: str, extra: list[tuple[str, str]] | None = None
+) -> list[bytes]:
+    """A short ``text/plain`` answer from a WSGI app: ``status`` (e.g. ``"404 Not
+    Found"``), the body ``text`` and any ``extra`` headers."""
+    body = text.encode()
+    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    start_response(status, headers + (extra or []))
+    return [body]
 
 
 # --------------------------------------------------------------- wsgi.input
