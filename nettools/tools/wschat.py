@@ -374,7 +374,7 @@ class WSChatServer:
                     break
                 if self._stopping or client.gone:
                     continue  # on its way out: read until the connection ends
-                stats.bytes_in += len(message)
+                stats.bytes_in += len(message.encode() if isinstance(message, str) else message)
                 if not client.bucket.take():
                     self._count("rate_limited")
                     if not client.strikes.take():
