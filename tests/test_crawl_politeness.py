@@ -189,3 +189,9 @@ def test_slow_page_within_the_timeout_is_fine() -> None:
     result, base, _ = crawl(site, timeout=5.0)
     assert site.counts[("GET", "/slow.html")] == 1
     assert base + "/slow.html" not in {b.url for b in result.broken}
+
+
+def test_user_agent_is_sent_with_every_request() -> None:
+    site = small_site()
+    crawl(site, user_agent="linkbot/1.0 (+https://example.org/bot)")
+    assert site.agents == {"linkbot/1.0 (+https://example.org/bot)"}
