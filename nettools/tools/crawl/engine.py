@@ -27,7 +27,12 @@ Redirects of pages are not followed by the client: a redirect is recorded on
 the page and its target becomes a URL like any link (same depth, scope and
 robots checks), so every hop is fetched once and loops show up in the graph.
 Links that leave the scope are checked (``check_links``) with one HEAD each,
-retried as GET when HEAD fails, following redirects; they are never parsed.
+retried as GET when HEAD fails, following redirects; they are never parsed
+and, like a reader following one link, do not consult robots.txt.
+
+A link is broken when its request failed (after retries), answered 4xx/5xx,
+or redirects into a loop, a chain longer than 10, or a broken page; with
+``check_fragments`` also when its ``#fragment`` names no id on an HTML page.
 """
 
 from __future__ import annotations
