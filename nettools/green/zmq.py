@@ -88,17 +88,17 @@ _c_get = _c_socket.get
 _c_recv_into = getattr(_c_socket, "recv_into", None)
 _zmq_poll = _zmq.zmq_poll
 
-# Plain ints: IntEnum/IntFlag arithmetic is slow on the hot path.
+# Plain ints for flags: IntFlag arithmetic is slow on the hot path.  Options stay enum
+# members: pyzmq's get() looks its argument up in SocketOption, and a member is its fast path.
 _NOBLOCK = int(_zmq.NOBLOCK)
+_SNDMORE = int(_zmq.SNDMORE)
 _POLLIN = int(_zmq.POLLIN)
 _POLLOUT = int(_zmq.POLLOUT)
-_EVENTS = int(_zmq.EVENTS)
-_FD = int(_zmq.FD)
-_RCVTIMEO = int(_zmq.RCVTIMEO)
-_SNDTIMEO = int(_zmq.SNDTIMEO)
-_RCVMORE = int(_zmq.RCVMORE)
-_SNDMORE = int(_zmq.SNDMORE)
-_TYPE = int(_zmq.TYPE)
+_EVENTS = _zmq.SocketOption.EVENTS
+_FD = _zmq.SocketOption.FD
+_RCVTIMEO = _zmq.SocketOption.RCVTIMEO
+_SNDTIMEO = _zmq.SocketOption.SNDTIMEO
+_TYPE = _zmq.SocketOption.TYPE
 _monotonic = _time.monotonic
 
 _EXPIRED = object()  # what a wait's timer switches in
@@ -139,7 +139,7 @@ def _wake_all(waiters: _deque, ready: _deque) -> None:
 class _Watch:
     """A green socket's waiters and its token in the hub's READ slot for ``ZMQ_FD``."""
 
-    __slots__ = ("sock", "readers", "writers", "fd", "hub", "armed", "timer")
+    __slots__ = ("sock", "readers", "writers", "fd", "hub", "armed", "timer", "poked")
 
     def __init__(self, sock: Socket) -> None:
         self.sock = sock
@@ -149,6 +149,7 @@ class _Watch:
         self.hub: Any = None  # the hub whose slot holds us while armed
         self.armed = False
         self.timer: Any = None  # fallback poll timer while another token holds the slot
+        self.poked = False  # a kick is queued for this hub turn
 
     # -- the hub's token protocol (called from the hub's greenlet) --
 
@@ -181,6 +182,21 @@ class _Watch:
         except _ZMQError:
             events = _POLLIN | _POLLOUT  # closed or terminated: the retry raises it
         self.wake(events)
+
+    def poke(self) -> None:
+        """Kick once this hub turn, after calls that may have drained the mailbox.
+
+        One EVENTS read per socket and turn, however many calls a greenthread makes
+        before it yields: the read comes after all of them, and the hub polls no fd
+        before it has run, so no edge is lost in between.
+        """
+        if not self.poked:
+            self.poked = True
+            _get_hub().ready.append(self._poked)
+
+    def _poked(self) -> None:
+        self.poked = False
+        self.kick()
 
     def wake(self, events: int) -> None:
         """Wake by an EVENTS value just read; keep watching for whoever still waits."""
@@ -321,7 +337,7 @@ class Socket(_base_socket):
             return self._block(False, _c_send, (data, flags | _NOBLOCK, copy, track))
         finally:
             if w.readers or w.writers:
-                w.kick()
+                w.poke()
 
     def recv(self, flags: int = 0, copy: bool = True, track: bool = False) -> Any:
         """Like ``zmq.Socket.recv``; waits on the hub until a message arrives."""
@@ -334,7 +350,7 @@ class Socket(_base_socket):
             return self._block(True, _c_recv, (flags | _NOBLOCK, copy, track))
         finally:
             if w.readers or w.writers:
-                w.kick()
+                w.poke()
 
     if _c_recv_into is not None:
 
@@ -353,7 +369,57 @@ class Socket(_base_socket):
                 return self._block(True, call, ())
             finally:
                 if w.readers or w.writers:
-                    w.kick()
+                    w.poke()
+
+    def send_multipart(
+        self, msg_parts: Any, flags: int = 0, copy: bool = True, track: bool = False, **kw: Any
+    ) -> Any:
+        """Like ``zmq.Socket.send_multipart``; waits on the hub for the first frame only.
+
+        libzmq counts its high-water marks in whole messages, so once the first frame
+        is queued the others are too: no other greenthread's frames can come between.
+        """
+        if kw or len(msg_parts) < 2:
+            return super().send_multipart(msg_parts, flags, copy, track, **kw)
+        more = int(flags) | _SNDMORE
+        self.send(msg_parts[0], more, copy, track)
+        send = _c_send
+        nb = more | _NOBLOCK
+        for part in msg_parts[1:-1]:
+            try:
+                send(self, part, nb, copy, track)
+            except _Again:
+                self.send(part, more, copy, track)
+        try:
+            return send(self, msg_parts[-1], nb & ~_SNDMORE, copy, track)
+        except _Again:
+            return self.send(msg_parts[-1], int(flags), copy, track)
+        finally:
+            w = self._w
+            if w.readers or w.writers:
+                w.poke()
+
+    def recv_multipart(self, flags: int = 0, copy: bool = True, track: bool = False) -> list:
+        """Like ``zmq.Socket.recv_multipart``; waits on the hub for the first frame only
+        (libzmq delivers a message's frames together)."""
+        # Frames carry their RCVMORE: cheaper than asking the socket for each part.
+        frame = self.recv(flags, False, track)
+        parts = [frame.bytes if copy else frame]
+        if frame.more:
+            recv = _c_recv
+            nb = int(flags) | _NOBLOCK
+            try:
+                while frame.more:
+                    try:
+                        frame = recv(self, nb, False, track)
+                    except _Again:
+                        frame = self.recv(flags, False, track)
+                    parts.append(frame.bytes if copy else frame)
+            finally:
+                w = self._w
+                if w.readers or w.writers:
+                    w.poke()
+        return parts
 
     def _block(self, reading: bool, call: Any, args: tuple) -> Any:
         """The slow path after ``Again``: wait on the hub, retry, within RCVTIMEO/SNDTIMEO."""
@@ -557,57 +623,72 @@ class _Side:
 PROXY_BURST = 1000
 
 
+def _wait_recv(sock: Socket) -> Any:
+    """A green recv of a frame that outlasts RCVTIMEO: a proxy ends only on errors."""
+    while True:
+        try:
+            return sock.recv(0, False)
+        except _Again:
+            pass
+
+
+def _wait_send(sock: Socket, frame: Any, more: bool) -> None:
+    """A green send of a frame that outlasts SNDTIMEO (see ``_wait_recv``)."""
+    while True:
+        try:
+            sock.send(frame, _SNDMORE if more else 0, False)
+            return
+        except _Again:
+            pass
+
+
 def _forward(src: Socket, dst: Socket, capture: Socket | None, src_side: _Side,
              dst_side: _Side, running: Any) -> None:  # fmt: skip
     """Move whole messages from ``src`` to ``dst`` for ever (one proxy direction).
 
-    Each message is tried without waiting first and sent whole: libzmq counts high-water
-    marks in messages, so once the first frame of a message is queued the rest is too.
+    Frames are moved as they are (no copy into Python), tried without waiting first; a
+    burst ends when ``src`` is empty or after ``PROXY_BURST`` messages, and only then are
+    the sockets' other waiters kicked (rule 2, once per burst).  High-water marks count
+    whole messages, so the rest of a message never waits once its first frame is queued.
     """
     recv, send = _c_recv, _c_send
-    sw = src._w
-    dw = dst._w
+    nb, nbmore = _NOBLOCK, _NOBLOCK | _SNDMORE
+    sw, dw = src._w, dst._w
     while True:
         if not running.ready():
             running.wait()
         n = 0
-        while n < PROXY_BURST:
-            try:
-                frame = recv(src, _NOBLOCK)
-            except _Again:
-                if sw.readers or sw.writers:
-                    sw.kick()
-                if n:
-                    break
-                frame = src.recv()  # the green wait (and its RCVTIMEO)
-            size = len(frame)
-            more = _c_get(src, _RCVMORE)
-            if more:
-                parts = [frame]
-                while more:
-                    frame = recv(src, _NOBLOCK)
-                    size += len(frame)
-                    parts.append(frame)
-                    more = _c_get(src, _RCVMORE)
-                if capture is not None:
-                    capture.send_multipart(parts)
-                dst.send_multipart(parts)
-            else:
-                if capture is not None:
-                    capture.send(frame)
+        try:
+            while n < PROXY_BURST:
                 try:
-                    send(dst, frame, _NOBLOCK)
+                    frame = recv(src, nb, False)
                 except _Again:
-                    dst.send(frame)  # the green wait
+                    if n:
+                        break
+                    frame = _wait_recv(src)
+                size = 0
+                while True:
+                    size += len(frame)
+                    more = frame.more
+                    if capture is not None:
+                        _wait_send(capture, frame, more)
+                    try:
+                        send(dst, frame, nbmore if more else nb, False)
+                    except _Again:
+                        _wait_send(dst, frame, more)
+                    if not more:
+                        break
+                    frame = recv(src, nb, False)
+                src_side.msg_in += 1
+                src_side.bytes_in += size
+                dst_side.msg_out += 1
+                dst_side.bytes_out += size
+                n += 1
+        finally:
             if sw.readers or sw.writers:
-                sw.kick()
+                sw.poke()
             if dw.readers or dw.writers:
-                dw.kick()
-            src_side.msg_in += 1
-            src_side.bytes_in += size
-            dst_side.msg_out += 1
-            dst_side.bytes_out += size
-            n += 1
+                dw.poke()
         if n >= PROXY_BURST:
             _get_hub().yield_ready()
 
@@ -644,6 +725,14 @@ def _steer(control: Socket, running: Any, front: _Side, back: _Side) -> None:
             control.send_multipart(reply)
 
 
+_SEND_ONLY = {int(_zmq.PUSH), int(_zmq.PUB)}
+_RECV_ONLY = {int(_zmq.PULL), int(_zmq.SUB)}
+
+
+def _can_flow(src: Socket, dst: Socket) -> bool:
+    return _c_get(src, _TYPE) not in _SEND_ONLY and _c_get(dst, _TYPE) not in _RECV_ONLY
+
+
 def _run_proxy(frontend: Socket, backend: Socket, capture: Socket | None,
                control: Socket | None) -> None:  # fmt: skip
     # The kernel sits below; imported here so that importing this module stays light.
@@ -663,8 +752,11 @@ def _run_proxy(frontend: Socket, backend: Socket, capture: Socket | None,
         except BaseException as exc:  # noqa: BLE001 - re-raised in the proxy's caller
             done.send_exception(exc)
 
-    threads = [spawn(_forward, frontend, backend, capture, front, back, running)]
-    if backend is not frontend:
+    threads = []
+    # A direction exists where one end can receive and the other send (no PUSH -> PULL).
+    if _can_flow(frontend, backend):
+        threads.append(spawn(_forward, frontend, backend, capture, front, back, running))
+    if backend is not frontend and _can_flow(backend, frontend):
         threads.append(spawn(_forward, backend, frontend, capture, back, front, running))
     if control is not None:
         threads.append(spawn(_steer, control, running, front, back))
