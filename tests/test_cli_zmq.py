@@ -151,8 +151,11 @@ def test_forwarder_over_ipc_passes_subscriptions_up_and_messages_down(ctx, tmp_p
 
 
 def test_streamer_pushes_to_pullers(ctx):
-    with Proxy("--type", "streamer", "--frontend", TCP0, "--backend", TCP0) as proxy:
+    with Proxy("--type", "streamer", "--frontend", TCP0,
+               "--backend", "tcp://127.0.0.1:*") as proxy:
         ready = proxy.ready()
+        assert ready["backend"].startswith("tcp://127.0.0.1:")
+        assert ready["backend"].rpartition(":")[2].isdigit()
         pusher = peer(ctx, zmq.PUSH, ready["frontend"])
         puller = peer(ctx, zmq.PULL, ready["backend"])
         for i in range(50):
