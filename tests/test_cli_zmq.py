@@ -333,3 +333,55 @@ def test_connect_endpoints_and_environment_settings(ctx):
         assert recv(downstream) == [b"through"]
         code, _, _ = proxy.stop()
     assert code == 0
+
+
+# ---------------------------------------------------------------- the library, in one process
+
+
+def test_proxy_library_in_process_with_green_peers():
+    """ZmqProxy without the CLI: green REQ clients and REP workers in greenthreads
+    of this process talk through it while its loop waits on the same hub."""
+    from nettools import spawn
+    from nettools.green import zmq as gzmq
+    from nettools.tools.zmqproxy import ProxyStats, ZmqProxy, parse_endpoint
+
+    context = gzmq.Context()
+    stats = ProxyStats()
+    device = ZmqProxy(context, "queue", parse_endpoint("inproc://front"),
+                      parse_endpoint("inproc://back"), stats=stats).start()
+    try:
+        def worker() -> None:
+            rep = context.socket(gzmq.REP)
+            rep.connect(device.endpoints["backend"])
+            try:
+                while True:
+                    rep.send(rep.recv().upper())
+            except gzmq.ZMQError:
+                pass  # closed with the context
+            finally:
+                rep.close(0)
+
+        def client(name: bytes) -> list[bytes]:
+            req = context.socket(gzmq.REQ)
+            req.connect(device.endpoints["frontend"])
+            try:
+                answers = []
+                for i in range(50):
+                    req.send(b"%s-%d" % (name, i))
+                    answers.append(req.recv())
+                return answers
+            finally:
+                req.close(0)
+
+        workers = [spawn(worker) for _ in range(2)]
+        clients = {name: spawn(client, name) for name in (b"a", b"b", b"c")}
+        for name, gt in clients.items():
+            assert gt.wait() == [b"%s-%d" % (name.upper(), i) for i in range(50)]
+        assert stats.frontend_to_backend.messages == 150
+        assert stats.backend_to_frontend.messages == 150
+    finally:
+        device.stop()
+        for gt in workers:
+            gt.kill()
+        context.term()
+    assert device.done.ready()
