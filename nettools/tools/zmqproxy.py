@@ -25,8 +25,9 @@ Between two polls the loop moves messages with pyzmq's C-level ``send`` and
 ``recv`` rather than the green wrappers, which would also hand consumed
 ``ZMQ_FD`` edges on to other waiters: the loop is the only user of its
 sockets, so nobody else waits on them, and the green ``Poller`` reads
-``EVENTS`` itself before it sleeps (see ``nettools.green.zmq``).  That keeps
-a message's cost near what pyzmq itself needs.
+``EVENTS`` itself before it sleeps (see ``nettools.green.zmq``).  Frames are
+received as ``zmq.Frame`` objects, whose ``more`` is far cheaper than asking
+the socket for ``RCVMORE``, and sent on without a copy.
 
 The control socket is a REP socket.  Each request is one frame holding a
 command; each gets one reply frame:
@@ -72,9 +73,9 @@ TRANSPORTS = ("tcp", "ipc", "inproc", "pgm", "epgm", "tipc", "vmci", "ws", "wss"
 BATCH = 1024
 # pyzmq's C-level socket class (below its Python "sugar" and the green layer).
 _CSocket = next(c for c in zmq.Socket.__mro__ if c.__module__.startswith("zmq.backend"))
-_c_recv, _c_send, _c_get = _CSocket.recv, _CSocket.send, _CSocket.get
+_c_recv, _c_send = _CSocket.recv, _CSocket.send
 # Plain ints: IntFlag arithmetic is slow on the hot path.
-_NOBLOCK, _SNDMORE, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.RCVMORE)
+_NOBLOCK, _SNDMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE)
 _Again = zmq.Again
 # errnos of bind/connect that mean the endpoint itself is wrong, not the world.
 _BAD_ENDPOINT = {errno.EINVAL, errno.EPROTONOSUPPORT, errno.ENODEV, zmq.ENOCOMPATPROTO}
@@ -370,13 +371,13 @@ class ZmqProxy:
                 d.held = None
             for _ in range(BATCH):
                 try:
-                    frame = _c_recv(src, _NOBLOCK)
+                    frame = _c_recv(src, _NOBLOCK, False)
                 except _Again:
                     break
-                if _c_get(src, _RCVMORE):
+                if frame.more:
                     msg = [frame]
-                    while _c_get(src, _RCVMORE):
-                        msg.append(_c_recv(src, _NOBLOCK))  # the rest came with the first
+                    while msg[-1].more:  # the rest came with the first
+                        msg.append(_c_recv(src, _NOBLOCK, False))
                     size = sum(map(len, msg))
                 else:
                     msg = None
@@ -389,7 +390,7 @@ class ZmqProxy:
                         pass
                 try:
                     if msg is None:
-                        _c_send(dst, frame, _NOBLOCK)
+                        _c_send(dst, frame, _NOBLOCK, False)
                     else:
                         _send_whole(dst, msg)
                 except _Again:
@@ -436,4 +437,4 @@ def _send_whole(sock: Any, msg: list) -> None:
     first frame can be refused: libzmq then takes the rest of the message."""
     last = len(msg) - 1
     for i, frame in enumerate(msg):
-        _c_send(sock, frame, _NOBLOCK | _SNDMORE if i < last else _NOBLOCK)
+        _c_send(sock, frame, _NOBLOCK | _SNDMORE if i < last else _NOBLOCK, False)
