@@ -22,7 +22,7 @@ import pytest
 import trustme
 import zmq
 from websockets.client import ClientProtocol
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.protocol import State
 from websockets.sync.client import connect as ws_connect
 from websockets.uri import parse_uri
@@ -445,6 +445,20 @@ def test_ws_bridge_message_size_limit(ctx):
             with pytest.raises(ConnectionClosed) as closed:
                 ws.recv(timeout=IO_TIMEOUT)
         assert closed.value.rcvd.code == 1009
+        code, _, _ = bridge.stop()
+    assert code == 0
+
+
+def test_ws_bridge_origin_check(ctx):
+    with Bridge("ws", "--pub", TCP0, "--origin", "https://app.example") as bridge:
+        ready = bridge.ready()
+        url = f"ws://{ready['address']}/"
+        with pytest.raises(InvalidStatus) as refused:
+            ws_connect(url, origin="https://elsewhere.example", open_timeout=IO_TIMEOUT)
+        assert refused.value.response.status_code == 403
+        with ws_connect(url, origin="https://app.example", open_timeout=IO_TIMEOUT) as ws:
+            ws.send(json.dumps({"unsubscribe": "x"}))
+            assert "error" in ws_next(ws)  # no --sub
         code, _, _ = bridge.stop()
     assert code == 0
 
