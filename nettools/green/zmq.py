@@ -666,6 +666,8 @@ def _forward(src: Socket, dst: Socket, capture: Socket | None, src_side: _Side,
                     if n:
                         break
                     frame = _wait_recv(src)
+                if not running.ready():
+                    running.wait()  # PAUSEd while this message came in: hold it
                 size = 0
                 while True:
                     size += len(frame)
