@@ -16,6 +16,7 @@ import contextlib
 import errno
 import logging
 import os
+import ssl
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,6 +25,7 @@ import typer
 
 from .. import cliargs
 from ..green import socket
+from ..green import ssl as gssl
 from ..tools.service import Service, Stats, announce, format_address, raise_fd_limit
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
@@ -87,6 +89,26 @@ def describe_os_error(exc: OSError) -> str:
     elif exc.errno == errno.EACCES:
         text = "permission denied (ports below 1024 need privileges)"
     return text
+
+
+def server_tls(command: str, cert: str | None, key: str | None) -> Any:
+    """The green server TLS context of ``--tls-cert``/``--tls-key``, or None without a cert.
+
+    A key without a cert, or files that do not load, are usage errors (exit 2).
+    """
+    usage = f" (see 'nettools {command} --help')"
+    if cert is None:
+        if key is not None:
+            fail(command, "--tls-key needs --tls-cert" + usage, EXIT_USAGE)
+        return None
+    ctx = gssl.SSLContext(gssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        text = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+        fail(command, f"cannot load --tls-cert/--tls-key: {text[:1].lower()}{text[1:]}" + usage,
+             EXIT_USAGE)
+    return ctx
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ from .common import (
     listen_on,
     opt,
     runtime_errors,
+    server_tls,
 )
 
 RULE_SYNTAX = "[LISTEN_HOST:]LISTEN_PORT:[TARGET_HOST:]TARGET_PORT"
@@ -131,19 +132,6 @@ def _reason(exc: OSError) -> str:
     return text[:1].lower() + text[1:]
 
 
-def _server_tls(cert: str | None, key: str | None) -> Any:
-    if cert is None:
-        if key is not None:
-            _usage("--tls-key needs --tls-cert")
-        return None
-    ctx = _gssl.SSLContext(_gssl.PROTOCOL_TLS_SERVER)
-    try:
-        ctx.load_cert_chain(cert, key)
-    except (OSError, _stdlib_ssl.SSLError) as exc:
-        _usage(f"cannot load --tls-cert/--tls-key: {_reason(exc)}")
-    return ctx
-
-
 def _target_tls(enabled: bool, ca: str | None, insecure: bool, targets: list[Target]) -> Any:
     if not enabled:
         if ca is not None or insecure:
@@ -222,7 +210,7 @@ def forward(
             _usage(str(exc))
         targets = [_resolve_target(spec) for spec in specs]
         listen_addrs = [_resolve_listen(spec) for spec in specs]
-        tls_context = _server_tls(tls_cert, tls_key)
+        tls_context = server_tls("forward", tls_cert, tls_key)
         target_tls = _target_tls(tls_target, tls_target_ca, tls_target_insecure, targets)
 
         raise_fd_limit(max_conns * FDS_PER_CONN + FD_HEADROOM)

@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import signal
-import ssl as _stdlib_ssl
 import sys
 from collections.abc import Callable
 from enum import Enum
@@ -24,7 +23,6 @@ from typing import Any
 
 import typer
 
-from ..green import ssl as _gssl
 from ..green import zmq
 from ..greenthread import spawn
 from ..hub import get_hub
@@ -51,6 +49,7 @@ from .common import (
     opt,
     prepare_limits,
     runtime_errors,
+    server_tls,
     size,
 )
 
@@ -160,19 +159,6 @@ def _listen(command: str, addr: Any) -> tuple[Any, Callable[[], None]]:
                 os.unlink(addr.path)
 
     return sock, cleanup
-
-
-def _server_tls(command: str, cert: str | None, key: str | None) -> Any:
-    if cert is None:
-        if key is not None:
-            _usage(command, "--tls-key needs --tls-cert")
-        return None
-    ctx = _gssl.SSLContext(_gssl.PROTOCOL_TLS_SERVER)
-    try:
-        ctx.load_cert_chain(cert, key)
-    except (OSError, _stdlib_ssl.SSLError) as exc:
-        _usage(command, f"cannot load --tls-cert/--tls-key: {exc.strerror or exc}")
-    return ctx
 
 
 # Help shared by every command.
@@ -384,7 +370,7 @@ def ws(
             _usage(command, "give --sub, --pub or both")
         if max_message < 1:
             _usage(command, "--max-message must be at least 1 byte")
-        tls = _server_tls(command, tls_cert, tls_key)
+        tls = server_tls(command, tls_cert, tls_key)
         prepare_limits(max_conns)
         zsocks = _Sockets(command, hwm, linger)
         try:
