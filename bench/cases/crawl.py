@@ -53,25 +53,31 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # --- the site ---------------------------------------------------------------------------
 
 
+def page_body(path: str, pages: int) -> bytes | None:
+    """The site's page at ``path`` (None: not found)."""
+    num = 0 if path == "/" else path[3:-5] if path.startswith("/p/") else ""
+    if isinstance(num, str):
+        num = int(num) if num.isdigit() else -1
+    if not 0 <= num < pages:
+        return None
+    first = FANOUT * num + 1
+    links = [f'<a href="/p/{c}.html">page {c}</a>' for c in range(first, first + FANOUT)
+             if c < pages]  # fmt: skip
+    links.append(f'<a href="/p/{max(num - 1, 0) // FANOUT}.html">up</a><a href="/">home</a>')
+    return (f"<!doctype html><html><head><title>page {num}</title></head><body>"
+            f"<h1>Page {num}</h1><p>{'Lorem ipsum dolor sit amet. ' * 20}</p>"
+            f"{''.join(links)}</body></html>").encode()  # fmt: skip
+
+
 def site_app(pages: int, latency: float) -> Any:
     import nettools
 
     def app(environ: dict, start_response: Any) -> list[bytes]:
         nettools.sleep(latency)
-        path = environ["PATH_INFO"]
-        num = 0 if path == "/" else path[3:-5] if path.startswith("/p/") else ""
-        if isinstance(num, str):
-            num = int(num) if num.isdigit() else -1
-        if not 0 <= num < pages:
+        body = page_body(environ["PATH_INFO"], pages)
+        if body is None:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found"]
-        first = FANOUT * num + 1
-        links = [f'<a href="/p/{c}.html">page {c}</a>' for c in range(first, first + FANOUT)
-                 if c < pages]  # fmt: skip
-        links.append(f'<a href="/p/{max(num - 1, 0) // FANOUT}.html">up</a><a href="/">home</a>')
-        body = (f"<!doctype html><html><head><title>page {num}</title></head><body>"
-                f"<h1>Page {num}</h1><p>{'Lorem ipsum dolor sit amet. ' * 20}</p>"
-                f"{''.join(links)}</body></html>").encode()  # fmt: skip
         start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
         return [body]
 
@@ -202,6 +208,61 @@ CASES: dict[str, Case] = {
 }  # fmt: skip
 
 
+# --- the crawler's own CPU, without a network -------------------------------------------
+
+
+class _SiteInMemory:
+    """Stands in for the HTTP client: the site's answers, built before the clock starts,
+    so what is measured is the crawler's own work per page."""
+
+    def __init__(self, pages: int) -> None:
+        from nettools.web.client import Response
+
+        self.requests = 0
+        self._answers: dict[str, Response] = {}
+        html = {"Content-Type": "text/html; charset=utf-8"}
+        for path in ["/", *(f"/p/{i}.html" for i in range(pages))]:
+            url = f"http://{HOST}{path}"
+            self._answers[url] = Response(url, url, 200, html, page_body(path, pages) or b"")
+        self._missing = Response("", "", 404, {"Content-Type": "text/plain"}, b"not found")
+
+    def request(self, method: str, url: str, **_: Any) -> Any:
+        self.requests += 1
+        return self._answers.get(url, self._missing)
+
+    def close(self) -> None:
+        pass
+
+
+def pipeline(pages: int, strategy: str, profile: bool) -> dict[str, Any]:
+    """Crawl the site in memory (no robots.txt, as in the benchmark's site) and write the
+    jsonl report; CPU seconds per page of the whole crawler (engine, parsing, URLs, report)."""
+    import cProfile
+    import pstats
+
+    from nettools.tools.crawl import Crawler
+    from nettools.tools.crawl.report import write_report
+
+    client = _SiteInMemory(pages)
+    crawler = Crawler([f"http://{HOST}/"], concurrency=CONCURRENCY, per_host=CONCURRENCY,
+                      robots=False, client=client, strategy=strategy)  # fmt: skip
+    prof = cProfile.Profile() if profile else None
+    start = time.process_time()
+    if prof is not None:
+        prof.enable()
+    result = crawler.run()
+    with open(os.devnull, "w") as out:
+        write_report(result, "jsonl", out)
+    if prof is not None:
+        prof.disable()
+    cpu = time.process_time() - start
+    if prof is not None:
+        pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+    crawled = len(result.pages)
+    return {"pages": crawled, "requests": client.requests, "cpu_s": round(cpu, 3),
+            "us_per_page": round(cpu / crawled * 1e6, 1)}  # fmt: skip
+
+
 # --- standalone table -------------------------------------------------------------------
 
 
@@ -226,9 +287,15 @@ def main(argv: list[str]) -> int:
     tab = sub.add_parser("table", help="run each crawler once and print the figures")
     tab.add_argument("--pages", type=int, default=5000)
     tab.add_argument("--peers", default=",".join(PEER_FNS))
+    pipe = sub.add_parser("pipeline", help="the crawler's own CPU per page, without a network")
+    pipe.add_argument("--pages", type=int, default=5000)
+    pipe.add_argument("--strategy", default="recursive")
+    pipe.add_argument("--profile", action="store_true", help="cProfile to stderr")
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve(args.pages, args.latency)
+    elif args.command == "pipeline":
+        print(json.dumps(pipeline(args.pages, args.strategy, args.profile)))
     else:
         table(args.pages, args.peers.split(","))
     return 0
