@@ -50,11 +50,11 @@ from ...greenthread import GreenletExit, current_greenthread, kill, sleep, spawn
 from ...pool import GreenPool
 from ...queue import Queue
 from ...web.client import FetchError, HttpClient, Response
-from .links import extract
+from .links import extract, keep_parser_memory
 from .politeness import HostGates, RetryPolicy, retry_after
 from .robots import RobotsCache, parse_sitemap
 from .scope import Scope
-from .urls import host_key, normalize, origin
+from .urls import Resolver, host_key, normalize, origin
 
 __all__ = ["Crawler", "CrawlResult", "Link", "Broken", "STRATEGIES"]
 
@@ -99,6 +99,7 @@ class Link:
     redirected_from: list[str] = field(default_factory=list)
     # Bookkeeping, not part of the result.
     _url: Any = field(default=None, repr=False, compare=False)
+    _last_referrer: str | None = field(default=None, repr=False, compare=False)
     _children: list | None = field(default=None, repr=False, compare=False)
     _anchors: set | None = field(default=None, repr=False, compare=False)
 
@@ -107,8 +108,12 @@ class Link:
         return self.status is not None or self.error is not None
 
     def add_referrer(self, url: str) -> None:
-        if url in self.referrers:
+        # A page's links are admitted in one go (no other page's in between)
+        # and each page once, so a referrer seen before is the last one seen:
+        # one comparison, and the count stays exact past MAX_REFERRERS.
+        if url == self._last_referrer:
             return
+        self._last_referrer = url
         self.referrer_count += 1
         if len(self.referrers) < MAX_REFERRERS:
             self.referrers.append(url)
@@ -288,6 +293,7 @@ class Crawler:
         )  # fmt: skip
         self.user_agent = user_agent or "nettools"
         self.robots = RobotsCache(self._fetch_plain, self.user_agent)
+        self._resolver = Resolver()
         self._delays_set: set[str] = set()
         self._links: dict[str, Link] = {}
         self._too_deep: dict[str, int] = {}
@@ -295,6 +301,7 @@ class Crawler:
         self._fragment_targets: set[str] = set()
         self._late: list[Link] = []
         self._excluded: set[str] = set()
+        self._ignored: set[str] = set()
         self._over_limit: set[str] = set()
         self._page_count = 0
         self._running: set = set()
@@ -312,6 +319,7 @@ class Crawler:
 
     def run(self) -> CrawlResult:
         """Crawl until there is nothing left (or ``stop``); returns the result."""
+        keep_parser_memory()
         start = time.monotonic()
         timer = spawn_after(self.max_time, self.stop, "max-time") if self.max_time else None
         runner = spawn(self._run)
@@ -341,7 +349,7 @@ class Crawler:
     def _run(self) -> None:
         seeds = []
         for url in self.seeds:
-            link = self._admit(url, "", 0, None, seed=True)
+            link = self._admit(str(url), url, "", 0, None, seed=True)
             if link is not None:
                 seeds.append(link)
         if self.sitemap:
@@ -453,18 +461,13 @@ class Crawler:
                 link.error = f"redirect to an unusable URL: {location}"
                 return []
             link.redirect = str(target[0])
-            self._follow(link, [(target, True)], found)
+            self._follow(link, [(link.redirect, *target)], found, via_redirect=True)
             return found
         if resp.content_type in HTML_TYPES and 200 <= resp.status < 300:
             page = extract(resp.body, url)
             if self.check_fragments:
                 link._anchors = page.anchors
-            targets = []
-            for raw in page.links:
-                target = normalize(raw, page.base)
-                if target is not None:
-                    targets.append((target, False))
-            self._follow(link, targets, found)
+            self._follow(link, self._resolver.resolve(page.links, page.base), found)
         return found
 
     def _check(self, link: Link) -> None:
@@ -540,25 +543,27 @@ class Crawler:
 
     # --------------------------------------------------------- admitting
 
-    def _follow(self, page: Link, targets: list, found: list[Link]) -> None:
-        """Admit what ``page`` links to (``targets``: ((url, fragment), via_redirect))."""
-        keep_children = self.depth is not None
-        children = [] if keep_children else None
-        for (url, fragment), via_redirect in targets:
-            depth = page.depth if via_redirect else page.depth + 1
-            link = self._admit(url, fragment, depth, page, via_redirect=via_redirect)
+    def _follow(
+        self, page: Link, targets: list[tuple[str, URL, str]], found: list[Link], *,
+        via_redirect: bool = False,
+    ) -> None:
+        """Admit what ``page`` links to (``targets``: (key, url, fragment)), or
+        redirects to (``via_redirect``: one target at the page's own depth)."""
+        depth = page.depth if via_redirect else page.depth + 1
+        admit = self._admit
+        for key, url, fragment in targets:
+            link = admit(key, url, fragment, depth, page, via_redirect=via_redirect)
             if link is not None:
                 found.append(link)
-            if children is not None:
-                children.append((url, via_redirect))
-        page._children = children
+        if self.depth is not None:  # for _shorten
+            page._children = [(key, url, via_redirect) for key, url, _ in targets]
 
     def _admit(
-        self, url: URL, fragment: str, depth: int, referrer: Link | None, *,
+        self, key: str, url: URL, fragment: str, depth: int, referrer: Link | None, *,
         via_redirect: bool = False, seed: bool = False,
     ) -> Link | None:
-        """Record a link to ``url``; returns a new Link when it is to be visited."""
-        key = str(url)
+        """Record a link to ``url`` (``key``: its string form); returns a new
+        Link when it is to be visited."""
         if fragment and self.check_fragments and referrer is not None:
             self._fragment_targets.add(key)
             refs = self._fragments[(key, fragment)]
@@ -567,7 +572,7 @@ class Crawler:
         link = self._links.get(key)
         fresh = link is None
         if fresh:
-            if key in self._excluded:
+            if key in self._excluded or key in self._ignored:
                 return None
             if self.scope.excluded(url):
                 self._excluded.add(key)
@@ -584,6 +589,7 @@ class Crawler:
             elif self.check_links:
                 kind = "external"
             else:
+                self._ignored.add(key)  # out of scope, unchecked: decided once
                 return None
             self._too_deep.pop(key, None)
             link = self._links[key] = Link(key, kind, depth, seed=seed, _url=url)
@@ -609,11 +615,11 @@ class Crawler:
             if d >= node.depth:
                 continue
             node.depth = d
-            for url, via_redirect in node._children or ():
+            for key, url, via_redirect in node._children or ():
                 cd = d if via_redirect else d + 1
-                child = self._links.get(str(url))
+                child = self._links.get(key)
                 if child is None:
-                    new = self._admit(url, "", cd, node, via_redirect=via_redirect)
+                    new = self._admit(key, url, "", cd, node, via_redirect=via_redirect)
                     if new is not None:
                         self._late.append(new)
                 elif cd < child.depth:
@@ -645,7 +651,7 @@ class Crawler:
             for page in pages:
                 url = normalize(page)
                 if url is not None and self.scope.follows(url[0]):
-                    link = self._admit(url[0], "", 0, None, seed=True)
+                    link = self._admit(str(url[0]), url[0], "", 0, None, seed=True)
                     if link is not None:
                         found.append(link)
         return found

@@ -50,6 +50,8 @@ class Scope:
 
     def excluded(self, url: URL) -> bool:
         """True for URLs that must never be requested (--exclude)."""
+        if not self.exclude:
+            return False
         text = str(url)
         return any(p.search(text) for p in self.exclude)
 

@@ -4,17 +4,26 @@
 fragment, lowercases scheme and host, removes the default port, normalises
 percent-encoding (``%7e`` -> ``~``, ``%2f`` kept) and gives an empty path
 ``/``.  The string form of the result is the de-duplication key.
+
+``Resolver`` is ``normalize`` with a memory: pages of one site repeat the
+same links (menus, footers, "home", "up"), so each spelling is worked out
+once per context it can depend on (see ``Resolver.resolve``).
 """
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from yarl import URL
 
-__all__ = ["normalize", "split_fragment", "host_key", "origin", "is_http"]
+__all__ = ["normalize", "Resolver", "split_fragment", "host_key", "origin", "is_http"]
 
 _SCHEMES = ("http", "https")
+#: A link that names its scheme: URL() finds that scheme and never looks at a base.
+_HAS_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:").match
+#: Resolved links remembered per site before that memory starts over.
+RESOLVER_SIZE = 200_000
 
 
 def is_http(url: URL) -> bool:
@@ -48,6 +57,68 @@ def normalize(link: str, base: URL | None = None) -> tuple[URL, str] | None:
         return url, fragment
     except (ValueError, TypeError, UnicodeError):
         return None
+
+
+class Resolver:
+    """``normalize`` for the links of many pages, remembering its answers.
+
+    ``resolve(links, base)`` gives what ``normalize(link, base)`` gives for
+    each link (with its string form, the de-duplication key), worked out once
+    per context the answer can depend on, which is decided from the link's
+    text exactly as ``URL()`` parses it:
+
+    * ``http://h/x`` (any ``scheme:``): not joined with the base at all, so one
+      answer for every page;
+    * ``/x`` and ``//h/x``: joined with the base's scheme and authority only
+      (yarl's ``URL.join`` takes the reference's whole path), so one answer
+      per site (URL() deletes tabs and newlines first, which can turn ``/x``
+      into ``//x``: a link of this kind all the same);
+    * anything else (``x.html``, ``../x``, ``?q``, ``#f``): depends on the base's
+      path and query, so remembered for that one call only.
+
+    The memory is bounded (``size`` links in all; it starts over when full).
+    """
+
+    def __init__(self, size: int = RESOLVER_SIZE) -> None:
+        self.size = size
+        self._everywhere: dict[str, tuple | None] = {}
+        self._per_site: dict[tuple[str, str], dict[str, tuple | None]] = {}
+        self._count = 0
+
+    def resolve(self, links: list[str], base: URL) -> list[tuple[str, URL, str]]:
+        """``(key, url, fragment)`` for each of ``links`` seen on ``base`` that
+        ``normalize`` accepts, in order."""
+        if self._count > self.size:
+            self._everywhere.clear()
+            self._per_site.clear()
+            self._count = 0
+        everywhere = self._everywhere
+        site = self._per_site.get((base.scheme, base.raw_authority))
+        if site is None:
+            site = self._per_site[(base.scheme, base.raw_authority)] = {}
+        here: dict[str, tuple | None] = {}
+        out = []
+        for raw in links:
+            link = raw.strip()
+            if link[:1] == "/":
+                memory = site
+            elif _HAS_SCHEME(link):
+                memory = everywhere
+            else:
+                memory = here
+            try:
+                found = memory[link]
+            except KeyError:
+                found = memory[link] = _keyed(normalize(link, base))
+                if memory is not here:
+                    self._count += 1
+            if found is not None:
+                out.append(found)
+        return out
+
+
+def _keyed(found: tuple[URL, str] | None) -> tuple[str, URL, str] | None:
+    return None if found is None else (str(found[0]), found[0], found[1])
 
 
 def split_fragment(link: str) -> tuple[str, str]:
