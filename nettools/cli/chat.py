@@ -7,7 +7,9 @@ from typing import Any
 import typer
 
 from ..tools.chat import ChatServer, ChatStats
+from ..tools.chatbus import ChatBus, parse_bus
 from .common import (
+    _wrap,
     address,
     duration,
     listen_on,
@@ -17,6 +19,49 @@ from .common import (
     serve_until_stopped,
     size,
 )
+
+bus_endpoints = _wrap(parse_bus)
+
+# The bus options of both chats (nettools chat and nettools wschat).
+BUS = opt(None, "--bus", parser=bus_endpoints, metavar="PUB_EP,SUB_EP",
+          help="Share rooms with other chat servers through a ZeroMQ forwarder: its "
+               "publish (XSUB) and subscribe (XPUB) endpoints, e.g. "
+               "tcp://hub:5555,tcp://hub:5556 (connected to; bind:URL binds).")
+BUS_CHANNEL = opt("chat", "--bus-channel", metavar="NAME",
+                  help="Topic prefix on the bus: chats on different channels do not meet.")
+BUS_HEARTBEAT = opt("5s", "--bus-heartbeat", parser=duration,
+                    help="How often this server tells the bus it is alive.")
+BUS_EXPIRY = opt("15s", "--bus-expiry", parser=duration,
+                 help="Drop the users of a server not heard from this long.")
+BUS_MAX_MESSAGE = opt("64K", "--bus-max-message", parser=size,
+                      help="Largest bus message sent or accepted.")
+
+BUS_HELP = """Several servers, on any machines, share rooms through a ZeroMQ forwarder
+    (nettools zmq proxy --type forwarder): give each --bus PUB_EP,SUB_EP, the
+    forwarder's frontend and backend.  nettools chat and nettools wschat
+    servers can share one bus.  Users see each other's messages, joins,
+    leaves and renames; user lists and history span the servers; a nickname
+    used on any server is refused (two taken at the same instant: the later
+    one is renamed).  Messages from one server keep their order everywhere;
+    across servers each shows them as they arrive.  A server whose bus is
+    down keeps serving its own users, logs one warning, and catches up when
+    the bus is back; the users of a server not heard from for --bus-expiry
+    are dropped.  Wire format: see nettools.tools.chatbus."""
+
+
+def open_bus(
+    endpoints: Any, channel: str, heartbeat: Any, expiry: Any, max_message: int
+) -> ChatBus | None:
+    """The ``ChatBus`` the bus options ask for, or None; bad values exit 2."""
+    if endpoints is None:
+        return None
+    if heartbeat is None or expiry is None:
+        raise typer.BadParameter("--bus-heartbeat and --bus-expiry cannot be off")
+    try:
+        return ChatBus(*endpoints, channel=channel, heartbeat=heartbeat, expiry=expiry,
+                       max_message=max_message)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def chat(
@@ -40,6 +85,11 @@ def chat(
                              help="On SIGINT/SIGTERM, wait this long to flush clients' queues."),
     ready_file: str = opt(None, "--ready-file", metavar="PATH",
                           help="Also write the ready line to this file."),
+    bus: Any = BUS,
+    bus_channel: str = BUS_CHANNEL,
+    bus_heartbeat: Any = BUS_HEARTBEAT,
+    bus_expiry: Any = BUS_EXPIRY,
+    bus_max_message: Any = BUS_MAX_MESSAGE,
 ) -> None:
     """A multi-user line chat for telnet and nc clients: nicknames, rooms, history.
 
@@ -58,22 +108,28 @@ def chat(
     client has read its queue down to half.  A client whose queue stays full for
     --slow-timeout is disconnected, and its room is told "NICK was disconnected
     (too slow)".  Messages reach everyone in the order the server received them.
+
+    {bus}
     """
     with runtime_errors("chat"):
         if max_line < 1:
             raise typer.BadParameter("--max-line must be at least 1 byte")
+        chat_bus = open_bus(bus, bus_channel, bus_heartbeat, bus_expiry, bus_max_message)
         stats = ChatStats()
         prepare_limits(max_conns)
         sock = listen_on("chat", listen)
         server = ChatServer(
             sock, history=history, max_line=max_line, max_conns=max_conns,
             idle_timeout=idle_timeout, slow_timeout=slow_timeout, queue_size=queue_size,
-            send_buffer=send_buffer, stats=stats,
+            send_buffer=send_buffer, stats=stats, bus=chat_bus,
         ).start()
         serve_until_stopped(
             "chat", stats, [sock], [server.stop],
             drain_timeout=drain_timeout, ready_file=ready_file,
         )
+
+
+chat.__doc__ = chat.__doc__.replace("{bus}", BUS_HELP)
 
 
 def register(app: typer.Typer) -> None:

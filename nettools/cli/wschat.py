@@ -10,6 +10,7 @@ import typer
 
 from .. import cliargs
 from ..tools.wschat import WSChatServer, WSChatStats
+from .chat import BUS, BUS_CHANNEL, BUS_EXPIRY, BUS_HEARTBEAT, BUS_HELP, BUS_MAX_MESSAGE, open_bus
 from .common import (
     duration,
     listen_on,
@@ -57,6 +58,11 @@ def wschat(
                              help="On SIGINT/SIGTERM, wait this long for clients to close."),
     ready_file: str = opt(None, "--ready-file", metavar="PATH",
                           help="Also write the ready line to this file."),
+    bus: Any = BUS,
+    bus_channel: str = BUS_CHANNEL,
+    bus_heartbeat: Any = BUS_HEARTBEAT,
+    bus_expiry: Any = BUS_EXPIRY,
+    bus_max_message: Any = BUS_MAX_MESSAGE,
 ) -> None:
     """A chat in the browser: open the address it prints and pick a nickname.
 
@@ -76,6 +82,8 @@ def wschat(
     it (it is told how many), and a client stuck that way for --slow-timeout
     is disconnected.  On SIGINT/SIGTERM every websocket is closed with 1001
     (going away); the page reconnects when the server is back.
+
+    {bus}
     """
     if tls_key and not tls_cert:
         raise typer.BadParameter("--tls-key needs --tls-cert", param_hint="--tls-key")
@@ -88,6 +96,7 @@ def wschat(
             raise typer.BadParameter(
                 f"cannot load --tls-cert/--tls-key: {text}", param_hint="--tls-cert"
             ) from None
+    chat_bus = open_bus(bus, bus_channel, bus_heartbeat, bus_expiry, bus_max_message)
     with runtime_errors("wschat"):
         stats = WSChatStats()
         prepare_limits(max_conns)
@@ -98,12 +107,15 @@ def wschat(
             send_buffer=send_buffer, idle_timeout=idle_timeout, ping_interval=ping_interval,
             ping_timeout=ping_timeout, origins=origin or None, ssl_context=ssl_context,
             access_log=logging.getLogger("nettools.wschat.access") if access_log else None,
-            stats=stats,
+            stats=stats, bus=chat_bus,
         ).start()
         serve_until_stopped(
             "wschat", stats, [sock], [server.stop],
             drain_timeout=drain_timeout, ready_file=ready_file,
         )
+
+
+wschat.__doc__ = wschat.__doc__.replace("{bus}", BUS_HELP)
 
 
 def register(app: typer.Typer) -> None:

@@ -20,6 +20,14 @@ up) and its *slow clock* starts; the clock stops when it has read its queue
 down to half.  A client whose clock runs for ``slow_timeout`` is disconnected
 and its room is told.
 
+Scaling out: with a ``bus`` (``nettools.tools.chatbus``) several servers,
+``nettools wschat`` ones included, share rooms through a ZeroMQ forwarder:
+their users talk to each other, see each other in ``/who`` and ``/rooms``, get
+each other's joins, leaves and renames, and the history a joining client gets
+includes the other servers' messages.  A nickname in use on any server is
+refused; see the bus module for ordering across servers and for the race of
+two servers accepting one nickname at once.
+
 Text from clients is decoded as UTF-8 (invalid bytes become U+FFFD) and control
 characters are shown as visible text (ESC as ``^[``), so nobody can clear or
 recolour another user's terminal.
@@ -29,16 +37,20 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..green import socket
 from ..greenthread import GreenletExit, sleep
 from ..net import Server
 from .outbox import Outbox
 from .service import Stats
+
+if TYPE_CHECKING:
+    from .chatbus import ChatBus
 
 __all__ = ["ChatServer", "ChatStats", "escape_controls", "valid_name", "DEFAULT_ROOM"]
 
@@ -96,6 +108,13 @@ class ChatStats(Stats):
     messages: int = 0  # lines and actions said in a room
     dropped: int = 0  # deliveries skipped because a recipient's queue was full
     slow_disconnects: int = 0
+    bus: Any = None  # a chat bus's BusStats
+
+    def summary(self, service: str) -> dict:
+        d = super().summary(service)
+        if d["bus"] is None:
+            del d["bus"]
+        return d
 
 
 class _LineTooLong(Exception):
@@ -112,12 +131,13 @@ class _Room:
 
 
 class _Client:
-    __slots__ = ("conn", "outbox", "nick", "room", "gone")
+    __slots__ = ("conn", "outbox", "nick", "since", "room", "gone")
 
     def __init__(self, conn: socket.socket, outbox: Outbox) -> None:
         self.conn = conn
         self.outbox = outbox
         self.nick: str | None = None
+        self.since = 0.0  # when it took its nickname
         self.room: _Room | None = None
         self.gone = False  # removed from the chat already (e.g. dropped as too slow)
 
@@ -131,7 +151,8 @@ class ChatServer:
     ``queue_size``: lines that may wait for a client that is not reading;
     further ones are dropped for it.  ``slow_timeout``: how long its queue may
     stay full before it is disconnected (None: never).  ``send_buffer``: SO_SNDBUF per
-    client (0: the system's default).
+    client (0: the system's default).  ``bus``: a ``ChatBus`` to share rooms
+    with other servers (started and stopped with this server).
     """
 
     def __init__(
@@ -146,6 +167,7 @@ class ChatServer:
         queue_size: int = 256,
         send_buffer: int = 65536,
         stats: ChatStats | Stats | None = None,
+        bus: ChatBus | None = None,
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
@@ -164,6 +186,11 @@ class ChatServer:
         self._clients: set[_Client] = set()
         self._stopping = False
         self._room(DEFAULT_ROOM)
+        self.bus = bus
+        if bus is not None:
+            bus.attach(self)
+            if hasattr(self.stats, "bus"):
+                self.stats.bus = bus.stats
 
     @property
     def address(self) -> Any:
@@ -175,6 +202,8 @@ class ChatServer:
         return sorted((c.nick for c in self._nicks.values() if c.nick), key=str.casefold)
 
     def start(self) -> ChatServer:
+        if self.bus is not None:
+            self.bus.start()
         self.server.start()
         return self
 
@@ -183,6 +212,8 @@ class ChatServer:
         ``timeout`` seconds), then close what is left."""
         if not self._stopping:
             self._stopping = True
+            if self.bus is not None:
+                self.bus.stop()  # the other servers drop our users at once
             for client in list(self._clients):
                 self._send(client, "*** Server is shutting down\n")
                 client.outbox.close()  # its writer flushes, then ends the connection
@@ -315,6 +346,7 @@ class ChatServer:
                 self._send(client, f"*** {problem}; choose another:\n")
                 continue
             client.nick = text
+            client.since = time.time()
             self._nicks[text.casefold()] = client
             self._send(client, f"*** Hello, {text}! Type /help for the commands.\n")
             return True
@@ -330,6 +362,8 @@ class ChatServer:
         holder = self._nicks.get(nick.casefold())
         if holder is not None and holder is not current:
             return f"Nickname {nick} is taken"
+        if self.bus is not None and self.bus.nick_taken(nick):
+            return f"Nickname {nick} is taken (on another server)"
         return None
 
     # ------------------------------------------------------------ commands
@@ -347,7 +381,7 @@ class ChatServer:
                 self._send(client, f"*** Unknown command {escape_controls(command)}; try /help\n")
                 return True
             return handler(self, client, arg.strip())
-        self._say(client, f"<{client.nick}> {escape_controls(line)}\n")
+        self._say(client, line)
         return True
 
     def _cmd_help(self, client: _Client, arg: str) -> bool:
@@ -360,19 +394,18 @@ class ChatServer:
         room = self.rooms.get(name.casefold())
         if room is None:
             self._send(client, f"*** No room named {escape_controls(name)}\n")
-        elif not room.members:
+        elif not (names := self._nicks_in(room)):
             self._send(client, f"*** Nobody is in {room.name}\n")
         else:
-            names = sorted((m.nick for m in room.members), key=str.casefold)
             self._send(client, f"*** In {room.name}: {', '.join(names)}\n")
         return True
 
     def _cmd_rooms(self, client: _Client, arg: str) -> bool:
-        rooms = sorted(
-            (r for r in self.rooms.values() if r.members or r.name == DEFAULT_ROOM),
-            key=lambda r: r.name.casefold(),
+        counts = sorted(
+            ((r.name, self._count_in(r)) for r in self.rooms.values()),
+            key=lambda rc: rc[0].casefold(),
         )
-        listing = ", ".join(f"{r.name} ({len(r.members)})" for r in rooms)
+        listing = ", ".join(f"{n} ({c})" for n, c in counts if c or n == DEFAULT_ROOM)
         self._send(client, f"*** Rooms: {listing}\n")
         return True
 
@@ -387,7 +420,7 @@ class ChatServer:
             self._send(client, f"*** You are already in {client.room.name}\n")
         else:
             room = self._room(name)
-            self._leave(client, f"joined {room.name}")
+            self._leave(client, f"joined {room.name}", to=room.name)
             self._join(client, room)
         return True
 
@@ -399,17 +432,24 @@ class ChatServer:
         if problem:
             self._send(client, f"*** {problem}\n")
             return True
-        del self._nicks[old.casefold()]
-        self._nicks[arg.casefold()] = client
-        client.nick = arg
-        self._broadcast(client.room, f"*** {old} is now known as {arg}\n")
+        self._rename(client, arg)
         return True
+
+    def _rename(self, client: _Client, new: str) -> None:
+        old = client.nick
+        del self._nicks[old.casefold()]
+        self._nicks[new.casefold()] = client
+        client.nick = new
+        client.since = time.time()
+        self._broadcast(client.room, f"*** {old} is now known as {new}\n")
+        if self.bus is not None:
+            self.bus.renamed(client.room.name, old, new, client.since)
 
     def _cmd_me(self, client: _Client, arg: str) -> bool:
         if not arg:
             self._send(client, "*** Usage: /me ACTION\n")
         else:
-            self._say(client, f"* {client.nick} {escape_controls(arg)}\n")
+            self._say(client, arg, action=True)
         return True
 
     def _cmd_quit(self, client: _Client, arg: str) -> bool:
@@ -436,8 +476,23 @@ class ChatServer:
             room = self.rooms[name.casefold()] = _Room(name, self.history)
         return room
 
+    def _nicks_in(self, room: _Room) -> list[str]:
+        """Everyone in ``room``, on this server and on the others."""
+        names = [m.nick for m in room.members]
+        if self.bus is not None:
+            names += self.bus.nicks_in(room.name)
+        return sorted(names, key=str.casefold)
+
+    def _count_in(self, room: _Room) -> int:
+        return len(room.members) + (self.bus.count_in(room.name) if self.bus is not None else 0)
+
+    def _prune(self, room: _Room) -> None:
+        """Empty rooms (and their history) go; the lobby stays."""
+        if room.name != DEFAULT_ROOM and not self._count_in(room):
+            self.rooms.pop(room.name.casefold(), None)
+
     def _join(self, client: _Client, room: _Room) -> None:
-        others = sorted((m.nick for m in room.members), key=str.casefold)
+        others = self._nicks_in(room)
         here = f"with {', '.join(others)}" if others else "alone"
         self._send(client, f"*** You are in {room.name}, {here}\n")
         for line in room.history:
@@ -445,9 +500,15 @@ class ChatServer:
         self._broadcast(room, f"*** {client.nick} joined {room.name}\n")
         room.members[client] = None
         client.room = room
+        if self.bus is not None:
+            self.bus.joined(room.name, client.nick, client.since)
 
-    def _leave(self, client: _Client, reason: str = "", notice: str | None = None) -> None:
-        """Take ``client`` out of its room and tell the others."""
+    def _leave(
+        self, client: _Client, reason: str = "", notice: str | None = None,
+        to: str | None = None,
+    ) -> None:
+        """Take ``client`` out of its room and tell the others (``to``: the
+        room it moves to)."""
         room = client.room
         if room is None:
             return
@@ -456,15 +517,22 @@ class ChatServer:
         if notice is None:
             notice = f"*** {client.nick} left {room.name}" + (f" ({reason})" if reason else "")
         self._broadcast(room, notice + "\n")
-        if not room.members and room.name != DEFAULT_ROOM:
-            del self.rooms[room.name.casefold()]  # empty rooms (and their history) go
+        if self.bus is not None:
+            self.bus.left(room.name, client.nick, "moved" if to else reason, to)
+        self._prune(room)
 
-    def _say(self, client: _Client, line: str) -> None:
+    def _say(self, client: _Client, text: str, action: bool = False) -> None:
         """A message or action: kept in the room's history, sent to everyone else."""
         room = client.room
+        line = _said(client.nick, escape_controls(text), action)
+        self._keep(room, line)
+        self._broadcast(room, line, exclude=client)
+        if self.bus is not None:
+            self.bus.said(room.name, client.nick, text, action)
+
+    def _keep(self, room: _Room, line: str) -> None:
         room.history.append(line)
         self._count("messages")
-        self._broadcast(room, line, exclude=client)
 
     def _broadcast(self, room: _Room, line: str, exclude: _Client | None = None) -> None:
         # Never waits (see _send), so no other greenthread runs in between and
@@ -489,8 +557,59 @@ class ChatServer:
         self._count("slow_disconnects")
         log.info("chat: disconnecting %s: too slow", client.nick or "a client")
         if client.nick is not None:
-            self._leave(client, notice=f"*** {client.nick} was disconnected (too slow)")
+            self._leave(client, "too slow", notice=f"*** {client.nick} was disconnected (too slow)")
         _shutdown(client.conn)  # wakes its reader (EOF) and its writer (EPIPE)
+
+
+    # ------------------------------------------------------------ the other servers
+
+    def bus_said(self, room: str, nick: str, text: str, ts: float, action: bool) -> None:
+        target = self.rooms.get(room.casefold())
+        if target is None and not self.bus.count_in(room):
+            return  # nobody is there that we know of: no history to keep
+        target = self._room(room)
+        line = _said(nick, _clean(text), action)
+        self._keep(target, line)
+        self._broadcast(target, line)
+
+    def bus_joined(self, room: str, nick: str, ts: float) -> None:
+        target = self._room(room)
+        self._broadcast(target, f"*** {nick} joined {target.name}\n")
+
+    def bus_left(self, room: str, nick: str, reason: str, to: str | None, ts: float) -> None:
+        target = self.rooms.get(room.casefold())
+        if target is None:
+            return
+        if reason == "moved" and to:
+            reason = f"joined {to}"
+        why = f" ({_clean(reason)})" if reason and reason != "left" else ""
+        self._broadcast(target, f"*** {nick} left {target.name}{why}\n")
+        self._prune(target)
+
+    def bus_renamed(self, room: str, old: str, new: str, ts: float) -> None:
+        target = self.rooms.get(room.casefold())
+        if target is not None:
+            self._broadcast(target, f"*** {old} is now known as {new}\n")
+
+    def bus_rename_local(self, nick: str) -> None:
+        client = self._nicks.get(nick.casefold())
+        if client is None or client.room is None:
+            return
+        new = self.bus.free_nick(nick, lambda name: name.casefold() in self._nicks)
+        self._send(client, f"*** Nickname {nick} was taken on another server at the same "
+                           f"time; you are now {new}\n")
+        self._rename(client, new)
+
+
+def _said(nick: str, text: str, action: bool) -> str:
+    """A message line as clients see it; ``text`` already escaped."""
+    return f"* {nick} {text}\n" if action else f"<{nick}> {text}\n"
+
+
+def _clean(text: str) -> str:
+    """Text from another server, safe to show: no lone surrogates (which have
+    no UTF-8) and no control characters."""
+    return escape_controls(text.encode("utf-8", "replace").decode("utf-8"))
 
 
 def _shutdown(conn: socket.socket) -> None:

@@ -34,11 +34,18 @@ Server to client:
     The last ``history`` messages of the room, oldest first.
 ``{"type": "message", "id": N, "room": ROOM, "nick": NICK, "text": TEXT, "time": T}``
     Someone (the receiver too) said something; ``id`` grows with every message.
+    A ``/me`` action from a line chat user on the bus adds ``"action": true``.
 ``{"type": "joined", "room": ROOM, "nick": NICK, "time": T}``
     Someone else entered the room.
 ``{"type": "left", "room": ROOM, "nick": NICK, "reason": WHY, "time": T}``
     Someone else left the room; ``WHY`` is ``"left"``, ``"moved"`` (with
-    ``"to": ROOM``), ``"idle"``, ``"too slow"`` or ``"flooding"``.
+    ``"to": ROOM``), ``"idle"``, ``"too slow"`` or ``"flooding"``; for a user
+    of another server on the bus also ``"server gone"``, ``"server stopped"``
+    or that server's own short text (e.g. ``"quit: ..."``).
+``{"type": "renamed", "room": ROOM, "nick": NEW, "old": OLD, "time": T}``
+    Someone in the room changed nickname (a line chat user on the bus, or a
+    user who lost a nickname race between two servers -- the receiver too,
+    when ``old`` was its own nickname).
 ``{"type": "users", "room": ROOM, "users": [NICK...]}``
     The answer to ``users``.
 ``{"type": "rooms", "rooms": [{"name": ROOM, "users": N}...]}``
@@ -54,6 +61,11 @@ Server to client:
 Close codes: 1000 normal; 1001 the server is stopping (the page reconnects);
 1008 flooding (far more messages than the rate limit, refused ones included);
 1009 a frame over the size limit; 1011 no answer to the keepalive ping.
+
+Scaling out: with a ``bus`` (``nettools.tools.chatbus``) several servers,
+``nettools chat`` ones included, share rooms through a ZeroMQ forwarder: user
+lists, history and notices span the servers, and nicknames are unique across
+them.
 
 Limits and fairness: each client has a token bucket (``rate`` messages per
 second, bursts of ``burst``); a message beyond it gets a ``rate-limited``
@@ -75,7 +87,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..green import socket
 from ..green import ssl as _gssl
@@ -86,6 +98,9 @@ from ..web.wsgi import WSGIServer, plain_response
 from .chat import DEFAULT_ROOM, NAME_MAX, ChatStats, valid_name
 from .outbox import Outbox
 from .service import Stats
+
+if TYPE_CHECKING:
+    from .chatbus import ChatBus
 
 __all__ = ["WSChatServer", "WSChatStats", "TokenBucket", "PROTOCOL_VERSION", "page"]
 
@@ -169,12 +184,13 @@ class _Room:
 
 
 class _Client:
-    __slots__ = ("ws", "outbox", "nick", "room", "gone", "bucket", "strikes")
+    __slots__ = ("ws", "outbox", "nick", "since", "room", "gone", "bucket", "strikes")
 
     def __init__(self, ws: WebSocket, outbox: Outbox, rate: float, burst: int) -> None:
         self.ws = ws
         self.outbox = outbox
         self.nick: str | None = None
+        self.since = 0.0  # when it took its nickname
         self.room: _Room | None = None
         self.gone = False  # out of the chat already (dropped as too slow)
         self.bucket = TokenBucket(rate, burst)
@@ -199,6 +215,8 @@ class WSChatServer:
     never).  ``ping_interval``/``ping_timeout``: websocket keepalive.
     ``origins``: accepted ``Origin`` headers (None: any).  ``ssl_context``:
     serve HTTPS/WSS.  ``access_log``: a file-like or logger for HTTP requests.
+    ``bus``: a ``ChatBus`` to share rooms with other servers (started and
+    stopped with this server).
     """
 
     def __init__(
@@ -220,6 +238,7 @@ class WSChatServer:
         ssl_context: Any = None,
         access_log: Any = None,
         stats: WSChatStats | Stats | None = None,
+        bus: ChatBus | None = None,
     ) -> None:
         if max_message < 1:
             raise ValueError("max_message must be at least 1")
@@ -251,6 +270,11 @@ class WSChatServer:
         self._seq = 0
         self._stopping = False
         self._room(DEFAULT_ROOM)
+        self.bus = bus
+        if bus is not None:
+            bus.attach(self)
+            if hasattr(self.stats, "bus"):
+                self.stats.bus = bus.stats
         self._page = page()
         self._page_headers = [
             ("Content-Type", "text/html; charset=utf-8"),
@@ -294,6 +318,8 @@ class WSChatServer:
         return sorted((c.nick for c in self._nicks.values() if c.nick), key=str.casefold)
 
     def start(self) -> WSChatServer:
+        if self.bus is not None:
+            self.bus.start()
         self.wsgi.start()
         return self
 
@@ -303,6 +329,8 @@ class WSChatServer:
     def stop(self, timeout: float | None = None) -> None:
         """Stop accepting; open websockets get close 1001 (going away) as soon
         as they are idle; wait up to ``timeout`` for them, then cut what is left."""
+        if not self._stopping and self.bus is not None:
+            self.bus.stop()  # the other servers drop our users at once
         self._stopping = True
         self.wsgi.stop(timeout)
 
@@ -485,9 +513,12 @@ class WSChatServer:
                 raise _Refused(
                     "invalid-nick", f"Nicknames are 1-{NAME_MAX} letters, digits or _-.[]{{}}|^`'"
                 )
-            if nick.casefold() in self._nicks:
+            if nick.casefold() in self._nicks or (
+                self.bus is not None and self.bus.nick_taken(nick)
+            ):
                 raise _Refused("nick-taken", f"The nickname {nick} is taken")
             client.nick = nick
+            client.since = time.time()
             self._nicks[nick.casefold()] = client
         elif nick is not None and nick != client.nick:
             raise _Refused("nick-fixed", f"You are {client.nick}; reconnect to change it")
@@ -508,27 +539,35 @@ class WSChatServer:
         if len(text) > self.max_message:
             raise _Refused("too-long", f"Messages are at most {self.max_message} characters")
         room = client.room
+        self._say(room, client.nick, text, time.time())
+        if self.bus is not None:
+            self.bus.said(room.name, client.nick, text)
+
+    def _say(self, room: _Room, nick: str, text: str, ts: float, action: bool = False) -> None:
+        """A message in ``room``: kept in its history, sent to all its members."""
         self._seq += 1
         message = {
-            "type": "message", "id": self._seq, "room": room.name, "nick": client.nick,
-            "text": text, "time": round(time.time(), 3),
+            "type": "message", "id": self._seq, "room": room.name, "nick": nick,
+            "text": text, "time": round(ts, 3),
         }
+        if action:
+            message["action"] = True
         room.history.append(message)
         self._count("messages")
         self._broadcast(room, message)
 
     def _on_rooms(self, client: _Client, msg: dict) -> None:
-        rooms = sorted(
-            (r for r in self.rooms.values() if r.members or r.name == DEFAULT_ROOM),
-            key=lambda r: r.name.casefold(),
+        counts = sorted(
+            ((r.name, self._count_in(r)) for r in self.rooms.values()),
+            key=lambda rc: rc[0].casefold(),
         )
-        self._reply(client, {
-            "type": "rooms", "rooms": [{"name": r.name, "users": len(r.members)} for r in rooms],
-        })
+        self._reply(client, {"type": "rooms", "rooms": [
+            {"name": n, "users": c} for n, c in counts if c or n == DEFAULT_ROOM
+        ]})
 
     def _on_users(self, client: _Client, msg: dict) -> None:
         room = client.room
-        self._reply(client, {"type": "users", "room": room.name, "users": _nicks_in(room)})
+        self._reply(client, {"type": "users", "room": room.name, "users": self._nicks_in(room)})
 
     _HANDLERS = {"join": _on_join, "say": _on_say, "rooms": _on_rooms, "users": _on_users}
 
@@ -540,10 +579,25 @@ class WSChatServer:
             room = self.rooms[name.casefold()] = _Room(name, self.history)
         return room
 
+    def _nicks_in(self, room: _Room) -> list[str]:
+        """Everyone in ``room``, on this server and on the others."""
+        names = [m.nick for m in room.members]
+        if self.bus is not None:
+            names += self.bus.nicks_in(room.name)
+        return sorted(names, key=str.casefold)
+
+    def _count_in(self, room: _Room) -> int:
+        return len(room.members) + (self.bus.count_in(room.name) if self.bus is not None else 0)
+
+    def _prune(self, room: _Room) -> None:
+        """Empty rooms (and their history) go; the lobby stays."""
+        if room.name != DEFAULT_ROOM and not self._count_in(room):
+            self.rooms.pop(room.name.casefold(), None)
+
     def _welcome(self, client: _Client, room: _Room) -> None:
         self._reply(client, {
             "type": "welcome", "nick": client.nick, "room": room.name,
-            "users": _nicks_in(room), "limits": self.limits, "version": PROTOCOL_VERSION,
+            "users": self._nicks_in(room), "limits": self.limits, "version": PROTOCOL_VERSION,
         })
         self._reply(client, {"type": "history", "room": room.name, "messages": list(room.history)})
 
@@ -556,6 +610,8 @@ class WSChatServer:
         })
         room.members[client] = None
         client.room = room
+        if self.bus is not None:
+            self.bus.joined(room.name, client.nick, client.since)
         self._welcome(client, room)
 
     def _leave(self, client: _Client, reason: str, **extra: Any) -> None:
@@ -569,8 +625,9 @@ class WSChatServer:
             "type": "left", "room": room.name, "nick": client.nick, "reason": reason,
             **extra, "time": round(time.time(), 3),
         })
-        if not room.members and room.name != DEFAULT_ROOM:
-            del self.rooms[room.name.casefold()]  # empty rooms (and their history) go
+        if self.bus is not None:
+            self.bus.left(room.name, client.nick, reason, extra.get("to"))
+        self._prune(room)
 
     def _broadcast(self, room: _Room, obj: dict) -> None:
         # Encoded once; never waits (see Outbox.put), so no other greenthread
@@ -594,5 +651,48 @@ class WSChatServer:
             self._count("dropped")
 
 
-def _nicks_in(room: _Room) -> list[str]:
-    return sorted((m.nick for m in room.members), key=str.casefold)
+    # ------------------------------------------------------------ the other servers
+
+    def bus_said(self, room: str, nick: str, text: str, ts: float, action: bool) -> None:
+        target = self.rooms.get(room.casefold())
+        if target is None and not self.bus.count_in(room):
+            return  # nobody is there that we know of: no history to keep
+        self._say(self._room(room), nick, text, ts, action)
+
+    def bus_joined(self, room: str, nick: str, ts: float) -> None:
+        target = self._room(room)
+        self._broadcast(target, {
+            "type": "joined", "room": target.name, "nick": nick, "time": round(ts, 3),
+        })
+
+    def bus_left(self, room: str, nick: str, reason: str, to: str | None, ts: float) -> None:
+        target = self.rooms.get(room.casefold())
+        if target is None:
+            return
+        extra = {"to": to} if reason == "moved" and to else {}
+        self._broadcast(target, {
+            "type": "left", "room": target.name, "nick": nick, "reason": reason or "left",
+            **extra, "time": round(ts, 3),
+        })
+        self._prune(target)
+
+    def bus_renamed(self, room: str, old: str, new: str, ts: float) -> None:
+        target = self.rooms.get(room.casefold())
+        if target is not None:
+            self._broadcast(target, {
+                "type": "renamed", "room": target.name, "nick": new, "old": old,
+                "time": round(ts, 3),
+            })
+
+    def bus_rename_local(self, nick: str) -> None:
+        client = self._nicks.get(nick.casefold())
+        if client is None or client.room is None:
+            return
+        new = self.bus.free_nick(nick, lambda name: name.casefold() in self._nicks)
+        del self._nicks[nick.casefold()]
+        self._nicks[new.casefold()] = client
+        client.nick = new
+        client.since = time.time()
+        room = client.room
+        self.bus_renamed(room.name, nick, new, client.since)  # the client hears it too
+        self.bus.renamed(room.name, nick, new, client.since)
