@@ -1,4 +1,4 @@
-"""A green HTTP client: urllib3 running on nettools' green socket and ssl.
+"""A green HTTP client: libcurl driven by the nettools hub.
 
     from nettools.web.client import HttpClient
 
@@ -6,43 +6,52 @@
         resp = client.get("https://example.org/")
         print(resp.status, resp.final_url, len(resp.body), resp.truncated)
 
-It needs no ``monkey_patch()``: the client uses a private copy of urllib3
-(``import_patched``) whose socket, ssl, select, threading and queue are the
-green modules, so it runs in plain processes and many greenthreads can share
-one client.  HTTP is all urllib3's; this module adds what the tools share:
+It needs no ``monkey_patch()``: transfers run on libcurl (through pycurl)
+whose sockets and timer are driven by this thread's hub (``_curl.py``), so
+many greenthreads share one client and a waiting greenthread blocks nothing.
+HTTP is all libcurl's; this module adds what the tools share:
 
-* one connection pool per host (keep-alive), at most ``per_host`` connections
-  each -- a greenthread wanting more waits for one to come back;
+* at most ``per_host`` requests in flight to one host per client -- a
+  greenthread wanting more waits for one to finish; connections are kept
+  alive and reused (libcurl's connection cache, shared by the thread);
 * TLS verified against certifi's CA bundle (or ``ca_file``);
 * redirects followed here, up to ``max_redirects``, each hop recorded and
   offered to ``redirect_check`` first; a loop is reported as soon as it closes;
 * gzip/deflate decoded while streaming, the decoded body cut at ``max_body``
   (``Response.truncated``), so memory stays bounded even for compressed bombs;
-* connect and read timeouts; ``HTTP(S)_PROXY``/``NO_PROXY`` from the environment;
-* names resolved by the green ``getaddrinfo`` (a thread pool), and each address
-  offered to ``allow_address`` before connecting to exactly that address, so a
-  service can refuse private targets without a window between check and use.
+* connect and read (inactivity) timeouts; ``HTTP(S)_PROXY``/``NO_PROXY`` from
+  the environment, read the way Python reads them;
+* names resolved by libcurl's threaded resolver, and each address offered to
+  ``allow_address`` in the moment libcurl opens a socket for it, so a service
+  can refuse private targets without a window between check and use.
 
 HTTP error statuses come back as a ``Response``; every transport failure is a
-``FetchError`` with a ``kind``.
+``FetchError`` with a ``kind``.  HTTP/1.1 is spoken (``http2=True`` offers h2
+over TLS).
 """
 
 from __future__ import annotations
 
+import _socket
 import codecs
 import ipaddress
+import os
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+
+import pycurl
 
 from .._version import __version__
 from ..green import socket as gsocket
-from ..patcher import import_patched
+from ..hub import get_hub
+from ..sync import Semaphore
 from ..timeout import Timeout
+from ._curl import Transfer, curl_loop
 
 __all__ = [
     "HttpClient",
@@ -54,14 +63,13 @@ __all__ = [
 
 DEFAULT_USER_AGENT = f"nettools/{__version__} (+https://github.com/nettools/nettools)"
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-#: Bytes read per step while streaming a body.
-CHUNK = 64 * 1024
 #: A redirect's own body is read (and dropped) up to this much to keep the connection.
 REDIRECT_BODY_LIMIT = 64 * 1024
 FETCH_ERROR_KINDS = (
     "dns", "connect", "timeout", "tls", "protocol", "too-many-redirects", "refused-address",
     "other",
 )  # fmt: skip
+ACCEPT_ENCODING = "gzip, deflate"
 
 
 class FetchError(Exception):
@@ -80,6 +88,33 @@ class FetchError(Exception):
 def _printable(text: str) -> str:
     """``text`` with control characters escaped, so it stays one harmless line."""
     return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+class Headers(Mapping[str, str]):
+    """Response headers: a read-only mapping with case-insensitive names.
+
+    A name that came more than once maps to its values joined by ", ".
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: dict[str, tuple[str, str]] | None = None) -> None:
+        self._items = items if items is not None else {}  # lower name -> (name, value)
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()][1]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({dict(self.items())!r})"
 
 
 @dataclass
@@ -135,123 +170,161 @@ def is_public_address(ip: str) -> bool:
     return addr.is_global and not addr.is_multicast
 
 
-# ------------------------------------------------------------------ urllib3
-
-_urllib3: Any = None
+# ------------------------------------------------------------------ one exchange
 
 
-def _green_urllib3() -> Any:
-    """The private green copy of urllib3 (made once per process)."""
-    global _urllib3
-    if _urllib3 is None:
-        # http.client and the email package must be imported the ordinary way
-        # first: the copy then shares them (urllib3 makes its sockets itself)
-        # instead of importing private copies of half the email package.
-        import http.client  # noqa: F401
-
-        _urllib3 = import_patched("urllib3")
-    return _urllib3
+class _ReadTimedOut(Exception):
+    """Thrown into a waiting greenthread whose transfer went quiet too long."""
 
 
-def _connection_classes(u3: Any, allow_address: Callable[[str], bool] | None) -> dict[str, Any]:
-    """Pool classes whose connections resolve, check and connect our way."""
+class _Handle(Transfer):
+    """A pooled easy handle and the state of the exchange it is running.
 
-    def new_conn(self: Any) -> Any:
-        host = self._dns_host.strip("[]")
-        # A proxy is the operator's choice; the target is checked in request().
-        check = allow_address if not self.proxy else None
-        return _open_socket(host, self.port, self.timeout, self.socket_options, check)
+    Its callbacks run inside libcurl calls, in the hub: they never wait.
+    ``opensocket`` is where ``allow_address`` sees the exact address libcurl
+    is about to connect to, for the first request and every redirect hop.
+    """
 
-    http_conn = type("HTTPConnection", (u3.connection.HTTPConnection,), {"_new_conn": new_conn})
-    https_conn = type("HTTPSConnection", (u3.connection.HTTPSConnection,), {"_new_conn": new_conn})
-    return {
-        "http": type("HTTPConnectionPool", (u3.HTTPConnectionPool,), {"ConnectionCls": http_conn}),
-        "https": type(
-            "HTTPSConnectionPool", (u3.HTTPSConnectionPool,), {"ConnectionCls": https_conn}
-        ),
-    }
+    __slots__ = (
+        "loop", "config", "dirty", "chunks", "size", "cap", "truncated", "discarding",
+        "follow", "status", "headers", "allow", "refused", "last", "started", "read_timer",
+    )  # fmt: skip
+
+    def __init__(self, loop: Any) -> None:
+        super().__init__(pycurl.Curl())
+        self.loop = loop
+        self.config: Any = None
+        self.dirty = False
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.cap = 0
+        self.truncated = False
+        self.discarding = False
+        self.follow = False
+        self.status = 0
+        self.headers: dict[str, tuple[str, str]] = {}
+        self.allow: Callable[[str], bool] | None = None
+        self.refused: list[str] = []
+        self.last = 0.0
+        self.started = 0.0
+        self.read_timer: Any = None
+
+    def prepare(self, cap: int, follow: bool, allow: Callable[[str], bool] | None) -> None:
+        self.chunks = []
+        self.size = 0
+        self.cap = cap
+        self.truncated = self.discarding = False
+        self.follow = follow
+        self.status = 0
+        self.headers = {}
+        self.allow = allow
+        self.refused = []
+        self.started = self.last = time.monotonic()
+
+    def write(self, data: bytes) -> int | None:
+        self.last = time.monotonic()
+        n = len(data)
+        room = self.cap - self.size
+        if n <= room:
+            self.chunks.append(data)
+            self.size += n
+            return None
+        if not self.discarding:
+            self.chunks.append(data[:room])
+            self.size = self.cap
+            self.truncated = True
+        return 0  # a short count stops the transfer; libcurl drops the connection
+
+    def header(self, line: bytes) -> None:
+        self.last = time.monotonic()
+        if line[:5] == b"HTTP/":  # a new response (after 1xx, or a proxy's CONNECT answer)
+            parts = line.split(None, 2)
+            self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            self.headers = {}
+            return
+        name, sep, value = line.partition(b":")
+        if not sep:
+            if not line.strip() and self.follow and self.status in REDIRECT_STATUSES:
+                if "location" in self.headers:  # end of a redirect's headers
+                    self.discarding = True
+                    self.chunks = []
+                    self.cap = REDIRECT_BODY_LIMIT
+            return
+        key = name.strip().decode("latin-1")
+        text = value.strip().decode("latin-1")
+        low = key.lower()
+        old = self.headers.get(low)
+        self.headers[low] = (key, text) if old is None else (old[0], f"{old[1]}, {text}")
+
+    def opensocket(self, _purpose: int, address: Any) -> Any:
+        ip = address.addr[0] if isinstance(address.addr, tuple) else ""
+        if self.allow is not None and not self.allow(ip):
+            self.refused.append(ip)
+            return None  # CURL_SOCKET_BAD: libcurl tries the next address or fails
+        sock = _socket.socket(address.family, address.socktype, address.protocol)
+        return _NewSocket(sock.detach())
 
 
-def _open_socket(
-    host: str,
-    port: int,
-    timeout: Any,
-    options: Any,
-    allow_address: Callable[[str], bool] | None,
-) -> Any:
-    """Resolve ``host`` (green), check every address, connect to an allowed one."""
-    try:
-        infos = gsocket.getaddrinfo(host, port, 0, gsocket.SOCK_STREAM)
-    except gsocket.gaierror as exc:
-        raise FetchError("", "dns", f"cannot resolve {host}: {exc.strerror or exc}") from None
-    except UnicodeError as exc:
-        raise FetchError("", "dns", f"bad host name {host!r}: {exc}") from None
-    if allow_address is not None:
-        allowed = [info for info in infos if allow_address(info[4][0])]
-        if not allowed:
-            ips = ", ".join(sorted({info[4][0] for info in infos}))
-            raise FetchError(
-                "", "refused-address", f"{host} resolves to a non-public address ({ips})"
-            )
-        infos = allowed
-    timeout = timeout if isinstance(timeout, (int, float)) else None
-    last: BaseException | None = None
-    for family, kind, proto, _canon, sockaddr in infos:
-        sock = gsocket.socket(family, kind, proto)
-        try:
-            for opt in options or ():
-                sock.setsockopt(*opt)
-            sock.settimeout(timeout)
-            sock.connect(sockaddr)
-            return sock
-        except OSError as exc:
-            sock.close()
-            last = exc
-    if isinstance(last, TimeoutError):
-        raise FetchError("", "timeout", f"connect timed out after {_seconds(timeout)}")
-    reason = getattr(last, "strerror", None) or str(last) or type(last).__name__
-    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    raise FetchError("", "connect", f"cannot connect to {where}: {reason.lower()}")
+class _NewSocket:
+    """A socket for libcurl: pycurl keeps a duplicate of ``fileno()``, ours closes here."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def __del__(self) -> None:
+        os.close(self.fd)
+
+
+def _configure(h: _Handle, options: list[tuple[int, Any]]) -> None:
+    e = h.easy
+    if h.config is not None:
+        e.reset()
+    e.setopt(pycurl.WRITEFUNCTION, h.write)
+    e.setopt(pycurl.HEADERFUNCTION, h.header)
+    e.setopt(pycurl.OPENSOCKETFUNCTION, h.opensocket)
+    for opt, value in options:
+        e.setopt(opt, value)
+    h.config = options
+    h.dirty = False
+
+
+def _take_handle(loop: Any, options: list[tuple[int, Any]]) -> _Handle:
+    free = loop.handles
+    h = free.pop() if free else _Handle(loop)
+    if h.config is not options or h.dirty:
+        _configure(h, options)
+    return h
 
 
 def _seconds(value: float | None) -> str:
     return "(no limit)" if value is None else f"{value:g}s"
 
 
-def _describe(
-    u3: Any, url: str, exc: BaseException, timeouts: tuple[float | None, float | None]
-) -> FetchError:
-    """One FetchError for whatever urllib3 raised."""
-    e = u3.exceptions
-    reason = exc
-    # urllib3 wraps the real cause; look inside for the most telling one.
-    for _ in range(4):
-        inner = getattr(reason, "reason", None) or getattr(reason, "original_error", None)
-        if inner is None or inner is reason or not isinstance(inner, BaseException):
-            break
-        if isinstance(inner, FetchError):
-            return FetchError(url, inner.kind, inner.message)
-        reason = inner
-    text = str(reason) or type(reason).__name__
-    if isinstance(exc, e.ReadTimeoutError) or isinstance(reason, TimeoutError):
-        return FetchError(url, "timeout", f"read timed out after {_seconds(timeouts[1])}")
-    if isinstance(exc, e.ConnectTimeoutError) and not isinstance(exc, e.NewConnectionError):
-        return FetchError(url, "timeout", f"connect timed out after {_seconds(timeouts[0])}")
-    if isinstance(exc, e.LocationParseError):
-        return FetchError(url, "other", f"bad URL: {text}")
-    if isinstance(exc, e.NameResolutionError):
-        return FetchError(url, "dns", text)
-    if isinstance(exc, e.SSLError) or "SSL" in type(reason).__name__:
-        return FetchError(url, "tls", text)
-    if isinstance(exc, (e.NewConnectionError, e.ProxyError)):
-        return FetchError(url, "connect", text)
-    if isinstance(exc, (e.ProtocolError, e.DecodeError, e.HTTPError)):
-        return FetchError(url, "protocol", text)
-    if isinstance(exc, TimeoutError):
-        return FetchError(url, "timeout", f"timed out after {_seconds(timeouts[1])}")
-    if isinstance(exc, OSError):
-        return FetchError(url, "connect", text)
-    return FetchError(url, "other", f"{type(exc).__name__}: {text}")
+_TLS_CODES = frozenset(
+    getattr(pycurl, name)
+    for name in (
+        "E_SSL_CONNECT_ERROR", "E_PEER_FAILED_VERIFICATION", "E_SSL_CERTPROBLEM",
+        "E_SSL_CIPHER", "E_SSL_CACERT", "E_SSL_CACERT_BADFILE", "E_SSL_ENGINE_NOTFOUND",
+        "E_SSL_ENGINE_SETFAILED", "E_SSL_SHUTDOWN_FAILED", "E_SSL_CRL_BADFILE",
+        "E_SSL_ISSUER_ERROR", "E_SSL_PINNEDPUBKEYNOTMATCH", "E_SSL_INVALIDCERTSTATUS",
+        "E_USE_SSL_FAILED",
+    )
+    if hasattr(pycurl, name)
+)  # fmt: skip
+_PROTOCOL_CODES = frozenset(
+    getattr(pycurl, name)
+    for name in (
+        "E_WEIRD_SERVER_REPLY", "E_PARTIAL_FILE", "E_GOT_NOTHING", "E_RECV_ERROR",
+        "E_SEND_ERROR", "E_BAD_CONTENT_ENCODING", "E_HTTP2", "E_HTTP2_STREAM",
+        "E_HTTP_RETURNED_ERROR", "E_FILESIZE_EXCEEDED", "E_UNKNOWN_OPTION", "E_HTTP3",
+    )
+    if hasattr(pycurl, name)
+)  # fmt: skip
 
 
 # ------------------------------------------------------------------ client
@@ -260,10 +333,10 @@ def _describe(
 class HttpClient:
     """Concurrent HTTP(S) fetching for greenthreads; see the module docstring.
 
-    ``allow_address(ip) -> bool`` (optional) vets every address a name
-    resolves to before connecting (``is_public_address`` refuses private
-    targets); refused hosts raise ``FetchError(kind='refused-address')``.
-    ``max_hosts`` is how many per-host pools are kept (least recently used go).
+    ``allow_address(ip) -> bool`` (optional) vets every address libcurl is
+    about to connect to (``is_public_address`` refuses private targets);
+    refused hosts raise ``FetchError(kind='refused-address')``.  ``max_hosts``
+    is how many hosts' request gates are kept while idle.
     """
 
     def __init__(
@@ -280,8 +353,8 @@ class HttpClient:
         proxy_from_env: bool = True,
         allow_address: Callable[[str], bool] | None = None,
         max_hosts: int = 256,
+        http2: bool = False,
     ) -> None:
-        u3 = self._u3 = _green_urllib3()
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_body = max_body
@@ -289,47 +362,48 @@ class HttpClient:
         self.per_host = per_host
         self.user_agent = user_agent or DEFAULT_USER_AGENT
         self.allow_address = allow_address
-        self._timeout = u3.Timeout(connect=connect_timeout, read=read_timeout)
-        pool_kw: dict[str, Any] = {"maxsize": per_host, "block": True}
+        self._max_hosts = max_hosts
+        self._gates: dict[tuple[str, str, int | None], Semaphore] = {}
+        options: list[tuple[int, Any]] = [
+            (pycurl.NOSIGNAL, 1),
+            (pycurl.FOLLOWLOCATION, 0),
+            (pycurl.ACCEPT_ENCODING, ACCEPT_ENCODING),
+            (pycurl.USERAGENT, self.user_agent),
+            (pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS if http2
+             else pycurl.CURL_HTTP_VERSION_1_1),
+            (pycurl.CONNECTTIMEOUT_MS, int(connect_timeout * 1000) if connect_timeout else 0),
+            (pycurl.PROXY, ""),  # per request below; "" also keeps libcurl off the environment
+        ]  # fmt: skip
+        if hasattr(pycurl, "PROTOCOLS_STR"):
+            options.append((pycurl.PROTOCOLS_STR, "http,https"))
         if verify:
             if ca_file is None:
                 import certifi
 
                 ca_file = certifi.where()
-            pool_kw.update(cert_reqs="CERT_REQUIRED", ca_certs=ca_file)
+            options += [
+                (pycurl.CAINFO, ca_file),
+                (pycurl.SSL_VERIFYPEER, 1),
+                (pycurl.SSL_VERIFYHOST, 2),
+            ]
         else:
-            pool_kw["cert_reqs"] = "CERT_NONE"
-            u3.disable_warnings(u3.exceptions.InsecureRequestWarning)
-        self._pool_kw = pool_kw
-        self._max_hosts = max_hosts
-        self._pool_classes = _connection_classes(u3, allow_address)
-        self._direct = self._manager(u3.PoolManager)
+            options += [(pycurl.SSL_VERIFYPEER, 0), (pycurl.SSL_VERIFYHOST, 0)]
+        self._options = options
         self._proxies: dict[str, str] = {}
         if proxy_from_env:
             self._proxies = urllib.request.getproxies_environment()
-        self._proxy_managers: dict[str, Any] = {}
 
-    def _manager(self, cls: Any, *args: Any, **kw: Any) -> Any:
-        pm = cls(*args, num_pools=self._max_hosts, **kw, **self._pool_kw)
-        pm.pool_classes_by_scheme = self._pool_classes
-        return pm
-
-    def _manager_for(self, url: str) -> tuple[Any, bool]:
-        """The pool manager for ``url`` and whether it goes through a proxy."""
+    def _proxy_for(self, url: str) -> str:
+        """The proxy URL for ``url``, or '' to go direct."""
         if not self._proxies:
-            return self._direct, False
+            return ""
         parts = urlsplit(url)
         proxy = self._proxies.get(parts.scheme) or self._proxies.get("all")
         if not proxy or urllib.request.proxy_bypass_environment(
             parts.hostname or "", self._proxies
         ):
-            return self._direct, False
-        if "://" not in proxy:
-            proxy = "http://" + proxy
-        pm = self._proxy_managers.get(proxy)
-        if pm is None:
-            pm = self._proxy_managers[proxy] = self._manager(self._u3.ProxyManager, proxy)
-        return pm, True
+            return ""
+        return proxy if "://" in proxy else "http://" + proxy
 
     # ------------------------------------------------------------ requests
 
@@ -356,8 +430,8 @@ class HttpClient:
         if timeout is None:
             return self._request(method, url, headers, body, follow_redirects, max_body,
                                  redirect_check)  # fmt: skip
-        # A Timeout (a BaseException) cuts through urllib3's own error handling;
-        # the cleanup in finally blocks puts the connection back.
+        # A Timeout (a BaseException) reaches the waiting greenthread, which
+        # takes its transfer out of libcurl on the way out.
         timer = Timeout(timeout)
         try:
             return self._request(method, url, headers, body, follow_redirects, max_body,
@@ -382,31 +456,31 @@ class HttpClient:
         start = time.monotonic()
         method = method.upper()
         cap = self.max_body if max_body is None else max_body
-        hdrs = self._u3.HTTPHeaderDict(
-            {"User-Agent": self.user_agent, "Accept-Encoding": "gzip, deflate"}
-        )
-        for k, v in (headers or {}).items():
-            hdrs[k] = v
+        hdrs = {k.lower(): (k, v) for k, v in (headers or {}).items()}
         redirects: list[tuple[int, str]] = []
         seen = {(method, url)}
         current = url
         while True:
             self._check_url(current)
-            raw = self._send(method, current, hdrs, body)
-            location = raw.headers.get("Location")
-            if not (follow_redirects and raw.status in REDIRECT_STATUSES and location):
-                data, truncated = self._read_body(raw, cap, current)
-                return Response(
-                    url=url,
-                    final_url=current,
-                    status=raw.status,
-                    headers=raw.headers,
-                    body=data,
-                    truncated=truncated,
-                    redirects=redirects,
-                    elapsed=time.monotonic() - start,
-                )
-            self._discard(raw)
+            h = self._send(method, current, hdrs, body, cap, follow_redirects)
+            try:
+                status = h.easy.getinfo(pycurl.RESPONSE_CODE)
+                got = Headers(h.headers)
+                location = got.get("Location")
+                if not (follow_redirects and status in REDIRECT_STATUSES and location):
+                    return Response(
+                        url=url,
+                        final_url=current,
+                        status=status,
+                        headers=got,
+                        body=b"".join(h.chunks),
+                        truncated=h.truncated,
+                        redirects=redirects,
+                        elapsed=time.monotonic() - start,
+                    )
+            finally:
+                h.chunks = []
+                h.loop.handles.append(h)
             try:
                 target = urljoin(current, location.strip())
                 self._check_url(target)
@@ -422,16 +496,14 @@ class HttpClient:
                     redirect_check(target)
                 except FetchError as exc:
                     raise FetchError(url, exc.kind, exc.message) from None
-            redirects.append((raw.status, target))
-            if (raw.status == 303 and method != "HEAD") or (
-                raw.status in (301, 302) and method == "POST"
-            ):
+            redirects.append((status, target))
+            if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
                 method, body = "GET", None
-                for name in ("Content-Type", "Content-Length"):
+                for name in ("content-type", "content-length"):
                     hdrs.pop(name, None)
             if urlsplit(target).netloc != urlsplit(current).netloc:
                 # Credentials are for the host they were given to.
-                for name in ("Authorization", "Cookie", "Proxy-Authorization"):
+                for name in ("authorization", "cookie", "proxy-authorization"):
                     hdrs.pop(name, None)
             if (method, target) in seen:
                 raise FetchError(url, "too-many-redirects", f"redirect loop at {target}")
@@ -461,26 +533,161 @@ class HttpClient:
         if not host:
             raise FetchError(url, "other", "URL has no host")
 
-    def _send(self, method: str, url: str, hdrs: Any, body: bytes | None) -> Any:
-        pm, proxied = self._manager_for(url)
+    def _send(
+        self,
+        method: str,
+        url: str,
+        hdrs: dict[str, tuple[str, str]],
+        body: bytes | None,
+        cap: int,
+        follow: bool,
+    ) -> _Handle:
+        """One hop: wait for a place at the host, run it; the handle holds the answer.
+
+        The caller puts the handle back on its loop's free list."""
+        proxy = self._proxy_for(url)
+        allow = self.allow_address
+        if proxy and allow is not None:
+            self._check_target(url)
+            allow = None  # the proxy is the operator's choice; the target was vetted
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.hostname or "", parts.port)
+        gate = self._gates.get(key)
+        if gate is None:
+            if len(self._gates) >= self._max_hosts:
+                self._prune_gates()
+            gate = self._gates[key] = Semaphore(self.per_host)
+        gate.acquire()
         try:
-            if proxied and self.allow_address is not None:
-                self._check_target(url)
-            return pm.urlopen(
-                method,
-                url,
-                body=body,
-                headers=hdrs,
-                redirect=False,
-                retries=False,
-                preload_content=False,
-                decode_content=True,
-                timeout=self._timeout,
+            loop = curl_loop()
+            h = _take_handle(loop, self._options)
+            try:
+                self._setup(h, method, url, hdrs, body, proxy)
+                h.prepare(cap, follow, allow)
+                code, message = self._perform(loop, h)
+            except BaseException:
+                h.chunks = []
+                h.dirty = True  # whatever state libcurl kept, the next user starts over
+                loop.handles.append(h)
+                raise
+        finally:
+            gate.release()
+        if code and not (code == pycurl.E_WRITE_ERROR and (h.truncated or h.discarding)):
+            err = self._describe(h, url, proxy, code, message)
+            h.chunks = []
+            loop.handles.append(h)
+            raise err
+        return h
+
+    def _prune_gates(self) -> None:
+        idle = [k for k, g in self._gates.items() if g.counter == self.per_host and not g.waiting()]
+        for k in idle:
+            del self._gates[k]
+
+    def _setup(
+        self,
+        h: _Handle,
+        method: str,
+        url: str,
+        hdrs: dict[str, tuple[str, str]],
+        body: bytes | None,
+        proxy: str,
+    ) -> None:
+        e = h.easy
+        try:
+            e.setopt(pycurl.URL, url if url.isascii() else _ascii_url(url))
+        except (pycurl.error, UnicodeError, ValueError) as exc:
+            raise FetchError(url, "other", f"bad URL: {exc}") from None
+        if proxy or h.dirty:
+            e.setopt(pycurl.PROXY, proxy)
+            h.dirty = bool(proxy)
+        lines = [f"{k}: {v}" if v else f"{k};" for k, v in hdrs.values()]
+        if method == "GET" and body is None:
+            if lines:
+                e.setopt(pycurl.HTTPHEADER, lines)
+                h.dirty = True
+            return
+        h.dirty = True  # reset before the next plain GET
+        if method == "HEAD":
+            e.setopt(pycurl.NOBODY, 1)
+        elif method != "POST" or body is None:
+            e.setopt(pycurl.CUSTOMREQUEST, method)
+        if body is not None:
+            e.setopt(pycurl.POSTFIELDS, body)
+            # libcurl would add a form Content-Type and, for big bodies, wait
+            # for "100 Continue"; send what the caller gave, as it gave it.
+            if "content-type" not in hdrs:
+                lines.append("Content-Type:")
+            lines.append("Expect:")
+        if lines:
+            e.setopt(pycurl.HTTPHEADER, lines)
+
+    def _perform(self, loop: Any, h: _Handle) -> tuple[int, str]:
+        rt = self.read_timeout
+        if rt is None:
+            return loop.perform(h)
+        h.read_timer = get_hub().schedule(rt, self._check_read, loop, h, rt)
+        try:
+            return loop.perform(h)
+        except _ReadTimedOut:
+            return -1, f"read timed out after {_seconds(rt)}"
+        finally:
+            h.read_timer.cancel()
+            h.read_timer = None
+
+    def _check_read(self, loop: Any, h: _Handle, rt: float) -> None:
+        """From the hub: fail the transfer if nothing came for ``rt`` seconds once connected."""
+        if h.waiter is None:
+            return
+        now = time.monotonic()
+        connected = h.easy.getinfo(pycurl.PRETRANSFER_TIME)
+        if connected <= 0:
+            quiet_since = now  # still connecting: the connect timeout has that part
+        else:
+            quiet_since = max(h.last, h.started + connected)
+        due = quiet_since + rt - now
+        if due > 0:
+            h.read_timer = get_hub().schedule(due, self._check_read, loop, h, rt)
+            return
+        loop.wake(h, _ReadTimedOut())
+
+    def _describe(self, h: _Handle, url: str, proxy: str, code: int, message: str) -> FetchError:
+        """One FetchError for a libcurl error code."""
+        if code == -1:
+            return FetchError(url, "timeout", message)
+        e = h.easy
+        parts = urlsplit(proxy or url)
+        host = parts.hostname or ""
+        where = f"[{host}]:{parts.port}" if ":" in host else f"{host}:{parts.port}"
+        if parts.port is None:
+            where = host
+        if code == pycurl.E_COULDNT_CONNECT and h.refused and not proxy:
+            ips = ", ".join(sorted(set(h.refused)))
+            return FetchError(
+                url, "refused-address", f"{host} resolves to a non-public address ({ips})"
             )
-        except FetchError as exc:
-            raise FetchError(url, exc.kind, exc.message) from None
-        except Exception as exc:  # anything urllib3 or the socket raised
-            raise _describe(self._u3, url, exc, self._timeouts) from None
+        if code == pycurl.E_OPERATION_TIMEDOUT:
+            # Only the connect timeout (TCP, proxy tunnel, TLS handshake) is
+            # libcurl's; the read and whole-exchange timeouts are ours.
+            return FetchError(
+                url, "timeout", f"connect timed out after {_seconds(self.connect_timeout)}"
+            )
+        if code in (pycurl.E_COULDNT_RESOLVE_HOST, pycurl.E_COULDNT_RESOLVE_PROXY):
+            return FetchError(url, "dns", message or f"cannot resolve {host}")
+        if code == pycurl.E_COULDNT_CONNECT:
+            errno_ = e.getinfo(pycurl.OS_ERRNO)
+            reason = os.strerror(errno_).lower() if errno_ else message
+            via = "proxy " if proxy else ""
+            return FetchError(url, "connect", f"cannot connect to {via}{where}: {reason}")
+        if code in _TLS_CODES:
+            return FetchError(url, "tls", message)
+        if code == pycurl.E_URL_MALFORMAT or code == pycurl.E_UNSUPPORTED_PROTOCOL:
+            return FetchError(url, "other", f"bad URL: {message}")
+        if code in _PROTOCOL_CODES:
+            return FetchError(url, "protocol", message)
+        if code == getattr(pycurl, "E_PROXY", -2):
+            return FetchError(url, "connect", message)
+        return FetchError(url, "other", message or f"libcurl error {code}")
 
     def _check_target(self, url: str) -> None:
         """Through a proxy the proxy connects: vet the target's addresses ourselves."""
@@ -488,84 +695,42 @@ class HttpClient:
         host = parts.hostname or ""
         try:
             infos = gsocket.getaddrinfo(host, parts.port or 80, 0, gsocket.SOCK_STREAM)
-        except gsocket.gaierror:
+        except (gsocket.gaierror, UnicodeError):
             return  # the proxy may know names we do not; it reports failures itself
         assert self.allow_address is not None
         if not any(self.allow_address(info[4][0]) for info in infos):
             raise FetchError(url, "refused-address", f"{host} resolves to a non-public address")
 
-    @property
-    def _timeouts(self) -> tuple[float | None, float | None]:
-        return self.connect_timeout, self.read_timeout
-
-    def _read_body(self, raw: Any, cap: int, url: str) -> tuple[bytes, bool]:
-        """Read and decode the body as it streams in, stopping at ``cap`` bytes."""
-        parts: list[bytes] = []
-        size = 0
-        truncated = False
-        clean = False
-        try:
-            for chunk in self._chunks(raw):
-                if size + len(chunk) > cap:
-                    parts.append(chunk[: cap - size])
-                    size = cap
-                    truncated = True
-                    break
-                parts.append(chunk)
-                size += len(chunk)
-            clean = not truncated
-        except FetchError:
-            raise
-        except Exception as exc:
-            raise _describe(self._u3, url, exc, self._timeouts) from None
-        finally:
-            # Cut short (cap, error, or a Timeout from the caller): the rest is
-            # still on the wire, so this connection cannot be reused.
-            if not clean:
-                raw.close()
-            raw.release_conn()
-        return b"".join(parts), truncated
-
-    @staticmethod
-    def _chunks(raw: Any) -> Iterator[bytes]:
-        while True:
-            chunk = raw.read(CHUNK, decode_content=True)
-            if not chunk:
-                return
-            yield chunk
-
-    def _discard(self, raw: Any) -> None:
-        """Drop a redirect's body, keeping the connection if the body is small."""
-        clean = False
-        try:
-            size = 0
-            for chunk in self._chunks(raw):
-                size += len(chunk)
-                if size > REDIRECT_BODY_LIMIT:
-                    break
-            else:
-                clean = True
-        except Exception:
-            pass
-        finally:
-            if not clean:
-                raw.close()
-            raw.release_conn()
-
     # ------------------------------------------------------------ lifetime
 
     def close(self) -> None:
-        """Close every pooled connection now (urllib3 alone would leave idle
-        ones to the garbage collector)."""
-        for pm in (self._direct, *self._proxy_managers.values()):
-            for key in list(pm.pools.keys()):
-                pool = pm.pools.get(key)
-                if pool is not None:
-                    pool.close()
-            pm.clear()
+        """Forget this client's per-host gates.  Idle connections stay in the
+        thread's libcurl cache (shared by its clients) until libcurl drops them."""
+        self._gates.clear()
 
     def __enter__(self) -> HttpClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _ascii_url(url: str) -> str:
+    """``url`` with an IDNA host and percent-encoded path, query and fragment."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not host.isascii():
+        host = host.encode("idna").decode("ascii")
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    if parts.username is not None:
+        auth = quote(parts.username, safe="%")
+        if parts.password is not None:
+            auth += ":" + quote(parts.password, safe="%")
+        netloc = f"{auth}@{netloc}"
+    safe = "%/:=&?~#+!$,;'@()*[]"
+    return urlunsplit(
+        (parts.scheme, netloc, quote(parts.path, safe=safe), quote(parts.query, safe=safe),
+         quote(parts.fragment, safe=safe))
+    )  # fmt: skip
