@@ -463,7 +463,7 @@ class Crawler:
             link.redirect = str(target[0])
             self._follow(link, [(link.redirect, *target)], found, via_redirect=True)
             return found
-        if resp.content_type in HTML_TYPES and 200 <= resp.status < 300:
+        if link.content_type in HTML_TYPES and 200 <= resp.status < 300:  # set by _fetch
             page = extract(resp.body, url)
             if self.check_fragments:
                 link._anchors = page.anchors

@@ -11,11 +11,10 @@ that host waits, not only the one that was refused.
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from ...greenthread import sleep
 from ...sync import Semaphore
@@ -27,12 +26,31 @@ MAX_RETRY_AFTER = 60.0
 
 
 class _Gate:
+    """One host's slots and spacing; ``with gate:`` holds a slot (see ``HostGates.slot``)."""
+
     __slots__ = ("slots", "next_start", "delay")
 
     def __init__(self, per_host: int, delay: float) -> None:
         self.slots = Semaphore(per_host)
         self.next_start = 0.0
         self.delay = delay
+
+    def __enter__(self) -> None:
+        self.slots.acquire()
+        try:
+            while True:  # hold_off may move next_start while we sleep
+                wait = self.next_start - time.monotonic()
+                if wait <= 0:
+                    break
+                sleep(wait)
+        except BaseException:
+            self.slots.release()
+            raise
+        if self.delay:
+            self.next_start = time.monotonic() + self.delay
+
+    def __exit__(self, *exc: Any) -> None:
+        self.slots.release()
 
 
 class HostGates:
@@ -61,19 +79,11 @@ class HostGates:
         gate = self._gate(host)
         gate.next_start = max(gate.next_start, time.monotonic() + seconds)
 
-    @contextlib.contextmanager
-    def slot(self, host: str) -> Iterator[None]:
-        """Hold one of ``host``'s request slots, started no sooner than its spacing allows."""
-        gate = self._gate(host)
-        with gate.slots:
-            while True:  # hold_off may move next_start while we sleep
-                wait = gate.next_start - time.monotonic()
-                if wait <= 0:
-                    break
-                sleep(wait)
-            if gate.delay:
-                gate.next_start = time.monotonic() + gate.delay
-            yield
+    def slot(self, host: str) -> _Gate:
+        """``with gates.slot(host):`` holds one of ``host``'s request slots,
+        entered no sooner than its spacing allows.  (A plain context manager,
+        not a generator: it is entered for every request.)"""
+        return self._gate(host)
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
