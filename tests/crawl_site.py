@@ -41,7 +41,10 @@ def _page(body: str, title: str = "page") -> bytes:
 
 
 class Recorder:
-    """Counts requests per (method, path) and concurrent requests per Host."""
+    """Counts requests per (method, path) and concurrent requests per Host;
+    ``started[path]`` and ``answered[path]`` are the server's own clock
+    (``time.monotonic``) when each request arrived and when its answer was
+    handed back (the client cannot have it any sooner)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -53,6 +56,7 @@ class Recorder:
             self.inflight: Counter = Counter()
             self.max_inflight: Counter = Counter()
             self.started: dict[str, list[float]] = defaultdict(list)
+            self.answered: dict[str, list[float]] = defaultdict(list)
             self.total = 0
             self.agents: set[str] = set()
         self.reached = threading.Event()
@@ -72,9 +76,18 @@ class Recorder:
                 self.reached.set()
         return host
 
-    def leave(self, host: str) -> None:
+    def leave(self, host: str, path: str) -> None:
         with self.lock:
             self.inflight[host] -= 1
+            self.answered[path].append(time.monotonic())
+
+    def wait_for(self, path: str, limit: float = 10.0) -> None:
+        """Hold this request (a green sleep: other requests go on) until ``path``
+        has been requested, for at most ``limit`` seconds."""
+        for _ in range(int(limit / 0.005)):
+            if path in self.started:
+                return
+            nettools.sleep(0.005)
 
     def paths(self, method: str = "GET") -> set[str]:
         return {p for (m, p) in self.counts if m == method}
@@ -124,7 +137,7 @@ class Site(Recorder):
         try:
             status, headers, body = self.respond(environ, host)
         finally:
-            self.leave(host)
+            self.leave(host, environ.get("PATH_INFO", ""))
         start_response(status, headers)
         return [body]
 
@@ -247,7 +260,7 @@ class External(Recorder):
             start_response("404 Not Found", html)
             return [_page("gone")]
         finally:
-            self.leave(host)
+            self.leave(host, environ.get("PATH_INFO", ""))
 
 
 def serve(app) -> ServerThread:
@@ -256,9 +269,10 @@ def serve(app) -> ServerThread:
 
 
 class Pages(Recorder):
-    """A hand-made site: ``{path: (links, seconds to wait before answering)}``."""
+    """A hand-made site: ``{path: (links, wait)}``; ``wait`` is seconds to wait
+    before answering, or a path whose request the answer waits for."""
 
-    def __init__(self, pages: dict[str, tuple[list[str], float]]) -> None:
+    def __init__(self, pages: dict[str, tuple[list[str], float | str]]) -> None:
         super().__init__()
         self.pages = pages
 
@@ -270,9 +284,11 @@ class Pages(Recorder):
                 start_response("404 Not Found", [("Content-Type", "text/html")])
                 return [_page("not found")]
             links, wait = page
-            if wait:
+            if isinstance(wait, str):
+                self.wait_for(wait)
+            elif wait:
                 nettools.sleep(wait)
             start_response("200 OK", [("Content-Type", "text/html")])
             return [_page("".join(f'<a href="{u}">{u}</a>' for u in links))]
         finally:
-            self.leave(host)
+            self.leave(host, environ.get("PATH_INFO", ""))
