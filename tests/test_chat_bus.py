@@ -18,12 +18,16 @@ import signal
 import socket
 import threading
 import time
+import urllib.request
 
 import pytest
 import zmq
 from cli_helpers import Cli, run_cli
 from test_cli_chat import Client as LineClient
 from test_wschat import Client as WSClient
+
+from nettools.sync import Event
+from nettools.tools.chatbus import ChatBus
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -336,6 +340,8 @@ def test_wschat_users_on_two_servers_share_rooms(net):
     bob.send(type="join", room="room2")
     assert bob.expect("welcome", room="room2")["users"] == ["alice", "bob"]
     ws_skip_to(alice, "joined", nick="bob", room="room2")
+    with urllib.request.urlopen(f"http://{b.host}:{b.port}/healthz", timeout=T) as resp:
+        assert json.load(resp)["bus"] == {"connected": True, "servers": 1}
 
 
 def test_line_chat_and_wschat_users_share_a_room(net):
@@ -421,6 +427,52 @@ def test_malformed_bus_messages_are_ignored_and_counted(net):
     assert code == 0
     assert summary(err)["bus"]["malformed"] == len(bad)
     assert "malformed message" in err
+
+
+class Recorder:
+    """A chat server's side of the bus that only writes down what it hears."""
+
+    def __init__(self, expected_joins: int) -> None:
+        self.joins: list[tuple[str, str]] = []
+        self.expected = expected_joins
+        self.all_joined = Event()
+
+    def bus_joined(self, room: str, nick: str, ts: float) -> None:
+        self.joins.append((room, nick))
+        if len(self.joins) == self.expected:
+            self.all_joined.send(True)
+
+    def bus_said(self, *args) -> None:
+        pass
+
+    bus_left = bus_renamed = bus_rename_local = bus_said
+
+
+def test_a_new_server_gets_all_users_of_another_in_parts_under_the_size_cap(net):
+    fwd = net.forwarder()
+    users = [(f"user{i}", "lobby" if i % 3 else "room2") for i in range(150)]
+    old = ChatBus(fwd.front, fwd.back, heartbeat=0.2, expiry=3, max_message=1024)
+    old.attach(Recorder(0))
+    for nick, room in users:
+        old.joined(room, nick, 1000.0)
+    new = ChatBus(fwd.front, fwd.back, heartbeat=0.2, expiry=3, max_message=1024)
+    seen = Recorder(len(users))
+    new.attach(seen)
+    old.start()
+    try:
+        new.start()
+        try:
+            assert seen.all_joined.wait(T), seen.joins
+            assert sorted(seen.joins) == sorted((room, nick) for nick, room in users)
+            assert sorted(new.nicks_in("room2")) == sorted(n for n, r in users if r == "room2")
+            assert new.count_in("LOBBY") == 100 and new.nick_taken("USER7")
+            # 150 users do not fit in one message of 1K: they came in parts.
+            assert new.stats.received > 4 and new.stats.malformed == 0
+            assert old.stats.too_big == 0
+        finally:
+            new.stop()
+    finally:
+        old.stop()
 
 
 def test_bad_bus_options_are_usage_errors():

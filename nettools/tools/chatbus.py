@@ -396,11 +396,17 @@ class ChatBus:
         self._snapshot_due = False
         self._threads = [gt for gt in self._threads if not gt.dead]
         self._snap_seq += 1
-        # Each part must fit the cap; a name is at most 32 characters, but JSON
-        # may write one as 32 \\uXXXX\\uXXXX escapes.
-        per_part = max(1, (self.max_message - 512) // (2 * NAME_MAX * 12 + 40))
-        users = list(self._local.users.values())
-        parts = [users[i:i + per_part] for i in range(0, len(users), per_part)] or [[]]
+        # Parts that fit the cap with room to spare for the fields around them.
+        room_for = self.max_message - 512
+        parts: list[list] = [[]]
+        size = 0
+        for entry in self._local.users.values():
+            n = len(json.dumps(entry, separators=(",", ":"))) + 1
+            if size + n > room_for and parts[-1]:
+                parts.append([])
+                size = 0
+            parts[-1].append(entry)
+            size += n
         # Without a wait in between, so no join or leave slips between the parts.
         for i, part in enumerate(parts):
             self._publish(b"", "presence", snap=self._snap_seq, part=i,

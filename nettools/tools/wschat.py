@@ -5,7 +5,8 @@
 * ``GET /``: the chat page, one self-contained file (``static/wschat.html``:
   no CDN, works offline) that reconnects by itself after a dropped connection;
 * ``GET /chat``: the websocket, speaking the JSON messages below;
-* ``GET /healthz``: ``{"status": "ok", "clients": N, "rooms": N}``.
+* ``GET /healthz``: ``{"status": "ok", "clients": N, "rooms": N}``, and on a
+  bus ``"bus": {"connected": BOOL, "servers": N}`` (N: the other servers).
 
 Message schema (version 1)
 --------------------------
@@ -352,11 +353,15 @@ class WSChatServer:
                     start_response, "405 Method Not Allowed", "Use GET.\n", [("Allow", "GET, HEAD")]
                 )
             if path == "/healthz":
-                body = json.dumps({
+                health: dict[str, Any] = {
                     "status": "stopping" if self._stopping else "ok",
                     "clients": len(self._clients),
                     "rooms": len(self.rooms),
-                }).encode() + b"\n"
+                }
+                if self.bus is not None:
+                    health["bus"] = {"connected": self.bus.connected,
+                                     "servers": self.bus.stats.servers}
+                body = json.dumps(health).encode() + b"\n"
                 start_response("200 OK", [("Content-Type", "application/json"),
                                           ("Cache-Control", "no-store")])
                 return [body]
