@@ -84,6 +84,10 @@ class Site:
         if path == "/to-garbage":
             start_response("302 Found", [("Location", "http://[::1")])
             return [b""]
+        if path == "/to-other-address":
+            port = env["SERVER_PORT"]
+            start_response("302 Found", [("Location", f"http://127.0.0.2:{port}/final")])
+            return [b""]
         if path == "/see-other":
             start_response("303 See Other", [("Location", "/final")])
             return [b""]
@@ -386,6 +390,22 @@ def test_allow_address_refuses_before_connecting(site):
     assert site.requests == []
 
 
+def test_allow_address_vets_the_address_of_every_hop(site):
+    seen = []
+
+    def allow(ip):
+        seen.append(ip)
+        return ip == LOCAL
+
+    with HttpClient(proxy_from_env=False, allow_address=allow) as c:
+        assert c.get(site.url + "/hello").status == 200
+        with pytest.raises(FetchError) as info:
+            c.get(site.url + "/to-other-address")
+    assert info.value.kind == "refused-address"
+    assert "127.0.0.2" in str(info.value)
+    assert seen == [LOCAL, "127.0.0.2"]  # the reused connection needed no new check
+
+
 def test_is_public_address():
     for ip in ("127.0.0.1", "10.0.0.1", "192.168.1.1", "172.16.0.1", "169.254.169.254",
                "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fc00::1", "::ffff:127.0.0.1",
@@ -585,6 +605,190 @@ def test_works_in_a_monkey_patched_process_and_beside_the_real_urllib3():
         pm = urllib3.PoolManager()
         assert pm.request("GET", url).data == b"ok"
         print("OK")
+        """
+    )
+    assert out.strip().endswith("OK")
+
+
+# ------------------------------------------------------------------ the hub and libcurl
+
+
+def test_a_timeout_in_a_waiting_greenthread_takes_its_transfer_out(site):
+    from nettools.web._curl import curl_loop
+
+    with HttpClient(proxy_from_env=False, per_host=1, read_timeout=5) as c:
+        with nettools.Timeout(0.2, False):
+            c.get(site.url + "/trickle")
+            raise AssertionError("the Timeout did not reach the waiting greenthread")
+        loop = curl_loop()
+        assert loop.running == {}
+        assert not loop._watching  # nothing left for the hub to wake for libcurl
+        # The gate was released and the cut connection is not reused.
+        assert c.get(site.url + "/next").body == b"page /next"
+    assert len(site.connections) == 2
+
+
+def test_killing_a_waiting_greenthread_takes_its_transfer_out(site):
+    from nettools.web._curl import curl_loop
+
+    site.barrier_size = 2  # never reached: the request waits until killed
+    with HttpClient(proxy_from_env=False, per_host=1) as c:
+        gt = nettools.spawn(c.get, site.url + "/barrier")
+        for _ in range(200):  # bounded: until the server holds the request
+            if site.arrived:
+                break
+            nettools.sleep(0.01)
+        assert site.arrived == 1
+        gt.kill()
+        assert gt.dead and curl_loop().running == {}
+        assert c.get(site.url + "/after").body == b"page /after"
+
+
+def test_two_clients_share_the_thread_and_keep_their_own_settings(site):
+    with (
+        HttpClient(proxy_from_env=False, user_agent="one/1") as a,
+        HttpClient(proxy_from_env=False, user_agent="two/2", max_body=4) as b,
+    ):
+        pool = nettools.GreenPool(20)
+
+        def fetch(i):
+            client = (a, b)[i % 2]
+            resp = client.get(f"{site.url}/r{i}")
+            return i, resp.body, resp.truncated
+
+        results = list(pool.imap(fetch, range(40)))
+    for i, body, truncated in results:
+        if i % 2:
+            assert (body, truncated) == (f"page /r{i}".encode()[:4], True)
+        else:
+            assert (body, truncated) == (f"page /r{i}".encode(), False)
+    agents = {path: h["USER_AGENT"] for _, path, h in site.requests}
+    assert all(agents[f"/r{i}"] == ("one/1", "two/2")[i % 2] for i in range(40))
+
+
+def test_other_greenthreads_run_while_a_name_is_resolved():
+    # libcurl resolves in a thread of its own (an asynchronous resolver build);
+    # the hub keeps turning while lookups are in flight.
+    import pycurl
+
+    assert pycurl.version_info()[4] & pycurl.VERSION_ASYNCHDNS
+    ticks = []
+    stop = nettools.Event()
+
+    def ticker():
+        while not stop.ready():
+            ticks.append(1)
+            nettools.sleep(0.001)
+
+    t = nettools.spawn(ticker)
+    with HttpClient(proxy_from_env=False) as c:
+        pool = nettools.GreenPool(10)
+
+        def lookup(i):
+            with pytest.raises(FetchError) as info:
+                c.get(f"http://no-such-host-{i}.invalid/")
+            return info.value.kind
+
+        assert set(pool.imap(lookup, range(10))) == {"dns"}
+    stop.send(True)
+    t.wait()
+    assert ticks
+
+
+class ClosingServer:
+    """Answers each request with ``Connection: close`` and closes, noting which
+    fds libcurl was watching while the request was in flight (and its own)."""
+
+    def __init__(self) -> None:
+        from nettools.web._curl import curl_loop
+
+        self.loop = curl_loop()
+        self.curl_fds: set[int] = set()
+        self.green_fds: set[int] = set()  # its own sockets, green ones
+        self.server = nettools.Server(nettools.listen((LOCAL, 0)), self.handle, name="closer")
+        self.server.start()
+        self.port = self.server.address[1]
+
+    def handle(self, sock, addr):
+        f = sock.makefile("rb")
+        while f.readline() not in (b"\r\n", b""):
+            pass
+        self.curl_fds.update(self.loop._masks)
+        self.green_fds.add(sock.fileno())
+        sock.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+        f.close()
+        sock.close()
+
+
+def test_sockets_libcurl_closed_do_not_confuse_later_fds(site):
+    closer = ClosingServer()
+    green_fds: set[int] = set()
+    try:
+        with HttpClient(proxy_from_env=False) as c:
+            for i in range(20):
+                assert c.get(f"http://{LOCAL}:{closer.port}/{i}").body == b"ok"
+                # The numbers libcurl just closed go to green sockets, whose
+                # waits must work (the hub knows nothing stale about them) ...
+                socks = [nettools.connect((LOCAL, closer.port)) for _ in range(3)]
+                for s in socks:
+                    green_fds.add(s.fileno())
+                    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                    assert s.recv(100).endswith(b"ok")
+                    s.close()
+                # ... and libcurl gets it back again for the next request.
+                assert c.get(site.url + f"/after{i}").body == f"page /after{i}".encode()
+    finally:
+        closer.server.stop(0)
+    assert closer.curl_fds & (green_fds | closer.green_fds)  # numbers really were shared
+
+
+def test_closing_the_last_client_closes_idle_connections():
+    ended = nettools.Event()
+
+    def handle(sock, addr):
+        f = sock.makefile("rb")
+        try:
+            while True:
+                line = f.readline()
+                if not line:
+                    break
+                if line == b"\r\n":
+                    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        finally:
+            ended.send(True)
+
+    server = nettools.Server(nettools.listen((LOCAL, 0)), handle, name="keeper")
+    server.start()
+    try:
+        with HttpClient(proxy_from_env=False) as c:
+            assert c.get(f"http://{LOCAL}:{server.address[1]}/").body == b"ok"
+            assert not ended.ready()  # kept alive for reuse
+        assert ended.wait(timeout=5)
+    finally:
+        server.stop(0)
+
+
+def test_an_idle_client_does_not_hide_a_deadlock():
+    # A thread whose transfers are all done has nothing left for the hub to
+    # wait on: a wait that can never end is still reported.
+    out = run_isolated(
+        """
+        import nettools
+        from nettools.web import wsgi
+        from nettools.web.client import HttpClient
+
+        def app(env, start_response):
+            start_response("200 OK", [("Content-Length", "2")])
+            return [b"ok"]
+
+        srv = wsgi.WSGIServer(("127.0.0.1", 0), app, log_output=False).start()
+        client = HttpClient(proxy_from_env=False)
+        assert client.get("http://127.0.0.1:%d/" % srv.address[1]).body == b"ok"
+        srv.stop(0)
+        try:
+            nettools.Event().wait()
+        except nettools.DeadlockError:
+            print("OK")
         """
     )
     assert out.strip().endswith("OK")

@@ -43,12 +43,12 @@ from typing import Any
 import pycurl
 from greenlet import getcurrent
 
-from ..hub import READ, Hub, get_hub
+from ..hub import READ, Hub, current_hub, get_hub
 from ..patcher import original
 
-select = original("select")  # our epoll must block nothing but never park
+select = original("select")  # the real epoll: polled only with a zero timeout, in the hub
 
-__all__ = ["CurlLoop", "curl_loop", "Transfer"]
+__all__ = ["CurlLoop", "curl_loop", "existing_loop", "Transfer"]
 
 _IN = select.EPOLLIN | select.EPOLLPRI | select.EPOLLRDHUP
 _MASKS = {
@@ -70,7 +70,7 @@ class Transfer:
     ``result`` is ``(code, message)`` once libcurl is done (code 0: success).
     """
 
-    __slots__ = ("easy", "waiter", "result", "__weakref__")
+    __slots__ = ("easy", "waiter", "result")
 
     def __init__(self, easy: pycurl.Curl) -> None:
         self.easy = easy
@@ -95,10 +95,9 @@ class CurlLoop:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.multi = m = pycurl.CurlMulti()
-        m.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
-        m.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
-        m.setopt(pycurl.M_MAXCONNECTS, MAX_IDLE_CONNECTIONS)
+        self.multi = self._new_multi()
+        #: Clients that used this loop and are not closed yet.
+        self.users: weakref.WeakSet[Any] = weakref.WeakSet()
         self._ep = select.epoll()
         self._epfd = self._ep.fileno()
         self._masks: dict[int, int] = {}  # fd -> epoll mask libcurl asked for
@@ -109,6 +108,27 @@ class CurlLoop:
         self.running: dict[pycurl.Curl, Transfer] = {}
         #: Idle transfers (easy handles and their state) for reuse.
         self.handles: list[Any] = []
+
+    def _new_multi(self) -> pycurl.CurlMulti:
+        m = pycurl.CurlMulti()
+        m.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
+        m.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
+        m.setopt(pycurl.M_MAXCONNECTS, MAX_IDLE_CONNECTIONS)
+        return m
+
+    def release(self, user: Any) -> None:
+        """``user`` (a client) is closed.  Once no open client used this loop and
+        no transfer runs, libcurl's idle connections are closed now rather than
+        left to time out; a fresh multi serves whatever comes next."""
+        self.users.discard(user)
+        if self.users or self.running:
+            return
+        old, self.multi = self.multi, self._new_multi()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        old.close()  # closes its connections (POLL_REMOVE for watched ones)
+        self._masks.clear()
 
     # ------------------------------------------------------------ greenthreads
 
@@ -264,6 +284,12 @@ class CurlLoop:
 
 
 _loops: weakref.WeakKeyDictionary[Hub, CurlLoop] = weakref.WeakKeyDictionary()
+
+
+def existing_loop() -> CurlLoop | None:
+    """This thread's ``CurlLoop`` if it has one (never makes one)."""
+    hub = current_hub()
+    return None if hub is None else _loops.get(hub)
 
 
 def curl_loop() -> CurlLoop:

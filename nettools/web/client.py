@@ -51,7 +51,7 @@ from ..green import socket as gsocket
 from ..hub import get_hub
 from ..sync import Semaphore
 from ..timeout import Timeout
-from ._curl import Transfer, curl_loop
+from ._curl import Transfer, curl_loop, existing_loop
 
 __all__ = [
     "HttpClient",
@@ -560,6 +560,8 @@ class HttpClient:
         gate.acquire()
         try:
             loop = curl_loop()
+            if self not in loop.users:
+                loop.users.add(self)
             h = _take_handle(loop, self._options)
             try:
                 self._setup(h, method, url, hdrs, body, proxy)
@@ -704,9 +706,12 @@ class HttpClient:
     # ------------------------------------------------------------ lifetime
 
     def close(self) -> None:
-        """Forget this client's per-host gates.  Idle connections stay in the
-        thread's libcurl cache (shared by its clients) until libcurl drops them."""
+        """Forget this client's per-host gates; once no open client of this
+        thread remains, close the idle connections libcurl keeps for reuse."""
         self._gates.clear()
+        loop = existing_loop()
+        if loop is not None:
+            loop.release(self)
 
     def __enter__(self) -> HttpClient:
         return self
