@@ -323,8 +323,12 @@ def test_pub_sub_topics(ctx):
                     return
 
         listener = nettools.spawn(listen)
-        for topic, body in [(b"news", b"a"), (b"sport", b"b"), (b"newsflash", b"c"),
-                            (b"news", b"end")]:  # fmt: skip
+        for topic, body in [
+            (b"news", b"a"),
+            (b"sport", b"b"),
+            (b"newsflash", b"c"),
+            (b"news", b"end"),
+        ]:
             pub.send_multipart([topic, body])
         listener.wait()
     assert received == [[b"news", b"a"], [b"newsflash", b"c"], [b"news", b"end"]]

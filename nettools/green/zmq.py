@@ -322,8 +322,9 @@ class Socket(_base_socket):
         if routing_id is not None or group is not None:
             # pyzmq's own send attaches them to a Frame; do it once, then retry that Frame.
             if not isinstance(data, _zmq.Frame):
-                data = _zmq.Frame(data, track=track, copy=copy or None,
-                                  copy_threshold=self.copy_threshold)  # fmt: skip
+                data = _zmq.Frame(
+                    data, track=track, copy=copy or None, copy_threshold=self.copy_threshold
+                )
             if routing_id is not None:
                 data.routing_id = routing_id
             if group is not None:
@@ -642,8 +643,9 @@ def _wait_send(sock: Socket, frame: Any, more: bool) -> None:
             pass
 
 
-def _forward(src: Socket, dst: Socket, capture: Socket | None, src_side: _Side,
-             dst_side: _Side, running: Any) -> None:  # fmt: skip
+def _forward(
+    src: Socket, dst: Socket, capture: Socket | None, src_side: _Side, dst_side: _Side, running: Any
+) -> None:
     """Move whole messages from ``src`` to ``dst`` for ever (one proxy direction).
 
     Frames are moved as they are (no copy into Python), tried without waiting first; a
@@ -698,9 +700,17 @@ def _forward(src: Socket, dst: Socket, capture: Socket | None, src_side: _Side,
 def _stats_frames(front: _Side, back: _Side) -> list[bytes]:
     return [
         _struct.pack("=Q", v)
-        for v in (front.msg_in, front.bytes_in, front.msg_out, front.bytes_out,
-                  back.msg_in, back.bytes_in, back.msg_out, back.bytes_out)
-    ]  # fmt: skip
+        for v in (
+            front.msg_in,
+            front.bytes_in,
+            front.msg_out,
+            front.bytes_out,
+            back.msg_in,
+            back.bytes_in,
+            back.msg_out,
+            back.bytes_out,
+        )
+    ]
 
 
 def _steer(control: Socket, running: Any, front: _Side, back: _Side) -> None:
@@ -735,8 +745,9 @@ def _can_flow(src: Socket, dst: Socket) -> bool:
     return _c_get(src, _TYPE) not in _SEND_ONLY and _c_get(dst, _TYPE) not in _RECV_ONLY
 
 
-def _run_proxy(frontend: Socket, backend: Socket, capture: Socket | None,
-               control: Socket | None) -> None:  # fmt: skip
+def _run_proxy(
+    frontend: Socket, backend: Socket, capture: Socket | None, control: Socket | None
+) -> None:
     # The kernel sits below; imported here so that importing this module stays light.
     from ..greenthread import spawn
     from ..sync import Event
@@ -780,8 +791,9 @@ def proxy(frontend: Socket, backend: Socket, capture: Socket | None = None) -> N
     _run_proxy(frontend, backend, capture, None)
 
 
-def proxy_steerable(frontend: Socket, backend: Socket, capture: Socket | None = None,
-                    control: Socket | None = None) -> None:  # fmt: skip
+def proxy_steerable(
+    frontend: Socket, backend: Socket, capture: Socket | None = None, control: Socket | None = None
+) -> None:
     """Like ``zmq.proxy_steerable``, green; ``control`` takes PAUSE, RESUME, TERMINATE
     and STATISTICS (eight native uint64 frames: frontend messages in, bytes in, messages
     out, bytes out, then the same for the backend).  A REP control socket gets a reply to
