@@ -13,7 +13,7 @@ import subprocess
 # has one (the echo servers); other cases simply do not list them.
 PEERS: tuple[str, ...] = (
     "nettools", "nettools-echo", "nettools-h11", "gevent", "eventlet", "asyncio", "asyncio-proto",
-    "uvloop", "uvloop-proto", "gunicorn", "direct", "socat", "scrapy", "wget",
+    "uvloop", "uvloop-proto", "gunicorn", "direct", "socat", "scrapy", "wget", "pyzmq",
 )  # fmt: skip
 REFERENCE = "nettools"
 
@@ -31,6 +31,7 @@ _MODULES = {
     "nettools-h11": "h11",  # nettools' HTTP server on the h11 parser (the WSGI case)
     "gunicorn": "gunicorn",
     "scrapy": "scrapy",  # the crawl case
+    "pyzmq": "zmq",  # plain pyzmq in OS threads, and libzmq's own proxy (the zmq cases)
 }
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 # Order here is the order of the report.
-FAMILIES: tuple[str, ...] = ("micro", "echo", "forward", "wsgi", "websocket", "crawl")
+FAMILIES: tuple[str, ...] = ("micro", "echo", "forward", "wsgi", "websocket", "crawl", "zmq")
 
 Result = dict[str, Any] | None
 CaseFn = Callable[[int], Result]
