@@ -260,6 +260,39 @@ def test_users_of_a_killed_server_expire_and_a_stopped_one_says_goodbye(net):
     alice.expect("*** In lobby: alice")
 
 
+def test_when_the_forwarder_goes_away_servers_carry_on_and_catch_up_when_it_is_back(net):
+    fwd = net.forwarder()
+    a, b = net.server("chat", fwd.bus), net.server("chat", fwd.bus)
+    alice = net.line(a)
+    alice.join("alice")
+    bob = net.line(b)
+    enter(bob, "bob")
+    alice.expect("*** bob joined lobby")
+    bob.send("before")
+    alice.expect("<bob> before")
+
+    fwd.proc.kill()
+    fwd.proc.wait(10)
+    a.wait_log("chat bus: lost")
+    alice.expect("*** bob left lobby (server gone)")
+    carol = net.line(a)  # A goes on serving its own users
+    carol.join("carol", ("alice",))
+    alice.expect("*** carol joined lobby")
+    carol.send("still here")
+    alice.expect("<carol> still here")
+
+    net.forwarder(fwd.front, fwd.back)  # back on the same endpoints
+    a.connected()
+    b.connected()
+    see_all(alice, {"*** bob joined lobby"})
+    bob.skip_to("*** carol joined lobby")
+    bob.send("after")
+    alice.expect("<bob> after")
+    carol.skip_to("<bob> after")
+    for server in (a, b):
+        assert server.stop()[2].count("chat bus: lost") == 1
+
+
 def free_tcp_endpoints(n: int) -> list[str]:
     socks = [socket.create_server(("127.0.0.1", 0)) for _ in range(n)]
     ports = [s.getsockname()[1] for s in socks]
