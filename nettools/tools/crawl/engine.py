@@ -500,7 +500,7 @@ class Crawler:
                 self.requests += 1
                 try:
                     resp = self.client.request(
-                        method, str(url), follow_redirects=follow_redirects, max_body=max_body
+                        method, link.url, follow_redirects=follow_redirects, max_body=max_body
                     )
                 except FetchError as exc:
                     error = exc

@@ -22,6 +22,9 @@ __all__ = ["normalize", "Resolver", "split_fragment", "host_key", "origin", "is_
 _SCHEMES = ("http", "https")
 #: A link that names its scheme: URL() finds that scheme and never looks at a base.
 _HAS_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:").match
+#: A path URL() and normalisation leave as it is: segments of unreserved characters,
+#: none of them empty or starting with a dot (so no "." or ".." to remove).
+_PLAIN_PATH = re.compile(r"(?:/[A-Za-z0-9_~\-][A-Za-z0-9._~\-]*)+/?").fullmatch
 #: Resolved links remembered per site before that memory starts over.
 RESOLVER_SIZE = 200_000
 
@@ -72,7 +75,9 @@ class Resolver:
     * ``/x`` and ``//h/x``: joined with the base's scheme and authority only
       (yarl's ``URL.join`` takes the reference's whole path), so one answer
       per site (URL() deletes tabs and newlines first, which can turn ``/x``
-      into ``//x``: a link of this kind all the same);
+      into ``//x``: a link of this kind all the same); a plain path
+      (``/docs/page-1.html``: nothing to encode, decode or remove) is
+      appended to the site's normalised ``scheme://authority`` directly;
     * anything else (``x.html``, ``../x``, ``?q``, ``#f``): depends on the base's
       path and query, so remembered for that one call only.
 
@@ -83,6 +88,7 @@ class Resolver:
         self.size = size
         self._everywhere: dict[str, tuple | None] = {}
         self._per_site: dict[tuple[str, str], dict[str, tuple | None]] = {}
+        self._prefixes: dict[tuple[str, str], str | None] = {}
         self._count = 0
 
     def resolve(self, links: list[str], base: URL) -> list[tuple[str, URL, str]]:
@@ -91,11 +97,16 @@ class Resolver:
         if self._count > self.size:
             self._everywhere.clear()
             self._per_site.clear()
+            self._prefixes.clear()
             self._count = 0
         everywhere = self._everywhere
-        site = self._per_site.get((base.scheme, base.raw_authority))
+        where = (base.scheme, base.raw_authority)
+        site = self._per_site.get(where)
         if site is None:
-            site = self._per_site[(base.scheme, base.raw_authority)] = {}
+            site = self._per_site[where] = {}
+        prefix = self._prefixes.get(where, "")
+        if prefix == "":
+            prefix = self._prefixes[where] = _site_prefix(base)
         here: dict[str, tuple | None] = {}
         out = []
         for raw in links:
@@ -109,12 +120,23 @@ class Resolver:
             try:
                 found = memory[link]
             except KeyError:
-                found = memory[link] = _keyed(normalize(link, base))
+                if memory is site and prefix is not None and _PLAIN_PATH(link):
+                    url = URL(prefix + link, encoded=True)
+                    found = memory[link] = (str(url), url, "")
+                else:
+                    found = memory[link] = _keyed(normalize(link, base))
                 if memory is not here:
                     self._count += 1
             if found is not None:
                 out.append(found)
         return out
+
+
+def _site_prefix(base: URL) -> str | None:
+    """``scheme://authority`` of the links ``/...`` on ``base`` resolve to, as
+    ``normalize`` spells it (None: such links are not http(s))."""
+    root = normalize("/", base)
+    return None if root is None else str(root[0])[:-1]
 
 
 def _keyed(found: tuple[URL, str] | None) -> tuple[str, URL, str] | None:
