@@ -187,7 +187,8 @@ class _Handle(Transfer):
 
     __slots__ = (
         "loop", "config", "dirty", "chunks", "size", "cap", "truncated", "discarding",
-        "follow", "status", "headers", "allow", "refused", "last", "started", "read_timer",
+        "follow", "lines", "parsed", "lines_seen", "headers", "allow", "refused", "last",
+        "started", "read_timer",
     )  # fmt: skip
 
     def __init__(self, loop: Any) -> None:
@@ -201,7 +202,9 @@ class _Handle(Transfer):
         self.truncated = False
         self.discarding = False
         self.follow = False
-        self.status = 0
+        self.lines: list[bytes] = []
+        self.parsed = -1  # len(lines) when last parsed
+        self.lines_seen = 0  # len(lines) at the last read-timeout check
         self.headers: dict[str, tuple[str, str]] = {}
         self.allow: Callable[[str], bool] | None = None
         self.refused: list[str] = []
@@ -215,14 +218,19 @@ class _Handle(Transfer):
         self.cap = cap
         self.truncated = self.discarding = False
         self.follow = follow
-        self.status = 0
-        self.headers = {}
+        self.lines.clear()
+        self.parsed = -1
+        self.lines_seen = 0
         self.allow = allow
         self.refused = []
         self.started = self.last = time.monotonic()
 
     def write(self, data: bytes) -> int | None:
         self.last = time.monotonic()
+        if self.parsed < 0 and self.follow:  # the body starts: is it a redirect's?
+            if self.parse() in REDIRECT_STATUSES and "location" in self.headers:
+                self.discarding = True
+                self.cap = REDIRECT_BODY_LIMIT
         n = len(data)
         room = self.cap - self.size
         if n <= room:
@@ -235,26 +243,31 @@ class _Handle(Transfer):
             self.truncated = True
         return 0  # a short count stops the transfer; libcurl drops the connection
 
-    def header(self, line: bytes) -> None:
-        self.last = time.monotonic()
-        if line[:5] == b"HTTP/":  # a new response (after 1xx, or a proxy's CONNECT answer)
-            parts = line.split(None, 2)
-            self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-            self.headers = {}
-            return
-        name, sep, value = line.partition(b":")
-        if not sep:
-            if not line.strip() and self.follow and self.status in REDIRECT_STATUSES:
-                if "location" in self.headers:  # end of a redirect's headers
-                    self.discarding = True
-                    self.chunks = []
-                    self.cap = REDIRECT_BODY_LIMIT
-            return
-        key = name.strip().decode("latin-1")
-        text = value.strip().decode("latin-1")
-        low = key.lower()
-        old = self.headers.get(low)
-        self.headers[low] = (key, text) if old is None else (old[0], f"{old[1]}, {text}")
+    def parse(self) -> int:
+        """Parse the header lines received so far; returns the last status code.
+
+        libcurl hands every line (status lines of 1xx answers and of a proxy's
+        CONNECT answer included) to ``lines.append``: no Python call per line.
+        """
+        status = 0
+        headers: dict[str, tuple[str, str]] = {}
+        for line in self.lines:
+            if line[:5] == b"HTTP/":  # a new response: the headers start over
+                parts = line.split(None, 2)
+                status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+                headers = {}
+                continue
+            name, sep, value = line.partition(b":")
+            if not sep:
+                continue
+            key = name.strip().decode("latin-1")
+            text = value.strip().decode("latin-1")
+            low = key.lower()
+            old = headers.get(low)
+            headers[low] = (key, text) if old is None else (old[0], f"{old[1]}, {text}")
+        self.headers = headers
+        self.parsed = len(self.lines)
+        return status
 
     def opensocket(self, _purpose: int, address: Any) -> Any:
         ip = address.addr[0] if isinstance(address.addr, tuple) else ""
@@ -285,7 +298,7 @@ def _configure(h: _Handle, options: list[tuple[int, Any]]) -> None:
     if h.config is not None:
         e.reset()
     e.setopt(pycurl.WRITEFUNCTION, h.write)
-    e.setopt(pycurl.HEADERFUNCTION, h.header)
+    e.setopt(pycurl.HEADERFUNCTION, h.lines.append)
     e.setopt(pycurl.OPENSOCKETFUNCTION, h.opensocket)
     for opt, value in options:
         e.setopt(opt, value)
@@ -461,10 +474,12 @@ class HttpClient:
         seen = {(method, url)}
         current = url
         while True:
-            self._check_url(current)
-            h = self._send(method, current, hdrs, body, cap, follow_redirects)
+            host = self._check_url(current)
+            h = self._send(method, current, host, hdrs, body, cap, follow_redirects)
             try:
                 status = h.easy.getinfo(pycurl.RESPONSE_CODE)
+                if h.parsed != len(h.lines):
+                    h.parse()
                 got = Headers(h.headers)
                 location = got.get("Location")
                 if not (follow_redirects and status in REDIRECT_STATUSES and location):
@@ -518,7 +533,8 @@ class HttpClient:
         """``request("HEAD", url, **kw)``."""
         return self.request("HEAD", url, **kw)
 
-    def _check_url(self, url: str) -> None:
+    def _check_url(self, url: str) -> tuple[str, str, int | None]:
+        """``url``'s scheme, host and port, or FetchError if it is not one we fetch."""
         try:
             parts = urlsplit(url)
         except ValueError as exc:
@@ -527,16 +543,18 @@ class HttpClient:
             raise FetchError(url, "other", f"not an http(s) URL (scheme {parts.scheme!r})")
         try:
             host = parts.hostname
-            parts.port  # noqa: B018 - raises on a bad port
+            port = parts.port  # raises on a bad port
         except ValueError as exc:
             raise FetchError(url, "other", f"bad URL: {exc}") from None
         if not host:
             raise FetchError(url, "other", "URL has no host")
+        return parts.scheme, host, port
 
     def _send(
         self,
         method: str,
         url: str,
+        key: tuple[str, str, int | None],
         hdrs: dict[str, tuple[str, str]],
         body: bytes | None,
         cap: int,
@@ -550,8 +568,6 @@ class HttpClient:
         if proxy and allow is not None:
             self._check_target(url)
             allow = None  # the proxy is the operator's choice; the target was vetted
-        parts = urlsplit(url)
-        key = (parts.scheme, parts.hostname or "", parts.port)
         gate = self._gates.get(key)
         if gate is None:
             if len(self._gates) >= self._max_hosts:
@@ -643,8 +659,12 @@ class HttpClient:
             return
         now = time.monotonic()
         connected = h.easy.getinfo(pycurl.PRETRANSFER_TIME)
-        if connected <= 0:
-            quiet_since = now  # still connecting: the connect timeout has that part
+        lines = len(h.lines)
+        if connected <= 0 or lines != h.lines_seen:
+            # Still connecting (the connect timeout has that part), or header
+            # lines came since the last look.
+            quiet_since = now
+            h.lines_seen = lines
         else:
             quiet_since = max(h.last, h.started + connected)
         due = quiet_since + rt - now
