@@ -185,8 +185,12 @@ def test_progress_bar_on_a_terminal_honours_no_color(sites):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_mid_crawl_still_writes_the_report(tmp_path, sig):
+    # Requests after the 20th hang until the end of the test: with two in flight
+    # the crawl cannot go on by itself, so however late the signal is handled,
+    # at most 22 requests arrive and the crawl ends only because of the signal
+    # (the hanging requests are cut after the grace period).
     site = Site(400, page_sleep=0.03, retry_after=0)
-    site.reach_at = 20
+    site.reach_at = site.hold_from = 20
     report = tmp_path / "report.json"
     with serve(site) as srv:
         proc = subprocess.Popen(
@@ -199,6 +203,7 @@ def test_a_signal_mid_crawl_still_writes_the_report(tmp_path, sig):
             proc.send_signal(sig)
             _, err = proc.communicate(timeout=30)
         finally:
+            site.release.set()
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
@@ -206,7 +211,7 @@ def test_a_signal_mid_crawl_still_writes_the_report(tmp_path, sig):
     doc = json.loads(report.read_text())
     assert doc["summary"]["stopped"] == "interrupted"
     assert 0 < doc["summary"]["pages"] < 400
-    assert served < 40  # it stopped soon after the signal (exactly: test_crawl_politeness)
+    assert served <= 22
     assert "Traceback" not in err
     summary = next(json.loads(line) for line in err.splitlines() if line.startswith("{"))
     assert summary["stopped"] == "interrupted"
