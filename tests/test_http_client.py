@@ -792,3 +792,32 @@ def test_an_idle_client_does_not_hide_a_deadlock():
         """
     )
     assert out.strip().endswith("OK")
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (b"hello there\r\n", "not HTTP"),
+        (b"", "empty"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", ""),
+    ],
+)
+def test_broken_answers_are_protocol_errors(answer, words):
+    def handle(sock, addr):
+        f = sock.makefile("rb")
+        while f.readline() not in (b"\r\n", b""):
+            pass
+        sock.sendall(answer)
+        f.close()
+        sock.close()
+
+    server = nettools.Server(nettools.listen((LOCAL, 0)), handle, name="broken")
+    server.start()
+    try:
+        with HttpClient(proxy_from_env=False) as c:
+            with pytest.raises(FetchError) as info:
+                c.get(f"http://{LOCAL}:{server.address[1]}/")
+    finally:
+        server.stop(0)
+    assert info.value.kind == "protocol"
+    assert words.lower() in str(info.value).lower()

@@ -389,6 +389,8 @@ class HttpClient:
         ]  # fmt: skip
         if hasattr(pycurl, "PROTOCOLS_STR"):
             options.append((pycurl.PROTOCOLS_STR, "http,https"))
+        else:
+            options.append((pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS))
         if verify:
             if ca_file is None:
                 import certifi
@@ -703,7 +705,9 @@ class HttpClient:
             return FetchError(url, "connect", f"cannot connect to {via}{where}: {reason}")
         if code in _TLS_CODES:
             return FetchError(url, "tls", message)
-        if code == pycurl.E_URL_MALFORMAT or code == pycurl.E_UNSUPPORTED_PROTOCOL:
+        if code == pycurl.E_UNSUPPORTED_PROTOCOL and "HTTP/0.9" in message:
+            return FetchError(url, "protocol", "the answer is not HTTP")
+        if code in (pycurl.E_URL_MALFORMAT, pycurl.E_UNSUPPORTED_PROTOCOL):
             return FetchError(url, "other", f"bad URL: {message}")
         if code in _PROTOCOL_CODES:
             return FetchError(url, "protocol", message)
