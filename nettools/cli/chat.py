@@ -129,7 +129,8 @@ def chat(
         )
 
 
-chat.__doc__ = chat.__doc__.replace("{bus}", BUS_HELP)
+if chat.__doc__:  # None under python -OO
+    chat.__doc__ = chat.__doc__.replace("{bus}", BUS_HELP)
 
 
 def register(app: typer.Typer) -> None:

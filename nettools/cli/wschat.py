@@ -115,7 +115,8 @@ def wschat(
         )
 
 
-wschat.__doc__ = wschat.__doc__.replace("{bus}", BUS_HELP)
+if wschat.__doc__:  # None under python -OO
+    wschat.__doc__ = wschat.__doc__.replace("{bus}", BUS_HELP)
 
 
 def register(app: typer.Typer) -> None:
