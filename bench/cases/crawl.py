@@ -16,7 +16,9 @@ Metrics: ``ops_per_s`` (pages/s, each crawler's own elapsed time where it report
 ``bound_ratio`` (pages/s over the 5,000 pages/s bound), ``pages`` and ``peak_rss_mb``.
 
 ``python -m bench.cases.crawl table [--pages N] [--peers a,b]`` runs each peer once and prints
-the figures.
+the figures.  ``python -m bench.cases.crawl pipeline [--pages N] [--strategy S] [--profile]``
+crawls the same site served from memory (no sockets, no HTTP client) and prints the CPU time
+per page of nettools' own crawl work: parsing, links, URLs, scope, bookkeeping and report.
 """
 
 from __future__ import annotations
