@@ -618,9 +618,9 @@ class HttpClient:
             e.setopt(pycurl.URL, url if url.isascii() else _ascii_url(url))
         except (pycurl.error, UnicodeError, ValueError) as exc:
             raise FetchError(url, "other", f"bad URL: {exc}") from None
-        if proxy or h.dirty:
+        if proxy:
             e.setopt(pycurl.PROXY, proxy)
-            h.dirty = bool(proxy)
+            h.dirty = True
         lines = [f"{k}: {v}" if v else f"{k};" for k, v in hdrs.values()]
         if method == "GET" and body is None:
             if lines:
@@ -628,6 +628,8 @@ class HttpClient:
                 h.dirty = True
             return
         h.dirty = True  # reset before the next plain GET
+        if body is None and method in ("POST", "PUT", "PATCH"):
+            body = b""  # sent with Content-Length: 0, as these methods expect a body
         if method == "HEAD":
             e.setopt(pycurl.NOBODY, 1)
         elif method != "POST" or body is None:
