@@ -7,8 +7,8 @@ running and none was spawned, so the whole site has been seen.  The pool's
 size bounds how many requests are in flight at once.  (When the pool is full,
 ``spawn_n`` from inside it runs the fetch in the caller instead of waiting.)
 
-Requests go through ``nettools.web.client.HttpClient``: urllib3 on green
-sockets, keep-alive per host.  Links come from a real HTML parser.  It prints
+Requests go through ``nettools.web.client.HttpClient``: libcurl driven by
+the hub, keep-alive per host.  Links come from a real HTML parser.  It prints
 one line per page -- status and URL -- and the number of pages on stderr.
 
 Run it:  python recipes/recursive_crawler.py http://127.0.0.1:8000/
