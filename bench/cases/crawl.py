@@ -244,8 +244,10 @@ def pipeline(pages: int, strategy: str, profile: bool) -> dict[str, Any]:
     import pstats
 
     from nettools.tools.crawl import Crawler
+    from nettools.tools.crawl.links import keep_parser_memory
     from nettools.tools.crawl.report import write_report
 
+    keep_parser_memory()  # as nettools crawl does
     client = _SiteInMemory(pages)
     crawler = Crawler([f"http://{HOST}/"], concurrency=CONCURRENCY, per_host=CONCURRENCY,
                       client=client, strategy=strategy)  # fmt: skip

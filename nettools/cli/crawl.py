@@ -13,6 +13,7 @@ import typer
 from ..greenthread import sleep, spawn
 from ..hub import get_hub
 from ..tools.crawl import SCOPES, STRATEGIES, Crawler, CrawlResult
+from ..tools.crawl.links import keep_parser_memory
 from ..tools.crawl.report import FORMATS, summary_line, write_report
 from .common import duration, fail, opt, runtime_errors, size
 
@@ -104,6 +105,7 @@ def crawl(
     with runtime_errors("crawl"):
         if max_body < 1:
             raise typer.BadParameter("--max-body must be at least 1 byte")
+        keep_parser_memory()  # this process is ours: the parser may keep its heap
         try:
             crawler = Crawler(
                 urls, strategy=strategy, scope=scope, include=include, exclude=exclude,

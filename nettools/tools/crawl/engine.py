@@ -50,7 +50,7 @@ from ...greenthread import GreenletExit, current_greenthread, kill, sleep, spawn
 from ...pool import GreenPool
 from ...queue import Queue
 from ...web.client import FetchError, HttpClient, Response
-from .links import extract, keep_parser_memory
+from .links import extract
 from .politeness import HostGates, RetryPolicy, retry_after
 from .robots import RobotsCache, parse_sitemap
 from .scope import Scope
@@ -319,7 +319,6 @@ class Crawler:
 
     def run(self) -> CrawlResult:
         """Crawl until there is nothing left (or ``stop``); returns the result."""
-        keep_parser_memory()
         start = time.monotonic()
         timer = spawn_after(self.max_time, self.stop, "max-time") if self.max_time else None
         runner = spawn(self._run)

@@ -67,8 +67,9 @@ def keep_parser_memory() -> None:
     defaults they are mapped and unmapped, or the heap grows and is trimmed
     again, so every page pays for system calls and page faults: three
     quarters of the parse of a small page.  Blocks under 2 MiB now come from
-    the heap, which keeps 4 MiB spare.  Process-wide and once; a no-op where
-    the C library is not glibc.
+    the heap, which keeps 4 MiB spare.  Process-wide and once, so it is for
+    the program that owns the process (``nettools crawl`` calls it), not for
+    the library; a no-op where the C library is not glibc.
     """
     global _kept
     if _kept or not sys.platform.startswith("linux"):
