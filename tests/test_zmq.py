@@ -738,3 +738,31 @@ def test_a_send_that_waits_after_draining_a_readers_edge_wakes_the_reader(ctx):
         assert not writer.dead  # still parked: nothing read b
     finally:
         writer.kill()
+
+
+@pytest.mark.parametrize("call", ["bind", "connect", "unbind", "disconnect"])
+def test_bind_and_connect_that_drain_a_readers_edge_wake_it(ctx, call):
+    """libzmq processes pending commands at the start of bind, connect, unbind and
+    disconnect: one made while a recv waits and a message has just been signalled must
+    hand the wake-up on.  (inproc endpoints: libzmq's io thread sends nothing back that
+    would raise a fresh edge.)"""
+    a, b = ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)
+    a.bind(f"inproc://drain-{call}")
+    b.connect(f"inproc://drain-{call}")
+    other = ctx.socket(zmq.DEALER)
+    other.bind(f"inproc://other-{call}")
+    extra = f"inproc://extra-{call}"
+    if call == "unbind":
+        a.bind(extra)
+    elif call == "disconnect":
+        a.connect(f"inproc://other-{call}")
+    reader = nettools.spawn(a.recv)
+    nettools.sleep(0)  # parked on the hub, ZMQ_FD armed
+    b.send(b"for the reader")
+    _until_fd_readable(a)
+    if call in ("bind", "unbind"):
+        getattr(a, call)(extra)
+    else:
+        getattr(a, call)(f"inproc://other-{call}")
+    with nettools.Timeout(5):
+        assert reader.wait() == b"for the reader"

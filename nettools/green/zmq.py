@@ -446,6 +446,42 @@ class Socket(_base_socket):
 
     getsockopt = get  # pyzmq binds its alias to the base class's get
 
+    # libzmq processes the socket's pending commands -- drains the mailbox -- at the
+    # start of bind, connect, unbind and disconnect: afterwards, hand on the edge.
+
+    def bind(self, addr: str) -> Any:
+        """Like ``zmq.Socket.bind`` (also a context manager that unbinds)."""
+        try:
+            return super().bind(addr)
+        finally:
+            self._handed_on()
+
+    def connect(self, addr: str) -> Any:
+        """Like ``zmq.Socket.connect`` (also a context manager that disconnects)."""
+        try:
+            return super().connect(addr)
+        finally:
+            self._handed_on()
+
+    def unbind(self, addr: str) -> None:
+        """Like ``zmq.Socket.unbind``."""
+        try:
+            super().unbind(addr)
+        finally:
+            self._handed_on()
+
+    def disconnect(self, addr: str) -> None:
+        """Like ``zmq.Socket.disconnect``."""
+        try:
+            super().disconnect(addr)
+        finally:
+            self._handed_on()
+
+    def _handed_on(self) -> None:
+        w = self._w
+        if w is not None and (w.readers or w.writers):
+            w.poke()
+
     # ---------------------------------------------------------------- close
 
     def close(self, linger: int | None = None) -> None:
