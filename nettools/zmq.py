@@ -1,11 +1,12 @@
 """Green ZeroMQ: ``from nettools import zmq`` is ``nettools.green.zmq``, a drop-in for pyzmq.
 
+Usage, in a greenthread (other greenthreads keep running while it waits)::
+
     from nettools import zmq
 
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.PULL)
+    sock = zmq.Context.instance().socket(zmq.PULL)
     sock.bind("tcp://127.0.0.1:5555")
-    msg = sock.recv()  # waits on the hub; other greenthreads keep running
+    message = sock.recv()
 """
 
 from .green.zmq import *  # noqa: F403 - the whole green namespace

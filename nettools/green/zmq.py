@@ -31,11 +31,14 @@ greenthread, may consume the edge that another greenthread was waiting for.  The
    ``ZMQ_FD`` (epoll, edge-triggered, registered once for the socket's life) before the
    greenthread switches to the hub, so that edge is seen.
 2. **After every call that may have drained the mailbox -- a send or recv (successful or
-   not, blocking or ``NOBLOCK``), an EVENTS read, a poll -- if anyone waits on the socket,
-   read EVENTS and wake the waiters whose direction is ready.**  The greenthread that
-   consumed an edge thus hands it on; a reader that took one of several queued messages
-   wakes the next reader; a send that drained an "a message came in" command wakes the
-   readers.
+   not, blocking or ``NOBLOCK``), an EVENTS read, a poll, a bind, connect, unbind or
+   disconnect -- if anyone waits on the socket, read EVENTS and wake the waiters whose
+   direction is ready.**  The greenthread that consumed an edge thus hands it on; a
+   reader that took one of several queued messages wakes the next reader; a send that
+   drained an "a message came in" command wakes the readers.  To keep the hot path lean
+   the read is queued, once per socket and hub turn, to run before the hub next polls;
+   a greenthread about to sleep instead reads EVENTS at once and wakes the other
+   direction if it is ready.
 3. **When the token fires, read EVENTS** and wake the ready side; if someone is still
    waiting, re-arm (the read was a drain, so rule 1's guarantee holds again).
 4. Waking is by the ready queue with a per-wait token that fires once, so a greenthread
@@ -66,6 +69,7 @@ from .. import tpool as _tpool
 from ..hub import READ as _READ
 from ..hub import WRITE as _WRITE
 from ..hub import ConcurrentWaitError as _ConcurrentWaitError
+from ..hub import current_hub as _current_hub
 from ..hub import get_hub as _get_hub
 from ._waits import BUSY_POLL as _BUSY_POLL
 from ._waits import _forget
@@ -216,7 +220,7 @@ class _Watch:
         fd = self.fd
         if fd < 0:
             fd = self.fd = _c_get(self.sock, _FD)
-            hub.notify_opened(fd)  # a record left by a closed fd of that number is stale
+        self.hub = hub
         try:
             hub.watch(fd, _READ, self)
         except _ConcurrentWaitError:
@@ -224,7 +228,6 @@ class _Watch:
             # on sock.FD): poll EVENTS every few milliseconds instead.
             self.timer = hub.schedule(_BUSY_POLL, self.switch)
             return
-        self.hub = hub
         self.armed = True
 
     def disarm(self) -> None:
@@ -280,8 +283,10 @@ class _Watch:
 
     def close(self) -> None:
         """The socket is closing: forget its fd in the hub, wake every waiter."""
+        hub = self.hub
+        if hub is None:
+            return  # never waited on: the hub knows nothing of it (and nobody waits)
         self.disarm()
-        hub = _get_hub()
         if self.fd >= 0:
             hub.notify_close(self.fd)
             self.fd = -1
@@ -306,6 +311,12 @@ class Socket(_base_socket):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._w = _Watch(self)
+        hub = _current_hub()
+        if hub is not None and not self._shadow:
+            # A new libzmq socket has a new mailbox fd: whatever the hub knew about that
+            # fd number belongs to a file closed behind its back.  (A shadow shares the
+            # fd of a socket that is alive.)
+            hub.notify_opened(_c_get(self, _FD))
 
     # ----------------------------------------------------------- send / recv
 
@@ -512,10 +523,10 @@ class Context(_base_context):
         """
         hub = _get_hub()
         if _getcurrent() is hub.greenlet or _sys.is_finalizing():
-            super().term()
+            super().term()  # nothing can wait here
             return
-        # Sockets of ours may be asleep on the hub: wake them once the context is
-        # terminating so they see ETERM (their fd gets an edge anyway; this is cheap).
+        # libzmq tells each socket through its mailbox: their fds get an edge, and
+        # greenthreads waiting on them retry and see ETERM while this one waits.
         _tpool.execute(_base_context.term, self)
 
 
