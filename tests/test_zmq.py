@@ -766,3 +766,50 @@ def test_bind_and_connect_that_drain_a_readers_edge_wake_it(ctx, call):
         getattr(a, call)(f"inproc://other-{call}")
     with nettools.Timeout(5):
         assert reader.wait() == b"for the reader"
+
+
+def test_a_new_socket_on_a_reused_fd_number_is_watched_afresh(ctx, hub):
+    """The hub still holds a record for an fd closed behind its back; a new socket whose
+    mailbox gets that number must not inherit it (epoll dropped the old registration)."""
+    ctx.socket(zmq.PAIR)  # the context starts its own threads and fds first
+    r, w = os.pipe()
+    token = object()
+    hub.watch(r, nettools.hub.READ, token)  # the hub now knows fd r (registered in epoll)
+    hub.unwatch(r, nettools.hub.READ, token)
+    os.close(r)
+    os.close(w)
+    pull = ctx.socket(zmq.PULL)
+    if pull.getsockopt(zmq.FD) != r:
+        pytest.skip("libzmq's mailbox did not get the freed fd number")
+    push = ctx.socket(zmq.PUSH)
+    push.connect(bind(pull, "tcp", None))
+    reader = nettools.spawn(pull.recv)
+    nettools.sleep(0)
+    push.send(b"seen")
+    with nettools.Timeout(5):
+        assert reader.wait() == b"seen"
+
+
+def test_a_shadow_socket_and_its_original_wait_side_by_side(ctx):
+    """Two socket objects on one libzmq socket share its fd: both still get every wake-up."""
+    a, b = pair(ctx, zmq.PAIR, zmq.PAIR)
+    got: list[bytes] = []
+
+    def read(sock) -> None:
+        for _ in range(100):
+            got.append(sock.recv())
+
+    readers = [nettools.spawn(read, a)]
+    nettools.sleep(0)  # parked on the original
+    shadow = zmq.Socket.shadow(a)
+    assert type(shadow) is zmq.Socket
+    readers.append(nettools.spawn(read, shadow))
+    nettools.sleep(0)
+    with nettools.Timeout(20):
+        for i in range(200):
+            b.send(b"%d" % i)
+            if i % 50 == 0:
+                nettools.sleep(0.001)
+        for t in readers:
+            t.wait()
+    assert sorted(got) == sorted(b"%d" % i for i in range(200))
