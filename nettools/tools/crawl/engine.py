@@ -49,19 +49,18 @@ from yarl import URL
 from ...greenthread import GreenletExit, current_greenthread, kill, sleep, spawn, spawn_after
 from ...pool import GreenPool
 from ...queue import Queue
-from ...web.client import FetchError, HttpClient, Response
-from .links import extract
+from ...web.client import FetchError, HttpClient
+from .fetcher import Fetched, Fetcher, LocalFetcher
 from .politeness import HostGates, RetryPolicy, retry_after
 from .robots import RobotsCache, parse_sitemap
 from .scope import Scope
-from .urls import Resolver, host_key, normalize, origin
+from .urls import host_key, normalize, origin
 
 __all__ = ["Crawler", "CrawlResult", "Link", "Broken", "STRATEGIES"]
 
 log = logging.getLogger("nettools.crawl")
 
 STRATEGIES = ("recursive", "producer-consumer")
-HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 #: Transport failures worth another try; dns, tls and refused addresses are not.
 TRANSIENT = frozenset({"timeout", "connect", "protocol", "other"})
 RETRY_STATUSES = frozenset({429, 503})
@@ -184,6 +183,7 @@ class CrawlResult:
     too_deep: int = 0
     over_limit: int = 0
     requests: int = 0
+    extra: dict = field(default_factory=dict)  # more summary fields (e.g. a fetcher's)
 
     @property
     def pages(self) -> list[Link]:
@@ -222,6 +222,7 @@ class CrawlResult:
             "elapsed": round(self.elapsed, 3),
             "pages_per_s": round(pages / self.elapsed, 1) if self.elapsed > 0 else 0.0,
             "stopped": self.stopped,
+            **self.extra,
         }
 
 
@@ -230,6 +231,8 @@ class Crawler:
 
     ``client`` (an ``HttpClient``) is made from ``timeout``/``max_body``/
     ``user_agent``/``per_host`` when not given, and closed at the end.
+    ``fetcher`` replaces the client altogether: requests and parsing go
+    through it (the distributed crawl's workers); its owner closes it.
     ``stop()`` (e.g. from a signal handler) ends the crawl politely: no new
     requests; requests in flight get ``grace`` seconds, then are cut.
     """
@@ -257,6 +260,7 @@ class Crawler:
         max_body: int = 10 * 2**20,
         user_agent: str | None = None,
         client: HttpClient | None = None,
+        fetcher: Fetcher | None = None,
         grace: float = 2.0,
         backoff: float = 0.5,
     ) -> None:
@@ -286,14 +290,13 @@ class Crawler:
         self.grace = grace
         self.retry = RetryPolicy(retries, backoff)
         self.gates = HostGates(per_host, delay)
-        self._own_client = client is None
-        self.client = client or HttpClient(
+        self._own_fetcher = fetcher is None and client is None  # else the caller closes it
+        self.fetcher = fetcher or LocalFetcher(client or HttpClient(
             connect_timeout=min(10.0, timeout), read_timeout=timeout, max_body=max_body,
             per_host=per_host, user_agent=user_agent,
-        )  # fmt: skip
+        ))  # fmt: skip
         self.user_agent = user_agent or "nettools"
         self.robots = RobotsCache(self._fetch_plain, self.user_agent)
-        self._resolver = Resolver()
         self._delays_set: set[str] = set()
         self._links: dict[str, Link] = {}
         self._too_deep: dict[str, int] = {}
@@ -328,8 +331,8 @@ class Crawler:
         finally:
             if timer is not None:
                 timer.cancel()
-            if self._own_client:
-                self.client.close()
+            if self._own_fetcher:
+                self.fetcher.close()
         return self._result(time.monotonic() - start)
 
     def stop(self, reason: str = "interrupted") -> None:
@@ -449,7 +452,8 @@ class Crawler:
             if self._stopping:
                 link.skipped = "stopped"
                 return []
-        resp = self._fetch(link, "GET", follow_redirects=False)
+        resp = self._fetch(link, "GET", follow_redirects=False, links=True,
+                           anchors=self.check_fragments)  # fmt: skip
         if resp is None:
             return []
         found: list[Link] = []
@@ -462,11 +466,10 @@ class Crawler:
             link.redirect = str(target[0])
             self._follow(link, [(link.redirect, *target)], found, via_redirect=True)
             return found
-        if link.content_type in HTML_TYPES and 200 <= resp.status < 300:  # set by _fetch
-            page = extract(resp.body, url)
+        if resp.links is not None:  # an HTML 2xx page
             if self.check_fragments:
-                link._anchors = page.anchors
-            self._follow(link, self._resolver.resolve(page.links, page.base), found)
+                link._anchors = resp.anchors
+            self._follow(link, resp.links, found)
         return found
 
     def _check(self, link: Link) -> None:
@@ -478,14 +481,15 @@ class Crawler:
         if resp is None or resp.status >= 400:
             link.error = None
             cap = self.max_body if wants_anchors else CHECK_BODY
-            resp = self._fetch(link, "GET", follow_redirects=True, max_body=cap)
-        if resp is not None and wants_anchors and resp.content_type in HTML_TYPES:
-            link._anchors = extract(resp.body, URL(resp.final_url)).anchors
+            resp = self._fetch(link, "GET", follow_redirects=True, max_body=cap,
+                               anchors=wants_anchors)  # fmt: skip
+        if resp is not None and resp.anchors is not None:
+            link._anchors = resp.anchors
 
     def _fetch(
         self, link: Link, method: str, *, follow_redirects: bool, max_body: int | None = None,
-        quiet: bool = False,
-    ) -> Response | None:
+        quiet: bool = False, links: bool = False, anchors: bool = False,
+    ) -> Fetched | None:
         """``method`` on ``link`` with politeness and retries; the outcome is
         recorded on ``link``.  None when no response came (``link.error`` says why)."""
         url = link._url
@@ -493,14 +497,15 @@ class Crawler:
         attempt = 0
         while True:
             error: FetchError | None = None
-            resp: Response | None = None
+            resp: Fetched | None = None
             with self.gates.slot(host):
                 link.attempts += 1
                 self.requests += 1
                 try:
-                    resp = self.client.request(
-                        method, link.url, follow_redirects=follow_redirects, max_body=max_body
-                    )
+                    resp = self.fetcher.fetch(
+                        method, url, follow_redirects=follow_redirects, max_body=max_body,
+                        links=links, anchors=anchors,
+                    )  # fmt: skip
                 except FetchError as exc:
                     error = exc
             if resp is not None and resp.status in RETRY_STATUSES:
@@ -523,7 +528,7 @@ class Crawler:
             link.status = resp.status
             link.error = None
             link.content_type = resp.content_type
-            link.size = len(resp.body)
+            link.size = resp.size
             link.truncated = resp.truncated
             link.final_url = resp.final_url
             link.elapsed = resp.elapsed
@@ -534,11 +539,11 @@ class Crawler:
         with self.gates.slot(host_key(url)):
             self.requests += 1
             try:
-                resp = self.client.request("GET", str(url), follow_redirects=True)
+                resp = self.fetcher.fetch("GET", url, follow_redirects=True, body=True)
             except FetchError as exc:
                 log.info("%s", exc)
                 return None
-        return resp.status, resp.body
+        return resp.status, resp.body or b""
 
     # --------------------------------------------------------- admitting
 
@@ -680,6 +685,7 @@ class Crawler:
             too_deep=len(self._too_deep),
             over_limit=len(self._over_limit),
             requests=self.requests,
+            extra=self.fetcher.summary() or {},
         )
 
     def _final(self, link: Link) -> tuple[Link | None, str | None]:
