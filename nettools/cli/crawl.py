@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import typer
@@ -13,9 +14,11 @@ import typer
 from ..greenthread import sleep, spawn
 from ..hub import get_hub
 from ..tools.crawl import SCOPES, STRATEGIES, Crawler, CrawlResult
+from ..tools.crawl.distributed import MAX_MESSAGE, Coordinator, CrawlWorker, default_name
 from ..tools.crawl.links import keep_parser_memory
 from ..tools.crawl.report import FORMATS, summary_line, write_report
-from .common import duration, fail, opt, runtime_errors, size
+from ..tools.zmqproxy import EndpointError, parse_endpoint
+from .common import EXIT_USAGE, duration, fail, opt, runtime_errors, size
 
 EXIT_BROKEN = 2
 #: Seconds between progress bar refreshes.
@@ -83,6 +86,17 @@ def crawl(
                         help="Read at most this much of a page; the rest is cut and reported."),
     user_agent: str = opt(None, "--user-agent", metavar="UA",
                           help="User-Agent header (default: nettools/VERSION (+project URL))."),
+    distribute: str = opt(None, "--distribute", metavar="BIND_EP",
+                          help="Coordinate a distributed crawl: bind this ZeroMQ endpoint "
+                          "(e.g. tcp://0.0.0.0:5557; port 0 picks one) and have "
+                          "'nettools crawl-worker' processes do the requests."),
+    lease: Any = opt("30s", "--lease", parser=duration,
+                     help="With --distribute: a job a worker has not answered (nor "
+                     "heartbeated) for this long goes to another worker."),
+    max_message: Any = opt(str(MAX_MESSAGE), "--max-message", parser=size,
+                           help="With --distribute: the largest message to or from a worker."),
+    min_workers: int = opt(1, "--min-workers", min=1, metavar="N",
+                           help="With --distribute: send no request before N workers joined."),
 ) -> None:
     """Crawl a site and check its links: broken links, redirects, missing #fragments.
 
@@ -99,12 +113,25 @@ def crawl(
     goes to stderr.  A progress bar is shown when stderr is a terminal.
     SIGINT/SIGTERM stop politely and still write the report.
 
+    With --distribute BIND_EP this process is the coordinator of a crawl that
+    'nettools crawl-worker CONNECT_EP' processes (any number, on any machine,
+    joining or leaving at any time) do: it keeps the frontier, robots.txt,
+    politeness and the report; workers fetch and parse.  Its ready line
+    {"event": "listening", "service": "crawl", "address": ENDPOINT} is the
+    first line on stderr (stdout carries the report).  The summary gains a
+    "workers" object (jobs per worker, jobs re-issued).  When the crawl ends
+    the workers are told, and exit.
+
     Exit status: 0 all links fine; 2 broken links found (or a usage error);
     1 runtime error, or stopped by a signal before finding broken links.
     """
     with runtime_errors("crawl"):
         if max_body < 1:
             raise typer.BadParameter("--max-body must be at least 1 byte")
+        coordinator = None
+        if distribute is not None:
+            coordinator = _coordinator(distribute, lease, max_message, min_workers,
+                                       user_agent, timeout or 30.0, max_body, per_host)
         keep_parser_memory()  # this process is ours: the parser may keep its heap
         try:
             crawler = Crawler(
@@ -113,13 +140,19 @@ def crawl(
                 per_host=per_host, delay=delay or 0.0, robots=not ignore_robots,
                 retries=retries, sitemap=sitemap, check_links=check_links,
                 check_fragments=check_fragments, timeout=timeout or 30.0, max_body=max_body,
-                user_agent=user_agent,
+                user_agent=user_agent, fetcher=coordinator,
             )  # fmt: skip
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         out = _open_output(output)
-        with _stop_on_signals(crawler), _progress(crawler):
-            result = crawler.run()
+        with _stop_on_signals(crawler.stop), _progress(crawler):
+            if coordinator is not None:
+                _announce(_start(coordinator))
+            try:
+                result = crawler.run()
+            finally:
+                if coordinator is not None:
+                    coordinator.close()
         try:
             write_report(result, fmt, out)
         finally:
@@ -128,6 +161,40 @@ def crawl(
         sys.stderr.write(summary_line(result) + "\n")
         sys.stderr.flush()
         raise typer.Exit(_exit_code(result))
+
+
+def _coordinator(endpoint: str, lease: float | None, max_message: int, min_workers: int,
+                 user_agent: str | None, timeout: float, max_body: int,
+                 per_host: int) -> Coordinator:
+    """The distributed crawl's coordinator (not bound yet); bad values are usage errors."""
+    try:
+        ep = parse_endpoint(endpoint)
+        if not ep.bind:
+            raise EndpointError(f"--distribute binds: {endpoint!r} says connect")
+        if not lease or lease <= 0:
+            raise EndpointError("--lease must be longer than 0s")
+        if max_message < 1024:
+            raise EndpointError("--max-message must be at least 1K")
+    except EndpointError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return Coordinator(ep.url, lease=lease, max_message=max_message, user_agent=user_agent,
+                       timeout=timeout, max_body=max_body, per_host=per_host,
+                       min_workers=min_workers)  # fmt: skip
+
+
+def _start(coordinator: Coordinator) -> str:
+    try:
+        return coordinator.start()
+    except EndpointError as exc:  # e.g. a host that does not resolve
+        fail("crawl", str(exc), EXIT_USAGE)
+        raise  # not reached
+
+
+def _announce(endpoint: str) -> None:
+    """The coordinator's ready line, on stderr: stdout may carry the report."""
+    line = {"event": "listening", "service": "crawl", "address": endpoint}
+    sys.stderr.write(json.dumps(line) + "\n")
+    sys.stderr.flush()
 
 
 def _exit_code(result: CrawlResult) -> int:
@@ -150,12 +217,13 @@ def _open_output(path: str | None) -> Any:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(crawler: Crawler) -> Iterator[None]:
-    """SIGINT/SIGTERM: no new requests, in-flight ones finish or are cut, report written."""
+def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGINT/SIGTERM call ``stop`` in a greenthread (a crawl: no new requests,
+    in-flight ones finish or are cut, report written; a worker: drain)."""
     hub = get_hub()
 
     def on_signal(signum: int, frame: Any) -> None:
-        hub.run_callback_threadsafe(lambda: spawn(crawler.stop))
+        hub.run_callback_threadsafe(lambda: spawn(stop))
 
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     hub.wake_on_signals()
@@ -197,5 +265,65 @@ def _progress(crawler: Crawler) -> Iterator[None]:
         bar.stop()
 
 
+def crawl_worker(
+    endpoint: str = typer.Argument(..., metavar="CONNECT_EP",
+                                   help="The coordinator's endpoint, e.g. tcp://crawlhost:5557."),
+    concurrency: int = opt(16, "--concurrency", "-c", min=1, metavar="N",
+                           help="Jobs (requests) this worker does at once."),
+    name: str = opt(None, "--name", metavar="NAME",
+                    help="This worker's name in the coordinator's summary and in the "
+                    "User-Agent it sends (default: HOSTNAME-PID)."),
+    idle_timeout: Any = opt("60s", "--idle-timeout", parser=duration,
+                            help="Give up when nothing is heard from the coordinator for this "
+                            "long (exit 1)."),
+    max_message: Any = opt(str(MAX_MESSAGE), "--max-message", parser=size,
+                           help="The largest message to or from the coordinator."),
+) -> None:
+    """Do the requests of a distributed crawl ('nettools crawl URL --distribute BIND_EP').
+
+    Example: nettools crawl-worker tcp://crawlhost:5557 --concurrency 32
+
+    Connects to the coordinator (waiting for it if it is not up yet), takes up
+    to --concurrency jobs at a time, fetches and parses them and sends back
+    what it found.  Its requests carry the crawl's User-Agent followed by
+    "crawl-worker/NAME".  Heartbeats keep its jobs leased to it while it works;
+    if it dies they go to other workers.  A coordinator that restarts is
+    joined again.  SIGINT/SIGTERM: take no more jobs, finish those in hand,
+    leave.  A JSON summary goes to stderr at exit.
+
+    Exit status: 0 the crawl is done (or stopped by a signal); 1 the
+    coordinator was silent for --idle-timeout, or a runtime error; 2 a usage
+    error (e.g. a bad endpoint).
+    """
+    with runtime_errors("crawl-worker"):
+        try:
+            ep = parse_endpoint(endpoint)
+            if ep.bind and endpoint.strip().startswith("bind:"):
+                raise EndpointError(f"a worker connects: {endpoint!r} says bind")
+            if not idle_timeout or idle_timeout <= 0:
+                raise EndpointError("--idle-timeout must be longer than 0s")
+            if max_message < 1024:
+                raise EndpointError("--max-message must be at least 1K")
+        except EndpointError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        keep_parser_memory()
+        worker = CrawlWorker(ep.url, concurrency=concurrency, name=name or default_name(),
+                             idle_timeout=idle_timeout, max_message=max_message)  # fmt: skip
+        with _stop_on_signals(worker.stop):
+            try:
+                why = worker.run()
+            except EndpointError as exc:
+                fail("crawl-worker", str(exc), EXIT_USAGE)
+        summary = {"event": "stopped", "service": "crawl-worker", "name": worker.name,
+                   "reason": why, **worker.stats.to_dict()}  # fmt: skip
+        if why == "gone":
+            sys.stderr.write(f"nettools crawl-worker: no word from the coordinator at "
+                             f"{ep.url} for {idle_timeout:g}s\n")  # fmt: skip
+        sys.stderr.write(json.dumps(summary) + "\n")
+        sys.stderr.flush()
+        raise typer.Exit(1 if why == "gone" else 0)
+
+
 def register(app: typer.Typer) -> None:
     app.command("crawl")(crawl)
+    app.command("crawl-worker")(crawl_worker)
