@@ -813,3 +813,15 @@ def test_a_shadow_socket_and_its_original_wait_side_by_side(ctx):
         for t in readers:
             t.wait()
     assert sorted(got) == sorted(b"%d" % i for i in range(200))
+
+
+def test_send_multipart_refuses_a_bad_frame_before_sending_any(ctx):
+    a, b = pair(ctx, zmq.PAIR, zmq.PAIR)
+    with pytest.raises(TypeError, match="Frame 1"):
+        a.send_multipart([b"first", "not bytes", b"third"])
+    a.send_multipart([b"clean", b"message"])
+    a.send_multipart([b"more", b"to come"], zmq.SNDMORE)  # SNDMORE on the last frame too
+    a.send(b"end")
+    with nettools.Timeout(10):
+        assert b.recv_multipart() == [b"clean", b"message"]
+        assert b.recv_multipart() == [b"more", b"to come", b"end"]

@@ -91,6 +91,7 @@ _c_recv = _c_socket.recv
 _c_get = _c_socket.get
 _c_recv_into = getattr(_c_socket, "recv_into", None)
 _zmq_poll = _zmq.zmq_poll
+_BUFFERS = (_zmq.Frame, memoryview, bytearray)
 
 # Plain ints for flags: IntFlag arithmetic is slow on the hot path.  Options stay enum
 # members: pyzmq's get() looks its argument up in SocketOption, and a member is its fast path.
@@ -393,7 +394,17 @@ class Socket(_base_socket):
         """
         if kw or len(msg_parts) < 2:
             return super().send_multipart(msg_parts, flags, copy, track, **kw)
-        more = int(flags) | _SNDMORE
+        for i, part in enumerate(msg_parts):
+            # Refuse before the first frame goes: half a message would merge with the next.
+            if type(part) is not bytes and not isinstance(part, _BUFFERS):
+                try:
+                    memoryview(part)
+                except TypeError:
+                    raise TypeError(
+                        f"Frame {i} ({part!r:.32}) does not support the buffer interface."
+                    ) from None
+        flags = int(flags)
+        more = flags | _SNDMORE
         self.send(msg_parts[0], more, copy, track)
         send = _c_send
         nb = more | _NOBLOCK
@@ -403,9 +414,9 @@ class Socket(_base_socket):
             except _Again:
                 self.send(part, more, copy, track)
         try:
-            return send(self, msg_parts[-1], nb & ~_SNDMORE, copy, track)
+            return send(self, msg_parts[-1], flags | _NOBLOCK, copy, track)
         except _Again:
-            return self.send(msg_parts[-1], int(flags), copy, track)
+            return self.send(msg_parts[-1], flags, copy, track)
         finally:
             w = self._w
             if w.readers or w.writers:
