@@ -825,3 +825,23 @@ def test_send_multipart_refuses_a_bad_frame_before_sending_any(ctx):
     with nettools.Timeout(10):
         assert b.recv_multipart() == [b"clean", b"message"]
         assert b.recv_multipart() == [b"more", b"to come", b"end"]
+
+
+def test_a_collected_context_terminates_without_switching(hub):
+    """Garbage collection can destroy a context anywhere: its term must not switch away."""
+    import gc
+
+    c = zmq.Context()
+    c.socket(zmq.PUSH).close()
+    before = hub.switches
+    del c
+    gc.collect()
+    assert hub.switches == before
+
+
+def test_term_waits_green_when_called_from_a_greenthread(hub):
+    c = zmq.Context()
+    c.socket(zmq.PUSH).close()
+    before = hub.switches
+    c.term()
+    assert c.closed and hub.switches > before  # it waited on the hub, not on the thread

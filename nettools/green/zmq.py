@@ -526,19 +526,31 @@ class Context(_base_context):
     _instance = None  # Context.instance() must not hand out pyzmq's plain singleton
     _instance_pid = None
 
+    _term_here = False  # set while garbage collection destroys the context
+
     def term(self) -> None:
         """Terminate the context, waiting in the thread pool rather than on the OS thread.
 
         As with pyzmq, greenthreads blocked on this context's sockets get
         ``ContextTerminated``, and ``term`` returns once every socket is closed.
         """
-        hub = _get_hub()
-        if _getcurrent() is hub.greenlet or _sys.is_finalizing():
-            super().term()  # nothing can wait here
+        hub = _current_hub()
+        if (
+            hub is None  # a thread without greenthreads: block as pyzmq does
+            or _getcurrent() is hub.greenlet  # nothing can wait in the hub
+            or self._term_here
+            or _sys.is_finalizing()
+        ):
+            super().term()
             return
         # libzmq tells each socket through its mailbox: their fds get an edge, and
         # greenthreads waiting on them retry and see ETERM while this one waits.
         _tpool.execute(_base_context.term, self)
+
+    def __del__(self) -> None:
+        # Collected at any point of any greenthread: never switch away from there.
+        self._term_here = True
+        super().__del__()
 
 
 # ---------------------------------------------------------------------- polling
