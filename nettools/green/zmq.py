@@ -62,6 +62,7 @@ from collections import deque as _deque
 from typing import Any
 
 import zmq as _zmq
+import zmq.backend as _zmq_backend
 from greenlet import getcurrent as _getcurrent
 from zmq import *  # noqa: F403 - a drop-in module re-exports everything
 
@@ -85,7 +86,7 @@ _base_socket = _zmq.Socket
 _base_context = _zmq.Context
 _base_poller = _zmq.Poller
 # The C-level calls (pyzmq's backend class): each makes one libzmq call.
-_c_socket = _zmq.Socket.__mro__[1]
+_c_socket = _zmq_backend.Socket
 _c_send = _c_socket.send
 _c_recv = _c_socket.recv
 _c_get = _c_socket.get
