@@ -845,3 +845,38 @@ def test_term_waits_green_when_called_from_a_greenthread(hub):
     before = hub.switches
     c.term()
     assert c.closed and hub.switches > before  # it waited on the hub, not on the thread
+
+
+def test_poller_waits_for_pollout_at_the_high_water_mark(ctx):
+    a, b = ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)
+    a.sndhwm = b.rcvhwm = 2
+    b.bind("inproc://pollout")
+    a.connect("inproc://pollout")
+    with pytest.raises(zmq.Again):
+        for _ in range(100):
+            a.send(b"fill", zmq.NOBLOCK)
+    poller = zmq.Poller()
+    poller.register(a, zmq.POLLOUT)
+    assert poller.poll(0) == []
+    nettools.spawn_after(0.05, lambda: [b.recv() for _ in range(4)])
+    with nettools.Timeout(10):
+        assert poller.poll(5000) == [(a, zmq.POLLOUT)]
+    assert zmq.select([], [a], [], 0) == ([], [a], [])
+
+
+def test_poller_with_a_plain_pyzmq_socket():
+    import zmq as pyzmq
+
+    plain = pyzmq.Context()
+    try:
+        pull = plain.socket(pyzmq.PULL)
+        push = plain.socket(pyzmq.PUSH)
+        push.connect(bind(pull, "tcp", None))
+        poller = zmq.Poller()
+        poller.register(pull, zmq.POLLIN)
+        nettools.spawn_after(0.05, push.send, b"plain")
+        with nettools.Timeout(10):
+            assert poller.poll(5000) == [(pull, zmq.POLLIN)]
+        assert pull.recv() == b"plain"
+    finally:
+        plain.destroy(linger=0)
