@@ -13,17 +13,26 @@ Peers, each with the same workload written out in its own idiom:
 * ``pyzmq``: plain pyzmq, blocking calls in OS threads; its queue is libzmq's own proxy
   (``zmq.proxy_steerable``, so that it can be told to stop) in a thread: the ceiling.
 
+* ``zmq_proxy``: the proxy as a service of its own: ``nettools zmq proxy --type streamer`` in
+  its own process on one core against libzmq's ``zmq.proxy`` in a process doing the same (the
+  ceiling); a PUSH sender and a PULL receiver, both plain pyzmq, share the other core.
+
 Each run times itself from the first message on: creating sockets and connecting are left
 out, and one message through each path first makes sure the connections are up.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
 
 from bench.cases import Case, Result
+from bench.cases._procs import read_line, started
 
 PAYLOAD = b"0123456789abcdef"
 
@@ -230,6 +239,74 @@ def _pyzmq_queue(n: int) -> Result:
     return _queue(zmq, _thread, lambda t: t.join(), start_proxy, n)
 
 
+# --- zmq_proxy ------------------------------------------------------------------------------
+
+PROXY_CORE, LOAD_CORE = 1, 0
+PROXY_PAYLOAD = 64
+_LIBZMQ_PROXY = """
+import json, zmq
+ctx = zmq.Context()
+front, back = ctx.socket(zmq.PULL), ctx.socket(zmq.PUSH)
+for s in (front, back):
+    s.sndhwm = s.rcvhwm = 0
+front.bind("tcp://127.0.0.1:*")
+back.bind("tcp://127.0.0.1:*")
+ends = {"frontend": front.LAST_ENDPOINT.decode(), "backend": back.LAST_ENDPOINT.decode()}
+print(json.dumps(ends), flush=True)
+zmq.proxy(front, back)
+"""
+_SENDER = """
+import sys, zmq
+ctx = zmq.Context()
+push = ctx.socket(zmq.PUSH)
+push.sndhwm = 0
+push.connect(sys.argv[1])
+msg = b"x" * int(sys.argv[3])
+for _ in range(int(sys.argv[2])):
+    push.send(msg)
+push.send(b"END")
+push.close(linger=-1)
+ctx.term()
+"""
+
+
+def _through_proxy(cmd: list[str], n: int) -> Result:
+    import zmq
+
+    with started(cmd, PROXY_CORE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proxy:
+        ready = json.loads(read_line(proxy, proxy.stdout, 30.0, "the proxy's ready line"))
+        ctx = zmq.Context()
+        pull = ctx.socket(zmq.PULL)
+        pull.rcvhwm = 0
+        pull.connect(ready["backend"])
+        try:
+            os.sched_setaffinity(0, {LOAD_CORE})
+        except (OSError, AttributeError):
+            pass
+        cmd = [sys.executable, "-c", _SENDER, ready["frontend"], str(n), str(PROXY_PAYLOAD)]
+        with started(cmd, LOAD_CORE):
+            first = pull.recv()
+            start = time.perf_counter()
+            count = 1
+            while pull.recv() != b"END":
+                count += 1
+            seconds = time.perf_counter() - start
+        ctx.destroy(0)
+    _expect(count, n)
+    return _timed(n - 1, seconds) | {"first_bytes": len(first)}
+
+
+def _nettools_proxy(n: int) -> Result:
+    return _through_proxy([
+        sys.executable, "-m", "nettools", "-q", "zmq", "proxy", "--type", "streamer",
+        "--frontend", "tcp://127.0.0.1:0", "--backend", "tcp://127.0.0.1:0", "--hwm", "0",
+    ], n)  # fmt: skip
+
+
+def _pyzmq_proxy(n: int) -> Result:
+    return _through_proxy([sys.executable, "-c", _LIBZMQ_PROXY], n)
+
+
 CASES: dict[str, Case] = {
     "zmq_push_pull": Case(
         n=200_000,
@@ -257,5 +334,10 @@ CASES: dict[str, Case] = {
             "gevent": _gevent_queue,
             "pyzmq": _pyzmq_queue,
         },
+    ),
+    "zmq_proxy": Case(
+        n=300_000,
+        unit="messages",
+        peers={"nettools": _nettools_proxy, "pyzmq": _pyzmq_proxy},
     ),
 }
