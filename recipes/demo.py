@@ -5,6 +5,9 @@
    commands on port 0, each announcing itself with its JSON ready line; a few
    hundred green clients drive them; SIGTERM stops each and its JSON summary
    is printed.
+3. ``nettools crawl --check-links`` on a small site served on loopback with one
+   broken link, as a CI job would run it: the broken link, who links to it,
+   and exit status 2.
 
 Run it:  python recipes/demo.py
 """
@@ -14,9 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -83,9 +88,39 @@ def chat_session(addr: tuple[str, int]) -> list[str]:
             if "hello from ada" in line:
                 seen.append(line)
                 break
-    for s, _ in users:
+    for s, f in users:
+        f.write(b"/quit\n")
+        f.flush()
         s.close()
     return seen
+
+
+def link_check() -> None:
+    """Serve a 30-page site with one broken link and check it as CI would."""
+    with tempfile.TemporaryDirectory() as root:
+        for i in range(30):
+            links = "".join(f'<a href="page{j}.html">{j}</a> ' for j in (i + 1, i + 2) if j < 30)
+            if i == 7:
+                links += '<a href="missing.html">gone</a>'
+            Path(root, f"page{i}.html").write_text(f"<html><body>{links}</body></html>")
+        Path(root, "index.html").write_text('<a href="page0.html">start</a>')
+        site = subprocess.Popen(
+            [sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", root],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        try:
+            port = re.search(r"port (\d+)", site.stdout.readline()).group(1)
+            url = f"http://127.0.0.1:{port}/"
+            crawl = ["crawl", url, "--check-links", "--format", "json"]
+            res = subprocess.run([sys.executable, "-m", "nettools", *crawl],
+                                 capture_output=True, text=True, timeout=60)  # fmt: skip
+        finally:
+            site.terminate()
+            site.wait()
+    report = json.loads(res.stdout)
+    print(f"  crawl {url}: {report['summary']['pages']} pages, exit status {res.returncode}")
+    for link in report["broken"]:
+        print(f"    broken: {link['url']} ({link['status']}), linked from {link['referrers']}")
 
 
 def through_forwarder(addr: tuple[str, int], clients: int, size: int) -> int:
@@ -124,6 +159,8 @@ def main() -> int:
         print("  stopping with SIGTERM; their summaries:")
         for name, proc in (("forward", fwd), ("chat", chat), ("echo", echo)):
             print(f"    {name}: {json.dumps(stop(proc))}")
+    print("\nLink checking as a CI job would run it (nettools crawl --check-links):")
+    link_check()
     return 0
 
 
