@@ -9,18 +9,18 @@ import typer
 from ..tools.chat import ChatServer, ChatStats
 from ..tools.chatbus import ChatBus, parse_bus
 from .common import (
-    _wrap,
     address,
     duration,
     listen_on,
     opt,
+    option_parser,
     prepare_limits,
     runtime_errors,
     serve_until_stopped,
     size,
 )
 
-bus_endpoints = _wrap(parse_bus)
+bus_endpoints = option_parser(parse_bus)
 
 # The bus options of both chats (nettools chat and nettools wschat).
 BUS = opt(None, "--bus", parser=bus_endpoints, metavar="PUB_EP,SUB_EP",

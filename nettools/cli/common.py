@@ -44,7 +44,9 @@ def opt(default: Any, *flags: str, help: str, **kw: Any) -> Any:
     return typer.Option(default, *flags, help=help, envvar=envvar, **kw)
 
 
-def _wrap(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
+def option_parser(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
+    """A Typer ``parser=`` from ``parse(text)``, whose ValueError becomes a usage error."""
+
     def parser(value: Any) -> Any:
         if not isinstance(value, str):
             return value  # already parsed (a default)
@@ -56,9 +58,9 @@ def _wrap(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
     return parser
 
 
-duration = _wrap(cliargs.parse_duration)
-size = _wrap(cliargs.parse_size)
-address = _wrap(cliargs.parse_address)
+duration = option_parser(cliargs.parse_duration)
+size = option_parser(cliargs.parse_size)
+address = option_parser(cliargs.parse_address)
 _METAVARS = {duration: "DURATION", size: "SIZE", address: "ADDR"}
 
 

@@ -40,13 +40,13 @@ from ..tools.zmqproxy import (
 from ..web.wsgi import WSGIServer
 from .common import (
     EXIT_USAGE,
-    _wrap,
     address,
     bound_address,
     duration,
     fail,
     listen_on,
     opt,
+    option_parser,
     prepare_limits,
     runtime_errors,
     server_tls,
@@ -62,7 +62,7 @@ zmq_app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-endpoint = _wrap(parse_endpoint)
+endpoint = option_parser(parse_endpoint)
 
 
 def _linger(text: Any) -> Any:
