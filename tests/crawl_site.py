@@ -66,6 +66,11 @@ class Recorder:
         # Requests after the first ``hold_from`` wait for ``release`` (up to HOLD_LIMIT).
         self.hold_from: int | None = None
         self.release = threading.Event()
+        # The first request for ``hold_path`` waits for ``release`` too; ``held`` is set
+        # when it arrives, and ``held_agent`` is the User-Agent that asked.
+        self.hold_path: str | None = None
+        self.held = threading.Event()
+        self.held_agent = ""
 
     def enter(self, environ: dict) -> str:
         host = environ.get("HTTP_HOST", "")
@@ -80,6 +85,10 @@ class Recorder:
             if self.reach_at is not None and self.total >= self.reach_at:
                 self.reached.set()
             held = self.hold_from is not None and self.total > self.hold_from
+            if path == self.hold_path and not self.held.is_set():
+                self.held_agent = environ.get("HTTP_USER_AGENT", "")
+                self.held.set()
+                held = True
         if held:  # a green wait: the server's other requests go on
             for _ in range(int(HOLD_LIMIT / 0.01)):
                 if self.release.is_set():

@@ -176,7 +176,7 @@ def _coordinator(endpoint: str, lease: float | None, max_message: int, min_worke
         if max_message < 1024:
             raise EndpointError("--max-message must be at least 1K")
     except EndpointError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise typer.BadParameter(str(exc), param_hint="'--distribute'") from None
     return Coordinator(ep.url, lease=lease, max_message=max_message, user_agent=user_agent,
                        timeout=timeout, max_body=max_body, per_host=per_host,
                        min_workers=min_workers)  # fmt: skip
@@ -305,7 +305,7 @@ def crawl_worker(
             if max_message < 1024:
                 raise EndpointError("--max-message must be at least 1K")
         except EndpointError as exc:
-            raise typer.BadParameter(str(exc)) from None
+            raise typer.BadParameter(str(exc), param_hint="CONNECT_EP") from None
         keep_parser_memory()
         worker = CrawlWorker(ep.url, concurrency=concurrency, name=name or default_name(),
                              idle_timeout=idle_timeout, max_message=max_message)  # fmt: skip

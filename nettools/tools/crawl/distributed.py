@@ -73,8 +73,9 @@ Coordinator to worker:
 ``drained`` no job will follow (the answer to ``drain``)
 ``reset``   "who are you?": sent to a sender the coordinator does not know
             (it restarted, or dropped the worker); the worker says hello again
-``done``    the crawl is over: the worker exits (``nettools crawl-worker``
-            exits 0)
+``done``    the crawl is over, or the answer to ``bye``: the worker exits
+            (``nettools crawl-worker`` exits 0); it answers ``bye``, which the
+            coordinator waits for (``CLOSE_WAIT`` at most) before closing
 
 Messages of an unknown kind, or malformed ones, are counted and ignored.
 Results of another ``run`` (a coordinator that restarted) are ignored.  Anyone
@@ -118,6 +119,8 @@ MAX_ISSUES = 4
 HELLO_EVERY = 1.0
 #: Seconds between attempts while the worker is not connected yet.
 CONNECT_POLL = 0.05
+#: Seconds the coordinator waits for the workers' goodbyes at the end.
+CLOSE_WAIT = 2.0
 #: Longest wait, in heartbeats, for the coordinator's "drained" when stopping.
 DRAIN_BEATS = 4
 
@@ -181,6 +184,7 @@ class _Worker:
     last_seen: float
     jobs: set[int] = field(default_factory=set)
     draining: bool = False  # its results hand back no slot
+    given: int = 0  # when it was last sent a job
 
 
 class Coordinator:
@@ -226,6 +230,8 @@ class Coordinator:
         self._queue: deque[_Job] = deque()
         self._workers: dict[bytes, _Worker] = {}
         self._next_id = 0
+        self._given = 0  # jobs sent, to take turns among workers
+        self._closing: Event | None = None
         # Figures for the summary.
         self.jobs_by_worker: dict[str, int] = {}
         self.reissued = 0
@@ -238,23 +244,31 @@ class Coordinator:
 
     def start(self) -> str:
         """Bind and start serving workers; the endpoint really bound."""
-        options = {zmq.MAXMSGSIZE: self.max_message, zmq.ROUTER_HANDOVER: 1}
+        options = {zmq.MAXMSGSIZE: self.max_message}
         self._sock, real = open_socket(self._ctx, zmq.ROUTER, Endpoint(self.endpoint, True),
                                        options=options)  # fmt: skip
         self.endpoint = real
-        self._threads = [spawn(self._receive), spawn(self._tick)]
+        self._threads = [spawn(self._receive), spawn(self._tick)]  # close() knows the order
         return real
 
     def close(self) -> None:
-        """Tell every worker the crawl is done, and stop."""
+        """Tell every worker the crawl is done, wait (a little) for their goodbyes, stop."""
+        if self._sock is not None and self._threads:
+            kill(self._threads.pop())  # the lease keeper
+            # Until each worker has answered "done" with "bye", closing could
+            # lose the "done": a socket closed with unread data resets the
+            # connection, and the worker's system drops what it had not read yet.
+            self._closing = Event()
+            for ident in list(self._workers):
+                self._send(ident, b"done", {})
+            if self._workers:
+                self._closing.wait(CLOSE_WAIT)
         for gt in self._threads:
             kill(gt)
         self._threads = []
         if self._sock is None:
             return
-        for ident in list(self._workers):
-            self._send(ident, b"done", {})
-        self._sock.close(linger=1000)  # let the "done"s go out
+        self._sock.close(linger=1000)
         self._sock = None
         if self._own_ctx:
             self._ctx.term()
@@ -314,8 +328,9 @@ class Coordinator:
         if self.joined < self.min_workers:
             return
         while self._queue and self._sock is not None:
-            worker = max(self._workers.values(), key=lambda w: w.credit, default=None)
-            if worker is None or worker.credit <= 0:
+            # The most free slots; between equals, the one that waited longest.
+            worker = max(self._workers.values(), key=lambda w: (w.credit, -w.given), default=None)
+            if worker is None or worker.credit <= 0 or self._closing is not None:
                 return
             job = self._queue.popleft()
             if job.over:
@@ -325,6 +340,8 @@ class Coordinator:
             job.issues += 1
             worker.credit -= 1
             worker.jobs.add(job.id)
+            self._given += 1
+            worker.given = self._given
             with contextlib.suppress(zmq.ZMQError):
                 self._sock.send_multipart([worker.ident, *job.frames], zmq.NOBLOCK)
 
@@ -356,6 +373,8 @@ class Coordinator:
     def _forget(self, worker: _Worker, why: str) -> None:
         """Drop ``worker``; its jobs go to others."""
         self._workers.pop(worker.ident, None)
+        if self._closing is not None and not self._workers and not self._closing.ready():
+            self._closing.send(None)
         if worker.jobs:
             log.warning("worker %s %s: re-issuing its %d jobs", worker.name, why, len(worker.jobs))
         for job_id in sorted(worker.jobs):
@@ -402,6 +421,7 @@ class Coordinator:
             self._send(ident, b"drained", {})
         elif kind == b"bye":
             self._forget(worker, "left")
+            self._send(ident, b"done", {})  # "heard you": the worker may close
         else:
             raise _Malformed(f"unknown kind {kind[:20]!r}")
 
@@ -409,6 +429,9 @@ class Coordinator:
         if obj.get("v") != PROTOCOL_VERSION:
             raise _Malformed(f"protocol version {obj.get('v')!r}, not {PROTOCOL_VERSION}")
         session = str(obj["session"])
+        if self._closing is not None:  # too late: the crawl is over
+            self._send(ident, b"done", {})
+            return
         if worker is None or worker.session != session:
             if worker is not None:  # the same peer starting over
                 self._forget(worker, "started over")
@@ -545,6 +568,8 @@ class CrawlWorker:
 
     def stop(self) -> None:
         """Take no more jobs, finish those in hand, then leave."""
+        if not self._stopping:
+            log.info("stopping: finishing the %d jobs in hand", len(self._busy))
         self._stopping = True
         self._poke()
 
@@ -575,22 +600,28 @@ class CrawlWorker:
         next_hello = 0.0
         next_beat = 0.0
         drain_asked = 0.0
+        bye_sent = 0.0
         while True:
-            if receiver.dead:
-                return "done"
+            if receiver.dead:  # "done": the crawl is over, or our "bye" was heard
+                return "stopped" if self._stopping else "done"
             now = time.monotonic()
             if self._heard > last_heard:
                 last_heard = self._heard
             if now - last_heard > self.idle_timeout:
                 return "gone"
             if self._stopping:
-                if self._run_id is None or (not self._busy and (
-                        self._drained or now - drain_asked > DRAIN_BEATS * self._heartbeat)):
-                    self._send_now(b"bye", {})
+                patience = DRAIN_BEATS * self._heartbeat
+                if self._run_id is None or (bye_sent and now - bye_sent > patience):
                     return "stopped"
                 if not drain_asked:
                     drain_asked = now
                     self._send_now(b"drain", {})
+                elif not bye_sent and not self._busy and (
+                        self._drained or now - drain_asked > patience):
+                    # Leave once the coordinator has heard it (it answers "done"):
+                    # closing first could lose the last results on the way.
+                    bye_sent = now
+                    self._send_now(b"bye", {})
             if self._run_id is None:
                 if now >= next_hello:
                     sent = self._send_now(b"hello", {
@@ -644,6 +675,7 @@ class CrawlWorker:
                 self._poke()
             elif kind == b"done":
                 log.info("the crawl is done")
+                self._send_now(b"bye", {})
                 self._poke()
                 return
             # "beat" (and anything newer) only shows the coordinator is alive.
