@@ -37,15 +37,22 @@ from __future__ import annotations
 
 import logging
 import re
-import time
-from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..green import socket
 from ..greenthread import GreenletExit, sleep
 from ..net import Server
+from .chatrooms import (
+    DEFAULT_LINGER,
+    DEFAULT_ROOM,
+    NAME_MAX,
+    ChatRooms,
+    ChatStats,
+    Member,
+    Room,
+    valid_name,
+)
 from .outbox import Outbox
 from .service import Stats
 
@@ -56,13 +63,7 @@ __all__ = ["ChatServer", "ChatStats", "escape_controls", "valid_name", "DEFAULT_
 
 log = logging.getLogger("nettools.chat")
 
-DEFAULT_ROOM = "lobby"
-#: Longest nickname or room name, in characters.
-NAME_MAX = 32
 RECV_SIZE = 65536
-#: How long a leaving client's writer may take to flush its last lines when
-#: no slow timeout bounds it.
-DEFAULT_LINGER = 5.0
 
 HELP = (
     "*** Commands:",
@@ -77,7 +78,6 @@ HELP = (
     "begins with /.",
 )
 
-_NAME_PUNCTUATION = frozenset("_-.[]{}|^`'")
 # C0 controls, DEL and the C1 controls (U+009B is a CSI on some terminals).
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
 
@@ -94,55 +94,19 @@ def escape_controls(text: str) -> str:
     return _CONTROLS.sub(_visible, text)
 
 
-def valid_name(name: str) -> bool:
-    """A nickname or room name: 1-32 letters, digits or ``_-.[]{}|^`'``."""
-    return 0 < len(name) <= NAME_MAX and all(
-        ch.isalnum() or ch in _NAME_PUNCTUATION for ch in name
-    )
-
-
-@dataclass
-class ChatStats(Stats):
-    """``Stats`` plus what only a chat counts."""
-
-    messages: int = 0  # lines and actions said in a room
-    dropped: int = 0  # deliveries skipped because a recipient's queue was full
-    slow_disconnects: int = 0
-    bus: Any = None  # a chat bus's BusStats
-
-    def summary(self, service: str) -> dict:
-        d = super().summary(service)
-        if d["bus"] is None:
-            del d["bus"]
-        return d
-
-
 class _LineTooLong(Exception):
     pass
 
 
-class _Room:
-    __slots__ = ("name", "members", "history")
-
-    def __init__(self, name: str, history: int) -> None:
-        self.name = name
-        self.members: dict[_Client, None] = {}  # insertion-ordered set
-        self.history: deque[str] = deque(maxlen=history)
-
-
-class _Client:
-    __slots__ = ("conn", "outbox", "nick", "since", "room", "gone")
+class _Client(Member):
+    __slots__ = ("conn",)
 
     def __init__(self, conn: socket.socket, outbox: Outbox) -> None:
+        super().__init__(outbox)
         self.conn = conn
-        self.outbox = outbox
-        self.nick: str | None = None
-        self.since = 0.0  # when it took its nickname
-        self.room: _Room | None = None
-        self.gone = False  # removed from the chat already (e.g. dropped as too slow)
 
 
-class ChatServer:
+class ChatServer(ChatRooms):
     """A line chat on a listening green socket (TCP or unix).
 
     ``history``: messages replayed to a client joining a room.  ``max_line``:
@@ -154,6 +118,8 @@ class ChatServer:
     client (0: the system's default).  ``bus``: a ``ChatBus`` to share rooms
     with other servers (started and stopped with this server).
     """
+
+    _log = log
 
     def __init__(
         self,
@@ -173,56 +139,33 @@ class ChatServer:
             raise ValueError("queue_size must be at least 1")
         if max_line < 1:
             raise ValueError("max_line must be at least 1")
-        self.history = max(0, history)
+        super().__init__(
+            history=history, stats=stats if stats is not None else ChatStats(), bus=bus
+        )
         self.max_line = max_line
         self.idle_timeout = idle_timeout
         self.slow_timeout = slow_timeout
         self.queue_size = queue_size
         self.send_buffer = send_buffer
-        self.stats = stats if stats is not None else ChatStats()
         self.server = Server(sock, self._handle, max_conns, name="chat")
-        self.rooms: dict[str, _Room] = {}
-        self._nicks: dict[str, _Client] = {}  # casefolded nick -> client
-        self._clients: set[_Client] = set()
-        self._stopping = False
-        self._room(DEFAULT_ROOM)
-        self.bus = bus
-        if bus is not None:
-            bus.attach(self)
-            if hasattr(self.stats, "bus"):
-                self.stats.bus = bus.stats
 
     @property
     def address(self) -> Any:
         return self.server.address
 
-    @property
-    def nicks(self) -> list[str]:
-        """The nicknames in use, sorted."""
-        return sorted((c.nick for c in self._nicks.values() if c.nick), key=str.casefold)
-
     def start(self) -> ChatServer:
-        if self.bus is not None:
-            self.bus.start()
+        self._start_bus()
         self.server.start()
         return self
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop accepting, tell everyone, flush their queues (for up to
         ``timeout`` seconds), then close what is left."""
-        if not self._stopping:
-            self._stopping = True
-            if self.bus is not None:
-                self.bus.stop()  # the other servers drop our users at once
+        if self._begin_stop():
             for client in list(self._clients):
                 self._send(client, "*** Server is shutting down\n")
                 client.outbox.close()  # its writer flushes, then ends the connection
         self.server.stop(timeout)
-
-    def _count(self, name: str, n: int = 1) -> None:
-        # Plain Stats (from a caller) lack the chat-only counters.
-        if hasattr(self.stats, name):
-            setattr(self.stats, name, getattr(self.stats, name) + n)
 
     # ------------------------------------------------------------ a client
 
@@ -230,16 +173,11 @@ class ChatServer:
         if self._stopping:
             return
         stats = self.stats
-        stats.connections += 1
-        stats.active += 1
         conn.settimeout(self.idle_timeout)
-        if self.send_buffer and conn.family != socket.AF_UNIX:
-            try:
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
-            except OSError:
-                pass  # the peer may already have gone
+        if conn.family != socket.AF_UNIX:
+            self._set_send_buffer(conn, self.send_buffer)
         client = self._new_client(conn)
-        self._clients.add(client)
+        self._arrive(client)
         reason = ""
         killed = False
         try:
@@ -268,12 +206,7 @@ class ChatServer:
             raise
         finally:
             try:
-                self._clients.discard(client)
-                if not self._stopping:
-                    self._leave(client, reason)
-                if client.nick is not None and self._nicks.get(client.nick.casefold()) is client:
-                    del self._nicks[client.nick.casefold()]
-                client.gone = True
+                self._depart(client, reason)
                 # Let the writer flush the last lines (a goodbye, an error), but
                 # never wait long for a client that does not read.
                 if not killed:
@@ -345,9 +278,7 @@ class ChatServer:
             if problem:
                 self._send(client, f"*** {problem}; choose another:\n")
                 continue
-            client.nick = text
-            client.since = time.time()
-            self._nicks[text.casefold()] = client
+            self._claim(client, text)
             self._send(client, f"*** Hello, {text}! Type /help for the commands.\n")
             return True
         return False
@@ -359,10 +290,9 @@ class ChatServer:
                 f"Invalid nickname {escape_controls(nick)!r}: use 1-{NAME_MAX} letters, "
                 "digits or _-.[]{}|^`'"
             )
-        holder = self._nicks.get(nick.casefold())
-        if holder is not None and holder is not current:
+        if self._taken_here(nick, current):
             return f"Nickname {nick} is taken"
-        if self.bus is not None and self.bus.nick_taken(nick):
+        if self._taken_elsewhere(nick):
             return f"Nickname {nick} is taken (on another server)"
         return None
 
@@ -401,11 +331,7 @@ class ChatServer:
         return True
 
     def _cmd_rooms(self, client: _Client, arg: str) -> bool:
-        counts = sorted(
-            ((r.name, self._count_in(r)) for r in self.rooms.values()),
-            key=lambda rc: rc[0].casefold(),
-        )
-        listing = ", ".join(f"{n} ({c})" for n, c in counts if c or n == DEFAULT_ROOM)
+        listing = ", ".join(f"{n} ({c})" for n, c in self._room_counts())
         self._send(client, f"*** Rooms: {listing}\n")
         return True
 
@@ -420,7 +346,7 @@ class ChatServer:
             self._send(client, f"*** You are already in {client.room.name}\n")
         else:
             room = self._room(name)
-            self._leave(client, f"joined {room.name}", to=room.name)
+            self._leave(client, "moved", to=room.name)
             self._join(client, room)
         return True
 
@@ -434,16 +360,6 @@ class ChatServer:
             return True
         self._rename(client, arg)
         return True
-
-    def _rename(self, client: _Client, new: str) -> None:
-        old = client.nick
-        del self._nicks[old.casefold()]
-        self._nicks[new.casefold()] = client
-        client.nick = new
-        client.since = time.time()
-        self._broadcast(client.room, f"*** {old} is now known as {new}\n")
-        if self.bus is not None:
-            self.bus.renamed(client.room.name, old, new, client.since)
 
     def _cmd_me(self, client: _Client, arg: str) -> bool:
         if not arg:
@@ -470,135 +386,42 @@ class ChatServer:
 
     # ------------------------------------------------------------ rooms
 
-    def _room(self, name: str) -> _Room:
-        room = self.rooms.get(name.casefold())
-        if room is None:
-            room = self.rooms[name.casefold()] = _Room(name, self.history)
-        return room
-
-    def _nicks_in(self, room: _Room) -> list[str]:
-        """Everyone in ``room``, on this server and on the others."""
-        names = [m.nick for m in room.members]
-        if self.bus is not None:
-            names += self.bus.nicks_in(room.name)
-        return sorted(names, key=str.casefold)
-
-    def _count_in(self, room: _Room) -> int:
-        return len(room.members) + (self.bus.count_in(room.name) if self.bus is not None else 0)
-
-    def _prune(self, room: _Room) -> None:
-        """Empty rooms (and their history) go; the lobby stays."""
-        if room.name != DEFAULT_ROOM and not self._count_in(room):
-            self.rooms.pop(room.name.casefold(), None)
-
-    def _join(self, client: _Client, room: _Room) -> None:
+    def _join(self, client: _Client, room: Room) -> None:
         others = self._nicks_in(room)
         here = f"with {', '.join(others)}" if others else "alone"
         self._send(client, f"*** You are in {room.name}, {here}\n")
         for line in room.history:
             self._send(client, line)
-        self._broadcast(room, f"*** {client.nick} joined {room.name}\n")
-        room.members[client] = None
-        client.room = room
-        if self.bus is not None:
-            self.bus.joined(room.name, client.nick, client.since)
-
-    def _leave(
-        self, client: _Client, reason: str = "", notice: str | None = None,
-        to: str | None = None,
-    ) -> None:
-        """Take ``client`` out of its room and tell the others (``to``: the
-        room it moves to)."""
-        room = client.room
-        if room is None:
-            return
-        client.room = None
-        del room.members[client]
-        if notice is None:
-            notice = f"*** {client.nick} left {room.name}" + (f" ({reason})" if reason else "")
-        self._broadcast(room, notice + "\n")
-        if self.bus is not None:
-            self.bus.left(room.name, client.nick, "moved" if to else reason, to)
-        self._prune(room)
-
-    def _say(self, client: _Client, text: str, action: bool = False) -> None:
-        """A message or action: kept in the room's history, sent to everyone else."""
-        room = client.room
-        line = _said(client.nick, escape_controls(text), action)
-        self._keep(room, line)
-        self._broadcast(room, line, exclude=client)
-        if self.bus is not None:
-            self.bus.said(room.name, client.nick, text, action)
-
-    def _keep(self, room: _Room, line: str) -> None:
-        room.history.append(line)
-        self._count("messages")
-
-    def _broadcast(self, room: _Room, line: str, exclude: _Client | None = None) -> None:
-        # Never waits (see _send), so no other greenthread runs in between and
-        # every member sees the room's lines in the same order.
-        for member in room.members:
-            if member is not exclude:
-                self._send(member, line)
+        self._enter(client, room)
 
     # ------------------------------------------------------------ output
 
-    def _send(self, client: _Client, line: str) -> None:
-        """Queue ``line`` for ``client`` without waiting; drop it if the client is slow."""
-        outbox = client.outbox
-        if not outbox.closing and not outbox.put(line):
-            self._count("dropped")
+    _send = ChatRooms._put
 
-    def _drop_slow(self, client: _Client) -> None:
-        """Its outbox gave up on it: take it out of the chat and cut it off."""
-        if client.gone:
-            return
-        client.gone = True
-        self._count("slow_disconnects")
-        log.info("chat: disconnecting %s: too slow", client.nick or "a client")
-        if client.nick is not None:
-            self._leave(client, "too slow", notice=f"*** {client.nick} was disconnected (too slow)")
+    def _cut(self, client: _Client) -> None:
         _shutdown(client.conn)  # wakes its reader (EOF) and its writer (EPIPE)
 
+    def _said_item(self, room: Room, nick: str, text: str, ts: float, action: bool) -> str:
+        return _said(nick, _clean(text), action)
 
-    # ------------------------------------------------------------ the other servers
+    def _joined_item(self, room: Room, nick: str, ts: float) -> str:
+        return f"*** {nick} joined {room.name}\n"
 
-    def bus_said(self, room: str, nick: str, text: str, ts: float, action: bool) -> None:
-        target = self.rooms.get(room.casefold())
-        if target is None and not self.bus.count_in(room):
-            return  # nobody is there that we know of: no history to keep
-        target = self._room(room)
-        line = _said(nick, _clean(text), action)
-        self._keep(target, line)
-        self._broadcast(target, line)
-
-    def bus_joined(self, room: str, nick: str, ts: float) -> None:
-        target = self._room(room)
-        self._broadcast(target, f"*** {nick} joined {target.name}\n")
-
-    def bus_left(self, room: str, nick: str, reason: str, to: str | None, ts: float) -> None:
-        target = self.rooms.get(room.casefold())
-        if target is None:
-            return
+    def _left_item(self, room: Room, nick: str, reason: str, to: str | None, ts: float) -> str:
         if reason == "moved" and to:
             reason = f"joined {to}"
         why = f" ({_clean(reason)})" if reason and reason != "left" else ""
-        self._broadcast(target, f"*** {nick} left {target.name}{why}\n")
-        self._prune(target)
+        return f"*** {nick} left {room.name}{why}\n"
 
-    def bus_renamed(self, room: str, old: str, new: str, ts: float) -> None:
-        target = self.rooms.get(room.casefold())
-        if target is not None:
-            self._broadcast(target, f"*** {old} is now known as {new}\n")
+    def _renamed_item(self, room: Room, old: str, new: str, ts: float) -> str:
+        return f"*** {old} is now known as {new}\n"
 
-    def bus_rename_local(self, nick: str) -> None:
-        client = self._nicks.get(nick.casefold())
-        if client is None or client.room is None:
-            return
-        new = self.bus.free_nick(nick, lambda name: name.casefold() in self._nicks)
-        self._send(client, f"*** Nickname {nick} was taken on another server at the same "
+    def _slow_item(self, client: _Client) -> str:
+        return f"*** {client.nick} was disconnected (too slow)\n"
+
+    def _lost_nick(self, client: _Client, old: str, new: str) -> None:
+        self._send(client, f"*** Nickname {old} was taken on another server at the same "
                            f"time; you are now {new}\n")
-        self._rename(client, new)
 
 
 def _said(nick: str, text: str, action: bool) -> str:

@@ -75,7 +75,7 @@ from typing import Any, Protocol
 
 from ..green import zmq
 from ..greenthread import GreenThread, kill, sleep, spawn
-from .chat import NAME_MAX, valid_name
+from .chatrooms import NAME_MAX, valid_name
 from .zmqproxy import Endpoint, open_socket, parse_endpoint
 
 __all__ = ["ChatBus", "BusStats", "BusListener", "parse_bus", "PROTOCOL_VERSION"]

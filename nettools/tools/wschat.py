@@ -85,7 +85,6 @@ import json
 import logging
 import re
 import time
-from collections import deque
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -96,7 +95,16 @@ from ..greenthread import GreenletExit, sleep
 from ..timeout import Timeout
 from ..web.websocket import WebSocket, WebSocketWSGI
 from ..web.wsgi import WSGIServer, plain_response
-from .chat import DEFAULT_ROOM, NAME_MAX, ChatStats, valid_name
+from .chatrooms import (
+    DEFAULT_LINGER,
+    DEFAULT_ROOM,
+    NAME_MAX,
+    ChatRooms,
+    ChatStats,
+    Member,
+    Room,
+    valid_name,
+)
 from .outbox import Outbox
 from .service import Stats
 
@@ -108,9 +116,6 @@ __all__ = ["WSChatServer", "WSChatStats", "TokenBucket", "PROTOCOL_VERSION", "pa
 log = logging.getLogger("nettools.wschat")
 
 PROTOCOL_VERSION = 1
-#: How long a leaving client's writer may take to flush its last messages when
-#: no slow timeout bounds it.
-DEFAULT_LINGER = 5.0
 # Bytes of frame a message of ``max_message`` characters may need: JSON
 # escapes an astral character as two \\uXXXX escapes (12 bytes).
 _FRAME_BYTES_PER_CHAR = 12
@@ -175,25 +180,12 @@ def _encode(obj: dict) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
-class _Room:
-    __slots__ = ("name", "members", "history")
-
-    def __init__(self, name: str, history: int) -> None:
-        self.name = name
-        self.members: dict[_Client, None] = {}  # insertion-ordered set
-        self.history: deque[dict] = deque(maxlen=history)
-
-
-class _Client:
-    __slots__ = ("ws", "outbox", "nick", "since", "room", "gone", "bucket", "strikes")
+class _Client(Member):
+    __slots__ = ("ws", "bucket", "strikes")
 
     def __init__(self, ws: WebSocket, outbox: Outbox, rate: float, burst: int) -> None:
+        super().__init__(outbox)
         self.ws = ws
-        self.outbox = outbox
-        self.nick: str | None = None
-        self.since = 0.0  # when it took its nickname
-        self.room: _Room | None = None
-        self.gone = False  # out of the chat already (dropped as too slow)
         self.bucket = TokenBucket(rate, burst)
         # Refused messages fill this one: a client that empties it is flooding.
         self.strikes = TokenBucket(rate, max(20, 2 * burst))
@@ -205,7 +197,7 @@ class _Refused(Exception):
         self.reply = {"type": "error", "code": code, "message": message, **extra}
 
 
-class WSChatServer:
+class WSChatServer(ChatRooms):
     """The browser chat on a listening green socket.
 
     ``history``: messages of a room replayed on join.  ``max_message``:
@@ -219,6 +211,10 @@ class WSChatServer:
     ``bus``: a ``ChatBus`` to share rooms with other servers (started and
     stopped with this server).
     """
+
+    _ECHO_OWN = True
+    _label = "wschat"
+    _log = log
 
     def __init__(
         self,
@@ -249,7 +245,9 @@ class WSChatServer:
             raise ValueError("burst must be at least 1")
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
-        self.history = max(0, history)
+        super().__init__(
+            history=history, stats=stats if stats is not None else WSChatStats(), bus=bus
+        )
         self.max_message = max_message
         self.rate = rate
         self.burst = burst
@@ -257,7 +255,6 @@ class WSChatServer:
         self.slow_timeout = slow_timeout
         self.send_buffer = send_buffer
         self.idle_timeout = idle_timeout
-        self.stats = stats if stats is not None else WSChatStats()
         self.limits = {
             "max_message": max_message,
             "rate": rate,
@@ -265,17 +262,7 @@ class WSChatServer:
             "history": self.history,
             "name_max": NAME_MAX,
         }
-        self.rooms: dict[str, _Room] = {}
-        self._nicks: dict[str, _Client] = {}  # casefolded nick -> client
-        self._clients: set[_Client] = set()
         self._seq = 0
-        self._stopping = False
-        self._room(DEFAULT_ROOM)
-        self.bus = bus
-        if bus is not None:
-            bus.attach(self)
-            if hasattr(self.stats, "bus"):
-                self.stats.bus = bus.stats
         self._page = page()
         self._page_headers = [
             ("Content-Type", "text/html; charset=utf-8"),
@@ -313,14 +300,8 @@ class WSChatServer:
     def address(self) -> Any:
         return self.wsgi.address
 
-    @property
-    def nicks(self) -> list[str]:
-        """The nicknames in use, sorted."""
-        return sorted((c.nick for c in self._nicks.values() if c.nick), key=str.casefold)
-
     def start(self) -> WSChatServer:
-        if self.bus is not None:
-            self.bus.start()
+        self._start_bus()
         self.wsgi.start()
         return self
 
@@ -330,15 +311,8 @@ class WSChatServer:
     def stop(self, timeout: float | None = None) -> None:
         """Stop accepting; open websockets get close 1001 (going away) as soon
         as they are idle; wait up to ``timeout`` for them, then cut what is left."""
-        if not self._stopping and self.bus is not None:
-            self.bus.stop()  # the other servers drop our users at once
-        self._stopping = True
+        self._begin_stop()
         self.wsgi.stop(timeout)
-
-    def _count(self, name: str, n: int = 1) -> None:
-        # Plain Stats (from a caller) lack the chat-only counters.
-        if hasattr(self.stats, name):
-            setattr(self.stats, name, getattr(self.stats, name) + n)
 
     # ------------------------------------------------------------ HTTP
 
@@ -377,15 +351,9 @@ class WSChatServer:
             ws.close(1001, "server shutting down")
             return
         stats = self.stats
-        stats.connections += 1
-        stats.active += 1
-        if self.send_buffer:
-            try:
-                ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
-            except OSError:
-                pass  # the peer may already have gone
+        self._set_send_buffer(ws.socket, self.send_buffer)
         client = self._new_client(ws)
-        self._clients.add(client)
+        self._arrive(client)
         close: tuple[int, str] | None = None
         reason = "left"
         killed = False
@@ -433,12 +401,7 @@ class WSChatServer:
             raise
         finally:
             try:
-                self._clients.discard(client)
-                if not self._stopping:
-                    self._leave(client, reason)
-                if client.nick is not None and self._nicks.get(client.nick.casefold()) is client:
-                    del self._nicks[client.nick.casefold()]
-                client.gone = True
+                self._depart(client, reason)
                 # Let the writer flush the last messages (an error, say), but
                 # never wait long for a client that does not read.
                 if not killed:
@@ -474,16 +437,8 @@ class WSChatServer:
         outbox.start()
         return client
 
-    def _drop_slow(self, client: _Client) -> None:
-        """Its outbox gave up on it: take it out of the chat and cut it off."""
-        if client.gone:
-            return
-        client.gone = True
-        self._count("slow_disconnects")
-        log.info("wschat: disconnecting %s: too slow", client.nick or "a client")
-        self._leave(client, "too slow")
-        # No close frame can pass a peer that does not read.
-        client.ws.abort()
+    def _cut(self, client: _Client) -> None:
+        client.ws.abort()  # no close frame can pass a peer that does not read
 
     # ------------------------------------------------------------ requests
 
@@ -518,13 +473,9 @@ class WSChatServer:
                 raise _Refused(
                     "invalid-nick", f"Nicknames are 1-{NAME_MAX} letters, digits or _-.[]{{}}|^`'"
                 )
-            if nick.casefold() in self._nicks or (
-                self.bus is not None and self.bus.nick_taken(nick)
-            ):
+            if self._taken_here(nick) or self._taken_elsewhere(nick):
                 raise _Refused("nick-taken", f"The nickname {nick} is taken")
-            client.nick = nick
-            client.since = time.time()
-            self._nicks[nick.casefold()] = client
+            self._claim(client, nick)
         elif nick is not None and nick != client.nick:
             raise _Refused("nick-fixed", f"You are {client.nick}; reconnect to change it")
         room = self._room(name)
@@ -543,31 +494,11 @@ class WSChatServer:
             raise _Refused("empty", "Nothing to say")
         if len(text) > self.max_message:
             raise _Refused("too-long", f"Messages are at most {self.max_message} characters")
-        room = client.room
-        self._say(room, client.nick, text, time.time())
-        if self.bus is not None:
-            self.bus.said(room.name, client.nick, text)
-
-    def _say(self, room: _Room, nick: str, text: str, ts: float, action: bool = False) -> None:
-        """A message in ``room``: kept in its history, sent to all its members."""
-        self._seq += 1
-        message = {
-            "type": "message", "id": self._seq, "room": room.name, "nick": nick,
-            "text": text, "time": round(ts, 3),
-        }
-        if action:
-            message["action"] = True
-        room.history.append(message)
-        self._count("messages")
-        self._broadcast(room, message)
+        self._say(client, text)
 
     def _on_rooms(self, client: _Client, msg: dict) -> None:
-        counts = sorted(
-            ((r.name, self._count_in(r)) for r in self.rooms.values()),
-            key=lambda rc: rc[0].casefold(),
-        )
         self._reply(client, {"type": "rooms", "rooms": [
-            {"name": n, "users": c} for n, c in counts if c or n == DEFAULT_ROOM
+            {"name": n, "users": c} for n, c in self._room_counts()
         ]})
 
     def _on_users(self, client: _Client, msg: dict) -> None:
@@ -578,68 +509,18 @@ class WSChatServer:
 
     # ------------------------------------------------------------ rooms
 
-    def _room(self, name: str) -> _Room:
-        room = self.rooms.get(name.casefold())
-        if room is None:
-            room = self.rooms[name.casefold()] = _Room(name, self.history)
-        return room
-
-    def _nicks_in(self, room: _Room) -> list[str]:
-        """Everyone in ``room``, on this server and on the others."""
-        names = [m.nick for m in room.members]
-        if self.bus is not None:
-            names += self.bus.nicks_in(room.name)
-        return sorted(names, key=str.casefold)
-
-    def _count_in(self, room: _Room) -> int:
-        return len(room.members) + (self.bus.count_in(room.name) if self.bus is not None else 0)
-
-    def _prune(self, room: _Room) -> None:
-        """Empty rooms (and their history) go; the lobby stays."""
-        if room.name != DEFAULT_ROOM and not self._count_in(room):
-            self.rooms.pop(room.name.casefold(), None)
-
-    def _welcome(self, client: _Client, room: _Room) -> None:
+    def _welcome(self, client: _Client, room: Room) -> None:
         self._reply(client, {
             "type": "welcome", "nick": client.nick, "room": room.name,
             "users": self._nicks_in(room), "limits": self.limits, "version": PROTOCOL_VERSION,
         })
         self._reply(client, {"type": "history", "room": room.name, "messages": list(room.history)})
 
-    def _join(self, client: _Client, room: _Room) -> None:
+    def _join(self, client: _Client, room: Room) -> None:
         # The others learn of it from "joined": no user list goes to everyone,
         # which would cost the square of the room's size in a busy room.
-        self._broadcast(room, {
-            "type": "joined", "room": room.name, "nick": client.nick,
-            "time": round(time.time(), 3),
-        })
-        room.members[client] = None
-        client.room = room
-        if self.bus is not None:
-            self.bus.joined(room.name, client.nick, client.since)
+        self._enter(client, room)
         self._welcome(client, room)
-
-    def _leave(self, client: _Client, reason: str, **extra: Any) -> None:
-        """Take ``client`` out of its room and tell the others."""
-        room = client.room
-        if room is None:
-            return
-        client.room = None
-        del room.members[client]
-        self._broadcast(room, {
-            "type": "left", "room": room.name, "nick": client.nick, "reason": reason,
-            **extra, "time": round(time.time(), 3),
-        })
-        if self.bus is not None:
-            self.bus.left(room.name, client.nick, reason, extra.get("to"))
-        self._prune(room)
-
-    def _broadcast(self, room: _Room, obj: dict) -> None:
-        # Encoded once; never waits (see Outbox.put), so no other greenthread
-        # runs in between and every member sees the room's messages in one order.
-        data = _encode(obj)
-        for member in room.members:
-            self._put(member, data)
 
     # ------------------------------------------------------------ output
 
@@ -650,54 +531,31 @@ class WSChatServer:
         self._count("refused")
         self._reply(client, exc.reply)
 
-    def _put(self, client: _Client, data: str) -> None:
-        outbox = client.outbox
-        if not outbox.closing and not outbox.put(data):
-            self._count("dropped")
+    # ------------------------------------------------------------ rendering
 
+    def _encode(self, item: dict) -> str:
+        return _encode(item)
 
-    # ------------------------------------------------------------ the other servers
+    def _said_item(self, room: Room, nick: str, text: str, ts: float, action: bool) -> dict:
+        self._seq += 1
+        message = {
+            "type": "message", "id": self._seq, "room": room.name, "nick": nick,
+            "text": text, "time": round(ts, 3),
+        }
+        if action:
+            message["action"] = True
+        return message
 
-    def bus_said(self, room: str, nick: str, text: str, ts: float, action: bool) -> None:
-        target = self.rooms.get(room.casefold())
-        if target is None and not self.bus.count_in(room):
-            return  # nobody is there that we know of: no history to keep
-        self._say(self._room(room), nick, text, ts, action)
+    def _joined_item(self, room: Room, nick: str, ts: float) -> dict:
+        return {"type": "joined", "room": room.name, "nick": nick, "time": round(ts, 3)}
 
-    def bus_joined(self, room: str, nick: str, ts: float) -> None:
-        target = self._room(room)
-        self._broadcast(target, {
-            "type": "joined", "room": target.name, "nick": nick, "time": round(ts, 3),
-        })
-
-    def bus_left(self, room: str, nick: str, reason: str, to: str | None, ts: float) -> None:
-        target = self.rooms.get(room.casefold())
-        if target is None:
-            return
+    def _left_item(self, room: Room, nick: str, reason: str, to: str | None, ts: float) -> dict:
         extra = {"to": to} if reason == "moved" and to else {}
-        self._broadcast(target, {
-            "type": "left", "room": target.name, "nick": nick, "reason": reason or "left",
+        return {
+            "type": "left", "room": room.name, "nick": nick, "reason": reason or "left",
             **extra, "time": round(ts, 3),
-        })
-        self._prune(target)
+        }
 
-    def bus_renamed(self, room: str, old: str, new: str, ts: float) -> None:
-        target = self.rooms.get(room.casefold())
-        if target is not None:
-            self._broadcast(target, {
-                "type": "renamed", "room": target.name, "nick": new, "old": old,
-                "time": round(ts, 3),
-            })
-
-    def bus_rename_local(self, nick: str) -> None:
-        client = self._nicks.get(nick.casefold())
-        if client is None or client.room is None:
-            return
-        new = self.bus.free_nick(nick, lambda name: name.casefold() in self._nicks)
-        del self._nicks[nick.casefold()]
-        self._nicks[new.casefold()] = client
-        client.nick = new
-        client.since = time.time()
-        room = client.room
-        self.bus_renamed(room.name, nick, new, client.since)  # the client hears it too
-        self.bus.renamed(room.name, nick, new, client.since)
+    def _renamed_item(self, room: Room, old: str, new: str, ts: float) -> dict:
+        return {"type": "renamed", "room": room.name, "nick": new, "old": old,
+                "time": round(ts, 3)}

@@ -1,0 +1,343 @@
+"""What every chat server shares, whatever its transport: rooms, members,
+nicknames, history, the chat bus and its presence.
+
+``ChatRooms`` is the base of ``ChatServer`` (lines over TCP) and
+``WSChatServer`` (JSON over websockets).  It keeps the rooms and who is in
+them, hands out nicknames, keeps each room's history and tells the bus (and
+hears from it); a subclass reads its clients and renders each event in its own
+way through the ``_*_item`` hooks (a line of text, a JSON object...).
+
+Ordering: broadcasting is a ``put`` into each member's outbox that never waits
+(see ``nettools.tools.outbox``), so nothing runs between two members and every
+member sees a room's events in the same order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..green import socket
+from .outbox import Outbox
+from .service import Stats
+
+if TYPE_CHECKING:
+    from .chatbus import ChatBus
+
+__all__ = ["ChatRooms", "ChatStats", "Room", "Member", "valid_name", "DEFAULT_ROOM", "NAME_MAX"]
+
+DEFAULT_ROOM = "lobby"
+#: Longest nickname or room name, in characters.
+NAME_MAX = 32
+#: How long a leaving client's writer may take to flush its last lines when
+#: no slow timeout bounds it.
+DEFAULT_LINGER = 5.0
+
+_NAME_PUNCTUATION = frozenset("_-.[]{}|^`'")
+
+
+def valid_name(name: str) -> bool:
+    """A nickname or room name: 1-32 letters, digits or ``_-.[]{}|^`'``."""
+    return 0 < len(name) <= NAME_MAX and all(
+        ch.isalnum() or ch in _NAME_PUNCTUATION for ch in name
+    )
+
+
+@dataclass
+class ChatStats(Stats):
+    """``Stats`` plus what only a chat counts."""
+
+    messages: int = 0  # lines and actions said in a room
+    dropped: int = 0  # deliveries skipped because a recipient's queue was full
+    slow_disconnects: int = 0
+    bus: Any = None  # a chat bus's BusStats
+
+    def summary(self, service: str) -> dict:
+        d = super().summary(service)
+        if d["bus"] is None:
+            del d["bus"]
+        return d
+
+
+class Room:
+    """A room: its members (an insertion-ordered set) and its last messages."""
+
+    __slots__ = ("name", "members", "history")
+
+    def __init__(self, name: str, history: int) -> None:
+        self.name = name
+        self.members: dict[Any, None] = {}
+        self.history: deque = deque(maxlen=history)
+
+
+class Member:
+    """A connected client as the rooms see it: its outbox, nickname and room."""
+
+    __slots__ = ("outbox", "nick", "since", "room", "gone")
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.nick: str | None = None
+        self.since = 0.0  # when it took its nickname
+        self.room: Room | None = None
+        self.gone = False  # out of the chat already (e.g. dropped as too slow)
+
+
+class ChatRooms:
+    """Rooms, nicknames and history for the clients of one chat server, shared
+    with other servers through an optional ``bus`` (a ``ChatBus``, started and
+    stopped with the server).
+
+    A subclass renders events with the ``_*_item`` hooks, ends connections
+    with ``_cut`` and sets ``_label`` and ``_log``.
+    """
+
+    #: Whether a speaker gets its own message back.
+    _ECHO_OWN = False
+    #: The service's name in log lines, and its logger.
+    _label = "chat"
+    _log = logging.getLogger("nettools.chat")
+
+    def __init__(self, *, history: int, stats: Stats, bus: ChatBus | None) -> None:
+        self.history = max(0, history)
+        self.stats = stats
+        self.rooms: dict[str, Room] = {}
+        self._nicks: dict[str, Member] = {}  # casefolded nick -> client
+        self._clients: set[Member] = set()
+        self._stopping = False
+        self._room(DEFAULT_ROOM)
+        self.bus = bus
+        if bus is not None:
+            bus.attach(self)
+            if hasattr(self.stats, "bus"):
+                self.stats.bus = bus.stats
+
+    @property
+    def nicks(self) -> list[str]:
+        """The nicknames in use, sorted."""
+        return sorted((c.nick for c in self._nicks.values() if c.nick), key=str.casefold)
+
+    def _start_bus(self) -> None:
+        if self.bus is not None:
+            self.bus.start()
+
+    def _begin_stop(self) -> bool:
+        """Mark the server stopping and leave the bus; True the first time."""
+        if self._stopping:
+            return False
+        self._stopping = True
+        if self.bus is not None:
+            self.bus.stop()  # the other servers drop our users at once
+        return True
+
+    def _count(self, name: str, n: int = 1) -> None:
+        # Plain Stats (from a caller) lack the chat-only counters.
+        if hasattr(self.stats, name):
+            setattr(self.stats, name, getattr(self.stats, name) + n)
+
+    # ------------------------------------------------------------ clients
+
+    def _arrive(self, client: Member) -> None:
+        self.stats.connections += 1
+        self.stats.active += 1
+        self._clients.add(client)
+
+    def _depart(self, client: Member, reason: str) -> None:
+        """Take a client whose connection ends out of the chat."""
+        self._clients.discard(client)
+        if not self._stopping:
+            self._leave(client, reason)
+        if client.nick is not None and self._nicks.get(client.nick.casefold()) is client:
+            del self._nicks[client.nick.casefold()]
+        client.gone = True
+
+    def _set_send_buffer(self, sock: socket.socket, size: int) -> None:
+        # Small, so a backlog shows up in the outbox instead of hiding in
+        # megabytes of socket buffer.
+        if size:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+            except OSError:
+                pass  # the peer may already have gone
+
+    def _taken_here(self, nick: str, current: Member | None = None) -> bool:
+        holder = self._nicks.get(nick.casefold())
+        return holder is not None and holder is not current
+
+    def _taken_elsewhere(self, nick: str) -> bool:
+        return self.bus is not None and self.bus.nick_taken(nick)
+
+    def _claim(self, client: Member, nick: str) -> None:
+        client.nick = nick
+        client.since = time.time()
+        self._nicks[nick.casefold()] = client
+
+    def _rename(self, client: Member, new: str) -> None:
+        old = client.nick
+        del self._nicks[old.casefold()]
+        self._nicks[new.casefold()] = client
+        client.nick = new
+        client.since = time.time()
+        room = client.room
+        self._broadcast(room, self._renamed_item(room, old, new, client.since))
+        if self.bus is not None:
+            self.bus.renamed(room.name, old, new, client.since)
+
+    def _drop_slow(self, client: Member) -> None:
+        """Its outbox gave up on it: take it out of the chat and cut it off."""
+        if client.gone:
+            return
+        client.gone = True
+        self._count("slow_disconnects")
+        self._log.info("%s: disconnecting %s: too slow", self._label, client.nick or "a client")
+        self._leave(client, "too slow", item=self._slow_item(client))
+        self._cut(client)
+
+    def _cut(self, client: Member) -> None:
+        """End ``client``'s connection at once (it does not read)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ rooms
+
+    def _room(self, name: str) -> Room:
+        room = self.rooms.get(name.casefold())
+        if room is None:
+            room = self.rooms[name.casefold()] = Room(name, self.history)
+        return room
+
+    def _nicks_in(self, room: Room) -> list[str]:
+        """Everyone in ``room``, on this server and on the others."""
+        names = [m.nick for m in room.members]
+        if self.bus is not None:
+            names += self.bus.nicks_in(room.name)
+        return sorted(names, key=str.casefold)
+
+    def _count_in(self, room: Room) -> int:
+        return len(room.members) + (self.bus.count_in(room.name) if self.bus is not None else 0)
+
+    def _room_counts(self) -> list[tuple[str, int]]:
+        """(name, people) of every room with someone in it, and the lobby, by name."""
+        counts = sorted(
+            ((r.name, self._count_in(r)) for r in self.rooms.values()),
+            key=lambda rc: rc[0].casefold(),
+        )
+        return [(n, c) for n, c in counts if c or n == DEFAULT_ROOM]
+
+    def _prune(self, room: Room) -> None:
+        """Empty rooms (and their history) go; the lobby stays."""
+        if room.name != DEFAULT_ROOM and not self._count_in(room):
+            self.rooms.pop(room.name.casefold(), None)
+
+    def _enter(self, client: Member, room: Room) -> None:
+        """Put ``client`` in ``room``; the others hear of it."""
+        self._broadcast(room, self._joined_item(room, client.nick, time.time()))
+        room.members[client] = None
+        client.room = room
+        if self.bus is not None:
+            self.bus.joined(room.name, client.nick, client.since)
+
+    def _leave(
+        self, client: Member, reason: str = "", to: str | None = None, item: Any = None
+    ) -> None:
+        """Take ``client`` out of its room and tell the others (``to``: the
+        room it moves to, with the reason ``"moved"``; ``item``: instead of
+        the usual notice)."""
+        room = client.room
+        if room is None:
+            return
+        client.room = None
+        del room.members[client]
+        if item is None:
+            item = self._left_item(room, client.nick, reason, to, time.time())
+        self._broadcast(room, item)
+        if self.bus is not None:
+            self.bus.left(room.name, client.nick, reason, to)
+        self._prune(room)
+
+    def _say(self, client: Member, text: str, action: bool = False) -> None:
+        """A message or action of ``client`` in its room."""
+        room = client.room
+        item = self._said_item(room, client.nick, text, time.time(), action)
+        self._post(room, item, exclude=None if self._ECHO_OWN else client)
+        if self.bus is not None:
+            self.bus.said(room.name, client.nick, text, action)
+
+    def _post(self, room: Room, item: Any, exclude: Member | None = None) -> None:
+        """A message: kept in the room's history, sent to its members."""
+        room.history.append(item)
+        self._count("messages")
+        self._broadcast(room, item, exclude)
+
+    def _broadcast(self, room: Room, item: Any, exclude: Member | None = None) -> None:
+        # Encoded once; never waits (see _put), so no other greenthread runs in
+        # between and every member sees the room's events in the same order.
+        data = self._encode(item)
+        for member in room.members:
+            if member is not exclude:
+                self._put(member, data)
+
+    def _put(self, client: Member, data: Any) -> None:
+        """Queue ``data`` for ``client`` without waiting; drop it if the client is slow."""
+        outbox = client.outbox
+        if not outbox.closing and not outbox.put(data):
+            self._count("dropped")
+
+    # ------------------------------------------------------------ rendering
+
+    def _encode(self, item: Any) -> Any:
+        """What goes into the outboxes for ``item``."""
+        return item
+
+    def _said_item(self, room: Room, nick: str, text: str, ts: float, action: bool) -> Any:
+        raise NotImplementedError
+
+    def _joined_item(self, room: Room, nick: str, ts: float) -> Any:
+        raise NotImplementedError
+
+    def _left_item(self, room: Room, nick: str, reason: str, to: str | None, ts: float) -> Any:
+        raise NotImplementedError
+
+    def _renamed_item(self, room: Room, old: str, new: str, ts: float) -> Any:
+        raise NotImplementedError
+
+    def _slow_item(self, client: Member) -> Any:
+        """The notice for a client dropped as too slow (None: the usual one)."""
+        return None
+
+    def _lost_nick(self, client: Member, old: str, new: str) -> None:
+        """``client`` is about to be renamed from ``old`` to ``new`` by the bus."""
+
+    # ------------------------------------------------------------ the other servers
+
+    def bus_said(self, room: str, nick: str, text: str, ts: float, action: bool) -> None:
+        if self.rooms.get(room.casefold()) is None and not self.bus.count_in(room):
+            return  # nobody is there that we know of: no history to keep
+        target = self._room(room)
+        self._post(target, self._said_item(target, nick, text, ts, action))
+
+    def bus_joined(self, room: str, nick: str, ts: float) -> None:
+        target = self._room(room)
+        self._broadcast(target, self._joined_item(target, nick, ts))
+
+    def bus_left(self, room: str, nick: str, reason: str, to: str | None, ts: float) -> None:
+        target = self.rooms.get(room.casefold())
+        if target is None:
+            return
+        self._broadcast(target, self._left_item(target, nick, reason, to, ts))
+        self._prune(target)
+
+    def bus_renamed(self, room: str, old: str, new: str, ts: float) -> None:
+        target = self.rooms.get(room.casefold())
+        if target is not None:
+            self._broadcast(target, self._renamed_item(target, old, new, ts))
+
+    def bus_rename_local(self, nick: str) -> None:
+        client = self._nicks.get(nick.casefold())
+        if client is None or client.room is None:
+            return
+        new = self.bus.free_nick(nick, lambda name: name.casefold() in self._nicks)
+        self._lost_nick(client, nick, new)
+        self._rename(client, new)
