@@ -1,7 +1,9 @@
-"""The crawler recipes, each run as a program against a site served locally."""
+"""The crawler recipes, each run as a program against a site served locally (the CI
+recipes serve their own)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -75,6 +77,44 @@ def test_ci_linkcheck_fails_the_job_on_broken_links(tmp_path):
     report = tmp_path / "report.xml"
     proc = linkcheck(str(site), report=report)
     assert proc.returncode == 1
+    lines = proc.stderr.splitlines()
+    assert any(line.strip().endswith("/gone.html") for line in lines), proc.stderr
+    assert any(line.strip().endswith("/ok.html#nope") for line in lines), proc.stderr
+    suite = ET.parse(report).getroot().find("testsuite")
+    failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
+    assert sorted(n.rsplit("/", 1)[1] for n in failed) == ["gone.html", "ok.html#nope"]
+
+
+def distributed(*args: str, report: Path, workers: int = 3) -> subprocess.CompletedProcess:
+    env = {"NETTOOLS": f"{sys.executable} -m nettools", "PYTHON": sys.executable,
+           "REPORT": str(report), "WORKERS": str(workers)}  # fmt: skip
+    return run("bash", str(RECIPES / "ci-distributed-crawl.sh"), *args, env=env)
+
+
+def test_ci_distributed_crawl_checks_a_site_with_three_workers(tmp_path):
+    report = tmp_path / "report.xml"
+    proc = distributed(report=report)
+    assert proc.returncode == 0, proc.stderr
+    assert "ci-distributed-crawl: ok, no broken links (3 workers)" in proc.stdout
+    summary = json.loads(proc.stdout.split("crawl summary: ", 1)[1].splitlines()[0])
+    assert summary["pages"] == 41 and summary["broken"] == 0  # home and docs/0..39
+    jobs = summary["workers"]["jobs"]
+    assert set(jobs) == {"worker1", "worker2", "worker3"}
+    assert sum(jobs.values()) == summary["requests"]
+    suite = ET.parse(report).getroot().find("testsuite")
+    assert suite.get("failures") == "0" and suite.get("skipped") == "1"  # robots.txt: /private/
+    assert int(suite.get("tests")) > 41
+
+
+def test_ci_distributed_crawl_fails_the_job_on_broken_links(tmp_path):
+    site = tmp_path / "public"
+    site.mkdir()
+    (site / "index.html").write_text('<a href="gone.html">x</a> <a href="ok.html#nope">y</a>'
+                                     '<a href="ok.html">z</a>')  # fmt: skip
+    (site / "ok.html").write_text("<p id=yes>ok</p>")
+    report = tmp_path / "report.xml"
+    proc = distributed(str(site), report=report, workers=2)
+    assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.splitlines()
     assert any(line.strip().endswith("/gone.html") for line in lines), proc.stderr
     assert any(line.strip().endswith("/ok.html#nope") for line in lines), proc.stderr
