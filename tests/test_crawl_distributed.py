@@ -59,20 +59,25 @@ class Cluster:
     """A coordinator (``nettools crawl URL --distribute``) and its workers, all killed
     on leaving the ``with``."""
 
-    def __init__(self, url: str, *args: str, workers: int = 3, worker_args=()) -> None:
+    def __init__(self, url: str, *args: str, workers: int = 3, min_workers: int | None = None,
+                 worker_args=()) -> None:
         self.stack = ExitStack()
+        wanted = str(min_workers or workers)
         self.coordinator = self._child("crawl", url, "--distribute", "tcp://127.0.0.1:0",
-                                       "--lease", LEASE, "--min-workers", str(workers),
+                                       "--lease", LEASE, "--min-workers", wanted,
                                        *args)  # fmt: skip
         ready = json.loads(read_line(self.coordinator.stderr))  # the first line on stderr
         assert ready["event"] == "listening" and ready["service"] == "crawl"
         self.endpoint = ready["address"]
         assert self.endpoint.startswith("tcp://127.0.0.1:") and not self.endpoint.endswith(":0")
-        self.workers = {
-            f"w{i}": self._child("crawl-worker", self.endpoint, "--name", f"w{i}",
-                                 "--idle-timeout", "30s", *worker_args)
-            for i in range(workers)
-        }  # fmt: skip
+        self.workers: dict[str, subprocess.Popen] = {}
+        for i in range(workers):
+            self.start_worker(f"w{i}", *worker_args)
+
+    def start_worker(self, name: str, *args: str) -> subprocess.Popen:
+        proc = self.workers[name] = self._child("crawl-worker", self.endpoint, "--name", name,
+                                                "--idle-timeout", "30s", *args)  # fmt: skip
+        return proc
 
     def _child(self, *args: str) -> subprocess.Popen:
         proc = nettools(*args)
@@ -329,3 +334,74 @@ def test_a_worker_without_a_coordinator_gives_up_after_idle_timeout():
     summary = json.loads(lines[-1])
     assert summary == {"event": "stopped", "service": "crawl-worker", "name": "lonely",
                        "reason": "gone", "jobs": 0, "errors": 0, "too_big": 0, "welcomes": 0}
+
+
+def test_malformed_messages_are_counted_and_the_crawl_goes_on():
+    # A plain pyzmq peer sends rubbish, then joins with no free slot (it is the
+    # second worker --min-workers waits for, so all of it is read before the crawl
+    # starts), then says goodbye when told the crawl is done.
+    import zmq
+
+    rubbish = [
+        [b"nonsense"],
+        [b"beat", b"{not json"],
+        [b"beat", b"[1]"],
+        [b"a", b"{}", b"b", b"c"],
+        [b"hello", b'{"v": 99, "name": "x", "session": "s", "credit": 1}'],
+        [b"hello", b'{"v": 1}'],
+        [b"result", b'{"id": 1}'],
+    ]
+    after_joining = [[b"frobnicate", b"{}"], [b"beat", b'{"jobs": 5}']]
+    site = Site(20, retry_after=0, slow=0.01)
+    ctx = zmq.Context()
+    peer = ctx.socket(zmq.DEALER)
+    peer.linger = 0
+    try:
+        with serve(site) as srv:
+            base = srv.url
+            with Cluster(base + "/", "--max-body", "64K", "--format", "json", workers=0,
+                         min_workers=2) as cluster:  # fmt: skip
+                peer.connect(cluster.endpoint)
+                for frames in rubbish:
+                    peer.send_multipart(frames)
+                peer.send_multipart([b"hello", json.dumps(
+                    {"v": 1, "name": "rubbish", "session": "s1", "credit": 0}).encode()])
+                for frames in after_joining:
+                    peer.send_multipart(frames)
+                worker = cluster.start_worker("w0")
+                for _ in range(100):  # welcome, beats..., done
+                    assert peer.poll(30_000), "the coordinator went quiet"
+                    kind, *_ = peer.recv_multipart()
+                    if kind == b"done":
+                        peer.send_multipart([b"bye", b"{}"])
+                        break
+                code, out, err = cluster.finish()
+                _, werr = worker.communicate(timeout=20)
+            expected = site.expected_pages(base)
+    finally:
+        peer.close()
+        ctx.term()
+    assert code == 2, err
+    assert "Traceback" not in err
+    summary = summary_of(err)
+    assert summary["pages"] == len(expected)
+    workers = summary["workers"]
+    assert workers["malformed"] == len(rubbish) + len(after_joining)
+    assert workers["joined"] == 2 and set(workers["jobs"]) == {"w0"}
+    assert worker.returncode == 0, werr
+
+
+def test_a_result_over_the_message_cap_fails_its_link_not_the_worker():
+    # The home page links to a few dozen pages: its result does not fit in 1 KiB.
+    site = Site(20, retry_after=0, slow=0.01)
+    with serve(site) as srv:
+        base = srv.url
+        with Cluster(base + "/", "--retries", "0", "--format", "json", workers=1,
+                     worker_args=("--max-message", "1K")) as cluster:  # fmt: skip
+            code, out, err = cluster.finish()
+            exits = cluster.worker_exits()
+    assert code == 2, err
+    (home,) = [b for b in json.loads(out)["broken"] if b["url"] == base + "/"]
+    assert home["reason"] == "other: result over the 1024 byte message cap"
+    code, worker = exits["w0"]
+    assert code == 0 and worker["too_big"] == 1 and worker["reason"] == "done"

@@ -393,9 +393,9 @@ class Coordinator:
             try:
                 kind, obj, body = _decode(frames, 1)
                 self._handle(ident, kind, obj, body)
-            except (_Malformed, KeyError, TypeError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever a peer sends, serve on
                 self.malformed += 1
-                log.warning("malformed message from a worker: %s", exc)
+                log.warning("malformed message from a worker: %s: %s", type(exc).__name__, exc)
             self._dispatch()
 
     def _handle(self, ident: bytes, kind: bytes, obj: dict, body: bytes | None) -> None:
@@ -461,7 +461,13 @@ class Coordinator:
             return
         name = worker.name if worker is not None else "?"
         self.jobs_by_worker[name] = self.jobs_by_worker.get(name, 0) + 1
-        self._finish(job, _outcome(job.url, obj, body))
+        try:
+            outcome = _outcome(job.url, obj, body)
+        except Exception as exc:  # noqa: BLE001 - the link fails, the crawl goes on
+            self.malformed += 1
+            log.warning("malformed result from worker %s: %s: %s", name, type(exc).__name__, exc)
+            outcome = FetchError(job.url, "protocol", f"malformed result from worker {name}")
+        self._finish(job, outcome)
 
     # ---------------------------------------------------------------- leases
 
@@ -658,27 +664,33 @@ class CrawlWorker:
             self._heard = time.monotonic()
             try:
                 kind, obj, _ = _decode(frames)
-            except _Malformed as exc:
-                log.warning("malformed message from the coordinator: %s", exc)
-                continue
-            if kind == b"welcome":
-                self._welcome(obj)
-            elif kind == b"job":
-                self._job(obj)
-            elif kind == b"reset":
-                if self._run_id is not None:  # say hello again, as someone new
-                    self._run_id = None
-                    self._session = secrets.token_hex(8)
-                    self._poke()
-            elif kind == b"drained":
-                self._drained = True
+                if self._handle(kind, obj):
+                    return
+            except Exception as exc:  # noqa: BLE001 - whatever a peer sends, work on
+                log.warning("malformed message from the coordinator: %s: %s",
+                            type(exc).__name__, exc)  # fmt: skip
+
+    def _handle(self, kind: bytes, obj: dict) -> bool:
+        """Act on one message; True when it ends the work ("done")."""
+        if kind == b"welcome":
+            self._welcome(obj)
+        elif kind == b"job":
+            self._job(obj)
+        elif kind == b"reset":
+            if self._run_id is not None:  # say hello again, as someone new
+                self._run_id = None
+                self._session = secrets.token_hex(8)
                 self._poke()
-            elif kind == b"done":
-                log.info("the crawl is done")
-                self._send_now(b"bye", {})
-                self._poke()
-                return
-            # "beat" (and anything newer) only shows the coordinator is alive.
+        elif kind == b"drained":
+            self._drained = True
+            self._poke()
+        elif kind == b"done":
+            log.info("the crawl is done")
+            self._send_now(b"bye", {})
+            self._poke()
+            return True
+        # "beat" (and anything newer) only shows the coordinator is alive.
+        return False
 
     def _welcome(self, obj: dict) -> None:
         if obj.get("v") != PROTOCOL_VERSION:
