@@ -43,16 +43,7 @@ from typing import TYPE_CHECKING, Any
 from ..green import socket
 from ..greenthread import GreenletExit, sleep
 from ..net import Server
-from .chatrooms import (
-    DEFAULT_LINGER,
-    DEFAULT_ROOM,
-    NAME_MAX,
-    ChatRooms,
-    ChatStats,
-    Member,
-    Room,
-    valid_name,
-)
+from .chatrooms import DEFAULT_ROOM, NAME_MAX, ChatRooms, ChatStats, Member, Room, valid_name
 from .outbox import Outbox
 from .service import Stats
 
@@ -140,13 +131,11 @@ class ChatServer(ChatRooms):
         if max_line < 1:
             raise ValueError("max_line must be at least 1")
         super().__init__(
-            history=history, stats=stats if stats is not None else ChatStats(), bus=bus
+            history=history, queue_size=queue_size, slow_timeout=slow_timeout,
+            send_buffer=send_buffer, stats=stats if stats is not None else ChatStats(), bus=bus,
         )
         self.max_line = max_line
         self.idle_timeout = idle_timeout
-        self.slow_timeout = slow_timeout
-        self.queue_size = queue_size
-        self.send_buffer = send_buffer
         self.server = Server(sock, self._handle, max_conns, name="chat")
 
     @property
@@ -175,9 +164,8 @@ class ChatServer(ChatRooms):
         stats = self.stats
         conn.settimeout(self.idle_timeout)
         if conn.family != socket.AF_UNIX:
-            self._set_send_buffer(conn, self.send_buffer)
+            self._set_send_buffer(conn)
         client = self._new_client(conn)
-        self._arrive(client)
         reason = ""
         killed = False
         try:
@@ -207,10 +195,8 @@ class ChatServer(ChatRooms):
         finally:
             try:
                 self._depart(client, reason)
-                # Let the writer flush the last lines (a goodbye, an error), but
-                # never wait long for a client that does not read.
                 if not killed:
-                    client.outbox.finish(self.slow_timeout or DEFAULT_LINGER)
+                    self._flush(client)
             finally:
                 client.outbox.kill()
                 stats.active -= 1
@@ -225,19 +211,9 @@ class ChatServer(ChatRooms):
             conn.sendall(data)
             stats.bytes_out += len(data)
 
-        outbox = Outbox(
-            send,
-            queue_size=self.queue_size,
-            slow_timeout=self.slow_timeout,
-            on_slow=lambda: self._drop_slow(client),
-            on_caught_up=lambda missed: self._send(
-                client, f"*** You read too slowly: {missed} message(s) were not delivered\n"
-            ),
-            on_end=lambda clean: _shutdown(conn),
+        return self._admit(
+            lambda outbox: _Client(conn, outbox), send, on_end=lambda clean: _shutdown(conn)
         )
-        client = _Client(conn, outbox)
-        outbox.start()
-        return client
 
     def _lines(self, conn: socket.socket) -> Iterator[str]:
         """The client's lines (decoded, without the line ending) until EOF."""
@@ -415,6 +391,9 @@ class ChatServer(ChatRooms):
 
     def _renamed_item(self, room: Room, old: str, new: str, ts: float) -> str:
         return f"*** {old} is now known as {new}\n"
+
+    def _missed_item(self, missed: int) -> str:
+        return f"*** You read too slowly: {missed} message(s) were not delivered\n"
 
     def _slow_item(self, client: _Client) -> str:
         return f"*** {client.nick} was disconnected (too slow)\n"

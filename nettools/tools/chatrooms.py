@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -101,8 +102,20 @@ class ChatRooms:
     _label = "chat"
     _log = logging.getLogger("nettools.chat")
 
-    def __init__(self, *, history: int, stats: Stats, bus: ChatBus | None) -> None:
+    def __init__(
+        self,
+        *,
+        history: int,
+        queue_size: int,
+        slow_timeout: float | None,
+        send_buffer: int,
+        stats: Stats,
+        bus: ChatBus | None,
+    ) -> None:
         self.history = max(0, history)
+        self.queue_size = queue_size
+        self.slow_timeout = slow_timeout
+        self.send_buffer = send_buffer
         self.stats = stats
         self.rooms: dict[str, Room] = {}
         self._nicks: dict[str, Member] = {}  # casefolded nick -> client
@@ -140,10 +153,33 @@ class ChatRooms:
 
     # ------------------------------------------------------------ clients
 
-    def _arrive(self, client: Member) -> None:
+    def _admit(
+        self,
+        make: Callable[[Outbox], Member],
+        send: Callable[[list[Any]], Any],
+        on_end: Callable[[bool], Any] | None = None,
+    ) -> Any:
+        """A new client, ``make(outbox)``, counted and in the chat; its outbox
+        writer sends with ``send`` under the slow-client policy."""
+        outbox = Outbox(
+            send,
+            queue_size=self.queue_size,
+            slow_timeout=self.slow_timeout,
+            on_slow=lambda: self._drop_slow(client),
+            on_caught_up=lambda missed: self._put(client, self._encode(self._missed_item(missed))),
+            on_end=on_end,
+        )
+        client = make(outbox)
+        outbox.start()
         self.stats.connections += 1
         self.stats.active += 1
         self._clients.add(client)
+        return client
+
+    def _flush(self, client: Member) -> bool:
+        """Let the writer flush the last lines (a goodbye, an error), but never
+        wait long for a client that does not read; False if it had to stop."""
+        return client.outbox.finish(self.slow_timeout or DEFAULT_LINGER)
 
     def _depart(self, client: Member, reason: str) -> None:
         """Take a client whose connection ends out of the chat."""
@@ -154,12 +190,12 @@ class ChatRooms:
             del self._nicks[client.nick.casefold()]
         client.gone = True
 
-    def _set_send_buffer(self, sock: socket.socket, size: int) -> None:
+    def _set_send_buffer(self, sock: socket.socket) -> None:
         # Small, so a backlog shows up in the outbox instead of hiding in
         # megabytes of socket buffer.
-        if size:
+        if self.send_buffer:
             try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
             except OSError:
                 pass  # the peer may already have gone
 
@@ -301,6 +337,10 @@ class ChatRooms:
         raise NotImplementedError
 
     def _renamed_item(self, room: Room, old: str, new: str, ts: float) -> Any:
+        raise NotImplementedError
+
+    def _missed_item(self, missed: int) -> Any:
+        """The notice for a client that caught up after ``missed`` drops."""
         raise NotImplementedError
 
     def _slow_item(self, client: Member) -> Any:

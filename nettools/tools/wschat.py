@@ -95,16 +95,7 @@ from ..greenthread import GreenletExit, sleep
 from ..timeout import Timeout
 from ..web.websocket import WebSocket, WebSocketWSGI
 from ..web.wsgi import WSGIServer, plain_response
-from .chatrooms import (
-    DEFAULT_LINGER,
-    DEFAULT_ROOM,
-    NAME_MAX,
-    ChatRooms,
-    ChatStats,
-    Member,
-    Room,
-    valid_name,
-)
+from .chatrooms import DEFAULT_ROOM, NAME_MAX, ChatRooms, ChatStats, Member, Room, valid_name
 from .outbox import Outbox
 from .service import Stats
 
@@ -246,14 +237,12 @@ class WSChatServer(ChatRooms):
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
         super().__init__(
-            history=history, stats=stats if stats is not None else WSChatStats(), bus=bus
+            history=history, queue_size=queue_size, slow_timeout=slow_timeout,
+            send_buffer=send_buffer, stats=stats if stats is not None else WSChatStats(), bus=bus,
         )
         self.max_message = max_message
         self.rate = rate
         self.burst = burst
-        self.queue_size = queue_size
-        self.slow_timeout = slow_timeout
-        self.send_buffer = send_buffer
         self.idle_timeout = idle_timeout
         self.limits = {
             "max_message": max_message,
@@ -351,9 +340,8 @@ class WSChatServer(ChatRooms):
             ws.close(1001, "server shutting down")
             return
         stats = self.stats
-        self._set_send_buffer(ws.socket, self.send_buffer)
+        self._set_send_buffer(ws.socket)
         client = self._new_client(ws)
-        self._arrive(client)
         close: tuple[int, str] | None = None
         reason = "left"
         killed = False
@@ -405,7 +393,7 @@ class WSChatServer(ChatRooms):
                 # Let the writer flush the last messages (an error, say), but
                 # never wait long for a client that does not read.
                 if not killed:
-                    if not client.outbox.finish(self.slow_timeout or DEFAULT_LINGER):
+                    if not self._flush(client):
                         ws.abort()  # its writer was stopped mid-send: no frame may follow
                     elif close is not None:
                         ws.close(*close)
@@ -425,17 +413,7 @@ class WSChatServer(ChatRooms):
             if not clean:
                 ws.abort()  # a failed send: wake the reader so the client is cleaned up
 
-        outbox = Outbox(
-            send,
-            queue_size=self.queue_size,
-            slow_timeout=self.slow_timeout,
-            on_slow=lambda: self._drop_slow(client),
-            on_caught_up=lambda missed: self._reply(client, {"type": "missed", "count": missed}),
-            on_end=on_end,
-        )
-        client = _Client(ws, outbox, self.rate, self.burst)
-        outbox.start()
-        return client
+        return self._admit(lambda outbox: _Client(ws, outbox, self.rate, self.burst), send, on_end)
 
     def _cut(self, client: _Client) -> None:
         client.ws.abort()  # no close frame can pass a peer that does not read
@@ -545,6 +523,9 @@ class WSChatServer(ChatRooms):
         if action:
             message["action"] = True
         return message
+
+    def _missed_item(self, missed: int) -> dict:
+        return {"type": "missed", "count": missed}
 
     def _joined_item(self, room: Room, nick: str, ts: float) -> dict:
         return {"type": "joined", "room": room.name, "nick": nick, "time": round(ts, 3)}
