@@ -405,3 +405,37 @@ def test_a_result_over_the_message_cap_fails_its_link_not_the_worker():
     assert home["reason"] == "other: result over the 1024 byte message cap"
     code, worker = exits["w0"]
     assert code == 0 and worker["too_big"] == 1 and worker["reason"] == "done"
+
+
+def test_a_worker_joins_the_coordinator_that_replaces_a_dead_one():
+    # The first coordinator is killed mid-crawl (the site holds requests after the
+    # 20th, so it cannot have finished); a second one binds the same endpoint and
+    # crawls again.  The worker, knowing nothing of this, hears "who are you?" and
+    # joins the new crawl; answers it still had for the old one are ignored.
+    site = Site(PAGES, retry_after=0, slow=0.01)
+    site.reach_at = site.hold_from = 20
+    with serve(site) as srv:
+        base = srv.url
+        with Cluster(base + "/", "--max-body", "64K", workers=1,
+                     worker_args=("--concurrency", "2")) as first:  # fmt: skip
+            try:
+                assert site.reached.wait(30), "the crawl never got going"
+                first.coordinator.kill()
+                first.coordinator.wait(10)
+            finally:
+                site.release.set()
+            site.reset()
+            second = nettools("crawl", base + "/", "--distribute", first.endpoint, "--lease",
+                              LEASE, "--max-body", "64K", "--format", "json")  # fmt: skip
+            first.stack.callback(_reap, second)
+            ready = json.loads(read_line(second.stderr))
+            assert ready["address"] == first.endpoint
+            out, err = second.communicate(timeout=45)
+            exits = first.worker_exits()
+        expected = site.expected_pages(base)
+    assert second.returncode == 2, err
+    summary = summary_of(err)
+    assert summary["pages"] == len(expected) and requested_pages(site, base) == expected
+    assert summary["workers"]["jobs"] == {"w0": summary["requests"]}
+    code, worker = exits["w0"]
+    assert code == 0 and worker["reason"] == "done" and worker["welcomes"] == 2

@@ -446,14 +446,14 @@ class Coordinator:
         })  # fmt: skip
 
     def _result(self, ident: bytes, worker: _Worker | None, obj: dict, body: bytes | None) -> None:
-        if obj["run"] != self.run_id:
-            self.late += 1
-            return
         if worker is None:
             self._send(ident, b"reset", {})
-        else:
-            if not worker.draining:
-                worker.credit += int(obj.get("ask", 1))
+        elif not worker.draining:  # a slot is free again, whichever run the job was of
+            worker.credit += int(obj.get("ask", 1))
+        if obj["run"] != self.run_id:  # sent to the coordinator before this one
+            self.late += 1
+            return
+        if worker is not None:
             worker.jobs.discard(obj["id"])
         job = self._jobs.get(obj["id"])
         if job is None:  # answered already (it was re-issued), or cut
