@@ -41,9 +41,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..green import socket
-from ..greenthread import GreenletExit, sleep
+from ..greenthread import GreenletExit
 from ..net import Server
 from .chatrooms import DEFAULT_ROOM, NAME_MAX, ChatRooms, ChatStats, Member, Room, valid_name
+from .linereader import LineTooLong, recv_lines
 from .outbox import Outbox
 from .service import Stats
 
@@ -53,8 +54,6 @@ if TYPE_CHECKING:
 __all__ = ["ChatServer", "ChatStats", "escape_controls", "valid_name", "DEFAULT_ROOM"]
 
 log = logging.getLogger("nettools.chat")
-
-RECV_SIZE = 65536
 
 HELP = (
     "*** Commands:",
@@ -83,10 +82,6 @@ def _visible(m: re.Match) -> str:
 def escape_controls(text: str) -> str:
     """``text`` with every control character replaced by visible text."""
     return _CONTROLS.sub(_visible, text)
-
-
-class _LineTooLong(Exception):
-    pass
 
 
 class _Client(Member):
@@ -126,8 +121,6 @@ class ChatServer(ChatRooms):
         stats: ChatStats | Stats | None = None,
         bus: ChatBus | None = None,
     ) -> None:
-        if queue_size < 1:
-            raise ValueError("queue_size must be at least 1")
         if max_line < 1:
             raise ValueError("max_line must be at least 1")
         super().__init__(
@@ -177,7 +170,7 @@ class ChatServer(ChatRooms):
                         continue  # on its way out: read until the writer ends the connection
                     if not self._dispatch(client, line):
                         break
-        except _LineTooLong:
+        except LineTooLong:
             stats.errors += 1
             self._send(client, f"*** Line longer than {self.max_line} bytes; disconnecting\n")
             reason = "line too long"
@@ -216,27 +209,9 @@ class ChatServer(ChatRooms):
         )
 
     def _lines(self, conn: socket.socket) -> Iterator[str]:
-        """The client's lines (decoded, without the line ending) until EOF."""
-        stats, max_line = self.stats, self.max_line
-        pending = b""
-        while True:
-            data = conn.recv(RECV_SIZE)
-            if not data:
-                return  # an unfinished last line is dropped, as in echo
-            stats.bytes_in += len(data)
-            *lines, pending = (pending + data).split(b"\n")
-            for raw in lines:
-                if len(raw) > max_line:
-                    raise _LineTooLong
-                if raw.endswith(b"\r"):
-                    raw = raw[:-1]
-                yield raw.decode("utf-8", "replace")
-            if len(pending) > max_line:
-                raise _LineTooLong
-            if lines:
-                # recv tries first and only waits when nothing is there, so a
-                # client that floods could otherwise keep the hub to itself.
-                sleep(0)
+        """The client's lines, decoded, until EOF."""
+        for raw in recv_lines(conn, self.max_line, self.stats):
+            yield raw.decode("utf-8", "replace")
 
     def _choose_nick(self, client: _Client, lines: Iterator[str]) -> bool:
         """Ask until the client gives a free, valid nickname; False if it left."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..green import socket
-from .outbox import Outbox
+from .outbox import DEFAULT_LINGER, Outbox
 from .service import Stats
 
 if TYPE_CHECKING:
@@ -33,9 +33,6 @@ __all__ = ["ChatRooms", "ChatStats", "Room", "Member", "valid_name", "DEFAULT_RO
 DEFAULT_ROOM = "lobby"
 #: Longest nickname or room name, in characters.
 NAME_MAX = 32
-#: How long a leaving client's writer may take to flush its last lines when
-#: no slow timeout bounds it.
-DEFAULT_LINGER = 5.0
 
 _NAME_PUNCTUATION = frozenset("_-.[]{}|^`'")
 
@@ -112,6 +109,8 @@ class ChatRooms:
         stats: Stats,
         bus: ChatBus | None,
     ) -> None:
+        if queue_size < 1:
+            raise ValueError("queue_size must be at least 1")
         self.history = max(0, history)
         self.queue_size = queue_size
         self.slow_timeout = slow_timeout

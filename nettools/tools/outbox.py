@@ -25,9 +25,13 @@ from ..hub import Timer, get_hub
 from ..queue import LightQueue
 from ..timeout import Timeout
 
-__all__ = ["Outbox"]
+__all__ = ["Outbox", "DEFAULT_LINGER"]
 
 log = logging.getLogger("nettools.outbox")
+
+#: How long a leaving client's writer may take to flush its last lines when
+#: no slow timeout bounds it.
+DEFAULT_LINGER = 5.0
 
 # Tells the writer to stop once everything queued before it has been sent.
 _CLOSE: Any = object()

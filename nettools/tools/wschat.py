@@ -234,8 +234,6 @@ class WSChatServer(ChatRooms):
             raise ValueError("rate must be above 0")
         if burst < 1:
             raise ValueError("burst must be at least 1")
-        if queue_size < 1:
-            raise ValueError("queue_size must be at least 1")
         super().__init__(
             history=history, queue_size=queue_size, slow_timeout=slow_timeout,
             send_buffer=send_buffer, stats=stats if stats is not None else WSChatStats(), bus=bus,

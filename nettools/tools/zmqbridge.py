@@ -43,17 +43,14 @@ from ..green import socket, zmq
 from ..greenthread import GreenThread, kill, sleep, spawn
 from ..net import Server
 from ..web.websocket import WebSocket, WebSocketWSGI
-from .outbox import Outbox
+from .linereader import LineTooLong, recv_lines
+from .outbox import DEFAULT_LINGER, Outbox
 from .service import Stats
 
 __all__ = ["BridgeStats", "TcpBridge", "WsBridge"]
 
 log = logging.getLogger("nettools.zmq")
 
-RECV_SIZE = 65536
-#: How long a leaving client may take to flush its last lines when no slow
-#: timeout bounds it.
-DEFAULT_LINGER = 5.0
 #: Messages fanned out before the fan-out lets the writers run.
 FANOUT_BATCH = 64
 #: Longest topic a websocket client may subscribe to, in bytes.
@@ -145,10 +142,6 @@ class _Fanout:
 # ---------------------------------------------------------------- TCP
 
 
-class _LineTooLong(Exception):
-    pass
-
-
 class TcpBridge(_Fanout):
     """TCP line clients on a listening green socket <-> ZeroMQ (see the module doc).
 
@@ -228,11 +221,11 @@ class TcpBridge(_Fanout):
         self._clients[box] = None
         try:
             out = self.out
-            for line in self._lines(conn):
+            for line in recv_lines(conn, self.max_line, stats):
                 if out is not None and not self._stopping:
                     out.send(line)
                     stats.to_zmq += 1
-        except _LineTooLong:
+        except LineTooLong:
             stats.errors += 1
             box.put(f"*** Line longer than {self.max_line} bytes; disconnecting\n".encode())
         except TimeoutError:
@@ -249,25 +242,6 @@ class TcpBridge(_Fanout):
                 box.finish(self.slow_timeout or DEFAULT_LINGER)
             finally:
                 stats.active -= 1
-
-    def _lines(self, conn: socket.socket) -> Iterator[bytes]:
-        """The client's lines (without the line ending) until EOF."""
-        stats, max_line = self.stats, self.max_line
-        pending = b""
-        while True:
-            data = conn.recv(RECV_SIZE)
-            if not data:
-                return  # an unfinished last line is dropped, as in chat
-            stats.bytes_in += len(data)
-            *lines, pending = (pending + data).split(b"\n")
-            for raw in lines:
-                if len(raw) > max_line:
-                    raise _LineTooLong
-                yield raw[:-1] if raw.endswith(b"\r") else raw
-            if len(pending) > max_line:
-                raise _LineTooLong
-            if lines:
-                sleep(0)  # a client that floods must not keep the hub to itself
 
 
 def _tcp_notice(missed: int) -> bytes:
