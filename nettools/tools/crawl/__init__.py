@@ -8,6 +8,8 @@
 Modules: ``urls`` (normalisation), ``links`` (HTML links and anchors),
 ``scope``, ``robots`` (robots.txt and sitemaps), ``politeness`` (per-host
 limits, spacing, retries), ``engine`` (the Crawler and its two strategies),
+``fetcher`` (the fetch-and-parse step the engine calls), ``distributed`` (the
+same crawl with its requests done by worker processes over ZeroMQ),
 ``report`` (text, json, jsonl, csv and junit output).
 """
 
