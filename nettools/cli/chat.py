@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -9,14 +10,17 @@ import typer
 from ..tools.chat import ChatServer, ChatStats
 from ..tools.chatbus import ChatBus, parse_bus
 from .common import (
-    address,
+    LISTEN,
+    READY_FILE,
+    SEND_BUFFER,
+    SLOW_TIMEOUT,
+    drain_timeout_option,
     duration,
-    listen_on,
     opt,
     option_parser,
-    prepare_limits,
+    queue_size_option,
     runtime_errors,
-    serve_until_stopped,
+    serve_on,
     size,
 )
 
@@ -35,6 +39,8 @@ BUS_EXPIRY = opt("15s", "--bus-expiry", parser=duration,
                  help="Drop the users of a server not heard from this long.")
 BUS_MAX_MESSAGE = opt("64K", "--bus-max-message", parser=size,
                       help="Largest bus message sent or accepted.")
+
+DRAIN_TIMEOUT = drain_timeout_option("to flush clients' queues")
 
 BUS_HELP = """Several servers, on any machines, share rooms through a ZeroMQ forwarder
     (nettools zmq proxy --type forwarder): give each --bus PUB_EP,SUB_EP, the
@@ -64,9 +70,16 @@ def open_bus(
         raise typer.BadParameter(str(exc)) from None
 
 
+def with_bus_help(command: Callable) -> Callable:
+    """``command`` with ``{bus}`` in its help replaced by ``BUS_HELP``."""
+    if command.__doc__:  # None under python -OO
+        command.__doc__ = command.__doc__.replace("{bus}", BUS_HELP)
+    return command
+
+
+@with_bus_help
 def chat(
-    listen: Any = opt("127.0.0.1:0", "--listen", "-l", parser=address,
-                      help="Address: host:port, [v6]:port or unix:/path (port 0 picks one)."),
+    listen: Any = LISTEN,
     history: int = opt(20, "--history", min=0,
                        help="Messages of a room replayed to whoever joins it."),
     max_line: Any = opt("4K", "--max-line", parser=size,
@@ -74,17 +87,11 @@ def chat(
     max_conns: int = opt(10_000, "--max-conns", min=1, help="Most clients connected at once."),
     idle_timeout: Any = opt("1h", "--idle-timeout", parser=duration,
                             help="Disconnect a client that sends nothing this long (off: never)."),
-    slow_timeout: Any = opt("5s", "--slow-timeout", parser=duration,
-                            help="Disconnect a client whose queue stays full this long "
-                            "(off: never, it just misses messages)."),
-    queue_size: int = opt(256, "--queue-size", min=1,
-                          help="Lines queued per client before it counts as slow."),
-    send_buffer: Any = opt("64K", "--send-buffer", parser=size,
-                           help="Kernel send buffer per client (0: the system's default)."),
-    drain_timeout: Any = opt("10s", "--drain-timeout", parser=duration,
-                             help="On SIGINT/SIGTERM, wait this long to flush clients' queues."),
-    ready_file: str = opt(None, "--ready-file", metavar="PATH",
-                          help="Also write the ready line to this file."),
+    slow_timeout: Any = SLOW_TIMEOUT,
+    queue_size: int = queue_size_option("Lines"),
+    send_buffer: Any = SEND_BUFFER,
+    drain_timeout: Any = DRAIN_TIMEOUT,
+    ready_file: str = READY_FILE,
     bus: Any = BUS,
     bus_channel: str = BUS_CHANNEL,
     bus_heartbeat: Any = BUS_HEARTBEAT,
@@ -116,21 +123,12 @@ def chat(
             raise typer.BadParameter("--max-line must be at least 1 byte")
         chat_bus = open_bus(bus, bus_channel, bus_heartbeat, bus_expiry, bus_max_message)
         stats = ChatStats()
-        prepare_limits(max_conns)
-        sock = listen_on("chat", listen)
-        server = ChatServer(
+        serve_on("chat", listen, lambda sock: ChatServer(
             sock, history=history, max_line=max_line, max_conns=max_conns,
             idle_timeout=idle_timeout, slow_timeout=slow_timeout, queue_size=queue_size,
             send_buffer=send_buffer, stats=stats, bus=chat_bus,
-        ).start()
-        serve_until_stopped(
-            "chat", stats, [sock], [server.stop],
-            drain_timeout=drain_timeout, ready_file=ready_file,
-        )
-
-
-if chat.__doc__:  # None under python -OO
-    chat.__doc__ = chat.__doc__.replace("{bus}", BUS_HELP)
+        ).start().stop, stats, max_conns=max_conns, drain_timeout=drain_timeout,
+            ready_file=ready_file)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,8 @@
 * ``runtime_errors(command)``: an ``OSError`` and friends become one line on
   stderr and exit 1 -- never a traceback.
 * ``serve_until_stopped(...)``: announce the listeners, run until SIGINT/SIGTERM,
-  drain, print the summary, exit 0.
+  drain, print the summary, exit 0; ``serve_on(...)`` listens first.
+* ``LISTEN``, ``READY_FILE``, ``SLOW_TIMEOUT``...: options several commands share.
 """
 
 from __future__ import annotations
@@ -62,6 +63,31 @@ duration = option_parser(cliargs.parse_duration)
 size = option_parser(cliargs.parse_size)
 address = option_parser(cliargs.parse_address)
 _METAVARS = {duration: "DURATION", size: "SIZE", address: "ADDR"}
+
+
+# Options several commands declare alike: one declaration each.
+LISTEN = opt("127.0.0.1:0", "--listen", "-l", parser=address,
+             help="Address: host:port, [v6]:port or unix:/path (port 0 picks one).")
+READY_FILE = opt(None, "--ready-file", metavar="PATH",
+                 help="Also write the ready line to this file.")
+# The slow-client policy of the servers that queue output per client.
+SLOW_TIMEOUT = opt("5s", "--slow-timeout", parser=duration,
+                   help="Disconnect a client whose queue stays full this long "
+                        "(off: never, it just misses messages).")
+SEND_BUFFER = opt("64K", "--send-buffer", parser=size,
+                  help="Kernel send buffer per client (0: the system's default).")
+
+
+def queue_size_option(items: str = "Messages") -> Any:
+    """``--queue-size``: ``items`` queued per client before it counts as slow."""
+    return opt(256, "--queue-size", min=1,
+               help=f"{items} queued per client before it counts as slow.")
+
+
+def drain_timeout_option(until: str) -> Any:
+    """``--drain-timeout``: on SIGINT/SIGTERM, wait this long ``until``."""
+    return opt("10s", "--drain-timeout", parser=duration,
+               help=f"On SIGINT/SIGTERM, wait this long {until}.")
 
 
 def setup_logging(verbose: int, quiet: int) -> None:
@@ -192,3 +218,26 @@ def serve_until_stopped(
 
 def prepare_limits(max_conns: int) -> None:
     raise_fd_limit(max_conns + FD_HEADROOM)
+
+
+def serve_on(
+    command: str,
+    addr: cliargs.Address,
+    start: Callable[[Any], Callable[[float | None], Any]],
+    stats: Stats,
+    *,
+    max_conns: int | None,
+    drain_timeout: float | None,
+    ready_file: str | None,
+    udp: bool = False,
+    service: str | None = None,
+) -> None:
+    """Listen on ``addr`` (room for ``max_conns`` fds; None: no check), start a
+    server there (``start(sock)`` returns its stop function), and serve until
+    SIGINT/SIGTERM as ``serve_until_stopped`` does."""
+    if max_conns is not None:
+        prepare_limits(max_conns)
+    sock = listen_on(command, addr, udp=udp)
+    stop = start(sock)
+    serve_until_stopped(service or command, stats, [sock], [stop],
+                        drain_timeout=drain_timeout, ready_file=ready_file)

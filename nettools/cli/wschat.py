@@ -10,18 +10,31 @@ import typer
 
 from .. import cliargs
 from ..tools.wschat import WSChatServer, WSChatStats
-from .chat import BUS, BUS_CHANNEL, BUS_EXPIRY, BUS_HEARTBEAT, BUS_HELP, BUS_MAX_MESSAGE, open_bus
+from .chat import (
+    BUS,
+    BUS_CHANNEL,
+    BUS_EXPIRY,
+    BUS_HEARTBEAT,
+    BUS_MAX_MESSAGE,
+    open_bus,
+    with_bus_help,
+)
 from .common import (
+    READY_FILE,
+    SEND_BUFFER,
+    SLOW_TIMEOUT,
+    drain_timeout_option,
     duration,
-    listen_on,
     opt,
-    prepare_limits,
+    queue_size_option,
     runtime_errors,
-    serve_until_stopped,
-    size,
+    serve_on,
 )
 
+DRAIN_TIMEOUT = drain_timeout_option("for clients to close")
 
+
+@with_bus_help
 def wschat(
     host: str = opt("127.0.0.1", "--host", help="Address to bind."),
     port: int = opt(8000, "--port", "-p", min=0, max=65535, help="Port (0 picks one)."),
@@ -34,13 +47,9 @@ def wschat(
     rate: float = opt(5.0, "--rate", min=0.01,
                       help="Messages per second each client may send on average."),
     burst: int = opt(10, "--burst", min=1, help="Messages a client may send at once."),
-    queue_size: int = opt(256, "--queue-size", min=1,
-                          help="Messages queued per client before it counts as slow."),
-    slow_timeout: Any = opt("5s", "--slow-timeout", parser=duration,
-                            help="Disconnect a client whose queue stays full this long "
-                            "(off: never, it just misses messages)."),
-    send_buffer: Any = opt("64K", "--send-buffer", parser=size,
-                           help="Kernel send buffer per client (0: the system's default)."),
+    queue_size: int = queue_size_option(),
+    slow_timeout: Any = SLOW_TIMEOUT,
+    send_buffer: Any = SEND_BUFFER,
     idle_timeout: Any = opt("off", "--idle-timeout", parser=duration,
                             help="Disconnect a client that sends nothing this long (off: never)."),
     ping_interval: Any = opt("20s", "--ping-interval", parser=duration,
@@ -54,10 +63,8 @@ def wschat(
     tls_key: str = opt(None, "--tls-key", metavar="PEM",
                        help="Private key for --tls-cert (if not in the same file)."),
     access_log: bool = opt(False, "--access-log", help="Log HTTP requests on stderr."),
-    drain_timeout: Any = opt("10s", "--drain-timeout", parser=duration,
-                             help="On SIGINT/SIGTERM, wait this long for clients to close."),
-    ready_file: str = opt(None, "--ready-file", metavar="PATH",
-                          help="Also write the ready line to this file."),
+    drain_timeout: Any = DRAIN_TIMEOUT,
+    ready_file: str = READY_FILE,
     bus: Any = BUS,
     bus_channel: str = BUS_CHANNEL,
     bus_heartbeat: Any = BUS_HEARTBEAT,
@@ -99,24 +106,15 @@ def wschat(
     chat_bus = open_bus(bus, bus_channel, bus_heartbeat, bus_expiry, bus_max_message)
     with runtime_errors("wschat"):
         stats = WSChatStats()
-        prepare_limits(max_conns)
-        sock = listen_on("wschat", cliargs.Address(host.strip("[]"), port))
-        server = WSChatServer(
+        serve_on("wschat", cliargs.Address(host.strip("[]"), port), lambda sock: WSChatServer(
             sock, history=history, max_message=max_message, max_conns=max_conns, rate=rate,
             burst=burst, queue_size=queue_size, slow_timeout=slow_timeout,
             send_buffer=send_buffer, idle_timeout=idle_timeout, ping_interval=ping_interval,
             ping_timeout=ping_timeout, origins=origin or None, ssl_context=ssl_context,
             access_log=logging.getLogger("nettools.wschat.access") if access_log else None,
             stats=stats, bus=chat_bus,
-        ).start()
-        serve_until_stopped(
-            "wschat", stats, [sock], [server.stop],
-            drain_timeout=drain_timeout, ready_file=ready_file,
-        )
-
-
-if wschat.__doc__:  # None under python -OO
-    wschat.__doc__ = wschat.__doc__.replace("{bus}", BUS_HELP)
+        ).start().stop, stats, max_conns=max_conns, drain_timeout=drain_timeout,
+            ready_file=ready_file)
 
 
 def register(app: typer.Typer) -> None:
