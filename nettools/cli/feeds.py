@@ -15,17 +15,17 @@ from ..tools.feeds import FeedFetcher, FeedResult, fetch_feeds, read_opml
 from ..tools.feedservice import FeedService, FeedStats, check_public_url
 from ..web import wsgi
 from ..web.client import is_public_address
+from . import clientopts
 from .common import (
-    address,
+    LISTEN,
+    READY_FILE,
+    drain_timeout_option,
     duration,
-    listen_on,
     opt,
-    prepare_limits,
     runtime_errors,
-    serve_until_stopped,
+    serve_on,
     size,
 )
-from .fetch import EXIT_FAILED, client_from_options, collect_urls
 
 feeds_app = typer.Typer(
     name="feeds",
@@ -33,6 +33,10 @@ feeds_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
+
+READ_TIMEOUT = clientopts.read_timeout_option("20s")
+PER_HOST = clientopts.per_host_option(4)
+DRAIN_TIMEOUT = drain_timeout_option("for requests to finish")
 
 
 def format_result(r: FeedResult) -> str:
@@ -68,7 +72,7 @@ def fetch_cmd(
         "answered from it, a 410 is remembered.",
     ),
     concurrency: int = opt(16, "--concurrency", "-c", min=1, help="Feeds fetched at once."),
-    per_host: int = opt(4, "--per-host", min=1, help="Connections to one host at once."),
+    per_host: int = PER_HOST,
     timeout: Any = opt("20s", "--timeout", parser=duration, help="Longest time for one feed."),
     deadline: Any = opt(
         "2m",
@@ -76,21 +80,12 @@ def fetch_cmd(
         parser=duration,
         help="Longest time for all feeds; unfinished ones are reported.",
     ),
-    connect_timeout: Any = opt(
-        "10s", "--connect-timeout", parser=duration, help="Longest wait for a connection."
-    ),
-    read_timeout: Any = opt(
-        "20s", "--read-timeout", parser=duration, help="Longest silence while waiting for data."
-    ),
+    connect_timeout: Any = clientopts.CONNECT_TIMEOUT,
+    read_timeout: Any = READ_TIMEOUT,
     max_feed: Any = opt("10M", "--max-feed", parser=size, help="Largest feed accepted."),
     user_agent: str = opt(None, "--user-agent", metavar="TEXT", help="User-Agent header."),
-    insecure: bool = opt(False, "--insecure", "-k", help="Do not verify TLS certificates."),
-    ca_file: str = opt(
-        None,
-        "--ca-file",
-        metavar="PEM",
-        help="Verify TLS against these CA certificates instead of certifi's.",
-    ),
+    insecure: bool = clientopts.INSECURE,
+    ca_file: str = clientopts.CA_FILE,
 ) -> None:
     """Fetch feeds concurrently and show their titles and newest entries.
 
@@ -104,7 +99,7 @@ def fetch_cmd(
     a runtime error.
     """
     with runtime_errors("feeds fetch"):
-        targets = collect_urls(urls or [])
+        targets = clientopts.collect_urls(urls or [])
         if opml is not None:
             try:
                 targets.extend(read_opml(opml))
@@ -114,7 +109,7 @@ def fetch_cmd(
                 raise typer.BadParameter(str(exc), param_hint="--opml") from None
         if not targets:
             raise typer.BadParameter("give feed URLs, '-' or --opml FILE", param_hint="URL")
-        client = client_from_options(
+        client = clientopts.client_from_options(
             connect_timeout=connect_timeout, read_timeout=read_timeout, max_body=max_feed,
             max_redirects=10, per_host=per_host, user_agent=user_agent, insecure=insecure,
             ca_file=ca_file,
@@ -138,18 +133,12 @@ def fetch_cmd(
         sys.stdout.flush()
         sys.stderr.write(json.dumps(summary) + "\n")
     if failed:
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(clientopts.EXIT_FAILED)
 
 
 @feeds_app.command("serve")
 def serve_cmd(
-    listen: Any = opt(
-        "127.0.0.1:0",
-        "--listen",
-        "-l",
-        parser=address,
-        help="Address: host:port, [v6]:port or unix:/path (port 0 picks one).",
-    ),
+    listen: Any = LISTEN,
     concurrency: int = opt(
         64, "--concurrency", "-c", min=1, help="Feed fetches in flight at once, across all clients."
     ),
@@ -174,15 +163,8 @@ def serve_cmd(
     ),
     per_host: int = opt(4, "--per-host", min=1, help="Connections to one feed host at once."),
     max_conns: int = opt(1000, "--max-conns", min=1, help="Most clients served at once."),
-    drain_timeout: Any = opt(
-        "10s",
-        "--drain-timeout",
-        parser=duration,
-        help="On SIGINT/SIGTERM, wait this long for requests to finish.",
-    ),
-    ready_file: str = opt(
-        None, "--ready-file", metavar="PATH", help="Also write the ready line to this file."
-    ),
+    drain_timeout: Any = DRAIN_TIMEOUT,
+    ready_file: str = READY_FILE,
 ) -> None:
     """Serve feed titles: POST / with feed URLs (one per line) returns their titles.
 
@@ -198,7 +180,7 @@ def serve_cmd(
     with runtime_errors("feeds serve"):
         if max_request < 1:
             raise typer.BadParameter("must be at least 1 byte", param_hint="--max-request")
-        client = client_from_options(
+        client = clientopts.client_from_options(
             connect_timeout=10.0, read_timeout=timeout, max_body=max_feed, max_redirects=5,
             per_host=per_host, user_agent=None, insecure=False, ca_file=None,
             allow_address=None if allow_private else is_public_address,
@@ -213,19 +195,21 @@ def serve_cmd(
             fetcher, concurrency=concurrency, max_urls=max_urls, max_request=max_request,
             deadline=deadline, allow_private=allow_private, stats=stats,
         )  # fmt: skip
-        prepare_limits(max_conns + concurrency)
-        sock = listen_on("feeds serve", listen)
-        server = wsgi.WSGIServer(sock, app, max_size=max_conns, max_body_size=max_request,
-                                 log_output=False, name="feeds").start()  # fmt: skip
 
-        def stop(timeout: float | None) -> None:
-            server.stop(timeout)
-            client.close()
-            if store is not None:
-                store.close()
+        def start(sock: Any) -> Any:
+            server = wsgi.WSGIServer(sock, app, max_size=max_conns, max_body_size=max_request,
+                                     log_output=False, name="feeds").start()  # fmt: skip
 
-        serve_until_stopped("feeds", stats, [sock], [stop],
-                            drain_timeout=drain_timeout, ready_file=ready_file)  # fmt: skip
+            def stop(timeout: float | None) -> None:
+                server.stop(timeout)
+                client.close()
+                if store is not None:
+                    store.close()
+
+            return stop
+
+        serve_on("feeds serve", listen, start, stats, max_conns=max_conns + concurrency,
+                 drain_timeout=drain_timeout, ready_file=ready_file, service="feeds")
 
 
 def register(app: typer.Typer) -> None:

@@ -11,11 +11,24 @@ from typing import Any
 
 import typer
 
-from ..tools.fetch import fetch_many, read_url_lines
-from ..web.client import HttpClient
+from ..tools.fetch import fetch_many
+from .clientopts import (
+    CA_FILE,
+    CONNECT_TIMEOUT,
+    EXIT_FAILED,
+    INSECURE,
+    client_from_options,
+    collect_urls,
+    per_host_option,
+    read_timeout_option,
+)
 from .common import duration, opt, runtime_errors, size
 
-EXIT_FAILED = 2
+__all__ = ["fetch", "register", "parse_headers", "EXIT_FAILED", "client_from_options",
+           "collect_urls"]
+
+READ_TIMEOUT = read_timeout_option("30s")
+PER_HOST = per_host_option(8)
 
 
 class Order(str, Enum):
@@ -42,51 +55,12 @@ def parse_headers(values: list[str] | None) -> dict[str, str]:
     return headers
 
 
-def collect_urls(args: list[str]) -> list[str]:
-    """The URL arguments, with ``-`` replaced by the URLs read from stdin."""
-    urls: list[str] = []
-    for arg in args:
-        if arg == "-":
-            urls.extend(read_url_lines(sys.stdin))
-        else:
-            urls.append(arg)
-    return urls
-
-
-def client_from_options(
-    *,
-    connect_timeout: float | None,
-    read_timeout: float | None,
-    max_body: int,
-    max_redirects: int,
-    per_host: int,
-    user_agent: str | None,
-    insecure: bool,
-    ca_file: str | None,
-    **extra: Any,
-) -> HttpClient:
-    """An ``HttpClient`` from the options the client commands share."""
-    if max_body < 0:
-        raise typer.BadParameter("must not be negative", param_hint="--max-body")
-    return HttpClient(
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        max_body=max_body,
-        max_redirects=max_redirects,
-        per_host=per_host,
-        user_agent=user_agent,
-        verify=not insecure,
-        ca_file=ca_file,
-        **extra,
-    )
-
-
 def fetch(
     urls: list[str] = typer.Argument(
         ..., metavar="URL", help="URLs to fetch; '-' reads more, one per line, from stdin."
     ),
     concurrency: int = opt(32, "--concurrency", "-c", min=1, help="Fetches in flight at once."),
-    per_host: int = opt(8, "--per-host", min=1, help="Connections to one host at once."),
+    per_host: int = PER_HOST,
     method: Method = opt(
         Method.GET,
         "--method",
@@ -108,12 +82,8 @@ def fetch(
         metavar="DIR",
         help="Save each body in DIR (created if missing) under a safe name.",
     ),
-    connect_timeout: Any = opt(
-        "10s", "--connect-timeout", parser=duration, help="Longest wait for a connection."
-    ),
-    read_timeout: Any = opt(
-        "30s", "--read-timeout", parser=duration, help="Longest silence while waiting for data."
-    ),
+    connect_timeout: Any = CONNECT_TIMEOUT,
+    read_timeout: Any = READ_TIMEOUT,
     timeout: Any = opt(
         "off",
         "--timeout",
@@ -133,13 +103,8 @@ def fetch(
         metavar="TEXT",
         help="User-Agent header (default: nettools/VERSION (+project URL)).",
     ),
-    insecure: bool = opt(False, "--insecure", "-k", help="Do not verify TLS certificates."),
-    ca_file: str = opt(
-        None,
-        "--ca-file",
-        metavar="PEM",
-        help="Verify TLS against these CA certificates instead of certifi's.",
-    ),
+    insecure: bool = INSECURE,
+    ca_file: str = CA_FILE,
 ) -> None:
     """Fetch many URLs concurrently; one line per URL: status, size, time, final URL.
 

@@ -1,0 +1,78 @@
+"""What the commands that fetch over HTTP share (``nettools fetch``,
+``nettools feeds fetch``): their client options, the client built from them,
+URL arguments, and the exit status for failed fetches."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+
+from ..tools.fetch import read_url_lines
+from ..web.client import HttpClient
+from .common import duration, opt
+
+__all__ = [
+    "EXIT_FAILED", "INSECURE", "CA_FILE", "CONNECT_TIMEOUT", "read_timeout_option",
+    "per_host_option", "client_from_options", "collect_urls",
+]
+
+#: Some fetches failed (the others were still done and reported).
+EXIT_FAILED = 2
+
+INSECURE = opt(False, "--insecure", "-k", help="Do not verify TLS certificates.")
+CA_FILE = opt(None, "--ca-file", metavar="PEM",
+              help="Verify TLS against these CA certificates instead of certifi's.")
+CONNECT_TIMEOUT = opt("10s", "--connect-timeout", parser=duration,
+                      help="Longest wait for a connection.")
+
+
+def read_timeout_option(default: str) -> Any:
+    """``--read-timeout``: the longest silence while waiting for data."""
+    return opt(default, "--read-timeout", parser=duration,
+               help="Longest silence while waiting for data.")
+
+
+def per_host_option(default: int) -> Any:
+    """``--per-host``: connections to one host at once."""
+    return opt(default, "--per-host", min=1, help="Connections to one host at once.")
+
+
+def collect_urls(args: list[str]) -> list[str]:
+    """The URL arguments, with ``-`` replaced by the URLs read from stdin."""
+    urls: list[str] = []
+    for arg in args:
+        if arg == "-":
+            urls.extend(read_url_lines(sys.stdin))
+        else:
+            urls.append(arg)
+    return urls
+
+
+def client_from_options(
+    *,
+    connect_timeout: float | None,
+    read_timeout: float | None,
+    max_body: int,
+    max_redirects: int,
+    per_host: int,
+    user_agent: str | None,
+    insecure: bool,
+    ca_file: str | None,
+    **extra: Any,
+) -> HttpClient:
+    """An ``HttpClient`` from the options the client commands share."""
+    if max_body < 0:
+        raise typer.BadParameter("must not be negative", param_hint="--max-body")
+    return HttpClient(
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_body=max_body,
+        max_redirects=max_redirects,
+        per_host=per_host,
+        user_agent=user_agent,
+        verify=not insecure,
+        ca_file=ca_file,
+        **extra,
+    )
