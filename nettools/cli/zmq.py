@@ -40,7 +40,10 @@ from ..tools.zmqproxy import (
 from ..web.wsgi import WSGIServer
 from .common import (
     EXIT_USAGE,
-    address,
+    LISTEN,
+    READY_FILE,
+    SEND_BUFFER,
+    SLOW_TIMEOUT,
     bound_address,
     duration,
     fail,
@@ -48,6 +51,7 @@ from .common import (
     opt,
     option_parser,
     prepare_limits,
+    queue_size_option,
     runtime_errors,
     server_tls,
     size,
@@ -165,11 +169,10 @@ def _listen(command: str, addr: Any) -> tuple[Any, Callable[[], None]]:
 _HWM_HELP = "High-water mark (messages queued per peer) of each ZeroMQ socket; 0: no limit."
 _LINGER_HELP = ("On exit, how long to keep delivering queued ZeroMQ messages "
                 "(0: drop them; off: no limit).")
-_READY_HELP = "Also write the ready line to this file."
-_SLOW_HELP = ("Disconnect a client whose queue stays full this long "
-              "(off: never, it just misses messages).")
-_QUEUE_HELP = "Messages queued per client before it counts as slow."
-_SNDBUF_HELP = "Kernel send buffer per client (0: the system's default)."
+# Options shared by every command.
+HWM = opt(1000, "--hwm", min=0, help=_HWM_HELP)
+LINGER = opt("1s", "--linger", parser=_linger, metavar="DURATION", help=_LINGER_HELP)
+QUEUE_SIZE = queue_size_option()
 
 
 @zmq_app.command("proxy")
@@ -187,9 +190,9 @@ def proxy(
                        help="A PUB socket that gets a copy of every message, either way."),
     control: Any = opt(None, "--control", parser=endpoint, metavar="EP",
                        help="A REP socket taking PAUSE, RESUME, TERMINATE, STATISTICS."),
-    hwm: int = opt(1000, "--hwm", min=0, help=_HWM_HELP),
-    linger: Any = opt("1s", "--linger", parser=_linger, metavar="DURATION", help=_LINGER_HELP),
-    ready_file: str = opt(None, "--ready-file", metavar="PATH", help=_READY_HELP),
+    hwm: int = HWM,
+    linger: Any = LINGER,
+    ready_file: str = READY_FILE,
 ) -> None:
     """A ZeroMQ proxy: queue, forwarder or streamer, with capture and control.
 
@@ -235,8 +238,7 @@ def proxy(
 
 @zmq_app.command("tcp")
 def tcp(
-    listen: Any = opt("127.0.0.1:0", "--listen", "-l", parser=address,
-                      help="Address: host:port, [v6]:port or unix:/path (port 0 picks one)."),
+    listen: Any = LISTEN,
     pub: Any = opt(None, "--pub", parser=endpoint, metavar="EP",
                    help="Publish the clients' lines on a PUB socket here."),
     push: Any = opt(None, "--push", parser=endpoint, metavar="EP",
@@ -254,14 +256,14 @@ def tcp(
     idle_timeout: Any = opt("1h", "--idle-timeout", parser=duration,
                             help="Disconnect a client that sends nothing this long "
                                  "(off: never)."),
-    slow_timeout: Any = opt("5s", "--slow-timeout", parser=duration, help=_SLOW_HELP),
-    queue_size: int = opt(256, "--queue-size", min=1, help=_QUEUE_HELP),
-    send_buffer: Any = opt("64K", "--send-buffer", parser=size, help=_SNDBUF_HELP),
-    hwm: int = opt(1000, "--hwm", min=0, help=_HWM_HELP),
-    linger: Any = opt("1s", "--linger", parser=_linger, metavar="DURATION", help=_LINGER_HELP),
+    slow_timeout: Any = SLOW_TIMEOUT,
+    queue_size: int = QUEUE_SIZE,
+    send_buffer: Any = SEND_BUFFER,
+    hwm: int = HWM,
+    linger: Any = LINGER,
     drain_timeout: Any = opt("10s", "--drain-timeout", parser=duration,
                              help="On SIGINT/SIGTERM, wait this long to flush clients' queues."),
-    ready_file: str = opt(None, "--ready-file", metavar="PATH", help=_READY_HELP),
+    ready_file: str = READY_FILE,
 ) -> None:
     """Bridge TCP line clients and ZeroMQ, both ways.
 
@@ -318,8 +320,7 @@ def tcp(
 
 @zmq_app.command("ws")
 def ws(
-    listen: Any = opt("127.0.0.1:0", "--listen", "-l", parser=address,
-                      help="Address: host:port, [v6]:port or unix:/path (port 0 picks one)."),
+    listen: Any = LISTEN,
     sub: Any = opt(None, "--sub", parser=endpoint, metavar="EP",
                    help="A SUB socket here delivers the topics clients subscribe to."),
     pub: Any = opt(None, "--pub", parser=endpoint, metavar="EP",
@@ -330,9 +331,9 @@ def ws(
     max_subscriptions: int = opt(64, "--max-subscriptions", min=1,
                                  help="Topics one client may subscribe to."),
     max_conns: int = opt(10_000, "--max-conns", min=1, help="Most clients connected at once."),
-    slow_timeout: Any = opt("5s", "--slow-timeout", parser=duration, help=_SLOW_HELP),
-    queue_size: int = opt(256, "--queue-size", min=1, help=_QUEUE_HELP),
-    send_buffer: Any = opt("64K", "--send-buffer", parser=size, help=_SNDBUF_HELP),
+    slow_timeout: Any = SLOW_TIMEOUT,
+    queue_size: int = QUEUE_SIZE,
+    send_buffer: Any = SEND_BUFFER,
     ping_interval: Any = opt("20s", "--ping-interval", parser=duration,
                              help="Ping each client this often; one that does not answer "
                                   "within as long is closed (off: never)."),
@@ -343,11 +344,11 @@ def ws(
                         help="Serve wss:// with this certificate (chain)."),
     tls_key: str = opt(None, "--tls-key", metavar="PEM",
                        help="Private key for --tls-cert (if not in the same file)."),
-    hwm: int = opt(1000, "--hwm", min=0, help=_HWM_HELP),
-    linger: Any = opt("1s", "--linger", parser=_linger, metavar="DURATION", help=_LINGER_HELP),
+    hwm: int = HWM,
+    linger: Any = LINGER,
     drain_timeout: Any = opt("10s", "--drain-timeout", parser=duration,
                              help="On SIGINT/SIGTERM, wait this long for clients to finish."),
-    ready_file: str = opt(None, "--ready-file", metavar="PATH", help=_READY_HELP),
+    ready_file: str = READY_FILE,
 ) -> None:
     """Bridge websocket clients (browsers) and ZeroMQ PUB/SUB.
 
