@@ -37,6 +37,7 @@ feeds_app = typer.Typer(
 READ_TIMEOUT = clientopts.read_timeout_option("20s")
 PER_HOST = clientopts.per_host_option(4)
 DRAIN_TIMEOUT = drain_timeout_option("for requests to finish")
+FEED_TIMEOUT = opt("20s", "--timeout", parser=duration, help="Longest time for one feed.")
 
 
 def format_result(r: FeedResult) -> str:
@@ -73,7 +74,7 @@ def fetch_cmd(
     ),
     concurrency: int = opt(16, "--concurrency", "-c", min=1, help="Feeds fetched at once."),
     per_host: int = PER_HOST,
-    timeout: Any = opt("20s", "--timeout", parser=duration, help="Longest time for one feed."),
+    timeout: Any = FEED_TIMEOUT,
     deadline: Any = opt(
         "2m",
         "--deadline",
@@ -145,7 +146,7 @@ def serve_cmd(
     max_urls: int = opt(100, "--max-urls", min=1, help="Most URLs in one request."),
     max_request: Any = opt("64K", "--max-request", parser=size, help="Largest request body."),
     max_feed: Any = opt("2M", "--max-feed", parser=size, help="Largest feed fetched."),
-    timeout: Any = opt("20s", "--timeout", parser=duration, help="Longest time for one feed."),
+    timeout: Any = FEED_TIMEOUT,
     deadline: Any = opt(
         "60s",
         "--deadline",
