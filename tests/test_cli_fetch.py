@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 
 import pytest
-from cli_helpers import clean_env, run_cli
+from cli_helpers import Cli, clean_env, run_cli
 from wsgi_helpers import ServerThread
 
 import nettools
@@ -19,10 +21,44 @@ pytestmark = pytest.mark.timeout(60)
 NO_PROXY = {"no_proxy": "*", "NO_PROXY": "*", "http_proxy": "", "HTTP_PROXY": ""}
 
 
+class Holder:
+    """Holds requests in the server's hub until released; tells the test
+    thread once ``count`` of them are held."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.held = 0
+        self.all_held = threading.Event()
+        self.released = threading.Event()
+
+    def hold(self) -> None:
+        self.held += 1
+        if self.held >= self.count:
+            self.all_held.set()
+        for _ in range(200):  # at most 20 s, in steps the server's hub can serve between
+            if self.released.is_set():
+                return
+            nettools.sleep(0.1)
+
+
+def interrupted_run(holder: Holder, *args: str, env: dict | None = None) -> tuple[int, str, str]:
+    """Run ``nettools *args``, SIGINT it once ``holder`` holds all its
+    requests, and return ``(returncode, stdout, stderr)``."""
+    with Cli(*args, env=env) as cli:
+        try:
+            assert holder.all_held.wait(20), "the held requests never arrived"
+            cli.proc.send_signal(signal.SIGINT)
+            out, err = cli.proc.communicate(timeout=20)
+        finally:
+            holder.released.set()
+        return cli.proc.returncode, out, err
+
+
 class Site:
     """Routes for the fetch tests; runs in the server thread's hub."""
 
     def __init__(self) -> None:
+        self.holder = Holder(3)
         self.seen: list[tuple[str, str, dict]] = []
         self.fast_done = nettools.Event()
         self.together = 0
@@ -59,6 +95,8 @@ class Site:
             return self.reply(start_response, "200 OK" if ok else "504 Not Together", b"t")
         if path == "/big":
             return self.reply(start_response, "200 OK", b"b" * 100_000)
+        if path.startswith("/hold/"):
+            self.holder.hold()
         return self.reply(start_response, "200 OK", f"page {path}".encode())
 
     @staticmethod
@@ -216,3 +254,46 @@ def test_runtime_error_exits_1(site, tmp_path):
     assert res.returncode == 1
     assert res.stderr.startswith("nettools fetch: ")
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------ SIGINT
+
+
+@pytest.mark.timeout(40)
+def test_sigint_prints_what_was_fetched_in_input_order_and_exits_2_after_a_failure(site):
+    # Concurrency 3: /page/1 and /missing finish, then three holds fill the
+    # pool and /page/5 never starts.
+    paths = ["/page/1", "/hold/1", "/missing", "/hold/2", "/hold/3", "/page/5"]
+    code, out, err = interrupted_run(
+        site.holder, "fetch", "--concurrency", "3", *[site.url + p for p in paths], env=NO_PROXY
+    )
+    assert code == 2, err
+    lines = out.splitlines()
+    assert len(lines) == len(paths), out
+    assert fields(lines[0])[0] == "200" and lines[0].endswith("/page/1")
+    assert fields(lines[2])[0] == "404" and lines[2].endswith("/missing")
+    for i in (1, 3, 4, 5):
+        assert lines[i].startswith("ERR"), lines[i]
+        assert f"{site.url}{paths[i]}  (interrupted: not fetched)" in lines[i]
+    summary = json.loads(err.strip().splitlines()[-1])
+    assert summary["interrupted"] is True
+    counts = (summary["urls"], summary["ok"], summary["failed"], summary["not_fetched"])
+    assert counts == (6, 1, 1, 4)
+
+
+@pytest.mark.timeout(40)
+def test_sigint_in_completion_order_json_exits_1_without_failures(site):
+    paths = ["/page/1", "/hold/1", "/page/2", "/hold/2", "/hold/3", "/page/5"]
+    code, out, err = interrupted_run(
+        site.holder, "fetch", "--json", "--order", "completion", "--concurrency", "3",
+        *[site.url + p for p in paths], env=NO_PROXY,
+    )  # fmt: skip
+    assert code == 1, err
+    objs = [json.loads(line) for line in out.splitlines()]
+    assert sorted(o["index"] for o in objs[:2]) == [0, 2]
+    assert all(o["ok"] and o["status"] == 200 for o in objs[:2])
+    # The not fetched come last, in input order.
+    assert [o["index"] for o in objs[2:]] == [1, 3, 4, 5]
+    assert all(o["kind"] == "interrupted" and o["status"] is None for o in objs[2:])
+    summary = json.loads(err.strip().splitlines()[-1])
+    assert summary["interrupted"] is True and summary["failed"] == 0

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import Cli, clean_env, run_cli
+from test_cli_fetch import Holder, interrupted_run
 from wsgi_helpers import ServerThread
 
 import nettools
@@ -46,6 +47,7 @@ class FeedSite:
 
     def __init__(self) -> None:
         self.log: list[tuple[str, int]] = []  # (path, status)
+        self.holder = Holder(2)
         self.active = 0
         self.peak = 0
 
@@ -84,6 +86,9 @@ class FeedSite:
                 self.active -= 1
             body = (FIXTURES / "atom10.xml").read_bytes()
             return "200 OK", [("Content-Type", "application/atom+xml")], body
+        if kind == "held":  # held until the test has interrupted the command
+            self.holder.hold()
+            return "200 OK", [("Content-Type", "application/xml")], (FIXTURES / name).read_bytes()
         if path == "/slow":
             nettools.sleep(20)  # the per-feed timeout must end the wait first
             return "200 OK", [], (FIXTURES / "rss20.xml").read_bytes()
@@ -257,6 +262,40 @@ def test_cli_text_and_exit_2_when_a_feed_fails(site):
     assert f"moved permanently to {site.url}/f/atom10.xml" in res.stdout
     summary = json.loads(res.stderr.strip().splitlines()[-1])
     assert (summary["feeds"], summary["failed"]) == (3, 1)
+
+
+@pytest.mark.timeout(40)
+def test_cli_sigint_shows_the_feeds_read_and_exits_1(site):
+    # Concurrency 2: rss20 is read, two held feeds fill the pool, atom10 never starts.
+    urls = [site.url + p for p in
+            ("/f/rss20.xml", "/held/rss20.xml", "/held/atom10.xml", "/f/atom10.xml")]  # fmt: skip
+    code, out, err = interrupted_run(
+        site.holder, "feeds", "fetch", "--json", "--concurrency", "2", *urls, env=NO_PROXY
+    )
+    assert code == 1, err
+    objs = [json.loads(line) for line in out.splitlines()]
+    assert [o["url"] for o in objs] == urls
+    assert objs[0]["ok"] and objs[0]["title"] == "RSS 2.0 Fixture \u2013 caf\u00e9"
+    for o in objs[1:]:
+        assert not o["ok"] and o["kind"] == "interrupted"
+        assert o["error"] == "interrupted: not fetched"
+    summary = json.loads(err.strip().splitlines()[-1])
+    assert summary["interrupted"] is True
+    assert (summary["ok"], summary["failed"], summary["not_fetched"]) == (1, 0, 3)
+
+
+@pytest.mark.timeout(40)
+def test_cli_sigint_after_a_failure_exits_2_in_text(site):
+    urls = [site.url + p for p in ("/missing", "/held/rss20.xml", "/held/atom10.xml")]
+    code, out, err = interrupted_run(
+        site.holder, "feeds", "fetch", "--concurrency", "2", *urls, env=NO_PROXY
+    )
+    assert code == 2, err
+    assert f"!! {site.url}/missing\n   http: status 404" in out
+    assert f"!! {site.url}/held/rss20.xml\n   interrupted: not fetched" in out
+    assert f"!! {site.url}/held/atom10.xml\n   interrupted: not fetched" in out
+    summary = json.loads(err.strip().splitlines()[-1])
+    assert (summary["failed"], summary["not_fetched"], summary["interrupted"]) == (1, 2, True)
 
 
 def test_cli_slow_feed_times_out_alone(site):

@@ -1,6 +1,6 @@
 """What the commands that fetch over HTTP share (``nettools fetch``,
 ``nettools feeds fetch``): their client options, the client built from them,
-URL arguments, and the exit status for failed fetches."""
+URL arguments, the polite stop on SIGINT/SIGTERM, and the exit status."""
 
 from __future__ import annotations
 
@@ -12,14 +12,26 @@ import typer
 from ..tools.fetch import read_url_lines
 from ..web.client import HttpClient
 from .common import duration, opt
+from .crawl import _stop_on_signals as stop_on_signals
 
 __all__ = [
     "EXIT_FAILED", "INSECURE", "CA_FILE", "CONNECT_TIMEOUT", "read_timeout_option",
-    "per_host_option", "client_from_options", "collect_urls",
+    "per_host_option", "client_from_options", "collect_urls", "stop_on_signals", "exit_status",
 ]
 
 #: Some fetches failed (the others were still done and reported).
 EXIT_FAILED = 2
+
+#: Stopped by a signal before any fetch failed: an interrupted run never passes.
+EXIT_INTERRUPTED = 1
+
+
+def exit_status(failed: int, interrupted: bool) -> int:
+    """2 if any fetch failed, else 1 if stopped by a signal, else 0."""
+    if failed:
+        return EXIT_FAILED
+    return EXIT_INTERRUPTED if interrupted else 0
+
 
 INSECURE = opt(False, "--insecure", "-k", help="Do not verify TLS certificates.")
 CA_FILE = opt(None, "--ca-file", metavar="PEM",

@@ -13,6 +13,7 @@ import typer
 from ..tools.feedcache import FeedCache
 from ..tools.feeds import FeedFetcher, FeedResult, fetch_feeds, read_opml
 from ..tools.feedservice import FeedService, FeedStats, check_public_url
+from ..tools.fetch import INTERRUPTED, Halt
 from ..web import wsgi
 from ..web.client import is_public_address
 from . import clientopts
@@ -98,6 +99,11 @@ def fetch_cmd(
     is remembered and not asked again; a permanent redirect is reported with
     the new URL.  Exit status: 0 if every feed was read, 2 if any failed, 1 on
     a runtime error.
+
+    SIGINT/SIGTERM stop politely: no new fetches, those in flight get 2s,
+    then every feed read so far is shown, in input order, and the others say
+    "interrupted: not fetched" (kind "interrupted" with --json).  The summary
+    says "interrupted"; the exit status is 2 if a feed had failed, else 1.
     """
     with runtime_errors("feeds fetch"):
         targets = clientopts.collect_urls(urls or [])
@@ -116,25 +122,32 @@ def fetch_cmd(
             ca_file=ca_file,
         )  # fmt: skip
         start = time.monotonic()
+        halt = Halt()
         with contextlib.ExitStack() as stack:
             stack.enter_context(client)
+            stack.enter_context(clientopts.stop_on_signals(halt.stop))
             store = stack.enter_context(FeedCache(cache)) if cache else None
             fetcher = FeedFetcher(client, cache=store, timeout=timeout, max_feed=max_feed,
                                   entries=entries)  # fmt: skip
-            results = fetch_feeds(targets, fetcher, concurrency=concurrency, deadline=deadline)
+            results = fetch_feeds(targets, fetcher, concurrency=concurrency, deadline=deadline,
+                                  halt=halt)  # fmt: skip
         for r in results:
             sys.stdout.write(r.to_json() + "\n" if json_out else format_result(r) + "\n")
-        failed = sum(not r.ok for r in results)
+        ok = sum(r.ok for r in results)
+        unfetched = sum(r.kind == INTERRUPTED for r in results)
+        failed = len(results) - ok - unfetched
         summary = {
             "event": "done", "command": "feeds fetch", "feeds": len(results),
-            "ok": len(results) - failed, "failed": failed,
-            "cached": sum(r.cached for r in results),
+            "ok": ok, "failed": failed, "cached": sum(r.cached for r in results),
             "seconds": round(time.monotonic() - start, 3),
         }  # fmt: skip
+        if halt.stopped:
+            summary.update(interrupted=True, not_fetched=unfetched)
         sys.stdout.flush()
         sys.stderr.write(json.dumps(summary) + "\n")
-    if failed:
-        raise typer.Exit(clientopts.EXIT_FAILED)
+    code = clientopts.exit_status(failed, halt.stopped)
+    if code:
+        raise typer.Exit(code)
 
 
 @feeds_app.command("serve")

@@ -34,6 +34,7 @@ from ..pool import GreenPool
 from ..timeout import Timeout
 from ..web.client import FetchError, HttpClient
 from .feedcache import FeedCache
+from .fetch import INTERRUPTED, Halt
 
 __all__ = ["FeedEntry", "FeedResult", "FeedFetcher", "fetch_feeds", "parse_feed", "read_opml"]
 
@@ -263,21 +264,32 @@ def fetch_feeds(
     concurrency: int = 16,
     pool: GreenPool | None = None,
     deadline: float | None = None,
+    halt: Halt | None = None,
 ) -> list[FeedResult]:
     """Fetch every feed, at most ``concurrency`` at once (or in a shared
     ``pool``); results in input order.  Feeds still unfinished at ``deadline``
-    seconds are stopped and reported with kind ``deadline``."""
+    seconds are stopped and reported with kind ``deadline``; after
+    ``halt.stop()`` no feed starts, those in flight are cut after its grace,
+    and the feeds not fetched are reported with kind ``interrupted``."""
     urls = list(urls)
     pool = pool if pool is not None else GreenPool(concurrency)
+    halt = halt if halt is not None else Halt()
     results: list[FeedResult | None] = [None] * len(urls)
     threads: list[GreenThread] = []
 
     def run(i: int, url: str) -> None:
-        results[i] = fetcher.fetch(url)
+        results[i] = halt.run(fetcher.fetch, url)
+
+    def unfinished(url: str) -> FeedResult:
+        if halt.stopped:
+            return FeedResult(url=url).fail(INTERRUPTED, "not fetched")
+        return FeedResult(url=url).fail("deadline", f"not done within the deadline ({deadline:g}s)")
 
     timer = Timeout(deadline)
     try:
         for i, url in enumerate(urls):
+            if halt.stopped:
+                break
             threads.append(pool.spawn(run, i, url))
         for gt in threads:
             gt.wait()
@@ -288,12 +300,7 @@ def fetch_feeds(
             gt.kill()
     finally:
         timer.cancel()
-    return [
-        r
-        if r is not None
-        else FeedResult(url=u).fail("deadline", f"not done within the deadline ({deadline:g}s)")
-        for u, r in zip(urls, results, strict=True)
-    ]
+    return [r if r is not None else unfinished(u) for u, r in zip(urls, results, strict=True)]
 
 
 def read_opml(path: str) -> list[str]:

@@ -9,7 +9,9 @@
 
 Results come in input order (``ordered=True``) or as they complete.  With
 ``output_dir`` each body is saved under a safe file name made from its input
-position and URL.
+position and URL.  ``Halt.stop()`` (from a signal handler's greenthread, say)
+ends a run politely: no new fetches, those in flight cut after a grace, and
+every URL still gets a result (kind ``interrupted`` for those not fetched).
 """
 
 from __future__ import annotations
@@ -23,11 +25,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..greenthread import GreenletExit, current_greenthread, kill, spawn_after
 from ..pool import GreenPool
 from ..queue import Queue
 from ..web.client import FetchError, HttpClient
 
-__all__ = ["FetchResult", "fetch_one", "fetch_many", "safe_name", "read_url_lines"]
+__all__ = ["FetchResult", "Halt", "fetch_one", "fetch_many", "safe_name", "read_url_lines",
+           "INTERRUPTED"]
+
+#: The ``kind`` of a result whose fetch was never done or was cut by ``Halt``.
+INTERRUPTED = "interrupted"
 
 
 @dataclass
@@ -51,6 +58,11 @@ class FetchResult:
     def ok(self) -> bool:
         """An answer below 400."""
         return self.status is not None and self.status < 400
+
+    @property
+    def interrupted(self) -> bool:
+        """Not fetched: stopped before it started, or cut while in flight."""
+        return self.kind == INTERRUPTED
 
     def line(self) -> str:
         """One text line: status, size, time, final URL (or the error)."""
@@ -80,6 +92,41 @@ def safe_name(index: int, url: str, limit: int = 120) -> str:
         raw += "_" + parts.query
     slug = _UNSAFE.sub("_", raw).strip("._") or "index"
     return f"{index:05d}-{slug[:limit]}"
+
+
+class Halt:
+    """A polite stop for a run of fetches: after ``stop()`` no new fetch starts,
+    and those in flight get ``grace`` seconds before they are cut."""
+
+    def __init__(self, grace: float = 2.0) -> None:
+        self.grace = grace
+        self.stopped = False
+        self._running: set[Any] = set()
+
+    def stop(self) -> None:
+        """Start no more fetches; cut the running ones after the grace."""
+        if self.stopped:
+            return
+        self.stopped = True
+        spawn_after(self.grace, self._cut)
+
+    def _cut(self) -> None:
+        for gt in list(self._running):
+            kill(gt)
+
+    def run(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        """``function(*args, **kwargs)`` in the calling greenthread, or None if
+        stopped before it began or cut while running."""
+        if self.stopped:
+            return None
+        gt = current_greenthread()
+        self._running.add(gt)
+        try:
+            return function(*args, **kwargs)
+        except GreenletExit:  # cut by _cut: the caller reports it as interrupted
+            return None
+        finally:
+            self._running.discard(gt)
 
 
 def fetch_one(
@@ -125,38 +172,67 @@ def fetch_many(
     *,
     concurrency: int = 32,
     ordered: bool = True,
+    halt: Halt | None = None,
     **kw: Any,
 ) -> Iterator[FetchResult]:
-    """Fetch every URL, at most ``concurrency`` at once; yields ``FetchResult``s
-    in input order (``ordered``) or in completion order.  ``kw`` goes to
-    ``fetch_one``."""
+    """Fetch every URL, at most ``concurrency`` at once; yields one
+    ``FetchResult`` per URL in input order (``ordered``) or in completion
+    order.  After ``halt.stop()`` the URLs not fetched come last, in input
+    order, with kind ``interrupted``.  ``kw`` goes to ``fetch_one``."""
+    halt = halt if halt is not None else Halt()
     pool = GreenPool(concurrency)
-    if ordered:
-        yield from pool.starmap(lambda i, u: fetch_one(client, i, u, **kw), enumerate(urls))
-        return
     done: Queue = Queue()
 
     def job(i: int, u: str) -> None:
         try:
-            done.put((fetch_one(client, i, u, **kw), None))
+            result = halt.run(fetch_one, client, i, u, **kw)
         except Exception as exc:  # handed to the consumer, not lost in a log
-            done.put((None, exc))
+            done.put((i, u, None, exc))
+        else:
+            done.put((i, u, result, None))
 
-    def take() -> FetchResult:
-        result, exc = done.get()
+    held: dict[int, FetchResult] = {}  # finished, waiting for their turn (ordered)
+    unfetched: list[FetchResult] = []
+    next_index = 0
+
+    def take() -> Iterator[FetchResult]:
+        nonlocal next_index
+        i, u, result, exc = done.get()
         if exc is not None:
             raise exc
-        return result
+        if result is None:
+            result = not_fetched(i, u)
+        if not ordered:
+            if result.interrupted:
+                unfetched.append(result)
+            else:
+                yield result
+            return
+        held[i] = result
+        while next_index in held:
+            yield held.pop(next_index)
+            next_index += 1
 
     count = 0
+    rest: list[tuple[int, str]] = []
     for index, url in enumerate(urls):
+        if halt.stopped:
+            rest.append((index, url))
+            continue
         count += 1
         pool.spawn_n(job, index, url)
         while not done.empty():  # hand out what finished while we were spawning
             count -= 1
-            yield take()
+            yield from take()
     for _ in range(count):
-        yield take()
+        yield from take()
+    unfetched.extend(not_fetched(i, u) for i, u in rest)
+    yield from sorted(unfetched, key=lambda r: r.index)
+
+
+def not_fetched(index: int, url: str) -> FetchResult:
+    """The result for a URL a ``Halt`` kept from being fetched."""
+    return FetchResult(index=index, url=url, error=f"{INTERRUPTED}: not fetched", kind=INTERRUPTED)
 
 
 def read_url_lines(lines: Iterable[str]) -> Iterator[str]:
