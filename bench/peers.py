@@ -14,6 +14,7 @@ import subprocess
 PEERS: tuple[str, ...] = (
     "nettools", "nettools-echo", "nettools-h11", "gevent", "eventlet", "asyncio", "asyncio-proto",
     "uvloop", "uvloop-proto", "gunicorn", "direct", "socat", "scrapy", "wget", "pyzmq",
+    "nettools-dist",
 )  # fmt: skip
 REFERENCE = "nettools"
 
@@ -28,6 +29,7 @@ _MODULES = {
     "uvloop": "uvloop",
     "uvloop-proto": "uvloop",
     "nettools-echo": "nettools",  # the `nettools echo` command (the echo cases)
+    "nettools-dist": "nettools",  # a distributed `nettools crawl` (the crawl_distributed case)
     "nettools-h11": "h11",  # nettools' HTTP server on the h11 parser (the WSGI case)
     "gunicorn": "gunicorn",
     "scrapy": "scrapy",  # the crawl case

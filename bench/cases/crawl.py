@@ -15,6 +15,17 @@ pages/s.  The crawler runs pinned to core 1 under ``/usr/bin/time`` (peak RSS). 
 Metrics: ``ops_per_s`` (pages/s, each crawler's own elapsed time where it reports one),
 ``bound_ratio`` (pages/s over the 5,000 pages/s bound), ``pages`` and ``peak_rss_mb``.
 
+``crawl_distributed`` crawls the same site (20 ms, 100 requests in flight) two ways:
+
+* ``nettools``: the single-process ``nettools crawl``, as above;
+* ``nettools-dist``: ``nettools crawl --distribute tcp://127.0.0.1:0 --min-workers 2`` (the
+  coordinator, on core 1, whose peak RSS is reported) and two ``nettools crawl-worker``
+  processes of ``--concurrency 50`` each, one per core.  The coordinator's elapsed time
+  includes the workers' start-up and joining.
+
+On one 2-core machine the workers share the cores with the coordinator and the site, so this
+measures what coordinating over ZeroMQ costs, not how a crawl scales across machines.
+
 ``python -m bench.cases.crawl table [--pages N] [--peers a,b]`` runs each peer once and prints
 the figures.  ``python -m bench.cases.crawl pipeline [--pages N] [--strategy S] [--profile]``
 crawls the same site served from memory (no sockets, no HTTP client) and prints the CPU time
@@ -24,6 +35,7 @@ per page of nettools' own crawl work: parsing, links, URLs, scope, bookkeeping a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -136,6 +148,35 @@ def crawl_nettools(n: int) -> Result:
     return _result(summary["pages"], summary["elapsed"], rss)
 
 
+WORKERS = 2
+
+
+def crawl_distributed(n: int) -> Result:
+    """A coordinator plus ``WORKERS`` crawl-workers; the coordinator's figures."""
+    if n == 0:
+        return None
+    nettools = [sys.executable, "-m", "nettools"]
+    with _site(n) as url, tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        cmd = ["/usr/bin/time", "-f", "%M", "-o", rss.name, *nettools, "crawl", url,
+               "--distribute", f"tcp://{HOST}:0", "--min-workers", str(WORKERS),
+               "--concurrency", str(CONCURRENCY), "--per-host", str(CONCURRENCY),
+               "--format", "jsonl", "-o", os.devnull]  # fmt: skip
+        with started(cmd, CRAWLER_CORE, cwd=REPO_ROOT, stderr=subprocess.PIPE) as coord:
+            ready = json.loads(read_line(coord, coord.stderr, 30, "the coordinator's ready line"))
+            worker = [*nettools, "crawl-worker", ready["address"],
+                      "--concurrency", str(CONCURRENCY // WORKERS)]  # fmt: skip
+            with contextlib.ExitStack() as workers:
+                for i in range(WORKERS):
+                    workers.enter_context(started(worker + ["--name", f"w{i}"], i % 2,
+                                                  cwd=REPO_ROOT, stderr=subprocess.DEVNULL))
+                _, err = coord.communicate(timeout=TIMEOUT_S)
+            if coord.returncode not in (0, 2):
+                raise RuntimeError(f"the coordinator exited {coord.returncode}: {err[-2000:]}")
+        peak = int(rss.read().split()[-1]) / 1024
+    summary = json.loads([ln for ln in err.splitlines() if ln.startswith("{")][-1])
+    return _result(summary["pages"], summary["elapsed"], peak)
+
+
 _SCRAPY_SPIDER = """
 import json, sys, time
 import scrapy
@@ -207,6 +248,9 @@ PEER_FNS: dict[str, CaseFn] = {"nettools": crawl_nettools, "scrapy": crawl_scrap
 CASES: dict[str, Case] = {
     "crawl_5000_c100": Case(n=5000, unit="pages", warmup=0, peers=PEER_FNS,
                             compare=("peak_rss_mb",)),
+    "crawl_distributed": Case(n=5000, unit="pages", warmup=0, compare=("peak_rss_mb",),
+                              peers={"nettools": crawl_nettools,
+                                     "nettools-dist": crawl_distributed}),
 }  # fmt: skip
 
 
