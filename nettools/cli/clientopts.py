@@ -11,8 +11,7 @@ import typer
 
 from ..tools.fetch import read_url_lines
 from ..web.client import HttpClient
-from .common import duration, opt
-from .crawl import _stop_on_signals as stop_on_signals
+from .common import duration, opt, stop_on_signals
 
 __all__ = [
     "EXIT_FAILED", "INSECURE", "CA_FILE", "CONNECT_TIMEOUT", "read_timeout_option",

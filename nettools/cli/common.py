@@ -17,6 +17,7 @@ import contextlib
 import errno
 import logging
 import os
+import signal
 import ssl
 import sys
 from collections.abc import Callable, Iterator
@@ -27,6 +28,8 @@ import typer
 from .. import cliargs
 from ..green import socket
 from ..green import ssl as gssl
+from ..greenthread import spawn
+from ..hub import get_hub
 from ..tools.service import Service, Stats, announce, format_address, raise_fd_limit
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
@@ -241,3 +244,22 @@ def serve_on(
     stop = start(sock)
     serve_until_stopped(service or command, stats, [sock], [stop],
                         drain_timeout=drain_timeout, ready_file=ready_file)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """While in the block, SIGINT/SIGTERM call ``stop`` in a greenthread: the polite
+    stop of a client tool (no new requests, in-flight ones finish or are cut, results
+    still written)."""
+    hub = get_hub()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        hub.run_callback_threadsafe(lambda: spawn(stop))
+
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    hub.wake_on_signals()
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)

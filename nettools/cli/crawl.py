@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import typer
 
 from ..greenthread import sleep, spawn
-from ..hub import get_hub
 from ..tools.crawl import SCOPES, STRATEGIES, Crawler, CrawlResult
 from ..tools.crawl.distributed import MAX_MESSAGE, Coordinator, CrawlWorker, default_name
 from ..tools.crawl.links import keep_parser_memory
 from ..tools.crawl.report import FORMATS, summary_line, write_report
 from ..tools.zmqproxy import EndpointError, parse_endpoint
-from .common import EXIT_USAGE, duration, fail, opt, runtime_errors, size
+from .common import EXIT_USAGE, duration, fail, opt, runtime_errors, size, stop_on_signals
 
 EXIT_BROKEN = 2
 #: Seconds between progress bar refreshes.
@@ -145,7 +143,7 @@ def crawl(
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         out = _open_output(output)
-        with _stop_on_signals(crawler.stop), _progress(crawler):
+        with stop_on_signals(crawler.stop), _progress(crawler):
             if coordinator is not None:
                 _announce(_start(coordinator))
             try:
@@ -214,24 +212,6 @@ def _open_output(path: str | None) -> Any:
         return open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed after the report
     except OSError as exc:
         fail("crawl", f"cannot write the report: {exc.strerror or exc}: {path}")
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
-    """SIGINT/SIGTERM call ``stop`` in a greenthread (a crawl: no new requests,
-    in-flight ones finish or are cut, report written; a worker: drain)."""
-    hub = get_hub()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        hub.run_callback_threadsafe(lambda: spawn(stop))
-
-    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    hub.wake_on_signals()
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
@@ -309,7 +289,7 @@ def crawl_worker(
         keep_parser_memory()
         worker = CrawlWorker(ep.url, concurrency=concurrency, name=name or default_name(),
                              idle_timeout=idle_timeout, max_message=max_message)  # fmt: skip
-        with _stop_on_signals(worker.stop):
+        with stop_on_signals(worker.stop):
             try:
                 why = worker.run()
             except EndpointError as exc:
