@@ -371,7 +371,7 @@ class Hub:
                 if _HAS_EPOLL:
                     self._poller.register(fd, _EV_REGISTER)
                 else:
-                    # Level-triggered: the mask follows the waiters (_sync_poll_masks).
+                    # Level-triggered: the mask follows the waiters (_poll_fallback).
                     self._poller.register(fd, 0)
                     self._poll_masks[fd] = 0
             except FileExistsError:
