@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket as _stdlib_socket
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from typing import Any
 
 from ..green import socket, zmq
 from ..greenthread import GreenThread, kill, sleep, spawn
-from ..net import Server
+from ..net import Server, _shutdown
 from ..web.websocket import WebSocket, WebSocketWSGI
 from .linereader import LineTooLong, recv_lines
 from .outbox import DEFAULT_LINGER, Outbox
@@ -65,15 +64,6 @@ class BridgeStats(Stats):
     from_zmq: int = 0  # messages received from ZeroMQ
     dropped: int = 0  # deliveries skipped because a client's queue was full
     slow_disconnects: int = 0
-
-
-def _shutdown(sock: Any) -> None:
-    # The plain socket's shutdown, even under TLS (SSLSocket's drops its TLS state
-    # under a greenthread that may be inside a send).
-    try:
-        _stdlib_socket.socket.shutdown(sock, _stdlib_socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 class _Fanout:
