@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from ..tools.serve import AppSpecError, ServeOptions, Supervisor, check_spec, run_single
-from ..tools.service import announce
+from ..tools.service import announce, format_address
 from .common import (
     EXIT_OK,
     EXIT_RUNTIME,
@@ -76,7 +76,7 @@ def serve(
     except AppSpecError as exc:
         _finish(EXIT_USAGE, f"nettools serve: {exc}")
     except OSError as exc:
-        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        where = format_address((host, port))
         text = describe_os_error(exc)  # a file (e.g. --tls-cert) names itself
         _finish(EXIT_RUNTIME, f"nettools serve: {text}" if exc.filename
                 else f"nettools serve: cannot listen on {where}: {text}")

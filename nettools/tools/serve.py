@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .service import format_address
+
 __all__ = ["AppSpecError", "ServeOptions", "Supervisor", "check_spec", "load_app", "run_single"]
 
 log = logging.getLogger("nettools.serve")
@@ -121,10 +123,6 @@ def load_app(spec: str) -> Callable:
     return obj
 
 
-def format_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _make_server(opts: ServeOptions, app: Callable, reuse_port: bool) -> Any:
     """A started ``WSGIServer`` on a fresh green listener."""
     from ..net import listen
@@ -170,7 +168,7 @@ def run_single(opts: ServeOptions, on_ready: Callable[[str], None]) -> dict:
     started = time.monotonic()
     srv.install_signal_handlers(opts.drain_timeout)  # also wakes the hub on signals
     host, port = srv.address[:2]
-    on_ready(format_address(host, port))
+    on_ready(format_address((host, port)))
     srv.serve_forever()
     return _summary(1, 0, srv.server.accepted, srv.server.errors, started)
 
@@ -225,7 +223,7 @@ class Supervisor:
             announced = False
             while self.workers:
                 if not announced and len(self.ready) >= self.opts.workers and not self._stopping:
-                    on_ready(format_address(self.opts.host, self.opts.port))
+                    on_ready(format_address((self.opts.host, self.opts.port)))
                     announced = True
                 self._wait_events(0.5)
                 self._read_reports(announced)
