@@ -16,6 +16,7 @@ import threading
 import time
 
 import pytest
+from green_helpers import ipv6_available
 
 import nettools
 from nettools import Event, GreenPool, Queue, Server, StopServe, Timeout, sleep, spawn
@@ -24,17 +25,6 @@ from nettools.green import socket as gsocket
 pytestmark = pytest.mark.timeout(60)
 
 LOCAL = "127.0.0.1"
-
-
-def _ipv6_available() -> bool:
-    if not stdsocket.has_ipv6:
-        return False
-    try:
-        with stdsocket.socket(stdsocket.AF_INET6, stdsocket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -411,7 +401,7 @@ def test_server_on_each_address_family(family, servers, tmp_path):
     if family == "ipv4":
         fam, addr = gsocket.AF_INET, (LOCAL, 0)
     elif family == "ipv6":
-        if not _ipv6_available():
+        if not ipv6_available():
             pytest.skip("IPv6 loopback ::1 unavailable")
         fam, addr = gsocket.AF_INET6, ("::1", 0)
     else:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import _socket
 import array
-import contextlib
 import errno
 import hashlib
 import io
@@ -22,6 +21,7 @@ import threading
 import time
 
 import pytest
+from green_helpers import ipv6_available, recv_exactly, ticking
 
 import nettools
 from nettools import Event, IOClosed, sleep, spawn
@@ -36,18 +36,7 @@ LOCAL = "127.0.0.1"
 # ----------------------------------------------------------------- helpers
 
 
-def _ipv6_available() -> bool:
-    if not stdsocket.has_ipv6:
-        return False
-    try:
-        with stdsocket.socket(stdsocket.AF_INET6, stdsocket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-needs_ipv6 = pytest.mark.skipif(not _ipv6_available(), reason="IPv6 loopback ::1 unavailable")
+needs_ipv6 = pytest.mark.skipif(not ipv6_available(), reason="IPv6 loopback ::1 unavailable")
 
 
 @pytest.fixture
@@ -69,38 +58,10 @@ def tcp_pair(listener):
     server.close()
 
 
-@contextlib.contextmanager
-def ticking(interval: float = 0.01):
-    """Count hub timer ticks in a greenthread: proof that the hub kept running."""
-    ticks = [0]
-
-    def run():
-        while True:
-            sleep(interval)
-            ticks[0] += 1
-
-    gt = spawn(run)
-    try:
-        yield ticks
-    finally:
-        gt.kill()
-
-
 def parked(gt) -> bool:
     """True if ``gt`` started and is now waiting (not finished)."""
     sleep(0)
     return not gt.dead
-
-
-def recv_exactly(sock, n: int) -> bytes:
-    chunks = []
-    while n:
-        chunk = sock.recv(min(n, 65536))
-        if not chunk:
-            raise EOFError("peer closed early")
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
 
 
 def fill_send_buffer(sock) -> int:

@@ -12,6 +12,7 @@ import textwrap
 import time
 
 import pytest
+from green_helpers import recv_exactly, ticking
 
 trustme = pytest.importorskip("trustme")
 
@@ -68,23 +69,6 @@ def pem_files(tmp_path, ca, server_cert):
     return cafile, certfile, keyfile
 
 
-@contextlib.contextmanager
-def ticking(interval: float = 0.01):
-    """Count timer ticks in a greenthread: proof that the hub kept running."""
-    ticks = [0]
-
-    def run():
-        while True:
-            sleep(interval)
-            ticks[0] += 1
-
-    gt = spawn(run)
-    try:
-        yield ticks
-    finally:
-        gt.kill()
-
-
 def tls_echo(conn, ctx) -> int:
     """Serve one TLS echo session; returns the byte count."""
     total = 0
@@ -117,17 +101,6 @@ def serving(listener, handler, *args):
         acceptor.kill()
         for gt in handlers:
             gt.kill()
-
-
-def recv_exactly(sock, n: int) -> bytes:
-    chunks = []
-    while n:
-        chunk = sock.recv(min(n, 65536))
-        if not chunk:
-            raise EOFError("peer closed early")
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
 
 
 def tls_client(addr, ctx, hostname: str = "localhost", timeout: float | None = None):
