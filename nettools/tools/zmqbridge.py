@@ -71,13 +71,19 @@ class _Fanout:
     ``sub`` and hands each message to the clients that want it."""
 
     def __init__(
-        self, sub: Any, queue_size: int, slow_timeout: float | None, stats: BridgeStats
+        self,
+        sub: Any,
+        queue_size: int,
+        slow_timeout: float | None,
+        send_buffer: int,
+        stats: BridgeStats,
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
         self.sub = sub
         self.queue_size = queue_size
         self.slow_timeout = slow_timeout
+        self.send_buffer = send_buffer
         self.stats = stats
         self._loop: GreenThread | None = None
         self._stopping = False
@@ -90,6 +96,15 @@ class _Fanout:
         self._stopping = True
         if self._loop is not None:
             kill(self._loop)
+
+    def _set_send_buffer(self, sock: Any) -> None:
+        # Small, so a backlog shows up in the outbox instead of hiding in the
+        # socket buffer.
+        if self.send_buffer and sock.family != socket.AF_UNIX:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
+            except OSError:
+                pass  # the peer may already have gone
 
     def _outbox(self, send: Any, conn: Any, notice: Any, *, end_connection: bool) -> Outbox:
         """A started outbox for a client on ``conn``; ``notice(missed)`` is what
@@ -159,11 +174,10 @@ class TcpBridge(_Fanout):
     ) -> None:
         if max_line < 1:
             raise ValueError("max_line must be at least 1")
-        super().__init__(sub, queue_size, slow_timeout, stats or BridgeStats())
+        super().__init__(sub, queue_size, slow_timeout, send_buffer, stats or BridgeStats())
         self.out = out
         self.max_line = max_line
         self.idle_timeout = idle_timeout
-        self.send_buffer = send_buffer
         self.server = Server(sock, self._handle, max_conns, name="zmq-tcp")
         self._clients: dict[Outbox, None] = {}  # insertion-ordered set
 
@@ -196,11 +210,7 @@ class TcpBridge(_Fanout):
         stats.connections += 1
         stats.active += 1
         conn.settimeout(self.idle_timeout)
-        if self.send_buffer and conn.family != socket.AF_UNIX:
-            try:
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
-            except OSError:
-                pass  # the peer may already have gone
+        self._set_send_buffer(conn)
 
         def send(batch: list[bytes]) -> None:
             data = b"".join(batch)
@@ -277,8 +287,7 @@ class WsBridge(_Fanout):
         stats: BridgeStats | None = None,
         **ws_options: Any,
     ) -> None:
-        super().__init__(sub, queue_size, slow_timeout, stats or BridgeStats())
-        self.send_buffer = send_buffer
+        super().__init__(sub, queue_size, slow_timeout, send_buffer, stats or BridgeStats())
         self.pub = pub
         self.max_message = max_message
         self.max_subscriptions = max_subscriptions
@@ -310,11 +319,7 @@ class WsBridge(_Fanout):
         stats = self.stats
         stats.connections += 1
         stats.active += 1
-        if self.send_buffer and ws.socket.family != socket.AF_UNIX:
-            try:
-                ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
-            except OSError:
-                pass  # the peer may already have gone
+        self._set_send_buffer(ws.socket)
 
         def send(batch: list[str]) -> None:
             for text in batch:
