@@ -118,18 +118,14 @@ class LightQueue:
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         """Remove and return an item, waiting for one; ``Empty`` after ``timeout``."""
-        if self.queue and not self.getters:
+        nowait = not block or (timeout is not None and timeout <= 0)
+        if self.queue and (nowait or not self.getters):
             item = self._get()
             if self.putters:
                 self._schedule_notify()
             return item
-        if not block or (timeout is not None and timeout <= 0):
-            if not self.queue:
-                raise Empty
-            item = self._get()
-            if self.putters:
-                self._schedule_notify()
-            return item
+        if nowait:
+            raise Empty
         if self.putters:
             self._schedule_notify()
         item = get_hub().park(self.getters, timeout, _TIMED_OUT)
