@@ -11,11 +11,10 @@ import typer
 from ..tools.serve import AppSpecError, ServeOptions, Supervisor, check_spec, run_single
 from ..tools.service import announce, format_address
 from .common import (
-    EXIT_OK,
-    EXIT_RUNTIME,
     EXIT_USAGE,
     describe_os_error,
     duration,
+    fail,
     opt,
     prepare_limits,
 )
@@ -74,23 +73,15 @@ def serve(
         else:
             summary = Supervisor(opts).run(on_ready)
     except AppSpecError as exc:
-        _finish(EXIT_USAGE, f"nettools serve: {exc}")
+        fail("serve", str(exc), EXIT_USAGE)
     except OSError as exc:
-        where = format_address((host, port))
         text = describe_os_error(exc)  # a file (e.g. --tls-cert) names itself
-        _finish(EXIT_RUNTIME, f"nettools serve: {text}" if exc.filename
-                else f"nettools serve: cannot listen on {where}: {text}")
+        fail("serve", text if exc.filename
+             else f"cannot listen on {format_address((host, port))}: {text}")
     except (RuntimeError, ValueError) as exc:
-        _finish(EXIT_RUNTIME, f"nettools serve: {exc}")
-    _finish(EXIT_OK, json.dumps(summary))
-
-
-def _finish(code: int, line: str) -> None:
-    """Print ``line`` on stderr and exit with ``code``."""
-    sys.stderr.write(line + "\n")
-    sys.stdout.flush()
+        fail("serve", str(exc))
+    sys.stderr.write(json.dumps(summary) + "\n")
     sys.stderr.flush()
-    raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:
