@@ -237,7 +237,6 @@ class ZmqProxy:
         self.done = Event()
         self._sockets: list[Any] = []
         self._loop: GreenThread | None = None
-        self._paused = False
         self._terminate = False
         front_type, back_type = PROXY_TYPES[kind]
         try:
@@ -266,7 +265,7 @@ class ZmqProxy:
 
     @property
     def paused(self) -> bool:
-        return self._paused
+        return self.stats.paused
 
     def start(self) -> ZmqProxy:
         """Run the proxy in a greenthread of its own; returns self."""
@@ -276,10 +275,10 @@ class ZmqProxy:
 
     def pause(self) -> None:
         """Stop forwarding until ``resume``; messages wait in ZeroMQ's queues."""
-        self._paused = self.stats.paused = True
+        self.stats.paused = True
 
     def resume(self) -> None:
-        self._paused = self.stats.paused = False
+        self.stats.paused = False
 
     def stop(self, timeout: float | None = None) -> None:
         """End the proxy and close its sockets (each lingers as configured).
@@ -338,7 +337,7 @@ class ZmqProxy:
             interest: dict[Any, int] = {}
             if control is not None:
                 interest[control] = zmq.POLLIN
-            if not self._paused:
+            if not stats.paused:
                 for d in directions:
                     if d.held is not None:
                         interest[d.dst] = interest.get(d.dst, 0) | zmq.POLLOUT
@@ -350,7 +349,7 @@ class ZmqProxy:
                 self._command()
                 if self._terminate:
                     return
-            if self._paused:
+            if stats.paused:
                 continue
             busy = False
             for d in directions:
