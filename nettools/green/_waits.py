@@ -17,9 +17,8 @@ from typing import Any
 
 from greenlet import getcurrent
 
-from .. import hub as _hub_module
 from ..greenthread import sleep
-from ..hub import READ, WRITE, ConcurrentWaitError, Hub, get_hub
+from ..hub import READ, WRITE, ConcurrentWaitError, Hub, current_hub, get_hub
 
 __all__ = [
     "current_hub",
@@ -39,11 +38,6 @@ BUSY_POLL = 0.01
 
 class _TimedOut(Exception):
     pass
-
-
-def current_hub() -> Hub | None:
-    """This thread's hub if it has one (never creates one)."""
-    return getattr(_hub_module._tls, "hub", None)
 
 
 def in_hub() -> bool:
