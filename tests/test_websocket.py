@@ -69,6 +69,17 @@ def in_thread(fn: Callable, *args: Any) -> Any:
     return tpool.execute(fn, *args)
 
 
+def assert_quiet_teardown(server: Any, caplog: Any) -> None:
+    """Once every connection of ``server`` has been torn down, nothing at WARNING
+    or above was logged."""
+    deadline = time.monotonic() + T
+    while server.server.connections and time.monotonic() < deadline:
+        nettools.sleep(0.01)
+    assert not server.server.connections
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not loud, [r.getMessage() for r in loud]
+
+
 @websocket.WebSocketWSGI
 def echo(ws: websocket.WebSocket) -> None:
     for message in ws:
@@ -282,15 +293,13 @@ def test_keepalive_drops_peer_that_stops_reading(serve, caplog):
         finally:
             ended.send(sent)
 
-    url, _ = serve(handler)
+    url, server = serve(handler)
     raw = in_thread(RawClient, url)  # handshakes, then never reads
     try:
         assert ended.wait(T) < 1 << 30
     finally:
         raw.close(reset=True)
-    nettools.sleep(0.05)
-    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert not loud, [r.getMessage() for r in loud]
+    assert_quiet_teardown(server, caplog)
 
 
 def test_keepalive_keeps_answering_client_connected(serve):
@@ -466,7 +475,7 @@ def test_peer_leaving_without_close_frame_ends_quietly(serve, caplog, reset):
         with pytest.raises(websocket.WebSocketClosed):
             ws.send("anyone?")  # raising here is for the handler; it ends quietly too
 
-    url, _ = serve(handler)
+    url, server = serve(handler)
 
     def client() -> None:
         raw = RawClient(url)
@@ -476,9 +485,7 @@ def test_peer_leaving_without_close_frame_ends_quietly(serve, caplog, reset):
 
     in_thread(client)
     assert ended.wait(T) == ("hello", None, 1006)
-    nettools.sleep(0.05)  # let the server's connection greenthread finish its teardown
-    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert not loud, [r.getMessage() for r in loud]
+    assert_quiet_teardown(server, caplog)
 
 
 def test_send_after_peer_left_escaping_handler_is_quiet(serve, caplog):
@@ -494,12 +501,10 @@ def test_send_after_peer_left_escaping_handler_is_quiet(serve, caplog):
         finally:
             done.send()
 
-    url, _ = serve(handler)
+    url, server = serve(handler)
     in_thread(lambda: RawClient(url).close(reset=True))
     done.wait(T)
-    nettools.sleep(0.05)
-    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert not loud, [r.getMessage() for r in loud]
+    assert_quiet_teardown(server, caplog)
 
 
 def test_handler_error_closes_1011_and_is_logged(serve, caplog):
