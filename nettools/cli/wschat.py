@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import ssl as _stdlib_ssl
 from typing import Any
 
 import typer
@@ -29,6 +28,7 @@ from .common import (
     queue_size_option,
     runtime_errors,
     serve_on,
+    server_tls,
 )
 
 DRAIN_TIMEOUT = drain_timeout_option("for clients to close")
@@ -92,17 +92,7 @@ def wschat(
 
     {bus}
     """
-    if tls_key and not tls_cert:
-        raise typer.BadParameter("--tls-key needs --tls-cert", param_hint="--tls-key")
-    ssl_context = None
-    if tls_cert:
-        try:
-            ssl_context = WSChatServer.tls_context(tls_cert, tls_key)
-        except (OSError, _stdlib_ssl.SSLError) as exc:
-            text = exc.strerror or str(exc)
-            raise typer.BadParameter(
-                f"cannot load --tls-cert/--tls-key: {text}", param_hint="--tls-cert"
-            ) from None
+    ssl_context = server_tls("wschat", tls_cert, tls_key)
     chat_bus = open_bus(bus, bus_channel, bus_heartbeat, bus_expiry, bus_max_message)
     with runtime_errors("wschat"):
         stats = WSChatStats()
