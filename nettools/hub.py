@@ -104,6 +104,8 @@ else:  # poll(2): where epoll is missing, or NETTOOLS_HUB=poll
     _EV_OUT = select.POLLOUT | select.POLLHUP | select.POLLERR
     _EV_HUP = select.POLLHUP | select.POLLERR
 
+# poll() masks for level checks: hang-ups and errors count as ready (the real call
+# then reports them).
 _PROBE_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 _PROBE_OUT = select.POLLOUT | select.POLLHUP | select.POLLERR
 

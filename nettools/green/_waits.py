@@ -11,14 +11,13 @@ else waits on it).  Fds the hub already knew (green sockets) are left alone.
 from __future__ import annotations
 
 import os
-import select
 from collections.abc import Iterable
 from typing import Any
 
 from greenlet import getcurrent
 
 from ..greenthread import sleep
-from ..hub import READ, WRITE, ConcurrentWaitError, Hub, current_hub, get_hub
+from ..hub import _PROBE_IN, _PROBE_OUT, READ, WRITE, ConcurrentWaitError, Hub, current_hub, get_hub
 
 __all__ = [
     "current_hub",
@@ -67,11 +66,6 @@ def wait_fd(fd: int, direction: int, timeout: float | None = None) -> bool:
     return True
 
 
-# poll() masks: hang-ups and errors count as ready (the real call then reports them).
-_READY_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
-_READY_OUT = select.POLLOUT | select.POLLHUP | select.POLLERR
-
-
 def wait_ready(fd: int, direction: int) -> None:
     """Park until ``fd`` is ready now (level-checked with a zero-timeout poll).
 
@@ -83,7 +77,7 @@ def wait_ready(fd: int, direction: int) -> None:
     if in_hub():
         return
     hub = get_hub()
-    mask = _READY_IN if direction == READ else _READY_OUT
+    mask = _PROBE_IN if direction == READ else _PROBE_OUT
     while not hub.probe(fd, mask):
         wait_fd(fd, direction)
 
