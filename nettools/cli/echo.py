@@ -8,7 +8,16 @@ import typer
 
 from ..tools.echo import EchoServer, UdpEchoServer
 from ..tools.service import Stats
-from .common import LISTEN, drain_timeout_option, duration, opt, runtime_errors, serve_on, size
+from .common import (
+    LISTEN,
+    READY_FILE,
+    drain_timeout_option,
+    duration,
+    opt,
+    runtime_errors,
+    serve_on,
+    size,
+)
 
 DRAIN_TIMEOUT = drain_timeout_option("for clients to finish")
 
@@ -23,7 +32,7 @@ def echo(
     idle_timeout: Any = opt("5m", "--idle-timeout", parser=duration,
                             help="Disconnect a client silent this long (off: never)."),
     drain_timeout: Any = DRAIN_TIMEOUT,
-    ready_file: str = opt(None, "--ready-file", help="Also write the ready line to this file."),
+    ready_file: str = READY_FILE,
 ) -> None:
     """Echo back what clients send.
 
