@@ -1,4 +1,4 @@
-"""Helpers shared by the green socket, TLS and server tests."""
+"""Helpers shared by the kernel, green socket, TLS and server tests."""
 
 from __future__ import annotations
 
@@ -18,6 +18,12 @@ def ipv6_available() -> bool:
     except OSError:
         return False
     return True
+
+
+def spin(turns: int = 5) -> None:
+    """Let ready greenthreads run for ``turns`` hub turns (each runs until its next wait)."""
+    for _ in range(turns):
+        sleep(0)
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ import time
 
 import greenlet
 import pytest
+from green_helpers import spin
 
 import nettools
 from nettools import debug, tpool
@@ -21,11 +22,6 @@ from nettools.hub import Hub, get_hub
 pytestmark = pytest.mark.timeout(30)
 
 RES = 0.2  # blocking-detection resolution used by these tests, in seconds
-
-
-def spin(turns: int = 5) -> None:
-    for _ in range(turns):
-        nettools.sleep(0)
 
 
 def until(predicate, turns: int = 1000) -> None:

@@ -9,6 +9,7 @@ import time
 from weakref import WeakKeyDictionary
 
 import pytest
+from green_helpers import spin
 from greenlet import greenlet
 
 from nettools import (
@@ -28,12 +29,6 @@ from nettools import (
 )
 from nettools import greenthread as gtmod
 from nettools.greenthread import current_greenthread
-
-
-def spin(turns: int = 5) -> None:
-    for _ in range(turns):
-        sleep(0)
-
 
 # ------------------------------------------------------------------- spawn
 

@@ -10,15 +10,11 @@ import threading
 import time
 
 import pytest
+from green_helpers import spin
 
 from nettools import DeadlockError, Event, IOClosed, Timeout, sleep, spawn, trampoline
 from nettools import hub as hubmod
 from nettools.hub import ConcurrentWaitError, get_hub, notify_close
-
-
-def spin(turns: int = 5) -> None:
-    for _ in range(turns):
-        sleep(0)
 
 
 def quiesce(hub) -> None:

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from green_helpers import spin
 
 from nettools import Event, GreenPile, GreenPool, GreenThread, sleep, spawn
 from nettools.greenthread import current_greenthread
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def spin(turns: int = 5) -> None:
-    for _ in range(turns):
-        sleep(0)
 
 
 # ------------------------------------------------------------------ GreenPool

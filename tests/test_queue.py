@@ -7,6 +7,7 @@ import random
 import time
 
 import pytest
+from green_helpers import spin
 
 from nettools import (
     Empty,
@@ -21,11 +22,6 @@ from nettools import (
 )
 
 pytestmark = pytest.mark.timeout(20)
-
-
-def spin(turns: int = 5) -> None:
-    for _ in range(turns):
-        sleep(0)
 
 
 def test_empty_and_full_are_the_stdlib_classes():

@@ -5,15 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from green_helpers import spin
 
 from nettools import BoundedSemaphore, Event, Lock, Semaphore, sleep, spawn
 
 pytestmark = pytest.mark.timeout(10)
-
-
-def spin(turns: int = 5) -> None:
-    for _ in range(turns):
-        sleep(0)
 
 
 # ------------------------------------------------------------------- Event
