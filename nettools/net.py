@@ -107,12 +107,10 @@ def wrap_ssl(
     if context is None:
         if server_side:
             context = _gssl.SSLContext(_gssl.PROTOCOL_TLS_SERVER)
-            if certfile:
-                context.load_cert_chain(certfile, keyfile)
         else:
             context = _gssl.create_default_context(cafile=ca_certs)
-            if certfile:
-                context.load_cert_chain(certfile, keyfile)
+        if certfile:
+            context.load_cert_chain(certfile, keyfile)
     elif not isinstance(context, _gssl.SSLContext):
         # A plain ssl.SSLContext would make blocking sockets; use a green twin.
         context = _as_green_context(context)
