@@ -147,7 +147,8 @@ def test_nickname_prompt_repeats_on_an_invalid_or_taken_name(chat_factory):
     chat_factory.clients.extend([alice, bob])
     bob.expect("*** Welcome to nettools chat! Choose a nickname:")
     bob.send("two words")
-    assert bob.readline().startswith("*** Invalid nickname 'two words'")
+    bob.expect("*** Invalid nickname 'two words': use 1-32 letters, digits or _-.[]{}|^`'; "
+               "choose another:")
     bob.send("x" * 33)
     assert bob.readline().startswith("*** Invalid nickname")
     bob.send("evil\x1b[2J")

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from ..green import socket
 from ..greenthread import GreenletExit
 from ..net import Server
-from .chatrooms import DEFAULT_ROOM, NAME_MAX, ChatRooms, ChatStats, Member, Room, valid_name
+from .chatrooms import DEFAULT_ROOM, NAME_RULE, ChatRooms, ChatStats, Member, Room, valid_name
 from .linereader import LineTooLong, recv_lines
 from .outbox import Outbox
 from .service import Stats
@@ -237,10 +237,7 @@ class ChatServer(ChatRooms):
     def _nick_problem(self, nick: str, current: _Client | None = None) -> str | None:
         """Why ``nick`` cannot be had (by ``current``), or None."""
         if not valid_name(nick):
-            return (
-                f"Invalid nickname {escape_controls(nick)!r}: use 1-{NAME_MAX} letters, "
-                "digits or _-.[]{}|^`'"
-            )
+            return f"Invalid nickname {escape_controls(nick)!r}: use {NAME_RULE}"
         if self._taken_here(nick, current):
             return f"Nickname {nick} is taken"
         if self._taken_elsewhere(nick):
@@ -289,10 +286,7 @@ class ChatServer(ChatRooms):
     def _cmd_join(self, client: _Client, arg: str) -> bool:
         name = arg.lstrip("#")
         if not valid_name(name):
-            self._send(
-                client,
-                f"*** Usage: /join ROOM (1-{NAME_MAX} letters, digits or _-.[]{{}}|^`')\n",
-            )
+            self._send(client, f"*** Usage: /join ROOM ({NAME_RULE})\n")
         elif name.casefold() == client.room.name.casefold():
             self._send(client, f"*** You are already in {client.room.name}\n")
         else:

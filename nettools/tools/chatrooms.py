@@ -28,13 +28,17 @@ from .service import Stats
 if TYPE_CHECKING:
     from .chatbus import ChatBus
 
-__all__ = ["ChatRooms", "ChatStats", "Room", "Member", "valid_name", "DEFAULT_ROOM", "NAME_MAX"]
+__all__ = ["ChatRooms", "ChatStats", "Room", "Member", "valid_name", "DEFAULT_ROOM", "NAME_MAX",
+           "NAME_RULE"]
 
 DEFAULT_ROOM = "lobby"
 #: Longest nickname or room name, in characters.
 NAME_MAX = 32
 
-_NAME_PUNCTUATION = frozenset("_-.[]{}|^`'")
+_NAME_PUNCTUATION_CHARS = "_-.[]{}|^`'"
+_NAME_PUNCTUATION = frozenset(_NAME_PUNCTUATION_CHARS)
+#: What ``valid_name`` accepts, in words for the users told a name is refused.
+NAME_RULE = f"1-{NAME_MAX} letters, digits or {_NAME_PUNCTUATION_CHARS}"
 
 
 def valid_name(name: str) -> bool:

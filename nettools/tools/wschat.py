@@ -95,7 +95,16 @@ from ..greenthread import GreenletExit, sleep
 from ..timeout import Timeout
 from ..web.websocket import WebSocket, WebSocketWSGI
 from ..web.wsgi import WSGIServer, plain_response
-from .chatrooms import DEFAULT_ROOM, NAME_MAX, ChatRooms, ChatStats, Member, Room, valid_name
+from .chatrooms import (
+    DEFAULT_ROOM,
+    NAME_MAX,
+    NAME_RULE,
+    ChatRooms,
+    ChatStats,
+    Member,
+    Room,
+    valid_name,
+)
 from .outbox import Outbox
 from .service import Stats
 
@@ -440,15 +449,11 @@ class WSChatServer(ChatRooms):
         if isinstance(name, str):
             name = name.removeprefix("#")
         if not isinstance(name, str) or not valid_name(name):
-            raise _Refused(
-                "invalid-room", f"Room names are 1-{NAME_MAX} letters, digits or _-.[]{{}}|^`'"
-            )
+            raise _Refused("invalid-room", f"Room names are {NAME_RULE}")
         nick = msg.get("nick")
         if client.nick is None:
             if not isinstance(nick, str) or not valid_name(nick):
-                raise _Refused(
-                    "invalid-nick", f"Nicknames are 1-{NAME_MAX} letters, digits or _-.[]{{}}|^`'"
-                )
+                raise _Refused("invalid-nick", f"Nicknames are {NAME_RULE}")
             if self._taken_here(nick) or self._taken_elsewhere(nick):
                 raise _Refused("nick-taken", f"The nickname {nick} is taken")
             self._claim(client, nick)
