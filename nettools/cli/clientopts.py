@@ -1,21 +1,24 @@
 """What the commands that fetch over HTTP share (``nettools fetch``,
 ``nettools feeds fetch``): their client options, the client built from them,
-URL arguments, the polite stop on SIGINT/SIGTERM, and the exit status."""
+URL arguments, the polite stop on SIGINT/SIGTERM, the summary line and the exit status."""
 
 from __future__ import annotations
 
+import json
 import sys
+import time
 from typing import Any
 
 import typer
 
-from ..tools.fetch import read_url_lines
+from ..tools.fetch import Halt, read_url_lines
 from ..web.client import HttpClient
 from .common import duration, opt, stop_on_signals
 
 __all__ = [
     "EXIT_FAILED", "INSECURE", "CA_FILE", "CONNECT_TIMEOUT", "read_timeout_option",
     "per_host_option", "client_from_options", "collect_urls", "stop_on_signals", "exit_status",
+    "finish",
 ]
 
 #: Some fetches failed (the others were still done and reported).
@@ -30,6 +33,21 @@ def exit_status(failed: int, interrupted: bool) -> int:
     if failed:
         return EXIT_FAILED
     return EXIT_INTERRUPTED if interrupted else 0
+
+
+def finish(command: str, noun: str, *, total: int, ok: int, unfetched: int, halt: Halt,
+           start: float, **extra: Any) -> None:
+    """Write the run's summary line to stderr, marked ``interrupted`` when a signal
+    stopped the run, and exit with ``exit_status``.  ``extra`` joins the counts."""
+    failed = total - ok - unfetched
+    summary = {"event": "done", "command": command, noun: total, "ok": ok, "failed": failed,
+               **extra, "seconds": round(time.monotonic() - start, 3)}  # fmt: skip
+    if halt.stopped:
+        summary.update(interrupted=True, not_fetched=unfetched)
+    sys.stderr.write(json.dumps(summary) + "\n")
+    code = exit_status(failed, halt.stopped)
+    if code:
+        raise typer.Exit(code)
 
 
 INSECURE = opt(False, "--insecure", "-k", help="Do not verify TLS certificates.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import time
 from typing import Any
@@ -133,21 +132,12 @@ def fetch_cmd(
                                   halt=halt)  # fmt: skip
         for r in results:
             sys.stdout.write(r.to_json() + "\n" if json_out else format_result(r) + "\n")
-        ok = sum(r.ok for r in results)
-        unfetched = sum(r.kind == INTERRUPTED for r in results)
-        failed = len(results) - ok - unfetched
-        summary = {
-            "event": "done", "command": "feeds fetch", "feeds": len(results),
-            "ok": ok, "failed": failed, "cached": sum(r.cached for r in results),
-            "seconds": round(time.monotonic() - start, 3),
-        }  # fmt: skip
-        if halt.stopped:
-            summary.update(interrupted=True, not_fetched=unfetched)
         sys.stdout.flush()
-        sys.stderr.write(json.dumps(summary) + "\n")
-    code = clientopts.exit_status(failed, halt.stopped)
-    if code:
-        raise typer.Exit(code)
+        clientopts.finish(
+            "feeds fetch", "feeds", total=len(results), ok=sum(r.ok for r in results),
+            unfetched=sum(r.kind == INTERRUPTED for r in results), halt=halt, start=start,
+            cached=sum(r.cached for r in results),
+        )  # fmt: skip
 
 
 @feeds_app.command("serve")

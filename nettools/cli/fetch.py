@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -19,7 +18,7 @@ from .clientopts import (
     INSECURE,
     client_from_options,
     collect_urls,
-    exit_status,
+    finish,
     per_host_option,
     read_timeout_option,
     stop_on_signals,
@@ -154,17 +153,8 @@ def fetch(
                 unfetched += result.interrupted
                 sys.stdout.write((result.to_json() if json_out else result.line()) + "\n")
                 sys.stdout.flush()
-        failed = total - ok - unfetched
-        summary = {
-            "event": "done", "command": "fetch", "urls": total, "ok": ok, "failed": failed,
-            "bytes": nbytes, "seconds": round(time.monotonic() - start, 3),
-        }  # fmt: skip
-        if halt.stopped:
-            summary.update(interrupted=True, not_fetched=unfetched)
-        sys.stderr.write(json.dumps(summary) + "\n")
-    code = exit_status(failed, halt.stopped)
-    if code:
-        raise typer.Exit(code)
+        finish("fetch", "urls", total=total, ok=ok, unfetched=unfetched, halt=halt, start=start,
+               bytes=nbytes)  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:
