@@ -269,3 +269,49 @@ def test_recipe_flask_app_served(tmp_path: Path) -> None:
         code, err = srv.stop()
         assert code == 0, err
         assert "GET /info" in err  # the access log
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tls-key", "key.pem"], "--tls-key needs --tls-cert"),
+        (["--tls-cert", "/nonexistent/cert.pem"], "cannot load --tls-cert"),
+    ],
+)
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_bad_tls_options_are_usage_errors(
+    appdir: Path, args: list[str], message: str, workers: str
+) -> None:
+    res = run_cli(appdir, "testapp:app", "--port", "0", "--workers", workers, *args)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("nettools serve: ") and message in lines[0]
+    assert res.stdout == ""
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_tls_cert_serves_https(appdir: Path, tmp_path: Path, workers: str) -> None:
+    import socket
+    import ssl
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    issued = ca.issue_cert(LOCAL)
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    with Serve(appdir, "testapp:app", "--workers", workers,
+               "--tls-cert", str(cert), "--tls-key", str(key)) as srv:
+        addr = srv.ready()
+        with socket.create_connection(addr, timeout=30) as raw:
+            with client_ctx.wrap_socket(raw, server_hostname=LOCAL) as s:
+                s.sendall(b"GET /patched HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while chunk := s.recv(65536):
+                    answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\nTrue")
+        code, err = srv.stop()
+        assert code == 0, err

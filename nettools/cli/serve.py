@@ -17,6 +17,7 @@ from .common import (
     fail,
     opt,
     prepare_limits,
+    server_tls,
 )
 
 
@@ -54,8 +55,9 @@ def serve(
     A worker that dies is restarted; SIGTERM or SIGINT stops all of them
     gracefully.  The ready line is printed once every worker listens.
     """
-    if tls_key and not tls_cert:
-        raise typer.BadParameter("--tls-key needs --tls-cert", param_hint="--tls-key")
+    # Each worker loads its own context; loading one here reports a missing or
+    # bad cert or key as every server command does (exit 2), not as a listen error.
+    server_tls("serve", tls_cert, tls_key)
     opts = ServeOptions(
         spec=spec, host=host, port=port, workers=workers, max_conns=max_conns,
         keepalive_timeout=keepalive_timeout, drain_timeout=drain_timeout,
@@ -75,7 +77,7 @@ def serve(
     except AppSpecError as exc:
         fail("serve", str(exc), EXIT_USAGE)
     except OSError as exc:
-        text = describe_os_error(exc)  # a file (e.g. --tls-cert) names itself
+        text = describe_os_error(exc)  # a file (e.g. --ready-file) names itself
         fail("serve", text if exc.filename
              else f"cannot listen on {format_address((host, port))}: {text}")
     except (RuntimeError, ValueError) as exc:
