@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import re
-import select
 import shutil
 import socket
 import statistics
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cases import Case, CaseFn, Result
-from bench.cases._procs import pin
+from bench.cases._procs import pin, read_line, started
 
 HOST = "127.0.0.1"
 SERVER_CORE = 1
@@ -214,19 +213,14 @@ SERVERS: dict[str, Callable[[], None]] = {
 @contextlib.contextmanager
 def _server(peer: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
     cmd = [sys.executable, "-m", "bench.cases.wsgi", "serve", peer]
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
-                            preexec_fn=pin(SERVER_CORE), start_new_session=True)
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], STARTUP_TIMEOUT_S)
-        line = proc.stdout.readline() if ready else ""
-        if not line:
-            raise RuntimeError(f"{peer} server did not start (exit status {proc.poll()})")
-        yield proc, json.loads(line)["port"]
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 9)  # gunicorn's worker too
-        proc.wait()
-        proc.stdout.close()
+    with started(cmd, SERVER_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                 start_new_session=True) as proc:
+        try:
+            line = read_line(proc, proc.stdout, STARTUP_TIMEOUT_S, f"{peer} server start")
+            yield proc, json.loads(line)["port"]
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)  # gunicorn's worker too
 
 
 def wrk_path() -> str:
