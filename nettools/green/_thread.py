@@ -30,7 +30,7 @@ from typing import Any
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from ..hub import Hub, get_hub
+from ..hub import Hub, _discard, get_hub
 from ..local import local as _green_local
 
 # Re-export the real module first; everything that blocks or knows threads is
@@ -275,13 +275,6 @@ lock = LockType  # the type's public name on Python 3.13
 # method when stored on a class (``locktype = _thread.allocate_lock``).
 allocate_lock = LockType
 allocate = allocate_lock
-
-
-def _discard(waiters: deque, item: Any) -> None:
-    try:
-        waiters.remove(item)
-    except ValueError:
-        pass
 
 
 # -------------------------------------------------------------------- threads
