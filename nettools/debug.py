@@ -40,7 +40,7 @@ import greenlet as _greenlet_module
 from greenlet import greenlet
 
 from . import tpool
-from .hub import Hub, get_hub
+from .hub import Hub, _root_greenlet, get_hub
 
 __all__ = [
     "hub_blocking_detection",
@@ -509,9 +509,7 @@ def _thread_frames() -> Iterable[FrameType]:
         yield f
         f = f.f_back
     cur = _greenlet_module.getcurrent()
-    root = cur
-    while root.parent is not None:
-        root = root.parent
+    root = _root_greenlet()
     for obj in gc.get_objects():
         if not isinstance(obj, greenlet) or obj is cur or obj.gr_frame is None:
             continue
