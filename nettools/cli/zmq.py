@@ -45,6 +45,7 @@ from .common import (
     SEND_BUFFER,
     SLOW_TIMEOUT,
     bound_address,
+    drain_timeout_option,
     duration,
     fail,
     listen_on,
@@ -173,6 +174,9 @@ _LINGER_HELP = ("On exit, how long to keep delivering queued ZeroMQ messages "
 HWM = opt(1000, "--hwm", min=0, help=_HWM_HELP)
 LINGER = opt("1s", "--linger", parser=_linger, metavar="DURATION", help=_LINGER_HELP)
 QUEUE_SIZE = queue_size_option()
+MAX_CONNS = opt(10_000, "--max-conns", min=1, help="Most clients connected at once.")
+TCP_DRAIN_TIMEOUT = drain_timeout_option("to flush clients' queues")
+WS_DRAIN_TIMEOUT = drain_timeout_option("for clients to finish")
 
 
 @zmq_app.command("proxy")
@@ -252,7 +256,7 @@ def tcp(
     max_line: Any = opt("4K", "--max-line", parser=size,
                         help="Longest line a client may send (a longer one ends that "
                              "client), and longest message taken from --sub."),
-    max_conns: int = opt(10_000, "--max-conns", min=1, help="Most clients connected at once."),
+    max_conns: int = MAX_CONNS,
     idle_timeout: Any = opt("1h", "--idle-timeout", parser=duration,
                             help="Disconnect a client that sends nothing this long "
                                  "(off: never)."),
@@ -261,8 +265,7 @@ def tcp(
     send_buffer: Any = SEND_BUFFER,
     hwm: int = HWM,
     linger: Any = LINGER,
-    drain_timeout: Any = opt("10s", "--drain-timeout", parser=duration,
-                             help="On SIGINT/SIGTERM, wait this long to flush clients' queues."),
+    drain_timeout: Any = TCP_DRAIN_TIMEOUT,
     ready_file: str = READY_FILE,
 ) -> None:
     """Bridge TCP line clients and ZeroMQ, both ways.
@@ -330,7 +333,7 @@ def ws(
                                 "closes it with 1009; from ZeroMQ it is not delivered)."),
     max_subscriptions: int = opt(64, "--max-subscriptions", min=1,
                                  help="Topics one client may subscribe to."),
-    max_conns: int = opt(10_000, "--max-conns", min=1, help="Most clients connected at once."),
+    max_conns: int = MAX_CONNS,
     slow_timeout: Any = SLOW_TIMEOUT,
     queue_size: int = QUEUE_SIZE,
     send_buffer: Any = SEND_BUFFER,
@@ -346,8 +349,7 @@ def ws(
                        help="Private key for --tls-cert (if not in the same file)."),
     hwm: int = HWM,
     linger: Any = LINGER,
-    drain_timeout: Any = opt("10s", "--drain-timeout", parser=duration,
-                             help="On SIGINT/SIGTERM, wait this long for clients to finish."),
+    drain_timeout: Any = WS_DRAIN_TIMEOUT,
     ready_file: str = READY_FILE,
 ) -> None:
     """Bridge websocket clients (browsers) and ZeroMQ PUB/SUB.
