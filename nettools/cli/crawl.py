@@ -161,6 +161,14 @@ def crawl(
         raise typer.Exit(_exit_code(result))
 
 
+def _check_limits(wait_flag: str, wait: float | None, max_message: int) -> None:
+    """What the coordinator and a worker both require of their options."""
+    if not wait or wait <= 0:
+        raise EndpointError(f"{wait_flag} must be longer than 0s")
+    if max_message < 1024:
+        raise EndpointError("--max-message must be at least 1K")
+
+
 def _coordinator(endpoint: str, lease: float | None, max_message: int, min_workers: int,
                  user_agent: str | None, timeout: float, max_body: int,
                  per_host: int) -> Coordinator:
@@ -169,10 +177,7 @@ def _coordinator(endpoint: str, lease: float | None, max_message: int, min_worke
         ep = parse_endpoint(endpoint)
         if not ep.bind:
             raise EndpointError(f"--distribute binds: {endpoint!r} says connect")
-        if not lease or lease <= 0:
-            raise EndpointError("--lease must be longer than 0s")
-        if max_message < 1024:
-            raise EndpointError("--max-message must be at least 1K")
+        _check_limits("--lease", lease, max_message)
     except EndpointError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--distribute'") from None
     return Coordinator(ep.url, lease=lease, max_message=max_message, user_agent=user_agent,
@@ -280,10 +285,7 @@ def crawl_worker(
             ep = parse_endpoint(endpoint)
             if ep.bind and endpoint.strip().startswith("bind:"):
                 raise EndpointError(f"a worker connects: {endpoint!r} says bind")
-            if not idle_timeout or idle_timeout <= 0:
-                raise EndpointError("--idle-timeout must be longer than 0s")
-            if max_message < 1024:
-                raise EndpointError("--max-message must be at least 1K")
+            _check_limits("--idle-timeout", idle_timeout, max_message)
         except EndpointError as exc:
             raise typer.BadParameter(str(exc), param_hint="CONNECT_EP") from None
         keep_parser_memory()
