@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import clean_env
 
 import nettools
 from nettools.tools.service import raise_fd_limit
@@ -71,10 +72,8 @@ def appdir(tmp_path: Path) -> Path:
 
 
 def _env(cwd: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NETTOOLS_")}
     root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join([str(cwd), root])
-    return env
+    return clean_env({"PYTHONPATH": os.pathsep.join([str(cwd), root])})
 
 
 def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
