@@ -108,7 +108,3 @@ def _create_unverified_context(*args: Any, **kwargs: Any) -> SSLContext:
 def _patch() -> None:
     """Make every ``SSLContext.wrap_socket`` in the process produce green sockets."""
     _stdlib.SSLContext.sslsocket_class = SSLSocket
-
-
-def _unpatch() -> None:
-    _stdlib.SSLContext.sslsocket_class = _stdlib.SSLSocket
