@@ -28,7 +28,7 @@ from weakref import getweakrefcount
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from .hub import _discard, get_hub
+from .hub import _SYSTEM_EXCEPTIONS, _discard, get_hub
 
 __all__ = [
     "GreenThread",
@@ -44,8 +44,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("nettools.greenthread")
-
-_SYSTEM_EXCEPTIONS = (KeyboardInterrupt, SystemExit)
 
 _PENDING, _RUNNING, _DONE = 0, 1, 2
 
