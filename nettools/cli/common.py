@@ -203,14 +203,17 @@ def serve_until_stopped(
     *,
     drain_timeout: float | None,
     ready_file: str | None,
+    ready_extras: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Announce each listener, run until SIGINT/SIGTERM, drain, print the summary."""
+    """Announce each listener (``ready_extras``: more fields for each one's ready
+    line), run until SIGINT/SIGTERM, drain, print the summary."""
     svc = Service(service, stats, drain_timeout)
     svc.stoppers.extend(stoppers)
     # Before the ready line: a script may send SIGTERM as soon as it has seen it.
     svc.install_signal_handlers()
-    for sock in listeners:
-        announce(service, bound_address(sock), ready_file)
+    extras = ready_extras or [{} for _ in listeners]
+    for sock, extra in zip(listeners, extras, strict=True):
+        announce(service, bound_address(sock), ready_file, **extra)
     unix_paths = [sock.getsockname() for sock in listeners if sock.family == socket.AF_UNIX]
     code = svc.run()
     for path in unix_paths:  # a clean exit leaves no socket file behind

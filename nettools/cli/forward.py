@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import ssl as _stdlib_ssl
 import sys
 from dataclasses import dataclass
@@ -24,16 +22,16 @@ from ..tools.forward import (
     resolve_target,
     unix_target,
 )
-from ..tools.service import Service, announce, raise_fd_limit
+from ..tools.service import raise_fd_limit
 from .common import (
     EXIT_USAGE,
     FD_HEADROOM,
-    bound_address,
     duration,
     fail,
     listen_on,
     opt,
     runtime_errors,
+    serve_until_stopped,
     server_tls,
 )
 
@@ -224,18 +222,9 @@ def forward(
             allow=allow_nets, deny=deny_nets, tls_context=tls_context,
             target_tls_context=target_tls, json_log=json_log, stats=stats, splice=splice,
         ).start()
-        service = Service("forward", stats, drain_timeout)
-        service.stoppers.append(forwarder.stop)
-        # Before the ready lines: a script may send SIGTERM as soon as it sees one.
-        service.install_signal_handlers()
-        for sock, target in zip(listeners, targets, strict=True):
-            announce("forward", bound_address(sock), ready_file, target=target.name)
-        code = service.run()
-        for addr in listen_addrs:
-            if addr.path is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(addr.path)
-        raise typer.Exit(code)
+        serve_until_stopped("forward", stats, listeners, [forwarder.stop],
+                            drain_timeout=drain_timeout, ready_file=ready_file,
+                            ready_extras=[{"target": target.name} for target in targets])
 
 
 def register(app: typer.Typer) -> None:
