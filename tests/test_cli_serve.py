@@ -258,6 +258,8 @@ def test_patch_is_default_and_no_patch_leaves_time_blocking(appdir: Path) -> Non
 
 
 def test_recipe_flask_app_served(tmp_path: Path) -> None:
+    from websockets.sync.client import connect as ws_connect
+
     with Serve(RECIPES, "flask_app:app", "--workers", "2", "--access-log") as srv:
         addr = srv.ready()
         assert get(addr, "/") == (200, "Hello from Flask on nettools!\n")
@@ -265,6 +267,12 @@ def test_recipe_flask_app_served(tmp_path: Path) -> None:
         assert status == 200 and json.loads(body)["patched"] is True
         results = get_many(addr, "/slow?ms=200", 50)
         assert all(s == 200 and json.loads(b) == {"slept_ms": 200} for s, b in results)
+        # The websocket route beside the Flask views.
+        with ws_connect(f"ws://{addr[0]}:{addr[1]}/ws", open_timeout=30) as ws:
+            ws.send("hello")
+            assert ws.recv(timeout=30) == "hello"
+            ws.send(b"\x00\x01")
+            assert ws.recv(timeout=30) == b"\x00\x01"
         code, err = srv.stop()
         assert code == 0, err
         assert "GET /info" in err  # the access log
