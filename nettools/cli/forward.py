@@ -26,6 +26,7 @@ from ..tools.service import raise_fd_limit
 from .common import (
     EXIT_USAGE,
     FD_HEADROOM,
+    drain_timeout_option,
     duration,
     fail,
     listen_on,
@@ -34,6 +35,8 @@ from .common import (
     serve_until_stopped,
     server_tls,
 )
+
+DRAIN_TIMEOUT = drain_timeout_option("for connections to end")
 
 RULE_SYNTAX = "[LISTEN_HOST:]LISTEN_PORT:[TARGET_HOST:]TARGET_PORT"
 #: fds one connection may hold: client, target, and a pipe (two fds) per direction.
@@ -187,8 +190,7 @@ def forward(
     splice: bool = typer.Option(True, "--splice/--no-splice", envvar="NETTOOLS_SPLICE",
                                 help="Move plain TCP/unix bytes with zero-copy splice (Linux)."),
     json_log: bool = opt(False, "--json", help="Log each closed connection as a JSON line."),
-    drain_timeout: Any = opt("10s", "--drain-timeout", parser=duration,
-                             help="On SIGINT/SIGTERM, wait this long for connections to end."),
+    drain_timeout: Any = DRAIN_TIMEOUT,
     ready_file: str = opt(None, "--ready-file", help="Also write the ready lines to this file."),
 ) -> None:
     """Forward connections: each RULE relays a listening port to a target.
