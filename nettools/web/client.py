@@ -475,8 +475,8 @@ class HttpClient:
         redirects: list[tuple[int, str]] = []
         seen = {(method, url)}
         current = url
+        host = self._check_url(url)
         while True:
-            host = self._check_url(current)
             h = self._send(method, current, host, hdrs, body, cap, follow_redirects)
             try:
                 status = h.easy.getinfo(pycurl.RESPONSE_CODE)
@@ -500,7 +500,7 @@ class HttpClient:
                 h.loop.handles.append(h)
             try:
                 target = urljoin(current, location.strip())
-                self._check_url(target)
+                host = self._check_url(target)
             except (ValueError, FetchError) as exc:
                 why = exc.message if isinstance(exc, FetchError) else str(exc)
                 raise FetchError(url, "protocol", f"bad redirect to {location!r}: {why}") from None
