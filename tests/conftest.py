@@ -7,11 +7,9 @@ thread's hub.  Tests that leave a greenthread blocked must kill it.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
+from isolated_helpers import run_code
 
 from nettools import hub as hubmod
 
@@ -47,22 +45,13 @@ def pipe():
             pass
 
 
-def _run_script(code: str, env: dict | None = None, timeout: float = 30):
-    full_env = dict(os.environ)
-    if env:
-        full_env.update(env)
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-    )
-
-
 @pytest.fixture
 def run_script():
     """``run_script(code, env=None)``: run ``code`` in a fresh interpreter and return
     the ``CompletedProcess`` (text output).  For process-global effects (fork,
     DeadlockError in a pristine main greenlet, environment variables)."""
-    return _run_script
+
+    def run_script(code: str, env: dict | None = None, timeout: float = 30):
+        return run_code(code, timeout, env)
+
+    return run_script
