@@ -50,9 +50,10 @@ class Proxy(Cli):
         raise AssertionError(f"no {wanted!r} line on stderr")
 
 
-def summary(stderr: str) -> dict:
+def summary(stderr: str, service: str = "zmq-proxy") -> dict:
+    """The last stderr line: the "stopped" summary of ``service``."""
     event = json.loads(stderr.strip().splitlines()[-1])
-    assert event["event"] == "stopped" and event["service"] == "zmq-proxy"
+    assert event["event"] == "stopped" and event["service"] == service
     return event
 
 

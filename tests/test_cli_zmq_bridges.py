@@ -30,7 +30,7 @@ from websockets.uri import parse_uri
 pytestmark = pytest.mark.timeout(60)
 
 from cli_helpers import Cli, run_cli  # noqa: E402
-from test_cli_zmq import PROBES, TCP0, peer, recv  # noqa: E402
+from test_cli_zmq import PROBES, TCP0, drain, first_delivery, peer, recv, summary  # noqa: E402
 
 IO_TIMEOUT = 20
 
@@ -58,12 +58,6 @@ class Bridge(Cli):
                 if event["event"] == "stats":
                     return event
         raise AssertionError("no stats line")
-
-
-def summary(stderr: str, service: str) -> dict:
-    event = json.loads(stderr.strip().splitlines()[-1])
-    assert event["event"] == "stopped" and event["service"] == service
-    return event
 
 
 @pytest.fixture
@@ -129,19 +123,6 @@ def sync_lines(publisher: zmq.Socket, clients: list[LineClient]) -> None:
     publisher.send(b"marker")
     for c in clients:
         c.skip_to(b"marker")
-
-
-def first_delivery(send, sock: zmq.Socket) -> list[bytes]:
-    for _ in range(PROBES):
-        send()
-        if sock.poll(20, zmq.POLLIN):
-            return sock.recv_multipart()
-    raise AssertionError(f"nothing arrived after {PROBES} probes")
-
-
-def drain(sock: zmq.Socket, ms: int = 200) -> None:
-    while sock.poll(ms, zmq.POLLIN):
-        sock.recv_multipart()
 
 
 # ---------------------------------------------------------------- zmq tcp
