@@ -4,8 +4,9 @@ This is a fresh copy of the standard module whose ``select``, ``selectors``,
 ``os``, ``time`` and ``threading`` are the green ones, so ``communicate`` (its
 selector loop) and timed waits (their sleeps) are green as written.  On top:
 
-* pipes (``stdin``/``stdout``/``stderr=PIPE``) are non-blocking and wrapped in
-  file objects whose reads and writes park the greenthread;
+* pipes (``stdin``/``stdout``/``stderr=PIPE``) are wrapped in file objects
+  whose reads and writes park the greenthread until poll() says the fd is
+  ready (the fds stay blocking, as a child sharing them expects; see ``_io``);
 * ``Popen.wait`` parks on a pidfd where Linux offers one (polling ``waitpid``
   with growing sleeps otherwise), and raises ``TimeoutExpired`` on timeout;
 * the exception classes and ``CompletedProcess`` are the standard module's.
