@@ -48,7 +48,7 @@ def bind(ctx: zmq.Context, kind: int, endpoint: str, service: str | None) -> zmq
     sock = ctx.socket(kind)
     sock.bind(endpoint[:-2] + ":*" if endpoint.endswith(":0") else endpoint)
     if service:
-        address = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        address = endpoint_of(sock)
         print(
             json.dumps({"event": "listening", "service": service, "address": address}), flush=True
         )
@@ -56,6 +56,7 @@ def bind(ctx: zmq.Context, kind: int, endpoint: str, service: str | None) -> zmq
 
 
 def endpoint_of(sock: zmq.Socket) -> str:
+    """The endpoint ``sock`` really bound (a free port resolved)."""
     return sock.getsockopt(zmq.LAST_ENDPOINT).decode()
 
 
