@@ -227,31 +227,33 @@ def _throughput(peer: str, seconds: int) -> dict[str, Any]:
 # --- the gevent and eventlet forwarders -----------------------------------------------------
 
 
+def _pump(src: Any, dst: Any) -> None:
+    """One direction of the textbook forwarder, on either library's green sockets."""
+    buf = bytearray(COPY_BUFFER)
+    view = memoryview(buf)
+    try:
+        while True:
+            n = src.recv_into(buf)
+            if not n:
+                break
+            dst.sendall(view[:n])
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
 def _serve_gevent(target: int) -> None:
     import gevent
     from gevent import socket as gsocket
     from gevent.server import StreamServer
 
-    def pump(src: Any, dst: Any) -> None:
-        buf = bytearray(COPY_BUFFER)
-        view = memoryview(buf)
-        try:
-            while True:
-                n = src.recv_into(buf)
-                if not n:
-                    break
-                dst.sendall(view[:n])
-            dst.shutdown(gsocket.SHUT_WR)
-        except OSError:
-            for sock in (src, dst):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(gsocket.SHUT_RDWR)
-
     def handle(client: Any, _addr: Any) -> None:
         upstream = gsocket.create_connection(("127.0.0.1", target))
         with upstream:
-            other = gevent.spawn(pump, upstream, client)
-            pump(client, upstream)
+            other = gevent.spawn(_pump, upstream, client)
+            _pump(client, upstream)
             other.join()
 
     server = StreamServer(("127.0.0.1", 0), handle)
@@ -264,25 +266,10 @@ def _serve_eventlet(target: int) -> None:
     import eventlet
     from eventlet.green import socket as esocket
 
-    def pump(src: Any, dst: Any) -> None:
-        buf = bytearray(COPY_BUFFER)
-        view = memoryview(buf)
-        try:
-            while True:
-                n = src.recv_into(buf)
-                if not n:
-                    break
-                dst.sendall(view[:n])
-            dst.shutdown(esocket.SHUT_WR)
-        except OSError:
-            for sock in (src, dst):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(esocket.SHUT_RDWR)
-
     def handle(client: Any) -> None:
         with client, esocket.create_connection(("127.0.0.1", target)) as upstream:
-            other = eventlet.spawn(pump, upstream, client)
-            pump(client, upstream)
+            other = eventlet.spawn(_pump, upstream, client)
+            _pump(client, upstream)
             other.wait()
 
     listener = eventlet.listen(("127.0.0.1", 0))
