@@ -20,6 +20,7 @@ import pytest
 from wsgi_helpers import (
     ServerThread,
     connect,
+    get,
     hello,
     is_closed,
     read_response,
@@ -33,15 +34,6 @@ from nettools.web import wsgi
 pytestmark = pytest.mark.timeout(30)
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
-
-
-def get(port: int, request: bytes) -> bytes:
-    """Send one raw request with Connection: close; everything the server answers."""
-    sock = connect(port)
-    sock.sendall(request)
-    data = recv_until_closed(sock)
-    sock.close()
-    return data
 
 
 def wait_for(predicate, timeout: float = 5.0) -> bool:

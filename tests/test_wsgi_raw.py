@@ -9,6 +9,7 @@ import pytest
 from wsgi_helpers import (
     ServerThread,
     connect,
+    get,
     hello,
     is_closed,
     read_response,
@@ -94,12 +95,9 @@ def test_requests_before_a_malformed_one_are_answered_first():
 )
 def test_malformed_request_gets_400_and_close_and_the_server_lives_on(request_bytes):
     with ServerThread(hello) as srv:
-        sock = connect(srv.port)
-        sock.sendall(request_bytes)
-        data = recv_until_closed(sock)
+        data = get(srv.port, request_bytes)
         assert data.startswith(b"HTTP/1.1 400 "), data
         assert b"Connection: close\r\n" in data
-        sock.close()
         # The next client is served as usual.
         sock = connect(srv.port)
         sock.sendall(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -123,11 +121,8 @@ def test_malformed_chunked_body_gets_400():
 
 def test_request_line_too_long_gets_414():
     with ServerThread(hello, url_length_limit=1000) as srv:
-        sock = connect(srv.port)
-        sock.sendall(b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = recv_until_closed(sock)
+        data = get(srv.port, b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
         assert data.startswith(b"HTTP/1.1 414 "), data
-        sock.close()
         # Just under the limit is fine.
         sock = connect(srv.port)
         sock.sendall(b"GET /" + b"a" * 900 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -137,10 +132,8 @@ def test_request_line_too_long_gets_414():
 
 def test_default_request_line_limit_is_8k():
     with ServerThread(hello) as srv:
-        sock = connect(srv.port)
-        sock.sendall(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert recv_until_closed(sock).startswith(b"HTTP/1.1 414 ")
-        sock.close()
+        data = get(srv.port, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert data.startswith(b"HTTP/1.1 414 "), data
 
 
 def test_request_line_too_long_arriving_in_pieces_gets_414():
@@ -156,10 +149,8 @@ def test_request_line_too_long_arriving_in_pieces_gets_414():
 
 def test_headers_too_big_get_431():
     with ServerThread(hello, max_header_size=4096) as srv:
-        sock = connect(srv.port)
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 5000 + b"\r\n\r\n")
-        assert recv_until_closed(sock).startswith(b"HTTP/1.1 431 ")
-        sock.close()
+        data = get(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 5000 + b"\r\n\r\n")
+        assert data.startswith(b"HTTP/1.1 431 "), data
 
 
 def test_default_header_size_limit_is_64k_even_for_one_endless_header():
@@ -198,10 +189,9 @@ def test_declared_body_too_big_gets_413_without_running_the_app():
         return hello(environ, start_response)
 
     with ServerThread(app, max_body_size=1000) as srv:
-        sock = connect(srv.port)
-        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"x" * 100)
-        assert recv_until_closed(sock).startswith(b"HTTP/1.1 413 ")
-        sock.close()
+        head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n"
+        data = get(srv.port, head + b"x" * 100)
+        assert data.startswith(b"HTTP/1.1 413 "), data
     assert calls == []
 
 
@@ -275,11 +265,8 @@ def test_keepalive_idle_timeout_closes():
 
 def test_keepalive_false_closes_after_each_response():
     with ServerThread(hello, keepalive=False) as srv:
-        sock = connect(srv.port)
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = recv_until_closed(sock)
+        data = get(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert b"Connection: close\r\n" in data and data.endswith(b"hello /")
-        sock.close()
 
 
 # ---------------------------------------------------- HTTP/1.0 and Connection
@@ -287,12 +274,9 @@ def test_keepalive_false_closes_after_each_response():
 
 def test_http10_without_keepalive_closes():
     with ServerThread(hello) as srv:
-        sock = connect(srv.port)
-        sock.sendall(b"GET /x HTTP/1.0\r\n\r\n")
-        data = recv_until_closed(sock)
+        data = get(srv.port, b"GET /x HTTP/1.0\r\n\r\n")
         assert data.startswith(b"HTTP/1.1 200 OK\r\n")
         assert b"Connection: close\r\n" in data and data.endswith(b"hello /x")
-        sock.close()
 
 
 def test_http10_with_keepalive_stays_open():
@@ -314,21 +298,15 @@ def test_http10_streamed_body_is_delimited_by_close():
         yield b"two"
 
     with ServerThread(stream) as srv:
-        sock = connect(srv.port)
-        sock.sendall(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-        data = recv_until_closed(sock)
+        data = get(srv.port, b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         assert b"Transfer-Encoding" not in data and b"Connection: close\r\n" in data
         assert data.endswith(b"\r\n\r\none two")
-        sock.close()
 
 
 def test_connection_close_from_client_is_honoured():
     with ServerThread(hello) as srv:
-        sock = connect(srv.port)
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = recv_until_closed(sock)
+        data = get(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert b"Connection: close\r\n" in data and data.endswith(b"hello /")
-        sock.close()
 
 
 # -------------------------------------------------------------- 100-continue
@@ -407,11 +385,8 @@ def test_stalled_body_times_out_with_408():
 
 def test_max_http_version_10():
     with ServerThread(hello, max_http_version="HTTP/1.0") as srv:
-        sock = connect(srv.port)
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = recv_until_closed(sock)
+        data = get(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert data.startswith(b"HTTP/1.0 200 OK\r\n") and b"Connection: close\r\n" in data
-        sock.close()
 
 
 def test_minimum_chunk_size_gathers_small_pieces():

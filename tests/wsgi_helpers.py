@@ -175,6 +175,15 @@ def recv_until_closed(sock: socket.socket, limit: int = 1 << 20) -> bytes:
     return b"".join(chunks)
 
 
+def get(port: int, request: bytes) -> bytes:
+    """Send one raw request; everything the server answers until it closes."""
+    sock = connect(port)
+    sock.sendall(request)
+    data = recv_until_closed(sock)
+    sock.close()
+    return data
+
+
 def is_closed(sock: socket.socket, timeout: float = 5) -> bool:
     """True if the peer closes ``sock`` (EOF or reset) within ``timeout``, with no data."""
     sock.settimeout(timeout)
