@@ -67,19 +67,21 @@ def nettools_cli_server() -> None:
     ])
 
 
+def _echo_nodelay(conn: Any, addr: Any) -> None:
+    """The gevent and eventlet handler: they leave TCP_NODELAY to it."""
+    nodelay(conn)
+    while True:
+        data = conn.recv(RECV_SIZE)
+        if not data:
+            return
+        conn.sendall(data)
+
+
 def gevent_server() -> None:
     from gevent.server import StreamServer
 
-    def echo(conn: Any, addr: Any) -> None:
-        nodelay(conn)
-        while True:
-            data = conn.recv(RECV_SIZE)
-            if not data:
-                return
-            conn.sendall(data)
-
     # No pool: gevent's default spawns one greenlet per connection, without a bound.
-    server = StreamServer((HOST, 0), echo, backlog=BACKLOG)
+    server = StreamServer((HOST, 0), _echo_nodelay, backlog=BACKLOG)
     server.start()
     announce(server.server_port)
     server.serve_forever()
@@ -88,17 +90,9 @@ def gevent_server() -> None:
 def eventlet_server() -> None:
     import eventlet
 
-    def echo(conn: Any, addr: Any) -> None:
-        nodelay(conn)
-        while True:
-            data = conn.recv(RECV_SIZE)
-            if not data:
-                return
-            conn.sendall(data)
-
     sock = eventlet.listen((HOST, 0), backlog=BACKLOG)
     announce(sock.getsockname()[1])
-    eventlet.serve(sock, echo, concurrency=CONCURRENCY)
+    eventlet.serve(sock, _echo_nodelay, concurrency=CONCURRENCY)
 
 
 # --- asyncio and uvloop: the streams API, and a bare Protocol --------------------------------
