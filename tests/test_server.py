@@ -270,9 +270,9 @@ def test_handler_exceptions_are_logged_and_the_server_lives_on(listener, servers
     assert server.errors == 1 and not server.stopped
 
 
-def test_a_tls_listener_survives_clients_whose_handshake_fails(servers):
-    # One client hanging up, resetting or speaking plain text instead of
-    # completing the TLS handshake must not stop the server.
+@pytest.fixture
+def tls_contexts():
+    """Green server and client TLS contexts for ``localhost``, trusting one test CA."""
     trustme = pytest.importorskip("trustme")
     from nettools.green import ssl as gssl
 
@@ -281,6 +281,13 @@ def test_a_tls_listener_survives_clients_whose_handshake_fails(servers):
     ca.issue_cert("localhost").configure_cert(server_ctx)
     client_ctx = gssl.create_default_context()
     ca.configure_trust(client_ctx)
+    return server_ctx, client_ctx
+
+
+def test_a_tls_listener_survives_clients_whose_handshake_fails(servers, tls_contexts):
+    # One client hanging up, resetting or speaking plain text instead of
+    # completing the TLS handshake must not stop the server.
+    server_ctx, client_ctx = tls_contexts
     tls_listener = server_ctx.wrap_socket(nettools.listen((LOCAL, 0)), server_side=True)
 
     handled = []
@@ -309,15 +316,8 @@ def test_a_tls_listener_survives_clients_whose_handshake_fails(servers):
     assert len(handled) == 1  # only the real TLS client reached the handler
 
 
-def test_a_tls_client_that_never_handshakes_delays_nobody(servers):
-    trustme = pytest.importorskip("trustme")
-    from nettools.green import ssl as gssl
-
-    ca = trustme.CA()
-    server_ctx = gssl.SSLContext(gssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("localhost").configure_cert(server_ctx)
-    client_ctx = gssl.create_default_context()
-    ca.configure_trust(client_ctx)
+def test_a_tls_client_that_never_handshakes_delays_nobody(servers, tls_contexts):
+    server_ctx, client_ctx = tls_contexts
 
     def handle(conn, addr):
         conn.sendall(b"hello over tls")
