@@ -103,6 +103,11 @@ class Halt:
         self.stopped = False
         self._running: set[Any] = set()
 
+    @property
+    def running(self) -> int:
+        """How many calls of ``run`` are under way."""
+        return len(self._running)
+
     def stop(self) -> None:
         """Start no more fetches; cut the running ones after the grace."""
         if self.stopped:

@@ -46,10 +46,11 @@ from typing import Any
 
 from yarl import URL
 
-from ...greenthread import GreenletExit, current_greenthread, kill, sleep, spawn, spawn_after
+from ...greenthread import sleep, spawn, spawn_after
 from ...pool import GreenPool
 from ...queue import Queue
 from ...web.client import FetchError, HttpClient
+from ..fetch import Halt
 from .fetcher import Fetched, Fetcher, LocalFetcher
 from .politeness import HostGates, RetryPolicy, retry_after
 from .robots import RobotsCache, parse_sitemap
@@ -287,7 +288,6 @@ class Crawler:
         self.check_links = check_links
         self.check_fragments = check_fragments
         self.max_body = max_body
-        self.grace = grace
         self.retry = RetryPolicy(retries, backoff)
         self.gates = HostGates(per_host, delay)
         self._own_fetcher = fetcher is None and client is None  # else the caller closes it
@@ -307,8 +307,7 @@ class Crawler:
         self._ignored: set[str] = set()
         self._over_limit: set[str] = set()
         self._page_count = 0
-        self._running: set = set()
-        self._stopping = False
+        self._halt = Halt(grace)
         self.stopped: str | None = None
         self.requests = 0
         self.done = 0  # links processed, for progress displays
@@ -337,16 +336,11 @@ class Crawler:
 
     def stop(self, reason: str = "interrupted") -> None:
         """No new requests from now on; requests in flight are cut after ``grace``."""
-        if self._stopping:
+        if self._halt.stopped:
             return
-        self._stopping = True
         self.stopped = reason
-        log.info("stopping (%s): letting %d requests finish", reason, len(self._running))
-        spawn_after(self.grace, self._cut)
-
-    def _cut(self) -> None:
-        for gt in list(self._running):
-            kill(gt)
+        log.info("stopping (%s): letting %d requests finish", reason, self._halt.running)
+        self._halt.stop()
 
     def _run(self) -> None:
         seeds = []
@@ -410,30 +404,27 @@ class Crawler:
 
     def _work(self, link: Link) -> list[Link]:
         """Visit ``link``; the newly admitted links it led to."""
-        me = current_greenthread()
-        self._running.add(me)
         try:
-            found = self._visit(link)
-            if self._late:  # links a shorter path made reachable again
-                found.extend(self._late)
-                self._late.clear()
-            return found
-        except GreenletExit:  # cut by stop()
-            if not link.requested:
-                link.skipped = "stopped"
-            return []
+            found = self._halt.run(self._visit, link)
         except Exception as exc:  # one bad page must not end the crawl
             log.exception("error while visiting %s", link.url)
             link.error = f"internal error: {type(exc).__name__}: {exc}"
             return []
         finally:
-            self._running.discard(me)
             self.done += 1
+        if found is None:  # stopped, or cut by stop() while in flight
+            if not link.requested:
+                link.skipped = "stopped"
+            return []
+        if self._late:  # links a shorter path made reachable again
+            found.extend(self._late)
+            self._late.clear()
+        return found
 
     # ---------------------------------------------------------- visiting
 
     def _visit(self, link: Link) -> list[Link]:
-        if self._stopping:
+        if self._halt.stopped:
             link.skipped = "stopped"
             return []
         url = link._url
@@ -449,7 +440,7 @@ class Crawler:
             if self.use_robots and not robots.allowed(url, self.user_agent):
                 link.skipped = "robots"
                 return []
-            if self._stopping:
+            if self._halt.stopped:
                 link.skipped = "stopped"
                 return []
         resp = self._fetch(link, "GET", follow_redirects=False, links=True,
@@ -510,13 +501,13 @@ class Crawler:
                     error = exc
             if resp is not None and resp.status in RETRY_STATUSES:
                 wait = self.retry.backoff(attempt, retry_after(resp.headers.get("Retry-After")))
-                if wait is not None and not self._stopping:
+                if wait is not None and not self._halt.stopped:
                     self.gates.hold_off(host, wait)
                     attempt += 1
                     continue
             if error is not None and error.kind in TRANSIENT and not quiet:
                 wait = self.retry.backoff(attempt)
-                if wait is not None and not self._stopping:
+                if wait is not None and not self._halt.stopped:
                     sleep(wait)
                     attempt += 1
                     continue
@@ -640,7 +631,7 @@ class Crawler:
             queue.extend(robots.sitemaps or [site + "/sitemap.xml"])
         seen: set[str] = set()
         found: list[Link] = []
-        while queue and len(seen) < MAX_SITEMAPS and not self._stopping:
+        while queue and len(seen) < MAX_SITEMAPS and not self._halt.stopped:
             where = queue.popleft()
             target = normalize(where)
             if target is None or str(target[0]) in seen:
