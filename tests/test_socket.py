@@ -978,36 +978,24 @@ def test_fromfd_returns_a_green_socket_on_a_duplicate():
 
 
 @pytest.mark.timeout(20)
-def test_recv_after_a_short_read_sees_a_fin_that_came_with_the_data():
+def test_recv_after_a_short_read_sees_a_fin_that_came_with_the_data(tcp_pair):
     # Data and FIN both arrive before the reader wakes: after the short read no
     # further epoll edge will come, so the next recv must not wait for one.
-    listener = nettools.listen((LOCAL, 0))
-    client = gsocket.create_connection(listener.getsockname())
-    conn, _ = listener.accept()
-    try:
-        conn.settimeout(5)
-        first = spawn(conn.recv, 65536)
-        sleep(0.01)  # the reader is parked on the hub
-        client.sendall(b"last words")
-        client.shutdown(gsocket.SHUT_WR)  # both reach it before the hub polls again
-        assert first.wait() == b"last words"
-        assert conn.recv(65536) == b""  # at once, not after the 5 s timeout
-    finally:
-        for s in (client, conn, listener):
-            s.close()
+    client, conn = tcp_pair
+    conn.settimeout(5)
+    first = spawn(conn.recv, 65536)
+    assert parked(first)  # the reader is parked on the hub
+    client.sendall(b"last words")
+    client.shutdown(gsocket.SHUT_WR)  # both reach it before the hub polls again
+    assert first.wait() == b"last words"
+    assert conn.recv(65536) == b""  # at once, not after the 5 s timeout
 
 
 @pytest.mark.timeout(20)
-def test_recv_after_a_short_read_waits_for_data_sent_later():
-    listener = nettools.listen((LOCAL, 0))
-    client = gsocket.create_connection(listener.getsockname())
-    conn, _ = listener.accept()
-    try:
-        conn.settimeout(5)
-        client.sendall(b"first")
-        assert conn.recv(65536) == b"first"  # a short read: the socket is drained
-        spawn(lambda: (sleep(0.05), client.sendall(b"second")))
-        assert conn.recv(65536) == b"second"
-    finally:
-        for s in (client, conn, listener):
-            s.close()
+def test_recv_after_a_short_read_waits_for_data_sent_later(tcp_pair):
+    client, conn = tcp_pair
+    conn.settimeout(5)
+    client.sendall(b"first")
+    assert conn.recv(65536) == b"first"  # a short read: the socket is drained
+    spawn(lambda: (sleep(0.05), client.sendall(b"second")))
+    assert conn.recv(65536) == b"second"
