@@ -581,6 +581,32 @@ def test_server_function_blocks_until_stopped():
     assert box.get("returned") is True
 
 
+def test_server_function_stops_gracefully_on_ctrl_c(run_script):
+    res = run_script(
+        """
+import os
+import signal
+
+import nettools
+from nettools.web import wsgi
+
+def app(environ, start_response):
+    start_response("200 OK", [])
+    return [b"ok"]
+
+listening = nettools.Event()
+# Ctrl-C once it listens: KeyboardInterrupt reaches server() in the main greenlet.
+nettools.spawn(lambda: (listening.wait(), os.kill(os.getpid(), signal.SIGINT)))
+wsgi.server(nettools.listen(("127.0.0.1", 0)), app, log_output=False,
+            server_event=listening, drain_timeout=5)
+print("returned")
+"""
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "returned\n"
+    assert "Traceback" not in res.stderr
+
+
 # --------------------------------------------------------------- access log
 
 

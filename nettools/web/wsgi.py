@@ -1021,6 +1021,7 @@ def server(
     try:
         srv.serve_forever()
     except KeyboardInterrupt:
-        log.info("wsgi: interrupted, stopping")
+        # Not ``log``: here that is the parameter (the access log's target).
+        logging.getLogger(__name__).info("wsgi: interrupted, stopping")
         srv.stop(drain_timeout)
 
