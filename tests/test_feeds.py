@@ -397,7 +397,8 @@ def test_service_titles_in_order_as_text_and_json(site):
     with serve("--allow-private", "--timeout", "1s") as cli:
         base = base_url(cli)
         urls = [site.url + "/f/atom10.xml", site.url + "/missing", site.url + "/f/rss092.xml"]
-        status, text = post(base, "\n".join(urls) + "\n")
+        # Blank lines and "#" comments are skipped, as in a URL file.
+        status, text = post(base, "# my feeds\n" + "\n\n".join(urls) + "\n")
         assert status == 200
         assert text.splitlines() == [
             "Atom 1.0 Fixture",

@@ -28,6 +28,7 @@ from ..green import socket as gsocket
 from ..pool import GreenPool
 from ..web.client import FetchError, is_public_address
 from .feeds import FeedFetcher, FeedResult, fetch_feeds
+from .fetch import read_url_lines
 from .service import Stats
 
 __all__ = ["FeedService", "FeedStats", "check_public_url"]
@@ -139,8 +140,7 @@ class FeedService:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             return [], ("400 Bad Request", "the body must be UTF-8 text, one URL per line")
-        urls = [line.strip() for line in text.splitlines()]
-        urls = [u for u in urls if u and not u.startswith("#")]
+        urls = list(read_url_lines(text.splitlines()))
         if not urls:
             return [], ("400 Bad Request", "no URLs: post feed URLs, one per line")
         if len(urls) > self.max_urls:
