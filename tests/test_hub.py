@@ -368,8 +368,7 @@ def test_error_in_a_hub_callback_is_logged_and_the_hub_keeps_running(hub, caplog
     with caplog.at_level(logging.ERROR, logger="nettools.hub"):
         hub.run_callback(bad)
         hub.run_callback(lambda: after.append(1))
-        sleep(0)
-        sleep(0.01)  # the report is logged from a greenthread of its own, a turn later
+        spin()  # the report is logged from a greenthread of its own, a turn later
     assert after == [1]
     records = [r for r in caplog.records if r.name == "nettools.hub"]
     assert len(records) == 1
@@ -383,8 +382,7 @@ def test_error_in_a_timer_callback_is_logged_and_the_hub_keeps_running(hub, capl
 
     with caplog.at_level(logging.ERROR, logger="nettools.hub"):
         hub.schedule(0, bad)
-        sleep(0.02)
-        sleep(0.01)  # the report is logged from a greenthread of its own, a turn later
+        spin()  # the timer fires; its report is logged from a greenthread a turn later
     records = [r for r in caplog.records if r.name == "nettools.hub"]
     assert len(records) == 1
     assert records[0].exc_info[0] is KeyError
