@@ -42,6 +42,7 @@ class Recipe:
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+        self.ready_event: dict = {}  # the listening line, once read
 
     def __enter__(self) -> Recipe:
         return self
@@ -59,7 +60,7 @@ class Recipe:
             _, err = self.proc.communicate(timeout=10)
             raise AssertionError(f"no listening line within {timeout}s; stderr: {err}")
         line = self.proc.stdout.readline()
-        event = json.loads(line)
+        event = self.ready_event = json.loads(line)
         assert event["event"] == "listening"
         host, _, port = event["address"].rpartition(":")
         return host.strip("[]"), int(port)
