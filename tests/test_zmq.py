@@ -72,6 +72,18 @@ class SeqCheck:
         if self.count == self.total:
             self.done.send()
 
+    def wait(self, writers: list, helpers: list, timeout: float) -> None:
+        """Wait (within ``timeout``) for the writers and for every message; then kill
+        the ``helpers`` (readers, echoes, a proxy), which run for ever."""
+        try:
+            with nettools.Timeout(timeout):
+                for w in writers:
+                    w.wait()
+                self.done.wait()
+        finally:
+            for t in helpers:
+                t.kill()
+
     def verify(self) -> None:
         assert not self.errors, self.errors[:5]
         assert self.count == self.total
@@ -154,14 +166,7 @@ def test_million_push_pull_with_many_green_senders_and_receivers(ctx, transport,
 
     readers = [nettools.spawn(receive, r) for r in range(receivers)]
     writers = _senders([push], senders, per)
-    try:
-        with nettools.Timeout(120):
-            for w in writers:
-                w.wait()
-            check.done.wait()
-    finally:
-        for t in readers:
-            t.kill()
+    check.wait(writers, readers, 120)
     check.verify()
 
 
@@ -196,14 +201,7 @@ def test_million_through_a_green_router_dealer_queue(ctx, tmp_path):
     proxy = nettools.spawn(zmq.proxy, frontend, backend)
     readers = [nettools.spawn(receive, r) for r in range(receivers)]
     writers = _senders(clients, 2, per)
-    try:
-        with nettools.Timeout(120):
-            for w in writers:
-                w.wait()
-            check.done.wait()
-    finally:
-        for t in [*readers, proxy]:
-            t.kill()
+    check.wait(writers, [*readers, proxy], 120)
     check.verify()
     assert len(identities) == 2  # the ROUTER's envelope came through the queue
 
@@ -228,14 +226,7 @@ def test_one_socket_read_and_written_by_several_greenthreads_at_its_high_water_m
 
     helpers = [nettools.spawn(echo), *(nettools.spawn(receive, r) for r in range(n))]
     writers = _senders([a], n, per)
-    try:
-        with nettools.Timeout(30):
-            for w in writers:
-                w.wait()
-            check.done.wait()
-    finally:
-        for t in helpers:
-            t.kill()
+    check.wait(writers, helpers, 30)
     # Echoes of different writers interleave, so only counts and uniqueness apply.
     assert check.count == n * per
     assert all(all(s) for s in check.seen)
