@@ -20,6 +20,7 @@ from select import *  # noqa: F403 - a drop-in replacement re-exports everything
 from typing import Any
 
 from ..greenthread import sleep as _sleep
+from ..hub import _fileno
 from ._waits import in_hub, wait_any
 
 __patched__ = ["select", "poll"] + (["epoll"] if hasattr(_select, "epoll") else [])
@@ -36,10 +37,6 @@ _OUT = _select.POLLOUT | getattr(_select, "POLLWRNORM", 0) | getattr(_select, "P
 #: With only exceptional conditions to watch (the hub does not wake on urgent
 #: data), re-check at least this often.
 _XLIST_POLL = 0.05
-
-
-def _fileno(obj: Any) -> int:
-    return obj if isinstance(obj, int) else obj.fileno()
 
 
 def _seconds(timeout: Any) -> float | None:
