@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cases import Case, CaseFn, Result
-from bench.cases._procs import started
+from bench.cases._procs import read_line, started
 
 IPERF_CORE = 0
 FORWARDER_CORE = 1
@@ -104,18 +104,6 @@ def _wait_listening(proc: subprocess.Popen[str], port: int, what: str) -> None:
         time.sleep(0.02)
 
 
-def _first_line(proc: subprocess.Popen[str], what: str) -> str:
-    """The first stdout line of ``proc`` (its ready line)."""
-    import select
-
-    ready, _, _ = select.select([proc.stdout], [], [], STARTUP_TIMEOUT_S)
-    line = proc.stdout.readline() if ready else ""
-    if not line:
-        proc.kill()
-        raise RuntimeError(f"{what}: no ready line (exit status {proc.wait()})")
-    return line
-
-
 @contextlib.contextmanager
 def _iperf_server() -> Iterator[int]:
     iperf3 = _ensure("iperf3", "iperf3")
@@ -150,7 +138,7 @@ def _forwarder(peer: str, target: int) -> Iterator[tuple[int, int]]:
         cmd = [sys.executable, "-m", "bench.cases.forward", "serve", peer, str(target)]
     # stderr is inherited: a crashing forwarder's traceback lands in this run's error report.
     with started(cmd, FORWARDER_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE) as proc:
-        ready = json.loads(_first_line(proc, f"{peer} forwarder"))
+        ready = json.loads(read_line(proc, proc.stdout, STARTUP_TIMEOUT_S, f"{peer} forwarder"))
         port = ready["port"] if "port" in ready else int(ready["address"].rsplit(":", 1)[1])
         yield port, proc.pid
 
