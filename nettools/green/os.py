@@ -46,28 +46,26 @@ def _park_if_blocking(fd: int, direction: int) -> None:
     wait_ready(fd, direction)
 
 
-def read(fd: int, n: int) -> bytes:
-    """Read at most ``n`` bytes from ``fd``, parking the greenthread while none are ready."""
-    _park_if_blocking(fd, READ)
+def _transfer(call: Any, fd: int, arg: Any, direction: int) -> Any:
+    """``call(fd, arg)``, parking first on a blocking fd and after each EAGAIN."""
+    _park_if_blocking(fd, direction)
     while True:
         try:
-            return _real_read(fd, n)
+            return call(fd, arg)
         except BlockingIOError:
             if in_hub():
                 raise
-            wait_fd(fd, READ)
+            wait_fd(fd, direction)
+
+
+def read(fd: int, n: int) -> bytes:
+    """Read at most ``n`` bytes from ``fd``, parking the greenthread while none are ready."""
+    return _transfer(_real_read, fd, n, READ)
 
 
 def write(fd: int, data: Any) -> int:
     """Write ``data`` to ``fd``, parking the greenthread while it would block."""
-    _park_if_blocking(fd, WRITE)
-    while True:
-        try:
-            return _real_write(fd, data)
-        except BlockingIOError:
-            if in_hub():
-                raise
-            wait_fd(fd, WRITE)
+    return _transfer(_real_write, fd, data, WRITE)
 
 
 def _wait_for_child(pid: int, options: int, call: Any) -> Any:
