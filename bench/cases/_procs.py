@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import subprocess
@@ -48,3 +49,10 @@ def read_line(proc: subprocess.Popen[str], stream: IO[str], timeout: float, what
         status = proc.wait()
         raise RuntimeError(f"{what}: no answer after {timeout:g}s (exit status {status})")
     return line
+
+
+def ready_port(proc: subprocess.Popen[str], timeout: float, what: str) -> int:
+    """The port of ``proc``'s JSON ready line on stdout: its ``"port"`` (a peer's server)
+    or the end of its ``"address"`` (a nettools command)."""
+    ready = json.loads(read_line(proc, proc.stdout, timeout, what))
+    return ready["port"] if "port" in ready else int(ready["address"].rsplit(":", 1)[1])

@@ -30,7 +30,7 @@ from typing import Any
 from bench import loadgen
 from bench.cases import Case, CaseFn, Result
 from bench.cases._echo_servers import HOST, SERVERS
-from bench.cases._procs import read_line, started
+from bench.cases._procs import read_line, ready_port, started
 
 SERVER_CORE = 1
 CLIENT_CORE = 0
@@ -53,9 +53,7 @@ def _echo_server(peer: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
     cmd = [sys.executable, "-m", "bench.cases._echo_servers", peer]
     # stderr is inherited: a crashing server's traceback lands in this run's error report.
     with started(cmd, SERVER_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE) as proc:
-        line = read_line(proc, proc.stdout, STARTUP_TIMEOUT_S, f"{peer} echo server start")
-        ready = json.loads(line)  # the CLI announces "address", the others "port"
-        yield proc, ready.get("port") or int(ready["address"].rsplit(":", 1)[1])
+        yield proc, ready_port(proc, STARTUP_TIMEOUT_S, f"{peer} echo server start")
 
 
 def _rss_kib(pid: int) -> int:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cases import Case, CaseFn, Result
-from bench.cases._procs import read_line, started
+from bench.cases._procs import ready_port, started
 
 IPERF_CORE = 0
 FORWARDER_CORE = 1
@@ -138,9 +138,7 @@ def _forwarder(peer: str, target: int) -> Iterator[tuple[int, int]]:
         cmd = [sys.executable, "-m", "bench.cases.forward", "serve", peer, str(target)]
     # stderr is inherited: a crashing forwarder's traceback lands in this run's error report.
     with started(cmd, FORWARDER_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE) as proc:
-        ready = json.loads(read_line(proc, proc.stdout, STARTUP_TIMEOUT_S, f"{peer} forwarder"))
-        port = ready["port"] if "port" in ready else int(ready["address"].rsplit(":", 1)[1])
-        yield port, proc.pid
+        yield ready_port(proc, STARTUP_TIMEOUT_S, f"{peer} forwarder"), proc.pid
 
 
 def _core_busy_jiffies(core: int) -> tuple[int, int]:
