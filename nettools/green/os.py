@@ -69,23 +69,24 @@ def write(fd: int, data: Any) -> int:
 
 
 def _wait_for_child(pid: int, options: int, call: Any) -> Any:
-    """Run ``call()`` (a WNOHANG wait) until it reports a child, parking in between."""
-    result = call()
+    """``call(options)``; without ``WNOHANG``, park between ``WNOHANG`` calls until
+    one reports a child."""
+    if options & _WNOHANG or in_hub():
+        return call(options)
+    result = call(options | _WNOHANG)
     if result[0] != 0:
         return result
     with ChildWaiter(pid if pid > 0 and not options & _STATE_FLAGS else None) as waiter:
         while True:
             waiter.wait(None)
-            result = call()
+            result = call(options | _WNOHANG)
             if result[0] != 0:
                 return result
 
 
 def waitpid(pid: int, options: int) -> tuple[int, int]:
     """``os.waitpid``; without ``WNOHANG`` it parks the greenthread, not the thread."""
-    if options & _WNOHANG or in_hub():
-        return _real_waitpid(pid, options)
-    return _wait_for_child(pid, options, lambda: _real_waitpid(pid, options | _WNOHANG))
+    return _wait_for_child(pid, options, lambda o: _real_waitpid(pid, o))
 
 
 def wait() -> tuple[int, int]:
@@ -95,13 +96,9 @@ def wait() -> tuple[int, int]:
 
 def wait3(options: int) -> tuple[int, int, Any]:
     """``os.wait3``; without ``WNOHANG`` it parks the greenthread."""
-    if options & _WNOHANG or in_hub():
-        return _real_wait3(options)
-    return _wait_for_child(-1, options, lambda: _real_wait3(options | _WNOHANG))
+    return _wait_for_child(-1, options, _real_wait3)
 
 
 def wait4(pid: int, options: int) -> tuple[int, int, Any]:
     """``os.wait4``; without ``WNOHANG`` it parks the greenthread."""
-    if options & _WNOHANG or in_hub():
-        return _real_wait4(pid, options)
-    return _wait_for_child(pid, options, lambda: _real_wait4(pid, options | _WNOHANG))
+    return _wait_for_child(pid, options, lambda o: _real_wait4(pid, o))
