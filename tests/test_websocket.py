@@ -14,22 +14,17 @@ import asyncio
 import base64
 import contextlib
 import http.client
-import json
 import logging
 import os
-import select
-import signal
 import socket as stdsocket
 import struct
-import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from test_recipes import Recipe
 from websockets.asyncio.client import connect as aconnect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
 from websockets.sync.client import connect
@@ -41,7 +36,6 @@ from nettools.web import websocket, wsgi
 pytestmark = pytest.mark.timeout(60)
 
 LOCAL = "127.0.0.1"
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 T = 10  # seconds any single client-side wait may take before the test fails
 
 
@@ -624,33 +618,18 @@ def test_graceful_stop_closes_idle_and_lets_mid_message_finish(serve):
 
 
 def test_recipe_websocket_echo():
-    proc = subprocess.Popen(
-        [sys.executable, str(RECIPES / "websocket_echo.py"), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 20)
-        assert ready, "no listening line"
-        event = json.loads(proc.stdout.readline())
-        assert event["event"] == "listening" and event["service"] == "websocket-echo"
-        with connect(f"ws://{event['address']}/", open_timeout=T) as ws:
+    with Recipe("websocket_echo.py", "--port", "0") as recipe:
+        host, port = recipe.listening()
+        assert recipe.ready_event["service"] == "websocket-echo"
+        with connect(f"ws://{recipe.ready_event['address']}/", open_timeout=T) as ws:
             ws.send("recipe")
             assert ws.recv(timeout=T) == "recipe"
             ws.send(b"\x01\x02")
             assert ws.recv(timeout=T) == b"\x01\x02"
-        host, port = event["address"].rsplit(":", 1)
-        page = http.client.HTTPConnection(host, int(port), timeout=T)
+        page = http.client.HTTPConnection(host, port, timeout=T)
         page.request("GET", "/")
         resp = page.getresponse()
         assert resp.status == 200 and b"new WebSocket" in resp.read()
         page.close()
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=20)
-        assert proc.returncode == 0, err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        code, _, err = recipe.stop()
+        assert code == 0, err

@@ -4,19 +4,14 @@ the takeover contract, and the hello-world recipe."""
 from __future__ import annotations
 
 import io
-import json
 import logging
-import os
-import select
-import signal
-import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
+from test_recipes import Recipe
 from wsgi_helpers import (
     ServerThread,
     connect,
@@ -32,8 +27,6 @@ from nettools.hub import get_hub
 from nettools.web import wsgi
 
 pytestmark = pytest.mark.timeout(30)
-
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 
 def wait_for(predicate, timeout: float = 5.0) -> bool:
@@ -744,31 +737,16 @@ def test_upgrade_request_not_taken_over_is_answered_and_closed():
 
 
 def test_recipe_wsgi_hello_serves_and_stops_on_sigterm():
-    proc = subprocess.Popen(
-        [sys.executable, str(RECIPES / "wsgi_hello.py"), "--host", "127.0.0.1", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 20)
-        assert ready, "no listening line"
-        event = json.loads(proc.stdout.readline())
-        assert event["event"] == "listening" and event["service"] == "wsgi"
-        host, _, port = event["address"].rpartition(":")
+    with Recipe("wsgi_hello.py", "--host", "127.0.0.1", "--port", "0") as recipe:
+        host, port = recipe.listening()
+        assert recipe.ready_event["service"] == "wsgi"
         assert host == "127.0.0.1"
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(f"http://127.0.0.1:{port}/", timeout=10) as resp:
             assert resp.status == 200
             assert resp.read() == b"Hello, World!\n"
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=20)
-        assert proc.returncode == 0, err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
+        code, _, err = recipe.stop()
+        assert code == 0, err
 
 
 # ------------------------------------------------- declared Content-Length
