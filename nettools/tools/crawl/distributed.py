@@ -104,7 +104,7 @@ from ...pool import GreenPool
 from ...sync import Event, Semaphore
 from ...web.client import DEFAULT_USER_AGENT, FetchError, HttpClient
 from ..zmqproxy import Endpoint, open_socket
-from .fetcher import Fetched, LocalFetcher
+from .fetcher import Fetched, LocalFetcher, crawl_client
 
 __all__ = ["Coordinator", "CrawlWorker", "MAX_MESSAGE", "PROTOCOL_VERSION", "worker_agent"]
 
@@ -765,9 +765,8 @@ class CrawlWorker:
 
 
 def _client(fetch: dict, name: str) -> HttpClient:
-    timeout = float(fetch.get("timeout") or 30.0)
-    return HttpClient(
-        connect_timeout=min(10.0, timeout), read_timeout=timeout,
+    return crawl_client(
+        timeout=float(fetch.get("timeout") or 30.0),
         max_body=int(fetch.get("max_body") or 10 * 2**20), per_host=int(fetch.get("per_host") or 8),
         user_agent=worker_agent(fetch.get("user_agent"), name),
     )  # fmt: skip

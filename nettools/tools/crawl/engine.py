@@ -51,7 +51,7 @@ from ...pool import GreenPool
 from ...queue import Queue
 from ...web.client import FetchError, HttpClient
 from ..fetch import Halt
-from .fetcher import Fetched, Fetcher, LocalFetcher
+from .fetcher import Fetched, Fetcher, LocalFetcher, crawl_client
 from .politeness import HostGates, RetryPolicy, retry_after
 from .robots import RobotsCache, parse_sitemap
 from .scope import Scope
@@ -291,9 +291,8 @@ class Crawler:
         self.retry = RetryPolicy(retries, backoff)
         self.gates = HostGates(per_host, delay)
         self._own_fetcher = fetcher is None and client is None  # else the caller closes it
-        self.fetcher = fetcher or LocalFetcher(client or HttpClient(
-            connect_timeout=min(10.0, timeout), read_timeout=timeout, max_body=max_body,
-            per_host=per_host, user_agent=user_agent,
+        self.fetcher = fetcher or LocalFetcher(client or crawl_client(
+            timeout=timeout, max_body=max_body, per_host=per_host, user_agent=user_agent,
         ))  # fmt: skip
         self.user_agent = user_agent or "nettools"
         self.robots = RobotsCache(self._fetch_plain, self.user_agent)

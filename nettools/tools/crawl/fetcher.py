@@ -22,7 +22,7 @@ from ...web.client import HttpClient
 from .links import extract
 from .urls import Resolver
 
-__all__ = ["Fetched", "Fetcher", "LocalFetcher", "HTML_TYPES", "KEPT_HEADERS"]
+__all__ = ["Fetched", "Fetcher", "LocalFetcher", "crawl_client", "HTML_TYPES", "KEPT_HEADERS"]
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 #: The response headers the engine reads (the rest are not passed on).
@@ -63,6 +63,15 @@ class Fetcher(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def crawl_client(
+    *, timeout: float, max_body: int, per_host: int, user_agent: str | None
+) -> HttpClient:
+    """The client of a crawl's requests, in the crawling process or in a worker:
+    ``timeout`` bounds each read, and connecting too (up to 10s)."""
+    return HttpClient(connect_timeout=min(10.0, timeout), read_timeout=timeout,
+                      max_body=max_body, per_host=per_host, user_agent=user_agent)  # fmt: skip
 
 
 class LocalFetcher:
