@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cases import Case, CaseFn, Result
-from bench.cases._procs import pin, read_line, started
+from bench.cases._procs import pin, read_line, ready_port, started
 
 HOST = "127.0.0.1"
 SERVER_CORE = 0
@@ -111,8 +111,8 @@ def serve(pages: int, latency: float) -> None:
 def _site(pages: int) -> Iterator[str]:
     cmd = [sys.executable, "-m", "bench.cases.crawl", "serve", "--pages", str(pages)]
     with started(cmd, SERVER_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE) as proc:
-        line = read_line(proc, proc.stdout, 30, "the site's ready line")
-        yield f"http://{HOST}:{json.loads(line)['port']}/"
+        port = ready_port(proc, 30, "the site's ready line")
+        yield f"http://{HOST}:{port}/"
 
 
 # --- the crawlers -----------------------------------------------------------------------
