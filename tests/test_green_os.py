@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+from green_helpers import spin
 from isolated_helpers import run_isolated
 
 import nettools
@@ -84,11 +85,18 @@ def test_waitpid_parks_only_the_greenthread():
 
 
 def test_concurrent_waits_overlap():
-    procs = [subprocess.Popen(["sleep", "0.3"]) for _ in range(5)]
-    start = time.monotonic()
+    # The children live until we close the pipe they read: a waitpid that
+    # blocked the thread would never let us get there.
+    r, w = stdlib_os.pipe()
+    procs = [subprocess.Popen(["cat"], stdin=r, stdout=subprocess.DEVNULL) for _ in range(5)]
+    stdlib_os.close(r)
     waits = [nettools.spawn(gos.waitpid, p.pid, 0) for p in procs]
+    try:
+        spin()
+        assert not any(gt.dead for gt in waits)  # all five wait at once
+    finally:
+        stdlib_os.close(w)
     assert sorted(gt.wait()[0] for gt in waits) == sorted(p.pid for p in procs)
-    assert time.monotonic() - start < 1.3  # one after another: 1.5 s
     for p in procs:
         p.returncode = 0
 
