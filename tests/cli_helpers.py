@@ -17,6 +17,17 @@ def clean_env(extra: dict | None = None) -> dict:
     return env
 
 
+def stop_summary(stderr: str, service: str | None = None) -> dict:
+    """The JSON summary a stopped service prints last on stderr (``service``'s, if given)."""
+    lines = stderr.strip().splitlines()
+    assert lines, "nothing on stderr"
+    event = json.loads(lines[-1])
+    assert event["event"] == "stopped", lines[-1]
+    if service is not None:
+        assert event["service"] == service, lines[-1]
+    return event
+
+
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "nettools", *args],

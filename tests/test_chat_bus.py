@@ -22,7 +22,7 @@ import urllib.request
 
 import pytest
 import zmq
-from cli_helpers import Cli, run_cli
+from cli_helpers import Cli, run_cli, stop_summary
 from test_cli_chat import Client as LineClient
 from test_wschat import Client as WSClient
 
@@ -140,12 +140,6 @@ def net():
             print("".join(thing.lines))
 
 
-def summary(stderr: str) -> dict:
-    event = json.loads(stderr.strip().splitlines()[-1])
-    assert event["event"] == "stopped"
-    return event
-
-
 def enter(client: LineClient, nick: str) -> str:
     """Take ``nick`` on a line chat; the "You are in lobby, ..." line (who
     else is there depends on what the server has heard yet)."""
@@ -229,7 +223,7 @@ def test_line_chat_users_on_two_servers_share_rooms(net):
 
     code, _out, err = a.stop()
     assert code == 0
-    counts = summary(err)["bus"]
+    counts = stop_summary(err)["bus"]
     assert counts["connected"] is True and counts["servers"] == 1
     assert counts["sent"] > 0 and counts["received"] > 0 and counts["malformed"] == 0
 
@@ -458,7 +452,7 @@ def test_malformed_bus_messages_are_ignored_and_counted(net):
 
     code, _out, err = a.stop()
     assert code == 0
-    assert summary(err)["bus"]["malformed"] == len(bad)
+    assert stop_summary(err)["bus"]["malformed"] == len(bad)
     assert "malformed message" in err
 
 

@@ -22,7 +22,7 @@ import pytest
 
 pytestmark = pytest.mark.timeout(60)
 
-from cli_helpers import Cli, clean_env, run_cli  # noqa: E402
+from cli_helpers import Cli, clean_env, run_cli, stop_summary  # noqa: E402
 
 LOCAL = "127.0.0.1"
 IO_TIMEOUT = 20
@@ -42,12 +42,6 @@ class Chat(Cli):
 
     def address(self) -> tuple[str, int]:
         return self.tcp_address()
-
-
-def summary(stderr: str) -> dict:
-    event = json.loads(stderr.strip().splitlines()[-1])
-    assert event["event"] == "stopped" and event["service"] == "chat"
-    return event
 
 
 class Client:
@@ -308,7 +302,7 @@ def test_an_overlong_line_disconnects_only_that_client(chat_factory):
     chat_factory.clients.append(carol)
     carol.join("bob", ("alice",))
     code, _out, err = chat.stop()
-    assert code == 0 and summary(err)["errors"] == 1
+    assert code == 0 and stop_summary(err, "chat")["errors"] == 1
 
 
 def test_a_silent_client_is_disconnected_after_the_idle_timeout(chat_factory):
@@ -350,7 +344,7 @@ def test_sigterm_tells_everyone_drains_and_prints_the_summary(two):
     for c in (alice, bob):
         c.expect("*** Server is shutting down")
         assert c.rest() == b""
-    result = summary(err)
+    result = stop_summary(err, "chat")
     assert result["connections"] == 2 and result["active"] == 0
     assert result["messages"] == 1 and result["errors"] == 0
     assert result["bytes_in"] == len(b"alice\nbob\nhi bob\n")
@@ -520,7 +514,7 @@ def test_200_clients_get_every_message_in_order_and_a_stuck_one_is_dropped(chat_
     assert b"END" not in rest
     code, _out, err = chat.stop()
     assert code == 0, err
-    result = summary(err)
+    result = stop_summary(err, "chat")
     assert result["slow_disconnects"] == 1
     assert result["connections"] == N_CLIENTS
 

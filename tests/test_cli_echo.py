@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -14,19 +13,10 @@ import pytest
 
 pytestmark = pytest.mark.timeout(60)
 
-from cli_helpers import Cli, run_cli  # noqa: E402
+from cli_helpers import Cli, run_cli, stop_summary  # noqa: E402
 
 LOCAL = "127.0.0.1"
 IO_TIMEOUT = 15
-
-
-def summary(stderr: str) -> dict:
-    """The JSON summary: the last line on stderr."""
-    lines = stderr.strip().splitlines()
-    assert lines, "nothing on stderr"
-    event = json.loads(lines[-1])
-    assert event["event"] == "stopped"
-    return event
 
 
 def connect(addr: tuple[str, int]) -> socket.socket:
@@ -109,7 +99,7 @@ def test_raw_mode_echoes_bytes_as_they_come():
             assert recv_all(sock) == payload
         code, _out, err = srv.stop()
         assert code == 0, err
-        assert summary(err)["bytes_out"] == 100_010
+        assert stop_summary(err, "echo")["bytes_out"] == 100_010
 
 
 def test_udp_echoes_datagrams():
@@ -123,7 +113,7 @@ def test_udp_echoes_datagrams():
                 assert (data, peer) == (payload, addr)
         code, _out, err = srv.stop()
         assert code == 0, err
-        assert summary(err)["bytes_in"] == 1404
+        assert stop_summary(err, "echo")["bytes_in"] == 1404
 
 
 def test_unix_socket_echo(tmp_path: Path):
@@ -151,7 +141,7 @@ def test_overlong_line_closes_that_client_with_an_error_and_the_server_lives_on(
             assert recv_exactly(sock, 11) == b"still here\n"
         code, _out, err = srv.stop()
         assert code == 0, err
-        assert summary(err)["errors"] == 1
+        assert stop_summary(err, "echo")["errors"] == 1
 
 
 def test_ready_file_gets_the_same_line(tmp_path: Path):
@@ -230,7 +220,7 @@ def test_sigterm_lets_an_in_flight_client_finish_then_prints_the_summary():
     assert code == 0, err
     assert out == ""  # the ready line was already read; nothing else on stdout
     assert "Traceback" not in err
-    result = summary(err)
+    result = stop_summary(err, "echo")
     assert result["service"] == "echo"
     assert result["connections"] >= 1  # the probes in wait_until_refused count too
     assert result["bytes_in"] == result["bytes_out"] == len(b"first\nsecond\n")
@@ -247,4 +237,4 @@ def test_drain_is_bounded_by_the_drain_timeout():
             code, _out, err = srv.stop()
             assert recv_all(sock) == b""
     assert code == 0, err
-    assert summary(err)["connections"] == 1
+    assert stop_summary(err, "echo")["connections"] == 1

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cli_helpers import clean_env, run_cli, stop_summary
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -51,7 +52,7 @@ class Forward:
             stdout=subprocess.PIPE,
             stderr=self._err,
             text=True,
-            env={**os.environ, **(env or {})},
+            env=clean_env(env),
         )
         # A thread reads stdout: select() on a buffered pipe misses lines
         # already sitting in the buffer.
@@ -126,22 +127,6 @@ class Forward:
 def parse_addr(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     return host.strip("[]"), int(port)
-
-
-def run_cli(*args: str, env: dict | None = None, timeout: float = 30
-            ) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "nettools", *args],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
-    )
-
-
-def summary_of(stderr: str) -> dict:
-    """The stop summary: the last stderr line, one JSON object."""
-    last = stderr.strip().splitlines()[-1]
-    summary = json.loads(last)
-    assert summary["event"] == "stopped" and summary["service"] == "forward", last
-    return summary
 
 
 def recv_all(sock: socket.socket) -> bytes:
@@ -420,7 +405,7 @@ def test_200_mib_both_directions_at_once_arrive_intact(mode):
             fwd.wait_log(f"{size} bytes in, {size} out")
             code, err = fwd.stop()
         assert code == 0
-        summary = summary_of(err)
+        summary = stop_summary(err, "forward")
         assert summary["bytes_in"] == size and summary["bytes_out"] == size
     finally:
         target.close()
@@ -501,7 +486,7 @@ def test_client_reset_closes_the_target_side():
             assert "data" in seen, "the target side stayed open after the client's reset"
             err = fwd.wait_log("reset by client")
             code, err = fwd.stop()
-            assert summary_of(err)["errors"] == 1
+            assert stop_summary(err, "forward")["errors"] == 1
     finally:
         target.close()
 
@@ -548,7 +533,7 @@ def test_500_concurrent_forwarded_connections(echo_target):
                 s.close()
         code, err = fwd.stop()
     assert code == 0
-    assert summary_of(err)["connections"] == n
+    assert stop_summary(err, "forward")["connections"] == n
 
 
 # ---------------------------------------------------------------- failures
@@ -584,7 +569,7 @@ def test_target_refusing_connections_closes_client_logs_why_and_keeps_serving():
             server.join(10)
             code, err = fwd.stop()
         assert code == 0
-        summary = summary_of(err)
+        summary = stop_summary(err, "forward")
         assert summary["connections"] == 3 and summary["errors"] == 2
     finally:
         waiting.close()
@@ -665,7 +650,7 @@ def test_allow_and_deny(echo_target, flags, admitted):
         code, err = fwd.stop()
     assert got == (b"may I?" if admitted else b"")
     assert echo_target.accepted == (1 if admitted else 0)
-    summary = summary_of(err)
+    summary = stop_summary(err, "forward")
     assert summary["denied"] == (0 if admitted else 1)
 
 
@@ -765,7 +750,7 @@ def test_tls_termination_with_a_test_certificate(certs, mode):
             code, err = fwd.stop()
         assert code == 0
         assert target.accepted == 1  # the plain-text client never reached the target
-        summary = summary_of(err)
+        summary = stop_summary(err, "forward")
         assert summary["bytes_in"] == len(payload) and summary["errors"] == 1
     finally:
         target.close()
@@ -853,7 +838,7 @@ def test_sigterm_drains_open_connections_then_prints_summary(echo_target):
         assert time.monotonic() - start < 8  # ended when the last connection did
     assert code == 0
     assert "Traceback" not in err
-    summary = summary_of(err)
+    summary = stop_summary(err, "forward")
     assert 1 <= summary["connections"] <= 1 + probes
     assert summary["bytes_in"] == 18 and summary["bytes_out"] == 18
     assert summary["errors"] == 0 and summary["active"] == 0
@@ -870,7 +855,7 @@ def test_drain_timeout_bounds_the_wait_for_busy_connections(echo_target):
         assert recv_all(s) == b""  # the forwarder closed it at the deadline
         s.close()
     assert code == 0
-    summary = summary_of(err)
+    summary = stop_summary(err, "forward")
     assert summary["connections"] == 1 and summary["active"] == 0
 
 

@@ -23,7 +23,7 @@ from websockets.sync.client import connect
 
 pytestmark = pytest.mark.timeout(60)
 
-from cli_helpers import Cli, run_cli  # noqa: E402
+from cli_helpers import Cli, run_cli, stop_summary  # noqa: E402
 
 T = 10  # seconds any single client-side wait may take before the test fails
 
@@ -37,12 +37,6 @@ class WSChat(Cli):
 
     def url(self, scheme: str = "ws") -> str:
         return f"{scheme}://{self.host}:{self.port}/chat"
-
-
-def summary(stderr: str) -> dict:
-    event = json.loads(stderr.strip().splitlines()[-1])
-    assert event["event"] == "stopped" and event["service"] == "wschat"
-    return event
 
 
 class Client:
@@ -301,7 +295,7 @@ def test_rate_limit_answers_with_an_error_then_floods_are_cut_off(server):
     assert exc.rcvd is not None and exc.rcvd.code == 1008
     code, _out, err = chat.stop()
     assert code == 0
-    result = summary(err)
+    result = stop_summary(err, "wschat")
     assert result["flood_disconnects"] == 1 and result["rate_limited"] >= 20
 
 
@@ -408,7 +402,7 @@ def test_a_client_that_stops_reading_is_dropped_and_delays_nobody(server):
     assert len(texts) < sent
     code, _out, err = chat.stop()
     assert code == 0, err
-    result = summary(err)
+    result = stop_summary(err, "wschat")
     assert result["slow_disconnects"] == 1 and result["dropped"] >= 1
     assert result["connections"] == 3
 
@@ -437,7 +431,7 @@ def test_sigterm_closes_websockets_with_1001_and_prints_the_summary(two):
         assert exc.rcvd is not None and exc.rcvd.code == 1001
         assert exc.rcvd.reason == "server shutting down"
     assert code == 0, err
-    result = summary(err)
+    result = stop_summary(err, "wschat")
     assert result["connections"] == 2 and result["messages"] == 1 and result["active"] == 0
 
 
