@@ -59,19 +59,20 @@ class GreenPool:
         """Run ``function`` in the pool, waiting for a free slot; returns its GreenThread."""
         if not self._enter():
             return _run_inline(function, args, kwargs)
-        gt = spawn(function, *args, **kwargs)
-        self.coroutines_running.add(gt)
-        gt.link(self._spawn_done)
-        return gt
+        return self._track(spawn(function, *args, **kwargs))
 
     def spawn_n(self, function: Callable, *args: Any, **kwargs: Any) -> None:
         """Like ``spawn`` without a result; errors are logged."""
         if not self._enter():
             function(*args, **kwargs)
             return
-        gt = spawn_n(function, *args, **kwargs)
+        self._track(spawn_n(function, *args, **kwargs))
+
+    def _track(self, gt: GreenThread) -> GreenThread:
+        """Count ``gt`` as running in the pool until it ends (then its slot frees)."""
         self.coroutines_running.add(gt)
         gt.link(self._spawn_done)
+        return gt
 
     def _spawn_done(self, coro: Any) -> None:
         self.sem.release()
