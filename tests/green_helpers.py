@@ -53,3 +53,13 @@ def recv_exactly(sock, n: int) -> bytes:
         chunks.append(chunk)
         n -= len(chunk)
     return b"".join(chunks)
+
+
+def recv_all(sock) -> bytes:
+    """Read from ``sock`` until the peer closes; everything it sent."""
+    chunks = []
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)

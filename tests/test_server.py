@@ -16,7 +16,7 @@ import threading
 import time
 
 import pytest
-from green_helpers import ipv6_available
+from green_helpers import ipv6_available, recv_all
 
 import nettools
 from nettools import Event, GreenPool, Queue, Server, StopServe, Timeout, sleep, spawn
@@ -48,15 +48,6 @@ def start(servers, sock, handle, **kw) -> Server:
     server = Server(sock, handle, **kw).start()
     servers.append(server)
     return server
-
-
-def recv_all(sock) -> bytes:
-    chunks = []
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
 
 
 # ------------------------------------------------------------- concurrency
