@@ -352,15 +352,17 @@ class Coordinator:
     def _drop(self, job: _Job) -> None:
         job.over = True
         self._jobs.pop(job.id, None)
-        holder = self._workers.get(job.worker) if job.worker is not None else None
-        if holder is not None:
-            holder.jobs.discard(job.id)
+        self._unassign(job)
 
-    def _reissue(self, job: _Job, why: str) -> None:
+    def _unassign(self, job: _Job) -> None:
+        """Take ``job`` off the list of the worker it was given to."""
         holder = self._workers.get(job.worker) if job.worker is not None else None
         if holder is not None:
             holder.jobs.discard(job.id)
         job.worker = None
+
+    def _reissue(self, job: _Job, why: str) -> None:
+        self._unassign(job)
         if job.issues >= MAX_ISSUES:
             self.lost += 1
             self._finish(job, FetchError(job.url, "other",
