@@ -28,9 +28,14 @@ import typer
 from .. import cliargs
 from ..green import socket
 from ..green import ssl as gssl
-from ..greenthread import spawn
-from ..hub import get_hub
-from ..tools.service import Service, Stats, announce, format_address, raise_fd_limit
+from ..tools.service import (
+    Service,
+    Stats,
+    announce,
+    call_on_stop_signals,
+    format_address,
+    raise_fd_limit,
+)
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
@@ -254,13 +259,7 @@ def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
     """While in the block, SIGINT/SIGTERM call ``stop`` in a greenthread: the polite
     stop of a client tool (no new requests, in-flight ones finish or are cut, results
     still written)."""
-    hub = get_hub()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        hub.run_callback_threadsafe(lambda: spawn(stop))
-
-    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    hub.wake_on_signals()
+    old = call_on_stop_signals(stop)
     try:
         yield
     finally:

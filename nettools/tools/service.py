@@ -25,7 +25,9 @@ from ..greenthread import spawn
 from ..hub import get_hub
 from ..sync import Event
 
-__all__ = ["Stats", "format_address", "announce", "raise_fd_limit", "Service"]
+__all__ = [
+    "Stats", "format_address", "announce", "raise_fd_limit", "call_on_stop_signals", "Service",
+]
 
 log = logging.getLogger("nettools.service")
 
@@ -86,6 +88,19 @@ def raise_fd_limit(wanted: int) -> int:
     return soft
 
 
+def call_on_stop_signals(stop: Callable[[], Any]) -> dict[int, Any]:
+    """Make SIGINT and SIGTERM run ``stop()`` in a greenthread (main thread only);
+    returns the handlers they had, to put back."""
+    hub = get_hub()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        hub.run_callback_threadsafe(lambda: spawn(stop))
+
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    hub.wake_on_signals()
+    return old
+
+
 class Service:
     """Runs until stopped: SIGINT/SIGTERM call ``stop`` (which drains), then the
     summary goes to stderr.
@@ -116,14 +131,7 @@ class Service:
         self._done.send(None)
 
     def install_signal_handlers(self) -> None:
-        hub = get_hub()
-
-        def on_signal(signum: int, frame: Any) -> None:
-            hub.run_callback_threadsafe(lambda: spawn(self.stop))
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, on_signal)
-        hub.wake_on_signals()
+        call_on_stop_signals(self.stop)
 
     def run(self) -> int:
         """Wait until stopped, print the summary on stderr; returns the exit code 0."""
