@@ -596,7 +596,7 @@ class Crawler:
         if seed:
             link.seed = True
         if not fresh and depth < link.depth:
-            return self._shorten(link, depth)
+            self._shorten(link, depth)
         return link if fresh else None
 
     def _shorten(self, link: Link, depth: int) -> None:
@@ -618,7 +618,6 @@ class Crawler:
                         self._late.append(new)
                 elif cd < child.depth:
                     stack.append((child, cd))
-        return None
 
     # ----------------------------------------------------------- sitemaps
 
