@@ -81,5 +81,12 @@ class Cli:
         """SIGTERM, then wait for the exit: ``(returncode, stdout, stderr)``."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 30) -> tuple[int, str, str]:
+        """Wait for the exit (of a server already told to stop): ``(returncode, stdout, stderr)``.
+
+        A second SIGTERM could land while the interpreter exits, when the default
+        handler is back, and kill it."""
         out, err = self.proc.communicate(timeout=timeout)
         return self.proc.returncode, out, err

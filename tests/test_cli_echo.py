@@ -216,7 +216,7 @@ def test_sigterm_lets_an_in_flight_client_finish_then_prints_the_summary():
             sock.sendall(b"second\n")  # ...but still serves the client it has
             assert recv_exactly(sock, 7) == b"second\n"
             assert srv.proc.poll() is None  # draining waits for this client
-        code, out, err = srv.stop()
+        code, out, err = srv.wait()
     assert code == 0, err
     assert out == ""  # the ready line was already read; nothing else on stdout
     assert "Traceback" not in err
