@@ -107,6 +107,12 @@ class Link:
     def requested(self) -> bool:
         return self.status is not None or self.error is not None
 
+    @property
+    def checked(self) -> bool:
+        """A link a page, the command line or a sitemap names (the hops of a
+        redirect chain belong to the link that starts it)."""
+        return bool(self.referrer_count or self.seed)
+
     def add_referrer(self, url: str) -> None:
         # A page's links are admitted in one go (no other page's in between)
         # and each page once, so a referrer seen before is the last one seen:
@@ -698,7 +704,7 @@ class Crawler:
     def _judge(self, link: Link) -> Broken | None:
         if link.skipped is not None:
             return None
-        if not (link.referrer_count or link.seed):
+        if not link.checked:
             return None  # only reached through a redirect: reported at its source
         if link.redirect is not None:
             final, problem = self._final(link)

@@ -74,7 +74,7 @@ def _rows(result: CrawlResult) -> Iterator[dict]:
 
 
 def _checked(result: CrawlResult) -> list[Link]:
-    return [lk for lk in result.links if lk.referrer_count or lk.seed]
+    return [lk for lk in result.links if lk.checked]
 
 
 def _state(link: Link) -> str:
