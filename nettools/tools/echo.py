@@ -64,7 +64,7 @@ class EchoServer:
                 self._echo_lines(conn)
         except TimeoutError:
             pass  # idle for too long
-        except (ConnectionError, OSError) as exc:
+        except OSError as exc:
             stats.errors += 1
             log.debug("echo: connection error: %s", exc)
         finally:
