@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..green import socket
 from ..greenthread import GreenletExit
-from ..net import Server
+from ..net import Server, _shutdown
 from .chatrooms import DEFAULT_ROOM, NAME_RULE, ChatRooms, ChatStats, Member, Room, valid_name
 from .linereader import LineTooLong, recv_lines
 from .outbox import Outbox
@@ -381,10 +381,3 @@ def _clean(text: str) -> str:
     """Text from another server, safe to show: no lone surrogates (which have
     no UTF-8) and no control characters."""
     return escape_controls(text.encode("utf-8", "replace").decode("utf-8"))
-
-
-def _shutdown(conn: socket.socket) -> None:
-    try:
-        conn.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
