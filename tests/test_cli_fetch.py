@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -142,7 +143,11 @@ def test_exit_2_when_any_fetch_fails(site):
     assert res.returncode == 2
     assert fields(res.stdout.splitlines()[1])[0] == "404"
 
-    res = fetch(f"{site.url}/a", "http://127.0.0.1:1/")
+    # A port that is bound but not listening: the connection is refused, whatever
+    # else runs on this machine.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        res = fetch(f"{site.url}/a", f"http://127.0.0.1:{closed.getsockname()[1]}/")
     assert res.returncode == 2
     err_line = res.stdout.splitlines()[1]
     assert err_line.startswith("ERR") and "connect:" in err_line
