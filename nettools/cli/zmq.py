@@ -133,7 +133,8 @@ class _Sockets:
         self.endpoints: dict[str, str] = {}
 
     def open(self, name: str, kind: int, ep: Endpoint | None, **options: Any) -> Any:
-        """A socket on ``ep`` (None: no socket); a bad endpoint exits 2."""
+        """A socket on ``ep`` (None: no socket); a bad endpoint exits 2.  The
+        caller closes the sockets, whatever happens."""
         if ep is None:
             return None
         opts = {getattr(zmq, k.upper()): v for k, v in options.items()}
@@ -142,11 +143,7 @@ class _Sockets:
                 self.ctx, kind, ep, hwm=self.hwm, linger=self.linger, options=opts
             )
         except EndpointError as exc:
-            self.close()
             _usage(self.command, exc)
-        except BaseException:
-            self.close()
-            raise
         return sock
 
     def close(self) -> None:
