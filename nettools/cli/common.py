@@ -21,7 +21,7 @@ import signal
 import ssl
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
@@ -127,23 +127,27 @@ def describe_os_error(exc: OSError) -> str:
     return text
 
 
+def usage_error(command: str, message: object) -> NoReturn:
+    """A usage error found after parsing: one line pointing at the help, exit 2."""
+    fail(command, f"{message} (see 'nettools {command} --help')", EXIT_USAGE)
+    raise AssertionError("fail() exits")
+
+
 def server_tls(command: str, cert: str | None, key: str | None) -> Any:
     """The green server TLS context of ``--tls-cert``/``--tls-key``, or None without a cert.
 
     A key without a cert, or files that do not load, are usage errors (exit 2).
     """
-    usage = f" (see 'nettools {command} --help')"
     if cert is None:
         if key is not None:
-            fail(command, "--tls-key needs --tls-cert" + usage, EXIT_USAGE)
+            usage_error(command, "--tls-key needs --tls-cert")
         return None
     ctx = gssl.SSLContext(gssl.PROTOCOL_TLS_SERVER)
     try:
         ctx.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
         text = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
-        fail(command, f"cannot load --tls-cert/--tls-key: {text[:1].lower()}{text[1:]}" + usage,
-             EXIT_USAGE)
+        usage_error(command, f"cannot load --tls-cert/--tls-key: {text[:1].lower()}{text[1:]}")
     return ctx
 
 

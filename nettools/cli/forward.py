@@ -24,16 +24,15 @@ from ..tools.forward import (
 )
 from ..tools.service import raise_fd_limit
 from .common import (
-    EXIT_USAGE,
     FD_HEADROOM,
     drain_timeout_option,
     duration,
-    fail,
     listen_on,
     opt,
     runtime_errors,
     serve_until_stopped,
     server_tls,
+    usage_error,
 )
 
 DRAIN_TIMEOUT = drain_timeout_option("for connections to end")
@@ -101,8 +100,7 @@ def parse_rule(text: str) -> RuleSpec:
 
 
 def _usage(message: str) -> NoReturn:
-    fail("forward", f"{message} (see 'nettools forward --help')", EXIT_USAGE)
-    raise AssertionError("fail() exits")
+    usage_error("forward", message)
 
 
 def _resolve_listen(spec: RuleSpec) -> cliargs.Address:

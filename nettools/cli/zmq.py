@@ -39,7 +39,6 @@ from ..tools.zmqproxy import (
 )
 from ..web.wsgi import WSGIServer
 from .common import (
-    EXIT_USAGE,
     LISTEN,
     READY_FILE,
     SEND_BUFFER,
@@ -47,7 +46,6 @@ from .common import (
     bound_address,
     drain_timeout_option,
     duration,
-    fail,
     listen_on,
     opt,
     option_parser,
@@ -56,6 +54,7 @@ from .common import (
     runtime_errors,
     server_tls,
     size,
+    usage_error,
 )
 
 zmq_app = typer.Typer(
@@ -92,10 +91,6 @@ def _report_on_sigusr1(service: str, stats: Stats) -> None:
         sys.stderr.flush()
 
     signal.signal(signal.SIGUSR1, lambda signum, frame: hub.run_callback_threadsafe(report))
-
-
-def _usage(command: str, message: Any) -> None:
-    fail(command, f"{message} (see 'nettools {command} --help')", EXIT_USAGE)
 
 
 def _run_service(
@@ -143,7 +138,7 @@ class _Sockets:
                 self.ctx, kind, ep, hwm=self.hwm, linger=self.linger, options=opts
             )
         except EndpointError as exc:
-            _usage(self.command, exc)
+            usage_error(self.command, exc)
         return sock
 
     def close(self) -> None:
@@ -223,7 +218,7 @@ def proxy(
             )
         except EndpointError as exc:
             ctx.term()
-            _usage(command, exc)
+            usage_error(command, exc)
         except BaseException:
             ctx.term()
             raise
@@ -286,13 +281,13 @@ def tcp(
     command = "zmq tcp"
     with runtime_errors(command):
         if pub is not None and push is not None:
-            _usage(command, "give --pub or --push, not both")
+            usage_error(command, "give --pub or --push, not both")
         if pub is None and push is None and sub is None:
-            _usage(command, "give --pub, --push or --sub (or --sub with one of the others)")
+            usage_error(command, "give --pub, --push or --sub (or --sub with one of the others)")
         if topics and sub is None:
-            _usage(command, "--topic needs --sub")
+            usage_error(command, "--topic needs --sub")
         if max_line < 1:
-            _usage(command, "--max-line must be at least 1 byte")
+            usage_error(command, "--max-line must be at least 1 byte")
         prepare_limits(max_conns)
         zsocks = _Sockets(command, hwm, linger)
         try:
@@ -367,9 +362,9 @@ def ws(
     command = "zmq ws"
     with runtime_errors(command):
         if pub is None and sub is None:
-            _usage(command, "give --sub, --pub or both")
+            usage_error(command, "give --sub, --pub or both")
         if max_message < 1:
-            _usage(command, "--max-message must be at least 1 byte")
+            usage_error(command, "--max-message must be at least 1 byte")
         tls = server_tls(command, tls_cert, tls_key)
         prepare_limits(max_conns)
         zsocks = _Sockets(command, hwm, linger)
