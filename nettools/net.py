@@ -35,7 +35,7 @@ from .pool import GreenPool
 from .sync import Event
 from .timeout import Timeout
 
-__all__ = ["listen", "connect", "wrap_ssl", "serve", "StopServe", "Server"]
+__all__ = ["listen", "connect", "wrap_ssl", "serve", "StopServe", "Server", "shutdown_quietly"]
 
 log = logging.getLogger("nettools.server")
 
@@ -328,7 +328,7 @@ class Server:
     def _end_idle(self, conn: Any) -> None:
         closer = self._closers.pop(conn, None)
         if closer is None:
-            _shutdown(conn)
+            shutdown_quietly(conn)
         else:
             spawn(closer)
 
@@ -392,7 +392,9 @@ class Server:
         hub.wake_on_signals()
 
 
-def _shutdown(conn: Any) -> None:
+def shutdown_quietly(conn: Any) -> None:
+    """Shut ``conn`` down both ways, waking its reader (EOF) and writer (EPIPE);
+    an already closed or reset socket is not an error."""
     try:
         # The plain socket's shutdown, also for TLS: SSLSocket.shutdown drops the
         # SSL object, so a handler blocked in a read would get ValueError, not EOF.

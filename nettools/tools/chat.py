@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..green import socket
 from ..greenthread import GreenletExit
-from ..net import Server, _shutdown
+from ..net import Server, shutdown_quietly
 from .chatrooms import DEFAULT_ROOM, NAME_RULE, ChatRooms, ChatStats, Member, Room, valid_name
 from .linereader import LineTooLong, recv_lines
 from .outbox import Outbox
@@ -205,7 +205,7 @@ class ChatServer(ChatRooms):
             stats.bytes_out += len(data)
 
         return self._admit(
-            lambda outbox: _Client(conn, outbox), send, on_end=lambda clean: _shutdown(conn)
+            lambda outbox: _Client(conn, outbox), send, on_end=lambda clean: shutdown_quietly(conn)
         )
 
     def _lines(self, conn: socket.socket) -> Iterator[str]:
@@ -344,7 +344,7 @@ class ChatServer(ChatRooms):
     _send = ChatRooms._put
 
     def _cut(self, client: _Client) -> None:
-        _shutdown(client.conn)  # wakes its reader (EOF) and its writer (EPIPE)
+        shutdown_quietly(client.conn)  # wakes its reader (EOF) and its writer (EPIPE)
 
     def _said_item(self, room: Room, nick: str, text: str, ts: float, action: bool) -> str:
         return _said(nick, _clean(text), action)

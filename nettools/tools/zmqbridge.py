@@ -40,7 +40,7 @@ from typing import Any
 
 from ..green import socket, zmq
 from ..greenthread import GreenThread, kill, sleep, spawn
-from ..net import Server, _shutdown
+from ..net import Server, shutdown_quietly
 from ..web.websocket import WebSocket, WebSocketWSGI
 from .linereader import LineTooLong, recv_lines
 from .outbox import DEFAULT_LINGER, Outbox
@@ -115,7 +115,7 @@ class _Fanout:
         def on_slow() -> None:
             stats.slow_disconnects += 1
             log.info("zmq bridge: disconnecting a client: too slow")
-            _shutdown(conn)  # wakes its reader (EOF) and its writer (EPIPE)
+            shutdown_quietly(conn)  # wakes its reader (EOF) and its writer (EPIPE)
 
         def on_caught_up(missed: int) -> None:
             box.put(notice(missed))
@@ -123,7 +123,7 @@ class _Fanout:
         box = Outbox(
             send, queue_size=self.queue_size, slow_timeout=self.slow_timeout,
             on_slow=on_slow, on_caught_up=on_caught_up,
-            on_end=(lambda clean: _shutdown(conn)) if end_connection else None,
+            on_end=(lambda clean: shutdown_quietly(conn)) if end_connection else None,
         )
         return box.start()
 
