@@ -6,7 +6,9 @@ import contextlib
 import json
 import os
 import select
+import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -56,3 +58,27 @@ def ready_port(proc: subprocess.Popen[str], timeout: float, what: str) -> int:
     or the end of its ``"address"`` (a nettools command)."""
     ready = json.loads(read_line(proc, proc.stdout, timeout, what))
     return ready["port"] if "port" in ready else int(ready["address"].rsplit(":", 1)[1])
+
+
+def ensure_program(tool: str, package: str) -> str:
+    """The path of ``tool``, installing its Debian ``package`` first if it is missing."""
+    path = shutil.which(tool)
+    if path:
+        return path
+    apt = shutil.which("apt-get")
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    if apt is None or (sudo and shutil.which("sudo") is None):
+        raise RuntimeError(f"{tool} is not installed; install it with: apt-get install {package}")
+    print(f"installing {package} (for {tool})", file=sys.stderr, flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = [*sudo, apt, "install", "-y", "-q", package]
+    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+        # A fresh container may have no package lists yet.
+        subprocess.run([*sudo, apt, "update", "-q"], env=env, capture_output=True)
+        res = subprocess.run(install, env=env, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"apt-get install {package} failed: {res.stderr.strip()[-300:]}")
+    path = shutil.which(tool)
+    if path is None:
+        raise RuntimeError(f"{package} installed but {tool} is still not on PATH")
+    return path

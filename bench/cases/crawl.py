@@ -39,7 +39,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cases import Case, CaseFn, Result
-from bench.cases._procs import pin, read_line, ready_port, started
+from bench.cases._procs import ensure_program, pin, read_line, ready_port, started
 
 HOST = "127.0.0.1"
 SERVER_CORE = 0
@@ -214,28 +213,13 @@ def crawl_scrapy(n: int) -> Result:
     return _result(out["pages"], out["seconds"], rss)
 
 
-def wget_path() -> str:
-    """wget, installed from the Debian package when missing."""
-    path = shutil.which("wget")
-    if path:
-        return path
-    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "wget"]):
-        result = subprocess.run(sudo + cmd, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"wget is missing and {' '.join(cmd)} failed:\n{result.stderr}")
-    path = shutil.which("wget")
-    if not path:
-        raise RuntimeError("wget is still missing after apt-get install wget")
-    return path
-
-
 def crawl_wget(n: int) -> Result:
     if n == 0:
         return None
     pages = min(n, WGET_PAGES)
     with _site(pages) as url, tempfile.TemporaryDirectory() as tmp:
-        cmd = [wget_path(), "--recursive", "--level=inf", "--no-directories", "--delete-after",
+        wget = ensure_program("wget", "wget")
+        cmd = [wget, "--recursive", "--level=inf", "--no-directories", "--delete-after",
                "-e", "robots=off", "--no-verbose", "--directory-prefix", tmp, url]  # fmt: skip
         proc, wall, rss = _timed(cmd)
     fetched = len(re.findall(r" URL:\S+ \[", proc.stderr))

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cases import Case, CaseFn, Result
-from bench.cases._procs import ready_port, started
+from bench.cases._procs import ensure_program, ready_port, started
 
 IPERF_CORE = 0
 FORWARDER_CORE = 1
@@ -48,29 +47,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 # --- tools and processes ------------------------------------------------------------------
-
-
-def _ensure(tool: str, package: str) -> str:
-    """The path of ``tool``, installing its Debian ``package`` first if it is missing."""
-    path = shutil.which(tool)
-    if path:
-        return path
-    apt = shutil.which("apt-get")
-    if apt is None or os.geteuid() != 0:
-        raise RuntimeError(f"{tool} is not installed; install it with: apt-get install {package}")
-    print(f"installing {package} (for {tool})", file=sys.stderr, flush=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = [apt, "install", "-y", "-q", package]
-    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-        # A fresh container may have no package lists yet.
-        subprocess.run([apt, "update", "-q"], env=env, capture_output=True)
-        res = subprocess.run(install, env=env, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"apt-get install {package} failed: {res.stderr.strip()[-300:]}")
-    path = shutil.which(tool)
-    if path is None:
-        raise RuntimeError(f"{package} installed but {tool} is still not on PATH")
-    return path
 
 
 def _free_port() -> int:
@@ -106,7 +82,7 @@ def _wait_listening(proc: subprocess.Popen[str], port: int, what: str) -> None:
 
 @contextlib.contextmanager
 def _iperf_server() -> Iterator[int]:
-    iperf3 = _ensure("iperf3", "iperf3")
+    iperf3 = ensure_program("iperf3", "iperf3")
     port = _free_port()
     cmd = [iperf3, "-s", "-B", "127.0.0.1", "-p", str(port)]
     with started(cmd, IPERF_CORE, stdout=subprocess.DEVNULL) as proc:
@@ -119,7 +95,7 @@ def _forwarder(peer: str, target: int) -> Iterator[tuple[int, int]]:
     """The peer's forwarder to 127.0.0.1:``target``, listening; yields its port and pid."""
     if peer == "socat":
         port = _free_port()
-        cmd = [_ensure("socat", "socat"), f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
+        cmd = [ensure_program("socat", "socat"), f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
                f"TCP:127.0.0.1:{target}"]
         # start_new_session: socat forks a child per connection; kill them all at the end.
         with started(cmd, FORWARDER_CORE, start_new_session=True) as proc:
@@ -171,7 +147,8 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _iperf_client(port: int, seconds: int) -> dict[str, Any]:
-    cmd = [_ensure("iperf3", "iperf3"), "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds),
+    iperf3 = ensure_program("iperf3", "iperf3")
+    cmd = [iperf3, "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds),
            "-O", str(OMIT_S), "-J"]
     with started(cmd, IPERF_CORE, stdout=subprocess.PIPE) as proc:
         out, _ = proc.communicate(timeout=seconds + OMIT_S + STARTUP_TIMEOUT_S)

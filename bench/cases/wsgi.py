@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import socket
 import statistics
 import subprocess
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cases import Case, CaseFn, Result
-from bench.cases._procs import pin, read_line, started
+from bench.cases._procs import ensure_program, pin, read_line, started
 
 HOST = "127.0.0.1"
 SERVER_CORE = 1
@@ -223,22 +222,6 @@ def _server(peer: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
                 os.killpg(proc.pid, 9)  # gunicorn's worker too
 
 
-def wrk_path() -> str:
-    """wrk, installed from the Debian package when missing."""
-    path = shutil.which("wrk")
-    if path:
-        return path
-    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "wrk"]):
-        result = subprocess.run(sudo + cmd, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"wrk is missing and {' '.join(cmd)} failed:\n{result.stderr}")
-    path = shutil.which("wrk")
-    if not path:
-        raise RuntimeError("wrk is still missing after apt-get install wrk")
-    return path
-
-
 def _cpu_seconds(pid: int) -> float:
     """utime + stime of ``pid`` and its children that are alive (gunicorn's worker)."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -281,7 +264,7 @@ def parse_wrk(text: str) -> dict[str, Any]:
 
 def run_wrk(peer: str, duration_ms: int, conns: int = CONNECTIONS) -> dict[str, Any]:
     """One fresh server of ``peer`` under wrk for ``duration_ms``; the metrics."""
-    wrk = wrk_path()
+    wrk = ensure_program("wrk", "wrk")
     seconds = max(1, round(duration_ms / 1000))
     with _server(peer) as (proc, port):
         url = f"http://{HOST}:{port}/"
