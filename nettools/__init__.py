@@ -12,9 +12,9 @@ The names follow eventlet's, so eventlet programs carry over::
     print(sum(pool.imap(fetch, range(1000))))
 """
 
-from . import tpool
 from ._version import __version__
-from .greenthread import (
+from .kernel import tpool
+from .kernel.greenthread import (
     GreenletExit,
     GreenThread,
     getcurrent,
@@ -25,14 +25,14 @@ from .greenthread import (
     spawn_after_local,
     spawn_n,
 )
-from .hub import DeadlockError, IOClosed, get_hub, trampoline
-from .local import local
+from .kernel.hub import DeadlockError, IOClosed, get_hub, trampoline
+from .kernel.local import local
+from .kernel.pool import GreenPile, GreenPool
+from .kernel.queue import Empty, Full, LifoQueue, LightQueue, PriorityQueue, Queue
+from .kernel.sync import BoundedSemaphore, Event, Lock, Semaphore
+from .kernel.timeout import Timeout, with_timeout
 from .net import Server, StopServe, connect, listen, serve, wrap_ssl
 from .patcher import import_patched, is_monkey_patched, monkey_patch
-from .pool import GreenPile, GreenPool
-from .queue import Empty, Full, LifoQueue, LightQueue, PriorityQueue, Queue
-from .sync import BoundedSemaphore, Event, Lock, Semaphore
-from .timeout import Timeout, with_timeout
 
 __all__ = [
     "__version__",

@@ -39,8 +39,8 @@ from typing import Any
 import greenlet as _greenlet_module
 from greenlet import greenlet
 
-from . import tpool
-from .hub import Hub, _root_greenlet, get_hub
+from .kernel import tpool
+from .kernel.hub import Hub, _root_greenlet, get_hub
 
 __all__ = [
     "hub_blocking_detection",

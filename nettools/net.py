@@ -29,11 +29,11 @@ from greenlet import GreenletExit
 
 from .green import socket
 from .green import ssl as _gssl
-from .greenthread import GreenThread, kill, sleep, spawn
-from .hub import get_hub
-from .pool import GreenPool
-from .sync import Event
-from .timeout import Timeout
+from .kernel.greenthread import GreenThread, kill, sleep, spawn
+from .kernel.hub import get_hub
+from .kernel.pool import GreenPool
+from .kernel.sync import Event
+from .kernel.timeout import Timeout
 
 __all__ = ["listen", "connect", "wrap_ssl", "serve", "StopServe", "Server", "shutdown_quietly"]
 

@@ -24,7 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from .green._importer import fresh_import
-from .hub import get_hub
+from .kernel.hub import get_hub
 
 __all__ = ["monkey_patch", "import_patched", "is_monkey_patched", "original"]
 

@@ -11,7 +11,7 @@ import os
 import pytest
 from isolated_helpers import run_code
 
-from nettools import hub as hubmod
+from nettools.kernel import hub as hubmod
 
 
 @pytest.fixture(autouse=True)

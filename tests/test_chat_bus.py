@@ -26,8 +26,8 @@ from cli_helpers import Cli, run_cli, stop_summary
 from test_cli_chat import Client as LineClient
 from test_wschat import Client as WSClient
 
-from nettools.sync import Event
-from nettools.tools.chatbus import ChatBus
+from nettools.kernel.sync import Event
+from nettools.tools.chat.bus import ChatBus
 
 pytestmark = pytest.mark.timeout(60)
 

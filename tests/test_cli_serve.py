@@ -15,7 +15,7 @@ import pytest
 from cli_helpers import clean_env
 
 import nettools
-from nettools.tools.service import raise_fd_limit
+from nettools.tools.plumbing.service import raise_fd_limit
 
 pytest.importorskip("flask")
 

@@ -17,7 +17,7 @@ from green_helpers import spin
 import nettools
 from nettools import debug, tpool
 from nettools.green import socket
-from nettools.hub import Hub, get_hub
+from nettools.kernel.hub import Hub, get_hub
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -393,7 +393,7 @@ def test_spew_traces_greenthreads_new_and_parked(tmp_path):
     assert f"{path}:7: resumed = " in out  # a greenthread parked before spew()
     assert f"{path}:18: result = nettools.spawn(work, 41).wait()" in out  # spew's caller
     assert "untraced" not in out
-    assert "nettools/hub.py" not in out  # trace_names keeps other modules out
+    assert "nettools/kernel/hub.py" not in out  # trace_names keeps other modules out
     assert out.rstrip().endswith("RESULT 42")
 
 
@@ -417,5 +417,5 @@ def test_spew_traces_every_module_and_unspew_restores_the_previous_tracer(tmp_pa
         """,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "nettools/greenthread.py:" in proc.stdout
+    assert "nettools/kernel/greenthread.py:" in proc.stdout
     assert "RESTORED True" in proc.stdout

@@ -19,9 +19,9 @@ from test_cli_fetch import Holder, interrupted_run
 from wsgi_helpers import ServerThread
 
 import nettools
-from nettools.tools.feedcache import FeedCache
-from nettools.tools.feeds import FeedFetcher, fetch_feeds, read_opml
-from nettools.tools.feedservice import check_public_url
+from nettools.tools.feeds.cache import FeedCache
+from nettools.tools.feeds.fetcher import FeedFetcher, fetch_feeds, read_opml
+from nettools.tools.feeds.service import check_public_url
 from nettools.web.client import HttpClient
 
 pytestmark = pytest.mark.timeout(60)

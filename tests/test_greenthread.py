@@ -27,8 +27,8 @@ from nettools import (
     spawn_after_local,
     spawn_n,
 )
-from nettools import greenthread as gtmod
-from nettools.greenthread import current_greenthread
+from nettools.kernel import greenthread as gtmod
+from nettools.kernel.greenthread import current_greenthread
 
 # ------------------------------------------------------------------- spawn
 

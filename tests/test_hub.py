@@ -13,8 +13,8 @@ import pytest
 from green_helpers import spin
 
 from nettools import DeadlockError, Event, IOClosed, Timeout, sleep, spawn, trampoline
-from nettools import hub as hubmod
-from nettools.hub import ConcurrentWaitError, get_hub, notify_close
+from nettools.kernel import hub as hubmod
+from nettools.kernel.hub import ConcurrentWaitError, get_hub, notify_close
 
 
 def quiesce(hub) -> None:
@@ -468,7 +468,7 @@ def test_child_gets_a_fresh_working_hub_after_fork(run_script):
         """
         import os
         import nettools
-        from nettools.hub import get_hub
+        from nettools.kernel.hub import get_hub
 
         parent_hub = get_hub()
         assert nettools.spawn(lambda: 1).wait() == 1
@@ -480,8 +480,8 @@ def test_child_gets_a_fresh_working_hub_after_fork(run_script):
             nettools.spawn(os.write, w, b"x")
             nettools.trampoline(r, read=True, timeout=5)
             data = os.read(r, 1)
-            nettools.hub.notify_close(r)
-            nettools.hub.notify_close(w)
+            nettools.kernel.hub.notify_close(r)
+            nettools.kernel.hub.notify_close(w)
             os.close(r)
             os.close(w)
             return data

@@ -6,7 +6,7 @@ import pytest
 from green_helpers import spin
 
 from nettools import Event, GreenPile, GreenPool, GreenThread, sleep, spawn
-from nettools.greenthread import current_greenthread
+from nettools.kernel.greenthread import current_greenthread
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from nettools import Event, Timeout, sleep, spawn, with_timeout
-from nettools.timeout import is_timeout
+from nettools.kernel.timeout import is_timeout
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -438,7 +438,7 @@ def test_sigterm_closes_websockets_with_1001_and_prints_the_summary(two):
 def test_the_library_class_runs_without_the_cli():
     import nettools
     from nettools import tpool
-    from nettools.tools.wschat import WSChatServer
+    from nettools.tools.chat.wschat import WSChatServer
 
     server = WSChatServer(nettools.listen(("127.0.0.1", 0)), history=5).start()
     port = server.address[1]

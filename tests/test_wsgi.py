@@ -23,7 +23,7 @@ from wsgi_helpers import (
 )
 
 import nettools
-from nettools.hub import get_hub
+from nettools.kernel.hub import get_hub
 from nettools.web import wsgi
 
 pytestmark = pytest.mark.timeout(30)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import nettools
-from nettools.hub import get_hub
+from nettools.kernel.hub import get_hub
 from nettools.web import wsgi
 
 LOCAL = "127.0.0.1"

@@ -2,7 +2,7 @@
 
 * ``opt(...)``: an option whose value can also come from ``NETTOOLS_<OPTION>``.
 * Durations (``500ms``, ``30s``, ``5m``), sizes (``64K``) and addresses
-  (``host:port``, ``[v6]:port``, ``unix:/path``) parse through ``nettools.cliargs``;
+  (``host:port``, ``[v6]:port``, ``unix:/path``) parse through ``nettools.cli.args``;
   a bad value is a usage error (exit 2, one line).
 * ``runtime_errors(command)``: an ``OSError`` and friends become one line on
   stderr and exit 1 -- never a traceback.
@@ -25,10 +25,9 @@ from typing import Any, NoReturn
 
 import typer
 
-from .. import cliargs
 from ..green import socket
 from ..green import ssl as gssl
-from ..tools.service import (
+from ..tools.plumbing.service import (
     Service,
     Stats,
     announce,
@@ -36,6 +35,7 @@ from ..tools.service import (
     format_address,
     raise_fd_limit,
 )
+from .args import Address, parse_address, parse_duration, parse_size
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
@@ -67,9 +67,9 @@ def option_parser(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
     return parser
 
 
-duration = option_parser(cliargs.parse_duration)
-size = option_parser(cliargs.parse_size)
-address = option_parser(cliargs.parse_address)
+duration = option_parser(parse_duration)
+size = option_parser(parse_size)
+address = option_parser(parse_address)
 _METAVARS = {duration: "DURATION", size: "SIZE", address: "ADDR"}
 
 
@@ -165,7 +165,7 @@ def runtime_errors(command: str) -> Iterator[None]:
 
 
 def listen_on(
-    command: str, addr: cliargs.Address, *, udp: bool = False, backlog: int = 1024
+    command: str, addr: Address, *, udp: bool = False, backlog: int = 1024
 ) -> Any:
     """A green listening (or bound UDP) socket on ``addr``; failures exit 1 with one line."""
     kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
@@ -237,7 +237,7 @@ def prepare_limits(max_conns: int) -> None:
 
 def serve_on(
     command: str,
-    addr: cliargs.Address,
+    addr: Address,
     start: Callable[[Any], Callable[[float | None], Any]],
     stats: Stats,
     *,

@@ -10,12 +10,12 @@ from typing import Any
 
 import typer
 
-from ..greenthread import sleep, spawn
+from ..kernel.greenthread import sleep, spawn
 from ..tools.crawl import SCOPES, STRATEGIES, Crawler, CrawlResult
 from ..tools.crawl.distributed import MAX_MESSAGE, Coordinator, CrawlWorker, default_name
 from ..tools.crawl.links import keep_parser_memory
 from ..tools.crawl.report import FORMATS, summary_line, write_report
-from ..tools.zmqproxy import EndpointError, parse_endpoint
+from ..tools.zmq.proxy import EndpointError, parse_endpoint
 from .common import EXIT_USAGE, duration, fail, opt, runtime_errors, size, stop_on_signals
 
 EXIT_BROKEN = 2

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from ..tools.echo import EchoServer, UdpEchoServer
-from ..tools.service import Stats
+from ..tools.plumbing.service import Stats
 from .common import (
     LISTEN,
     READY_FILE,

@@ -9,9 +9,9 @@ from typing import Any
 
 import typer
 
-from ..tools.feedcache import FeedCache
-from ..tools.feeds import FeedFetcher, FeedResult, fetch_feeds, read_opml
-from ..tools.feedservice import FeedService, FeedStats, check_public_url
+from ..tools.feeds.cache import FeedCache
+from ..tools.feeds.fetcher import FeedFetcher, FeedResult, fetch_feeds, read_opml
+from ..tools.feeds.service import FeedService, FeedStats, check_public_url
 from ..tools.fetch import INTERRUPTED, Halt
 from ..web import wsgi
 from ..web.client import is_public_address

@@ -10,7 +10,6 @@ from typing import Any, NoReturn
 
 import typer
 
-from .. import cliargs
 from ..green import socket
 from ..green import ssl as _gssl
 from ..tools.forward import (
@@ -22,7 +21,8 @@ from ..tools.forward import (
     resolve_target,
     unix_target,
 )
-from ..tools.service import raise_fd_limit
+from ..tools.plumbing.service import raise_fd_limit
+from .args import Address, parse_address
 from .common import (
     FD_HEADROOM,
     drain_timeout_option,
@@ -47,8 +47,8 @@ class RuleSpec:
     """A parsed rule: where to listen and where to connect, before any lookup."""
 
     text: str
-    listen: cliargs.Address
-    target: cliargs.Address
+    listen: Address
+    target: Address
 
 
 def _split_rule(text: str) -> tuple[str, str]:
@@ -90,8 +90,8 @@ def parse_rule(text: str) -> RuleSpec:
             raise ValueError("empty listen host (IPv6 addresses go in brackets)")
         if target_text.count(":") > 1 and not target_text.startswith(("[", "unix:")):
             raise ValueError("too many colons in the target (IPv6 addresses go in brackets)")
-        listen = cliargs.parse_address(listen_text)
-        target = cliargs.parse_address(target_text)
+        listen = parse_address(listen_text)
+        target = parse_address(target_text)
     except ValueError as exc:
         raise ValueError(f"invalid rule {text!r}: {exc} (use {RULE_SYNTAX})") from None
     if target.path is None and target.port == 0:
@@ -103,7 +103,7 @@ def _usage(message: str) -> NoReturn:
     usage_error("forward", message)
 
 
-def _resolve_listen(spec: RuleSpec) -> cliargs.Address:
+def _resolve_listen(spec: RuleSpec) -> Address:
     addr = spec.listen
     if addr.path is not None or socket._is_numeric(addr.host):
         return addr
@@ -113,7 +113,7 @@ def _resolve_listen(spec: RuleSpec) -> cliargs.Address:
         )
     except OSError as exc:
         _usage(f"cannot resolve {addr.host!r} in rule {spec.text!r}: {_reason(exc)}")
-    return cliargs.Address(infos[0][4][0], addr.port)
+    return Address(infos[0][4][0], addr.port)
 
 
 def _resolve_target(spec: RuleSpec) -> Target:

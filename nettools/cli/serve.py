@@ -8,8 +8,8 @@ from typing import Any
 
 import typer
 
+from ..tools.plumbing.service import announce, format_address
 from ..tools.serve import AppSpecError, ServeOptions, Supervisor, check_spec, run_single
-from ..tools.service import announce, format_address
 from .common import (
     EXIT_USAGE,
     describe_os_error,

@@ -7,8 +7,8 @@ from typing import Any
 
 import typer
 
-from .. import cliargs
-from ..tools.wschat import WSChatServer, WSChatStats
+from ..tools.chat.wschat import WSChatServer, WSChatStats
+from .args import Address
 from .chat import (
     BUS,
     BUS_CHANNEL,
@@ -79,7 +79,7 @@ def wschat(
     create), the room's online users, join/leave notices, the last --history
     messages on joining, and automatic reconnection with backoff after a
     dropped connection.  The page talks JSON over the websocket /chat (the
-    schema is documented in nettools.tools.wschat); /healthz answers JSON.
+    schema is documented in nettools.tools.chat.wschat); /healthz answers JSON.
 
     Limits: --max-message characters per message, a token bucket of --rate
     messages a second (bursts of --burst) per client -- a message over it gets
@@ -96,7 +96,7 @@ def wschat(
     chat_bus = open_bus(bus, bus_channel, bus_heartbeat, bus_expiry, bus_max_message)
     with runtime_errors("wschat"):
         stats = WSChatStats()
-        serve_on("wschat", cliargs.Address(host.strip("[]"), port), lambda sock: WSChatServer(
+        serve_on("wschat", Address(host.strip("[]"), port), lambda sock: WSChatServer(
             sock, history=history, max_message=max_message, max_conns=max_conns, rate=rate,
             burst=burst, queue_size=queue_size, slow_timeout=slow_timeout,
             send_buffer=send_buffer, idle_timeout=idle_timeout, ping_interval=ping_interval,

@@ -24,12 +24,12 @@ from typing import Any
 import typer
 
 from ..green import zmq
-from ..greenthread import spawn
-from ..hub import get_hub
-from ..sync import Event
-from ..tools.service import Service, Stats, announce
-from ..tools.zmqbridge import BridgeStats, TcpBridge, WsBridge
-from ..tools.zmqproxy import (
+from ..kernel.greenthread import spawn
+from ..kernel.hub import get_hub
+from ..kernel.sync import Event
+from ..tools.plumbing.service import Service, Stats, announce
+from ..tools.zmq.bridges import BridgeStats, TcpBridge, WsBridge
+from ..tools.zmq.proxy import (
     Endpoint,
     EndpointError,
     ProxyStats,

@@ -30,8 +30,8 @@ from typing import Any
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from ..hub import Hub, _discard, get_hub
-from ..local import local as _green_local
+from ..kernel.hub import Hub, _discard, get_hub
+from ..kernel.local import local as _green_local
 
 # Re-export the real module first; everything that blocks or knows threads is
 # overridden below.

@@ -16,8 +16,17 @@ from typing import Any
 
 from greenlet import getcurrent
 
-from ..greenthread import sleep
-from ..hub import _PROBE_IN, _PROBE_OUT, READ, WRITE, ConcurrentWaitError, Hub, current_hub, get_hub
+from ..kernel.greenthread import sleep
+from ..kernel.hub import (
+    _PROBE_IN,
+    _PROBE_OUT,
+    READ,
+    WRITE,
+    ConcurrentWaitError,
+    Hub,
+    current_hub,
+    get_hub,
+)
 
 __all__ = [
     "current_hub",

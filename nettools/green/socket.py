@@ -24,8 +24,8 @@ from functools import partial as _partial
 from socket import *  # noqa: F403 - a drop-in module re-exports everything
 from typing import Any
 
-from .. import tpool as _tpool
-from ..hub import get_hub as _get_hub
+from ..kernel import tpool as _tpool
+from ..kernel.hub import get_hub as _get_hub
 
 __all__ = list(_stdlib.__all__)
 
@@ -255,7 +255,7 @@ class socket(_real_socket):
 
     def _connect_unix_busy(self, address: Any) -> None:
         # A unix listener with a full backlog answers EAGAIN; back off and retry.
-        from ..greenthread import sleep
+        from ..kernel.greenthread import sleep
 
         deadline = _deadline(self._timeout)
         delay = 0.001

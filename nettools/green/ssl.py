@@ -21,7 +21,7 @@ from collections.abc import Callable
 from ssl import *  # noqa: F403 - a drop-in module re-exports everything
 from typing import Any
 
-from ..hub import get_hub as _get_hub
+from ..kernel.hub import get_hub as _get_hub
 from . import socket as _gsocket
 
 __patched__: list[str] = []  # see _patch(): the class itself is redirected

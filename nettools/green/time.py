@@ -5,7 +5,7 @@ from __future__ import annotations
 import time as _time
 from time import *  # noqa: F403 - a drop-in replacement re-exports everything
 
-from ..greenthread import sleep as _green_sleep
+from ..kernel.greenthread import sleep as _green_sleep
 from ._waits import in_hub
 
 __patched__ = ["sleep"]

@@ -66,12 +66,12 @@ import zmq.backend as _zmq_backend
 from greenlet import getcurrent as _getcurrent
 from zmq import *  # noqa: F403 - a drop-in module re-exports everything
 
-from .. import tpool as _tpool
-from ..hub import READ as _READ
-from ..hub import WRITE as _WRITE
-from ..hub import ConcurrentWaitError as _ConcurrentWaitError
-from ..hub import current_hub as _current_hub
-from ..hub import get_hub as _get_hub
+from ..kernel import tpool as _tpool
+from ..kernel.hub import READ as _READ
+from ..kernel.hub import WRITE as _WRITE
+from ..kernel.hub import ConcurrentWaitError as _ConcurrentWaitError
+from ..kernel.hub import current_hub as _current_hub
+from ..kernel.hub import get_hub as _get_hub
 from ._waits import BUSY_POLL as _BUSY_POLL
 from ._waits import _forget
 
@@ -820,8 +820,8 @@ def _run_proxy(
     frontend: Socket, backend: Socket, capture: Socket | None, control: Socket | None
 ) -> None:
     # The kernel sits below; imported here so that importing this module stays light.
-    from ..greenthread import spawn
-    from ..sync import Event
+    from ..kernel.greenthread import spawn
+    from ..kernel.sync import Event
 
     running = Event()  # sent while forwarding, reset while PAUSEd
     running.send()

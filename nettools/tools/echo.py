@@ -11,9 +11,9 @@ import logging
 from typing import Any
 
 from ..green import socket
-from ..greenthread import GreenThread, kill, spawn
+from ..kernel.greenthread import GreenThread, kill, spawn
 from ..net import Server
-from .service import Stats
+from .plumbing.service import Stats
 
 __all__ = ["EchoServer", "UdpEchoServer"]
 

@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..greenthread import GreenletExit, current_greenthread, kill, spawn_after
-from ..pool import GreenPool
-from ..queue import Queue
+from ..kernel.greenthread import GreenletExit, current_greenthread, kill, spawn_after
+from ..kernel.pool import GreenPool
+from ..kernel.queue import Queue
 from ..web.client import FetchError, HttpClient
 
 __all__ = ["FetchResult", "Halt", "fetch_one", "fetch_many", "safe_name", "read_url_lines",

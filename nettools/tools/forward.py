@@ -43,11 +43,11 @@ from typing import Any
 
 from ..green import socket
 from ..green import ssl as _gssl
-from ..greenthread import GreenletExit, kill, spawn
-from ..hub import Timer, get_hub
+from ..kernel.greenthread import GreenletExit, kill, spawn
+from ..kernel.hub import Timer, get_hub
+from ..kernel.pool import GreenPool
 from ..net import Server, _as_green_context
-from ..pool import GreenPool
-from .service import Stats, format_address
+from .plumbing.service import Stats, format_address
 
 __all__ = [
     "Forwarder",

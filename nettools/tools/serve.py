@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .service import format_address
+from .plumbing.service import format_address
 
 __all__ = ["AppSpecError", "ServeOptions", "Supervisor", "check_spec", "load_app", "run_single"]
 

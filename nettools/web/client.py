@@ -48,9 +48,9 @@ import pycurl
 
 from .._version import __version__
 from ..green import socket as gsocket
-from ..hub import get_hub
-from ..sync import Semaphore
-from ..timeout import Timeout
+from ..kernel.hub import get_hub
+from ..kernel.sync import Semaphore
+from ..kernel.timeout import Timeout
 from ._curl import Transfer, curl_loop, existing_loop
 
 __all__ = [

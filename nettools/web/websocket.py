@@ -57,10 +57,10 @@ from websockets.protocol import OPEN, State
 from websockets.server import ServerProtocol
 
 from ..green import socket as _green_socket
-from ..greenthread import GreenThread, kill, sleep, spawn
-from ..hub import get_hub
-from ..sync import Event
-from ..timeout import Timeout
+from ..kernel.greenthread import GreenThread, kill, sleep, spawn
+from ..kernel.hub import get_hub
+from ..kernel.sync import Event
+from ..kernel.timeout import Timeout
 from .wsgi import plain_response
 
 __all__ = ["WebSocketWSGI", "WebSocket", "WebSocketClosed"]

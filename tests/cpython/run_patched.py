@@ -182,7 +182,7 @@ def _revive_hub() -> str | None:
     A dead hub makes every later wait return at once, so without this one
     broken test would fail all the tests after it.
     """
-    hubmod = sys.modules.get("nettools.hub")
+    hubmod = sys.modules.get("nettools.kernel.hub")
     hub = getattr(getattr(hubmod, "_tls", None), "hub", None)
     if hub is None or not hub.greenlet.dead:
         return None

@@ -46,9 +46,9 @@ from typing import Any
 
 from yarl import URL
 
-from ...greenthread import sleep, spawn, spawn_after
-from ...pool import GreenPool
-from ...queue import Queue
+from ...kernel.greenthread import sleep, spawn, spawn_after
+from ...kernel.pool import GreenPool
+from ...kernel.queue import Queue
 from ...web.client import FetchError, HttpClient
 from ..fetch import Halt
 from .fetcher import Fetched, Fetcher, LocalFetcher, crawl_client

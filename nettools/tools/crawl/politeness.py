@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ...greenthread import sleep
-from ...sync import Semaphore
+from ...kernel.greenthread import sleep
+from ...kernel.sync import Semaphore
 
 __all__ = ["HostGates", "RetryPolicy", "retry_after"]
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from protego import Protego
 from yarl import URL
 
-from ...sync import Event
+from ...kernel.sync import Event
 from .urls import origin
 
 __all__ = ["Robots", "RobotsCache", "parse_sitemap"]

@@ -11,7 +11,7 @@ received it, and broadcasting it is a ``put`` into each recipient's queue that
 never waits -- so nothing can run between two recipients, and every client
 sees the messages in the order the server received them.
 
-Slow clients (the policy lives in ``nettools.tools.outbox``): a client that
+Slow clients (the policy lives in ``nettools.tools.plumbing.outbox``): a client that
 stops reading first fills its kernel send buffer (kept small, ``send_buffer``,
 so a backlog shows up here instead of hiding in megabytes of socket buffer);
 then its writer waits and lines queue up for it.  Once ``queue_size`` lines
@@ -20,7 +20,7 @@ up) and its *slow clock* starts; the clock stops when it has read its queue
 down to half.  A client whose clock runs for ``slow_timeout`` is disconnected
 and its room is told.
 
-Scaling out: with a ``bus`` (``nettools.tools.chatbus``) several servers,
+Scaling out: with a ``bus`` (``nettools.tools.chat.bus``) several servers,
 ``nettools wschat`` ones included, share rooms through a ZeroMQ forwarder:
 their users talk to each other, see each other in ``/who`` and ``/rooms``, get
 each other's joins, leaves and renames, and the history a joining client gets
@@ -40,16 +40,16 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..green import socket
-from ..greenthread import GreenletExit
-from ..net import Server, shutdown_quietly
-from .chatrooms import DEFAULT_ROOM, NAME_RULE, ChatRooms, ChatStats, Member, Room, valid_name
-from .linereader import LineTooLong, recv_lines
-from .outbox import Outbox
-from .service import Stats
+from ...green import socket
+from ...kernel.greenthread import GreenletExit
+from ...net import Server, shutdown_quietly
+from ..plumbing.lines import LineTooLong, recv_lines
+from ..plumbing.outbox import Outbox
+from ..plumbing.service import Stats
+from .rooms import DEFAULT_ROOM, NAME_RULE, ChatRooms, ChatStats, Member, Room, valid_name
 
 if TYPE_CHECKING:
-    from .chatbus import ChatBus
+    from .bus import ChatBus
 
 __all__ = ["ChatServer", "ChatStats", "escape_controls", "valid_name", "DEFAULT_ROOM"]
 

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..greenthread import spawn
-from ..hub import get_hub
-from ..sync import Event
+from ...kernel.greenthread import spawn
+from ...kernel.hub import get_hub
+from ...kernel.sync import Event
 
 __all__ = [
     "Stats", "format_address", "announce", "raise_fd_limit", "call_on_stop_signals", "Service",

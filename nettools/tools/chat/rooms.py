@@ -8,7 +8,7 @@ hears from it); a subclass reads its clients and renders each event in its own
 way through the ``_*_item`` hooks (a line of text, a JSON object...).
 
 Ordering: broadcasting is a ``put`` into each member's outbox that never waits
-(see ``nettools.tools.outbox``), so nothing runs between two members and every
+(see ``nettools.tools.plumbing.outbox``), so nothing runs between two members and every
 member sees a room's events in the same order.
 """
 
@@ -21,12 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..green import socket
-from .outbox import DEFAULT_LINGER, Outbox
-from .service import Stats
+from ...green import socket
+from ..plumbing.outbox import DEFAULT_LINGER, Outbox
+from ..plumbing.service import Stats
 
 if TYPE_CHECKING:
-    from .chatbus import ChatBus
+    from .bus import ChatBus
 
 __all__ = ["ChatRooms", "ChatStats", "Room", "Member", "valid_name", "DEFAULT_ROOM", "NAME_MAX",
            "NAME_RULE"]

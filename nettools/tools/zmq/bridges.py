@@ -38,13 +38,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..green import socket, zmq
-from ..greenthread import GreenThread, kill, sleep, spawn
-from ..net import Server, shutdown_quietly
-from ..web.websocket import WebSocket, WebSocketWSGI
-from .linereader import LineTooLong, recv_lines
-from .outbox import DEFAULT_LINGER, Outbox
-from .service import Stats
+from ...green import socket, zmq
+from ...kernel.greenthread import GreenThread, kill, sleep, spawn
+from ...net import Server, shutdown_quietly
+from ...web.websocket import WebSocket, WebSocketWSGI
+from ..plumbing.lines import LineTooLong, recv_lines
+from ..plumbing.outbox import DEFAULT_LINGER, Outbox
+from ..plumbing.service import Stats
 
 __all__ = ["BridgeStats", "TcpBridge", "WsBridge"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..green import socket
-from ..greenthread import sleep
+from ...green import socket
+from ...kernel.greenthread import sleep
 from .service import Stats
 
 __all__ = ["LineTooLong", "recv_lines", "RECV_SIZE"]

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..green import socket as gsocket
-from ..pool import GreenPool
-from ..web.client import FetchError, is_public_address
-from .feeds import FeedFetcher, FeedResult, fetch_feeds
-from .fetch import read_url_lines
-from .service import Stats
+from ...green import socket as gsocket
+from ...kernel.pool import GreenPool
+from ...web.client import FetchError, is_public_address
+from ..fetch import read_url_lines
+from ..plumbing.service import Stats
+from .fetcher import FeedFetcher, FeedResult, fetch_feeds
 
 __all__ = ["FeedService", "FeedStats", "check_public_url"]
 

@@ -63,7 +63,7 @@ Close codes: 1000 normal; 1001 the server is stopping (the page reconnects);
 1008 flooding (far more messages than the rate limit, refused ones included);
 1009 a frame over the size limit; 1011 no answer to the keepalive ping.
 
-Scaling out: with a ``bus`` (``nettools.tools.chatbus``) several servers,
+Scaling out: with a ``bus`` (``nettools.tools.chat.bus``) several servers,
 ``nettools chat`` ones included, share rooms through a ZeroMQ forwarder: user
 lists, history and notices span the servers, and nicknames are unique across
 them.
@@ -72,7 +72,7 @@ Limits and fairness: each client has a token bucket (``rate`` messages per
 second, bursts of ``burst``); a message beyond it gets a ``rate-limited``
 error, and a client that keeps flooding while limited is disconnected.  Slow
 browsers never delay the others: the same policy as ``nettools chat``
-(``nettools.tools.outbox``): a bounded queue per client, drops it is told
+(``nettools.tools.plumbing.outbox``): a bounded queue per client, drops it is told
 about, and a disconnect after ``slow_timeout`` of being stuck.  Broadcasting
 never waits, so everyone sees a room's messages in the same order.
 """
@@ -89,13 +89,15 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from ..green import socket
-from ..green import ssl as _gssl
-from ..greenthread import GreenletExit, sleep
-from ..timeout import Timeout
-from ..web.websocket import WebSocket, WebSocketWSGI
-from ..web.wsgi import WSGIServer, plain_response
-from .chatrooms import (
+from ...green import socket
+from ...green import ssl as _gssl
+from ...kernel.greenthread import GreenletExit, sleep
+from ...kernel.timeout import Timeout
+from ...web.websocket import WebSocket, WebSocketWSGI
+from ...web.wsgi import WSGIServer, plain_response
+from ..plumbing.outbox import Outbox
+from ..plumbing.service import Stats
+from .rooms import (
     DEFAULT_ROOM,
     NAME_MAX,
     NAME_RULE,
@@ -105,11 +107,9 @@ from .chatrooms import (
     Room,
     valid_name,
 )
-from .outbox import Outbox
-from .service import Stats
 
 if TYPE_CHECKING:
-    from .chatbus import ChatBus
+    from .bus import ChatBus
 
 __all__ = ["WSChatServer", "WSChatStats", "TokenBucket", "PROTOCOL_VERSION", "page"]
 
@@ -158,7 +158,7 @@ class WSChatStats(ChatStats):
 
 def page() -> bytes:
     """The chat page (HTML with its CSS and JavaScript inline)."""
-    return resources.files("nettools.tools").joinpath("static", "wschat.html").read_bytes()
+    return resources.files("nettools.tools.chat").joinpath("static", "wschat.html").read_bytes()
 
 
 def _content_security_policy(html: bytes) -> str:
@@ -203,7 +203,7 @@ class WSChatServer(ChatRooms):
     ``history``: messages of a room replayed on join.  ``max_message``:
     longest message in characters (a longer one is refused).  ``rate`` and
     ``burst``: each client's token bucket.  ``queue_size``, ``slow_timeout``,
-    ``send_buffer``: the slow-client policy (see ``nettools.tools.outbox``).
+    ``send_buffer``: the slow-client policy (see ``nettools.tools.plumbing.outbox``).
     ``idle_timeout``: disconnect a client that sends nothing this long (None:
     never).  ``ping_interval``/``ping_timeout``: websocket keepalive.
     ``origins``: accepted ``Origin`` headers (None: any).  ``ssl_context``:

@@ -73,10 +73,10 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..green import zmq
-from ..greenthread import GreenThread, kill, sleep, spawn
-from .chatrooms import NAME_MAX, valid_name
-from .zmqproxy import Endpoint, open_socket, parse_endpoint
+from ...green import zmq
+from ...kernel.greenthread import GreenThread, kill, sleep, spawn
+from ..zmq.proxy import Endpoint, open_socket, parse_endpoint
+from .rooms import NAME_MAX, valid_name
 
 __all__ = ["ChatBus", "BusStats", "BusListener", "parse_bus", "PROTOCOL_VERSION"]
 

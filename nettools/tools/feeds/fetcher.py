@@ -1,7 +1,7 @@
 """Fetching and parsing feeds concurrently: the library side of ``nettools feeds``.
 
     from nettools.web.client import HttpClient
-    from nettools.tools.feeds import FeedFetcher, fetch_feeds
+    from nettools.tools.feeds.fetcher import FeedFetcher, fetch_feeds
 
     with HttpClient() as client:
         fetcher = FeedFetcher(client, timeout=20)
@@ -28,13 +28,13 @@ from typing import Any
 
 import feedparser
 
-from .. import tpool
-from ..greenthread import GreenThread
-from ..pool import GreenPool
-from ..timeout import Timeout
-from ..web.client import FetchError, HttpClient
-from .feedcache import FeedCache
-from .fetch import INTERRUPTED, Halt
+from ...kernel import tpool
+from ...kernel.greenthread import GreenThread
+from ...kernel.pool import GreenPool
+from ...kernel.timeout import Timeout
+from ...web.client import FetchError, HttpClient
+from ..fetch import INTERRUPTED, Halt
+from .cache import FeedCache
 
 __all__ = ["FeedEntry", "FeedResult", "FeedFetcher", "fetch_feeds", "parse_feed", "read_opml"]
 

@@ -20,10 +20,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..greenthread import GreenThread, kill, spawn
-from ..hub import Timer, get_hub
-from ..queue import LightQueue
-from ..timeout import Timeout
+from ...kernel.greenthread import GreenThread, kill, spawn
+from ...kernel.hub import Timer, get_hub
+from ...kernel.queue import LightQueue
+from ...kernel.timeout import Timeout
 
 __all__ = ["Outbox", "DEFAULT_LINGER"]
 

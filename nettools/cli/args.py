@@ -10,7 +10,7 @@ import re
 import socket
 from dataclasses import dataclass
 
-from .tools.service import format_address
+from ..tools.plumbing.service import format_address
 
 __all__ = ["parse_duration", "parse_size", "Address", "parse_address"]
 

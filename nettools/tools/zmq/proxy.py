@@ -49,10 +49,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..green import zmq
-from ..greenthread import GreenThread, kill, sleep, spawn
-from ..sync import Event
-from .service import Stats
+from ...green import zmq
+from ...kernel.greenthread import GreenThread, kill, sleep, spawn
+from ...kernel.sync import Event
+from ..plumbing.service import Stats
 
 __all__ = [
     "PROXY_TYPES", "Endpoint", "EndpointError", "parse_endpoint", "open_socket",
