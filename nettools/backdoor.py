@@ -35,7 +35,7 @@ from typing import Any
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from .green import socket
-from .net import Server, _format_addr, listen
+from .net import Server, format_address, listen
 
 __all__ = ["backdoor_server", "backdoor"]
 
@@ -342,7 +342,7 @@ def backdoor(addr: Any, locals: dict | None = None, *, allow_remote: bool = Fals
         _refuse_remote(family, sockaddr, allow_remote)
         sock = listen(sockaddr, family)
     try:
-        log.info("backdoor listening on %s", _format_addr(sock.getsockname()))
+        log.info("backdoor listening on %s", format_address(sock.getsockname()))
         backdoor_server(sock, locals, allow_remote=allow_remote)
     finally:
         sock.close()

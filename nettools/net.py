@@ -18,11 +18,14 @@ addr)`` for each in a ``GreenPool``:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import os
 import signal
 import socket as _stdlib_socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from greenlet import GreenletExit
@@ -35,7 +38,22 @@ from .kernel.pool import GreenPool
 from .kernel.sync import Event
 from .kernel.timeout import Timeout
 
-__all__ = ["listen", "connect", "wrap_ssl", "serve", "StopServe", "Server", "shutdown_quietly"]
+__all__ = [
+    "listen",
+    "bind_udp",
+    "connect",
+    "wrap_ssl",
+    "server_context",
+    "green_context",
+    "serve",
+    "StopServe",
+    "Server",
+    "shutdown_quietly",
+    "call_on_stop_signals",
+    "Address",
+    "parse_address",
+    "format_address",
+]
 
 log = logging.getLogger("nettools.server")
 
@@ -58,10 +76,16 @@ def listen(
     reuse_addr: bool = True,
     reuse_port: bool | None = None,
 ) -> socket.socket:
-    """A green listening socket on ``addr`` (``(host, port)``, or a path for AF_UNIX)."""
+    """A green listening socket on ``addr`` (``(host, port)``, or a path for AF_UNIX).
+
+    A unix socket file left behind by a process that died (nobody listens on
+    it any more) is removed first; one somebody still listens on is not.
+    """
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        if reuse_addr and family != socket.AF_UNIX:
+        if family == socket.AF_UNIX:
+            _remove_stale_unix_socket(addr)
+        elif reuse_addr:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -73,6 +97,33 @@ def listen(
         sock.close()
         raise
     return sock
+
+
+def bind_udp(addr: Any, family: int = socket.AF_INET) -> socket.socket:
+    """A green UDP socket bound to ``addr``."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _remove_stale_unix_socket(path: Any) -> None:
+    if not isinstance(path, str) or path.startswith("\0"):
+        return  # an abstract name has no file
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    except OSError:
+        pass  # missing, not a socket, or no permission: bind() says what is wrong
+    finally:
+        probe.close()
 
 
 def connect(addr: Any, family: int = socket.AF_INET, bind: Any = None) -> socket.socket:
@@ -111,15 +162,25 @@ def wrap_ssl(
             context = _gssl.create_default_context(cafile=ca_certs)
         if certfile:
             context.load_cert_chain(certfile, keyfile)
-    elif not isinstance(context, _gssl.SSLContext):
-        # A plain ssl.SSLContext would make blocking sockets; use a green twin.
-        context = _as_green_context(context)
+    else:
+        context = green_context(context)
     return context.wrap_socket(sock, server_side=server_side, server_hostname=server_hostname, **kw)
 
 
-def _as_green_context(ctx: Any) -> Any:
+def green_context(ctx: Any) -> Any:
+    """``ctx`` made to wrap green sockets: a plain ``ssl.SSLContext`` would make
+    blocking ones, so it becomes its green twin (in place: same certificates
+    and settings)."""
     if type(ctx) is _gssl._stdlib.SSLContext:
         ctx.__class__ = _gssl.SSLContext
+    return ctx
+
+
+def server_context(certfile: str, keyfile: str | None = None) -> Any:
+    """A green server TLS context for a certificate chain (and key, if not in
+    the same file); raises ``OSError`` or ``ssl.SSLError`` if they do not load."""
+    ctx = _gssl.SSLContext(_gssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certfile, keyfile)
     return ctx
 
 
@@ -161,7 +222,7 @@ class Server:
         self.pool = pool if pool is not None else GreenPool(concurrency)
         self.nodelay = nodelay and sock.family in (socket.AF_INET, socket.AF_INET6)
         self.raise_errors = raise_errors
-        self.ssl_context = None if ssl_context is None else _as_green_context(ssl_context)
+        self.ssl_context = None if ssl_context is None else green_context(ssl_context)
         self.handshake_timeout = handshake_timeout
         self.name = name
         #: Open connections -> True while the handler says it is idle.
@@ -271,7 +332,7 @@ class Server:
             if self.raise_errors:
                 self._fail(exc)
             else:
-                log.exception("%s: error handling %s", self.name, _format_addr(addr))
+                log.exception("%s: error handling %s", self.name, format_address(addr))
         finally:
             self.connections.pop(conn, None)
             self._closers.pop(conn, None)
@@ -297,7 +358,9 @@ class Server:
             return tls
         except (OSError, ValueError) as exc:
             # The client hung up, reset, spoke plain text or stalled: its problem.
-            log.debug("%s: TLS handshake with %s failed: %s", self.name, _format_addr(addr), exc)
+            log.debug(
+                "%s: TLS handshake with %s failed: %s", self.name, format_address(addr), exc
+            )
             tls.close()
             return None
 
@@ -381,15 +444,28 @@ class Server:
         self, drain_timeout: float | None = 30.0, signals: tuple = (signal.SIGINT, signal.SIGTERM)
     ) -> None:
         """Make SIGINT/SIGTERM stop the server gracefully (main thread only)."""
-        hub = get_hub()
+        call_on_stop_signals(lambda: self.stop(drain_timeout), signals, name=self.name)
 
-        def on_signal(signum: int, frame: Any) -> None:
-            log.info("%s: signal %d received, stopping", self.name, signum)
-            hub.run_callback_threadsafe(lambda: spawn(self.stop, drain_timeout))
 
-        for sig in signals:
-            signal.signal(sig, on_signal)
-        hub.wake_on_signals()
+def call_on_stop_signals(
+    stop: Callable[[], Any],
+    signals: tuple = (signal.SIGINT, signal.SIGTERM),
+    *,
+    name: str | None = None,
+) -> dict[int, Any]:
+    """Make ``signals`` (SIGINT and SIGTERM) run ``stop()`` in a greenthread of its
+    own (main thread only); returns the handlers they had, to put back.  With a
+    ``name``, each signal is logged as ``NAME: signal N received, stopping``."""
+    hub = get_hub()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if name is not None:
+            log.info("%s: signal %d received, stopping", name, signum)
+        hub.run_callback_threadsafe(lambda: spawn(stop))
+
+    old = {sig: signal.signal(sig, on_signal) for sig in signals}
+    hub.wake_on_signals()
+    return old
 
 
 def shutdown_quietly(conn: Any) -> None:
@@ -403,11 +479,69 @@ def shutdown_quietly(conn: Any) -> None:
         pass
 
 
-def _format_addr(addr: Any) -> str:
+def format_address(addr: Any) -> str:
+    """``host:port``, ``[v6]:port`` or ``unix:/path`` for a socket address
+    (``unix socket peer`` for the unnamed client end of a unix socket)."""
     if isinstance(addr, tuple) and len(addr) >= 2:
-        host = addr[0]
-        return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
-    return str(addr) or "unix socket peer"
+        host, port = addr[0], addr[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    path = addr.decode(errors="replace") if isinstance(addr, bytes) else str(addr)
+    if not path:
+        return "unix socket peer"
+    return f"unix:{path}"
+
+
+@dataclass(frozen=True)
+class Address:
+    """A listen or connect address: TCP/UDP host and port, or a unix socket path."""
+
+    host: str | None
+    port: int | None
+    path: str | None = None
+
+    @property
+    def family(self) -> int:
+        if self.path is not None:
+            return socket.AF_UNIX
+        return socket.AF_INET6 if self.host and ":" in self.host else socket.AF_INET
+
+    @property
+    def sockaddr(self) -> str | tuple:
+        return self.path if self.path is not None else (self.host, self.port)
+
+    def __str__(self) -> str:
+        return format_address(self.sockaddr)
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isdigit():
+        raise ValueError(f"invalid port {text!r} in {whole!r}")
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} out of range 0-65535 in {whole!r}")
+    return port
+
+
+def parse_address(text: str, default_host: str = "127.0.0.1") -> Address:
+    """``PORT``, ``HOST:PORT``, ``[V6]:PORT`` or ``unix:/PATH`` -> an ``Address``;
+    ``ValueError`` with a message fit to show the user as is."""
+    text = text.strip()
+    if text.startswith("unix:"):
+        path = text[5:]
+        if not path:
+            raise ValueError(f"empty unix socket path in {text!r}")
+        return Address(None, None, path)
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ValueError(f"invalid address {text!r} (use [v6addr]:port)")
+        return Address(host, _port(rest[1:], text))
+    if text.isdigit():
+        return Address(default_host, _port(text, text))
+    host, sep, port = text.rpartition(":")
+    if not sep or ":" in host:
+        raise ValueError(f"invalid address {text!r} (use host:port, [v6]:port or unix:/path)")
+    return Address(host or default_host, _port(port, text))
 
 
 def serve(sock: socket.socket, handle: Callable[[Any, Any], Any], concurrency: int = 1000) -> None:

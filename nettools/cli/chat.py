@@ -9,6 +9,7 @@ import typer
 
 from ..tools.chat.bus import ChatBus, parse_bus
 from ..tools.chat.linechat import ChatServer, ChatStats
+from ..tools.plumbing.service import serve_on
 from .common import (
     LISTEN,
     READY_FILE,
@@ -20,7 +21,6 @@ from .common import (
     option_parser,
     queue_size_option,
     runtime_errors,
-    serve_on,
     size,
 )
 
@@ -123,12 +123,12 @@ def chat(
             raise typer.BadParameter("--max-line must be at least 1 byte")
         chat_bus = open_bus(bus, bus_channel, bus_heartbeat, bus_expiry, bus_max_message)
         stats = ChatStats()
-        serve_on("chat", listen, lambda sock: ChatServer(
+        raise typer.Exit(serve_on("chat", listen, lambda sock: ChatServer(
             sock, history=history, max_line=max_line, max_conns=max_conns,
             idle_timeout=idle_timeout, slow_timeout=slow_timeout, queue_size=queue_size,
             send_buffer=send_buffer, stats=stats, bus=chat_bus,
         ).start().stop, stats, max_conns=max_conns, drain_timeout=drain_timeout,
-            ready_file=ready_file)
+            ready_file=ready_file))
 
 
 def register(app: typer.Typer) -> None:

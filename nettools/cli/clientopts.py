@@ -11,9 +11,9 @@ from typing import Any
 
 import typer
 
-from ..tools.fetch import Halt, read_url_lines
-from ..web.client import HttpClient
-from .common import duration, opt, stop_on_signals
+from ..tools.fetch import Halt, HttpClient, read_url_lines
+from ..tools.plumbing.service import stop_on_signals
+from .common import duration, opt
 
 __all__ = [
     "EXIT_FAILED", "INSECURE", "CA_FILE", "CONNECT_TIMEOUT", "read_timeout_option",

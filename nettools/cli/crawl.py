@@ -15,8 +15,9 @@ from ..tools.crawl import SCOPES, STRATEGIES, Crawler, CrawlResult
 from ..tools.crawl.distributed import MAX_MESSAGE, Coordinator, CrawlWorker, default_name
 from ..tools.crawl.links import keep_parser_memory
 from ..tools.crawl.report import FORMATS, summary_line, write_report
+from ..tools.plumbing.service import stop_on_signals
 from ..tools.zmq.proxy import EndpointError, parse_endpoint
-from .common import EXIT_USAGE, duration, fail, opt, runtime_errors, size, stop_on_signals
+from .common import EXIT_USAGE, duration, fail, opt, runtime_errors, size
 
 EXIT_BROKEN = 2
 #: Seconds between progress bar refreshes.

@@ -7,17 +7,8 @@ from typing import Any
 import typer
 
 from ..tools.echo import EchoServer, UdpEchoServer
-from ..tools.plumbing.service import Stats
-from .common import (
-    LISTEN,
-    READY_FILE,
-    drain_timeout_option,
-    duration,
-    opt,
-    runtime_errors,
-    serve_on,
-    size,
-)
+from ..tools.plumbing.service import Stats, serve_on
+from .common import LISTEN, READY_FILE, drain_timeout_option, duration, opt, runtime_errors, size
 
 DRAIN_TIMEOUT = drain_timeout_option("for clients to finish")
 
@@ -51,8 +42,10 @@ def echo(
                 max_conns=max_conns, stats=stats,
             ).start().stop
 
-        serve_on("echo", listen, start, stats, max_conns=None if udp else max_conns, udp=udp,
-                 drain_timeout=drain_timeout, ready_file=ready_file)
+        raise typer.Exit(serve_on(
+            "echo", listen, start, stats, max_conns=None if udp else max_conns, udp=udp,
+            drain_timeout=drain_timeout, ready_file=ready_file,
+        ))
 
 
 def register(app: typer.Typer) -> None:

@@ -11,10 +11,9 @@ import typer
 
 from ..tools.feeds.cache import FeedCache
 from ..tools.feeds.fetcher import FeedFetcher, FeedResult, fetch_feeds, read_opml
-from ..tools.feeds.service import FeedService, FeedStats, check_public_url
+from ..tools.feeds.service import FeedService, FeedStats, check_public_url, is_public_address
 from ..tools.fetch import INTERRUPTED, Halt
-from ..web import wsgi
-from ..web.client import is_public_address
+from ..tools.plumbing.service import serve_on
 from . import clientopts
 from .common import (
     LISTEN,
@@ -23,7 +22,6 @@ from .common import (
     duration,
     opt,
     runtime_errors,
-    serve_on,
     size,
 )
 
@@ -199,21 +197,10 @@ def serve_cmd(
             fetcher, concurrency=concurrency, max_urls=max_urls, max_request=max_request,
             deadline=deadline, allow_private=allow_private, stats=stats,
         )  # fmt: skip
-
-        def start(sock: Any) -> Any:
-            server = wsgi.WSGIServer(sock, app, max_size=max_conns, max_body_size=max_request,
-                                     log_output=False, name="feeds").start()  # fmt: skip
-
-            def stop(timeout: float | None) -> None:
-                server.stop(timeout)
-                client.close()
-                if store is not None:
-                    store.close()
-
-            return stop
-
-        serve_on("feeds serve", listen, start, stats, max_conns=max_conns + concurrency,
-                 drain_timeout=drain_timeout, ready_file=ready_file, service="feeds")
+        raise typer.Exit(serve_on(
+            "feeds", listen, lambda sock: app.start(sock, max_conns=max_conns), stats,
+            max_conns=max_conns + concurrency, drain_timeout=drain_timeout, ready_file=ready_file,
+        ))
 
 
 def register(app: typer.Typer) -> None:

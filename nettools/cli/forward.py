@@ -21,19 +21,8 @@ from ..tools.forward import (
     resolve_target,
     unix_target,
 )
-from ..tools.plumbing.service import raise_fd_limit
-from .args import Address, parse_address
-from .common import (
-    FD_HEADROOM,
-    drain_timeout_option,
-    duration,
-    listen_on,
-    opt,
-    runtime_errors,
-    serve_until_stopped,
-    server_tls,
-    usage_error,
-)
+from ..tools.plumbing.service import Address, listen_on, parse_address, reserve_fds, run_service
+from .common import drain_timeout_option, duration, opt, runtime_errors, server_tls, usage_error
 
 DRAIN_TIMEOUT = drain_timeout_option("for connections to end")
 
@@ -211,8 +200,8 @@ def forward(
         tls_context = server_tls("forward", tls_cert, tls_key)
         target_tls = _target_tls(tls_target, tls_target_ca, tls_target_insecure, targets)
 
-        raise_fd_limit(max_conns * FDS_PER_CONN + FD_HEADROOM)
-        listeners = [listen_on("forward", addr) for addr in listen_addrs]
+        reserve_fds(max_conns, FDS_PER_CONN)
+        listeners = [listen_on(addr) for addr in listen_addrs]
         if json_log:
             _json_lines()
         stats = ForwardStats()
@@ -222,9 +211,10 @@ def forward(
             allow=allow_nets, deny=deny_nets, tls_context=tls_context,
             target_tls_context=target_tls, json_log=json_log, stats=stats, splice=splice,
         ).start()
-        serve_until_stopped("forward", stats, listeners, [forwarder.stop],
-                            drain_timeout=drain_timeout, ready_file=ready_file,
-                            ready_extras=[{"target": target.name} for target in targets])
+        raise typer.Exit(run_service(
+            "forward", stats, listeners, [forwarder.stop], drain_timeout=drain_timeout,
+            ready_file=ready_file, ready_extras=[{"target": target.name} for target in targets],
+        ))
 
 
 def register(app: typer.Typer) -> None:

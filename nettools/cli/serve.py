@@ -8,17 +8,9 @@ from typing import Any
 
 import typer
 
-from ..tools.plumbing.service import announce, format_address
+from ..tools.plumbing.service import announce, describe_os_error, format_address, reserve_fds
 from ..tools.serve import AppSpecError, ServeOptions, Supervisor, check_spec, run_single
-from .common import (
-    EXIT_USAGE,
-    describe_os_error,
-    duration,
-    fail,
-    opt,
-    prepare_limits,
-    server_tls,
-)
+from .common import EXIT_USAGE, duration, fail, opt, server_tls
 
 
 def serve(
@@ -69,7 +61,7 @@ def serve(
 
     try:
         check_spec(spec)
-        prepare_limits(max_conns)
+        reserve_fds(max_conns)
         if workers == 1:
             summary = run_single(opts, on_ready)
         else:

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from ..tools.chat.wschat import WSChatServer, WSChatStats
-from .args import Address
+from ..tools.plumbing.service import Address, serve_on
 from .chat import (
     BUS,
     BUS_CHANNEL,
@@ -27,7 +27,6 @@ from .common import (
     opt,
     queue_size_option,
     runtime_errors,
-    serve_on,
     server_tls,
 )
 
@@ -96,7 +95,8 @@ def wschat(
     chat_bus = open_bus(bus, bus_channel, bus_heartbeat, bus_expiry, bus_max_message)
     with runtime_errors("wschat"):
         stats = WSChatStats()
-        serve_on("wschat", Address(host.strip("[]"), port), lambda sock: WSChatServer(
+        address = Address(host.strip("[]"), port)
+        raise typer.Exit(serve_on("wschat", address, lambda sock: WSChatServer(
             sock, history=history, max_message=max_message, max_conns=max_conns, rate=rate,
             burst=burst, queue_size=queue_size, slow_timeout=slow_timeout,
             send_buffer=send_buffer, idle_timeout=idle_timeout, ping_interval=ping_interval,
@@ -104,7 +104,7 @@ def wschat(
             access_log=logging.getLogger("nettools.wschat.access") if access_log else None,
             stats=stats, bus=chat_bus,
         ).start().stop, stats, max_conns=max_conns, drain_timeout=drain_timeout,
-            ready_file=ready_file)
+            ready_file=ready_file))
 
 
 def register(app: typer.Typer) -> None:

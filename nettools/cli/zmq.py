@@ -12,22 +12,13 @@ A malformed endpoint is a usage error (exit 2); one that cannot be bound
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
-import sys
-from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
 import typer
 
 from ..green import zmq
-from ..kernel.greenthread import spawn
-from ..kernel.hub import get_hub
-from ..kernel.sync import Event
-from ..tools.plumbing.service import Service, Stats, announce
+from ..tools.plumbing.service import listen_on, reserve_fds, run_service
 from ..tools.zmq.bridges import BridgeStats, TcpBridge, WsBridge
 from ..tools.zmq.proxy import (
     Endpoint,
@@ -43,13 +34,10 @@ from .common import (
     READY_FILE,
     SEND_BUFFER,
     SLOW_TIMEOUT,
-    bound_address,
     drain_timeout_option,
     duration,
-    listen_on,
     opt,
     option_parser,
-    prepare_limits,
     queue_size_option,
     runtime_errors,
     server_tls,
@@ -82,41 +70,6 @@ class ProxyType(str, Enum):
     streamer = "streamer"
 
 
-def _report_on_sigusr1(service: str, stats: Stats) -> None:
-    """SIGUSR1 prints the counts so far as one JSON line on stderr."""
-    hub = get_hub()
-
-    def report() -> None:
-        sys.stderr.write(json.dumps({**stats.summary(service), "event": "stats"}) + "\n")
-        sys.stderr.flush()
-
-    signal.signal(signal.SIGUSR1, lambda signum, frame: hub.run_callback_threadsafe(report))
-
-
-def _run_service(
-    name: str,
-    stats: Stats,
-    stoppers: list[Callable[[float | None], Any]],
-    address: str,
-    *,
-    ready_file: str | None,
-    drain_timeout: float | None,
-    ended: Event | None = None,
-    **extra: Any,
-) -> int:
-    """Announce, run until SIGINT/SIGTERM or ``ended`` (SIGUSR1 prints the
-    counts so far), stop, print the summary; returns the exit code."""
-    service = Service(name, stats, drain_timeout)
-    service.stoppers.extend(stoppers)
-    # Before the ready line: a script may signal as soon as it has seen it.
-    service.install_signal_handlers()
-    _report_on_sigusr1(name, stats)
-    if ended is not None:
-        spawn(lambda: (ended.wait(), service.stop()))
-    announce(name, address, ready_file, **extra)
-    return service.run()
-
-
 class _Sockets:
     """The ZeroMQ sockets of a command, on one context that it ends at exit."""
 
@@ -144,18 +97,6 @@ class _Sockets:
     def close(self) -> None:
         """Close every socket (each lingers as configured) and end the context."""
         self.ctx.destroy()
-
-
-def _listen(command: str, addr: Any) -> tuple[Any, Callable[[], None]]:
-    """A listening socket and what removes its unix socket file at exit."""
-    sock = listen_on(command, addr)
-
-    def cleanup() -> None:
-        if addr.path is not None:
-            with contextlib.suppress(OSError, ValueError):
-                os.unlink(addr.path)
-
-    return sock, cleanup
 
 
 # Help shared by every command.
@@ -223,10 +164,10 @@ def proxy(
             ctx.term()
             raise
         device.start()
-        code = _run_service(
-            "zmq-proxy", stats, [device.stop], device.endpoints["frontend"],
+        code = run_service(
+            "zmq-proxy", stats, [device.endpoints["frontend"]], [device.stop],
             ready_file=ready_file, drain_timeout=None, ended=device.done,
-            type=kind.value, **device.endpoints,
+            ready_extras=[{"type": kind.value, **device.endpoints}],
         )
         ctx.term()
         raise typer.Exit(code)
@@ -288,7 +229,7 @@ def tcp(
             usage_error(command, "--topic needs --sub")
         if max_line < 1:
             usage_error(command, "--max-line must be at least 1 byte")
-        prepare_limits(max_conns)
+        reserve_fds(max_conns)
         zsocks = _Sockets(command, hwm, linger)
         try:
             out = zsocks.open("pub", zmq.PUB, pub) or zsocks.open("push", zmq.PUSH, push)
@@ -296,18 +237,17 @@ def tcp(
             if subsock is not None:
                 for topic in topics or [""]:
                     subsock.setsockopt(zmq.SUBSCRIBE, topic.encode())
-            sock, cleanup = _listen(command, listen)
+            sock = listen_on(listen)
             stats = BridgeStats()
             bridge = TcpBridge(
                 sock, out=out, sub=subsock, max_line=max_line, max_conns=max_conns,
                 idle_timeout=idle_timeout, queue_size=queue_size, slow_timeout=slow_timeout,
                 send_buffer=send_buffer, stats=stats,
             ).start()
-            code = _run_service(
-                "zmq-tcp", stats, [bridge.stop], bound_address(sock),
-                ready_file=ready_file, drain_timeout=drain_timeout, **zsocks.endpoints,
+            code = run_service(
+                "zmq-tcp", stats, [sock], [bridge.stop], ready_file=ready_file,
+                drain_timeout=drain_timeout, ready_extras=[zsocks.endpoints],
             )
-            cleanup()
         finally:
             zsocks.close()
         raise typer.Exit(code)
@@ -366,12 +306,12 @@ def ws(
         if max_message < 1:
             usage_error(command, "--max-message must be at least 1 byte")
         tls = server_tls(command, tls_cert, tls_key)
-        prepare_limits(max_conns)
+        reserve_fds(max_conns)
         zsocks = _Sockets(command, hwm, linger)
         try:
             pubsock = zsocks.open("pub", zmq.PUB, pub)
             subsock = zsocks.open("sub", zmq.SUB, sub, maxmsgsize=max_message)
-            sock, cleanup = _listen(command, listen)
+            sock = listen_on(listen)
             stats = BridgeStats()
             bridge = WsBridge(
                 pub=pubsock, sub=subsock, max_message=max_message,
@@ -384,12 +324,11 @@ def ws(
                 sock, bridge.app, max_size=max_conns, log_output=False, ssl_context=tls,
                 name="zmq-ws",
             ).start()
-            code = _run_service(
-                "zmq-ws", stats, [bridge.stop, server.stop], bound_address(sock),
-                ready_file=ready_file, drain_timeout=drain_timeout, tls=tls is not None,
-                **zsocks.endpoints,
+            code = run_service(
+                "zmq-ws", stats, [sock], [bridge.stop, server.stop], ready_file=ready_file,
+                drain_timeout=drain_timeout,
+                ready_extras=[{"tls": tls is not None, **zsocks.endpoints}],
             )
-            cleanup()
         finally:
             zsocks.close()
         raise typer.Exit(code)

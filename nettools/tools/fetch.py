@@ -30,8 +30,8 @@ from ..kernel.pool import GreenPool
 from ..kernel.queue import Queue
 from ..web.client import FetchError, HttpClient
 
-__all__ = ["FetchResult", "Halt", "fetch_one", "fetch_many", "safe_name", "read_url_lines",
-           "INTERRUPTED"]
+__all__ = ["FetchResult", "Halt", "HttpClient", "fetch_one", "fetch_many", "safe_name",
+           "read_url_lines", "INTERRUPTED"]
 
 #: The ``kind`` of a result whose fetch was never done or was cut by ``Halt``.
 INTERRUPTED = "interrupted"

@@ -46,8 +46,8 @@ from ..green import ssl as _gssl
 from ..kernel.greenthread import GreenletExit, kill, spawn
 from ..kernel.hub import Timer, get_hub
 from ..kernel.pool import GreenPool
-from ..net import Server, _as_green_context
-from .plumbing.service import Stats, format_address
+from ..net import Server, format_address, green_context
+from .plumbing.service import Stats
 
 __all__ = [
     "Forwarder",
@@ -122,7 +122,7 @@ class Rule:
 
     @property
     def listen_name(self) -> str:
-        return format_address(self.listener.getsockname(), self.listener.family)
+        return format_address(self.listener.getsockname())
 
     @property
     def name(self) -> str:
@@ -259,7 +259,7 @@ def _describe(exc: BaseException) -> str:
 def _peer_name(addr: Any, family: int) -> str:
     if family == socket.AF_UNIX:
         return f"unix:{addr}" if addr else "unix:(unnamed)"
-    return format_address(addr, family)
+    return format_address(addr)
 
 
 # ------------------------------------------------------------- forwarder
@@ -620,7 +620,7 @@ def _green_context(ctx: Any) -> Any:
     # OpenSSL 3 treats a bare FIN as a fatal error and refuses to write after
     # it; a relay must read it as EOF and keep sending the other way.
     ctx.options |= getattr(_gssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
-    return _as_green_context(ctx)
+    return green_context(ctx)
 
 
 def _shutdown_write(sock: Any, close_notify: bool = False) -> None:

@@ -27,11 +27,12 @@ from urllib.parse import urlsplit
 from ...green import socket as gsocket
 from ...kernel.pool import GreenPool
 from ...web.client import FetchError, is_public_address
+from ...web.wsgi import WSGIServer
 from ..fetch import read_url_lines
 from ..plumbing.service import Stats
 from .fetcher import FeedFetcher, FeedResult, fetch_feeds
 
-__all__ = ["FeedService", "FeedStats", "check_public_url"]
+__all__ = ["FeedService", "FeedStats", "check_public_url", "is_public_address"]
 
 log = logging.getLogger("nettools.feeds")
 
@@ -102,6 +103,21 @@ class FeedService:
         self.deadline = deadline
         self.allow_private = allow_private
         self.stats = stats if stats is not None else FeedStats()
+
+    def start(self, sock: Any, *, max_conns: int = 1000) -> Callable[[float | None], None]:
+        """Serve on ``sock``; returns the stop function, which lets requests in
+        flight finish for up to its timeout, then closes the fetcher's client and
+        cache."""
+        server = WSGIServer(sock, self, max_size=max_conns, max_body_size=self.max_request,
+                            log_output=False, name="feeds").start()  # fmt: skip
+
+        def stop(timeout: float | None) -> None:
+            server.stop(timeout)
+            self.fetcher.client.close()
+            if self.fetcher.cache is not None:
+                self.fetcher.cache.close()
+
+        return stop
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         self.stats.requests += 1
