@@ -2,21 +2,36 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# The benchmark peers (gevent, eventlet, uvloop, ...) live in an environment of their own,
+# so the test environment is what a user's is.
+BENCH_VENV := .venv-bench
 LINTED := nettools tests recipes bench
 
 .PHONY: install test lint bench demo clean system-deps
 
-$(STAMP): pyproject.toml
+# The package alone: what a user installs, and all that the demo needs.
+$(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e .
 	touch $@
 
-install: $(STAMP)
+# Plus the test tools, real clients and frameworks.
+$(VENV)/.test: $(VENV)/.runtime
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
 
-lint: $(STAMP)
+$(BENCH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/pip install -q -e '.[test,bench]'
+	touch $@
+
+install: $(VENV)/.test
+
+lint: $(VENV)/.test
 	$(BIN)/ruff check $(LINTED)
+	$(BIN)/lint-imports --no-cache
 
 # Real programs the tests drive (headless Chromium for the browser tests).
 system-deps:
@@ -28,12 +43,11 @@ system-deps:
 test: lint system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
-	$(BIN)/pip install -q -e '.[dev,bench]'
-	$(BIN)/python -m bench $(BENCH_ARGS)
+bench: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m bench $(BENCH_ARGS)
 
-demo: $(STAMP)
+demo: $(VENV)/.runtime
 	$(BIN)/python recipes/demo.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) build *.egg-info .pytest_cache .ruff_cache
