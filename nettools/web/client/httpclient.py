@@ -1,4 +1,5 @@
-"""HttpClient: the client itself; see ``nettools.web.client``."""
+"""``HttpClient``: per-host gates, redirects followed hop by hop, proxies from the
+environment, the whole-exchange timeout; ``nettools.web.client`` says what it offers."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ ACCEPT_ENCODING = "gzip, deflate"
 
 
 class HttpClient:
-    """Concurrent HTTP(S) fetching for greenthreads; see the module docstring.
+    """Concurrent HTTP(S) fetching for greenthreads; see ``nettools.web.client``.
 
     ``allow_address(ip) -> bool`` (optional) vets every address libcurl is
     about to connect to (``is_public_address`` refuses private targets);
@@ -67,7 +68,7 @@ class HttpClient:
             (pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS if http2
              else pycurl.CURL_HTTP_VERSION_1_1),
             (pycurl.CONNECTTIMEOUT_MS, int(connect_timeout * 1000) if connect_timeout else 0),
-            (pycurl.PROXY, ""),  # per request below; "" also keeps libcurl off the environment
+            (pycurl.PROXY, ""),  # per request (set_request); "" keeps libcurl off the environment
         ]  # fmt: skip
         if hasattr(pycurl, "PROTOCOLS_STR"):
             options.append((pycurl.PROTOCOLS_STR, "http,https"))
