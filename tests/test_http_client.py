@@ -614,7 +614,7 @@ def test_works_in_a_monkey_patched_process_and_beside_the_real_urllib3():
 
 
 def test_a_timeout_in_a_waiting_greenthread_takes_its_transfer_out(site):
-    from nettools.web._curl import curl_loop
+    from nettools.web.client.curlloop import curl_loop
 
     with HttpClient(proxy_from_env=False, per_host=1, read_timeout=5) as c:
         with nettools.Timeout(0.2, False):
@@ -629,7 +629,7 @@ def test_a_timeout_in_a_waiting_greenthread_takes_its_transfer_out(site):
 
 
 def test_killing_a_waiting_greenthread_takes_its_transfer_out(site):
-    from nettools.web._curl import curl_loop
+    from nettools.web.client.curlloop import curl_loop
 
     site.barrier_size = 2  # never reached: the request waits until killed
     with HttpClient(proxy_from_env=False, per_host=1) as c:
@@ -700,7 +700,7 @@ class ClosingServer:
     fds libcurl was watching while the request was in flight (and its own)."""
 
     def __init__(self) -> None:
-        from nettools.web._curl import curl_loop
+        from nettools.web.client.curlloop import curl_loop
 
         self.loop = curl_loop()
         self.curl_fds: set[int] = set()

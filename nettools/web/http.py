@@ -406,7 +406,7 @@ class HttpConnection:
                             deadline = time.monotonic() + limits.header_timeout
                         self.settimeout(max(deadline - time.monotonic(), 0.001))
                     if head_bytes > self._max_head:
-                        self._send_quietly(error_response(431, close=True))
+                        self.send_quietly(error_response(431, close=True))
                         self.linger_close()
                         return None
                     n = self.sock.recv_into(self.view)
@@ -416,7 +416,7 @@ class HttpConnection:
                 self.feed(self.view[:n])
         except TimeoutError:
             if self._in_head:
-                self._send_quietly(error_response(408, close=True))
+                self.send_quietly(error_response(408, close=True))
             return None
         except OSError:
             return None
@@ -479,7 +479,8 @@ class HttpConnection:
         self._version = self._method = self._keep_alive = self._upgrade = None
         self.pending.clear()
 
-    def _send_quietly(self, data: bytes) -> None:
+    def send_quietly(self, data: bytes) -> None:
+        """Send ``data`` (a final error response); a client already gone is no error."""
         try:
             self.sock.sendall(data)
         except OSError:

@@ -1,83 +1,49 @@
-"""Websockets (RFC 6455) for WSGI apps, on green sockets.
+"""One open websocket: the blocking API a handler sees, on a green socket.
 
-Framing, the opening handshake, extension negotiation (permessage-deflate),
-size limits and close codes all come from the Sans-I/O layer of the
-``websockets`` library (``websockets.server.ServerProtocol``); this module only
-moves bytes between it and a green socket, and gives the handler an
-eventlet-style blocking API::
-
-    from nettools.web import websocket
-
-    @websocket.WebSocketWSGI
-    def echo(ws):
-        for message in ws:          # str for text, bytes for binary
-            ws.send(message)
-
-    @websocket.WebSocketWSGI(max_message_size=64 << 10, origins=["https://example.com"])
-    def chat(ws):
-        ...
-
-The decorated object is a WSGI app.  It needs a server that lets it take the
-connection over (``environ['nettools.takeover']``), as ``nettools.web.wsgi``
-does; the server then writes no HTTP response of its own and closes the socket
-when the app returns.
-
-One greenthread -- normally the handler, through ``wait()`` -- reads from the
-socket; any number may ``send`` (sends are serialized by a lock).  A keepalive
-greenthread pings the peer every ``ping_interval`` seconds and fails the
-connection with 1011 if no pong arrives within ``ping_timeout``.  A peer that
-goes away without a close frame just makes ``wait()`` return ``None``.
-
-For a graceful stop of the server a connection counts as idle only while
-``wait()`` waits with no part of a message received: a stop then closes it at
-once with code 1001 (going away) -- ``wait()`` returns ``None`` when the peer
-answers, or when it has not within ``close_timeout`` -- while one in the middle
-of a message, or whose handler is still working on one, is left to finish it
-and is closed the same way when it next waits.
+``WebSocket`` moves bytes between the socket and the protocol object
+(``websockets.server.ServerProtocol``, which does the framing), sends under a
+lock any number of greenthreads may queue on, pings the peer from a keepalive
+greenthread, and counts as idle for a graceful stop only while ``wait()`` waits
+between messages.  ``serve_websocket`` runs a handler on a connection the
+handshake (``handshake.py``) has just opened, and closes it afterwards.
 """
 
 from __future__ import annotations
 
+import _socket
 import errno
-import functools
 import logging
 import os
 import socket as _stdlib_socket
 import ssl as _stdlib_ssl
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from greenlet import GreenletExit
-from websockets.datastructures import Headers
-from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
-from websockets.frames import CloseCode, Opcode
-from websockets.http11 import Request
+from websockets.frames import CloseCode
 from websockets.protocol import OPEN, State
 from websockets.server import ServerProtocol
 
-from ..green import socket as _green_socket
-from ..kernel.greenthread import GreenThread, kill, sleep, spawn
-from ..kernel.hub import get_hub
-from ..kernel.sync import Event
-from ..kernel.timeout import Timeout
-from .wsgi import plain_response
+from ...green import socket as green_socket
+from ...kernel.greenthread import GreenThread, kill, sleep, spawn
+from ...kernel.hub import get_hub
+from ...kernel.sync import Event
+from ...kernel.timeout import Timeout
+from .inbox import Inbox
 
-__all__ = ["WebSocketWSGI", "WebSocket", "WebSocketClosed"]
+__all__ = ["WebSocket", "WebSocketClosed", "Handler", "serve_websocket"]
 
 log = logging.getLogger("nettools.websocket")
-#: The protocol library's own messages ("connection open", "connection closed").
-_proto_log = logging.getLogger("nettools.websocket.protocol")
 
 _RECV_SIZE = 65536
 # The C methods: a green socket is non-blocking at the OS level, so they answer EAGAIN.
-_c_recv = _stdlib_socket._socket.socket.recv
-_c_send = _stdlib_socket._socket.socket.send
+_c_recv = _socket.socket.recv
+_c_send = _socket.socket.send
 _MSG_DONTWAIT = getattr(_stdlib_socket, "MSG_DONTWAIT", 0)
 #: Reads the keepalive may do when the handler is not reading (64 KiB each).
 _KEEPALIVE_MAX_READS = 16
 _CLOSED = State.CLOSED
-_TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
 
 Handler = Callable[["WebSocket"], Any]
 
@@ -131,17 +97,14 @@ class WebSocket:
         # FIFO of parked greenthreads to which the lock is handed over in turn.
         self._sending = False
         self._send_waiters: deque[Any] = deque()
-        self._messages: deque[str | bytes] = deque()  # complete, not yet returned by wait()
-        self._fragments: list[bytes] = []  # the message being received, if fragmented
-        self._fragment_text = False
+        self._inbox = Inbox()  # what arrived: whole messages, a fragmented one, the pong
         self._reading = False  # someone is inside a socket read
         self._dead = False  # the transport failed (reset, EOF, send error)
-        self._pong: tuple[bytes, Event] | None = None  # the ping the keepalive waits on
         self._keepalive: GreenThread | None = None
         self._cutoff: Any = None  # the timer that ends a closing handshake left unanswered
         self._tls = isinstance(sock, _stdlib_ssl.SSLSocket)
         # Plain green sockets are read with the C recv and the hub directly.
-        self._fast = isinstance(sock, _green_socket.socket) and not self._tls
+        self._fast = isinstance(sock, green_socket.socket) and not self._tls
         self._hub = get_hub()
         self._fd = sock.fileno()
 
@@ -172,7 +135,7 @@ class WebSocket:
 
     def wait(self) -> str | bytes | None:
         """The next message, waiting for it; ``None`` once the connection is closed."""
-        messages = self._messages
+        messages = self._inbox.messages
         while not messages:
             if self._dead or self._proto.state is not OPEN:
                 return None
@@ -266,7 +229,7 @@ class WebSocket:
                 try:
                     data = _c_recv(sock, _RECV_SIZE)
                 except BlockingIOError:
-                    self._mark_idle(not (self._fragments or self._proto.reader.buffer))
+                    self._mark_idle(not (self._inbox.fragments or self._proto.reader.buffer))
                     wait_read, fd = self._hub.wait_read, self._fd
                     while True:
                         wait_read(fd)  # we just got EAGAIN, as the hub wants
@@ -276,7 +239,7 @@ class WebSocket:
                         except BlockingIOError:
                             pass
             else:
-                self._mark_idle(not (self._fragments or self._proto.reader.buffer))
+                self._mark_idle(not (self._inbox.fragments or self._proto.reader.buffer))
                 data = sock.recv(_RECV_SIZE)
         except OSError as exc:  # reset, closed under us (IOClosed): the peer is gone
             log.debug("websocket %s: read failed: %s", self.path, exc)
@@ -316,55 +279,15 @@ class WebSocket:
             proto.receive_eof()
         events = proto.events_received()
         if events:
-            self._handle_frames(events)
+            invalid = self._inbox.add(events)
+            if invalid is not None:
+                self._fail(CloseCode.INVALID_DATA, invalid)
         if proto.writes:  # pongs, the close echo, EOF after a close or failure
             self._lock_send()
             try:
                 self._flush_quietly()
             finally:
                 self._unlock_send()
-
-    def _handle_frames(self, frames: list[Any]) -> None:
-        messages = self._messages
-        for frame in frames:
-            opcode = frame.opcode
-            if opcode is _TEXT or opcode is _BINARY:
-                if frame.fin:
-                    if opcode is _TEXT:
-                        text = self._decode(frame.data)
-                        if text is None:
-                            return
-                        messages.append(text)
-                    else:
-                        messages.append(bytes(frame.data))
-                else:
-                    self._fragments = [frame.data]
-                    self._fragment_text = opcode is _TEXT
-            elif opcode is _CONT:
-                self._fragments.append(frame.data)
-                if frame.fin:
-                    data = b"".join(self._fragments)
-                    self._fragments = []
-                    if self._fragment_text:
-                        text = self._decode(data)
-                        if text is None:
-                            return
-                        messages.append(text)
-                    else:
-                        messages.append(data)
-            elif opcode is _PONG:
-                pong = self._pong
-                if pong is not None and frame.data == pong[0]:
-                    self._pong = None
-                    pong[1].send(True)
-            # PING is answered by the protocol; CLOSE is reflected in its state.
-
-    def _decode(self, data: bytes) -> str | None:
-        try:
-            return data.decode()
-        except UnicodeDecodeError as exc:
-            self._fail(CloseCode.INVALID_DATA, f"invalid UTF-8 at position {exc.start}")
-            return None
 
     # --------------------------------------------------------------- sending
 
@@ -463,7 +386,7 @@ class WebSocket:
                     return
                 payload = os.urandom(4)
                 pong = Event()
-                self._pong = (payload, pong)
+                self._inbox.pong = (payload, pong)
                 if timeout is None:
                     self.ping(payload)
                     continue
@@ -562,187 +485,62 @@ class WebSocket:
         return f"<WebSocket {self.path!r} {state}>"
 
 
-class WebSocketWSGI:
-    """Wrap ``handler(ws)`` as a WSGI app that accepts websocket connections.
+def serve_websocket(
+    handler: Handler,
+    sock: Any,
+    proto: ServerProtocol,
+    environ: dict[str, Any],
+    leftover: bytes,
+    *,
+    ping_interval: float | None,
+    ping_timeout: float | None,
+    close_timeout: float,
+) -> None:
+    """Run ``handler`` on the websocket ``proto`` just opened on ``sock``, then close it.
 
-    Use it as a decorator, bare or with options (as eventlet's)::
-
-        @WebSocketWSGI
-        def handler(ws): ...
-
-        @WebSocketWSGI(max_message_size=1 << 16, ping_interval=None)
-        def handler(ws): ...
-
-    Options:
-
-    * ``max_message_size``: largest incoming message in bytes, after
-      decompression; a larger one fails the connection with 1009.  None: no
-      limit.  ``max_frame_length`` (eventlet's name) is accepted as an alias.
-    * ``ping_interval``/``ping_timeout``: ping every so many seconds; fail with
-      1011 if the pong takes longer than the timeout.  None disables either.
-    * ``origins``: accepted values of the ``Origin`` header (strings or compiled
-      regular expressions; include None to accept clients that send none);
-      others get 403 before the handshake.  None (default): any origin.
-    * ``compression``: offer permessage-deflate (default True).
-    * ``subprotocols``: subprotocols to pick from, in order of preference.
-    * ``close_timeout``: how long to wait for the peer during the closing handshake.
-
-    Requests that are not websocket upgrades get 400, as in eventlet.
+    ``sock`` is the connection taken over from the WSGI server and ``leftover``
+    what the client sent after its request; the protocol holds the handshake's
+    101 response, not sent yet.  A graceful stop of the server closes the
+    connection with 1001 while it is idle; a handler that fails or is killed
+    gets the connection closed with 1011 or 1001.
     """
-
-    def __init__(
-        self,
-        handler: Handler | None = None,
-        *,
-        max_message_size: int | None = 1 << 20,
-        max_frame_length: int | None = None,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
-        origins: Sequence[Any] | None = None,
-        compression: bool = True,
-        subprotocols: Sequence[str] | None = None,
-        close_timeout: float = 5.0,
-    ) -> None:
-        if max_frame_length is not None:
-            max_message_size = max_frame_length
-        self.handler = handler
-        self.max_message_size = max_message_size
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        self.origins = None if origins is None else list(origins)
-        self.compression = compression
-        self.subprotocols = None if subprotocols is None else list(subprotocols)
-        self.close_timeout = close_timeout
-        if handler is not None:
-            functools.update_wrapper(self, handler)  # type: ignore[arg-type]
-
-    def _options(self) -> dict[str, Any]:
-        return {
-            "max_message_size": self.max_message_size,
-            "ping_interval": self.ping_interval,
-            "ping_timeout": self.ping_timeout,
-            "origins": self.origins,
-            "compression": self.compression,
-            "subprotocols": self.subprotocols,
-            "close_timeout": self.close_timeout,
-        }
-
-    def __call__(self, *args: Any) -> Any:
-        """``app(environ, start_response)``; or, without a handler yet, ``deco(handler)``."""
-        if len(args) == 1 and self.handler is None:
-            return WebSocketWSGI(args[0], **self._options())
-        if self.handler is None:
-            raise TypeError("WebSocketWSGI has no handler: use it as a decorator first")
-        environ, start_response = args
-        return self._serve(environ, start_response)
-
-    def _serve(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
-        upgrade = environ.get("HTTP_UPGRADE", "")
-        if "websocket" not in (token.strip().lower() for token in upgrade.split(",")):
-            return plain_response(
-                start_response, "400 Bad Request", "Expected a websocket upgrade.\n"
-            )
-        if environ.get("REQUEST_METHOD") != "GET":
-            return plain_response(
-                start_response, "405 Method Not Allowed", "Use GET.\n", [("Allow", "GET")]
-            )
-        if environ.get("SERVER_PROTOCOL") != "HTTP/1.1":
-            return plain_response(
-                start_response, "400 Bad Request", "A websocket upgrade needs HTTP/1.1.\n"
-            )
-
-        proto = ServerProtocol(
-            origins=self.origins,
-            extensions=enable_server_permessage_deflate(None) if self.compression else None,
-            subprotocols=self.subprotocols,
-            max_size=self.max_message_size,
-            logger=_proto_log,
-        )
-        response = proto.accept(Request(_request_path(environ), _request_headers(environ)))
-        if response.status_code != 101:
-            # A refusal (bad key, origin, subprotocol) is an ordinary HTTP response.
-            headers = [
-                (name, value)
-                for name, value in response.headers.raw_items()
-                if name.lower() not in ("connection", "date")  # the server's business
-            ]
-            start_response(f"{response.status_code} {response.reason_phrase}", headers)
-            return [response.body]
-
-        takeover = environ.get("nettools.takeover")
-        if takeover is None:
-            raise RuntimeError(
-                "this WSGI server cannot hand over the connection for a websocket "
-                "(no environ['nettools.takeover']); serve the app with nettools.web.wsgi"
-            )
-        sock, leftover = takeover()
-        # Liveness is the keepalive's job now, not a read timeout's.
-        sock.settimeout(None)
-        proto.send_response(response)
-        # The request reached us through the WSGI server, not through the
-        # protocol's own HTTP parser, which still waits for one: restart it now
-        # that the state is OPEN, where it parses frames.
-        proto.parser = proto.parse()
-        next(proto.parser)
-        ws = WebSocket(
-            sock,
-            proto,
-            environ,
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
-            close_timeout=self.close_timeout,
-        )
-        try:
-            ws._flush()  # nobody else can send yet
-        except WebSocketClosed:
-            return []
-        on_stop = environ.get("nettools.on_stop")
+    ws = WebSocket(
+        sock,
+        proto,
+        environ,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        close_timeout=close_timeout,
+    )
+    try:
+        ws._flush()  # nobody else can send yet
+    except WebSocketClosed:
+        return
+    on_stop = environ.get("nettools.on_stop")
+    if on_stop is not None:
+        on_stop(ws._going_away)
+    try:
+        _run(handler, ws, leftover)
+    finally:
         if on_stop is not None:
-            on_stop(ws._going_away)
-        try:
-            self._run(ws, leftover)
-        finally:
-            if on_stop is not None:
-                on_stop(None)
-            ws._cancel_cutoff()
-        return []
-
-    def _run(self, ws: WebSocket, leftover: bytes) -> None:
-        assert self.handler is not None
-        try:
-            ws._start(leftover)
-            self.handler(ws)
-        except WebSocketClosed:
-            # The peer went away while the handler sent: an ordinary end.
-            log.debug("websocket %s: peer gone", ws.path)
-            ws._abort(CloseCode.NORMAL_CLOSURE, "")
-        except Exception:
-            log.exception("websocket handler %r failed on %s", self.handler, ws.path)
-            ws._abort(CloseCode.INTERNAL_ERROR, "")
-        except BaseException:
-            # Killed (say, by a server stop running out of patience): say goodbye.
-            ws._abort(CloseCode.GOING_AWAY, "")
-            raise
-        else:
-            ws._end()
-
-    def __repr__(self) -> str:
-        return f"<WebSocketWSGI handler={self.handler!r}>"
+            on_stop(None)
+        ws._cancel_cutoff()
 
 
-def _request_path(environ: dict[str, Any]) -> str:
-    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-    if raw:
-        return raw
-    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-    query = environ.get("QUERY_STRING")
-    return f"{path}?{query}" if query else path or "/"
-
-
-def _request_headers(environ: dict[str, Any]) -> Headers:
-    """The request headers, back from WSGI's ``HTTP_*`` keys (names are case-insensitive)."""
-    headers = Headers()
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            headers[key[5:].replace("_", "-")] = value
-    return headers
+def _run(handler: Handler, ws: WebSocket, leftover: bytes) -> None:
+    try:
+        ws._start(leftover)
+        handler(ws)
+    except WebSocketClosed:
+        # The peer went away while the handler sent: an ordinary end.
+        log.debug("websocket %s: peer gone", ws.path)
+        ws._abort(CloseCode.NORMAL_CLOSURE, "")
+    except Exception:
+        log.exception("websocket handler %r failed on %s", handler, ws.path)
+        ws._abort(CloseCode.INTERNAL_ERROR, "")
+    except BaseException:
+        # Killed (say, by a server stop running out of patience): say goodbye.
+        ws._abort(CloseCode.GOING_AWAY, "")
+        raise
+    else:
+        ws._end()

@@ -1,0 +1,47 @@
+"""Websockets (RFC 6455) for WSGI apps, on green sockets.
+
+Framing, the opening handshake, extension negotiation (permessage-deflate),
+size limits and close codes all come from the Sans-I/O layer of the
+``websockets`` library (``websockets.server.ServerProtocol``); this module only
+moves bytes between it and a green socket, and gives the handler an
+eventlet-style blocking API::
+
+    from nettools.web import websocket
+
+    @websocket.WebSocketWSGI
+    def echo(ws):
+        for message in ws:          # str for text, bytes for binary
+            ws.send(message)
+
+    @websocket.WebSocketWSGI(max_message_size=64 << 10, origins=["https://example.com"])
+    def chat(ws):
+        ...
+
+The decorated object is a WSGI app.  It needs a server that lets it take the
+connection over (``environ['nettools.takeover']``), as ``nettools.web.wsgi``
+does; the server then writes no HTTP response of its own and closes the socket
+when the app returns.
+
+One greenthread -- normally the handler, through ``wait()`` -- reads from the
+socket; any number may ``send`` (sends are serialized by a lock).  A keepalive
+greenthread pings the peer every ``ping_interval`` seconds and fails the
+connection with 1011 if no pong arrives within ``ping_timeout``.  A peer that
+goes away without a close frame just makes ``wait()`` return ``None``.
+
+For a graceful stop of the server a connection counts as idle only while
+``wait()`` waits with no part of a message received: a stop then closes it at
+once with code 1001 (going away) -- ``wait()`` returns ``None`` when the peer
+answers, or when it has not within ``close_timeout`` -- while one in the middle
+of a message, or whose handler is still working on one, is left to finish it
+and is closed the same way when it next waits.
+
+Inside: ``handshake`` (``WebSocketWSGI``), ``connection`` (``WebSocket``),
+``inbox`` (frames into messages).
+"""
+
+from __future__ import annotations
+
+from .connection import WebSocket, WebSocketClosed
+from .handshake import WebSocketWSGI
+
+__all__ = ["WebSocketWSGI", "WebSocket", "WebSocketClosed"]

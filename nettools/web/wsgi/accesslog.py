@@ -1,0 +1,71 @@
+"""The WSGI server's access log: one line per request, written after the response."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+__all__ = ["AccessLog", "DEFAULT_LOG_FORMAT"]
+
+log = logging.getLogger("nettools.web.wsgi")
+
+#: Apache's "combined" format plus the time taken; fields: client_ip, client_port,
+#: date_time, request_line, method, path, protocol, status_code, body_length,
+#: referer, user_agent, wall_seconds.
+DEFAULT_LOG_FORMAT = (
+    '%(client_ip)s - - [%(date_time)s] "%(request_line)s" %(status_code)s %(body_length)s '
+    '"%(referer)s" "%(user_agent)s" %(wall_seconds).6f'
+)
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _log_time() -> str:
+    """Local time as Apache logs it (``10/Oct/2000:13:55:36 -0700``), whatever the locale."""
+    t = time.localtime()
+    return f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:" + time.strftime(
+        "%H:%M:%S %z", t
+    )
+
+
+class AccessLog:
+    """Writes one line per request, ``fmt % fields``, to a logger or a file-like."""
+
+    def __init__(self, target: Any, fmt: str = DEFAULT_LOG_FORMAT, x_forwarded_for: bool = True):
+        self.fmt = fmt
+        self.x_forwarded_for = x_forwarded_for
+        if isinstance(target, logging.Logger):
+            self._emit = lambda line: target.info("%s", line)
+        else:
+            self._emit = lambda line: target.write(line + "\n")
+
+    def __call__(
+        self, environ: dict, status: str | None, body_length: int, started: float
+    ) -> None:
+        client_ip = environ.get("REMOTE_ADDR", "-")
+        if self.x_forwarded_for:
+            forwarded = environ.get("HTTP_X_FORWARDED_FOR", "").replace(" ", "")
+            if forwarded:
+                client_ip = f"{forwarded},{client_ip}"
+        method = environ.get("REQUEST_METHOD", "-")
+        path = environ.get("RAW_URI", "-")
+        protocol = environ.get("SERVER_PROTOCOL", "-")
+        fields = {
+            "client_ip": client_ip,
+            "client_port": environ.get("REMOTE_PORT", "-"),
+            "date_time": _log_time(),
+            "request_line": f"{method} {path} {protocol}",
+            "method": method,
+            "path": path,
+            "protocol": protocol,
+            "status_code": (status or "-").split(" ", 1)[0],
+            "body_length": body_length,
+            "referer": environ.get("HTTP_REFERER", "-"),
+            "user_agent": environ.get("HTTP_USER_AGENT", "-"),
+            "wall_seconds": time.monotonic() - started,
+        }
+        try:
+            self._emit(self.fmt % fields)
+        except Exception:
+            log.exception("access log failed")

@@ -1,0 +1,194 @@
+"""One WSGI connection: its requests handed to the application in order.
+
+``WSGIConnection`` is the request-handling half: the environ, the call into the
+application, its errors, posthooks, the takeover of the connection (for
+websockets), and whether the connection goes on to the next request.  What it
+sends comes from ``ResponseWriter``, the half it builds on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..http import ClientDisconnected, HTTPError, ParseError, Request, error_response
+from .body import EMPTY_INPUT, Input
+from .environ import request_environ
+from .response import ResponseWriter
+
+if TYPE_CHECKING:
+    from .wsgiserver import WSGIServer
+
+__all__ = ["WSGIConnection"]
+
+log = logging.getLogger("nettools.web.wsgi")
+
+
+class WSGIConnection(ResponseWriter):
+    """Serves the requests of one connection to the WSGI application, in order."""
+
+    def __init__(self, wsgi_server: WSGIServer, sock: Any, addr: Any) -> None:
+        net_server = wsgi_server.server
+        options = wsgi_server.options
+        super().__init__(
+            sock,
+            wsgi_server.recv_buffer,
+            wsgi_server.limits,
+            wsgi_server.parser,
+            net_server,
+            options,
+        )
+        self.wsgi_server = wsgi_server
+        self.app = wsgi_server.app
+        self.access_log = wsgi_server.access_log
+        self.debug = options.debug
+        env = wsgi_server.base_environ.copy()
+        if isinstance(addr, tuple) and len(addr) >= 2:
+            env["REMOTE_ADDR"] = addr[0]
+            env["REMOTE_PORT"] = str(addr[1])
+        else:
+            env["REMOTE_ADDR"] = ""
+            env["REMOTE_PORT"] = ""
+        env["nettools.takeover"] = self.takeover
+        env["nettools.set_idle"] = self.set_idle
+        env["nettools.on_stop"] = self.on_stop
+        self.base_env = env
+        self.taken_over = False
+
+    def run(self) -> None:
+        """Serve requests until the connection is to be closed (the caller closes it)."""
+        try:
+            while True:
+                req = self.next_request()
+                if req is None:
+                    return
+                if type(req) is ParseError:
+                    self.send_quietly(error_response(req.status, req.reason))
+                    if self.access_log is not None:
+                        self.access_log(self.base_env, str(req.status), 0, time.monotonic())
+                    self.linger_close()
+                    return
+                if not self.handle(req):
+                    return
+        finally:
+            # The parser and the environ hold bound methods of this object: break
+            # those cycles now rather than leave each connection to the collector.
+            self.release()
+
+    def handle(self, req: Request) -> bool:
+        """Serve one request; True if the connection may go on to the next."""
+        self.new_response(req)
+        self.taken_over = False
+        env = request_environ(self.base_env, req)
+        env["wsgi.input"] = EMPTY_INPUT if req.body_done and not req.body else Input(self, req)
+        env["nettools.posthooks"] = []
+        started = time.monotonic() if self.access_log is not None else 0.0
+        result = None
+        try:
+            result = self.app(env, self.start_response)
+            if self.taken_over:
+                self.keep = False
+                self._discard(result)
+            elif type(result) is list and len(result) == 1 and not self.headers_sent:
+                body = result[0]  # the common case: the whole body in one piece
+                self.send_head(len(body), body)
+            else:
+                self.send_result(result)
+        except (ClientDisconnected, BrokenPipeError, ConnectionResetError):
+            self.keep = False  # the client left: nobody to answer
+        except TimeoutError:
+            self._fail(408, None)  # the client stalled its body (or its reading)
+        except HTTPError as exc:
+            self._fail(exc.status, None)
+        except Exception as exc:
+            if self.taken_over:
+                log.exception("error in a WSGI application after takeover")
+                self.keep = False
+            else:
+                self._fail(500, exc)
+        finally:
+            if type(result) is not list:
+                self._close(result)
+            if env["nettools.posthooks"]:
+                self._posthooks(env)
+        if self.access_log is not None and not self.taken_over:
+            self.access_log(env, self.status, self.body_sent, started)
+        if not self.keep:
+            return False
+        if not req.body_done:
+            # The application left part of the body unread.  If the client
+            # waits for "100 Continue" it may never send it: close.  Else drop it.
+            if req.expect_continue and not self.continue_sent:
+                return False
+            return self.discard_body(req)
+        return True
+
+    def release(self) -> None:
+        super().release()
+        self.base_env = {}
+
+    def _fail(self, status: int, exc: BaseException | None) -> None:
+        """The application failed: answer ``status`` if nothing was sent yet."""
+        self.keep = False
+        if exc is not None:
+            log.error(
+                "error in WSGI application (%s %s)",
+                self.req.method,
+                self.req.target.decode("latin-1"),
+                exc_info=exc,
+            )
+        if self.headers_sent:
+            return  # mid-body: closing the connection is the only signal left
+        body = None
+        if exc is not None and self.debug:
+            body = "".join(traceback.format_exception(exc))
+        self.status = f"{status} "
+        self.send_quietly(error_response(status, body=body))
+        if status in (400, 413):
+            self.linger_close()  # the client may still be sending the body
+
+    def _posthooks(self, env: dict) -> None:
+        for hook in env["nettools.posthooks"]:
+            try:
+                if isinstance(hook, tuple):
+                    func, args, kwargs = hook
+                    func(env, *args, **kwargs)
+                else:
+                    hook(env)
+            except Exception:
+                log.exception("error in a posthook")
+
+    def _close(self, result: Any) -> None:
+        close = getattr(result, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                log.exception("error closing a WSGI response")
+                self.keep = False
+
+    @staticmethod
+    def _discard(result: Any) -> None:
+        for _ in result:
+            pass
+
+    # ------------------------------------------------- for the application
+
+    def takeover(self) -> tuple[Any, bytes]:
+        """``environ['nettools.takeover']``: hand the raw connection to the
+        application (see ``nettools.web.wsgi``); returns ``(sock, leftover)``."""
+        if self.headers_sent:
+            raise RuntimeError("cannot take over a connection whose response has started")
+        self.taken_over = True
+        return self.sock, self.leftover_after(self.req)
+
+    def set_idle(self, idle: bool = True) -> None:
+        """``environ['nettools.set_idle']``: idle or busy, for a graceful stop."""
+        self.net_server.set_idle(self.sock, idle)
+
+    def on_stop(self, closer: Callable[[], Any] | None) -> None:
+        """``environ['nettools.on_stop']``: how a graceful stop closes this idle connection."""
+        self.net_server.on_stop(self.sock, closer)

@@ -1,0 +1,112 @@
+"""The CGI-style environ of PEP 3333: the server's part, then each request's."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import httptools
+
+from ..http import Request
+from .response import FileWrapper
+
+__all__ = ["SERVER_SOFTWARE", "server_environ", "request_environ"]
+
+SERVER_SOFTWARE = "nettools.web.wsgi"
+
+# HTTP header name (raw bytes) -> environ key; None for names that are dropped.
+_ENV_KEYS: dict[bytes, str | None] = {}
+_ENV_KEYS_MAX = 2048
+_MISSING = object()
+
+
+def _env_key(name: bytes) -> str | None:
+    """The environ key for header ``name``; None for names with '_' (which would
+    be indistinguishable from '-' in the environ: a header-spoofing hole)."""
+    if b"_" in name:
+        key = None
+    else:
+        key = name.decode("latin-1").upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+    if len(_ENV_KEYS) < _ENV_KEYS_MAX:  # bounded: clients choose the names
+        _ENV_KEYS[name] = key
+    return key
+
+
+def _split_target(target: bytes) -> tuple[bytes, bytes]:
+    """``(path, query)`` of an absolute-form (``http://host/p?q``), authority-form
+    (CONNECT ``host:port``) or asterisk-form (``*``) request target."""
+    if target == b"*":
+        return b"*", b""
+    try:
+        url = httptools.parse_url(target)
+    except httptools.HttpParserInvalidURLError:
+        return target, b""
+    return url.path or b"", url.query or b""
+
+
+def server_environ(sock: Any, url_scheme: str, server: Any, extra: dict | None) -> dict:
+    """The keys every request of ``server`` (listening on ``sock``) shares, plus ``extra``."""
+    try:
+        addr = sock.getsockname()
+    except OSError:
+        addr = ""
+    if isinstance(addr, tuple):
+        host, port = addr[0], str(addr[1])
+    else:
+        host, port = (addr.decode() if isinstance(addr, bytes) else addr) or "localhost", ""
+    env = {
+        "SCRIPT_NAME": "",
+        "SERVER_NAME": host,
+        "SERVER_PORT": port,
+        "SERVER_SOFTWARE": SERVER_SOFTWARE,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": url_scheme,
+        "wsgi.errors": sys.stderr,
+        # Requests run in greenthreads of one OS thread, concurrently:
+        # an application must not assume one request at a time.
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "wsgi.file_wrapper": FileWrapper,
+        "nettools.server": server,
+    }
+    if extra:
+        env.update(extra)
+    return env
+
+
+def request_environ(base: dict, req: Request) -> dict:
+    """A copy of the connection's ``base`` environ with ``req``'s method, target,
+    protocol and headers; the caller adds ``wsgi.input``."""
+    env = base.copy()
+    env["REQUEST_METHOD"] = req.method
+    target = req.target
+    if target[:1] == b"/":
+        path, _, query = target.partition(b"?")
+    else:
+        path, query = _split_target(target)
+    env["PATH_INFO"] = (
+        unquote_to_bytes(path).decode("latin-1") if b"%" in path else path.decode("latin-1")
+    )
+    env["QUERY_STRING"] = query.decode("latin-1")
+    env["RAW_URI"] = target.decode("latin-1")
+    env["SERVER_PROTOCOL"] = req.protocol
+    keys = _ENV_KEYS
+    for name, value in req.headers:
+        key = keys.get(name, _MISSING)
+        if key is _MISSING:
+            key = _env_key(name)
+        if key is None:
+            continue
+        text = value.decode("latin-1")
+        if text[-1:] in (" ", "\t"):
+            text = text.rstrip(" \t")
+        if key in env:
+            # Repeated header: one value, as CGI does ("; " for cookies, RFC 6265).
+            env[key] += ("; " if key == "HTTP_COOKIE" else ",") + text
+        else:
+            env[key] = text
+    return env

@@ -1,0 +1,346 @@
+"""The response-sending half of a WSGI connection.
+
+``ResponseWriter`` turns what the application gives (``start_response``, the
+``write`` callable, the iterable it returns) into an HTTP/1.x response: the
+status line and headers, the body framed by Content-Length, chunked encoding or
+the end of the connection, zero-copy ``sendfile`` for a ``FileWrapper`` of a
+regular file, and the keep-alive decision.  ``WSGIConnection`` (the
+request-handling half) builds on it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..http import HttpConnection, Limits, Request, http_date
+from .options import WSGIOptions
+
+__all__ = ["ResponseWriter", "FileWrapper", "plain_response"]
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# Statuses whose responses never have a body (RFC 9110 6.4.1).
+_NO_BODY = frozenset({"204", "304"} | {str(c) for c in range(100, 200)})
+# Response headers the server looks at (framing) or sets itself.
+_LENGTH, _DATE, _CONNECTION, _ENCODING = range(4)
+_HOP = {
+    "content-length": _LENGTH,
+    "date": _DATE,
+    "connection": _CONNECTION,
+    "transfer-encoding": _ENCODING,
+}
+# Bodies (of a list result) up to this size go out joined with the head in one send.
+_JOIN_LIMIT = 256 * 1024
+# sendfile() in pieces: each piece gets the whole I/O timeout.
+_SENDFILE_PIECE = 8 << 20
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: returned by an application, a regular file goes out
+    with ``sendfile`` (zero-copy); anything else is read in ``blksize`` blocks."""
+
+    def __init__(self, filelike: Any, blksize: int = 65536) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+
+    def __iter__(self) -> Iterable[bytes]:
+        read = self.filelike.read
+        while data := read(self.blksize):
+            yield data
+
+    def close(self) -> None:
+        close = getattr(self.filelike, "close", None)
+        if close is not None:
+            close()
+
+    def regular_file(self) -> tuple[int, int] | None:
+        """``(offset, size left)`` if the file can go out by sendfile, else None."""
+        try:
+            fd = self.filelike.fileno()
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            offset = self.filelike.tell()
+        except (AttributeError, OSError, ValueError):
+            return None
+        return offset, max(st.st_size - offset, 0)
+
+
+def plain_response(
+    start_response: Callable, status: str, text: str, extra: list[tuple[str, str]] | None = None
+) -> list[bytes]:
+    """A short ``text/plain`` answer from a WSGI app: ``status`` (e.g. ``"404 Not
+    Found"``), the body ``text`` and any ``extra`` headers."""
+    body = text.encode()
+    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    start_response(status, headers + (extra or []))
+    return [body]
+
+
+class ResponseWriter(HttpConnection):
+    """Sends the response to each request of one connection; see the module docstring.
+
+    ``new_response(req)`` starts over for the next request; then the
+    application calls ``start_response`` (and perhaps ``write``), and
+    ``send_head`` (a whole body in one piece) or ``send_result`` sends what it
+    returned.  ``keep`` says afterwards whether the connection may go on.
+    """
+
+    def __init__(
+        self,
+        sock: Any,
+        view: memoryview,
+        limits: Limits,
+        parser_factory: Callable[[Any], Any],
+        net_server: Any,
+        options: WSGIOptions,
+    ) -> None:
+        super().__init__(sock, view, limits, parser_factory, net_server.set_idle)
+        self.net_server = net_server
+        self.keepalive = options.keepalive_enabled
+        self.http10_only = options.max_http_version == "HTTP/1.0"
+        self.status_prefix = "HTTP/1.0 " if self.http10_only else "HTTP/1.1 "
+        self.capitalize = options.capitalize_response_headers
+        self.min_chunk = options.minimum_chunk_size or 0
+        # Per request (reset by new_response):
+        self.req: Request | None = None
+        self.status: str | None = None
+        self.resp_headers: list[tuple[str, str]] = []
+        self.headers_sent = False
+        self.continue_sent = False
+        self.keep = False
+        self.chunked = False
+        self.body_sent = 0
+        self.sends_body = True
+        self.declared: int | None = None
+
+    def new_response(self, req: Request) -> None:
+        """Nothing sent yet: the response to ``req`` starts."""
+        self.req = req
+        self.status = None
+        self.headers_sent = self.continue_sent = self.chunked = self.keep = False
+        self.body_sent = 0
+
+    # ------------------------------------------------------- the app's callables
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]:
+        if exc_info is not None:
+            try:
+                if self.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # no reference cycle through the traceback
+        elif self.status is not None:
+            raise AssertionError("start_response called a second time without exc_info")
+        if type(status) is not str:
+            raise TypeError(f"status must be a str, not {type(status).__name__}")
+        self.status = status
+        self.resp_headers = headers
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """The legacy ``write()`` callable of PEP 3333."""
+        if self.status is None:
+            raise AssertionError("write() before start_response()")
+        if not self.headers_sent:
+            self.send_head(None, data)
+        elif data:
+            self._send_chunk(data)
+
+    def send_continue(self) -> None:
+        """``100 Continue``, before the application's first read of the body."""
+        if not self.headers_sent and not self.continue_sent:
+            self.continue_sent = True
+            self.sock.sendall(_CONTINUE)
+
+    # ------------------------------------------------------------------ sending
+
+    def send_result(self, result: Any) -> None:
+        """Send the response for the application's ``result`` (whatever its kind)."""
+        if type(result) is list or type(result) is tuple:
+            if len(result) == 1:
+                body = result[0]
+            elif not result:
+                body = b""
+            else:
+                size = sum(map(len, result))
+                if size > _JOIN_LIMIT and not self.headers_sent:
+                    self._send_parts(result, size)
+                    return
+                body = b"".join(result)
+            if not self.headers_sent:
+                self.send_head(len(body), body)
+            elif body:
+                self._send_chunk(body)
+            self._finish()
+            return
+        if type(result) is FileWrapper and not self.headers_sent:
+            where = result.regular_file()
+            if where is not None:
+                self._sendfile(result, *where)
+                return
+        min_chunk = self.min_chunk
+        pending: list[bytes] = []
+        pending_len = 0
+        for data in result:
+            if not data:
+                continue
+            if min_chunk:
+                # eventlet's minimum_chunk_size: gather small pieces into bigger sends.
+                pending.append(data)
+                pending_len += len(data)
+                if pending_len < min_chunk:
+                    continue
+                data = b"".join(pending)
+                pending, pending_len = [], 0
+            if not self.headers_sent:
+                self.send_head(None, data)
+            else:
+                self._send_chunk(data)
+        if pending:
+            data = b"".join(pending)
+            if not self.headers_sent:
+                self.send_head(len(data), data)
+            else:
+                self._send_chunk(data)
+        if not self.headers_sent:
+            self.send_head(0, b"")
+        self._finish()
+
+    def _send_parts(self, parts: list | tuple, size: int) -> None:
+        """A large list body: the head with the first part, then the rest."""
+        self.send_head(size, parts[0])
+        for part in parts[1:]:
+            self._send_chunk(part)
+        self._finish()
+
+    def _sendfile(self, wrapper: FileWrapper, offset: int, size: int) -> None:
+        declared = any(name.lower() == "content-length" for name, _ in self.resp_headers)
+        self.send_head(None if declared else size, b"")
+        if not self.sends_body:
+            return
+        count = size if self.declared is None else min(self.declared, size)
+        sock = self.sock
+        while count > 0:
+            sent = sock.sendfile(wrapper.filelike, offset, min(count, _SENDFILE_PIECE))
+            if not sent:
+                break
+            offset += sent
+            count -= sent
+            self.body_sent += sent
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.chunked:
+            self.sock.sendall(b"0\r\n\r\n")
+        elif self.declared is not None and self.sends_body and self.body_sent < self.declared:
+            self.keep = False  # shorter than declared: only closing ends it
+
+    def _send_chunk(self, data: bytes) -> None:
+        if not self.sends_body:
+            return
+        if self.chunked:
+            self.sock.sendall(b"%x\r\n%b\r\n" % (len(data), data))
+        else:
+            declared = self.declared
+            if declared is not None and self.body_sent + len(data) > declared:
+                data = data[: declared - self.body_sent]
+                self.keep = False
+            self.sock.sendall(data)
+        self.body_sent += len(data)
+
+    def send_head(self, length: int | None, body: bytes) -> None:
+        """Send status line and headers, with the first piece of the body.
+
+        ``length`` is the whole body's length when known (then it goes out as
+        Content-Length unless the application set one); otherwise the body is
+        chunked (HTTP/1.1) or delimited by closing the connection (HTTP/1.0).
+        """
+        status = self.status
+        if status is None:
+            raise AssertionError("the application returned without calling start_response()")
+        req = self.req
+        keep = (
+            req.keep_alive
+            and self.keepalive
+            and not self.net_server.stopping
+            # A client waiting for "100 Continue" may or may not send the body now.
+            and (req.body_done or not req.expect_continue or self.continue_sent)
+            # After an Upgrade request not taken over, the parser has stopped.
+            and not req.upgrade
+        )
+        http10 = req.protocol == "HTTP/1.0"
+        if self.http10_only:
+            keep = keep and http10
+            http10 = True
+        lines = [self.status_prefix, status, "\r\n"]
+        append = lines.append
+        capitalize = self.capitalize
+        declared = None
+        has_date = False
+        for name, value in self.resp_headers:
+            kind = _HOP.get(name.lower())
+            if kind is not None:
+                if kind == _LENGTH:
+                    declared = int(value)
+                elif kind == _DATE:
+                    has_date = True
+                else:
+                    # Framing is the server's business; an app's "close" is honoured.
+                    if kind == _CONNECTION and value.strip().lower() == "close":
+                        keep = False
+                    continue
+            if capitalize:
+                name = "-".join(part.capitalize() for part in name.split("-"))
+            append(f"{name}: {value}\r\n")
+        code = status[:3]
+        no_body = code in _NO_BODY
+        self.sends_body = sends_body = not no_body and req.method != "HEAD"
+        self.declared = declared
+        if declared is not None:
+            # Never more than the application declared (the rest would be read as
+            # the next response), and a short body leaves the client waiting: close.
+            if length is not None and length != declared:
+                keep = False
+            if len(body) > declared:
+                body = body[:declared]
+                keep = False
+        if no_body or declared is not None:
+            pass
+        elif length is not None:
+            append(f"Content-Length: {length}\r\n")
+        elif req.method == "HEAD":
+            pass
+        elif not http10:
+            append("Transfer-Encoding: chunked\r\n")
+            self.chunked = True
+        else:
+            keep = False  # the end of the body is the end of the connection
+        if not keep:
+            append("Connection: close\r\n")
+        elif http10:
+            append("Connection: keep-alive\r\n")
+        text = "".join(lines)
+        # Each piece ends in exactly one CRLF: any other CR or LF came from the
+        # application and would split the response (header injection).
+        n = len(lines) - 2
+        if text.count("\n") != n or text.count("\r") != n or not code.isdigit():
+            raise ValueError(f"invalid status or header in the response: {text!r}")
+        head = text.encode("latin-1")
+        date = b"" if has_date else http_date()
+        if not sends_body or not body:
+            data = b"".join((head, date, b"\r\n"))
+        elif self.chunked:
+            data = b"".join((head, date, b"\r\n%x\r\n" % len(body), body, b"\r\n"))
+        else:
+            data = b"".join((head, date, b"\r\n", body))
+        # Only now is the response committed: an error above still gets a 500.
+        self.keep = keep
+        self.headers_sent = True
+        self.sock.sendall(data)
+        if sends_body:
+            self.body_sent = len(body)

@@ -1,0 +1,140 @@
+"""The WSGI server: ``WSGIServer`` (an object to start and stop) and eventlet's ``server()``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ...net import Server, listen
+from ..http import RECV_SIZE
+from .connection import WSGIConnection
+from .environ import server_environ
+from .options import WSGIOptions
+
+__all__ = ["WSGIServer", "server"]
+
+log = logging.getLogger("nettools.web.wsgi")
+
+#: eventlet's ``wsgi.server`` parameters after ``sock`` and ``site``, in its order,
+#: so that positional calls carry over.
+SERVER_POSITIONAL = (
+    "log", "environ", "max_size", "max_http_version", "protocol", "server_event",
+    "minimum_chunk_size", "log_x_forwarded_for", "custom_pool", "keepalive", "log_output",
+    "log_format", "url_length_limit", "debug", "socket_timeout", "capitalize_response_headers",
+)  # fmt: skip
+
+
+class WSGIServer:
+    """A WSGI server on ``sock`` (a listening socket, or an address to listen on).
+
+    Options come as a ``WSGIOptions``, as keywords (its field names: ``log``,
+    ``max_size``, ``keepalive``, ``max_body_size``, ...), or both (the keywords
+    win); ``WSGIOptions`` lists them with their defaults.
+    """
+
+    def __init__(
+        self, sock: Any, app: Callable, options: WSGIOptions | None = None, **kwargs: Any
+    ) -> None:
+        self.options = opts = WSGIOptions.build(options, kwargs)
+        if not hasattr(sock, "accept"):
+            sock = listen(sock)
+        self.app = app
+        self.limits = opts.limits()
+        self.parser = opts.parser_factory()
+        self.access_log = opts.access_log()
+        #: One receive buffer for every connection: see nettools.web.http.
+        self.recv_buffer = memoryview(bytearray(RECV_SIZE))
+        self.server = Server(
+            sock,
+            self._handle,
+            opts.max_size or 1024,
+            pool=opts.custom_pool,
+            ssl_context=opts.ssl_context,
+            name=opts.name,
+        )
+        scheme = "https" if self.server.ssl_context is not None else "http"
+        self.base_environ = server_environ(sock, scheme, self, opts.environ)
+
+    def _handle(self, sock: Any, addr: Any) -> None:
+        WSGIConnection(self, sock, addr).run()
+
+    # ------------------------------------------------------------ control
+
+    @property
+    def address(self) -> Any:
+        """The listening address (useful after binding port 0)."""
+        return self.server.address
+
+    @property
+    def socket(self) -> Any:
+        """The listening socket."""
+        return self.server.socket
+
+    def start(self) -> WSGIServer:
+        """Start accepting in a background greenthread; returns self."""
+        self.server.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve until stopped (or closed)."""
+        self.server.serve_forever()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop accepting, close idle keep-alive connections, let in-flight requests
+        finish (answered with ``Connection: close``) for up to ``timeout`` seconds,
+        then kill what is left."""
+        self.server.stop(timeout)
+
+    def close(self) -> None:
+        """Stop accepting; connections carry on."""
+        self.server.close()
+
+    def install_signal_handlers(self, drain_timeout: float | None = 30.0) -> None:
+        """SIGINT and SIGTERM stop the server gracefully (main thread only)."""
+        self.server.install_signal_handlers(drain_timeout)
+
+
+def server(
+    sock: Any,
+    site: Callable,
+    *args: Any,
+    options: WSGIOptions | None = None,
+    handle_signals: bool = False,
+    drain_timeout: float | None = 30.0,
+    **kwargs: Any,
+) -> None:
+    """Serve the WSGI application ``site`` on the listening socket ``sock``; blocks.
+
+    Takes eventlet's ``wsgi.server`` arguments, positionally in its order
+    (``log``, ``environ``, ``max_size``, ...: ``SERVER_POSITIONAL``) or as
+    keywords, and any other ``WSGIOptions`` field as a keyword (or ``options``).
+    ``server_event``, if given, receives the ``WSGIServer``
+    (``server_event.send(srv)``) once it is listening; ``protocol`` must be
+    None.  With ``handle_signals`` SIGINT and SIGTERM stop it gracefully;
+    Ctrl-C (KeyboardInterrupt) does too.  Either way in-flight requests get up
+    to ``drain_timeout`` seconds, then the function returns.
+    """
+    if len(args) > len(SERVER_POSITIONAL):
+        raise TypeError(
+            f"server() takes at most {2 + len(SERVER_POSITIONAL)} positional arguments "
+            f"({2 + len(args)} given)"
+        )
+    for name, value in zip(SERVER_POSITIONAL, args, strict=False):
+        if name in kwargs:
+            raise TypeError(f"server() got multiple values for argument {name!r}")
+        kwargs[name] = value
+    server_event = kwargs.pop("server_event", None)
+    if kwargs.pop("protocol", None) is not None:
+        raise ValueError("nettools.web.wsgi.server does not take a protocol class")
+    srv = WSGIServer(sock, site, options, **kwargs)
+    if handle_signals:
+        srv.install_signal_handlers(drain_timeout)
+    srv.start()
+    if server_event is not None:
+        server_event.send(srv)
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        log.info("wsgi: interrupted, stopping")
+        srv.stop(drain_timeout)
