@@ -12,11 +12,18 @@ import typer
 
 from ..kernel.greenthread import sleep, spawn
 from ..tools.crawl import SCOPES, STRATEGIES, Crawler, CrawlResult
-from ..tools.crawl.distributed import MAX_MESSAGE, Coordinator, CrawlWorker, default_name
+from ..tools.crawl.distributed import (
+    MAX_MESSAGE,
+    Coordinator,
+    CrawlWorker,
+    EndpointError,
+    bind_endpoint,
+    connect_endpoint,
+    default_name,
+)
 from ..tools.crawl.links import keep_parser_memory
 from ..tools.crawl.report import FORMATS, summary_line, write_report
 from ..tools.plumbing.service import stop_on_signals
-from ..tools.zmq.proxy import EndpointError, parse_endpoint
 from .common import EXIT_USAGE, duration, fail, opt, runtime_errors, size
 
 EXIT_BROKEN = 2
@@ -165,9 +172,9 @@ def crawl(
 def _check_limits(wait_flag: str, wait: float | None, max_message: int) -> None:
     """What the coordinator and a worker both require of their options."""
     if not wait or wait <= 0:
-        raise EndpointError(f"{wait_flag} must be longer than 0s")
+        raise ValueError(f"{wait_flag} must be longer than 0s")
     if max_message < 1024:
-        raise EndpointError("--max-message must be at least 1K")
+        raise ValueError("--max-message must be at least 1K")
 
 
 def _coordinator(endpoint: str, lease: float | None, max_message: int, min_workers: int,
@@ -175,13 +182,11 @@ def _coordinator(endpoint: str, lease: float | None, max_message: int, min_worke
                  per_host: int) -> Coordinator:
     """The distributed crawl's coordinator (not bound yet); bad values are usage errors."""
     try:
-        ep = parse_endpoint(endpoint)
-        if not ep.bind:
-            raise EndpointError(f"--distribute binds: {endpoint!r} says connect")
+        url = bind_endpoint(endpoint)
         _check_limits("--lease", lease, max_message)
-    except EndpointError as exc:
+    except ValueError as exc:  # an EndpointError, or a limit
         raise typer.BadParameter(str(exc), param_hint="'--distribute'") from None
-    return Coordinator(ep.url, lease=lease, max_message=max_message, user_agent=user_agent,
+    return Coordinator(url, lease=lease, max_message=max_message, user_agent=user_agent,
                        timeout=timeout, max_body=max_body, per_host=per_host,
                        min_workers=min_workers)  # fmt: skip
 
@@ -283,14 +288,12 @@ def crawl_worker(
     """
     with runtime_errors("crawl-worker"):
         try:
-            ep = parse_endpoint(endpoint)
-            if ep.bind and endpoint.strip().startswith("bind:"):
-                raise EndpointError(f"a worker connects: {endpoint!r} says bind")
+            url = connect_endpoint(endpoint)
             _check_limits("--idle-timeout", idle_timeout, max_message)
-        except EndpointError as exc:
+        except ValueError as exc:  # an EndpointError, or a limit
             raise typer.BadParameter(str(exc), param_hint="CONNECT_EP") from None
         keep_parser_memory()
-        worker = CrawlWorker(ep.url, concurrency=concurrency, name=name or default_name(),
+        worker = CrawlWorker(url, concurrency=concurrency, name=name or default_name(),
                              idle_timeout=idle_timeout, max_message=max_message)  # fmt: skip
         with stop_on_signals(worker.stop):
             try:
@@ -301,7 +304,7 @@ def crawl_worker(
                    "reason": why, **worker.stats.to_dict()}  # fmt: skip
         if why == "gone":
             sys.stderr.write(f"nettools crawl-worker: no word from the coordinator at "
-                             f"{ep.url} for {idle_timeout:g}s\n")  # fmt: skip
+                             f"{url} for {idle_timeout:g}s\n")  # fmt: skip
         sys.stderr.write(json.dumps(summary) + "\n")
         sys.stderr.flush()
         raise typer.Exit(1 if why == "gone" else 0)
