@@ -18,8 +18,8 @@ import pytest
 from selectolax.lexbor import LexborHTMLParser
 from yarl import URL
 
-from nettools.tools.crawl.engine import MAX_REFERRERS, Link
 from nettools.tools.crawl.links import _LINK_ATTRS, PageLinks, _srcset_urls, extract
+from nettools.tools.crawl.results import MAX_REFERRERS, Link
 from nettools.tools.crawl.urls import Resolver, normalize
 
 pytestmark = pytest.mark.timeout(20)
