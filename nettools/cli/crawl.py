@@ -10,8 +10,7 @@ from typing import Any
 
 import typer
 
-from ..kernel.greenthread import sleep, spawn
-from ..tools.crawl import SCOPES, STRATEGIES, Crawler, CrawlResult
+from ..tools.crawl import SCOPES, STRATEGIES, Crawler, CrawlResult, Progress
 from ..tools.crawl.distributed import (
     MAX_MESSAGE,
     Coordinator,
@@ -23,12 +22,9 @@ from ..tools.crawl.distributed import (
 )
 from ..tools.crawl.links import keep_parser_memory
 from ..tools.crawl.report import FORMATS, summary_line, write_report
-from ..tools.plumbing.service import stop_on_signals
 from .common import EXIT_USAGE, duration, fail, opt, runtime_errors, size
 
 EXIT_BROKEN = 2
-#: Seconds between progress bar refreshes.
-PROGRESS_EVERY = 0.2
 
 
 def _choice(name: str, allowed: tuple[str, ...]) -> Any:
@@ -151,7 +147,7 @@ def crawl(
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         out = _open_output(output)
-        with stop_on_signals(crawler.stop), _progress(crawler):
+        with crawler.stop_on_signals(), _progress_bar(crawler):
             if coordinator is not None:
                 _announce(_start(coordinator))
             try:
@@ -226,7 +222,7 @@ def _open_output(path: str | None) -> Any:
 
 
 @contextlib.contextmanager
-def _progress(crawler: Crawler) -> Iterator[None]:
+def _progress_bar(crawler: Crawler) -> Iterator[None]:
     """A rich progress bar on stderr, only when stderr is a terminal."""
     if not sys.stderr.isatty():
         yield
@@ -240,19 +236,16 @@ def _progress(crawler: Crawler) -> Iterator[None]:
                    transient=True)  # fmt: skip
     task = bar.add_task("crawl", total=None, note="")
 
-    def tick() -> None:
-        while True:
-            bar.update(task, completed=crawler.done, total=max(crawler.admitted, 1),
-                       note=f"{crawler.requests} requests")  # fmt: skip
-            bar.refresh()
-            sleep(PROGRESS_EVERY)
+    def show(progress: Progress) -> None:
+        bar.update(task, completed=progress.done, total=max(progress.admitted, 1),
+                   note=f"{progress.requests} requests")  # fmt: skip
+        bar.refresh()
 
     bar.start()
-    ticker = spawn(tick)
     try:
-        yield
+        with crawler.reporting(show):
+            yield
     finally:
-        ticker.kill()
         bar.stop()
 
 
@@ -295,7 +288,7 @@ def crawl_worker(
         keep_parser_memory()
         worker = CrawlWorker(url, concurrency=concurrency, name=name or default_name(),
                              idle_timeout=idle_timeout, max_message=max_message)  # fmt: skip
-        with stop_on_signals(worker.stop):
+        with worker.stop_on_signals():
             try:
                 why = worker.run()
             except EndpointError as exc:

@@ -18,7 +18,7 @@ make of the answer.  The rest each have a module of their own:
   and workers); both visit the same set of URLs;
 * ``judging``: what counts as broken, once the crawl is over;
 * ``results``: the ``Link``, ``Broken``, ``Fragment`` and ``CrawlResult`` it
-  hands back.
+  hands back; ``progress``: how far it has got, while it runs.
 
 Redirects of pages are not followed by the client: a redirect is recorded on
 the page and its target becomes a URL like any link (same depth, scope and
@@ -30,20 +30,23 @@ and, like a reader following one link, do not consult robots.txt.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from yarl import URL
 
 from ...kernel.greenthread import spawn, spawn_after
 from ...web.client import HttpClient
 from ..fetch import Halt
+from ..plumbing.service import stop_on_signals
 from .admission import Admission
 from .fetcher import Fetcher, LocalFetcher, crawl_client
 from .judging import judge
 from .politeness import HostGates, RetryPolicy
+from .progress import PROGRESS_EVERY, Progress, reporting
 from .requester import Requester
 from .results import CrawlResult, Link
 from .robots import RobotsCache, parse_sitemap
@@ -147,6 +150,22 @@ class Crawler:
     def requests(self) -> int:
         """Requests made so far, retries and robots.txt included."""
         return self.requester.requests
+
+    def progress(self) -> Progress:
+        """How far the crawl has got."""
+        return Progress(self.done, len(self.admission.links), self.requester.requests)
+
+    def reporting(
+        self, show: Callable[[Progress], None], every: float = PROGRESS_EVERY
+    ) -> contextlib.AbstractContextManager[None]:
+        """A context in which ``show(progress)`` is called at once and every
+        ``every`` seconds (from a greenthread of its own), e.g. to draw a bar."""
+        return reporting(self.progress, show, every)
+
+    def stop_on_signals(self) -> contextlib.AbstractContextManager[None]:
+        """A context in which SIGINT and SIGTERM ``stop()`` the crawl politely
+        (the result is still returned, with ``stopped`` "interrupted")."""
+        return stop_on_signals(self.stop)
 
     def run(self) -> CrawlResult:
         """Crawl until there is nothing left (or ``stop``); returns the result."""

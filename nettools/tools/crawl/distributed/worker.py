@@ -11,6 +11,7 @@ jobs in hand and says bye.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -26,6 +27,7 @@ from ....kernel.greenthread import kill, spawn
 from ....kernel.pool import GreenPool
 from ....kernel.sync import Event, Semaphore
 from ....web.client import DEFAULT_USER_AGENT, FetchError, HttpClient
+from ...plumbing.service import stop_on_signals
 from ...zmq.proxy import Endpoint, EndpointError, open_socket, parse_endpoint
 from ..fetcher import LocalFetcher, crawl_client
 from .wire import MAX_MESSAGE, PROTOCOL_VERSION, decode, encode, error_fields, result_fields
@@ -126,6 +128,10 @@ class CrawlWorker:
             log.info("stopping: finishing the %d jobs in hand", len(self._busy))
         self._stopping = True
         self._poke()
+
+    def stop_on_signals(self) -> contextlib.AbstractContextManager[None]:
+        """A context in which SIGINT and SIGTERM ``stop()`` the worker."""
+        return stop_on_signals(self.stop)
 
     def _poke(self) -> None:
         if not self._wake.ready():
