@@ -18,8 +18,8 @@ import pytest
 from selectolax.lexbor import LexborHTMLParser
 from yarl import URL
 
-from nettools.tools.crawl.engine import MAX_REFERRERS, Link
-from nettools.tools.crawl.links import _LINK_ATTRS, PageLinks, _srcset_urls, extract
+from nettools.tools.crawl.links import LINK_ATTRS, PageLinks, extract, srcset_urls
+from nettools.tools.crawl.results import MAX_REFERRERS, Link
 from nettools.tools.crawl.urls import Resolver, normalize
 
 pytestmark = pytest.mark.timeout(20)
@@ -106,7 +106,7 @@ def test_resolver_keeps_sites_apart() -> None:
 def _by_selector(html: bytes | str, page_url: URL) -> PageLinks:
     """The same rules applied to the elements a CSS query finds (the plain way)."""
     selector = ",".join(
-        [f"{tag}[{attr}]" for tag, attr in _LINK_ATTRS.items()]
+        [f"{tag}[{attr}]" for tag, attr in LINK_ATTRS.items()]
         + ["[srcset]", "[id]", "a[name]", "base[href]"]
     )
     found = PageLinks(page_url)
@@ -121,11 +121,11 @@ def _by_selector(html: bytes | str, page_url: URL) -> PageLinks:
             if base_href is None:
                 base_href = attrs["href"] or ""
             continue
-        value = attrs.get(_LINK_ATTRS.get(node.tag, ""))
+        value = attrs.get(LINK_ATTRS.get(node.tag, ""))
         if value:
             found.links.append(value)
         if attrs.get("srcset"):
-            found.links.extend(_srcset_urls(attrs["srcset"]))
+            found.links.extend(srcset_urls(attrs["srcset"]))
         if attrs.get("id"):
             found.anchors.add(attrs["id"])
         if node.tag == "a" and attrs.get("name"):

@@ -1,13 +1,15 @@
 """Politeness and limits, observed by the server: robots.txt Crawl-delay, --delay,
-429 Retry-After, depth, page and time limits, sitemaps, exclusions, stop()."""
+429 Retry-After, depth, page and time limits, sitemaps, exclusions, stop(), and
+what a running crawl reports and how a signal stops it."""
 
 from __future__ import annotations
 
 import pytest
 from crawl_site import Pages, Site, serve
+from isolated_helpers import run_code
 
 import nettools
-from nettools.tools.crawl import STRATEGIES, Crawler
+from nettools.tools.crawl import STRATEGIES, Crawler, Progress
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -187,6 +189,51 @@ def test_stop_lets_nothing_new_start() -> None:
     assert site.total <= seen_at_stop[0] + 2
     assert 0 < len(result.pages) < 400
     assert any(lk.skipped == "stopped" for lk in result.links)
+
+
+def test_reporting_shows_a_running_crawl_and_ends_with_the_block() -> None:
+    site = Site(100, retry_after=0)
+    with serve(site) as srv:
+        crawler = Crawler([srv.url + "/"], concurrency=2, per_host=2)
+        seen: list[Progress] = []
+
+        def show(progress: Progress) -> None:
+            seen.append(progress)
+            if progress.done >= 10:  # the display saw the crawl under way
+                crawler.stop("seen")
+
+        with crawler.reporting(show, every=0.001):
+            result = crawler.run()
+        shown = len(seen)
+        nettools.sleep(0.05)  # fifty periods: a ticker left running would show more
+    assert result.stopped == "seen"
+    assert len(seen) == shown
+    assert all(p.done <= p.admitted for p in seen)
+    for figure in ("done", "admitted", "requests"):
+        values = [getattr(p, figure) for p in seen]
+        assert values == sorted(values), figure
+
+
+def test_a_signal_inside_stop_on_signals_stops_the_crawl_politely() -> None:
+    # In a child process: a SIGINT that found no handler would end the test run.
+    site = Site(100, retry_after=0)
+    with serve(site) as srv:
+        proc = run_code(f"""
+            import os, signal
+            from nettools.tools.crawl import Crawler
+            crawler = Crawler([{srv.url + "/"!r}], concurrency=2, per_host=2)
+
+            def show(progress):
+                if progress.done >= 10:
+                    os.kill(os.getpid(), signal.SIGINT)
+
+            with crawler.stop_on_signals(), crawler.reporting(show, every=0.001):
+                result = crawler.run()
+            print(result.stopped, 0 < len(result.pages) < 100)
+            print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+        """)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["interrupted", "True", "True"]
 
 
 def test_max_time_stops_the_crawl() -> None:

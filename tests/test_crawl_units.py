@@ -11,10 +11,10 @@ import xml.etree.ElementTree as ET
 import pytest
 from yarl import URL
 
-from nettools.tools.crawl.engine import Broken, CrawlResult, Fragment, Link
 from nettools.tools.crawl.links import extract
 from nettools.tools.crawl.politeness import RetryPolicy, retry_after
 from nettools.tools.crawl.report import FORMATS, write_report
+from nettools.tools.crawl.results import Broken, CrawlResult, Fragment, Link
 from nettools.tools.crawl.robots import Robots, parse_sitemap
 from nettools.tools.crawl.scope import Scope
 from nettools.tools.crawl.urls import host_key, normalize

@@ -10,18 +10,21 @@ from typing import Any
 
 import typer
 
-from ..kernel.greenthread import sleep, spawn
-from ..tools.crawl import SCOPES, STRATEGIES, Crawler, CrawlResult
-from ..tools.crawl.distributed import MAX_MESSAGE, Coordinator, CrawlWorker, default_name
+from ..tools.crawl import SCOPES, STRATEGIES, Crawler, CrawlResult, Progress
+from ..tools.crawl.distributed import (
+    MAX_MESSAGE,
+    Coordinator,
+    CrawlWorker,
+    EndpointError,
+    bind_endpoint,
+    connect_endpoint,
+    default_name,
+)
 from ..tools.crawl.links import keep_parser_memory
 from ..tools.crawl.report import FORMATS, summary_line, write_report
-from ..tools.plumbing.service import stop_on_signals
-from ..tools.zmq.proxy import EndpointError, parse_endpoint
 from .common import EXIT_USAGE, duration, fail, opt, runtime_errors, size
 
 EXIT_BROKEN = 2
-#: Seconds between progress bar refreshes.
-PROGRESS_EVERY = 0.2
 
 
 def _choice(name: str, allowed: tuple[str, ...]) -> Any:
@@ -144,7 +147,7 @@ def crawl(
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         out = _open_output(output)
-        with stop_on_signals(crawler.stop), _progress(crawler):
+        with crawler.stop_on_signals(), _progress_bar(crawler):
             if coordinator is not None:
                 _announce(_start(coordinator))
             try:
@@ -165,9 +168,9 @@ def crawl(
 def _check_limits(wait_flag: str, wait: float | None, max_message: int) -> None:
     """What the coordinator and a worker both require of their options."""
     if not wait or wait <= 0:
-        raise EndpointError(f"{wait_flag} must be longer than 0s")
+        raise ValueError(f"{wait_flag} must be longer than 0s")
     if max_message < 1024:
-        raise EndpointError("--max-message must be at least 1K")
+        raise ValueError("--max-message must be at least 1K")
 
 
 def _coordinator(endpoint: str, lease: float | None, max_message: int, min_workers: int,
@@ -175,13 +178,11 @@ def _coordinator(endpoint: str, lease: float | None, max_message: int, min_worke
                  per_host: int) -> Coordinator:
     """The distributed crawl's coordinator (not bound yet); bad values are usage errors."""
     try:
-        ep = parse_endpoint(endpoint)
-        if not ep.bind:
-            raise EndpointError(f"--distribute binds: {endpoint!r} says connect")
+        url = bind_endpoint(endpoint)
         _check_limits("--lease", lease, max_message)
-    except EndpointError as exc:
+    except ValueError as exc:  # an EndpointError, or a limit
         raise typer.BadParameter(str(exc), param_hint="'--distribute'") from None
-    return Coordinator(ep.url, lease=lease, max_message=max_message, user_agent=user_agent,
+    return Coordinator(url, lease=lease, max_message=max_message, user_agent=user_agent,
                        timeout=timeout, max_body=max_body, per_host=per_host,
                        min_workers=min_workers)  # fmt: skip
 
@@ -221,7 +222,7 @@ def _open_output(path: str | None) -> Any:
 
 
 @contextlib.contextmanager
-def _progress(crawler: Crawler) -> Iterator[None]:
+def _progress_bar(crawler: Crawler) -> Iterator[None]:
     """A rich progress bar on stderr, only when stderr is a terminal."""
     if not sys.stderr.isatty():
         yield
@@ -235,19 +236,16 @@ def _progress(crawler: Crawler) -> Iterator[None]:
                    transient=True)  # fmt: skip
     task = bar.add_task("crawl", total=None, note="")
 
-    def tick() -> None:
-        while True:
-            bar.update(task, completed=crawler.done, total=max(crawler.admitted, 1),
-                       note=f"{crawler.requests} requests")  # fmt: skip
-            bar.refresh()
-            sleep(PROGRESS_EVERY)
+    def show(progress: Progress) -> None:
+        bar.update(task, completed=progress.done, total=max(progress.admitted, 1),
+                   note=f"{progress.requests} requests")  # fmt: skip
+        bar.refresh()
 
     bar.start()
-    ticker = spawn(tick)
     try:
-        yield
+        with crawler.reporting(show):
+            yield
     finally:
-        ticker.kill()
         bar.stop()
 
 
@@ -283,16 +281,14 @@ def crawl_worker(
     """
     with runtime_errors("crawl-worker"):
         try:
-            ep = parse_endpoint(endpoint)
-            if ep.bind and endpoint.strip().startswith("bind:"):
-                raise EndpointError(f"a worker connects: {endpoint!r} says bind")
+            url = connect_endpoint(endpoint)
             _check_limits("--idle-timeout", idle_timeout, max_message)
-        except EndpointError as exc:
+        except ValueError as exc:  # an EndpointError, or a limit
             raise typer.BadParameter(str(exc), param_hint="CONNECT_EP") from None
         keep_parser_memory()
-        worker = CrawlWorker(ep.url, concurrency=concurrency, name=name or default_name(),
+        worker = CrawlWorker(url, concurrency=concurrency, name=name or default_name(),
                              idle_timeout=idle_timeout, max_message=max_message)  # fmt: skip
-        with stop_on_signals(worker.stop):
+        with worker.stop_on_signals():
             try:
                 why = worker.run()
             except EndpointError as exc:
@@ -301,7 +297,7 @@ def crawl_worker(
                    "reason": why, **worker.stats.to_dict()}  # fmt: skip
         if why == "gone":
             sys.stderr.write(f"nettools crawl-worker: no word from the coordinator at "
-                             f"{ep.url} for {idle_timeout:g}s\n")  # fmt: skip
+                             f"{url} for {idle_timeout:g}s\n")  # fmt: skip
         sys.stderr.write(json.dumps(summary) + "\n")
         sys.stderr.flush()
         raise typer.Exit(1 if why == "gone" else 0)

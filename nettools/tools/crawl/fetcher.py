@@ -3,8 +3,8 @@
 The engine decides *what* to request and what to make of the answer; a
 ``Fetcher`` does the request and reads the page.  ``LocalFetcher`` does both in
 this process with an ``HttpClient``; the distributed crawl's
-``RemoteFetcher`` (``distributed.py``) sends the same call to a worker and
-waits for its answer.  Both hand back a ``Fetched``: what the engine records
+``Coordinator`` (``distributed/coordinator.py``) sends the same call to a
+worker and waits for its answer.  Both hand back a ``Fetched``: what the engine records
 about the response, plus the page's links (normalised, as ``(key, url,
 fragment)``) and anchors when asked for, and the body only when asked for
 (robots.txt and sitemaps).

@@ -17,7 +17,7 @@ from yarl import URL
 
 from .urls import normalize
 
-__all__ = ["PageLinks", "extract", "keep_parser_memory"]
+__all__ = ["PageLinks", "extract", "keep_parser_memory", "LINK_ATTRS", "srcset_urls"]
 
 #: glibc's mallopt() parameters: free memory kept at the top of the heap, and the
 #: size from which a block is mapped on its own (and unmapped when freed).
@@ -28,8 +28,8 @@ _TOP_PAD = 4 * 2**20
 _MMAP_THRESHOLD = 2 * 2**20
 _kept = False
 
-# Which attribute holds the link, per element; every element's srcset and id count too.
-_LINK_ATTRS = {
+#: Which attribute holds the link, per element; every element's srcset and id count too.
+LINK_ATTRS = {
     "a": "href",
     "area": "href",
     "link": "href",
@@ -49,7 +49,7 @@ class PageLinks:
     anchors: set[str] = field(default_factory=set)
 
 
-def _srcset_urls(value: str) -> list[str]:
+def srcset_urls(value: str) -> list[str]:
     """The URLs of a ``srcset`` ("a.png 1x, b.png 2x")."""
     urls = []
     for candidate in value.split(","):
@@ -102,14 +102,14 @@ def extract(html: bytes | str, page_url: URL) -> PageLinks:
             if base_href is None:  # the first <base href> counts
                 base_href = attrs["href"] or ""
             continue
-        name = _LINK_ATTRS.get(tag)
+        name = LINK_ATTRS.get(tag)
         if name is not None:
             value = attrs.get(name)
             if value:
                 links.append(value)
         srcset = attrs.get("srcset")
         if srcset:
-            links.extend(_srcset_urls(srcset))
+            links.extend(srcset_urls(srcset))
         anchor = attrs.get("id")
         if anchor:
             anchors.add(anchor)

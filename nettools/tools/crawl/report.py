@@ -25,7 +25,7 @@ from typing import TextIO
 
 from yarl import URL
 
-from .engine import Broken, CrawlResult, Link
+from .results import Broken, CrawlResult, Link
 
 __all__ = ["FORMATS", "write_report", "summary_line"]
 
