@@ -40,7 +40,7 @@ import greenlet as _greenlet_module
 from greenlet import greenlet
 
 from .kernel import tpool
-from .kernel.hub import Hub, _root_greenlet, get_hub
+from .kernel.hub import Hub, get_hub, root_greenlet
 
 __all__ = [
     "hub_blocking_detection",
@@ -509,7 +509,7 @@ def _thread_frames() -> Iterable[FrameType]:
         yield f
         f = f.f_back
     cur = _greenlet_module.getcurrent()
-    root = _root_greenlet()
+    root = root_greenlet()
     for obj in gc.get_objects():
         if not isinstance(obj, greenlet) or obj is cur or obj.gr_frame is None:
             continue

@@ -16,17 +16,10 @@ from typing import Any
 
 from greenlet import getcurrent
 
+from ..kernel.fdwait import READ, WRITE, ConcurrentWaitError
 from ..kernel.greenthread import sleep
-from ..kernel.hub import (
-    _PROBE_IN,
-    _PROBE_OUT,
-    READ,
-    WRITE,
-    ConcurrentWaitError,
-    Hub,
-    current_hub,
-    get_hub,
-)
+from ..kernel.hub import Hub, current_hub, get_hub
+from ..kernel.poller import POLL_IN, POLL_OUT
 
 __all__ = [
     "current_hub",
@@ -86,7 +79,7 @@ def wait_ready(fd: int, direction: int) -> None:
     if in_hub():
         return
     hub = get_hub()
-    mask = _PROBE_IN if direction == READ else _PROBE_OUT
+    mask = POLL_IN if direction == READ else POLL_OUT
     while not hub.probe(fd, mask):
         wait_fd(fd, direction)
 
