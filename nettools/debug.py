@@ -59,19 +59,7 @@ log = logging.getLogger("nettools.debug")
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 # Plumbing a waiting greenthread is parked in; a listing names the frame that called into it.
-_KERNEL_FILES = frozenset(
-    os.path.join(_PKG_DIR, name)
-    for name in (
-        "hub.py",
-        "greenthread.py",
-        "timeout.py",
-        "sync.py",
-        "queue.py",
-        "pool.py",
-        "local.py",
-        "tpool.py",
-    )
-)
+_KERNEL_DIR = os.path.join(_PKG_DIR, "kernel") + os.sep
 _GREEN_DIR = os.path.join(_PKG_DIR, "green") + os.sep
 
 #: Deepest stack recorded per timer by ``hub_timer_stacks``.
@@ -286,7 +274,7 @@ def _waiting_greenlet(waiter: Any) -> greenlet | None:
 
 
 def _is_kernel(filename: str) -> bool:
-    return filename in _KERNEL_FILES or filename.startswith(_GREEN_DIR)
+    return filename.startswith((_KERNEL_DIR, _GREEN_DIR))
 
 
 def _caller_frame(g: greenlet) -> FrameType | None:
