@@ -28,6 +28,7 @@ __all__ = [
     "wait_ready",
     "wait_any",
     "ChildWaiter",
+    "forget_idle",
     "READ",
     "WRITE",
 ]
@@ -47,7 +48,9 @@ def in_hub() -> bool:
     return hub is not None and getcurrent() is hub.greenlet
 
 
-def _forget(hub: Hub, fd: int) -> None:
+def forget_idle(hub: Hub, fd: int) -> None:
+    """Drop the hub's record of ``fd`` unless someone waits on it (the rule above,
+    for fds a wait made known to the hub)."""
     st = hub.fds.get(fd)
     if st is not None and st.reader is None and st.writer is None:
         hub.notify_close(fd)
@@ -64,7 +67,7 @@ def wait_fd(fd: int, direction: int, timeout: float | None = None) -> bool:
         return False
     finally:
         if not known:
-            _forget(hub, fd)
+            forget_idle(hub, fd)
     return True
 
 
@@ -140,7 +143,7 @@ def wait_any(reads: Iterable[int], writes: Iterable[int], timeout: float | None)
         for fd, direction in watched:
             hub.unwatch(fd, direction, token)
         for fd in new:
-            _forget(hub, fd)
+            forget_idle(hub, fd)
 
 
 class ChildWaiter:
