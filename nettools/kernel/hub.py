@@ -297,7 +297,7 @@ class Hub(FdWaits):
         """Make every signal wake this hub (main thread only; idempotent).
 
         Python runs a signal handler only between bytecodes.  A signal landing
-        just before the hub blocks in ``epoll.poll`` would otherwise wait for
+        just before the hub blocks in its poller's ``poll`` would otherwise wait for
         unrelated I/O, maybe forever; with ``signal.set_wakeup_fd`` on a pipe the
         hub watches, the C-level handler itself ends the wait.
         """
