@@ -14,6 +14,7 @@ The names follow eventlet's, so eventlet programs carry over::
 
 from ._version import __version__
 from .kernel import tpool
+from .kernel.fdwait import IOClosed
 from .kernel.greenthread import (
     GreenletExit,
     GreenThread,
@@ -25,7 +26,7 @@ from .kernel.greenthread import (
     spawn_after_local,
     spawn_n,
 )
-from .kernel.hub import DeadlockError, IOClosed, get_hub, trampoline
+from .kernel.hub import DeadlockError, get_hub, trampoline
 from .kernel.local import local
 from .kernel.pool import GreenPile, GreenPool
 from .kernel.queue import Empty, Full, LifoQueue, LightQueue, PriorityQueue, Queue

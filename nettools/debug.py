@@ -40,7 +40,7 @@ import greenlet as _greenlet_module
 from greenlet import greenlet
 
 from .kernel import tpool
-from .kernel.hub import Hub, _root_greenlet, get_hub
+from .kernel.hub import Hub, get_hub, root_greenlet
 
 __all__ = [
     "hub_blocking_detection",
@@ -59,19 +59,7 @@ log = logging.getLogger("nettools.debug")
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 # Plumbing a waiting greenthread is parked in; a listing names the frame that called into it.
-_KERNEL_FILES = frozenset(
-    os.path.join(_PKG_DIR, name)
-    for name in (
-        "hub.py",
-        "greenthread.py",
-        "timeout.py",
-        "sync.py",
-        "queue.py",
-        "pool.py",
-        "local.py",
-        "tpool.py",
-    )
-)
+_KERNEL_DIR = os.path.join(_PKG_DIR, "kernel") + os.sep
 _GREEN_DIR = os.path.join(_PKG_DIR, "green") + os.sep
 
 #: Deepest stack recorded per timer by ``hub_timer_stacks``.
@@ -286,7 +274,7 @@ def _waiting_greenlet(waiter: Any) -> greenlet | None:
 
 
 def _is_kernel(filename: str) -> bool:
-    return filename in _KERNEL_FILES or filename.startswith(_GREEN_DIR)
+    return filename.startswith((_KERNEL_DIR, _GREEN_DIR))
 
 
 def _caller_frame(g: greenlet) -> FrameType | None:
@@ -509,7 +497,7 @@ def _thread_frames() -> Iterable[FrameType]:
         yield f
         f = f.f_back
     cur = _greenlet_module.getcurrent()
-    root = _root_greenlet()
+    root = root_greenlet()
     for obj in gc.get_objects():
         if not isinstance(obj, greenlet) or obj is cur or obj.gr_frame is None:
             continue

@@ -208,6 +208,21 @@ def test_format_hub_listeners_names_the_waiting_greenthread(waiting_reader):
     assert 'File "' not in text  # no stacks unless asked for
 
 
+def test_a_listener_parked_by_nettools_code_is_named_by_that_code():
+    # Every frame of a server's acceptor is nettools' own: the listing names the
+    # innermost one outside the kernel and green plumbing, not the hub's switch.
+    server = nettools.Server(nettools.listen(("127.0.0.1", 0)), lambda conn, addr: None)
+    server.start()
+    fd = server.socket.fileno()
+    try:
+        until(lambda: get_hub().fds.get(fd) and get_hub().fds[fd].reader)
+        text = debug.format_hub_listeners()
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"fd {fd} "))
+        assert "nettools/net.py:" in line and "in _accept_loop" in line, line
+    finally:
+        server.stop()
+
+
 def test_hub_listener_stacks_show_where_the_wait_began(waiting_reader):
     _gt, fd = waiting_reader
     debug.hub_listener_stacks(True)

@@ -14,7 +14,8 @@ from green_helpers import spin
 
 from nettools import DeadlockError, Event, IOClosed, Timeout, sleep, spawn, trampoline
 from nettools.kernel import hub as hubmod
-from nettools.kernel.hub import ConcurrentWaitError, get_hub, notify_close
+from nettools.kernel.fdwait import ConcurrentWaitError
+from nettools.kernel.hub import get_hub, notify_close
 
 
 def quiesce(hub) -> None:
@@ -568,10 +569,10 @@ def test_the_poll_fallback_passes_the_hub_and_socket_suites():
 
     env = {**os.environ, "NETTOOLS_HUB": "poll"}
     which = subprocess.run(
-        [sys.executable, "-c", "import nettools; print(type(nettools.get_hub()._poller).__name__)"],
+        [sys.executable, "-c", "import nettools; print(type(nettools.get_hub().poller).__name__)"],
         capture_output=True, text=True, timeout=30, env=env,
     )
-    assert which.stdout.strip() == "poll", which.stderr  # the fallback really runs
+    assert which.stdout.strip() == "PollPoller", which.stderr  # the fallback really runs
     tests = Path(__file__).resolve().parent
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",

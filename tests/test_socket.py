@@ -26,7 +26,8 @@ from green_helpers import ipv6_available, recv_exactly, ticking
 import nettools
 from nettools import Event, IOClosed, sleep, spawn
 from nettools.green import socket as gsocket
-from nettools.kernel.hub import ConcurrentWaitError, get_hub, trampoline
+from nettools.kernel.fdwait import ConcurrentWaitError
+from nettools.kernel.hub import get_hub, trampoline
 
 pytestmark = pytest.mark.timeout(30)
 

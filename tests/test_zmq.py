@@ -765,8 +765,8 @@ def test_a_new_socket_on_a_reused_fd_number_is_watched_afresh(ctx, hub):
     ctx.socket(zmq.PAIR)  # the context starts its own threads and fds first
     r, w = os.pipe()
     token = object()
-    hub.watch(r, nettools.kernel.hub.READ, token)  # the hub now knows fd r (registered in epoll)
-    hub.unwatch(r, nettools.kernel.hub.READ, token)
+    hub.watch(r, nettools.kernel.fdwait.READ, token)  # the hub now knows fd r (registered in epoll)
+    hub.unwatch(r, nettools.kernel.fdwait.READ, token)
     os.close(r)
     os.close(w)
     pull = ctx.socket(zmq.PULL)

@@ -30,7 +30,7 @@ from typing import Any
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from ..kernel.hub import Hub, _discard, get_hub
+from ..kernel.hub import Hub, discard, get_hub
 from ..kernel.local import local as _green_local
 
 # Re-export the real module first; everything that blocks or knows threads is
@@ -186,13 +186,13 @@ class LockType:
             # A release between the first try and the append would be missed.
             if self._block.acquire(False):
                 waiter.active = False
-                _discard(self._waiters, waiter)
+                discard(self._waiters, waiter)
                 self._took()
                 return True
             remaining = None if deadline is None else deadline - _monotonic()
             if remaining is not None and remaining <= 0:
                 waiter.active = False
-                _discard(self._waiters, waiter)
+                discard(self._waiters, waiter)
                 return False
             # Another OS thread may end this wait: tell the hub so.  Once threads
             # contend, any later waiter may queue behind one from elsewhere.
@@ -212,7 +212,7 @@ class LockType:
                 # If thrown out (kill, Timeout) while the lock was on its way,
                 # resume() sees us inactive and passes the lock on.
                 waiter.active = False
-                _discard(self._waiters, waiter)
+                discard(self._waiters, waiter)
             if waiter.granted:
                 self._took()
                 return True

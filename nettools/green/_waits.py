@@ -16,17 +16,10 @@ from typing import Any
 
 from greenlet import getcurrent
 
+from ..kernel.fdwait import READ, WRITE, ConcurrentWaitError
 from ..kernel.greenthread import sleep
-from ..kernel.hub import (
-    _PROBE_IN,
-    _PROBE_OUT,
-    READ,
-    WRITE,
-    ConcurrentWaitError,
-    Hub,
-    current_hub,
-    get_hub,
-)
+from ..kernel.hub import Hub, current_hub, get_hub
+from ..kernel.poller import POLL_IN, POLL_OUT
 
 __all__ = [
     "current_hub",
@@ -35,6 +28,7 @@ __all__ = [
     "wait_ready",
     "wait_any",
     "ChildWaiter",
+    "forget_idle",
     "READ",
     "WRITE",
 ]
@@ -54,7 +48,9 @@ def in_hub() -> bool:
     return hub is not None and getcurrent() is hub.greenlet
 
 
-def _forget(hub: Hub, fd: int) -> None:
+def forget_idle(hub: Hub, fd: int) -> None:
+    """Drop the hub's record of ``fd`` unless someone waits on it (the rule above,
+    for fds a wait made known to the hub)."""
     st = hub.fds.get(fd)
     if st is not None and st.reader is None and st.writer is None:
         hub.notify_close(fd)
@@ -71,7 +67,7 @@ def wait_fd(fd: int, direction: int, timeout: float | None = None) -> bool:
         return False
     finally:
         if not known:
-            _forget(hub, fd)
+            forget_idle(hub, fd)
     return True
 
 
@@ -86,7 +82,7 @@ def wait_ready(fd: int, direction: int) -> None:
     if in_hub():
         return
     hub = get_hub()
-    mask = _PROBE_IN if direction == READ else _PROBE_OUT
+    mask = POLL_IN if direction == READ else POLL_OUT
     while not hub.probe(fd, mask):
         wait_fd(fd, direction)
 
@@ -147,7 +143,7 @@ def wait_any(reads: Iterable[int], writes: Iterable[int], timeout: float | None)
         for fd, direction in watched:
             hub.unwatch(fd, direction, token)
         for fd in new:
-            _forget(hub, fd)
+            forget_idle(hub, fd)
 
 
 class ChildWaiter:

@@ -19,8 +19,8 @@ from collections.abc import Iterable
 from select import *  # noqa: F403 - a drop-in replacement re-exports everything
 from typing import Any
 
+from ..kernel.fdwait import fileno_of as _fileno
 from ..kernel.greenthread import sleep as _sleep
-from ..kernel.hub import _fileno
 from ._waits import in_hub, wait_any
 
 __patched__ = ["select", "poll"] + (["epoll"] if hasattr(_select, "epoll") else [])

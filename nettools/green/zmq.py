@@ -67,13 +67,13 @@ from greenlet import getcurrent as _getcurrent
 from zmq import *  # noqa: F403 - a drop-in module re-exports everything
 
 from ..kernel import tpool as _tpool
-from ..kernel.hub import READ as _READ
-from ..kernel.hub import WRITE as _WRITE
-from ..kernel.hub import ConcurrentWaitError as _ConcurrentWaitError
+from ..kernel.fdwait import READ as _READ
+from ..kernel.fdwait import WRITE as _WRITE
+from ..kernel.fdwait import ConcurrentWaitError as _ConcurrentWaitError
 from ..kernel.hub import current_hub as _current_hub
 from ..kernel.hub import get_hub as _get_hub
 from ._waits import BUSY_POLL as _BUSY_POLL
-from ._waits import _forget
+from ._waits import forget_idle as _forget_idle
 
 __all__ = list(_zmq.__all__)
 for _name in ("proxy_steerable", "select"):
@@ -653,7 +653,7 @@ class Poller(_base_poller):
             for fd, direction in watched:
                 hub.unwatch(fd, direction, waiter)
             for fd in new:
-                _forget(hub, fd)
+                _forget_idle(hub, fd)
 
 
 def select(

@@ -28,7 +28,7 @@ from weakref import getweakrefcount
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from .hub import _SYSTEM_EXCEPTIONS, _discard, get_hub
+from .hub import SYSTEM_EXCEPTIONS, discard, get_hub
 
 __all__ = [
     "GreenThread",
@@ -138,7 +138,7 @@ class GreenThread:
                 result = fn(args[0], args[1], args[2])
             else:
                 result = fn(*args, **kwargs)
-        except _SYSTEM_EXCEPTIONS:
+        except SYSTEM_EXCEPTIONS:
             self._finish(None, GreenletExit("interrupted"))
             raise
         except BaseException as exc:
@@ -161,7 +161,7 @@ class GreenThread:
             for fn, args, kwargs in links:
                 try:
                     fn(self, *args, **kwargs)
-                except _SYSTEM_EXCEPTIONS:
+                except SYSTEM_EXCEPTIONS:
                     raise
                 except BaseException:
                     log.exception("error in link %r of %r", fn, self)
@@ -352,7 +352,7 @@ def kill(g: GreenThread | greenlet, *throw_args: Any) -> None:
     try:
         g.throw(exc)
     except BaseException:
-        _discard(hub.ready, sw)
+        discard(hub.ready, sw)
         raise
 
 

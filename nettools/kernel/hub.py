@@ -9,7 +9,7 @@ things:
    or Queue, or the callback of a timer.
 2. It switches to the hub (``hub.switch()``). The greenthread's frame stays
    suspended exactly where it called ``switch``.
-3. When the hub, running its loop, finds that the thing happened -- epoll
+3. When the hub, running its loop, finds that the thing happened -- the poller
    reported the fd ready, the timer's deadline passed, ``Event.send`` scheduled
    a notification -- it takes the greenlet out of the slot and switches to it,
    possibly with a value (``g.switch(value)``) or an exception (``g.throw(exc)``).
@@ -18,8 +18,8 @@ things:
    after the point where the hub had switched out.
 
 So a wait is a pair of greenlet switches and no OS-level blocking; the only
-place the thread really sleeps is ``epoll.poll`` inside the hub, and only when
-no greenthread is ready to run.
+place the thread really sleeps is the poller's ``poll`` inside the hub, and
+only when no greenthread is ready to run.
 
 The loop has three sources of work, checked in this order each turn:
 
@@ -29,9 +29,10 @@ The loop has three sources of work, checked in this order each turn:
 * the *timer heap* of ``(deadline, seq, Timer)``. Cancelling only marks a timer;
   the heap is compacted when cancelled entries dominate (most timeouts are
   cancelled before they fire).
-* *epoll*. Each fd is registered once, edge-triggered for read and write, and
-  stays registered until ``notify_close``. A wait only fills a slot in a small
-  per-fd record: no syscall per wait. Waits come from code that tried the real
+* the *poller* (``poller.py``): epoll, each fd registered once, edge-triggered
+  for read and write, until ``notify_close`` (poll(2) where epoll is missing).
+  A wait only fills a slot in a small per-fd record (``fdwait.py``, where the
+  waits live): no syscall per wait. Waits come from code that tried the real
   non-blocking call first and got EAGAIN, so an edge that arrives after that
   try is always reported by the next poll. ``trampoline`` serves callers that
   did not try first: it checks the fd's level state before and after waiting.
@@ -41,20 +42,48 @@ removes itself from its slot when it leaves by an exception (timeout, kill), so
 a stale wake-up can never reach a greenthread that has moved on to another wait.
 
 Other threads (and signal handlers) hand work to the hub only through
-``run_callback_threadsafe``: a deque plus an eventfd the hub polls.
+``run_callback_threadsafe``: a deque plus the poller's wake-up channel (an
+eventfd), which ends the hub's poll.
 
 If the loop finds nothing that could ever wake anyone -- no ready callback, no
 live timer, no fd waiter, no outstanding thread job -- it throws
 ``DeadlockError`` into the thread's main greenlet instead of sleeping forever.
+
+What belongs in the hub, and what never does
+--------------------------------------------
+
+The hub is mechanism: it runs callbacks, fires timers, waits on fds through
+its poller, switches greenlets, and says when a wait can never end.  All else
+lives in the layers above it.
+
+* **No protocol.** The hub never reads or writes a byte on an fd it watches
+  for someone; it only says the fd may be ready, and the woken greenthread
+  makes the real call.  (The only fds it reads are its own: the wake-up
+  channel and the signal pipe.)
+* **No policy.** Nothing here decides how long anything may take, how often
+  to retry or how many of anything there may be: every timer, and every
+  timeout with its exception, comes from a caller.  Its own knobs
+  (``busy_poll_every``, ``timer_compact_threshold``) tune only its fairness
+  and bookkeeping.
+* **No blocking.** The thread sleeps only in the poller's ``poll``.
+  Callbacks and timers run in the hub's greenlet and must not wait:
+  ``switch()`` there raises ``RuntimeError``.
+* **No logging on the hot path.** The loop never logs.  An error escaping a
+  callback, a timer or a woken greenthread goes to ``report_error``, which
+  logs from a greenthread of its own, since logging may wait for a lock that
+  some greenthread holds; ``KeyboardInterrupt`` and ``SystemExit`` go to the
+  main greenlet.
+* **A lean loop.** Per event: one dict lookup, a few bit tests, a switch, with
+  all it needs hoisted into locals.  Per turn: one check of ``turn_hooks``,
+  on which anything more (statistics, tracing) rides.  Measure before and
+  after any change to the loop.
 """
 
 from __future__ import annotations
 
-import errno
 import heapq
 import logging
 import os
-import select
 import sys
 import time
 from _thread import _local as _thread_local
@@ -65,67 +94,31 @@ from typing import Any
 
 from greenlet import getcurrent, greenlet
 
+from .fdwait import READ, WRITE, FdWaits, fileno_of
+
 __all__ = [
     "Hub",
     "Timer",
     "get_hub",
     "current_hub",
+    "root_greenlet",
     "trampoline",
     "notify_close",
     "notify_opened",
-    "IOClosed",
+    "discard",
     "DeadlockError",
-    "ConcurrentWaitError",
-    "READ",
-    "WRITE",
+    "SYSTEM_EXCEPTIONS",
 ]
 
 log = logging.getLogger("nettools.hub")
 
-READ = 1
-WRITE = 2
-
-# NETTOOLS_HUB=poll forces the portable poll(2) loop (what runs where epoll is missing).
-_HAS_EPOLL = hasattr(select, "epoll") and os.environ.get("NETTOOLS_HUB") != "poll"
-# Bound now: after monkey-patching, select.epoll/select.poll are green wrappers.
-_epoll = getattr(select, "epoll", None)
-_poll = select.poll
-if _HAS_EPOLL:
-    _EV_IN = (
-        select.EPOLLIN | select.EPOLLPRI | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
-    )
-    _EV_OUT = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
-    _EV_HUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
-    _EV_REGISTER = (
-        select.EPOLLIN | select.EPOLLPRI | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
-    )
-else:  # poll(2): where epoll is missing, or NETTOOLS_HUB=poll
-    _EV_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
-    _EV_OUT = select.POLLOUT | select.POLLHUP | select.POLLERR
-    _EV_HUP = select.POLLHUP | select.POLLERR
-
-# poll() masks for level checks: hang-ups and errors count as ready (the real call
-# then reports them).
-_PROBE_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
-_PROBE_OUT = select.POLLOUT | select.POLLHUP | select.POLLERR
-
-# Hub-level exceptions that must reach the main greenlet rather than be logged.
-_SYSTEM_EXCEPTIONS = (KeyboardInterrupt, SystemExit)
-
-
-class IOClosed(OSError):
-    """Raised in a greenthread whose file descriptor was closed while it waited."""
-
-    def __init__(self, fd: int) -> None:
-        super().__init__(errno.EBADF, f"file descriptor {fd} was closed while waiting on it")
+#: Exceptions that, escaping a callback or greenthread, must reach the thread's
+#: main greenlet rather than be logged.
+SYSTEM_EXCEPTIONS = (KeyboardInterrupt, SystemExit)
 
 
 class DeadlockError(RuntimeError):
     """The main greenlet waits on something that nothing can ever deliver."""
-
-
-class ConcurrentWaitError(RuntimeError):
-    """A second greenthread tried to wait for the same direction of one fd."""
 
 
 class Timer:
@@ -165,32 +158,20 @@ class _LocalTimer(Timer):
     __slots__ = ("owner",)
 
 
-class _FdState:
-    """Per-fd record: who waits to read, who waits to write, and cached readiness."""
-
-    __slots__ = ("fd", "reader", "writer", "rready", "wready", "hup")
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.reader: greenlet | None = None
-        self.writer: greenlet | None = None
-        # Edges seen while nobody waited (trampoline and socket.recv consult them).
-        self.rready = False
-        self.wready = False
-        # The peer hung up or the fd has an error: the state no longer changes, so
-        # no further edge is to be expected (see green socket recv).
-        self.hup = False
-
-
-def _root_greenlet() -> greenlet:
+def root_greenlet() -> greenlet:
+    """The main greenlet of the calling OS thread (where its greenlet tree starts)."""
     g = getcurrent()
     while g.parent is not None:
         g = g.parent
     return g
 
 
-class Hub:
-    """The event loop of one OS thread.  Get it with ``get_hub()``."""
+class Hub(FdWaits):
+    """The event loop of one OS thread.  Get it with ``get_hub()``.
+
+    The waits on file descriptors (``wait_read``, ``watch``, ``notify_close``,
+    ...) come from ``FdWaits``.
+    """
 
     #: Compact the timer heap once this many cancelled timers sit in it
     #: (and they are at least half of it).
@@ -199,31 +180,16 @@ class Hub:
     busy_poll_every = 64
 
     def __init__(self) -> None:
-        self.greenlet = greenlet(self.run, parent=_root_greenlet())
+        super().__init__()  # fds, io_waiters, poller
+        self.greenlet = greenlet(self.run, parent=root_greenlet())
         self.ready: deque[Callable[[], Any]] = deque()
         self.timers: list[tuple[float, int, Timer]] = []
         self._ncancelled = 0
         self._seq = count()
-        self.fds: dict[int, _FdState] = {}
-        #: Greenthreads currently parked on an fd (for deadlock detection).
-        self.io_waiters = 0
         #: Outstanding references that may wake the hub from outside (thread jobs).
         self.external_refs = 0
         self._tsq: deque[Callable[[], Any]] = deque()
-        self._probe = _poll()
-        if _HAS_EPOLL:
-            self._poller = _epoll()
-            self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-            self._poller.register(self._wake_fd, select.EPOLLIN | select.EPOLLET)
-        else:
-            self._poller = _poll()
-            r, w = os.pipe()
-            os.set_blocking(r, False)
-            os.set_blocking(w, False)
-            self._wake_fd, self._wake_w = r, w
-            self._poller.register(r, select.POLLIN)
         self._signal_fds: tuple[int, int] | None = None  # see wake_on_signals()
-        self._poll_masks: dict[int, int] = {}  # poll(2) fallback only: fd -> mask in force
         self._closed = False
         #: Called with no arguments at the top of every loop turn (debugging aids).
         self.turn_hooks: list[Callable[[], None]] = []
@@ -264,7 +230,7 @@ class Hub:
         try:
             return self.switch()
         except BaseException:
-            _discard(waiters, token)
+            discard(waiters, token)
             raise
         finally:
             if timer is not None:
@@ -282,7 +248,7 @@ class Hub:
             self.greenlet.switch()
         except BaseException:
             # Thrown out before our turn came: drop the now-stale wake-up.
-            _discard(self.ready, sw)
+            discard(self.ready, sw)
             raise
 
     # ------------------------------------------------------------------- timers
@@ -325,19 +291,13 @@ class Hub:
     def run_callback_threadsafe(self, callback: Callable[[], Any]) -> None:
         """Run ``callback()`` in the hub's thread; safe from any thread or signal handler."""
         self._tsq.append(callback)
-        if _HAS_EPOLL:
-            os.eventfd_write(self._wake_fd, 1)
-        else:
-            try:
-                os.write(self._wake_w, b"\0")
-            except BlockingIOError:
-                pass
+        self.poller.wake()
 
     def wake_on_signals(self) -> None:
         """Make every signal wake this hub (main thread only; idempotent).
 
         Python runs a signal handler only between bytecodes.  A signal landing
-        just before the hub blocks in ``epoll.poll`` would otherwise wait for
+        just before the hub blocks in its poller's ``poll`` would otherwise wait for
         unrelated I/O, maybe forever; with ``signal.set_wakeup_fd`` on a pipe the
         hub watches, the C-level handler itself ends the wait.
         """
@@ -353,7 +313,7 @@ class Hub:
             os.close(w)
             raise
         self._signal_fds = (r, w)
-        self._poller.register(r, select.EPOLLIN | select.EPOLLET if _HAS_EPOLL else _PROBE_IN)
+        self.poller.add_wakeup_fd(r)
 
     def ref(self) -> None:
         """Declare that something outside the hub may still wake a waiter."""
@@ -362,134 +322,6 @@ class Hub:
     def unref(self) -> None:
         """Undo one ``ref()``."""
         self.external_refs -= 1
-
-    # ---------------------------------------------------------------------- I/O
-
-    def _state(self, fd: int) -> _FdState:
-        st = self.fds.get(fd)
-        if st is None:
-            st = _FdState(fd)
-            try:
-                if _HAS_EPOLL:
-                    self._poller.register(fd, _EV_REGISTER)
-                else:
-                    # Level-triggered: the mask follows the waiters (_poll_fallback).
-                    self._poller.register(fd, 0)
-                    self._poll_masks[fd] = 0
-            except FileExistsError:
-                # Registered under an fd we forgot about (closed and reused behind
-                # our back); take the registration over.
-                self._poller.modify(fd, _EV_REGISTER)
-            self.fds[fd] = st
-        return st
-
-    def wait_read(self, fd: int, timeout: float | None = None, timeout_exc: Any = None) -> None:
-        """Park until ``fd`` may be readable.  For callers that just got EAGAIN.
-
-        May return spuriously; the caller retries its non-blocking call.
-        """
-        st = self.fds.get(fd) or self._state(fd)
-        cur = getcurrent()
-        if st.reader is not None:
-            raise ConcurrentWaitError(
-                f"second simultaneous read on fd {fd}: {st.reader!r} is already reading"
-            )
-        st.reader = cur
-        st.rready = False
-        self.io_waiters += 1
-        timer = None if timeout is None else self.schedule(timeout, _io_timeout, cur, timeout_exc)
-        try:
-            self.switch()
-        finally:
-            self.io_waiters -= 1
-            if st.reader is cur:
-                st.reader = None
-            if timer is not None:
-                timer.cancel()
-
-    def wait_write(self, fd: int, timeout: float | None = None, timeout_exc: Any = None) -> None:
-        """Park until ``fd`` may be writable.  For callers that just got EAGAIN."""
-        st = self.fds.get(fd) or self._state(fd)
-        cur = getcurrent()
-        if st.writer is not None:
-            raise ConcurrentWaitError(
-                f"second simultaneous write on fd {fd}: {st.writer!r} is already writing"
-            )
-        st.writer = cur
-        st.wready = False
-        self.io_waiters += 1
-        timer = None if timeout is None else self.schedule(timeout, _io_timeout, cur, timeout_exc)
-        try:
-            self.switch()
-        finally:
-            self.io_waiters -= 1
-            if st.writer is cur:
-                st.writer = None
-            if timer is not None:
-                timer.cancel()
-
-    def watch(self, fd: int, direction: int, token: Any) -> None:
-        """Put ``token`` in ``fd``'s READ or WRITE slot; the hub calls ``token.switch()``
-        (once, from the hub) when the fd may be ready in that direction.
-
-        For waits on several fds at once (select, selectors): the caller parks
-        itself, and must ``unwatch`` every fd afterwards, however it was woken.
-        """
-        st = self.fds.get(fd) or self._state(fd)
-        if direction == READ:
-            if st.reader is not None and st.reader is not token:
-                raise ConcurrentWaitError(f"second simultaneous read on fd {fd}")
-            st.reader = token
-            st.rready = False
-        else:
-            if st.writer is not None and st.writer is not token:
-                raise ConcurrentWaitError(f"second simultaneous write on fd {fd}")
-            st.writer = token
-            st.wready = False
-        self.io_waiters += 1
-
-    def unwatch(self, fd: int, direction: int, token: Any) -> None:
-        """Undo one ``watch``."""
-        self.io_waiters -= 1
-        st = self.fds.get(fd)
-        if st is None:
-            return
-        if direction == READ:
-            if st.reader is token:
-                st.reader = None
-        elif st.writer is token:
-            st.writer = None
-
-    def probe(self, fd: int, events: int) -> int:
-        """Level-triggered readiness of ``fd`` right now (a zero-timeout poll)."""
-        p = self._probe
-        p.register(fd, events)
-        try:
-            res = p.poll(0)
-        finally:
-            p.unregister(fd)
-        return res[0][1] if res else 0
-
-    def notify_close(self, fd: int) -> None:
-        """Tell the hub ``fd`` is about to be closed: its waiters get ``IOClosed``.
-
-        Call it *before* closing the fd.
-        """
-        st = self.fds.pop(fd, None)
-        if st is None:
-            return
-        self._poll_masks.pop(fd, None)
-        try:
-            self._poller.unregister(fd)
-        except (OSError, ValueError):
-            pass
-        if st.reader is not None or st.writer is not None:
-            self.ready.append(lambda: _throw_closed(st))
-
-    def notify_opened(self, fd: int) -> None:
-        """Tell the hub ``fd`` is a new file: forget anything known about an old one."""
-        if fd in self.fds:
-            self.notify_close(fd)
 
     # -------------------------------------------------------------------- loop
 
@@ -502,14 +334,12 @@ class Hub:
         popleft = ready.popleft
         fds = self.fds
         tsq = self._tsq
-        wake_fd = self._wake_fd
-        if _HAS_EPOLL:
-            poll = self._poller.poll
-        else:
-            poll = self._poll_fallback
+        poller = self.poller
+        poll = poller.poll
+        wake_fd = poller.wake_fd
         clock = time.monotonic
         heappop = heapq.heappop
-        ev_in, ev_out, ev_hup = _EV_IN, _EV_OUT, _EV_HUP
+        ev_in, ev_out, ev_hup = poller.IN, poller.OUT, poller.HUP
         hooks = self.turn_hooks
         busy_poll_every = self.busy_poll_every
         ran = 0  # callbacks run since the last poll
@@ -529,7 +359,7 @@ class Hub:
                 cb = popleft()
                 try:
                     cb()
-                except _SYSTEM_EXCEPTIONS:
+                except SYSTEM_EXCEPTIONS:
                     self._raise_in_main(sys.exc_info()[1])
                 except BaseException:
                     self.report_error("error in hub callback %r", cb)
@@ -548,7 +378,7 @@ class Hub:
                         continue
                     try:
                         t.callback(*t.args)
-                    except _SYSTEM_EXCEPTIONS:
+                    except SYSTEM_EXCEPTIONS:
                         self._raise_in_main(sys.exc_info()[1])
                     except BaseException:
                         self.report_error("error in timer %r", t)
@@ -600,7 +430,7 @@ class Hub:
                         st.reader = None
                         try:
                             g.switch()
-                        except _SYSTEM_EXCEPTIONS:
+                        except SYSTEM_EXCEPTIONS:
                             self._raise_in_main(sys.exc_info()[1])
                         except BaseException:
                             self.report_error("error in greenthread %r woken for reading", g)
@@ -612,7 +442,7 @@ class Hub:
                         st.writer = None
                         try:
                             g.switch()
-                        except _SYSTEM_EXCEPTIONS:
+                        except SYSTEM_EXCEPTIONS:
                             self._raise_in_main(sys.exc_info()[1])
                         except BaseException:
                             self.report_error("error in greenthread %r woken for writing", g)
@@ -629,27 +459,8 @@ class Hub:
         g = greenlet(lambda: log.error(msg, *args, exc_info=exc_info), parent=self.greenlet)
         self.ready.append(g.switch)
 
-    def _poll_fallback(self, timeout: float) -> list:
-        """poll(2) in place of epoll: only directions someone waits for are polled
-        (level-triggered polling of a writable socket would otherwise never sleep)."""
-        masks = self._poll_masks
-        for fd, st in self.fds.items():
-            mask = (_PROBE_IN if st.reader is not None else 0) | (
-                _PROBE_OUT if st.writer is not None else 0
-            )
-            if masks.get(fd) != mask:
-                self._poller.modify(fd, mask)
-                masks[fd] = mask
-        return self._poller.poll(None if timeout < 0 else timeout * 1000)
-
     def _drain_threadsafe(self) -> None:
-        try:
-            if _HAS_EPOLL:
-                os.eventfd_read(self._wake_fd)
-            else:
-                os.read(self._wake_fd, 4096)
-        except BlockingIOError:
-            pass
+        self.poller.clear_wake()  # first: a callback queued after this comes with a new wake-up
         tsq = self._tsq
         ready = self.ready
         while tsq:
@@ -661,7 +472,7 @@ class Hub:
         main.throw(exc)
 
     def close(self) -> None:
-        """Release the epoll and wake-up fds (the hub must not be used again)."""
+        """Release the poller's and the signal pipe's fds (the hub must not be used again)."""
         if self._closed:
             return
         self._closed = True
@@ -677,11 +488,7 @@ class Hub:
                 pass  # not the main thread: nothing of ours is installed there
             for fd in self._signal_fds:
                 os.close(fd)
-        if _HAS_EPOLL:
-            self._poller.close()  # a poll(2) object holds no fd
-        os.close(self._wake_fd)
-        if not _HAS_EPOLL:
-            os.close(self._wake_w)
+        self.poller.close()
 
     def __repr__(self) -> str:
         return (
@@ -698,7 +505,9 @@ def _drain_fd(fd: int) -> None:
         pass
 
 
-def _discard(waiters: deque, item: Any) -> None:
+def discard(waiters: deque, item: Any) -> None:
+    """Remove ``item`` from ``waiters`` if it is still there (a wait leaving by
+    an exception drops its own slot this way)."""
     try:
         waiters.remove(item)
     except ValueError:
@@ -711,30 +520,6 @@ def _expire_parked(waiters: deque, g: greenlet, expired: Any) -> None:
     except ValueError:
         return  # already woken by its waker
     g.switch(expired)
-
-
-def _timeout_exception(exc: Any) -> BaseException:
-    """``None``: a ``nettools.Timeout``; an exception instance: itself;
-    a class or factory: called with no arguments."""
-    if exc is None:
-        from .timeout import Timeout  # the timeout layer sits on top of the hub
-
-        return Timeout()
-    if isinstance(exc, BaseException):
-        return exc
-    return exc()
-
-
-def _io_timeout(g: greenlet, exc: Any) -> None:
-    g.throw(_timeout_exception(exc))
-
-
-def _throw_closed(st: _FdState) -> None:
-    for attr in ("reader", "writer"):
-        g = getattr(st, attr)
-        if g is not None:
-            setattr(st, attr, None)
-            g.throw(IOClosed(st.fd))  # a watch() token must offer throw() too
 
 
 # ---------------------------------------------------------------- per thread
@@ -757,7 +542,8 @@ def current_hub() -> Hub | None:
 
 
 def _reset_after_fork() -> None:
-    # The child shares the parent's epoll instance; it needs its own hub.
+    # The child shares the parent's epoll instance (see EpollPoller): it needs a
+    # hub of its own, and must not touch the parent's registrations.
     old = getattr(_tls, "hub", None)
     if old is None:
         return
@@ -776,10 +562,6 @@ def _reset_after_fork() -> None:
 os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def _fileno(fd: Any) -> int:
-    return fd if isinstance(fd, int) else fd.fileno()
-
-
 def trampoline(
     fd: Any,
     read: bool = False,
@@ -793,33 +575,19 @@ def trampoline(
     ``Hub.wait_read``, this returns only once the fd really is ready (or has an
     error or hang-up), so it is safe to call without first trying the I/O.
     ``timeout_exc`` (default ``nettools.Timeout()``) is raised after ``timeout``
-    seconds.
+    seconds.  (``Hub.wait_level`` on this thread's hub.)
     """
     if read == write:
         raise ValueError("trampoline needs exactly one of read=True or write=True")
-    fileno = _fileno(fd)
-    hub = get_hub()
-    mask = _PROBE_IN if read else _PROBE_OUT
-    if hub.probe(fileno, mask):
-        return
-    deadline = None if timeout is None else time.monotonic() + timeout
-    wait = hub.wait_read if read else hub.wait_write
-    while True:
-        remaining = None
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _timeout_exception(timeout_exc)
-        wait(fileno, remaining, timeout_exc)
-        if hub.probe(fileno, mask):
-            return
+    fileno = fileno_of(fd)
+    get_hub().wait_level(fileno, READ if read else WRITE, timeout, timeout_exc)
 
 
 def notify_close(fd: Any) -> None:
     """Wake greenthreads waiting on ``fd`` with ``IOClosed``; call before closing it."""
-    get_hub().notify_close(_fileno(fd))
+    get_hub().notify_close(fileno_of(fd))
 
 
 def notify_opened(fd: Any) -> None:
     """Forget stale hub state for a newly opened ``fd`` number."""
-    get_hub().notify_opened(_fileno(fd))
+    get_hub().notify_opened(fileno_of(fd))

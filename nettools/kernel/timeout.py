@@ -29,6 +29,7 @@ from typing import Any
 
 from greenlet import getcurrent
 
+from .fdwait import FdWaits
 from .hub import Timer, get_hub
 
 __all__ = ["Timeout", "with_timeout", "is_timeout"]
@@ -102,6 +103,11 @@ class Timeout(BaseException):
 
     def is_timeout(self) -> bool:
         return True
+
+
+# The hub sits below this module and cannot import it: tell its fd waits what
+# to raise when a caller sets a timeout but names no exception.
+FdWaits.default_timeout_exc = Timeout
 
 
 def _fire(g: Any, exc: BaseException) -> None:

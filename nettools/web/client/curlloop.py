@@ -43,7 +43,8 @@ from typing import Any
 import pycurl
 from greenlet import getcurrent
 
-from ...kernel.hub import READ, Hub, current_hub, get_hub
+from ...kernel.fdwait import READ
+from ...kernel.hub import Hub, current_hub, get_hub
 from ...patcher import original
 
 select = original("select")  # the real epoll: polled only with a zero timeout, in the hub
