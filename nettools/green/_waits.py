@@ -31,6 +31,7 @@ from ..kernel.hub import (
 __all__ = [
     "current_hub",
     "in_hub",
+    "forget_fd",
     "wait_fd",
     "wait_ready",
     "wait_any",
@@ -54,7 +55,8 @@ def in_hub() -> bool:
     return hub is not None and getcurrent() is hub.greenlet
 
 
-def _forget(hub: Hub, fd: int) -> None:
+def forget_fd(hub: Hub, fd: int) -> None:
+    """Drop ``fd`` from the hub unless someone waits on it (see the module doc)."""
     st = hub.fds.get(fd)
     if st is not None and st.reader is None and st.writer is None:
         hub.notify_close(fd)
@@ -71,7 +73,7 @@ def wait_fd(fd: int, direction: int, timeout: float | None = None) -> bool:
         return False
     finally:
         if not known:
-            _forget(hub, fd)
+            forget_fd(hub, fd)
     return True
 
 
@@ -147,7 +149,7 @@ def wait_any(reads: Iterable[int], writes: Iterable[int], timeout: float | None)
         for fd, direction in watched:
             hub.unwatch(fd, direction, token)
         for fd in new:
-            _forget(hub, fd)
+            forget_fd(hub, fd)
 
 
 class ChildWaiter:
