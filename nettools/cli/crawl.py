@@ -16,7 +16,7 @@ from ..tools.crawl.distributed import MAX_MESSAGE, Coordinator, CrawlWorker, def
 from ..tools.crawl.links import keep_parser_memory
 from ..tools.crawl.report import FORMATS, summary_line, write_report
 from ..tools.plumbing.service import stop_on_signals
-from ..tools.zmq.proxy import EndpointError, parse_endpoint
+from ..tools.zmq import EndpointError, parse_endpoint
 from .common import EXIT_USAGE, duration, fail, opt, runtime_errors, size
 
 EXIT_BROKEN = 2

@@ -17,7 +17,9 @@ The modules behind it:
   (the rules every other module follows);
 * ``sockets``: ``Socket`` and ``Context``;
 * ``polling``: ``Poller`` and ``select``;
-* ``proxying``: the proxy loop behind ``proxy``, ``proxy_steerable`` and ``device``.
+* ``proxying``: the proxy loop behind ``proxy``, ``proxy_steerable`` and ``device``;
+* ``endpoints``: not pyzmq's -- ``bind:URL``/``connect:URL`` endpoints and opening sockets
+  on them, for the services built on green zmq.
 """
 
 from __future__ import annotations

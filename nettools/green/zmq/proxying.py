@@ -6,6 +6,9 @@ own, and the control socket another, so a destination at its high-water mark hol
 only its own direction: the control socket always answers, and PAUSE takes effect
 before the next message goes.
 
+``Proxy`` is the one loop; ``nettools zmq proxy`` (``tools.zmq.proxy.ZmqProxy``) is this
+loop plus its endpoints, its own control protocol and its service counts.
+
 Frames are moved as they are (no copy into Python), with the C-level calls while they
 do not need to wait; a burst ends when the source is empty or after ``PROXY_BURST``
 messages, and only then are the sockets' other waiters kicked (rule 2 in ``watch``, once

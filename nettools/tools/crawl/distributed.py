@@ -99,11 +99,11 @@ from typing import Any
 from yarl import URL
 
 from ...green import zmq
+from ...green.zmq.endpoints import Endpoint, open_socket
 from ...kernel.greenthread import kill, sleep, spawn
 from ...kernel.pool import GreenPool
 from ...kernel.sync import Event, Semaphore
 from ...web.client import DEFAULT_USER_AGENT, FetchError, HttpClient
-from ..zmq.proxy import Endpoint, open_socket
 from .fetcher import Fetched, LocalFetcher, crawl_client
 
 __all__ = ["Coordinator", "CrawlWorker", "MAX_MESSAGE", "PROTOCOL_VERSION", "worker_agent"]

@@ -1,2 +1,10 @@
 """ZeroMQ services: ``proxy`` (queue, forwarder, streamer) and ``bridges``
-(TCP line clients and websocket clients to PUB/SUB/PUSH sockets)."""
+(TCP line clients and websocket clients to PUB/SUB/PUSH sockets).
+
+Their endpoints and sockets come from green zmq (``nettools.green.zmq.endpoints``),
+named here for the callers of these tools.
+"""
+
+from ...green.zmq.endpoints import Endpoint, EndpointError, SocketSet, parse_endpoint
+
+__all__ = ["Endpoint", "EndpointError", "SocketSet", "parse_endpoint"]
