@@ -19,9 +19,10 @@ import typer
 
 from ..tools.plumbing.service import listen_on, reserve_fds, run_service
 from ..tools.zmq import EndpointError, SocketSet, parse_endpoint
-from ..tools.zmq.bridges import BridgeStats, TcpBridge, WsBridge
+from ..tools.zmq.fanout import BridgeStats
 from ..tools.zmq.proxy import ProxyStats, ZmqProxy
-from ..web.wsgi import WSGIServer
+from ..tools.zmq.tcpbridge import TcpBridge
+from ..tools.zmq.wsbridge import WsBridge
 from .common import (
     LISTEN,
     READY_FILE,
@@ -287,13 +288,10 @@ def ws(
                 slow_timeout=slow_timeout, send_buffer=send_buffer, stats=stats,
                 ping_interval=ping_interval,
                 ping_timeout=ping_interval, origins=origins or None,
-            ).start()
-            server = WSGIServer(
-                sock, bridge.app, max_size=max_conns, log_output=False, ssl_context=tls,
-                name="zmq-ws",
-            ).start()
+            )
+            stop = bridge.serve(sock, max_conns=max_conns, ssl_context=tls)
             code = run_service(
-                "zmq-ws", stats, [sock], [bridge.stop, server.stop], ready_file=ready_file,
+                "zmq-ws", stats, [sock], [stop], ready_file=ready_file,
                 drain_timeout=drain_timeout,
                 ready_extras=[{"tls": tls is not None, **zsocks.endpoints}],
             )
