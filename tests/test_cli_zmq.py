@@ -344,7 +344,8 @@ def test_proxy_library_in_process_with_green_peers():
     of this process talk through it while its loop waits on the same hub."""
     from nettools import spawn
     from nettools.green import zmq as gzmq
-    from nettools.tools.zmq.proxy import ProxyStats, ZmqProxy, parse_endpoint
+    from nettools.tools.zmq import parse_endpoint
+    from nettools.tools.zmq.proxy import ProxyStats, ZmqProxy
 
     context = gzmq.Context()
     stats = ProxyStats()

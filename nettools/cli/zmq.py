@@ -17,18 +17,12 @@ from typing import Any
 
 import typer
 
-from ..green import zmq
 from ..tools.plumbing.service import listen_on, reserve_fds, run_service
-from ..tools.zmq.bridges import BridgeStats, TcpBridge, WsBridge
-from ..tools.zmq.proxy import (
-    Endpoint,
-    EndpointError,
-    ProxyStats,
-    ZmqProxy,
-    open_socket,
-    parse_endpoint,
-)
-from ..web.wsgi import WSGIServer
+from ..tools.zmq import EndpointError, SocketSet, parse_endpoint
+from ..tools.zmq.fanout import BridgeStats
+from ..tools.zmq.proxy import ProxyStats, ZmqProxy
+from ..tools.zmq.tcpbridge import TcpBridge
+from ..tools.zmq.wsbridge import WsBridge
 from .common import (
     LISTEN,
     READY_FILE,
@@ -68,35 +62,6 @@ class ProxyType(str, Enum):
     queue = "queue"
     forwarder = "forwarder"
     streamer = "streamer"
-
-
-class _Sockets:
-    """The ZeroMQ sockets of a command, on one context that it ends at exit."""
-
-    def __init__(self, command: str, hwm: int, linger: float | None) -> None:
-        self.command = command
-        self.hwm = hwm
-        self.linger = linger
-        self.ctx = zmq.Context()
-        self.endpoints: dict[str, str] = {}
-
-    def open(self, name: str, kind: int, ep: Endpoint | None, **options: Any) -> Any:
-        """A socket on ``ep`` (None: no socket); a bad endpoint exits 2.  The
-        caller closes the sockets, whatever happens."""
-        if ep is None:
-            return None
-        opts = {getattr(zmq, k.upper()): v for k, v in options.items()}
-        try:
-            sock, self.endpoints[name] = open_socket(
-                self.ctx, kind, ep, hwm=self.hwm, linger=self.linger, options=opts
-            )
-        except EndpointError as exc:
-            usage_error(self.command, exc)
-        return sock
-
-    def close(self) -> None:
-        """Close every socket (each lingers as configured) and end the context."""
-        self.ctx.destroy()
 
 
 # Help shared by every command.
@@ -150,26 +115,24 @@ def proxy(
     """
     command = "zmq proxy"
     with runtime_errors(command):
-        ctx = zmq.Context()
-        stats = ProxyStats()
+        zsocks = SocketSet()  # a context for the proxy's sockets, ended at exit
         try:
-            device = ZmqProxy(
-                ctx, kind.value, frontend, backend, capture=capture, control=control,
-                hwm=hwm, linger=linger, stats=stats,
+            stats = ProxyStats()
+            try:
+                device = ZmqProxy(
+                    zsocks.ctx, kind.value, frontend, backend, capture=capture,
+                    control=control, hwm=hwm, linger=linger, stats=stats,
+                )
+            except EndpointError as exc:
+                usage_error(command, exc)
+            device.start()
+            code = run_service(
+                "zmq-proxy", stats, [device.endpoints["frontend"]], [device.stop],
+                ready_file=ready_file, drain_timeout=None, ended=device.done,
+                ready_extras=[{"type": kind.value, **device.endpoints}],
             )
-        except EndpointError as exc:
-            ctx.term()
-            usage_error(command, exc)
-        except BaseException:
-            ctx.term()
-            raise
-        device.start()
-        code = run_service(
-            "zmq-proxy", stats, [device.endpoints["frontend"]], [device.stop],
-            ready_file=ready_file, drain_timeout=None, ended=device.done,
-            ready_extras=[{"type": kind.value, **device.endpoints}],
-        )
-        ctx.term()
+        finally:
+            zsocks.close()
         raise typer.Exit(code)
 
 
@@ -230,13 +193,16 @@ def tcp(
         if max_line < 1:
             usage_error(command, "--max-line must be at least 1 byte")
         reserve_fds(max_conns)
-        zsocks = _Sockets(command, hwm, linger)
+        zsocks = SocketSet(hwm=hwm, linger=linger)
         try:
-            out = zsocks.open("pub", zmq.PUB, pub) or zsocks.open("push", zmq.PUSH, push)
-            subsock = zsocks.open("sub", zmq.SUB, sub, maxmsgsize=max_line)
+            try:
+                out = zsocks.open("pub", "PUB", pub) or zsocks.open("push", "PUSH", push)
+                subsock = zsocks.open("sub", "SUB", sub, maxmsgsize=max_line)
+            except EndpointError as exc:
+                usage_error(command, exc)
             if subsock is not None:
                 for topic in topics or [""]:
-                    subsock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+                    subsock.subscribe(topic)
             sock = listen_on(listen)
             stats = BridgeStats()
             bridge = TcpBridge(
@@ -307,10 +273,13 @@ def ws(
             usage_error(command, "--max-message must be at least 1 byte")
         tls = server_tls(command, tls_cert, tls_key)
         reserve_fds(max_conns)
-        zsocks = _Sockets(command, hwm, linger)
+        zsocks = SocketSet(hwm=hwm, linger=linger)
         try:
-            pubsock = zsocks.open("pub", zmq.PUB, pub)
-            subsock = zsocks.open("sub", zmq.SUB, sub, maxmsgsize=max_message)
+            try:
+                pubsock = zsocks.open("pub", "PUB", pub)
+                subsock = zsocks.open("sub", "SUB", sub, maxmsgsize=max_message)
+            except EndpointError as exc:
+                usage_error(command, exc)
             sock = listen_on(listen)
             stats = BridgeStats()
             bridge = WsBridge(
@@ -319,13 +288,10 @@ def ws(
                 slow_timeout=slow_timeout, send_buffer=send_buffer, stats=stats,
                 ping_interval=ping_interval,
                 ping_timeout=ping_interval, origins=origins or None,
-            ).start()
-            server = WSGIServer(
-                sock, bridge.app, max_size=max_conns, log_output=False, ssl_context=tls,
-                name="zmq-ws",
-            ).start()
+            )
+            stop = bridge.serve(sock, max_conns=max_conns, ssl_context=tls)
             code = run_service(
-                "zmq-ws", stats, [sock], [bridge.stop, server.stop], ready_file=ready_file,
+                "zmq-ws", stats, [sock], [stop], ready_file=ready_file,
                 drain_timeout=drain_timeout,
                 ready_extras=[{"tls": tls is not None, **zsocks.endpoints}],
             )

@@ -24,6 +24,7 @@ from ..kernel.poller import POLL_IN, POLL_OUT
 __all__ = [
     "current_hub",
     "in_hub",
+    "forget_idle",
     "wait_fd",
     "wait_ready",
     "wait_any",

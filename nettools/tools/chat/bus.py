@@ -74,8 +74,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ...green import zmq
+from ...green.zmq.endpoints import Endpoint, open_socket, parse_endpoint
 from ...kernel.greenthread import GreenThread, kill, sleep, spawn
-from ..zmq.proxy import Endpoint, open_socket, parse_endpoint
 from .rooms import NAME_MAX, valid_name
 
 __all__ = ["ChatBus", "BusStats", "BusListener", "parse_bus", "PROTOCOL_VERSION"]

@@ -25,7 +25,7 @@ Modules: ``coordinator`` (the ``Coordinator``: job queue, credit, leases),
 ``worker`` (the ``CrawlWorker``), ``wire`` (the messages between them).
 """
 
-from ...zmq.proxy import EndpointError
+from ....green.zmq.endpoints import EndpointError
 from .coordinator import Coordinator, bind_endpoint
 from .wire import MAX_MESSAGE, PROTOCOL_VERSION
 from .worker import CrawlWorker, WorkerStats, connect_endpoint, default_name, worker_agent

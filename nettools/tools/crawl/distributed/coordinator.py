@@ -35,10 +35,10 @@ from typing import Any
 from yarl import URL
 
 from ....green import zmq
+from ....green.zmq.endpoints import Endpoint, EndpointError, open_socket, parse_endpoint
 from ....kernel.greenthread import kill, sleep, spawn
 from ....kernel.sync import Event
 from ....web.client import FetchError
-from ...zmq.proxy import Endpoint, EndpointError, open_socket, parse_endpoint
 from ..fetcher import Fetched
 from .wire import MAX_MESSAGE, PROTOCOL_VERSION, MalformedMessage, decode, encode, result_outcome
 

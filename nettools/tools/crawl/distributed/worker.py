@@ -23,12 +23,12 @@ from typing import Any
 from yarl import URL
 
 from ....green import zmq
+from ....green.zmq.endpoints import Endpoint, EndpointError, open_socket, parse_endpoint
 from ....kernel.greenthread import kill, spawn
 from ....kernel.pool import GreenPool
 from ....kernel.sync import Event, Semaphore
 from ....web.client import DEFAULT_USER_AGENT, FetchError, HttpClient
 from ...plumbing.service import stop_on_signals
-from ...zmq.proxy import Endpoint, EndpointError, open_socket, parse_endpoint
 from ..fetcher import LocalFetcher, crawl_client
 from .wire import MAX_MESSAGE, PROTOCOL_VERSION, decode, encode, error_fields, result_fields
 
