@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import socket as _stdlib_socket
+import ssl as _stdlib_ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,7 @@ __all__ = [
     "wrap_ssl",
     "server_context",
     "green_context",
+    "accept_tls",
     "serve",
     "StopServe",
     "Server",
@@ -171,7 +173,7 @@ def green_context(ctx: Any) -> Any:
     """``ctx`` made to wrap green sockets: a plain ``ssl.SSLContext`` would make
     blocking ones, so it becomes its green twin (in place: same certificates
     and settings)."""
-    if type(ctx) is _gssl._stdlib.SSLContext:
+    if type(ctx) is _stdlib_ssl.SSLContext:
         ctx.__class__ = _gssl.SSLContext
     return ctx
 
@@ -182,6 +184,32 @@ def server_context(certfile: str, keyfile: str | None = None) -> Any:
     ctx = _gssl.SSLContext(_gssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(certfile, keyfile)
     return ctx
+
+
+def accept_tls(conn: Any, context: Any, timeout: float | None) -> Any:
+    """Server-side TLS on an accepted connection: wrap ``conn`` in ``context``
+    (a green one) and run the handshake within ``timeout`` seconds; the TLS
+    socket then gets ``conn``'s own timeout back.  If the client fails it
+    (hangs up, resets, speaks plain text, stalls) the connection is closed and
+    the ``OSError`` or ``ValueError`` raised.
+
+    ``Server`` does this for its handlers when given an ``ssl_context``; a
+    handler that must look at the client before any TLS calls it itself.
+    """
+    timeout_after = conn.gettimeout()
+    try:
+        tls = context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+    except BaseException:
+        conn.close()
+        raise
+    try:
+        tls.settimeout(timeout)
+        tls.do_handshake()
+        tls.settimeout(timeout_after)
+    except BaseException:
+        tls.close()
+        raise
+    return tls
 
 
 class Server:
@@ -215,7 +243,7 @@ class Server:
         handshake_timeout: float | None = 10.0,
         name: str = "server",
     ) -> None:
-        if ssl_context is None and isinstance(sock, _gssl._stdlib.SSLSocket):
+        if ssl_context is None and isinstance(sock, _stdlib_ssl.SSLSocket):
             ssl_context = sock.context
         self.socket = sock
         self.handle = handle
@@ -343,25 +371,13 @@ class Server:
 
     def _handshake(self, conn: Any, addr: Any) -> Any:
         """Wrap ``conn`` in TLS; None (and the socket closed) if the client fails it."""
-        timeout = conn.gettimeout()
         try:
-            tls = self.ssl_context.wrap_socket(
-                conn, server_side=True, do_handshake_on_connect=False
-            )
-        except OSError:
-            conn.close()
-            return None
-        try:
-            tls.settimeout(self.handshake_timeout)
-            tls.do_handshake()
-            tls.settimeout(timeout)
-            return tls
+            return accept_tls(conn, self.ssl_context, self.handshake_timeout)
         except (OSError, ValueError) as exc:
             # The client hung up, reset, spoke plain text or stalled: its problem.
             log.debug(
                 "%s: TLS handshake with %s failed: %s", self.name, format_address(addr), exc
             )
-            tls.close()
             return None
 
     def _fail(self, exc: BaseException) -> None:
@@ -468,13 +484,14 @@ def call_on_stop_signals(
     return old
 
 
-def shutdown_quietly(conn: Any) -> None:
-    """Shut ``conn`` down both ways, waking its reader (EOF) and writer (EPIPE);
-    an already closed or reset socket is not an error."""
+def shutdown_quietly(conn: Any, how: int = _stdlib_socket.SHUT_RDWR) -> None:
+    """Shut ``conn`` down both ways (or as ``how`` says: ``SHUT_WR`` sends a
+    FIN), waking its reader (EOF) and writer (EPIPE); an already closed or
+    reset socket is not an error.  A TLS socket stays usable the other way."""
     try:
         # The plain socket's shutdown, also for TLS: SSLSocket.shutdown drops the
         # SSL object, so a handler blocked in a read would get ValueError, not EOF.
-        _stdlib_socket.socket.shutdown(conn, _stdlib_socket.SHUT_RDWR)
+        _stdlib_socket.socket.shutdown(conn, how)
     except OSError:
         pass
 

@@ -52,7 +52,7 @@ BUS_HELP = """Several servers, on any machines, share rooms through a ZeroMQ for
     across servers each shows them as they arrive.  A server whose bus is
     down keeps serving its own users, logs one warning, and catches up when
     the bus is back; the users of a server not heard from for --bus-expiry
-    are dropped.  Wire format: see nettools.tools.chat.bus."""
+    are dropped.  Wire format: see nettools.tools.chat.bus_wire."""
 
 
 def open_bus(

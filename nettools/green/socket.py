@@ -11,6 +11,10 @@ hang on sockets that are already ready.
 Name resolution (``getaddrinfo`` and friends) runs in the thread pool, so
 ``/etc/hosts``, search domains and nsswitch behave exactly as without
 nettools; numeric addresses are handled inline without a thread.
+
+Beyond the standard module's names (``__all__``), nettools uses two of its
+own: ``is_numeric_host``, and ``deadline_after``/``time_left``/``timed_out``,
+the timeout arithmetic the green ``ssl`` module shares.
 """
 
 from __future__ import annotations
@@ -56,19 +60,21 @@ _SOCK_NONBLOCK = getattr(_stdlib, "SOCK_NONBLOCK", 0)
 _MSG_DONTWAIT = int(getattr(_stdlib, "MSG_DONTWAIT", 0))  # a plain int: IntFlag & is slow
 
 #: What a socket-level timeout raises (``socket.timeout`` is ``TimeoutError``).
-_timed_out = _partial(TimeoutError, "timed out")
+timed_out = _partial(TimeoutError, "timed out")
 
 
-def _deadline(timeout: float | None) -> float | None:
+def deadline_after(timeout: float | None) -> float | None:
+    """The monotonic time a wait of ``timeout`` seconds ends (None: never)."""
     return None if timeout is None else _monotonic() + timeout
 
 
-def _remaining(deadline: float | None) -> float | None:
+def time_left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` (None: no limit); ``timed_out()`` raised once it has passed."""
     if deadline is None:
         return None
     left = deadline - _monotonic()
     if left <= 0:
-        raise _timed_out()
+        raise timed_out()
     return left
 
 
@@ -152,10 +158,10 @@ class socket(_real_socket):
         """Slow path after EAGAIN: wait for readiness, retry, within the timeout."""
         hub = _get_hub()
         wait = hub.wait_write if writing else hub.wait_read
-        deadline = _deadline(self._timeout)
+        deadline = deadline_after(self._timeout)
         fd = _ss.fileno(self)
         while True:
-            wait(fd, _remaining(deadline), _timed_out)
+            wait(fd, time_left(deadline), timed_out)
             try:
                 return meth(self, *args, **kwargs)
             except BlockingIOError:
@@ -216,7 +222,7 @@ class socket(_real_socket):
             if sent >= total:
                 return
             hub = _get_hub()
-            deadline = _deadline(self._timeout)
+            deadline = deadline_after(self._timeout)
             fd = _ss.fileno(self)
             while sent < total:
                 try:
@@ -224,7 +230,7 @@ class socket(_real_socket):
                 except BlockingIOError:
                     if self._timeout == 0.0 or _dontwait((flags,), {}, 0):
                         raise
-                    hub.wait_write(fd, _remaining(deadline), _timed_out)
+                    hub.wait_write(fd, time_left(deadline), timed_out)
 
     def accept(self) -> tuple[socket, Any]:
         """Wait for a connection; returns a green socket and the peer address."""
@@ -248,7 +254,7 @@ class socket(_real_socket):
         except InterruptedError:
             pass
         fd = _ss.fileno(self)
-        _get_hub().wait_write(fd, self._timeout, _timed_out)
+        _get_hub().wait_write(fd, self._timeout, timed_out)
         err = _ss.getsockopt(self, _stdlib.SOL_SOCKET, _stdlib.SO_ERROR)
         if err:
             raise OSError(err, _os.strerror(err))
@@ -257,10 +263,10 @@ class socket(_real_socket):
         # A unix listener with a full backlog answers EAGAIN; back off and retry.
         from ..kernel.greenthread import sleep
 
-        deadline = _deadline(self._timeout)
+        deadline = deadline_after(self._timeout)
         delay = 0.001
         while True:
-            _remaining(deadline)
+            time_left(deadline)
             sleep(delay)
             delay = min(delay * 2, 0.1)
             try:
@@ -293,7 +299,7 @@ class socket(_real_socket):
         if self.family not in (_AF_INET, _AF_INET6) or not isinstance(address, tuple):
             return address
         host = address[0]
-        if _is_numeric(host) or host == "<broadcast>":
+        if is_numeric_host(host) or host == "<broadcast>":
             return address
         port = address[1] if len(address) > 1 else None
         if not isinstance(port, int) or not 0 <= port <= 0xFFFF:
@@ -318,7 +324,7 @@ class socket(_real_socket):
         blocksize = min(count or fsize, 2**30)
         hub = _get_hub()
         sockno = _ss.fileno(self)
-        deadline = _deadline(self._timeout)
+        deadline = deadline_after(self._timeout)
         total_sent = 0
         try:
             while True:
@@ -329,7 +335,7 @@ class socket(_real_socket):
                 try:
                     sent = _os.sendfile(sockno, fileno, offset, blocksize)
                 except BlockingIOError:
-                    hub.wait_write(sockno, _remaining(deadline), _timed_out)
+                    hub.wait_write(sockno, time_left(deadline), timed_out)
                     continue
                 except OSError as err:
                     if total_sent == 0:
@@ -423,7 +429,7 @@ def create_server(
 ) -> socket:
     """A green listening TCP socket bound to ``address`` (like ``socket.create_server``)."""
     host, port = address[0], address[1]
-    if host and not _is_numeric(host):
+    if host and not is_numeric_host(host):
         host = getaddrinfo(host, port, family, _stdlib.SOCK_STREAM)[0][4][0]
     real = _real_create_server(
         (host, port) + tuple(address[2:]),
@@ -438,8 +444,9 @@ def create_server(
 # ----------------------------------------------------------------- resolver
 
 
-def _is_numeric(host: Any) -> bool:
-    """True for None/'' and literal IPv4/IPv6 addresses: no lookup needed."""
+def is_numeric_host(host: Any) -> bool:
+    """True for None/'' and literal IPv4/IPv6 addresses (with a ``%scope``):
+    no lookup needed."""
     if not host:
         return True
     if isinstance(host, (bytes, bytearray)):
@@ -460,7 +467,7 @@ def getaddrinfo(
     host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
 ) -> list:
     """``socket.getaddrinfo`` run in the thread pool (inline for numeric hosts)."""
-    if _is_numeric(host) and (port is None or isinstance(port, int) or str(port).isdigit()):
+    if is_numeric_host(host) and (port is None or isinstance(port, int) or str(port).isdigit()):
         infos = _c.getaddrinfo(host, port, family, type, proto, flags)
     else:
         infos = _tpool.execute(_c.getaddrinfo, host, port, family, type, proto, flags)
@@ -479,7 +486,7 @@ def _as_enum(value: int, enum: Any) -> Any:
 
 
 def gethostbyname(hostname: str) -> str:
-    if _is_numeric(hostname):
+    if is_numeric_host(hostname):
         return _c.gethostbyname(hostname)
     return _tpool.execute(_c.gethostbyname, hostname)
 
@@ -499,7 +506,7 @@ def getnameinfo(sockaddr: tuple, flags: int) -> tuple:
         del sockaddr
         raise TypeError("getnameinfo() argument 1 must be a tuple")
     numeric = _stdlib.NI_NUMERICHOST | _stdlib.NI_NUMERICSERV
-    if flags & numeric == numeric and _is_numeric(sockaddr[0]):
+    if flags & numeric == numeric and is_numeric_host(sockaddr[0]):
         return _c.getnameinfo(sockaddr, flags)
     return _tpool.execute(_c.getnameinfo, sockaddr, flags)
 

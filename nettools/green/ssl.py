@@ -51,9 +51,9 @@ class SSLSocket(_stdlib.SSLSocket, _gsocket.socket):
             hub = _get_hub()
             if fd < 0:
                 fd = self.fileno()
-                deadline = _gsocket._deadline(self._timeout)
+                deadline = _gsocket.deadline_after(self._timeout)
             wait = hub.wait_write if writing else hub.wait_read
-            wait(fd, _gsocket._remaining(deadline), _gsocket._timed_out)
+            wait(fd, _gsocket.time_left(deadline), _gsocket.timed_out)
 
     def read(self, len: int = 1024, buffer: Any = None) -> Any:
         """Read up to ``len`` decrypted bytes (into ``buffer`` if given)."""
@@ -76,6 +76,21 @@ class SSLSocket(_stdlib.SSLSocket, _gsocket.socket):
             self._ssl_retry(self._sslobj.do_handshake)
         finally:
             self._timeout = timeout
+
+    def send_close_notify(self) -> None:
+        """Send TLS close_notify and return without waiting for the peer's.
+
+        ``unwrap`` goes on to read until the peer's close_notify arrives, and
+        that read throws away application data still on its way; a relay whose
+        own direction has ended wants only its close_notify sent.  Does nothing
+        once TLS is shut down.
+        """
+        if self._sslobj is None:
+            return
+        try:
+            self._sslobj.shutdown()
+        except _SSLWantRead:
+            pass  # ours is out; the peer's has not come (and is not awaited)
 
     def unwrap(self) -> Any:
         """Shut TLS down and return the plain socket."""

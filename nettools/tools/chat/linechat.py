@@ -46,7 +46,8 @@ from ...net import Server, shutdown_quietly
 from ..plumbing.lines import LineTooLong, recv_lines
 from ..plumbing.outbox import Outbox
 from ..plumbing.service import Stats
-from .rooms import DEFAULT_ROOM, NAME_RULE, ChatRooms, ChatStats, Member, Room, valid_name
+from .names import NAME_RULE, valid_name
+from .rooms import DEFAULT_ROOM, ChatRooms, ChatStats, Member, Room
 
 if TYPE_CHECKING:
     from .bus import ChatBus

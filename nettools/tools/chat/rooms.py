@@ -24,28 +24,14 @@ from typing import TYPE_CHECKING, Any
 from ...green import socket
 from ..plumbing.outbox import DEFAULT_LINGER, Outbox
 from ..plumbing.service import Stats
+from .names import free_name
 
 if TYPE_CHECKING:
     from .bus import ChatBus
 
-__all__ = ["ChatRooms", "ChatStats", "Room", "Member", "valid_name", "DEFAULT_ROOM", "NAME_MAX",
-           "NAME_RULE"]
+__all__ = ["ChatRooms", "ChatStats", "Room", "Member", "DEFAULT_ROOM"]
 
 DEFAULT_ROOM = "lobby"
-#: Longest nickname or room name, in characters.
-NAME_MAX = 32
-
-_NAME_PUNCTUATION_CHARS = "_-.[]{}|^`'"
-_NAME_PUNCTUATION = frozenset(_NAME_PUNCTUATION_CHARS)
-#: What ``valid_name`` accepts, in words for the users told a name is refused.
-NAME_RULE = f"1-{NAME_MAX} letters, digits or {_NAME_PUNCTUATION_CHARS}"
-
-
-def valid_name(name: str) -> bool:
-    """A nickname or room name: 1-32 letters, digits or ``_-.[]{}|^`'``."""
-    return 0 < len(name) <= NAME_MAX and all(
-        ch.isalnum() or ch in _NAME_PUNCTUATION for ch in name
-    )
 
 
 @dataclass
@@ -381,6 +367,6 @@ class ChatRooms:
         client = self._nicks.get(nick.casefold())
         if client is None or client.room is None:
             return
-        new = self.bus.free_nick(nick, lambda name: name.casefold() in self._nicks)
+        new = free_name(nick, lambda name: self._taken_here(name) or self._taken_elsewhere(name))
         self._lost_nick(client, nick, new)
         self._rename(client, new)

@@ -97,16 +97,8 @@ from ...web.websocket import WebSocket, WebSocketWSGI
 from ...web.wsgi import WSGIServer, plain_response
 from ..plumbing.outbox import Outbox
 from ..plumbing.service import Stats
-from .rooms import (
-    DEFAULT_ROOM,
-    NAME_MAX,
-    NAME_RULE,
-    ChatRooms,
-    ChatStats,
-    Member,
-    Room,
-    valid_name,
-)
+from .names import NAME_MAX, NAME_RULE, valid_name
+from .rooms import DEFAULT_ROOM, ChatRooms, ChatStats, Member, Room
 
 if TYPE_CHECKING:
     from .bus import ChatBus

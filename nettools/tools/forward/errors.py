@@ -1,0 +1,28 @@
+"""How the forwarder words what went wrong, in lower case, to follow a colon."""
+
+from __future__ import annotations
+
+from ...green import ssl
+
+__all__ = ["describe", "reason"]
+
+
+def describe(exc: BaseException) -> str:
+    """Why a connection failed, for its log line: ``timed out``,
+    ``certificate verify failed: ...``, ``wrong version number``..."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        reason = getattr(exc, "reason", None)  # e.g. WRONG_VERSION_NUMBER
+        return reason.lower().replace("_", " ") if reason else str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower() if exc.strerror[:1].isupper() else exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def reason(exc: OSError) -> str:
+    """An ``OSError``'s own words (a failed look-up, a file that does not load)."""
+    text = exc.strerror or str(exc)
+    return text[:1].lower() + text[1:]
