@@ -74,12 +74,6 @@ def settle(rounds: int = SETTLE_ROUNDS) -> None:
     raise AssertionError(f"greenthreads were still running after {rounds} rounds of settle()")
 
 
-def spin(turns: int = 5) -> None:
-    """Let ready greenthreads run for ``turns`` hub turns (each runs until its next wait)."""
-    for _ in range(turns):
-        sleep(0)
-
-
 def ticker(ticks: list, n: int = 5, interval: float = 0.01) -> GreenThread:
     """Spawn a greenthread that appends ``time.monotonic()`` to ``ticks`` ``n`` times,
     ``interval`` apart: proof that the hub kept running while something waited."""
