@@ -11,6 +11,7 @@ import gzip
 import zlib
 
 import pytest
+from helpers.green import settle
 from helpers.isolated import run_isolated
 
 import nettools
@@ -634,10 +635,7 @@ def test_killing_a_waiting_greenthread_takes_its_transfer_out(site):
     site.barrier_size = 2  # never reached: the request waits until killed
     with HttpClient(proxy_from_env=False, per_host=1) as c:
         gt = nettools.spawn(c.get, site.url + "/barrier")
-        for _ in range(200):  # bounded: until the server holds the request
-            if site.arrived:
-                break
-            nettools.sleep(0.01)
+        settle()  # the server holds the request
         assert site.arrived == 1
         gt.kill()
         assert gt.dead and curl_loop().running == {}
