@@ -18,7 +18,7 @@ from helpers.sockets import recv_exactly
 trustme = pytest.importorskip("trustme")
 
 import nettools  # noqa: E402 - after the importorskip
-from nettools import Event, IOClosed, spawn, tpool  # noqa: E402
+from nettools import Event, IOClosed, Timeout, spawn, tpool  # noqa: E402
 from nettools.green import socket as gsocket  # noqa: E402
 from nettools.green import ssl as gssl  # noqa: E402
 
@@ -383,10 +383,15 @@ def test_verification_failures(listener, server_ctx, client_ctx, case):
         hostname = "localhost"
     else:
         ctx, hostname = client_ctx, "not-localhost.example"
-    with serving(listener, server):
+    with serving(listener, server) as handlers:
         with pytest.raises(stdssl.SSLCertVerificationError) as info:
             tls_client(listener.getsockname(), ctx, hostname=hostname, timeout=10)
         assert info.value.verify_code in (19, 20, 62)  # self-signed/unknown issuer/hostname
+        # The server's handshake fails too once the client has gone; killing it
+        # halfway instead would leave its socket to the garbage collector.
+        with Timeout(10):
+            handlers[0].wait()
+    assert len(server_errors) == 1
 
 
 # --------------------------------------------------------- unmodified client
