@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from isolated_helpers import run_code
+from helpers.isolated import run_code
 
 from nettools.kernel import hub as hubmod
 

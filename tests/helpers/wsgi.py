@@ -1,0 +1,218 @@
+"""Helpers for the WSGI server tests: a server in its own OS thread, raw HTTP reading.
+
+The server runs on its own hub in a background thread, so the test side can use
+unmodified blocking clients (stdlib sockets, requests, urllib3) in the main
+thread, exactly as real clients would talk to it.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import nettools
+from nettools.kernel.hub import get_hub
+from nettools.web import wsgi
+
+LOCAL = "127.0.0.1"
+
+
+class ServerThread:
+    """A ``WSGIServer`` serving ``app`` from a background thread (``with`` block)."""
+
+    def __init__(self, app: Callable, **options: Any) -> None:
+        options.setdefault("log_output", False)
+        self.app = app
+        self.options = options
+        self.server: wsgi.WSGIServer | None = None
+        self.hub: Any = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.hub = get_hub()
+            # A listener factory runs here, so that its socket belongs to this hub.
+            make = self.options.pop("listener", None)
+            sock = make() if make is not None else nettools.listen((LOCAL, 0))
+            self.server = wsgi.WSGIServer(sock, self.app, **self.options)
+            self.server.start()
+        except BaseException as exc:
+            self._error = exc
+            raise
+        finally:
+            self._ready.set()
+        self.server.serve_forever()
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        self._ready.wait(10)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.thread.is_alive():
+            self.stop(0)
+
+    @property
+    def port(self) -> int:
+        return self.server.address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOCAL}:{self.port}"
+
+    def call(self, fn: Callable[[], Any], timeout: float = 10) -> Any:
+        """Run ``fn()`` in a new greenthread of the server's hub; return its result."""
+        box: queue.Queue = queue.Queue()
+
+        def run() -> None:
+            try:
+                box.put((True, fn()))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                box.put((False, exc))
+
+        self.hub.run_callback_threadsafe(lambda: nettools.spawn(run))
+        ok, value = box.get(timeout=timeout)
+        if not ok:
+            raise value
+        return value
+
+    def stop(self, timeout: float | None = 0, wait: bool = True) -> None:
+        """``server.stop(timeout)`` in the server's thread; optionally wait for it."""
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                self.server.stop(timeout)
+            finally:
+                done.set()
+
+        self.hub.run_callback_threadsafe(lambda: nettools.spawn(run))
+        if wait:
+            done.wait(30)
+            self.thread.join(10)
+
+    def connections(self) -> int:
+        return self.call(lambda: len(self.server.server.connections))
+
+
+class Holder:
+    """Holds requests in the server's hub until released; tells the test
+    thread once ``count`` of them are held."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.held = 0
+        self.all_held = threading.Event()
+        self.released = threading.Event()
+
+    def hold(self) -> None:
+        self.held += 1
+        if self.held >= self.count:
+            self.all_held.set()
+        # A pool thread waits for the test's word (20 s at most): the hub serves on.
+        nettools.tpool.execute(self.released.wait, 20)
+
+
+def connect(port: int, timeout: float = 10) -> socket.socket:
+    sock = socket.create_connection((LOCAL, port), timeout=timeout)
+    return sock
+
+
+class Response:
+    def __init__(self, status: int, reason: str, headers: list[tuple[str, str]], body: bytes):
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key.lower() == name.lower():
+                return value
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.headers} {self.body[:80]!r}>"
+
+
+def read_response(f: Any, head: bool = False) -> Response:
+    """Read one response from the binary file ``f`` (``sock.makefile('rb')``)."""
+    status_line = f.readline()
+    if not status_line:
+        raise EOFError("connection closed before a response")
+    _version, status, *reason = status_line.decode("latin-1").rstrip("\r\n").split(" ", 2)
+    headers = []
+    while True:
+        line = f.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        headers.append((name, value.strip()))
+    resp = Response(int(status), reason[0] if reason else "", headers, b"")
+    code = int(status)
+    if head or code in (204, 304) or 100 <= code < 200:
+        return resp
+    if (resp.header("Transfer-Encoding") or "").lower() == "chunked":
+        parts = []
+        while True:
+            size = int(f.readline().split(b";")[0], 16)
+            if size == 0:
+                while f.readline() not in (b"\r\n", b""):
+                    pass
+                break
+            parts.append(f.read(size))
+            f.readline()
+        resp.body = b"".join(parts)
+    elif resp.header("Content-Length") is not None:
+        resp.body = f.read(int(resp.header("Content-Length")))
+    else:
+        resp.body = f.read()
+    return resp
+
+
+def recv_until_closed(sock: socket.socket, limit: int = 1 << 20) -> bytes:
+    """Everything the peer sends until it closes (bounded)."""
+    chunks = []
+    total = 0
+    while total < limit:
+        try:
+            data = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+        total += len(data)
+    return b"".join(chunks)
+
+
+def get(port: int, request: bytes) -> bytes:
+    """Send one raw request; everything the server answers until it closes."""
+    sock = connect(port)
+    sock.sendall(request)
+    data = recv_until_closed(sock)
+    sock.close()
+    return data
+
+
+def is_closed(sock: socket.socket, timeout: float = 5) -> bool:
+    """True if the peer closes ``sock`` (EOF or reset) within ``timeout``, with no data."""
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def hello(environ: dict, start_response: Callable) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hello " + environ["PATH_INFO"].encode("latin-1")]
