@@ -206,7 +206,8 @@ def test_a_listener_parked_by_nettools_code_is_named_by_that_code():
     server.start()
     fd = server.socket.fileno()
     try:
-        until(lambda: get_hub().fds.get(fd) and get_hub().fds[fd].reader)
+        settle()
+        assert get_hub().fds[fd].reader is not None  # the acceptor is parked
         text = debug.format_hub_listeners()
         line = next(ln for ln in text.splitlines() if ln.startswith(f"fd {fd} "))
         assert "nettools/net.py:" in line and "in _accept_loop" in line, line

@@ -1,4 +1,4 @@
-"""``nettools.tools.zmq.bridges`` as a library: ``TcpBridge`` and ``WsBridge`` on this
+"""``nettools.tools.zmq``'s bridges as a library: ``TcpBridge`` and ``WsBridge`` on this
 thread's hub, with green pyzmq peers and green TCP clients on the same hub, and
 the unmodified ``websockets`` client (its sync client, run in a pool thread).
 
@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 import pytest
 from helpers.green import settle
 from helpers.zmq import PROBES, drain, first_delivery, peer, recv
-from nettools.tools.zmq.bridges import BridgeStats, TcpBridge, WsBridge
 from websockets.sync.client import connect as ws_connect
 
 import nettools
@@ -25,7 +24,9 @@ from nettools import Event, Queue, Timeout, spawn, tpool
 from nettools.green import socket as gsocket
 from nettools.green import zmq
 from nettools.kernel.queue import Empty
-from nettools.web import wsgi
+from nettools.tools.zmq.fanout import BridgeStats
+from nettools.tools.zmq.tcpbridge import TcpBridge
+from nettools.tools.zmq.wsbridge import WsBridge
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -283,10 +284,10 @@ def ws_bridge(green_ctx):
     def start(pub: bool = True, sub: bool = True, **options):
         pub_sock, pub_url = bound(green_ctx, zmq.PUB) if pub else (None, None)
         sub_sock, sub_url = bound(green_ctx, zmq.SUB) if sub else (None, None)
-        bridge = WsBridge(pub=pub_sock, sub=sub_sock, **options).start()
-        server = wsgi.WSGIServer(nettools.listen((LOCAL, 0)), bridge.app, log_output=False)
-        made.append((bridge, server.start()))
-        return bridge, f"ws://{LOCAL}:{server.address[1]}/", pub_url, sub_url
+        bridge = WsBridge(pub=pub_sock, sub=sub_sock, **options)
+        stop = bridge.serve(nettools.listen((LOCAL, 0)))
+        made.append(stop)
+        return bridge, f"ws://{LOCAL}:{bridge.server.address[1]}/", pub_url, sub_url
 
     def client(url: str) -> WsClient:
         clients.append(WsClient(url))
@@ -296,9 +297,8 @@ def ws_bridge(green_ctx):
     yield start
     for c in clients:
         c.close()
-    for bridge, server in made:
-        bridge.stop()
-        server.stop(0)
+    for stop in made:
+        stop(0)
 
 
 def test_ws_bridge_subscriptions_match_topics_by_prefix(ws_bridge, green_ctx):
