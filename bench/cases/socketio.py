@@ -25,8 +25,8 @@ import os
 import sys
 from typing import Any
 
-from bench.cases import Case, CaseFn, Result
-from bench.cases.websocket import measure
+from bench.cases import Case
+from bench.cases.websocket import echo_case
 
 HOST = "127.0.0.1"
 PEERS = ("nettools", "gevent", "eventlet")
@@ -91,28 +91,10 @@ def _server_command(peer: str) -> list[str]:
     return [sys.executable, "-m", "bench.cases.socketio", "serve", peer]
 
 
-def _case(conns: int, size: int) -> Case:
-    def for_peer(peer: str) -> CaseFn:
-        def run(n: int) -> Result:
-            if n == 0:
-                return None  # the harness's warm-up call; the load generator warms up itself
-            return measure(
-                _server_command(peer), f"{peer} Socket.IO server", conns, size, n, socketio=True
-            )
-
-        return run
-
-    return Case(
-        n=3000,
-        unit="round trips",
-        warmup=0,
-        peers={peer: for_peer(peer) for peer in PEERS},
-        compare=("p99_us", "server_us_per_rt"),
-    )
-
-
 CASES: dict[str, Case] = {
-    "socketio_echo_c100_64": _case(100, 64),
+    "socketio_echo_c100_64": echo_case(
+        PEERS, _server_command, "Socket.IO server", 100, 64, socketio=True
+    ),
 }
 
 

@@ -43,6 +43,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -447,13 +448,22 @@ def _run_once(
     return json.loads(out)
 
 
-def _case(conns: int, size: int, deflate: bool = False) -> Case:
+def echo_case(
+    peers: tuple[str, ...],
+    command: Callable[[str], list[str]],
+    what: str,
+    conns: int,
+    size: int,
+    deflate: bool = False,
+    socketio: bool = False,
+) -> Case:
+    """A case measuring, for each of ``peers``, the echo server ``command(peer)`` starts."""
+
     def for_peer(peer: str) -> CaseFn:
         def run(n: int) -> Result:
             if n == 0:
                 return None  # the harness's warm-up call; the load generator warms up itself
-            server = [sys.executable, "-m", "bench.cases.websocket", "serve", peer]
-            return measure(server, f"{peer} websocket server", conns, size, n, deflate)
+            return measure(command(peer), f"{peer} {what}", conns, size, n, deflate, socketio)
 
         return run
 
@@ -461,9 +471,17 @@ def _case(conns: int, size: int, deflate: bool = False) -> Case:
         n=3000,
         unit="round trips",
         warmup=0,
-        peers={peer: for_peer(peer) for peer in PEERS},
+        peers={peer: for_peer(peer) for peer in peers},
         compare=("p99_us", "server_us_per_rt"),
     )
+
+
+def _server_command(peer: str) -> list[str]:
+    return [sys.executable, "-m", "bench.cases.websocket", "serve", peer]
+
+
+def _case(conns: int, size: int, deflate: bool = False) -> Case:
+    return echo_case(PEERS, _server_command, "websocket server", conns, size, deflate)
 
 
 CASES: dict[str, Case] = {
