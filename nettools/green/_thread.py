@@ -156,7 +156,8 @@ class LockType:
             if timeout is not None and timeout > TIMEOUT_MAX:
                 raise OverflowError("timeout value is too large")
         if self._block.acquire(False):
-            self._took()
+            if self._owner != _real_get_ident():
+                self._took()
             return True
         if not blocking:
             return False
@@ -221,7 +222,13 @@ class LockType:
 
     def release(self) -> None:
         """Release the lock (from any greenthread or thread), handing it to a waiter."""
-        if not self._block.locked():
+        if not self._waiters:
+            # The usual case, inlined from _pass_on; the real lock raises
+            # RuntimeError("release unlocked lock") as we would.
+            self._block.release()
+            if not self._waiters or not self._block.acquire(False):
+                return
+        elif not self._block.locked():
             raise RuntimeError("release unlocked lock")
         self._pass_on()
 
@@ -256,8 +263,7 @@ class LockType:
     release_lock = release
     locked_lock = locked
 
-    def __enter__(self) -> bool:
-        return self.acquire()
+    __enter__ = acquire  # no frame of its own: ``with lock`` is the hot path
 
     def __exit__(self, *exc: Any) -> None:
         self.release()

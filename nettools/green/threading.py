@@ -1,24 +1,28 @@
 """Green ``threading``: a fresh copy of the standard module built on the green ``_thread``.
 
-Nothing of threading is rewritten: threading.py is executed again with
+Almost nothing of threading is rewritten: threading.py is executed again with
 ``import _thread`` resolving to ``nettools.green._thread``, so ``Thread`` runs
 as a greenthread and ``Lock``/``RLock``/``Condition``/``Semaphore``/``Event``/
 ``Timer``/``Barrier``/``local`` all park greenthreads.  Adjustments made to
 the copy:
 
+* ``Condition`` and ``Event`` are ``_parking``'s (subclasses of the standard
+  ones whose waiters park as greenthreads rather than on a lock each), so
+  ``Semaphore``, ``Barrier``, ``Thread.start`` and queues built on them wait faster;
 * ``main_thread()`` is the real module's main thread object (identity kept);
 * exception classes are the real module's (``except threading.BrokenBarrierError``);
 * ``current_thread()`` in a greenlet no ``Thread`` started gets a dummy thread
   that is dropped when the greenlet goes away (the stdlib's dummies live forever
   before 3.13, and there would be one per greenthread).
 
-``monkey_patch`` does not copy these classes onto the real module.  It patches
-the real module's *primitives* (``__patched__``: how it starts threads, makes
-locks, names threads) with the green ones, so the real ``Thread``, ``Event``...
-classes -- including references taken before patching, such as ``Thread``
-subclasses -- become green, ``main_thread()`` and ``isinstance`` keep working,
-and the real ``threading._shutdown`` waits for non-daemon green threads at exit
-as it does for real ones.  See ``_patch``.
+``monkey_patch`` copies only ``Condition`` and ``Event`` of these classes onto
+the real module (subclasses of the real ones, so ``isinstance`` holds).  For the
+rest it patches the real module's *primitives* (``__patched__``: how it starts
+threads, makes locks, names threads) with the green ones, so the real
+``Thread``, ``Semaphore``... classes -- including references taken before
+patching, such as ``Thread`` subclasses -- become green, ``main_thread()`` and
+``isinstance`` keep working, and the real ``threading._shutdown`` waits for
+non-daemon green threads at exit as it does for real ones.  See ``_patch``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from greenlet import getcurrent
 
 from . import _thread as _gthread
 from ._importer import fresh_import
+from ._parking import Condition as _GreenCondition
+from ._parking import Event as _GreenEvent
 
 _copy = fresh_import("threading", {"_thread": _gthread})
 
@@ -51,6 +57,9 @@ __patched__ = [
         "_LockType",
         "_thread_local_info",
         "_set_name",  # 3.14: would rename the OS thread after each greenthread
+        # what Semaphore, Barrier, Thread and queues wait with (see _parking.py)
+        "Condition",
+        "Event",
         # all versions
         "_allocate_lock",
         "Lock",
@@ -112,6 +121,8 @@ def _needs_dummy_cleanup(mod: ModuleType) -> bool:
 
 _adopt_real_main_thread(_copy)
 _share_exceptions(_copy)
+_copy.Condition = _GreenCondition
+_copy.Event = _GreenEvent
 if _needs_dummy_cleanup(_copy):
     _copy._DummyThread = _cleaned_dummy_class(_copy)
 
