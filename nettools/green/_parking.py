@@ -120,6 +120,10 @@ class Condition(_real_threading.Condition):
 
             lock = _gthreading.RLock()
         super().__init__(lock)
+        if not hasattr(lock, "_is_owned") and hasattr(lock, "locked"):
+            # What the standard fallback (try acquire(False), release) tells,
+            # for a lock that is not re-entrant, in one call.
+            self._is_owned = lock.locked  # type: ignore[method-assign]
         self._waiters: deque[_Parked] = deque()  # type: ignore[assignment]
         self._thread = _real_get_ident()
         self._shared = False  # used from more than one OS thread
