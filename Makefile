@@ -21,7 +21,15 @@ $(VENV)/.test: $(VENV)/.runtime
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
+# Debian packages the bench environment builds against: libev's headers for bjoern.
+BENCH_DEBS := libev-dev
 $(BENCH_VENV)/.installed: pyproject.toml
+	@missing=$$(for deb in $(BENCH_DEBS); do dpkg -s $$deb >/dev/null 2>&1 || echo $$deb; done); \
+	[ -z "$$missing" ] || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	    $$missing >/dev/null; }
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q --upgrade pip
 	$(BENCH_VENV)/bin/pip install -q -e '.[test,bench]'

@@ -13,8 +13,8 @@ import subprocess
 # has one (the echo servers); other cases simply do not list them.
 PEERS: tuple[str, ...] = (
     "nettools", "nettools-echo", "nettools-h11", "gevent", "eventlet", "asyncio", "asyncio-proto",
-    "uvloop", "uvloop-proto", "gunicorn", "direct", "socat", "scrapy", "wget", "pyzmq",
-    "nettools-dist",
+    "uvloop", "uvloop-proto", "gunicorn", "bjoern", "granian", "direct", "socat", "scrapy",
+    "wget", "pyzmq", "nettools-dist",
 )  # fmt: skip
 REFERENCE = "nettools"
 
@@ -32,6 +32,8 @@ _MODULES = {
     "nettools-dist": "nettools",  # a distributed `nettools crawl` (the crawl_distributed case)
     "nettools-h11": "h11",  # nettools' HTTP server on the h11 parser (the WSGI case)
     "gunicorn": "gunicorn",
+    "bjoern": "bjoern",  # the WSGI case
+    "granian": "granian",  # the WSGI case
     "scrapy": "scrapy",  # the crawl case
     "pyzmq": "zmq",  # plain pyzmq in OS threads, and libzmq's own proxy (the zmq cases)
 }

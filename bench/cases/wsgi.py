@@ -9,7 +9,9 @@ and ``wrk -t1 -c100`` pinned to core 0, so the server has one core to itself. Pe
 * ``gevent``: gevent.pywsgi, with TCP_NODELAY set on every accepted socket (without it Nagle's
   algorithm holds back each response and the server looks six times slower);
 * ``eventlet``: eventlet.wsgi (its listener gets TCP_NODELAY, which accepted sockets inherit);
-* ``gunicorn``: gunicorn's sync worker, one worker (it closes the connection after each response).
+* ``gunicorn``: gunicorn's sync worker, one worker (it closes the connection after each response);
+* ``bjoern``: bjoern (C on libev, one process), the fastest Python WSGI server there is;
+* ``granian``: granian (Rust, on tokio) with one worker process, single-threaded runtime.
 
 ``n`` is the measured time in milliseconds (wrk's -d). Metrics: requests/s, p50/p99 latency in
 microseconds, wrk's error count, and ``server_us_per_req``: the CPU time the server's processes
@@ -31,6 +33,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -193,6 +196,42 @@ def serve_gunicorn() -> None:
     ])
 
 
+def serve_bjoern() -> None:
+    import bjoern
+
+    sock = listener()
+    announce(sock.getsockname()[1])
+    bjoern.server_run(sock, hello_app)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def serve_granian() -> None:
+    # granian binds by itself: take a free port, start it, announce once it accepts.
+    port = _free_port()
+    proc = subprocess.Popen([
+        sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", "1",
+        "--runtime-mode", "st", "--host", HOST, "--port", str(port),
+        "--backlog", str(BACKLOG), "--no-log", "--no-access-log", "bench.cases.wsgi:hello_app",
+    ], cwd=REPO_ROOT)
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        try:
+            socket.create_connection((HOST, port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("granian did not start listening") from None
+            time.sleep(0.05)
+    announce(port)
+    sys.exit(proc.wait())
+
+
 def _serve_h11() -> None:
     serve_nettools(H11Parser)
 
@@ -203,6 +242,8 @@ SERVERS: dict[str, Callable[[], None]] = {
     "gevent": serve_gevent,
     "eventlet": serve_eventlet,
     "gunicorn": serve_gunicorn,
+    "bjoern": serve_bjoern,
+    "granian": serve_granian,
 }
 
 
@@ -223,9 +264,10 @@ def _server(peer: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` and its children that are alive (gunicorn's worker)."""
+    """utime + stime of ``pid`` and its descendants that are alive (gunicorn's worker,
+    granian's worker under its main process)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (ppid, CPU seconds)
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -233,8 +275,13 @@ def _cpu_seconds(pid: int) -> float:
             fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(entry) == pid or int(fields[1]) == pid:  # fields[1]: ppid
-            total += (int(fields[11]) + int(fields[12])) / ticks
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    total = 0.0
+    for p, (_ppid, cpu) in stats.items():
+        while p in stats and p != pid:
+            p = stats[p][0]
+        if p == pid:
+            total += cpu
     return total
 
 
