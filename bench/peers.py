@@ -13,8 +13,8 @@ import subprocess
 # has one (the echo servers); other cases simply do not list them.
 PEERS: tuple[str, ...] = (
     "nettools", "nettools-echo", "nettools-h11", "gevent", "eventlet", "asyncio", "asyncio-proto",
-    "uvloop", "uvloop-proto", "gunicorn", "bjoern", "granian", "direct", "socat", "scrapy",
-    "wget", "pyzmq", "nettools-dist",
+    "uvloop", "uvloop-proto", "gunicorn", "bjoern", "granian", "direct", "haproxy", "socat",
+    "scrapy", "wget", "pyzmq", "nettools-dist",
 )  # fmt: skip
 REFERENCE = "nettools"
 
@@ -42,7 +42,7 @@ _MODULES = {
 # Peers that are not Python libraries: the program whose version the report shows. Always
 # available: a case that needs the program installs it (apt-get) or fails saying why.
 # "direct" is no forwarder at all (the ceiling for the forwarder cases).
-_PROGRAMS = {"direct": None, "socat": "socat", "wget": "wget"}
+_PROGRAMS = {"direct": None, "haproxy": "haproxy", "socat": "socat", "wget": "wget"}
 
 
 class PeerUnavailable(Exception):

@@ -9,11 +9,13 @@ the figure is what one core of forwarding sustains. Peers:
   with ``--no-splice``, the recv_into/sendall path TLS connections use;
 * ``direct``: no forwarder, the ceiling that loopback and iperf3 allow on this machine;
 * ``socat``: ``socat TCP-LISTEN:PORT,fork TCP:127.0.0.1:PORT``;
+* ``haproxy``: HAProxy in TCP mode, one thread (``nbthread 1``), splicing both directions
+  (``option splice-request`` / ``splice-response``);
 * ``gevent``, ``eventlet``: the textbook forwarder, written out below: one greenthread per
   direction copying with ``recv_into``/``sendall`` through a 256 KiB buffer (the size the
   nettools copy path grows to, so the comparison is not about buffer sizes).
 
-iperf3 and socat are Debian packages; a run installs whichever is missing with apt-get (as
+iperf3, socat and haproxy are Debian packages; a run installs whichever is missing with apt-get (as
 root), or fails saying how to install it. Besides Mbit/s (the "ops") a run reports ``gbit_s``,
 ``core1_busy_pct``, how busy the forwarder's core was (near 100 with a forwarder: it is the
 bottleneck, or shares its core with other work), and ``cpu_ms_per_gb``, the forwarder's own CPU
@@ -30,6 +32,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,6 +93,24 @@ def _iperf_server() -> Iterator[int]:
         yield port
 
 
+#: HAProxy as a plain TCP forwarder on one thread, splicing as ``nettools forward`` does.
+HAPROXY_CONFIG = """
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option splice-request
+    option splice-response
+listen forward
+    bind 127.0.0.1:{port}
+    server target 127.0.0.1:{target}
+"""
+
+
 @contextlib.contextmanager
 def _forwarder(peer: str, target: int) -> Iterator[tuple[int, int]]:
     """The peer's forwarder to 127.0.0.1:``target``, listening; yields its port and pid."""
@@ -105,6 +126,16 @@ def _forwarder(peer: str, target: int) -> Iterator[tuple[int, int]]:
             finally:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, 9)
+        return
+    if peer == "haproxy":
+        port = _free_port()
+        with tempfile.NamedTemporaryFile("w", suffix=".cfg", prefix="bench-haproxy-") as cfg:
+            cfg.write(HAPROXY_CONFIG.format(port=port, target=target))
+            cfg.flush()
+            cmd = [ensure_program("haproxy", "haproxy"), "-db", "-f", cfg.name]
+            with started(cmd, FORWARDER_CORE) as proc:
+                _wait_listening(proc, port, "haproxy")
+                yield port, proc.pid
         return
     if peer in ("nettools", "nettools-nosplice"):
         cmd = [sys.executable, "-m", "nettools", "-q", "forward", f"0:{target}"]
@@ -261,7 +292,8 @@ def _peer(peer: str) -> CaseFn:
 CASES: dict[str, Case] = {
     # n is the iperf3 run in seconds.
     "forward_iperf3": Case(n=5, unit="Mbit", warmup=0, compare=("cpu_ms_per_gb",), peers={
-        peer: _peer(peer) for peer in ("nettools", "direct", "socat", "gevent", "eventlet")}),
+        peer: _peer(peer)
+        for peer in ("nettools", "direct", "haproxy", "socat", "gevent", "eventlet")}),
     # The copy path alone (what TLS connections use), with the ceiling for its ratio.
     "forward_iperf3_nosplice": Case(n=5, unit="Mbit", warmup=0, peers={
         "nettools": _peer("nettools-nosplice"), "direct": _peer("direct")}),
