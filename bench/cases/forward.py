@@ -15,6 +15,12 @@ the figure is what one core of forwarding sustains. Peers:
   direction copying with ``recv_into``/``sendall`` through a 256 KiB buffer (the size the
   nettools copy path grows to, so the comparison is not about buffer sizes).
 
+``forward_connrate`` measures the connection rate instead: connections per second through the
+forwarder, each sending 1 KiB and closing, 100 at a time, from one uvloop process on core 0
+(``python -m bench.cases.forward conns``) to a sink in the same process that reads each
+connection to its end; besides the rate it reports ``cpu_us_per_conn``, the forwarder's CPU
+time per connection.
+
 iperf3, socat and haproxy are Debian packages; a run installs whichever is missing with apt-get (as
 root), or fails saying how to install it. Besides Mbit/s (the "ops") a run reports ``gbit_s``,
 ``core1_busy_pct``, how busy the forwarder's core was (near 100 with a forwarder: it is the
@@ -39,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cases import Case, CaseFn, Result
-from bench.cases._procs import ensure_program, ready_port, started
+from bench.cases._procs import ensure_program, read_line, ready_port, started
 
 IPERF_CORE = 0
 FORWARDER_CORE = 1
@@ -218,6 +224,78 @@ def _throughput(peer: str, seconds: int) -> dict[str, Any]:
     return metrics
 
 
+# --- connection rate -----------------------------------------------------------------------
+
+CONN_PAYLOAD = 1024
+CONN_CONCURRENCY = 100
+
+
+async def _conn_load(seconds: float) -> None:
+    """Sink and clients in one uvloop process: prints the sink's port, reads the forwarder's
+    port from stdin, then runs CONN_CONCURRENCY clients for ``seconds``; prints the count."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    payload = b"x" * CONN_PAYLOAD
+    received = 0
+
+    class Sink(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            nonlocal received
+            received += len(data)
+
+    server = await loop.create_server(Sink, "127.0.0.1", 0, backlog=1024)
+    print(json.dumps({"port": server.sockets[0].getsockname()[1]}), flush=True)
+    port = int(await loop.run_in_executor(None, sys.stdin.readline))
+    done = 0
+    failed = 0
+    deadline = time.monotonic() + seconds
+
+    async def client() -> None:
+        nonlocal done, failed
+        while time.monotonic() < deadline:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(payload)
+                writer.write_eof()
+                await reader.read()  # the forwarder closes once the sink has closed
+                writer.close()
+                done += 1
+            except OSError:
+                failed += 1
+
+    start = time.monotonic()
+    await asyncio.gather(*(client() for _ in range(CONN_CONCURRENCY)))
+    elapsed = time.monotonic() - start
+    server.close()
+    print(json.dumps({"connections": done, "failed": failed, "seconds": elapsed,
+                      "sink_bytes": received}), flush=True)
+
+
+def _connection_rate(peer: str, seconds: int) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "bench.cases.forward", "conns", str(seconds)]
+    with started(cmd, IPERF_CORE, cwd=REPO_ROOT, stdin=subprocess.PIPE,
+                 stdout=subprocess.PIPE) as load:
+        sink = ready_port(load, STARTUP_TIMEOUT_S, "connection load")
+        with _forwarder(peer, sink) as (port, pid):
+            cpu0 = _cpu_seconds(pid)
+            load.stdin.write(f"{port}\n")
+            load.stdin.flush()
+            line = read_line(load, load.stdout, seconds + STARTUP_TIMEOUT_S, "connection load")
+            cpu = _cpu_seconds(pid) - cpu0
+    result = json.loads(line)
+    if not result["connections"]:
+        raise RuntimeError(f"no connection went through: {result}")
+    if result["sink_bytes"] < result["connections"] * CONN_PAYLOAD:
+        raise RuntimeError(f"the sink got less than was sent: {result}")
+    return {
+        "ops_per_s": result["connections"] / result["seconds"],
+        "seconds": result["seconds"],
+        "failed": result["failed"],
+        "cpu_us_per_conn": 1e6 * cpu / result["connections"],
+    }
+
+
 # --- the gevent and eventlet forwarders -----------------------------------------------------
 
 
@@ -289,6 +367,13 @@ def _peer(peer: str) -> CaseFn:
     return run
 
 
+def _connrate_peer(peer: str) -> CaseFn:
+    def run(n: int) -> Result:
+        return None if n == 0 else _connection_rate(peer, n)
+
+    return run
+
+
 CASES: dict[str, Case] = {
     # n is the iperf3 run in seconds.
     "forward_iperf3": Case(n=5, unit="Mbit", warmup=0, compare=("cpu_ms_per_gb",), peers={
@@ -297,10 +382,20 @@ CASES: dict[str, Case] = {
     # The copy path alone (what TLS connections use), with the ceiling for its ratio.
     "forward_iperf3_nosplice": Case(n=5, unit="Mbit", warmup=0, peers={
         "nettools": _peer("nettools-nosplice"), "direct": _peer("direct")}),
+    # n is the run in seconds: short connections of 1 KiB each, 100 at a time.
+    "forward_connrate": Case(n=5, unit="connections", warmup=0, compare=("cpu_us_per_conn",),
+                             peers={peer: _connrate_peer(peer)
+                                    for peer in ("nettools", "haproxy", "socat")}),
 }
 
 
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "conns":
+        import uvloop
+
+        uvloop.run(_conn_load(float(sys.argv[2])))
+        sys.exit(0)
     if len(sys.argv) != 4 or sys.argv[1] != "serve" or sys.argv[2] not in _SERVERS:
-        sys.exit(f"usage: python -m bench.cases.forward serve {'|'.join(_SERVERS)} TARGET_PORT")
+        sys.exit(f"usage: python -m bench.cases.forward serve {'|'.join(_SERVERS)} TARGET_PORT\n"
+                 "       python -m bench.cases.forward conns SECONDS")
     _SERVERS[sys.argv[2]](int(sys.argv[3]))
