@@ -151,7 +151,8 @@ def tcp(
                                  "default: everything)."),
     max_line: Any = opt("4K", "--max-line", parser=size,
                         help="Longest line a client may send (a longer one ends that "
-                             "client), and longest message taken from --sub."),
+                             "client), and longest message taken from --sub (a longer "
+                             "one is dropped, counted and logged)."),
     max_conns: int = MAX_CONNS,
     idle_timeout: Any = opt("1h", "--idle-timeout", parser=duration,
                             help="Disconnect a client that sends nothing this long "
@@ -197,7 +198,7 @@ def tcp(
         try:
             try:
                 out = zsocks.open("pub", "PUB", pub) or zsocks.open("push", "PUSH", push)
-                subsock = zsocks.open("sub", "SUB", sub, maxmsgsize=max_line)
+                subsock = zsocks.open("sub", "SUB", sub)
             except EndpointError as exc:
                 usage_error(command, exc)
             if subsock is not None:
@@ -228,7 +229,8 @@ def ws(
                    help="What clients publish goes out on a PUB socket here."),
     max_message: Any = opt("64K", "--max-message", parser=size,
                            help="Largest message either way (a larger one from a client "
-                                "closes it with 1009; from ZeroMQ it is not delivered)."),
+                                "closes it with 1009; from ZeroMQ it is dropped, counted "
+                                "and logged)."),
     max_subscriptions: int = opt(64, "--max-subscriptions", min=1,
                                  help="Topics one client may subscribe to."),
     max_conns: int = MAX_CONNS,
@@ -277,7 +279,7 @@ def ws(
         try:
             try:
                 pubsock = zsocks.open("pub", "PUB", pub)
-                subsock = zsocks.open("sub", "SUB", sub, maxmsgsize=max_message)
+                subsock = zsocks.open("sub", "SUB", sub)
             except EndpointError as exc:
                 usage_error(command, exc)
             sock = listen_on(listen)
