@@ -64,8 +64,8 @@ READY_FILE = opt(None, "--ready-file", metavar="PATH",
                  help="Also write the ready line to this file.")
 # The slow-client policy of the servers that queue output per client.
 SLOW_TIMEOUT = opt("5s", "--slow-timeout", parser=duration,
-                   help="Disconnect a client whose queue stays full this long "
-                        "(off: never, it just misses messages).")
+                   help="Disconnect a client that reads nothing this long while its "
+                        "queue is full (off: never, it just misses messages).")
 SEND_BUFFER = opt("64K", "--send-buffer", parser=size,
                   help="Kernel send buffer per client (0: the system's default).")
 

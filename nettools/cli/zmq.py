@@ -177,7 +177,8 @@ def tcp(
     Slow clients never delay the others: each has its own queue of up to
     --queue-size lines; while it is full, lines for that client are dropped
     (it is told how many once it catches up, in a line starting "*** "), and
-    a client whose queue stays full for --slow-timeout is disconnected.
+    a client that reads nothing for --slow-timeout while its queue is full is
+    disconnected (one that reads, however slowly, only misses lines).
 
     The ready line adds the endpoints in use: {"event": "listening",
     "service": "zmq-tcp", "address": ..., "pub": ..., "sub": ...}.  SIGUSR1

@@ -7,7 +7,8 @@ room, and ``CHANNEL/`` for what concerns a whole server; ``CHANNEL`` is
 and a room can be tapped with a SUB socket on the prefix ``chat/lobby``.
 Every object has ``"v": 1``, ``"server"`` (the sender's id), ``"kind"`` and
 ``"ts"`` (Unix seconds at the sender); ``since`` is when a user claimed its
-nickname.  Names are 1-32 letters, digits or ``_-.[]{}|^`'``.
+nickname.  Names follow ``names.valid_name`` (1-32 letters, digits or
+``_-.[]{}|^`'``, one script, NFKC).
 
 ``say``       ``room``, ``nick``, ``text``, ``action`` (true for ``/me``)
 ``join``      ``room``, ``nick``, ``since``

@@ -3,7 +3,7 @@ clients (``tcpbridge``: TCP line clients; ``wsbridge``: websockets).
 
 Each client has its own ``Outbox``: a client that stops reading misses messages
 (and is told how many once it catches up) but never delays the others, and one
-whose queue stays full for ``slow_timeout`` is disconnected.
+that reads nothing for ``slow_timeout`` while its queue is full is disconnected.
 
 A message over ``max_message`` bytes is dropped, counted (``oversized``) and
 logged, and the feed goes on (``nettools.tools.plumbing.sizecap``; libzmq's own
