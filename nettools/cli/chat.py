@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -17,6 +16,7 @@ from .common import (
     SLOW_TIMEOUT,
     drain_timeout_option,
     duration,
+    help_parts,
     opt,
     option_parser,
     queue_size_option,
@@ -76,11 +76,8 @@ def open_bus(
         raise typer.BadParameter(str(exc)) from None
 
 
-def with_bus_help(command: Callable) -> Callable:
-    """``command`` with ``{bus}`` in its help replaced by ``BUS_HELP``."""
-    if command.__doc__:  # None under python -OO
-        command.__doc__ = command.__doc__.replace("{bus}", BUS_HELP)
-    return command
+#: Puts BUS_HELP into a chat command's help, where it says {bus}.
+with_bus_help = help_parts(bus=BUS_HELP)
 
 
 @with_bus_help

@@ -70,6 +70,19 @@ SEND_BUFFER = opt("64K", "--send-buffer", parser=size,
                   help="Kernel send buffer per client (0: the system's default).")
 
 
+def help_parts(**parts: str) -> Callable[[Callable], Callable]:
+    """A decorator that puts each of ``parts`` into a command's help where it
+    says ``{name}``: text that several commands share, written once."""
+
+    def fill(command: Callable) -> Callable:
+        if command.__doc__:  # None under python -OO
+            for name, text in parts.items():
+                command.__doc__ = command.__doc__.replace("{" + name + "}", text)
+        return command
+
+    return fill
+
+
 def queue_size_option(items: str = "Messages") -> Any:
     """``--queue-size``: ``items`` queued per client before it counts as slow."""
     return opt(256, "--queue-size", min=1,
