@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from ..tools.feeds.addresses import AddressRule
+from ..tools.feeds.addresses import RULE, AddressRule
 from ..tools.feeds.cache import FeedCache
 from ..tools.feeds.fetcher import FeedFetcher, FeedResult, fetch_feeds, read_opml
 from ..tools.feeds.service import FeedService, FeedStats
@@ -42,9 +42,7 @@ FEED_TIMEOUT = opt("20s", "--timeout", parser=duration, help="Longest time for o
 ALLOW_PRIVATE = opt(
     False, "--allow-private", help="Also fetch from private, loopback and link-local addresses."
 )
-PRIVATE_HELP = """Only public addresses are fetched unless --allow-private: names are
-    resolved, every address is checked and the checked address connected to,
-    and each redirect is checked again (feeds fetch and feeds serve alike)."""
+PRIVATE_HELP = RULE + " The same rule holds for feeds fetch and feeds serve."
 
 with_private_help = help_parts(private=PRIVATE_HELP)
 

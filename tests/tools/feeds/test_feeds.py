@@ -260,8 +260,9 @@ def test_cli_fetch_and_serve_refuse_private_addresses_alike(site):
     assert res.returncode == 0, res.stderr
     for command in ("fetch", "serve"):
         text = " ".join(run_cli("feeds", command, "--help").stdout.split())
-        assert "Only public addresses are fetched unless --allow-private" in text
-        assert "--allow-private" in text and "feeds fetch and feeds serve alike" in text
+        assert "Only public addresses are fetched (no private, loopback or link-local ones) " \
+               "unless --allow-private" in text
+        assert "The same rule holds for feeds fetch and feeds serve" in text
 
 
 def test_cli_a_feed_without_a_link_shows_none(site):
