@@ -114,10 +114,11 @@ class ChatServer(ChatRooms):
     and ``burst``: each client's flood control (``nettools.tools.chat.flood``).
     ``idle_timeout``: disconnect a client that sends nothing for this long.
     ``queue_size``: lines that may wait for a client that is not reading;
-    further ones are dropped for it.  ``slow_timeout``: how long its queue may
-    stay full before it is disconnected (None: never).  ``send_buffer``: SO_SNDBUF per
-    client (0: the system's default).  ``bus``: a ``ChatBus`` to share rooms
-    with other servers (started and stopped with this server).
+    further ones are dropped for it.  ``slow_timeout``: how long it may read
+    nothing while lines are dropped before it is disconnected (None: never).
+    ``send_buffer``: SO_SNDBUF per client (0: the system's default).  ``bus``:
+    a ``ChatBus`` to share rooms with other servers (started and stopped with
+    this server).
     """
 
     _log = log
