@@ -39,9 +39,13 @@ lint: $(VENV)/.test
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/lint-imports --no-cache
 
-# Real programs the tests drive (headless Chromium for the browser tests).
+# Real programs the tests drive: headless Chromium for the browser tests, npm for the
+# socket.io JavaScript client, redis-server as the Socket.IO message queue.
+SYSTEM_DEPS := chromium:chromium npm:npm redis-server:redis-server
 system-deps:
-	@command -v chromium >/dev/null || { $(APT_INSTALL) chromium >/dev/null; }
+	@missing=$$(for dep in $(SYSTEM_DEPS); do \
+	  command -v $${dep%%:*} >/dev/null || echo $${dep#*:}; done); \
+	[ -z "$$missing" ] || { $(APT_INSTALL) $$missing >/dev/null; }
 
 test: lint system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
