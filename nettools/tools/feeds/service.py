@@ -9,10 +9,8 @@ Every request's fetches run in ONE GreenPool shared by all clients, so the
 number of outgoing fetches stays bounded however many clients post at once.
 
 The service fetches whatever URL it is given, so by default it only connects
-to public addresses: a name is resolved, each address checked, and the
-connection made to the checked address (no second lookup to race with), and
-every redirect is checked again before it is followed.  ``allow_private``
-lifts that for trusted networks.
+to public addresses, by the rule of ``feeds.addresses`` (``feeds fetch``
+follows the same one); ``allow_private`` lifts that for trusted networks.
 """
 
 from __future__ import annotations
@@ -22,14 +20,12 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-from ...green import socket as gsocket
 from ...kernel.pool import GreenPool
-from ...web.client import FetchError, is_public_address
 from ...web.wsgi import WSGIServer
 from ..fetch import read_url_lines
 from ..plumbing.service import Stats
+from .addresses import RULE, check_public_url, is_public_address
 from .fetcher import FeedFetcher, FeedResult, fetch_feeds
 
 __all__ = ["FeedService", "FeedStats", "check_public_url", "is_public_address"]
@@ -60,22 +56,6 @@ class FeedStats(Stats):
     requests: int = 0
     feeds: int = 0
     feed_errors: int = 0
-
-
-def check_public_url(url: str) -> None:
-    """Raise ``FetchError('refused-address')`` unless every address ``url``'s
-    host resolves to is public (the redirect check of the service)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        infos = gsocket.getaddrinfo(host, port, 0, gsocket.SOCK_STREAM)
-    except (OSError, ValueError, UnicodeError) as exc:
-        raise FetchError(url, "dns", f"cannot resolve {host}: {exc}") from None
-    bad = sorted({info[4][0] for info in infos if not is_public_address(info[4][0])})
-    if bad:
-        raise FetchError(url, "refused-address", f"{host} resolves to a non-public address "
-                         f"({', '.join(bad)})")  # fmt: skip
 
 
 def _fmt_seconds(value: float | None) -> str:
@@ -174,7 +154,7 @@ class FeedService:
             deadline=_fmt_seconds(self.deadline),
             private="Private, loopback and link-local addresses are allowed."
             if self.allow_private
-            else "Only public addresses are fetched (no private, loopback or link-local ones).",
+            else RULE,
         )
 
 
