@@ -11,7 +11,7 @@ import typer
 
 from ..tools.feeds.cache import FeedCache
 from ..tools.feeds.fetcher import FeedFetcher, FeedResult, fetch_feeds, read_opml
-from ..tools.feeds.service import FeedService, FeedStats, check_public_url, is_public_address
+from ..tools.feeds.service import FeedService, FeedStats
 from ..tools.fetch import INTERRUPTED, Halt
 from ..tools.plumbing.service import serve_on
 from . import clientopts
@@ -182,20 +182,11 @@ def serve_cmd(
     with runtime_errors("feeds serve"):
         if max_request < 1:
             raise typer.BadParameter("must be at least 1 byte", param_hint="--max-request")
-        client = clientopts.client_from_options(
-            connect_timeout=10.0, read_timeout=timeout, max_body=max_feed, max_redirects=5,
-            per_host=per_host, user_agent=None, insecure=False, ca_file=None,
-            allow_address=None if allow_private else is_public_address,
-        )  # fmt: skip
-        store = FeedCache(cache) if cache else None
-        fetcher = FeedFetcher(
-            client, cache=store, timeout=timeout, max_feed=max_feed, entries=0,
-            redirect_check=None if allow_private else check_public_url,
-        )  # fmt: skip
         stats = FeedStats()
-        app = FeedService(
-            fetcher, concurrency=concurrency, max_urls=max_urls, max_request=max_request,
-            deadline=deadline, allow_private=allow_private, stats=stats,
+        app = FeedService.open(
+            concurrency=concurrency, max_urls=max_urls, max_request=max_request,
+            max_feed=max_feed, timeout=timeout, deadline=deadline, allow_private=allow_private,
+            cache=cache, per_host=per_host, stats=stats,
         )  # fmt: skip
         raise typer.Exit(serve_on(
             "feeds", listen, lambda sock: app.start(sock, max_conns=max_conns), stats,
