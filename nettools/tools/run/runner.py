@@ -151,20 +151,16 @@ class Runner:
         """Start the services of a fresh run; raises ``StartError`` (having
         stopped those it started) if one fails."""
         specs = list(specs)
-        self._reserve_fds(specs)
-        for spec in specs:
+        with self._turn:  # a SIGHUP or SIGTERM meanwhile waits for the start to finish
+            self._reserve_fds(specs)
             try:
-                self.services[spec.name] = self._start_one(spec)
-            except StartError:
+                for spec in specs:
+                    self.services[spec.name] = self._start_one(spec)
+                self._announce(self.services.values())
+            except (StartError, OSError):
                 self._stop_all(list(self.services.values()), report=False)
                 self.services.clear()
                 raise
-        try:
-            self._announce(self.services.values())
-        except OSError:
-            self._stop_all(list(self.services.values()), report=False)
-            self.services.clear()
-            raise
 
     def stop(self) -> None:
         """Stop every service (each drains for its ``drain-timeout``), print the

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from typing import Any
 
 from ..chat.wschat import WSChatServer, WSChatStats
@@ -104,11 +105,13 @@ class ServeCounts:
 
     def __init__(self, server: Any) -> None:
         self.server = server
+        self.started = time.monotonic()
 
     def summary(self, service: str) -> dict[str, Any]:
         net = self.server.server
         return {"event": "stopped", "service": service, "connections": net.accepted,
-                "active": len(net.connections), "errors": net.errors}  # fmt: skip
+                "active": len(net.connections), "errors": net.errors,
+                "seconds": round(time.monotonic() - self.started, 3)}  # fmt: skip
 
 
 def _start_serve(name: str, v: dict[str, Any]) -> Started:

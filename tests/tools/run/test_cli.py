@@ -328,6 +328,32 @@ def test_sigusr1_prints_every_services_counts(tmp_path):
         assert run.stop()[0] == 0
 
 
+def test_sigterm_lets_each_service_drain_its_own_way(tmp_path):
+    file = write(tmp_path / "run.toml", """
+        [services.chat]
+        type = "chat"
+        [services.echo]
+        type = "echo"
+    """)
+    with Run(file) as run:
+        _, ready = run.ready()
+        chat = socket.create_connection(parse_address(ready["services"]["chat"]["address"]),
+                                        timeout=10)  # fmt: skip
+        chat.sendall(b"ada\n")
+        heard = b""
+        while b"lobby" not in heard:  # the welcome, once the nickname is taken
+            heard += chat.recv(4096)
+        run.signal(signal.SIGTERM)
+        rest = b""
+        while chunk := chat.recv(4096):  # the server says goodbye, then closes
+            rest += chunk
+        chat.close()
+        assert b"*** Server is shutting down" in rest
+        assert run.proc.wait(30) == 0
+    summaries = [e for e in run.err.rest() if e["event"] == "stopped"]
+    assert [(e["name"], e["connections"]) for e in summaries] == [("chat", 1), ("echo", 0)]
+
+
 def test_a_proxy_told_to_terminate_ends_and_the_run_ends_with_its_last_service(tmp_path):
     file = write(tmp_path / "run.toml", f"""
         [services.q]
