@@ -22,6 +22,7 @@ any WSGI layer in between:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import time
@@ -361,12 +362,17 @@ class StaticConnection(HttpConnection):
 
     def sendfile(self, fd: int, offset: int, count: int) -> None:
         """``count`` bytes of the open file from ``offset``, zero-copy where the
-        socket allows (TLS copies)."""
+        socket allows (TLS reads and copies)."""
         sock = self.sock
         stats = self.stats
-        with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
+        # A plain socket needs only the fd (no file object, no seek after); TLS reads the file.
+        with contextlib.ExitStack() as stack:
+            if self.app.server.ssl_context is None:
+                source: Any = _OpenFd(fd)
+            else:
+                source = stack.enter_context(os.fdopen(fd, "rb", buffering=0, closefd=False))
             while count > 0:
-                sent = sock.sendfile(f, offset, min(count, SENDFILE_PIECE))
+                sent = sock.sendfile(source, offset, min(count, SENDFILE_PIECE))
                 if not sent:
                     raise ConnectionError("the file ended early")
                 offset += sent
@@ -421,6 +427,18 @@ class StaticConnection(HttpConnection):
                 key = "HTTP_" + low.decode().upper().replace("-", "_")
                 environ[key] = value.decode("latin-1")
         self.app.access_log(environ, str(status), self.sent, started)
+
+
+class _OpenFd:
+    """What ``socket.sendfile`` needs of a file on a plain socket: its fd."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
 
 
 def _read_headers(headers: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
