@@ -25,9 +25,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import socket
 import time
 from dataclasses import dataclass
-from socket import AF_INET, AF_INET6, MSG_MORE
+from socket import AF_INET, AF_INET6
 from typing import Any
 
 import httptools
@@ -131,10 +132,9 @@ class StaticServer:
         self.recv_buffer = memoryview(bytearray(RECV_SIZE))
         self.server = Server(sock, self._handle, max_conns, ssl_context=ssl_context,
                              name="static")
-        # MSG_MORE holds a head back until the sendfile() behind it (plain TCP only).
-        self.more_flag = MSG_MORE
-        if self.server.ssl_context is not None or sock.family not in (AF_INET, AF_INET6):
-            self.more_flag = 0
+        # MSG_MORE (Linux) holds a head back until the sendfile() behind it (plain TCP only).
+        plain_tcp = self.server.ssl_context is None and sock.family in (AF_INET, AF_INET6)
+        self.more_flag = getattr(socket, "MSG_MORE", 0) if plain_tcp else 0
 
     @property
     def address(self) -> Any:
