@@ -33,12 +33,17 @@ lint: $(VENV)/.test
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/lint-imports --no-cache
 
-# Real programs the tests drive (headless Chromium for the browser tests).
+# Real programs the tests drive: headless Chromium for the browser tests, npm for the
+# socket.io JavaScript client, redis-server as the Socket.IO message queue.
+SYSTEM_DEPS := chromium:chromium npm:npm redis-server:redis-server
 system-deps:
-	@command -v chromium >/dev/null || { \
+	@missing=$$(for dep in $(SYSTEM_DEPS); do \
+	  command -v $${dep%%:*} >/dev/null || echo $${dep#*:}; done); \
+	[ -z "$$missing" ] || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	    $$missing >/dev/null; }
 
 test: lint system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .plumbing.service import format_address
+from .serve_socketio import worker_warnings
 
 __all__ = [
     "AppSpecError",
@@ -213,6 +214,7 @@ class Supervisor:
         self._stop_deadline = 0.0
         self._buffer = b""
         self._reserve: _stdsocket.socket | None = None
+        self._warned: set[str] = set()
 
     # ---------------------------------------------------------------- parent
 
@@ -306,6 +308,10 @@ class Supervisor:
             if report.get("ready"):
                 self.ready.add(pid)
                 self._fast_deaths = 0
+                for warning in report.get("warnings", ()):
+                    if warning not in self._warned:  # every worker finds the same
+                        self._warned.add(warning)
+                        log.warning("%s", warning)
             elif report.get("stopped"):
                 self.connections += report["connections"]
                 self.errors += report["errors"]
@@ -396,7 +402,7 @@ class Supervisor:
                 self._report(error=f"cannot load {self.opts.spec!r}: {exc!r}", code=1)
                 return 1
             srv.install_signal_handlers(self.opts.drain_timeout)
-            self._report(ready=True)
+            self._report(ready=True, warnings=worker_warnings(app, self.opts.workers))
             srv.serve_forever()
             self._report(stopped=True, connections=srv.server.accepted, errors=srv.server.errors)
             code = 0

@@ -13,14 +13,11 @@ through ``sudo -n`` when not root) and skips, saying why, only if it cannot.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 
 import pytest
-from helpers.paths import ROOT
+from helpers.browser import ARTIFACTS, WAIT_MS, chromium
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -30,54 +27,11 @@ from helpers.cli import Cli  # noqa: E402
 # Generous: the first test may install Chromium; every wait below has its own bound.
 pytestmark = pytest.mark.timeout(300)
 
-ARTIFACTS = ROOT / "build" / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-WAIT_MS = 15_000  # any single wait in the page
-INSTALL_TIMEOUT = 240
-
-
-def _chromium() -> str:
-    """The Chromium binary, installed from Debian's packages if missing."""
-    found = CHROMIUM if os.access(CHROMIUM, os.X_OK) else shutil.which("chromium")
-    if found:
-        return found
-    command = ["apt-get", "install", "-y", "chromium"]
-    if os.geteuid() != 0:
-        if shutil.which("sudo") is None:
-            pytest.skip("chromium is not installed, and without root or sudo it cannot be")
-        command = ["sudo", "-n", *command]
-    try:
-        res = subprocess.run(
-            command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"chromium is not installed and installing it failed: {exc}")
-    if res.returncode != 0:
-        last = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
-        pytest.skip(f"chromium is not installed and `{' '.join(command)}` failed: {last}")
-    found = CHROMIUM if os.access(CHROMIUM, os.X_OK) else shutil.which("chromium")
-    if not found:
-        pytest.skip("apt-get installed chromium but no chromium binary is on PATH")
-    return found
-
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    executable = _chromium()
-    with sync_api.sync_playwright() as p:
-        # launch() gives the browser a fresh temporary user data dir of its own.
-        b = p.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS, timeout=WAIT_MS * 2
-        )
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium(sync_api) as b:
+        yield b
 
 
 class WSChat(Cli):
