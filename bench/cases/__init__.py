@@ -17,7 +17,7 @@ from typing import Any
 
 # Order here is the order of the report.
 FAMILIES: tuple[str, ...] = (
-    "micro", "echo", "forward", "wsgi", "websocket", "socketio", "crawl", "zmq",
+    "micro", "echo", "forward", "wsgi", "static", "websocket", "socketio", "crawl", "zmq",
 )  # fmt: skip
 
 Result = dict[str, Any] | None

@@ -199,21 +199,11 @@ def serve_cmd(
     with runtime_errors("feeds serve"):
         if max_request < 1:
             raise typer.BadParameter("must be at least 1 byte", param_hint="--max-request")
-        rule = AddressRule(allow_private)
-        client = clientopts.client_from_options(
-            connect_timeout=10.0, read_timeout=timeout, max_body=max_feed, max_redirects=5,
-            per_host=per_host, user_agent=None, insecure=False, ca_file=None,
-            allow_address=rule.allow_address,
-        )  # fmt: skip
-        store = FeedCache(cache) if cache else None
-        fetcher = FeedFetcher(
-            client, cache=store, timeout=timeout, max_feed=max_feed, entries=0,
-            redirect_check=rule.redirect_check,
-        )  # fmt: skip
         stats = FeedStats()
-        app = FeedService(
-            fetcher, concurrency=concurrency, max_urls=max_urls, max_request=max_request,
-            deadline=deadline, allow_private=allow_private, stats=stats,
+        app = FeedService.open(
+            concurrency=concurrency, max_urls=max_urls, max_request=max_request,
+            max_feed=max_feed, timeout=timeout, deadline=deadline, allow_private=allow_private,
+            cache=cache, per_host=per_host, stats=stats,
         )  # fmt: skip
         raise typer.Exit(serve_on(
             "feeds", listen, lambda sock: app.start(sock, max_conns=max_conns), stats,

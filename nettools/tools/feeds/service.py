@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...kernel.pool import GreenPool
+from ...web.client import HttpClient
 from ...web.wsgi import WSGIServer
 from ..fetch import read_url_lines
 from ..plumbing.service import Stats
-from .addresses import RULE, check_public_url, is_public_address
+from .addresses import RULE, AddressRule, check_public_url, is_public_address
+from .cache import FeedCache
 from .fetcher import FeedFetcher, FeedResult, fetch_feeds
 
 __all__ = ["FeedService", "FeedStats", "check_public_url", "is_public_address"]
@@ -83,6 +85,39 @@ class FeedService:
         self.deadline = deadline
         self.allow_private = allow_private
         self.stats = stats if stats is not None else FeedStats()
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        concurrency: int = 64,
+        max_urls: int = 100,
+        max_request: int = 64 * 1024,
+        max_feed: int = 2 * 1024 * 1024,
+        timeout: float | None = 20.0,
+        deadline: float | None = 60.0,
+        allow_private: bool = False,
+        cache: str | None = None,
+        per_host: int = 4,
+        stats: FeedStats | None = None,
+    ) -> FeedService:
+        """The service with its own HTTP client (public addresses only unless
+        ``allow_private``; each feed at most ``max_feed`` bytes and ``timeout``
+        seconds) and, with ``cache`` (an SQLite file), conditional GETs."""
+        if max_request < 1:
+            raise ValueError("max_request must be at least 1 byte")
+        rule = AddressRule(allow_private)
+        client = HttpClient(
+            connect_timeout=10.0, read_timeout=timeout, max_body=max_feed, max_redirects=5,
+            per_host=per_host, allow_address=rule.allow_address,
+        )  # fmt: skip
+        fetcher = FeedFetcher(
+            client, cache=FeedCache(cache) if cache else None, timeout=timeout,
+            max_feed=max_feed, entries=0, redirect_check=rule.redirect_check,
+        )  # fmt: skip
+        return cls(fetcher, concurrency=concurrency, max_urls=max_urls,
+                   max_request=max_request, deadline=deadline, allow_private=allow_private,
+                   stats=stats)  # fmt: skip
 
     def start(self, sock: Any, *, max_conns: int = 1000) -> Callable[[float | None], None]:
         """Serve on ``sock``; returns the stop function, which lets requests in
