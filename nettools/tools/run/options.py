@@ -33,6 +33,7 @@ __all__ = [
     "Context",
     "DEFAULT_LISTEN",
     "TLS_SETTINGS",
+    "FLOOD_SETTINGS",
     "SLOW_CLIENT_SETTINGS",
     "check_tls",
     "listen_setting",
@@ -231,6 +232,12 @@ def check_tls(v: dict[str, Any]) -> None:
 
 #: The slow-client policy of the servers that queue output per client (see
 #: ``nettools.tools.plumbing.outbox``).
+#: Each client's flood control (chat and wschat alike).
+FLOOD_SETTINGS = {
+    "rate": Setting(number(0.01), 5.0),
+    "burst": Setting(integer(1), 10),
+}
+
 SLOW_CLIENT_SETTINGS = {
     "slow-timeout": Setting(duration, "5s"),
     "queue-size": Setting(integer(1), 256),

@@ -21,6 +21,7 @@ from ..plumbing.service import listen_on, server_tls
 from ..serve import ServeOptions, make_server, prepare_app
 from ..static import StaticServer, StaticStats
 from .options import (
+    FLOOD_SETTINGS,
     SLOW_CLIENT_SETTINGS,
     TLS_SETTINGS,
     Kind,
@@ -32,7 +33,6 @@ from .options import (
     duration,
     integer,
     listen_setting,
-    number,
     path,
     size,
     text,
@@ -79,8 +79,7 @@ WSCHAT = Kind(
         "history": Setting(integer(0), 50),
         "max-conns": Setting(integer(1), 10_000),
         "max-message": Setting(integer(1), 2000),
-        "rate": Setting(number(0.01), 5.0),
-        "burst": Setting(integer(1), 10),
+        **FLOOD_SETTINGS,
         **SLOW_CLIENT_SETTINGS,
         "idle-timeout": Setting(duration, "off"),
         "ping-interval": Setting(duration, "20s"),

@@ -23,6 +23,7 @@ from ..forward import (
 )
 from ..plumbing.service import Stats, listen_on, server_tls
 from .options import (
+    FLOOD_SETTINGS,
     SLOW_CLIENT_SETTINGS,
     TLS_SETTINGS,
     Context,
@@ -122,6 +123,7 @@ def _start_chat(name: str, v: dict[str, Any]) -> Started:
     sock = listen_on(v["listen"])
     return closing_on_error(sock.close, lambda: Started(stats, [sock], ChatServer(
         sock, history=v["history"], max_line=v["max-line"], max_conns=v["max-conns"],
+        rate=v["rate"], burst=v["burst"],
         idle_timeout=v["idle-timeout"], slow_timeout=v["slow-timeout"],
         queue_size=v["queue-size"], send_buffer=v["send-buffer"], stats=stats, bus=bus,
     ).start().stop))
@@ -141,6 +143,7 @@ CHAT = Kind(
         "max-line": Setting(size, "4K"),
         "max-conns": Setting(integer(1), 10_000),
         "idle-timeout": Setting(duration, "1h"),
+        **FLOOD_SETTINGS,
         **SLOW_CLIENT_SETTINGS,
         "drain-timeout": drain_setting(),
         **BUS_SETTINGS,
