@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -67,14 +68,16 @@ def crawl(
                      "(a robots.txt Crawl-delay may make it longer)."),
     ignore_robots: bool = opt(False, "--ignore-robots", help="Do not honour robots.txt."),
     retries: int = opt(2, "--retries", min=0, metavar="N",
-                       help="Retries after a timeout, a connection failure, a 429 or a 503 "
-                       "(429/503 wait for their Retry-After)."),
+                       help="Retries after a timeout, a broken answer, a 429 or a 503 "
+                       "(429/503 wait for their Retry-After).  A host that refuses "
+                       "connections, has no address or fails TLS is not retried: every "
+                       "link to it fails at once."),
     sitemap: bool = opt(False, "--sitemap",
                         help="Also start from the URLs of the sitemaps named in robots.txt "
                         "(else /sitemap.xml)."),
     check_links: bool = opt(False, "--check-links",
-                            help="Also check links leaving the scope (one HEAD each, GET "
-                            "when HEAD fails); they are never crawled."),
+                            help="Also check links leaving the scope (one HEAD each; a GET "
+                            "only when the server does not do HEAD); they are never crawled."),
     check_fragments: bool = opt(False, "--check-fragments",
                                 help="Links to #id must find that id (or a[name]) on the page."),
     fmt: str = opt("text", "--format", "-f", callback=_choice("format", FORMATS),
@@ -125,7 +128,8 @@ def crawl(
     the workers are told, and exit.
 
     Exit status: 0 all links fine; 2 broken links found (or a usage error);
-    1 runtime error, or stopped by a signal before finding broken links.
+    1 runtime error (the site cannot be reached: no start URL answered), or
+    stopped by a signal before finding broken links.
     """
     with runtime_errors("crawl"):
         if max_body < 1:
@@ -155,6 +159,8 @@ def crawl(
             finally:
                 if coordinator is not None:
                     coordinator.close()
+        if result.site_down:
+            _site_down(result, out, output)
         try:
             write_report(result, fmt, out)
         finally:
@@ -200,6 +206,18 @@ def _announce(endpoint: str) -> None:
     line = {"event": "listening", "service": "crawl", "address": endpoint}
     sys.stderr.write(json.dumps(line) + "\n")
     sys.stderr.flush()
+
+
+def _site_down(result: CrawlResult, out: Any, output: str | None) -> None:
+    """No start URL answered: a runtime error, not a report of broken links."""
+    if out is not sys.stdout:
+        out.close()
+        with contextlib.suppress(OSError):
+            os.unlink(output)  # opened (and emptied) by us: no report to keep
+    url, reason = result.unreachable[0]
+    more = len(result.unreachable) - 1
+    also = f" (and {more} more start URL{'s' if more > 1 else ''})" if more else ""
+    fail("crawl", f"cannot reach the site: {url}: {reason}{also}")
 
 
 def _exit_code(result: CrawlResult) -> int:

@@ -24,8 +24,9 @@ Redirects of pages are not followed by the client: a redirect is recorded on
 the page and its target becomes a URL like any link (same depth, scope and
 robots checks), so every hop is fetched once and loops show up in the graph.
 Links that leave the scope are checked (``check_links``) with one HEAD each,
-retried as GET when HEAD fails, following redirects; they are never parsed
-and, like a reader following one link, do not consult robots.txt.
+following redirects, and a GET only when the server says it does not do HEAD
+(405, 501, or a broken answer to the HEAD); they are never parsed and, like a
+reader following one link, do not consult robots.txt.
 """
 
 from __future__ import annotations
@@ -39,15 +40,15 @@ from collections.abc import Callable, Iterable
 from yarl import URL
 
 from ...kernel.greenthread import spawn, spawn_after
-from ...web.client import HttpClient
+from ...web.client import FetchError, HttpClient
 from ..fetch import Halt
 from ..plumbing.service import stop_on_signals
 from .admission import Admission
-from .fetcher import Fetcher, LocalFetcher, crawl_client
-from .judging import judge
+from .fetcher import Fetched, Fetcher, LocalFetcher, crawl_client
+from .judging import final_page, judge
 from .politeness import HostGates, RetryPolicy
 from .progress import PROGRESS_EVERY, Progress, reporting
-from .requester import Requester
+from .requester import HOST_FAILURES, TRANSIENT, Requester
 from .results import CrawlResult, Link
 from .robots import RobotsCache, parse_sitemap
 from .scope import Scope
@@ -62,6 +63,19 @@ log = logging.getLogger("nettools.crawl")
 MAX_SITEMAPS = 50
 #: Bytes of a GET that only checks a link (its body is not used).
 CHECK_BODY = 64 * 1024
+#: Failures of a start URL that mean the site cannot be reached.
+UNREACHABLE = HOST_FAILURES | {"timeout"}
+#: Answers to a HEAD that say the server does not do HEAD: a GET follows.
+HEAD_UNSUPPORTED = frozenset({405, 501})
+#: A HEAD's broken answer is tried again as a GET, not as another HEAD.
+HEAD_RETRY = TRANSIENT - {"protocol"}
+
+
+def head_unsupported(outcome: Fetched | FetchError) -> bool:
+    """Whether a HEAD's ``outcome`` says to check the link with a GET instead."""
+    if isinstance(outcome, FetchError):
+        return outcome.kind == "protocol"
+    return outcome.status in HEAD_UNSUPPORTED
 
 
 class Crawler:
@@ -246,7 +260,7 @@ class Crawler:
                 return []
         resp = self.requester.fetch(link, "GET", follow_redirects=False, links=True,
                                     anchors=self.check_fragments)  # fmt: skip
-        if resp is None:
+        if not isinstance(resp, Fetched):
             return []
         found: list[Link] = []
         location = resp.headers.get("Location") if 300 <= resp.status < 400 else None
@@ -265,17 +279,18 @@ class Crawler:
         return found
 
     def _check(self, link: Link) -> None:
-        """One request for a link that leaves the scope: HEAD, else GET."""
+        """One request for a link that leaves the scope: HEAD, and GET only when
+        the HEAD says the server does not do HEAD (or the page's anchors are needed)."""
         wants_anchors = link.url in self.admission.fragment_targets
-        resp = None
         if not wants_anchors:
-            resp = self.requester.fetch(link, "HEAD", follow_redirects=True, quiet=True)
-        if resp is None or resp.status >= 400:
-            link.error = None
-            cap = self.max_body if wants_anchors else CHECK_BODY
-            resp = self.requester.fetch(link, "GET", follow_redirects=True, max_body=cap,
-                                        anchors=wants_anchors)  # fmt: skip
-        if resp is not None and resp.anchors is not None:
+            head = self.requester.fetch(link, "HEAD", follow_redirects=True, retry=HEAD_RETRY)
+            if not head_unsupported(head):
+                return
+            link.error = link.status = None
+        cap = self.max_body if wants_anchors else CHECK_BODY
+        resp = self.requester.fetch(link, "GET", follow_redirects=True, max_body=cap,
+                                    anchors=wants_anchors)  # fmt: skip
+        if isinstance(resp, Fetched) and resp.anchors is not None:
             link.anchors = resp.anchors
 
     def _sitemap_seeds(self) -> list[Link]:
@@ -293,8 +308,9 @@ class Crawler:
                 continue
             seen.add(str(target[0]))
             answer = self.requester.fetch_plain(target[0])
-            if answer is None or answer[0] >= 400:
-                log.info("sitemap %s: %s", where, "unreachable" if answer is None else answer[0])
+            if isinstance(answer, FetchError) or answer[0] >= 400:
+                log.info("sitemap %s: %s", where, answer if isinstance(answer, FetchError)
+                         else answer[0])  # fmt: skip
                 continue
             pages, nested = parse_sitemap(answer[1])
             queue.extend(nested)
@@ -315,6 +331,12 @@ class Crawler:
             if not link.requested and link.skipped is None:
                 link.skipped = "stopped"
         broken, fragments = judge(links, admission.links, admission.fragment_refs)
+        unreachable = []
+        for url in dict.fromkeys(str(u) for u in self.seeds):
+            seed = admission.links.get(url)
+            final, _ = final_page(seed, admission.links) if seed is not None else (None, None)
+            if final is not None and final.status is None and final.error_kind in UNREACHABLE:
+                unreachable.append((url, final.error))
         return CrawlResult(
             links=links,
             broken=broken,
@@ -327,4 +349,6 @@ class Crawler:
             over_limit=len(admission.over_limit),
             requests=self.requester.requests,
             extra=self.fetcher.summary() or {},
+            unreachable=unreachable,
+            seeds=len(set(map(str, self.seeds))),
         )

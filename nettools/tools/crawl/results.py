@@ -56,6 +56,11 @@ class Link:
         return self.status is not None or self.error is not None
 
     @property
+    def error_kind(self) -> str | None:
+        """The kind of transport failure (``FetchError.kind``) that ``error`` reports."""
+        return None if self.error is None else self.error.partition(":")[0]
+
+    @property
     def checked(self) -> bool:
         """A link a page, the command line or a sitemap names (the hops of a
         redirect chain belong to the link that starts it)."""
@@ -142,6 +147,16 @@ class CrawlResult:
     over_limit: int = 0
     requests: int = 0
     extra: dict = field(default_factory=dict)  # more summary fields (e.g. a fetcher's)
+    #: ``(url, reason)`` of each start URL whose host could not be reached (after
+    #: its redirects): no name, no connection, no TLS, or no answer in time.
+    unreachable: list[tuple[str, str]] = field(default_factory=list)
+    #: How many start URLs the crawl was given.
+    seeds: int = 0
+
+    @property
+    def site_down(self) -> bool:
+        """Whether no start URL got an HTTP answer: the site could not be reached."""
+        return bool(self.unreachable) and len(self.unreachable) >= self.seeds
 
     @property
     def pages(self) -> list[Link]:
