@@ -48,11 +48,12 @@ def crawl(
     scope: str = opt("host", "--scope", callback=_choice("scope", SCOPES), metavar="|".join(SCOPES),
                      help="What is crawled: host (the seeds' hosts), domain (and subdomains), "
                      "prefix (under the seed's directory) or any."),
-    include: list[str] = opt([], "--include", metavar="RE",
+    include: list[str] = opt([], "--include", metavar="REGEX",
                              help="Only crawl URLs matching this regex (repeatable); "
-                             "others count as leaving the site."),
-    exclude: list[str] = opt([], "--exclude", metavar="RE",
-                             help="Never request URLs matching this regex (repeatable)."),
+                             "others count as leaving the site (checked with --check-links)."),
+    exclude: list[str] = opt([], "--exclude", metavar="REGEX",
+                             help="Never request nor report URLs matching this regex "
+                             "(repeatable), e.g. '^https://twitter\\.com/' or '^mailto:'."),
     depth: int = opt(None, "--depth", min=0, metavar="N",
                      help="Follow links at most this deep (seeds: 0)."),
     max_pages: int = opt(None, "--max-pages", min=1, metavar="N",
@@ -77,7 +78,8 @@ def crawl(
                         "(else /sitemap.xml)."),
     check_links: bool = opt(False, "--check-links",
                             help="Also check links leaving the scope (one HEAD each; a GET "
-                            "only when the server does not do HEAD); they are never crawled."),
+                            "only when the server does not do HEAD); they are never crawled.  "
+                            "Links to other schemes (mailto:, file:...) are named as skipped."),
     check_fragments: bool = opt(False, "--check-fragments",
                                 help="Links to #id must find that id (or a[name]) on the page."),
     fmt: str = opt("text", "--format", "-f", callback=_choice("format", FORMATS),
@@ -108,7 +110,10 @@ def crawl(
     Example: nettools crawl https://docs.example.org/ --check-links --format junit -o links.xml
 
     Pages in scope are fetched, parsed (a[href], link[href], img/script/iframe
-    src, srcset, <base href>) and followed; non-HTML responses are not parsed.
+    src, srcset, <base href>, and the url()s and @imports of stylesheets,
+    <style> elements and style attributes) and followed; other responses are
+    not parsed.  With --check-links, links to schemes that are not fetched
+    (mailto:, file:, ftp:...) are reported as "skipped: scheme".
     URLs are normalised so each is fetched once.  robots.txt is honoured
     (disallowed pages are skipped, Crawl-delay respected) unless
     --ignore-robots.  Redirects are recorded; loops count as broken.

@@ -1,7 +1,9 @@
 """Which links a crawl visits: each URL once, in scope, within depth and page limits.
 
 A URL is admitted once, whatever order the links to it arrive in: the first
-link makes its ``Link`` and later ones only add referrers.  A URL left out is
+link makes its ``Link`` and later ones only add referrers.  A link to a
+scheme the crawl does not fetch (``mailto:``, ``file:``...) is, with
+``check_links``, recorded as skipped ("scheme") and never visited.  A URL left out is
 counted once by why (excluded, too deep, over the page limit, out of scope and
 unchecked).  A page first met deeper than ``depth`` is admitted later if a
 shorter path to it turns up: depths are kept minimal, and the links a shorter
@@ -16,6 +18,7 @@ from yarl import URL
 
 from .results import MAX_REFERRERS, Link
 from .scope import Scope
+from .urls import HTTP_PREFIXES
 
 __all__ = ["Admission"]
 
@@ -83,6 +86,15 @@ class Admission:
                 return None
             if self.scope.excluded(url):
                 self.excluded.add(key)
+                return None
+            if not key.startswith(HTTP_PREFIXES):  # mailto:, file:...: named, never requested
+                if not self.check_links:
+                    self._ignored.add(key)
+                    return None
+                link = self.links[key] = Link(key, "external", depth, parsed_url=url,
+                                              skipped="scheme")  # fmt: skip
+                if referrer is not None:
+                    link.add_referrer(referrer.url)
                 return None
             if self.scope.follows(url):
                 if self.depth is not None and depth > self.depth:

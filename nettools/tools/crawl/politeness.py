@@ -62,6 +62,8 @@ class Gate:
         self.slots.acquire()
         if self.failure is not None:
             return  # no request will be made: no spacing to keep
+        if not (self.next_start or self.delay):
+            return  # no spacing, never held off: the common case, kept cheap
         try:
             self.wait_turn()
         except BaseException:

@@ -77,7 +77,8 @@ class Requester:
                     except FetchError as exc:
                         outcome = exc
                     else:
-                        gate.answered()
+                        if gate.closed:
+                            gate.answered()
                         break
                     if gate.opened or outcome.kind not in retry:
                         break

@@ -31,7 +31,7 @@ class Link:
     truncated: bool = False
     redirect: str | None = None  # where a page redirects (normalised)
     final_url: str | None = None
-    skipped: str | None = None  # "robots" or "stopped": never requested
+    skipped: str | None = None  # "robots", "scheme" or "stopped": never requested
     method: str = ""
     attempts: int = 0
     elapsed: float = 0.0
@@ -192,6 +192,7 @@ class CrawlResult:
             "broken": len(self.broken),
             "redirects": self.redirects,
             "robots_skipped": sum(1 for lk in self.links if lk.skipped == "robots"),
+            "scheme_skipped": sum(1 for lk in self.links if lk.skipped == "scheme"),
             "excluded": self.excluded,
             "too_deep": self.too_deep,
             "over_limit": self.over_limit,
