@@ -23,6 +23,8 @@ from ..tools.crawl.distributed import (
 )
 from ..tools.crawl.links import keep_parser_memory
 from ..tools.crawl.report import FORMATS, summary_line, write_report
+from ..tools.crawl.state import StateSpec, parse_state
+from ..tools.crawl.state.journal import Journal
 from .common import EXIT_USAGE, duration, fail, opt, runtime_errors, size
 
 EXIT_BROKEN = 2
@@ -39,7 +41,9 @@ def _choice(name: str, allowed: tuple[str, ...]) -> Any:
 
 
 def crawl(
-    urls: list[str] = typer.Argument(..., metavar="URL", help="Where to start (http/https)."),
+    urls: list[str] = typer.Argument(None, metavar="[URL]...",
+                                     help="Where to start (http/https); without one, the crawl "
+                                     "that --state holds goes on, with its own settings."),
     strategy: str = opt("recursive", "--strategy", callback=_choice("strategy", STRATEGIES),
                         metavar="|".join(STRATEGIES),
                         help="recursive (each page spawns its links' fetches into one pool) or "
@@ -104,6 +108,15 @@ def crawl(
                            help="With --distribute: the largest message to or from a worker."),
     min_workers: int = opt(1, "--min-workers", min=1, metavar="N",
                            help="With --distribute: send no request before N workers joined."),
+    state: str = opt(None, "--state", metavar="STATE",
+                     help="Keep the crawl's state outside this process, so that it survives "
+                     "it: sqlite:FILE (run the same command again after a crash and it goes "
+                     "on)."),
+    fresh: bool = opt(False, "--fresh",
+                      help="With --state: forget what the state holds and start over."),
+    report_only: bool = opt(False, "--report",
+                            help="With --state: write the report of what the state holds "
+                            "now, without crawling (links not visited yet are 'stopped')."),
 ) -> None:
     """Crawl a site and check its links: broken links, redirects, missing #fragments.
 
@@ -132,6 +145,14 @@ def crawl(
     "workers" object (jobs per worker, jobs re-issued).  When the crawl ends
     the workers are told, and exit.
 
+    With --state sqlite:FILE every finished visit is written to FILE as it
+    happens; after a crash (Ctrl-C, kill -9, a power cut) the same command goes
+    on where it stopped, fetching again only the pages that were in flight, and
+    its report is the one an uninterrupted crawl would have written.
+    'nettools crawl --state sqlite:FILE' (no URL) goes on with the crawl FILE
+    holds; --report writes its report without crawling (also while it runs);
+    --fresh starts over.
+
     Exit status: 0 all links fine; 2 broken links found (or a usage error);
     1 runtime error (the site cannot be reached: no start URL answered), or
     stopped by a signal before finding broken links.
@@ -139,6 +160,18 @@ def crawl(
     with runtime_errors("crawl"):
         if max_body < 1:
             raise typer.BadParameter("--max-body must be at least 1 byte")
+        spec = _state_spec(state, fresh, report_only, distribute)
+        if not urls:
+            if spec is None:
+                raise typer.BadParameter("give a URL to crawl (or --state holding a crawl)",
+                                         param_hint="URL")  # fmt: skip
+            stored = _stored_identity(spec)
+            urls, scope, include, exclude = (stored["seeds"], stored["scope"],
+                                             stored["include"], stored["exclude"])  # fmt: skip
+            depth, max_pages, max_body = stored["depth"], stored["max_pages"], stored["max_body"]
+            check_links, check_fragments = stored["check_links"], stored["check_fragments"]
+            ignore_robots, sitemap = not stored["robots"], stored["sitemap"]
+            user_agent = stored["user_agent"]
         coordinator = None
         if distribute is not None:
             coordinator = _coordinator(distribute, lease, max_message, min_workers,
@@ -153,9 +186,14 @@ def crawl(
                 check_fragments=check_fragments, timeout=timeout or 30.0, max_body=max_body,
                 user_agent=user_agent, fetcher=coordinator,
             )  # fmt: skip
-        except ValueError as exc:
+            if spec is not None:
+                crawler.journal = Journal(spec.path, crawler.identity, fresh=fresh,
+                                          read_only=report_only)  # fmt: skip
+        except ValueError as exc:  # a JournalError too
             raise typer.BadParameter(str(exc)) from None
         out = _open_output(output)
+        if report_only:
+            _write(crawler.report(), fmt, out)
         with crawler.stop_on_signals(), _progress_bar(crawler):
             if coordinator is not None:
                 _announce(_start(coordinator))
@@ -166,14 +204,46 @@ def crawl(
                     coordinator.close()
         if result.site_down:
             _site_down(result, out, output)
-        try:
-            write_report(result, fmt, out)
-        finally:
-            if out is not sys.stdout:
-                out.close()
-        sys.stderr.write(summary_line(result) + "\n")
-        sys.stderr.flush()
-        raise typer.Exit(_exit_code(result))
+        _write(result, fmt, out)
+
+
+def _write(result: CrawlResult, fmt: str, out: Any) -> None:
+    """The report, the summary on stderr, and the exit."""
+    try:
+        write_report(result, fmt, out)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    sys.stderr.write(summary_line(result) + "\n")
+    sys.stderr.flush()
+    raise typer.Exit(_exit_code(result))
+
+
+def _state_spec(state: str | None, fresh: bool, report_only: bool,
+                distribute: str | None) -> StateSpec | None:
+    """The parsed --state, checked against the options that go with it."""
+    if state is None:
+        if fresh or report_only:
+            raise typer.BadParameter("needs --state", param_hint="'--fresh' / '--report'")
+        return None
+    if distribute is not None:
+        raise typer.BadParameter("--state and --distribute do not go together",
+                                 param_hint="'--state'")  # fmt: skip
+    if fresh and report_only:
+        raise typer.BadParameter("--fresh and --report do not go together",
+                                 param_hint="'--fresh'")  # fmt: skip
+    try:
+        return parse_state(state)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--state'") from None
+
+
+def _stored_identity(spec: StateSpec) -> dict:
+    """The settings of the crawl that ``spec`` holds."""
+    try:
+        return Journal.stored_identity(spec.path)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--state'") from None
 
 
 def _check_limits(wait_flag: str, wait: float | None, max_message: int) -> None:

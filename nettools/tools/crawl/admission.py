@@ -52,6 +52,10 @@ class Admission:
         self._ignored: set[str] = set()
         self._page_count = 0
 
+    def wants_anchors(self, link: Link) -> bool:
+        """Whether a ``#fragment`` link names ``link`` (its anchors are needed)."""
+        return link.url in self.fragment_targets
+
     def follow(
         self, page: Link, targets: list[tuple[str, URL, str]], found: list[Link], *,
         via_redirect: bool = False,

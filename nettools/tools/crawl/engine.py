@@ -35,7 +35,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from yarl import URL
 
@@ -52,6 +52,7 @@ from .requester import HOST_FAILURES, TRANSIENT, Requester
 from .results import CrawlResult, Link
 from .robots import RobotsCache, parse_sitemap
 from .scope import Scope
+from .state.journal import Journal
 from .strategies import STRATEGIES, run_strategy
 from .urls import host_key, normalize, origin
 
@@ -69,6 +70,11 @@ UNREACHABLE = HOST_FAILURES | {"timeout"}
 HEAD_UNSUPPORTED = frozenset({405, 501})
 #: A HEAD's broken answer is tried again as a GET, not as another HEAD.
 HEAD_RETRY = TRANSIENT - {"protocol"}
+
+
+#: What a visit leads to: ``(targets, via_redirect)``, targets as ``(key, url, fragment)``.
+Visited = tuple[Sequence[tuple[str, URL, str]], bool]
+NOTHING: Visited = ((), False)
 
 
 def head_unsupported(outcome: Fetched | FetchError) -> bool:
@@ -113,6 +119,7 @@ class Crawler:
         user_agent: str | None = None,
         client: HttpClient | None = None,
         fetcher: Fetcher | None = None,
+        journal: Journal | None = None,
         grace: float = 2.0,
         backoff: float = 0.5,
     ) -> None:
@@ -129,6 +136,13 @@ class Crawler:
         if not self.seeds:
             raise ValueError("no URL to crawl")
         self.strategy = strategy
+        #: What makes a crawl the same crawl (a journal or a shared state checks it).
+        self.identity = {
+            "seeds": [str(u) for u in self.seeds], "scope": scope, "include": list(include),
+            "exclude": list(exclude), "depth": depth, "max_pages": max_pages,
+            "check_links": check_links, "check_fragments": check_fragments, "robots": robots,
+            "sitemap": sitemap, "max_body": max_body, "user_agent": user_agent,
+        }  # fmt: skip
         self.scope = Scope(self.seeds, scope, include, exclude)
         self.admission = Admission(self.scope, depth=depth, max_pages=max_pages,
                                    check_links=check_links,
@@ -148,7 +162,10 @@ class Crawler:
         self._halt = Halt(grace)
         self.requester = Requester(self.fetcher, self.gates, self.retry, self._halt)
         self.user_agent = user_agent or "nettools"
-        self.robots = RobotsCache(self.requester.fetch_plain, self.user_agent)
+        #: The crawl's journal (``state/journal.py``), if it keeps one: settable before ``run``.
+        self.journal = journal
+        self._offline = False  # report(): read only what the journal holds
+        self.robots = RobotsCache(self._fetch_plain, self.user_agent)
         self._delays_set: set[str] = set()
         self.stopped: str | None = None
         self.done = 0  # links processed, for progress displays
@@ -193,7 +210,22 @@ class Crawler:
                 timer.cancel()
             if self._own_fetcher:
                 self.fetcher.close()
+            if self.journal is not None:
+                self.journal.finish(self.requester.requests, self.stopped)
         return self._result(time.monotonic() - start)
+
+    def report(self) -> CrawlResult:
+        """The result of the visits the journal holds, without a request: the
+        links not visited yet are "stopped", and so is the crawl ("unfinished")
+        while some remain."""
+        if self.journal is None:
+            raise ValueError("only a journaled crawl has a report without crawling")
+        self._offline = True
+        self._run_seeds()
+        self._replay()
+        if any(not lk.requested and lk.skipped is None for lk in self.admission.links.values()):
+            self.stopped = "unfinished"
+        return self._result(0.0)
 
     def stop(self, reason: str = "interrupted") -> None:
         """No new requests from now on; requests in flight are cut after ``grace``."""
@@ -203,49 +235,89 @@ class Crawler:
         log.info("stopping (%s): letting %d requests finish", reason, self._halt.running)
         self._halt.stop()
 
-    def _run(self) -> None:
-        seeds = []
+    def _run_seeds(self) -> None:
         for url in self.seeds:
-            link = self.admission.admit(str(url), url, "", 0, None, seed=True)
-            if link is not None:
-                seeds.append(link)
+            self.admission.admit(str(url), url, "", 0, None, seed=True)
         if self.sitemap:
-            seeds.extend(self._sitemap_seeds())
-        late = self.admission.late
-        seeds.extend(late)
-        late.clear()
-        run_strategy(self.strategy, seeds, self._work, self.concurrency)
+            self._sitemap_seeds()
+
+    def _run(self) -> None:
+        self._run_seeds()
+        if self.journal is not None:
+            self._replay()
+        self.admission.late.clear()
+        todo = [lk for lk in self.admission.links.values()
+                if not lk.requested and lk.skipped is None]  # fmt: skip
+        run_strategy(self.strategy, todo, self._work, self.concurrency)
+
+    def _replay(self) -> None:
+        """The journal's visits, as if they had just happened: their outcomes
+        and what they led to, admitted in the order they were."""
+        assert self.journal is not None
+        links = self.admission.links
+        follow = self.admission.follow
+        for url, outcome, targets, via in self.journal.visits():
+            link = links.get(url)
+            if link is None:  # not admitted this time round: nothing to replay onto
+                log.warning("the journal names %s, which this crawl did not admit", url)
+                continue
+            link.apply(outcome)
+            if targets:
+                follow(link, [(k, URL(k, encoded=True), f) for k, f in targets], [],
+                       via_redirect=via)  # fmt: skip
+            self.done += 1
 
     def _work(self, link: Link) -> list[Link]:
         """Visit ``link``; the newly admitted links it led to."""
         try:
-            found = self._halt.run(self._visit, link)
+            visited = self._halt.run(self._visit, link)
         except Exception as exc:  # one bad page must not end the crawl
             log.exception("error while visiting %s", link.url)
             link.error = f"internal error: {type(exc).__name__}: {exc}"
-            return []
+            visited = NOTHING
         finally:
             self.done += 1
-        if found is None:  # stopped, or cut by stop() while in flight
+        if visited is None or link.skipped == "stopped":  # stopped, or cut while in flight
             if not link.requested:
                 link.skipped = "stopped"
             return []
+        targets, via_redirect = visited
+        found: list[Link] = []
+        if targets:
+            self.admission.follow(link, targets, found, via_redirect=via_redirect)
+        if self.journal is not None and not self._halt.stopped:  # else: as if in flight
+            self.journal.record(link, targets, via_redirect)
         late = self.admission.late
         if late:  # links a shorter path made reachable again
             found.extend(late)
             late.clear()
         return found
 
+    def _fetch_plain(self, url: URL) -> tuple[int, bytes] | FetchError:
+        """robots.txt and sitemaps: read once per crawl, however often it is run."""
+        journal = self.journal
+        if journal is None:
+            return self.requester.fetch_plain(url)
+        answer = journal.plain(str(url))
+        if answer is None:
+            if self._offline:
+                return FetchError(str(url), "other", "not read yet")
+            answer = self.requester.fetch_plain(url)
+            if not self._halt.stopped:
+                journal.store_plain(str(url), answer)
+        return answer
+
     # ---------------------------------------------------------- visiting
 
-    def _visit(self, link: Link) -> list[Link]:
+    def _visit(self, link: Link) -> Visited:
+        """Visit ``link``: ``(targets, via_redirect)``, what it leads to."""
         if self._halt.stopped:
             link.skipped = "stopped"
-            return []
+            return NOTHING
         url = link.parsed_url
         if link.kind == "external":
             self._check(link)
-            return []
+            return NOTHING
         robots = self.robots.get(url) if (self.use_robots or self.sitemap) else None
         if robots is not None:
             host = host_key(url)
@@ -254,34 +326,32 @@ class Crawler:
                 self.gates.set_delay(host, robots.crawl_delay(self.user_agent))
             if self.use_robots and not robots.allowed(url, self.user_agent):
                 link.skipped = "robots"
-                return []
+                return NOTHING
             if self._halt.stopped:
                 link.skipped = "stopped"
-                return []
+                return NOTHING
         resp = self.requester.fetch(link, "GET", follow_redirects=False, links=True,
                                     anchors=self.check_fragments)  # fmt: skip
         if not isinstance(resp, Fetched):
-            return []
-        found: list[Link] = []
+            return NOTHING
         location = resp.headers.get("Location") if 300 <= resp.status < 400 else None
         if location:
             target = normalize(location, url)
             if target is None:
                 link.error = f"redirect to an unusable URL: {location}"
-                return []
+                return NOTHING
             link.redirect = str(target[0])
-            self.admission.follow(link, [(link.redirect, *target)], found, via_redirect=True)
-            return found
-        if resp.links is not None:  # an HTML 2xx page
+            return [(link.redirect, *target)], True
+        if resp.links is not None:  # an HTML 2xx page, or a stylesheet
             if self.check_fragments:
                 link.anchors = resp.anchors
-            self.admission.follow(link, resp.links, found)
-        return found
+            return resp.links, False
+        return NOTHING
 
     def _check(self, link: Link) -> None:
         """One request for a link that leaves the scope: HEAD, and GET only when
         the HEAD says the server does not do HEAD (or the page's anchors are needed)."""
-        wants_anchors = link.url in self.admission.fragment_targets
+        wants_anchors = self.admission.wants_anchors(link)
         if not wants_anchors:
             head = self.requester.fetch(link, "HEAD", follow_redirects=True, retry=HEAD_RETRY)
             if not head_unsupported(head):
@@ -293,21 +363,21 @@ class Crawler:
         if isinstance(resp, Fetched) and resp.anchors is not None:
             link.anchors = resp.anchors
 
-    def _sitemap_seeds(self) -> list[Link]:
-        """The in-scope URLs listed by the seeds' sitemaps (robots.txt's, else /sitemap.xml)."""
+    def _sitemap_seeds(self) -> None:
+        """Admit the in-scope URLs listed by the seeds' sitemaps (robots.txt's,
+        else /sitemap.xml)."""
         queue: deque[str] = deque()
-        for site in {origin(u) for u in self.seeds}:
+        for site in sorted({origin(u) for u in self.seeds}):
             robots = self.robots.get(URL(site))
             queue.extend(robots.sitemaps or [site + "/sitemap.xml"])
         seen: set[str] = set()
-        found: list[Link] = []
         while queue and len(seen) < MAX_SITEMAPS and not self._halt.stopped:
             where = queue.popleft()
             target = normalize(where)
             if target is None or str(target[0]) in seen:
                 continue
             seen.add(str(target[0]))
-            answer = self.requester.fetch_plain(target[0])
+            answer = self._fetch_plain(target[0])
             if isinstance(answer, FetchError) or answer[0] >= 400:
                 log.info("sitemap %s: %s", where, answer if isinstance(answer, FetchError)
                          else answer[0])  # fmt: skip
@@ -317,10 +387,7 @@ class Crawler:
             for page in pages:
                 url = normalize(page)
                 if url is not None and self.scope.follows(url[0]):
-                    link = self.admission.admit(str(url[0]), url[0], "", 0, None, seed=True)
-                    if link is not None:
-                        found.append(link)
-        return found
+                    self.admission.admit(str(url[0]), url[0], "", 0, None, seed=True)
 
     # ------------------------------------------------------------ results
 
@@ -337,6 +404,10 @@ class Crawler:
             final, _ = final_page(seed, admission.links) if seed is not None else (None, None)
             if final is not None and final.status is None and final.error_kind in UNREACHABLE:
                 unreachable.append((url, final.error))
+        requests = self.requester.requests
+        if self.journal is not None:  # the runs before this one count too
+            elapsed += self.journal.previous_elapsed
+            requests += self.journal.previous_requests
         return CrawlResult(
             links=links,
             broken=broken,
@@ -347,7 +418,7 @@ class Crawler:
             excluded=len(admission.excluded),
             too_deep=len(admission.too_deep),
             over_limit=len(admission.over_limit),
-            requests=self.requester.requests,
+            requests=requests,
             extra=self.fetcher.summary() or {},
             unreachable=unreachable,
             seeds=len(set(map(str, self.seeds))),

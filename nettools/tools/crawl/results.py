@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Link", "Broken", "Fragment", "CrawlResult", "MAX_REFERRERS"]
+__all__ = ["Link", "Broken", "Fragment", "CrawlResult", "MAX_REFERRERS", "OUTCOME_FIELDS"]
 
 #: Referrers kept per link (the count is always exact).
 MAX_REFERRERS = 100
@@ -78,6 +78,23 @@ class Link:
         if len(self.referrers) < MAX_REFERRERS:
             self.referrers.append(url)
 
+    def outcome(self) -> dict:
+        """What visiting the link found (for a crawl's state to keep; see ``apply``)."""
+        return {
+            "status": self.status, "error": self.error, "content_type": self.content_type,
+            "size": self.size, "truncated": self.truncated, "redirect": self.redirect,
+            "final_url": self.final_url, "skipped": self.skipped, "method": self.method,
+            "attempts": self.attempts, "elapsed": round(self.elapsed, 6),
+            "anchors": None if self.anchors is None else sorted(self.anchors),
+        }  # fmt: skip
+
+    def apply(self, outcome: dict) -> None:
+        """Take back what ``outcome()`` gave (from a crawl's state)."""
+        for name in OUTCOME_FIELDS:
+            setattr(self, name, outcome[name])
+        anchors = outcome.get("anchors")
+        self.anchors = None if anchors is None else set(anchors)
+
     def to_dict(self) -> dict:
         """The result's fields, as the json, jsonl and csv reports give them."""
         return {
@@ -98,6 +115,11 @@ class Link:
             "referrers": self.referrers,
             "referrer_count": self.referrer_count,
         }
+
+
+#: The fields ``Link.outcome`` gives besides the anchors.
+OUTCOME_FIELDS = ("status", "error", "content_type", "size", "truncated", "redirect",
+                  "final_url", "skipped", "method", "attempts", "elapsed")  # fmt: skip
 
 
 @dataclass
