@@ -33,12 +33,17 @@ lint: $(VENV)/.test
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/lint-imports --no-cache
 
-# Real programs the tests drive (headless Chromium for the browser tests).
+# Real programs the tests drive: headless Chromium for the browser tests, redis-server
+# for the crawl's shared state.  One apt-get install of what is missing.
+SYSTEM_PROGRAMS := chromium:chromium redis-server:redis-server
 system-deps:
-	@command -v chromium >/dev/null || { \
+	@missing=$$(for pair in $(SYSTEM_PROGRAMS); do \
+	  command -v $${pair%%:*} >/dev/null || echo $${pair#*:}; done); \
+	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 test: lint system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

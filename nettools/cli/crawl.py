@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from ..tools.crawl import SCOPES, STRATEGIES, Crawler, CrawlResult, Progress
+from ..tools.crawl import SCOPES, STRATEGIES, CrawlResult, Progress
 from ..tools.crawl.distributed import (
     MAX_MESSAGE,
     Coordinator,
@@ -24,7 +24,7 @@ from ..tools.crawl.distributed import (
 from ..tools.crawl.links import keep_parser_memory
 from ..tools.crawl.report import FORMATS, summary_line, write_report
 from ..tools.crawl.state import StateSpec, parse_state
-from ..tools.crawl.state.journal import Journal
+from ..tools.crawl.state.session import CrawlSession
 from .common import EXIT_USAGE, duration, fail, opt, runtime_errors, size
 
 EXIT_BROKEN = 2
@@ -102,8 +102,8 @@ def crawl(
                           "(e.g. tcp://0.0.0.0:5557; port 0 picks one) and have "
                           "'nettools crawl-worker' processes do the requests."),
     lease: Any = opt("30s", "--lease", parser=duration,
-                     help="With --distribute: a job a worker has not answered (nor "
-                     "heartbeated) for this long goes to another worker."),
+                     help="With --distribute or --state redis: a link a worker has not "
+                     "answered (nor renewed) for this long goes to another worker."),
     max_message: Any = opt(str(MAX_MESSAGE), "--max-message", parser=size,
                            help="With --distribute: the largest message to or from a worker."),
     min_workers: int = opt(1, "--min-workers", min=1, metavar="N",
@@ -111,7 +111,8 @@ def crawl(
     state: str = opt(None, "--state", metavar="STATE",
                      help="Keep the crawl's state outside this process, so that it survives "
                      "it: sqlite:FILE (run the same command again after a crash and it goes "
-                     "on)."),
+                     "on), or redis://HOST:PORT/DB[?prefix=NAME] (also unix:///PATH?db=N): "
+                     "any number of 'nettools crawl-worker --state' processes share it."),
     fresh: bool = opt(False, "--fresh",
                       help="With --state: forget what the state holds and start over."),
     report_only: bool = opt(False, "--report",
@@ -161,44 +162,36 @@ def crawl(
         if max_body < 1:
             raise typer.BadParameter("--max-body must be at least 1 byte")
         spec = _state_spec(state, fresh, report_only, distribute)
-        if not urls:
-            if spec is None:
-                raise typer.BadParameter("give a URL to crawl (or --state holding a crawl)",
-                                         param_hint="URL")  # fmt: skip
-            stored = _stored_identity(spec)
-            urls, scope, include, exclude = (stored["seeds"], stored["scope"],
-                                             stored["include"], stored["exclude"])  # fmt: skip
-            depth, max_pages, max_body = stored["depth"], stored["max_pages"], stored["max_body"]
-            check_links, check_fragments = stored["check_links"], stored["check_fragments"]
-            ignore_robots, sitemap = not stored["robots"], stored["sitemap"]
-            user_agent = stored["user_agent"]
+        if not urls and spec is None:
+            raise typer.BadParameter("give a URL to crawl (or --state holding a crawl)",
+                                     param_hint="URL")  # fmt: skip
         coordinator = None
         if distribute is not None:
             coordinator = _coordinator(distribute, lease, max_message, min_workers,
                                        user_agent, timeout or 30.0, max_body, per_host)
         keep_parser_memory()  # this process is ours: the parser may keep its heap
+        options = dict(
+            strategy=strategy, scope=scope, include=include, exclude=exclude, depth=depth,
+            max_pages=max_pages, max_time=max_time, concurrency=concurrency, per_host=per_host,
+            delay=delay or 0.0, robots=not ignore_robots, retries=retries, sitemap=sitemap,
+            check_links=check_links, check_fragments=check_fragments,
+            timeout=timeout or 30.0, max_body=max_body, user_agent=user_agent,
+            fetcher=coordinator,
+        )  # fmt: skip
         try:
-            crawler = Crawler(
-                urls, strategy=strategy, scope=scope, include=include, exclude=exclude,
-                depth=depth, max_pages=max_pages, max_time=max_time, concurrency=concurrency,
-                per_host=per_host, delay=delay or 0.0, robots=not ignore_robots,
-                retries=retries, sitemap=sitemap, check_links=check_links,
-                check_fragments=check_fragments, timeout=timeout or 30.0, max_body=max_body,
-                user_agent=user_agent, fetcher=coordinator,
-            )  # fmt: skip
-            if spec is not None:
-                crawler.journal = Journal(spec.path, crawler.identity, fresh=fresh,
-                                          read_only=report_only)  # fmt: skip
-        except ValueError as exc:  # a JournalError too
-            raise typer.BadParameter(str(exc)) from None
+            session = CrawlSession.open(spec, urls or [], options, fresh=fresh,
+                                        read_only=report_only, worker=default_name(),
+                                        lease=lease or 30.0)  # fmt: skip
+        except ValueError as exc:  # another crawl in the state, a bad URL...
+            raise typer.BadParameter(str(exc), param_hint="'--state'" if spec else None) from None
         out = _open_output(output)
         if report_only:
-            _write(crawler.report(), fmt, out)
-        with crawler.stop_on_signals(), _progress_bar(crawler):
+            _write(session.report(), fmt, out)
+        with session.stop_on_signals(), _progress_bar(session):
             if coordinator is not None:
                 _announce(_start(coordinator))
             try:
-                result = crawler.run()
+                result = session.run()
             finally:
                 if coordinator is not None:
                     coordinator.close()
@@ -234,14 +227,6 @@ def _state_spec(state: str | None, fresh: bool, report_only: bool,
                                  param_hint="'--fresh'")  # fmt: skip
     try:
         return parse_state(state)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="'--state'") from None
-
-
-def _stored_identity(spec: StateSpec) -> dict:
-    """The settings of the crawl that ``spec`` holds."""
-    try:
-        return Journal.stored_identity(spec.path)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--state'") from None
 
@@ -315,7 +300,7 @@ def _open_output(path: str | None) -> Any:
 
 
 @contextlib.contextmanager
-def _progress_bar(crawler: Crawler) -> Iterator[None]:
+def _progress_bar(crawler: CrawlSession) -> Iterator[None]:
     """A rich progress bar on stderr, only when stderr is a terminal."""
     if not sys.stderr.isatty():
         yield
@@ -343,36 +328,54 @@ def _progress_bar(crawler: Crawler) -> Iterator[None]:
 
 
 def crawl_worker(
-    endpoint: str = typer.Argument(..., metavar="CONNECT_EP",
-                                   help="The coordinator's endpoint, e.g. tcp://crawlhost:5557."),
+    endpoint: str = typer.Argument(None, metavar="[CONNECT_EP]",
+                                   help="The coordinator's endpoint, e.g. tcp://crawlhost:5557 "
+                                   "(or --state)."),
+    state: str = opt(None, "--state", metavar="STATE",
+                     help="Work on the crawl kept in Redis: redis://HOST:PORT/DB[?prefix=NAME] "
+                     "or unix:///PATH?db=N (as given to 'nettools crawl --state')."),
     concurrency: int = opt(16, "--concurrency", "-c", min=1, metavar="N",
                            help="Jobs (requests) this worker does at once."),
     name: str = opt(None, "--name", metavar="NAME",
-                    help="This worker's name in the coordinator's summary and in the "
-                    "User-Agent it sends (default: HOSTNAME-PID)."),
+                    help="This worker's name in the crawl's summary (and, with a "
+                    "coordinator, in the User-Agent it sends) (default: HOSTNAME-PID)."),
     idle_timeout: Any = opt("60s", "--idle-timeout", parser=duration,
-                            help="Give up when nothing is heard from the coordinator for this "
-                            "long (exit 1)."),
+                            help="Give up when nothing is heard from the coordinator, or Redis "
+                            "cannot be reached (or holds no crawl yet), for this long (exit 1)."),
     max_message: Any = opt(str(MAX_MESSAGE), "--max-message", parser=size,
-                           help="The largest message to or from the coordinator."),
+                           help="With a coordinator: the largest message to or from it."),
 ) -> None:
-    """Do the requests of a distributed crawl ('nettools crawl URL --distribute BIND_EP').
+    """Do the requests of a distributed crawl: 'nettools crawl URL --state redis://...'
+    (or --distribute BIND_EP).
 
-    Example: nettools crawl-worker tcp://crawlhost:5557 --concurrency 32
+    Example: nettools crawl-worker --state redis://redis.example:6379/0 --concurrency 32
 
-    Connects to the coordinator (waiting for it if it is not up yet), takes up
-    to --concurrency jobs at a time, fetches and parses them and sends back
-    what it found.  Its requests carry the crawl's User-Agent followed by
-    "crawl-worker/NAME".  Heartbeats keep its jobs leased to it while it works;
-    if it dies they go to other workers.  A coordinator that restarts is
-    joined again.  SIGINT/SIGTERM: take no more jobs, finish those in hand,
-    leave.  A JSON summary goes to stderr at exit.
+    With --state it takes links from the crawl kept in Redis (waiting up to
+    --idle-timeout for one to be started), visits them with the crawl's own
+    settings and hands back what it found; per-host limits hold across all
+    workers.  A link it leased goes to another worker if it dies (after the
+    crawl's --lease).  It exits 0 when the crawl is done.
+
+    With CONNECT_EP it connects to a coordinator (waiting for it if it is not
+    up yet), takes up to --concurrency jobs at a time, fetches and parses them
+    and sends back what it found.  Its requests carry the crawl's User-Agent
+    followed by "crawl-worker/NAME".  Heartbeats keep its jobs leased to it
+    while it works; if it dies they go to other workers.  A coordinator that
+    restarts is joined again.
+
+    SIGINT/SIGTERM: take no more work, finish what is in hand, leave.  A JSON
+    summary goes to stderr at exit.
 
     Exit status: 0 the crawl is done (or stopped by a signal); 1 the
-    coordinator was silent for --idle-timeout, or a runtime error; 2 a usage
-    error (e.g. a bad endpoint).
+    coordinator (or Redis) was out of reach for --idle-timeout, or a runtime
+    error; 2 a usage error (e.g. a bad endpoint).
     """
     with runtime_errors("crawl-worker"):
+        if (endpoint is None) == (state is None):
+            raise typer.BadParameter("give a coordinator's CONNECT_EP or --state, not both",
+                                     param_hint="CONNECT_EP")  # fmt: skip
+        if state is not None:
+            _state_worker(state, concurrency, name or default_name(), idle_timeout)
         try:
             url = connect_endpoint(endpoint)
             _check_limits("--idle-timeout", idle_timeout, max_message)
@@ -394,6 +397,27 @@ def crawl_worker(
         sys.stderr.write(json.dumps(summary) + "\n")
         sys.stderr.flush()
         raise typer.Exit(1 if why == "gone" else 0)
+
+
+def _state_worker(state: str, concurrency: int, name: str, idle_timeout: float | None) -> None:
+    """crawl-worker --state: this process's part in the crawl kept in Redis."""
+    try:
+        spec = parse_state(state)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--state'") from None
+    if spec.kind != "redis":
+        raise typer.BadParameter("a worker shares a crawl kept in Redis, not in SQLite",
+                                 param_hint="'--state'")  # fmt: skip
+    keep_parser_memory()
+    session = CrawlSession.join(spec, worker=name, concurrency=concurrency,
+                                patience=idle_timeout or 60.0)  # fmt: skip
+    with session.stop_on_signals():
+        why = session.work()
+    summary = {"event": "stopped", "service": "crawl-worker", "name": name, "reason": why,
+               "jobs": session.visited}  # fmt: skip
+    sys.stderr.write(json.dumps(summary) + "\n")
+    sys.stderr.flush()
+    raise typer.Exit(0)
 
 
 def register(app: typer.Typer) -> None:

@@ -17,8 +17,7 @@ from collections import defaultdict
 from yarl import URL
 
 from .results import MAX_REFERRERS, Link
-from .scope import Scope
-from .urls import HTTP_PREFIXES
+from .scope import EXCLUDED, KINDS, PAGE, SCHEME, Scope
 
 __all__ = ["Admission"]
 
@@ -88,19 +87,14 @@ class Admission:
         if fresh:
             if key in self.excluded or key in self._ignored:
                 return None
-            if self.scope.excluded(url):
+            kind = self.scope.kind_of(key, url, self.check_links)
+            if kind is None:
+                self._ignored.add(key)  # out of scope, unchecked: decided once
+                return None
+            if kind == EXCLUDED:
                 self.excluded.add(key)
                 return None
-            if not key.startswith(HTTP_PREFIXES):  # mailto:, file:...: named, never requested
-                if not self.check_links:
-                    self._ignored.add(key)
-                    return None
-                link = self.links[key] = Link(key, "external", depth, parsed_url=url,
-                                              skipped="scheme")  # fmt: skip
-                if referrer is not None:
-                    link.add_referrer(referrer.url)
-                return None
-            if self.scope.follows(url):
+            if kind == PAGE:
                 if self.depth is not None and depth > self.depth:
                     self.too_deep[key] = min(depth, self.too_deep.get(key, depth))
                     return None
@@ -108,14 +102,11 @@ class Admission:
                     self.over_limit.add(key)
                     return None
                 self._page_count += 1
-                kind = "page"
-            elif self.check_links:
-                kind = "external"
-            else:
-                self._ignored.add(key)  # out of scope, unchecked: decided once
-                return None
             self.too_deep.pop(key, None)
-            link = self.links[key] = Link(key, kind, depth, seed=seed, parsed_url=url)
+            link = self.links[key] = Link(key, KINDS[kind], depth, seed=seed, parsed_url=url)
+            if kind == SCHEME:  # mailto:, file:...: named, never requested
+                link.skipped = "scheme"
+                fresh = False
         if referrer is not None:
             if via_redirect:
                 if referrer.url not in link.redirected_from:

@@ -36,6 +36,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from yarl import URL
 
@@ -45,10 +46,10 @@ from ..fetch import Halt
 from ..plumbing.service import stop_on_signals
 from .admission import Admission
 from .fetcher import Fetched, Fetcher, LocalFetcher, crawl_client
-from .judging import final_page, judge
+from .judging import assemble
 from .politeness import HostGates, RetryPolicy
 from .progress import PROGRESS_EVERY, Progress, reporting
-from .requester import HOST_FAILURES, TRANSIENT, Requester
+from .requester import TRANSIENT, Requester
 from .results import CrawlResult, Link
 from .robots import RobotsCache, parse_sitemap
 from .scope import Scope
@@ -64,12 +65,18 @@ log = logging.getLogger("nettools.crawl")
 MAX_SITEMAPS = 50
 #: Bytes of a GET that only checks a link (its body is not used).
 CHECK_BODY = 64 * 1024
-#: Failures of a start URL that mean the site cannot be reached.
-UNREACHABLE = HOST_FAILURES | {"timeout"}
 #: Answers to a HEAD that say the server does not do HEAD: a GET follows.
 HEAD_UNSUPPORTED = frozenset({405, 501})
 #: A HEAD's broken answer is tried again as a GET, not as another HEAD.
 HEAD_RETRY = TRANSIENT - {"protocol"}
+
+
+class PlainStore(Protocol):
+    """Keeps robots.txt and sitemaps once read (``state/journal.py``, ``state/frontier.py``)."""
+
+    def plain(self, url: str) -> tuple[int, bytes] | FetchError | None: ...
+
+    def store_plain(self, url: str, answer: tuple[int, bytes] | FetchError) -> None: ...
 
 
 #: What a visit leads to: ``(targets, via_redirect)``, targets as ``(key, url, fragment)``.
@@ -120,6 +127,7 @@ class Crawler:
         client: HttpClient | None = None,
         fetcher: Fetcher | None = None,
         journal: Journal | None = None,
+        gates: HostGates | None = None,
         grace: float = 2.0,
         backoff: float = 0.5,
     ) -> None:
@@ -143,6 +151,9 @@ class Crawler:
             "check_links": check_links, "check_fragments": check_fragments, "robots": robots,
             "sitemap": sitemap, "max_body": max_body, "user_agent": user_agent,
         }  # fmt: skip
+        #: How it fetches (a shared state hands them to every process).
+        self.settings = {"per_host": per_host, "delay": delay, "retries": retries,
+                         "timeout": timeout, "backoff": backoff, "grace": grace}  # fmt: skip
         self.scope = Scope(self.seeds, scope, include, exclude)
         self.admission = Admission(self.scope, depth=depth, max_pages=max_pages,
                                    check_links=check_links,
@@ -154,7 +165,7 @@ class Crawler:
         self.check_fragments = check_fragments
         self.max_body = max_body
         self.retry = RetryPolicy(retries, backoff)
-        self.gates = HostGates(per_host, delay)
+        self.gates = gates if gates is not None else HostGates(per_host, delay)
         self._own_fetcher = fetcher is None and client is None  # else the caller closes it
         self.fetcher = fetcher or LocalFetcher(client or crawl_client(
             timeout=timeout, max_body=max_body, per_host=per_host, user_agent=user_agent,
@@ -164,11 +175,22 @@ class Crawler:
         self.user_agent = user_agent or "nettools"
         #: The crawl's journal (``state/journal.py``), if it keeps one: settable before ``run``.
         self.journal = journal
+        #: Where robots.txt and sitemaps read before are kept (a journal, a shared state).
+        self.plain_store: PlainStore | None = journal
         self._offline = False  # report(): read only what the journal holds
         self.robots = RobotsCache(self._fetch_plain, self.user_agent)
         self._delays_set: set[str] = set()
         self.stopped: str | None = None
         self.done = 0  # links processed, for progress displays
+
+    @classmethod
+    def from_identity(cls, identity: dict, **options: Any) -> Crawler:
+        """The crawl ``identity`` describes (as ``Crawler.identity`` gives it, kept
+        by a journal or a shared state), run with ``options`` (concurrency,
+        per_host, delay, retries, timeout, fetcher...)."""
+        settings = dict(identity)
+        seeds = settings.pop("seeds")
+        return cls(seeds, **settings, **options)
 
     # ----------------------------------------------------------- running
 
@@ -239,7 +261,8 @@ class Crawler:
         for url in self.seeds:
             self.admission.admit(str(url), url, "", 0, None, seed=True)
         if self.sitemap:
-            self._sitemap_seeds()
+            for url in self.sitemap_urls():
+                self.admission.admit(str(url), url, "", 0, None, seed=True)
 
     def _run(self) -> None:
         self._run_seeds()
@@ -267,8 +290,9 @@ class Crawler:
                        via_redirect=via)  # fmt: skip
             self.done += 1
 
-    def _work(self, link: Link) -> list[Link]:
-        """Visit ``link``; the newly admitted links it led to."""
+    def visit(self, link: Link) -> Visited | None:
+        """Visit ``link`` (its outcome is written on it): what it leads to, or
+        None when the crawl stopped before it was done."""
         try:
             visited = self._halt.run(self._visit, link)
         except Exception as exc:  # one bad page must not end the crawl
@@ -280,6 +304,13 @@ class Crawler:
         if visited is None or link.skipped == "stopped":  # stopped, or cut while in flight
             if not link.requested:
                 link.skipped = "stopped"
+            return None
+        return visited
+
+    def _work(self, link: Link) -> list[Link]:
+        """Visit ``link``; the newly admitted links it led to."""
+        visited = self.visit(link)
+        if visited is None:
             return []
         targets, via_redirect = visited
         found: list[Link] = []
@@ -294,17 +325,18 @@ class Crawler:
         return found
 
     def _fetch_plain(self, url: URL) -> tuple[int, bytes] | FetchError:
-        """robots.txt and sitemaps: read once per crawl, however often it is run."""
-        journal = self.journal
-        if journal is None:
+        """robots.txt and sitemaps: read once per crawl, however often it is
+        run and however many processes run it."""
+        store = self.plain_store if self.plain_store is not None else self.journal
+        if store is None:
             return self.requester.fetch_plain(url)
-        answer = journal.plain(str(url))
+        answer = store.plain(str(url))
         if answer is None:
             if self._offline:
                 return FetchError(str(url), "other", "not read yet")
             answer = self.requester.fetch_plain(url)
             if not self._halt.stopped:
-                journal.store_plain(str(url), answer)
+                store.store_plain(str(url), answer)
         return answer
 
     # ---------------------------------------------------------- visiting
@@ -363,14 +395,15 @@ class Crawler:
         if isinstance(resp, Fetched) and resp.anchors is not None:
             link.anchors = resp.anchors
 
-    def _sitemap_seeds(self) -> None:
-        """Admit the in-scope URLs listed by the seeds' sitemaps (robots.txt's,
-        else /sitemap.xml)."""
+    def sitemap_urls(self) -> list[URL]:
+        """The in-scope URLs listed by the seeds' sitemaps (robots.txt's, else
+        /sitemap.xml), in order."""
         queue: deque[str] = deque()
         for site in sorted({origin(u) for u in self.seeds}):
             robots = self.robots.get(URL(site))
             queue.extend(robots.sitemaps or [site + "/sitemap.xml"])
         seen: set[str] = set()
+        found: list[URL] = []
         while queue and len(seen) < MAX_SITEMAPS and not self._halt.stopped:
             where = queue.popleft()
             target = normalize(where)
@@ -387,39 +420,21 @@ class Crawler:
             for page in pages:
                 url = normalize(page)
                 if url is not None and self.scope.follows(url[0]):
-                    self.admission.admit(str(url[0]), url[0], "", 0, None, seed=True)
+                    found.append(url[0])
+        return found
 
     # ------------------------------------------------------------ results
 
     def _result(self, elapsed: float) -> CrawlResult:
-        admission = self.admission
-        links = sorted(admission.links.values(), key=lambda lk: lk.url)
-        for link in links:
-            if not link.requested and link.skipped is None:
-                link.skipped = "stopped"
-        broken, fragments = judge(links, admission.links, admission.fragment_refs)
-        unreachable = []
-        for url in dict.fromkeys(str(u) for u in self.seeds):
-            seed = admission.links.get(url)
-            final, _ = final_page(seed, admission.links) if seed is not None else (None, None)
-            if final is not None and final.status is None and final.error_kind in UNREACHABLE:
-                unreachable.append((url, final.error))
         requests = self.requester.requests
         if self.journal is not None:  # the runs before this one count too
             elapsed += self.journal.previous_elapsed
             requests += self.journal.previous_requests
-        return CrawlResult(
-            links=links,
-            broken=broken,
-            fragments=fragments,
-            strategy=self.strategy,
-            elapsed=elapsed,
-            stopped=self.stopped,
-            excluded=len(admission.excluded),
-            too_deep=len(admission.too_deep),
-            over_limit=len(admission.over_limit),
-            requests=requests,
+        admission = self.admission
+        return assemble(
+            admission.links, admission.fragment_refs, seeds=[str(u) for u in self.seeds],
+            strategy=self.strategy, elapsed=elapsed, stopped=self.stopped,
+            excluded=len(admission.excluded), too_deep=len(admission.too_deep),
+            over_limit=len(admission.over_limit), requests=requests,
             extra=self.fetcher.summary() or {},
-            unreachable=unreachable,
-            seeds=len(set(map(str, self.seeds))),
-        )
+        )  # fmt: skip

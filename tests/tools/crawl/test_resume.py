@@ -16,9 +16,7 @@ from collections import Counter
 
 import pytest
 from helpers.cli import clean_env, run_cli
-from helpers.crawl_site import External, Site, serve
-
-from nettools.tools.crawl.results import MAX_REFERRERS
+from helpers.crawl_site import External, Site, comparable, serve
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,21 +29,8 @@ def crawl_argv(url: str, db, report, *more: str) -> list[str]:
             "-o", str(report), *more]  # fmt: skip
 
 
-def comparable(report) -> dict:
-    """What a report says about each link, leaving out timings and attempts.
-    Past MAX_REFERRERS, which referrers are kept depends on the order pages were
-    visited in, in any crawl: then only their count is compared."""
-    doc = json.loads(report.read_text())
-    rows = {}
-    for row in doc["links"]:
-        refs = row.get("referrers") or []
-        kept = sorted(refs) if len(refs) < MAX_REFERRERS else len(refs)
-        rows[row["url"]] = (row["ok"], row["reason"], row.get("status"), row.get("depth"),
-                            row.get("kind"), kept, row.get("referrer_count"))  # fmt: skip
-    broken = sorted((b["url"], b["reason"], b["referrer_count"]) for b in doc["broken"])
-    summary = {k: doc["summary"][k] for k in ("pages", "checked", "broken", "redirects",
-                                              "robots_skipped", "scheme_skipped", "truncated")}
-    return {"rows": rows, "broken": broken, "summary": summary}
+def report_of(path) -> dict:
+    return comparable(json.loads(path.read_text()))
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +54,8 @@ def uninterrupted(sites, tmp_path_factory):
     plain = run_cli("crawl", base + "/", "--check-links", "--check-fragments", "--max-body",
                     "64K", "--format", "json", "-o", str(tmp / "plain.json"))  # fmt: skip
     assert plain.returncode == 2
-    assert comparable(tmp / "plain.json") == comparable(tmp / "r.json")
-    return comparable(tmp / "r.json")
+    assert report_of(tmp / "plain.json") == report_of(tmp / "r.json")
+    return report_of(tmp / "r.json")
 
 
 def run_until_killed(argv: list[str], site: Site) -> set[str]:
@@ -108,7 +93,7 @@ def test_killed_mid_crawl_the_same_command_goes_on_to_the_same_report(sites, uni
     site.reset()
     proc = subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=60)
     assert proc.returncode == 2, proc.stderr
-    assert comparable(report) == uninterrupted
+    assert report_of(report) == uninterrupted
     again = {path for (_, path) in site.counts} & {path for (_, path) in first}
     assert again <= in_flight, again - in_flight
     assert ("GET", "/robots.txt") not in site.counts  # read once, journaled
@@ -141,7 +126,7 @@ def test_killed_again_and_again_at_random_moments(sites, uninterrupted, tmp_path
     site.reset()
     done = subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=60)
     assert done.returncode == 2, done.stderr
-    assert comparable(report) == uninterrupted
+    assert report_of(report) == uninterrupted
 
 
 def test_report_reads_the_journal_without_a_request(sites, uninterrupted, tmp_path):
@@ -155,11 +140,11 @@ def test_report_reads_the_journal_without_a_request(sites, uninterrupted, tmp_pa
                    str(report))  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert site.total == 0
-    assert comparable(report) == uninterrupted
+    assert report_of(report) == uninterrupted
     # Run again, the finished crawl asks for nothing and reports the same.
     again = subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=60)
     assert again.returncode == 2 and site.total == 0
-    assert comparable(report) == uninterrupted
+    assert report_of(report) == uninterrupted
 
 
 def test_another_crawl_in_the_journal_is_a_usage_error_unless_fresh(sites, tmp_path):
