@@ -16,7 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 # Order here is the order of the report.
-FAMILIES: tuple[str, ...] = ("micro", "echo", "forward", "wsgi", "websocket", "crawl", "zmq")
+FAMILIES: tuple[str, ...] = ("micro", "echo", "forward", "wsgi", "websocket", "crawl",
+                             "crawl_shared", "zmq")
 
 Result = dict[str, Any] | None
 CaseFn = Callable[[int], Result]

@@ -14,11 +14,13 @@ a lease.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from ....kernel.sync import Semaphore
 from ....web.client import FetchError
@@ -26,7 +28,8 @@ from . import StateSpec
 from .greenredis import green_redis
 from .scripts import MAX_ISSUES, PRELUDE, SCRIPTS
 
-__all__ = ["SharedFrontier", "Job", "FORMAT", "StateMismatch", "StateUnavailable"]
+__all__ = ["SharedFrontier", "Job", "FORMAT", "StateMismatch", "StateUnavailable", "pack",
+           "fragment_of", "finishing"]
 
 #: The layout of the keys (``scripts.py``); a crawl of another layout is refused.
 FORMAT = 1
@@ -72,11 +75,14 @@ class SharedFrontier:
         self.where = where or "redis"
         self.ops = 0  # scripts and commands sent, for the figures
         self._busy = Semaphore(CONNECTIONS)
-        self._scripts = {name: client.register_script(PRELUDE + body)
-                         for name, body in SCRIPTS.items()}  # fmt: skip
+        self._sources = {name: PRELUDE + body for name, body in SCRIPTS.items()}
+        self._shas = {name: hashlib.sha1(text.encode()).hexdigest()
+                      for name, text in self._sources.items()}  # fmt: skip
         from redis import RedisError  # installed: the client above is redis-py's
+        from redis.exceptions import NoScriptError
 
         self._errors = (RedisError, OSError)
+        self._noscript = NoScriptError
 
     @classmethod
     def open(cls, spec: StateSpec, timeout: float = 30.0) -> SharedFrontier:
@@ -89,9 +95,31 @@ class SharedFrontier:
         return f"{self.prefix}:{name}"
 
     def _run(self, name: str, *args: Any) -> Any:
+        return self._run_many(name, [args])[0]
+
+    def _run_many(self, name: str, calls: list[tuple]) -> list[Any]:
+        """Script ``name`` once per argument tuple of ``calls``, in one round trip
+        (pipelined; each call is atomic, not the batch)."""
+        sha = self._shas[name]
         with self._busy, self._unavailable():
             self.ops += 1
-            return self._scripts[name](args=[self.prefix, _ms(), *args])
+            out = self._pipeline(sha, calls)
+            undone = [i for i, r in enumerate(out) if isinstance(r, self._noscript)]
+            if undone:  # a Redis restarted without its script cache: load it, do those again
+                self.redis.execute_command("SCRIPT", "LOAD", self._sources[name])
+                redone = self._pipeline(sha, [calls[i] for i in undone])
+                for i, result in zip(undone, redone, strict=True):
+                    out[i] = result
+            for result in out:
+                if isinstance(result, Exception):
+                    raise result
+            return out
+
+    def _pipeline(self, sha: str, calls: list[tuple]) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        for args in calls:
+            pipe.execute_command("EVALSHA", sha, 0, self.prefix, _ms(), *args)
+        return pipe.execute(raise_on_error=False)
 
     def _call(self, command: str, *args: Any) -> Any:
         with self._busy, self._unavailable():
@@ -155,10 +183,8 @@ class SharedFrontier:
 
     def seed(self, links: Iterable[tuple[str, str, str]], *, last: bool) -> int:
         """Admit start URLs ``(url, kind, host)``; ``last``: the seeding is over."""
-        args: list[str] = []
-        for url, kind, host in links:
-            args += [url, kind, host, ""]
-        return int(self._run("seed", "1" if last else "0", *args))
+        blob = pack((url, kind, host, "") for url, kind, host in links)
+        return int(self._run("seed", "1" if last else "0", blob))
 
     def meta(self) -> dict[str, str]:
         raw = self._call("HGETALL", self.key("meta"))
@@ -186,13 +212,13 @@ class SharedFrontier:
         """The visit of ``job`` is over: whether it counted (not if its lease
         had run out: the link went to another worker, whose answer counts), and
         up to ``more`` links leased for ``lease`` seconds in the same round trip."""
-        args: list[Any] = [token, job.id, job.url, job.host, json.dumps(outcome),
-                           int(answered), requests, worker, int(via), more,
-                           _ms(lease)]  # fmt: skip
-        for target in targets:
-            args += target
-        out = self._run("finish", *args)
-        return out[0] == b"ok", _jobs(out[1:])
+        return self.finish_many([finishing(token, job, outcome, answered=answered,
+                                           requests=requests, worker=worker, targets=targets,
+                                           via=via, more=more, lease=lease)])[0]  # fmt: skip
+
+    def finish_many(self, finished: list[tuple]) -> list[tuple[bool, list[Job]]]:
+        """Several ``finishing(...)`` at once, in one round trip: each one's answer."""
+        return [(out[0] == b"ok", _jobs(out[1:])) for out in self._run_many("finish", finished)]
 
     def release(self, token: str, job: Job) -> None:
         """Give ``job`` back unvisited, to the head of its host's queue."""
@@ -255,6 +281,19 @@ class SharedFrontier:
         with self._unavailable():
             yield from self.redis.hscan_iter(self.key(name), count=SCAN_COUNT)
 
+    def scan_buckets(self, name: str) -> Iterator[tuple[bytes, bytes]]:
+        """Every field of the bucketed hashes ``name:B`` (see ``scripts.py``)."""
+        with self._unavailable():
+            keys = list(self.redis.scan_iter(match=f"{_glob(self.key(name))}:*",
+                                             count=SCAN_COUNT))  # fmt: skip
+        for start in range(0, len(keys), SCAN_COUNT):
+            with self._unavailable():
+                pipe = self.redis.pipeline(transaction=False)
+                for key in keys[start:start + SCAN_COUNT]:
+                    pipe.hgetall(key)
+                for fields in pipe.execute():
+                    yield from fields.items()
+
     def members(self, name: str) -> int:
         return int(self._call("SCARD", self.key(name)))
 
@@ -263,6 +302,32 @@ class SharedFrontier:
 
     def close(self) -> None:
         self.redis.connection_pool.disconnect()
+
+
+def finishing(
+    token: str, job: Job, outcome: dict, *, answered: bool, requests: int, worker: str,
+    targets: list[tuple[str, str, str, str]], via: bool, more: int, lease: float,
+) -> tuple:
+    """The arguments of one visit's end, for ``SharedFrontier.finish_many``."""
+    return (token, job.id, job.url, job.host, json.dumps(outcome), int(answered), requests,
+            worker, int(via), more, _ms(lease), pack(targets))  # fmt: skip
+
+
+def pack(links: Iterable[tuple[str, str, str, str]]) -> str:
+    """Links ``(url, kind, host, fragment)`` as one argument: a line each, "KIND\\tHOST
+    \\tFRAGMENT\\tURL" (a normalised URL has no tab nor newline; a fragment's
+    are escaped, with "%", as ``fragment_of`` undoes)."""
+    lines = []
+    for url, kind, host, fragment in links:
+        if fragment and ("%" in fragment or "\t" in fragment or "\n" in fragment):
+            fragment = fragment.replace("%", "%25").replace("\t", "%09").replace("\n", "%0A")
+        lines.append(f"{kind}\t{host}\t{fragment}\t{url}")
+    return "\n".join(lines)
+
+
+def fragment_of(packed: str) -> str:
+    """A fragment as ``pack`` sent it."""
+    return unquote(packed) if "%" in packed else packed
 
 
 def _jobs(flat: list) -> list[Job]:

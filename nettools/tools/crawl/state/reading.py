@@ -1,7 +1,7 @@
 """The report's data, read back from a shared crawl state in Redis.
 
 Any process, at any time, while workers go on: the links (``u``), their
-outcomes (``o``), referrers (``r``, ``rf``, ``f``) and counts are scanned in
+outcomes (``o``), referrers (``r:B``, ``rf:B``, ``f``) and counts are scanned in
 pages and judged by the same code as a crawl in memory (``judging.assemble``).
 Links not visited yet are "stopped"; the crawl is "unfinished" until the
 state says it is done.
@@ -16,7 +16,7 @@ from collections import defaultdict
 from ..judging import assemble
 from ..results import Link
 from ..scope import KINDS
-from .frontier import SharedFrontier
+from .frontier import SharedFrontier, fragment_of
 
 __all__ = ["read_result", "UNFINISHED"]
 
@@ -39,20 +39,21 @@ def read_result(frontier: SharedFrontier, *, seeds: list[str], stopped: str | No
         link = links.get(urls.get(ident, ""))
         if link is not None:
             link.apply(json.loads(outcome))
-    for ident, value in frontier.scan("r"):
+    for ident, value in frontier.scan_buckets("r"):
         link = links.get(urls.get(ident, ""))
         if link is not None:
             count, _, ids = value.partition(b":")
             link.referrer_count = int(count)
             link.referrers = [urls[i] for i in ids.split(b",") if i in urls]
-    for ident, value in frontier.scan("rf"):
+    for ident, value in frontier.scan_buckets("rf"):
         link = links.get(urls.get(ident, ""))
         if link is not None:
             link.redirected_from = [urls[i] for i in value.split(b",") if i in urls]
     fragment_refs: dict[tuple[str, str], list[str]] = defaultdict(list)
     for field, value in frontier.scan("f"):
         url, _, fragment = field.decode().partition("#")
-        fragment_refs[(url, fragment)] = [urls[i] for i in value.split(b",") if i in urls]
+        refs = [urls[i] for i in value.split(b",") if i in urls]
+        fragment_refs[(url, fragment_of(fragment))] = refs
     started = float(meta.get("started") or time.time())
     done = meta.get("done")
     ended = int(done) / 1000 if done else time.time()

@@ -38,7 +38,7 @@ from ..progress import PROGRESS_EVERY, Progress, reporting
 from ..results import CrawlResult, Link
 from ..scope import KINDS
 from ..urls import host_key
-from .frontier import Job, SharedFrontier, StateUnavailable
+from .frontier import Job, SharedFrontier, StateUnavailable, finishing
 from .reading import read_result
 
 __all__ = ["SharedCrawl", "SharedGates", "SharedGate", "DEFAULT_LEASE"]
@@ -168,6 +168,8 @@ class SharedCrawl:
         self._room = Event()
         self._reported = 0  # requests already counted in Redis
         self._check_links = crawler.admission.check_links
+        self._outbox: list[tuple[tuple, Event]] = []  # visits' ends for the next round trip
+        self._outbox_ready = Event()
         self._kinds: dict[str, tuple[str, str] | None] = {}
 
     # ------------------------------------------------------------ starting
@@ -195,6 +197,7 @@ class SharedCrawl:
         """Visit leased links until the crawl is done ("done"), stopped for all
         ("stopped": max-time), or this process is stopped ("interrupted")."""
         keeper = spawn(self._keep)
+        committer = spawn(self._committer)
         timer = None
         max_time = self.crawler.max_time
         if max_time:
@@ -203,6 +206,7 @@ class SharedCrawl:
             return self._work()
         finally:
             kill(keeper)
+            kill(committer)
             if timer is not None:
                 timer.cancel()
             self._give_back()
@@ -301,11 +305,11 @@ class SharedCrawl:
                     if (kind_host := classify(key, url)) is not None]  # fmt: skip
             requests = crawler.requests - self._reported
             self._reported += requests
-            _, more = self.frontier.finish(
+            _, more = self._commit(finishing(
                 self.token, job, link.outcome(), answered=link.status is not None,
                 requests=requests, worker=self.worker, targets=sent, via=via,
                 more=0 if self.stopped else 1, lease=self.lease,
-            )  # fmt: skip
+            ))  # fmt: skip
             self.visited += 1
             for following in more:  # the next link, in the same round trip
                 self._held[following.id] = following
@@ -320,6 +324,31 @@ class SharedCrawl:
                 self._held.pop(job.id, None)
             self._wake()
         return following
+
+    def _commit(self, finished: tuple) -> tuple[bool, list[Job]]:
+        """Hand one visit's end to Redis: with the others that end meanwhile, in
+        one round trip (a group commit: the busier, the bigger the batch)."""
+        done = Event()
+        self._outbox.append((finished, done))
+        if not self._outbox_ready.ready():
+            self._outbox_ready.send(None)
+        return done.wait()
+
+    def _committer(self) -> None:
+        while True:
+            if not self._outbox:
+                self._outbox_ready.wait()
+                self._outbox_ready = Event()
+                continue
+            batch, self._outbox = self._outbox, []
+            try:
+                answers = self.frontier.finish_many([finished for finished, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - each visit hears of it
+                for _, done in batch:
+                    done.send(exc=exc)
+            else:
+                for (_, done), answer in zip(batch, answers, strict=True):
+                    done.send(answer)
 
     def _classify(self, key: str, url: URL) -> tuple[str, str] | None:
         """``(kind, host)`` of a link (``Scope.kind_of``), or None to leave it alone;
