@@ -123,6 +123,19 @@ def test_workers_share_the_crawl_and_it_finds_what_one_process_finds(
         assert json.loads(werr.splitlines()[-1])["reason"] == "done"
 
 
+def test_a_depth_limit_gives_the_depths_a_crawl_in_memory_gives(sites, redis_server):
+    # Links met first on a long path are lowered when a shorter one turns up (and
+    # pages too deep at first admitted): admission's rules, run in Redis.
+    site, base = sites
+    args = ("--depth", "3", "--concurrency", "16", "--format", "json")
+    memory = run_cli("crawl", base + "/", *args)
+    shared = run_cli("crawl", base + "/", *args, "--state", redis_server.state)
+    assert memory.returncode == shared.returncode == 2, shared.stderr
+    mem, red = json.loads(memory.stdout), json.loads(shared.stdout)
+    assert comparable(red) == comparable(mem)
+    assert red["summary"]["too_deep"] == mem["summary"]["too_deep"] > 0
+
+
 def test_a_worker_killed_with_sigkill_loses_nothing(sites, in_memory, redis_server):
     # The first worker takes links and the site holds its requests: it is
     # killed while holding leases, which run out (--lease 1s) and go to the
