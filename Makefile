@@ -40,7 +40,8 @@ lint: $(VENV)/.test
 	$(BIN)/lint-imports --no-cache
 
 # Real programs the tests drive: headless Chromium for the browser tests, npm for the
-# socket.io JavaScript client, redis-server as the Socket.IO message queue.
+# socket.io JavaScript client, redis-server as the Socket.IO message queue and the crawl's
+# shared state.
 SYSTEM_DEPS := chromium:chromium npm:npm redis-server:redis-server
 system-deps:
 	@missing=$$(for dep in $(SYSTEM_DEPS); do \

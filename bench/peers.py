@@ -15,7 +15,7 @@ import subprocess
 PEERS: tuple[str, ...] = (
     "nettools", "nettools-echo", "nettools-h11", "gevent", "eventlet", "asyncio", "asyncio-proto",
     "uvloop", "uvloop-proto", "gunicorn", "direct", "socat", "scrapy", "wget", "pyzmq",
-    "nettools-dist", "http.server", "nginx",
+    "nettools-dist", "http.server", "nginx", "nettools-redis", "nettools-redis2",
 )  # fmt: skip
 REFERENCE = "nettools"
 
@@ -31,6 +31,9 @@ _MODULES = {
     "uvloop-proto": "uvloop",
     "nettools-echo": "nettools",  # the `nettools echo` command (the echo cases)
     "nettools-dist": "nettools",  # a distributed `nettools crawl` (the crawl_distributed case)
+    # `nettools crawl --state redis://...`, alone and with a crawl-worker (crawl_shared cases)
+    "nettools-redis": "redis",
+    "nettools-redis2": "redis",
     "nettools-h11": "h11",  # nettools' HTTP server on the h11 parser (the WSGI case)
     "gunicorn": "gunicorn",
     "scrapy": "scrapy",  # the crawl case

@@ -10,10 +10,15 @@
 # 1 when the check itself could not run.  The server's summary (requests, 404s)
 # is printed at the end.
 #
+# Arguments after SITE_DIR go to nettools crawl as they are, e.g. links not to
+# check (--exclude REGEX, repeatable), what to crawl (--include REGEX), limits
+# (--max-pages N, --timeout 10s) or politeness (--per-host 2, --delay 100ms).
+#
 # Needs bash >= 4.1 and nettools on PATH (or the command in $NETTOOLS).
 #
-# Run it:  bash recipes/ci-linkcheck.sh [SITE_DIR]
+# Run it:  bash recipes/ci-linkcheck.sh [SITE_DIR [CRAWL_OPTION...]]
 #          REPORT=links.xml NETTOOLS="python -m nettools" bash recipes/ci-linkcheck.sh public/
+#          bash recipes/ci-linkcheck.sh public/ --exclude '^https://twitter\.com/' --retries 0
 set -euo pipefail
 
 read -r -a nettools <<<"${NETTOOLS:-nettools}"
@@ -50,7 +55,12 @@ HTML
     echo '<svg xmlns="http://www.w3.org/2000/svg"/>' >"$1/logo.svg"
 }
 
-site=${1:-}
+site=
+if [[ $# -gt 0 && $1 != -* ]]; then
+    site=$1
+    shift
+fi
+crawl_options=("$@")
 if [[ -z $site ]]; then
     site=$work/site
     demo_site "$site"
@@ -70,7 +80,7 @@ echo "serving $site at $url"
 
 status=0
 "${nettools[@]}" crawl "$url" --check-links --check-fragments --format junit -o "$report" \
-    2>"$work/crawl.err" || status=$?
+    "${crawl_options[@]}" 2>"$work/crawl.err" || status=$?
 summary=$(grep '^{' "$work/crawl.err" | tail -n 1 || true)
 echo "crawl summary: $summary"
 kill -TERM "$server"
