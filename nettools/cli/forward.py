@@ -36,9 +36,12 @@ def forward(
     connect_timeout: Any = opt("10s", "--connect-timeout", parser=duration,
                                help="Give up connecting to a target (and each TLS "
                                     "handshake) after this long."),
-    idle_timeout: Any = opt("1h", "--idle-timeout", parser=duration,
+    idle_timeout: Any = opt("off", "--idle-timeout", parser=duration,
                             help="Close a connection with no bytes either way this long "
-                                 "(off: never)."),
+                                 "(off: never, as socat and ssh -L)."),
+    keepalive: Any = opt("60s", "--keepalive", parser=duration,
+                         help="TCP keepalive on both legs: first probe after this much "
+                              "silence, so dead peers are found (off: none)."),
     max_conns: int = opt(10_000, "--max-conns", min=1,
                          help="Most connections forwarded at once, over all rules."),
     allow: list[str] = opt([], "--allow", metavar="CIDR",
@@ -91,7 +94,8 @@ def forward(
         stats = ForwardStats()
         forwarder = Forwarder(
             forward_rules,
-            connect_timeout=connect_timeout, idle_timeout=idle_timeout, max_conns=max_conns,
+            connect_timeout=connect_timeout, idle_timeout=idle_timeout, keepalive=keepalive,
+            max_conns=max_conns,
             allow=allow_nets, deny=deny_nets, tls_context=tls_context,
             target_tls_context=target_tls, json_log=json_log, stats=stats, splice=splice,
         ).start()

@@ -29,12 +29,31 @@ from .relay import HAVE_SPLICE, Connection, PipePool, relay
 from .rules import Network, Rule, admitted
 from .tls import relay_context
 
-__all__ = ["Forwarder", "ForwardStats", "FDS_PER_CONNECTION", "log_json_lines"]
+__all__ = ["Forwarder", "ForwardStats", "FDS_PER_CONNECTION", "KEEPALIVE", "set_keepalive",
+           "log_json_lines"]
 
 log = logging.getLogger("nettools.forward")
 
 #: fds one connection may hold: client, target, and a pipe (two fds) per direction.
 FDS_PER_CONNECTION = 6
+#: Seconds of silence before the first keepalive probe; four unanswered probes
+#: a quarter of that apart end the connection (about two minutes in all).
+KEEPALIVE = 60.0
+KEEPALIVE_PROBES = 4
+
+
+def set_keepalive(sock: Any, idle: float | None) -> None:
+    """TCP keepalive on ``sock``: first probe after ``idle`` seconds of silence
+    (None, or a unix socket: nothing to do)."""
+    if idle is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, int(idle)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, int(idle / 4)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
+    except OSError:
+        pass  # the peer may already have reset it
 
 
 @dataclass
@@ -49,9 +68,12 @@ class Forwarder:
 
     ``max_conns`` bounds the connections of all rules together.
     ``connect_timeout`` bounds connecting to the target and each TLS handshake;
-    ``idle_timeout`` closes a connection with no bytes moving either way for
-    that long.  ``allow``/``deny`` are networks (see ``parse_networks``): a
-    client in a denied network, or outside every allowed one when any are
+    ``idle_timeout`` (default: none, as socat and ``ssh -L``) closes a
+    connection with no bytes moving either way for that long; ``keepalive``
+    turns on TCP keepalive on both legs, first probe after that many idle
+    seconds (None: off), so a peer that vanished is still found.
+    ``allow``/``deny`` are networks (see ``parse_networks``): a client in a
+    denied network, or outside every allowed one when any are
     given, is closed at once (unix-socket clients are not filtered).
     ``tls_context`` (server side) terminates TLS from clients;
     ``target_tls_context`` (client side) speaks TLS to the target.
@@ -67,6 +89,7 @@ class Forwarder:
         *,
         connect_timeout: float | None = 10.0,
         idle_timeout: float | None = None,
+        keepalive: float | None = KEEPALIVE,
         max_conns: int = 10_000,
         allow: Iterable[Network] = (),
         deny: Iterable[Network] = (),
@@ -79,6 +102,7 @@ class Forwarder:
         self.rules = list(rules)
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
+        self.keepalive = keepalive
         self.allow = list(allow)
         self.deny = list(deny)
         self.tls_context = relay_context(tls_context)
@@ -88,6 +112,8 @@ class Forwarder:
         self.splice = HAVE_SPLICE if splice is None else (splice and HAVE_SPLICE)
         self.pipes = PipePool()
         self.pool = GreenPool(max_conns)
+        #: The connections being forwarded now.
+        self.connections: set[Connection] = set()
         # No ssl_context for the Servers: TLS from the client comes after the
         # address check (a refused client costs no handshake), and a failed
         # handshake is one of this forwarder's connections, logged and counted
@@ -138,12 +164,14 @@ class Forwarder:
         stats.active += 1
         c = Connection(rule, name, _peer_name(addr, conn.family))
         c.client = conn
+        self.connections.add(c)
         try:
             if not admitted(addr, conn.family, self.allow, self.deny):
                 if isinstance(stats, ForwardStats):
                     stats.denied += 1
                 c.fail("denied", "client address not allowed")
                 return
+            set_keepalive(conn, self.keepalive)
             if self.tls_context is not None and not self._accept_tls(c):
                 return
             if not self._connect(c):
@@ -155,6 +183,7 @@ class Forwarder:
             c.fail("stopped", "forwarder stopping")
             raise
         finally:
+            self.connections.discard(c)
             if c.timer is not None:
                 c.timer.cancel()
             for sock in (c.upstream, c.client if c.client is not conn else None):
@@ -206,6 +235,7 @@ class Forwarder:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 except OSError:
                     pass
+                set_keepalive(sock, self.keepalive)
             c.upstream = sock
             break
         if c.upstream is None:
