@@ -74,7 +74,7 @@ def forward(
             resolved = resolve_rules(specs)
         except ValueError as exc:
             _usage(str(exc))
-        targets = [rule.target for rule in resolved]
+        targets = [target for rule in resolved for target in rule.targets]
         tls_context = server_tls("forward", tls_cert, tls_key)
         target_tls = None
         if not tls_target:
@@ -102,7 +102,8 @@ def forward(
         raise typer.Exit(run_service(
             "forward", stats, [rule.listener for rule in forward_rules], [forwarder.stop],
             drain_timeout=drain_timeout, ready_file=ready_file,
-            ready_extras=[{"target": target.name} for target in targets],
+            ready_extras=[{"target": ",".join(t.name for t in rule.targets)}
+                          for rule in resolved],
         ))
 
 

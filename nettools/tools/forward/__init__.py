@@ -20,14 +20,27 @@ Usable without the CLI::
     print(fwd.addresses)
 """
 
-from .forwarder import FDS_PER_CONNECTION, Forwarder, ForwardStats, log_json_lines
+from .errors import ForwardError
+from .forwarder import (
+    FDS_PER_CONNECTION,
+    KEEPALIVE,
+    Forwarder,
+    ForwardStats,
+    log_json_lines,
+    set_keepalive,
+)
+from .proxy import Proxy
 from .relay import HAVE_SPLICE
 from .rules import (
+    BALANCE,
+    PROXY_PROTOCOLS,
     RULE_SYNTAX,
     ResolvedRule,
     Rule,
+    RuleOptions,
     RuleSpec,
     Target,
+    open_resolved,
     open_rules,
     parse_networks,
     parse_rule,
@@ -36,9 +49,25 @@ from .rules import (
     unix_target,
 )
 from .tls import target_tls_context
+from .toxics import TOXIC_OPTION_SYNTAX, TOXIC_TYPES, Toxic, parse_toxic_option, toxic_from_json
+from .udp import UdpProxy
 
 __all__ = [
     "Forwarder",
+    "Proxy",
+    "UdpProxy",
+    "ForwardError",
+    "KEEPALIVE",
+    "set_keepalive",
+    "RuleOptions",
+    "BALANCE",
+    "PROXY_PROTOCOLS",
+    "open_resolved",
+    "Toxic",
+    "TOXIC_TYPES",
+    "TOXIC_OPTION_SYNTAX",
+    "toxic_from_json",
+    "parse_toxic_option",
     "ForwardStats",
     "FDS_PER_CONNECTION",
     "log_json_lines",
