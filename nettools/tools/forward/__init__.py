@@ -20,6 +20,7 @@ Usable without the CLI::
     print(fwd.addresses)
 """
 
+from .api import DEFAULT_API_ADDRESS, TOXIPROXY_VERSION, ApiServer, ToxiproxyApi
 from .errors import ForwardError
 from .forwarder import (
     FDS_PER_CONNECTION,
@@ -48,11 +49,29 @@ from .rules import (
     resolve_target,
     unix_target,
 )
+from .rulesfile import (
+    RulesFileError,
+    RulesReloader,
+    announce_proxy,
+    load_rules,
+    rules_from_config,
+    with_toxics,
+)
 from .tls import target_tls_context
 from .toxics import TOXIC_OPTION_SYNTAX, TOXIC_TYPES, Toxic, parse_toxic_option, toxic_from_json
 from .udp import UdpProxy
 
 __all__ = [
+    "ApiServer",
+    "ToxiproxyApi",
+    "DEFAULT_API_ADDRESS",
+    "TOXIPROXY_VERSION",
+    "RulesFileError",
+    "RulesReloader",
+    "announce_proxy",
+    "load_rules",
+    "rules_from_config",
+    "with_toxics",
     "Forwarder",
     "Proxy",
     "UdpProxy",

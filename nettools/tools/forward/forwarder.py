@@ -27,7 +27,7 @@ from ..plumbing.service import Stats
 from .errors import ForwardError
 from .proxy import Proxy, default_name
 from .relay import HAVE_SPLICE, Connection, PipePool
-from .rules import Network, ResolvedRule, Rule
+from .rules import Network, ResolvedRule, Rule, RuleOptions
 from .tls import relay_context
 from .udp import UdpProxy
 
@@ -85,7 +85,8 @@ class Forwarder:
     ``tls_context`` (server side) terminates TLS from clients;
     ``target_tls_context`` (client side) speaks TLS to the targets.
     ``splice`` (default: where available) lets plain directions use
-    ``os.splice``.  Rules come from ``open_rules`` (or ``Rule`` by hand), each
+    ``os.splice``.  ``options`` is how rules added at run time (by the
+    Toxiproxy API) forward.  Rules come from ``open_rules`` (or ``Rule`` by hand), each
     named by ``Rule.name`` or else after its listen address::
 
         fwd = Forwarder(open_rules(["db=7000:5432"])).start()
@@ -107,7 +108,10 @@ class Forwarder:
         json_log: bool = False,
         stats: Stats | None = None,
         splice: bool | None = None,
+        options: RuleOptions | None = None,
     ) -> None:
+        #: How rules made at run time (by the API) forward.
+        self.options = options or RuleOptions()
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.keepalive = keepalive
@@ -156,10 +160,12 @@ class Forwarder:
         return proxy
 
     def open(self, resolved: ResolvedRule, start: bool | None = None) -> AnyProxy:
-        """Listen for ``resolved`` and add it (``ServiceError`` if it cannot listen)."""
-        if resolved.name is not None and resolved.name in self.proxies:
+        """Listen for ``resolved`` and add it under its key (its name, or its
+        listen address as written); ``ServiceError`` if it cannot listen,
+        ``ForwardError`` 409 if the key is taken."""
+        if resolved.key in self.proxies:
             raise ForwardError("proxy already exists", 409)
-        return self.add(resolved.open(), start)
+        return self.add(resolved.open(), start, name=resolved.key)
 
     def remove(self, name: str, timeout: float | None = 0) -> None:
         """Stop and forget the proxy called ``name``, giving its connections up

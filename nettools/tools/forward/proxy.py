@@ -115,8 +115,10 @@ class Proxy:
         """Stop listening, give open connections up to ``timeout`` seconds to
         end, then close what is left."""
         if self.server is not None:
-            self.server.close()
+            self.server.close()  # closes the listener too
             self.server = None
+        elif self.listener is not None:
+            self.listener.close()
         self.listener = None
         self.enabled = False
         self.targets.stop()

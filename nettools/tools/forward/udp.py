@@ -55,12 +55,23 @@ class UdpProxy:
         self.sessions: dict[Any, Session] = {}
         self.enabled = False
         self._reader: GreenThread | None = None
-        self.route = f"udp:{format_address(self.listen_address)} -> " + ",".join(
-            t.name for t in self.targets.targets)
 
     @property
     def address(self) -> Any:
         return self.listen_address
+
+    @property
+    def listener(self) -> Any:
+        """The rule's UDP socket."""
+        return self.sock
+
+    @property
+    def upstream(self) -> str:
+        return ",".join(t.name for t in self.targets.targets)
+
+    @property
+    def route(self) -> str:
+        return f"udp:{format_address(self.listen_address)} -> {self.upstream}"
 
     def start(self) -> UdpProxy:
         if not self.enabled:

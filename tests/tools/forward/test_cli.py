@@ -175,7 +175,15 @@ def test_ready_line_per_rule_with_target_and_traffic_through_each(echo_target, t
         (["0:22", "--tls-key", "k.pem"], "--tls-key needs --tls-cert"),
         (["0:22", "--tls-cert", "/nonexistent/cert.pem"], "cannot load --tls-cert"),
         (["0:22", "--tls-target-ca", "ca.pem"], "need --tls-target"),
-        ([], "Missing argument"),
+        ([], "give at least one RULE, --rules FILE or --api"),
+        (["0:22", "--toxic", "latency:latency=x"], "invalid toxic"),
+        (["0:22", "--toxic", "nosuch"], "invalid toxic type"),
+        (["0:22", "--toxic", "latency:rule=db"], "names rule 'db', which is not there"),
+        (["0:22", "--balance", "random"], "invalid balance"),
+        (["0:22", "--proxy-protocol", "v3"], "invalid PROXY protocol version"),
+        (["0:22", "--rules", "/nonexistent/rules.toml"], "cannot read /nonexistent/rules.toml"),
+        (["udp:0:53", "--tls-target"], "TLS options apply to TCP rules"),
+        (["--api", "localhost"], "invalid"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(args, message):
