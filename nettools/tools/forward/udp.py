@@ -38,6 +38,17 @@ log = logging.getLogger("nettools.forward")
 
 #: Receive buffer for one datagram: the largest a UDP datagram can be.
 MAX_DATAGRAM = 65536
+#: Kernel buffers asked for on every UDP socket of a rule (the kernel caps them
+#: at net.core.rmem_max/wmem_max): bursts queue rather than drop.
+SOCKET_BUFFER = 4 << 20
+
+
+def _big_buffers(sock: Any) -> None:
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        except OSError:
+            pass
 
 
 class UdpProxy:
@@ -49,6 +60,7 @@ class UdpProxy:
         self.name = name
         self.options = rule.options
         self.sock: Any = rule.listener
+        _big_buffers(self.sock)
         self.listen_address = rule.listener.getsockname()
         self.targets = TargetPool(rule.targets, self.options.balance, self.options.fail_timeout,
                                   self.options.health_check, name)
@@ -146,6 +158,7 @@ class Session:
         except Unreachable as exc:
             self.conn.fail("unreachable", str(exc))
             return False
+        _big_buffers(self.upstream)
         return True
 
     def forward(self, data: bytes) -> None:
