@@ -33,12 +33,16 @@ lint: $(VENV)/.test
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/lint-imports --no-cache
 
-# Real programs the tests drive (headless Chromium for the browser tests).
+# Real programs the tests drive: headless Chromium for the browser tests, HAProxy
+# for the forwarder's PROXY protocol tests.  One apt-get install of what is missing.
+SYSTEM_PROGRAMS := chromium:chromium haproxy:haproxy
 system-deps:
-	@command -v chromium >/dev/null || { \
+	@missing=$$(for pair in $(SYSTEM_PROGRAMS); do \
+	  command -v $${pair%%:*} >/dev/null || printf '%s ' $${pair#*:}; done); \
+	[ -z "$$missing" ] || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; }
 
 test: lint system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
