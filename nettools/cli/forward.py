@@ -26,6 +26,7 @@ from ..tools.forward import (
     parse_networks,
     parse_rule,
     parse_toxic_option,
+    report_reload,
     resolve_rules,
     target_tls_context,
     with_toxics,
@@ -178,6 +179,7 @@ def forward(
             reloader = RulesReloader(
                 forwarder, rules_file, options, toxics=toxics, drain_timeout=drain_timeout,
                 announce_new=announce_proxy("forward", ready_file),
+                on_reload=report_reload("forward", ready_file),
             )
             reloader.adopt(from_file)
             reloader.install()

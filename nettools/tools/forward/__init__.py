@@ -54,6 +54,7 @@ from .rulesfile import (
     RulesReloader,
     announce_proxy,
     load_rules,
+    report_reload,
     rules_from_config,
     with_toxics,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "RulesFileError",
     "RulesReloader",
     "announce_proxy",
+    "report_reload",
     "load_rules",
     "rules_from_config",
     "with_toxics",

@@ -48,7 +48,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from ...kernel.greenthread import spawn
 from ...net import call_on_stop_signals, format_address
-from ..plumbing.service import ServiceError, announce
+from ..plumbing.service import ServiceError, announce, emit_event
 from ..plumbing.units import parse_duration
 from .errors import ForwardError
 from .forwarder import Forwarder
@@ -58,7 +58,7 @@ from .targets import TargetPool
 from .toxics import Toxic, toxic_from_json
 
 __all__ = ["RulesFileError", "load_rules", "rules_from_config", "with_toxics", "RulesReloader",
-           "announce_proxy"]
+           "announce_proxy", "report_reload"]
 
 log = logging.getLogger("nettools.forward")
 
@@ -174,7 +174,8 @@ class RulesReloader:
     ``reload()`` reads the file and applies it; ``install()`` makes SIGHUP do
     that.  Rules gone from the file get ``drain_timeout`` seconds for their
     connections to end.  New listeners are announced with ``announce`` lines
-    (on stdout and in ``ready_file``).
+    (on stdout and in ``ready_file``); ``on_reload`` hears what each reload
+    changed.
     """
 
     def __init__(
@@ -187,6 +188,7 @@ class RulesReloader:
         drain_timeout: float | None = 10.0,
         ready_file: str | None = None,
         announce_new: Callable[[Any], None] | None = None,
+        on_reload: Callable[[dict[str, list[str]]], None] | None = None,
     ) -> None:
         self.fwd = forwarder
         self.path = path
@@ -195,6 +197,7 @@ class RulesReloader:
         self.drain_timeout = drain_timeout
         self.ready_file = ready_file
         self.announce_new = announce_new
+        self.on_reload = on_reload
         #: The file's rules now in force: key -> what it was opened from.
         self.current: dict[str, ResolvedRule] = {}
 
@@ -221,6 +224,8 @@ class RulesReloader:
             log.error("forward: reload of %s failed, rules unchanged: %s", self.path,
                       getattr(exc, "strerror", None) or exc)
             changes["failed"].append(self.path)
+            if self.on_reload is not None:
+                self.on_reload(changes)
             return changes
         old = self.current
         for key, rule in old.items():
@@ -256,6 +261,8 @@ class RulesReloader:
                 changes["changed"].append(key)
         log.info("forward: reloaded %s: %s", self.path,
                  ", ".join(f"{len(v)} {k}" for k, v in changes.items()))
+        if self.on_reload is not None:
+            self.on_reload(changes)
         return changes
 
     def _update(self, key: str, rule: ResolvedRule) -> None:
@@ -282,6 +289,12 @@ class RulesReloader:
 
 def _same_listener(a: ResolvedRule, b: ResolvedRule) -> bool:
     return (a.listen, a.udp) == (b.listen, b.udp)
+
+
+def report_reload(service: str, ready_file: str | None) -> Callable[[dict], None]:
+    """An ``on_reload`` that prints ``{"event": "reloaded", ...}`` for scripts."""
+    return lambda changes: emit_event({"event": "reloaded", "service": service, **changes},
+                                      ready_file)
 
 
 def announce_proxy(service: str, ready_file: str | None) -> Callable[[Any], None]:
