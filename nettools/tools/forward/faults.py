@@ -351,6 +351,10 @@ class ToxicPump:
                     data = recv(READ_SIZE)
                 except ssl.SSLZeroReturnError:
                     data = b""
+                except ssl.SSLError:
+                    if not self.c.eof[1 - self.way]:
+                        raise
+                    data = b""  # its alert answering our half-close: its end (see relay)
                 if not data:
                     self.take(EOF)
                     return
