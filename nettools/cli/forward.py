@@ -51,7 +51,7 @@ def _usage(message: str) -> NoReturn:
 
 def forward(
     rules: list[str] = typer.Argument(
-        None, metavar="[RULE]...", envvar="NETTOOLS_RULES", show_default=False,
+        None, metavar="RULE", envvar="NETTOOLS_RULES", show_default=False,
         help=f"{RULE_SYNTAX}; hosts default to 127.0.0.1, listen port 0 picks one. "
              "IPv6 as [ADDR]:PORT, unix sockets as unix:/PATH on either side; several "
              "targets comma-separated; udp: for UDP; NAME= names the rule.",
@@ -78,7 +78,8 @@ def forward(
                                       help="Read a PROXY protocol header (v1 or v2) from each "
                                            "client: a load balancer in front."),
     udp_ttl: Any = opt("5m", "--udp-ttl", parser=duration,
-                       help="End a UDP session after this long without datagrams."),
+                       help="End a UDP session after this long without datagrams "
+                            "(off: never)."),
     udp_max_sessions: int = opt(10_000, "--udp-max-sessions", min=1,
                                 help="Most UDP sessions at once per rule (more are dropped)."),
     connect_timeout: Any = opt("10s", "--connect-timeout", parser=duration,
@@ -113,10 +114,13 @@ def forward(
 ) -> None:
     """Forward connections: each RULE relays a listening port to its targets.
 
-    Examples: nettools forward 7000:22 8443:[::1]:443;
-    nettools forward db=7000:5432 --api 8474 --toxic latency:latency=100;
-    nettools forward 8080:127.0.0.1:8001,127.0.0.1:8002 --balance first;
-    nettools forward udp:5353:127.0.0.1:53;  nettools forward --rules rules.toml
+    Example: nettools forward 7000:22 8443:[::1]:443
+
+    \b
+    Faults:    nettools forward db=7000:5432 --api 8474 --toxic latency:latency=100
+    Failover:  nettools forward 8080:127.0.0.1:8001,127.0.0.1:8002 --balance first
+    UDP:       nettools forward udp:5353:127.0.0.1:53
+    Reload:    nettools forward --rules rules.toml   (then kill -HUP)
     """
     rules = rules or []
     with runtime_errors("forward"):
@@ -124,7 +128,7 @@ def forward(
             options = RuleOptions(
                 balance=balance, fail_timeout=fail_timeout or 0.0, health_check=health_check,
                 send_proxy=proxy_protocol, accept_proxy=accept_proxy_protocol,
-                udp_ttl=udp_ttl or 300.0, udp_max_sessions=udp_max_sessions,
+                udp_ttl=udp_ttl, udp_max_sessions=udp_max_sessions,
             )
             toxics = [parse_toxic_option(text) for text in toxic]
             specs = [parse_rule(text, options) for text in rules]

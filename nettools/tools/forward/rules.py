@@ -70,7 +70,8 @@ class RuleOptions:
     * ``send_proxy``: ``v1``/``v2`` sends a PROXY protocol header to the
       target, so it sees the real client; ``accept_proxy``: read one from each
       client (a load balancer in front) and take the client it names;
-    * ``udp_ttl``: seconds a UDP session lives without datagrams either way;
+    * ``udp_ttl``: seconds a UDP session lives without datagrams either way
+      (None: until the forwarder stops);
       ``udp_max_sessions``: sessions at once on the rule (more are dropped).
     """
 
@@ -79,7 +80,7 @@ class RuleOptions:
     health_check: float | None = None
     send_proxy: str | None = None
     accept_proxy: bool = False
-    udp_ttl: float = 300.0
+    udp_ttl: float | None = 300.0
     udp_max_sessions: int = 10_000
 
     def __post_init__(self) -> None:

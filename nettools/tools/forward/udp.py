@@ -206,8 +206,8 @@ class Session:
         sendto = proxy.sock.sendto
         try:
             while self.upstream is not None:
-                left = ttl - (time.monotonic() - self.last_seen)
-                if left <= 0:
+                left = None if ttl is None else ttl - (time.monotonic() - self.last_seen)
+                if left is not None and left <= 0:
                     return
                 upstream = self.upstream
                 upstream.settimeout(left)
