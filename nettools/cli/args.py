@@ -1,5 +1,6 @@
-"""Parsing the CLI's argument syntaxes: durations, sizes and addresses
-(the address syntax is the tools' own: ``nettools.net.parse_address``).
+"""The CLI's argument syntaxes: durations, sizes and addresses -- the tools' own
+(``nettools.tools.plumbing.units`` and ``nettools.net.parse_address``), so that a
+command line and a ``nettools run`` file read them alike.
 
 Each parser raises ``ValueError`` with a message fit to show the user as is;
 the CLI turns that into a usage error (exit 2).

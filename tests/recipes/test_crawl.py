@@ -64,6 +64,8 @@ def test_ci_linkcheck_passes_a_site_whose_links_are_fine(tmp_path):
     proc = linkcheck(report=report)
     assert proc.returncode == 0, proc.stderr
     assert "ci-linkcheck: ok" in proc.stdout
+    server = json.loads(proc.stdout.split("server summary: ", 1)[1].splitlines()[0])
+    assert server["service"] == "static" and server["requests"] >= 4  # nettools static served
     suite = ET.parse(report).getroot().find("testsuite")
     assert suite.get("failures") == "0" and int(suite.get("tests")) >= 4
 

@@ -49,12 +49,14 @@ __all__ = [
     "server_tls",
     "announce",
     "emit_event",
+    "listener_address",
     "raise_fd_limit",
     "call_on_stop_signals",
     "Service",
     "run_service",
     "serve_on",
     "reserve_fds",
+    "FD_HEADROOM",
     "stop_on_signals",
 ]
 
@@ -225,6 +227,17 @@ class Service:
         sys.stderr.flush()
 
 
+def listener_address(listener: Any) -> tuple[str, str | None]:
+    """What to announce for a listener (a listening socket, or an address as a
+    string), and the unix socket file it made, to remove at the end (None)."""
+    if isinstance(listener, str):
+        return listener, None
+    sockname = listener.getsockname()
+    if isinstance(sockname, str) and sockname and not sockname.startswith("\0"):
+        return format_address(sockname), sockname
+    return format_address(sockname), None
+
+
 def run_service(
     name: str,
     stats: Stats,
@@ -252,13 +265,9 @@ def run_service(
     extras = ready_extras or [{} for _ in listeners]
     unix_paths = []
     for listener, extra in zip(listeners, extras, strict=True):
-        if isinstance(listener, str):
-            address = listener
-        else:
-            sockname = listener.getsockname()
-            address = format_address(sockname)
-            if isinstance(sockname, str) and sockname and not sockname.startswith("\0"):
-                unix_paths.append(sockname)
+        address, unix_path = listener_address(listener)
+        if unix_path is not None:
+            unix_paths.append(unix_path)
         announce(name, address, ready_file, **extra)
     code = svc.run()
     for path in unix_paths:  # a clean exit leaves no socket file behind

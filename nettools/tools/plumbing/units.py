@@ -1,4 +1,5 @@
-"""Units in configuration: durations and sizes, as the CLI and the tools' files spell them.
+"""The unit syntaxes every service's settings share, from the command line or a
+``nettools run`` file: durations (``500ms``, ``30s``, ``5m``) and sizes (``64K``).
 
 Each parser raises ``ValueError`` with a message fit to show the user as is.
 """
