@@ -41,8 +41,8 @@ lint: $(VENV)/.test
 
 # Real programs the tests drive: headless Chromium for the browser tests, npm for the
 # socket.io JavaScript client, redis-server as the Socket.IO message queue and the crawl's
-# shared state.
-SYSTEM_DEPS := chromium:chromium npm:npm redis-server:redis-server
+# shared state, HAProxy for the forwarder's PROXY protocol tests.
+SYSTEM_DEPS := chromium:chromium npm:npm redis-server:redis-server haproxy:haproxy
 system-deps:
 	@missing=$$(for dep in $(SYSTEM_DEPS); do \
 	  command -v $${dep%%:*} >/dev/null || echo $${dep#*:}; done); \

@@ -48,6 +48,7 @@ __all__ = [
     "listen_on",
     "server_tls",
     "announce",
+    "emit_event",
     "listener_address",
     "raise_fd_limit",
     "call_on_stop_signals",
@@ -134,7 +135,13 @@ def reserve_fds(connections: int, per_connection: int = 1) -> int:
 
 def announce(service: str, address: str, ready_file: str | None = None, **extra: Any) -> None:
     """Print the ready line on stdout (and write it to ``ready_file``)."""
-    line = json.dumps({"event": "listening", "service": service, "address": address, **extra})
+    emit_event({"event": "listening", "service": service, "address": address, **extra},
+               ready_file)
+
+
+def emit_event(event: dict[str, Any], ready_file: str | None = None) -> None:
+    """Print one JSON event line for scripts on stdout (and write it to ``ready_file``)."""
+    line = json.dumps(event)
     # The file first: a script that has seen the stdout line may read it at once.
     if ready_file:
         with open(ready_file, "a", encoding="utf-8") as f:

@@ -12,14 +12,23 @@ from ..chat.bus import ChatBus, parse_bus
 from ..chat.linechat import ChatServer, ChatStats
 from ..echo import EchoServer, UdpEchoServer
 from ..forward import (
+    BALANCE,
     FDS_PER_CONNECTION,
+    PROXY_PROTOCOLS,
+    ApiServer,
     Forwarder,
+    ForwardError,
     ForwardStats,
+    RuleOptions,
     log_json_lines,
-    open_rules,
+    open_resolved,
     parse_networks,
     parse_rule,
+    parse_toxic_option,
+    resolve_rules,
     target_tls_context,
+    toxic_from_json,
+    with_toxics,
 )
 from ..plumbing.service import Stats, listen_on, server_tls
 from .options import (
@@ -30,12 +39,15 @@ from .options import (
     Kind,
     Setting,
     SettingError,
+    address,
     boolean,
     check_tls,
+    choice,
     drain_setting,
     duration,
     integer,
     listen_setting,
+    number,
     path,
     size,
     text,
@@ -142,6 +154,8 @@ CHAT = Kind(
         "history": Setting(integer(0), 20),
         "max-line": Setting(size, "4K"),
         "max-conns": Setting(integer(1), 10_000),
+        "rate": Setting(number(0.01), 5.0),
+        "burst": Setting(integer(1), 10),
         "idle-timeout": Setting(duration, "1h"),
         **FLOOD_SETTINGS,
         **SLOW_CLIENT_SETTINGS,
@@ -168,11 +182,46 @@ def _networks(value: Any, ctx: Context) -> tuple[Any, ...]:
     return tuple(parse_networks(texts(value, ctx)))
 
 
+def _toxics(value: Any, ctx: Context) -> tuple[Any, ...]:
+    """Toxics as ``--toxic`` writes them, or as tables in Toxiproxy's JSON shape
+    (with ``rule`` naming the one rule they go on)."""
+    if not isinstance(value, list):
+        raise ValueError("expected an array of toxics")
+    toxics = []
+    for item in value:
+        if isinstance(item, str):
+            toxics.append(parse_toxic_option(item))
+        elif isinstance(item, dict):
+            fields = dict(item)
+            rule = fields.pop("rule", None)
+            unknown = set(fields) - {"name", "type", "stream", "toxicity", "attributes"}
+            if unknown:
+                raise ValueError(f"toxic: unknown key {sorted(unknown)[0]!r} (Toxiproxy's "
+                                 "shape: type, stream, toxicity, name, attributes)")
+            try:
+                toxics.append((rule, toxic_from_json(fields, static=True)))
+            except ForwardError as exc:
+                raise ValueError(f"toxic: {exc}") from None
+        else:
+            raise ValueError("a toxic is a string or a table")
+    return tuple(toxics)
+
+
+def _rule_options(v: dict[str, Any]) -> RuleOptions:
+    return RuleOptions(
+        balance=v["balance"], fail_timeout=v["fail-timeout"] or 0.0,
+        health_check=v["health-check"], send_proxy=v["proxy-protocol"],
+        accept_proxy=v["accept-proxy-protocol"], udp_ttl=v["udp-ttl"],
+        udp_max_sessions=v["udp-max-sessions"],
+    )
+
+
 def _start_forward(name: str, v: dict[str, Any]) -> Started:
-    rules = open_rules([spec.text for spec in v["rules"]])
+    specs = [parse_rule(spec.text, _rule_options(v)) for spec in v["rules"]]
+    rules = open_resolved(resolve_rules(with_toxics(specs, v["toxics"])))
 
     def start() -> Started:
-        targets = [rule.target for rule in rules]
+        targets = [t for rule in rules if not rule.udp for t in rule.targets]
         target_tls = None
         if v["tls-target"]:
             target_tls = target_tls_context(targets, v["tls-target-ca"],
@@ -182,12 +231,26 @@ def _start_forward(name: str, v: dict[str, Any]) -> Started:
         stats = ForwardStats()
         forwarder = Forwarder(
             rules, connect_timeout=v["connect-timeout"], idle_timeout=v["idle-timeout"],
-            max_conns=v["max-conns"], allow=v["allow"], deny=v["deny"],
-            tls_context=server_tls(v["tls-cert"], v["tls-key"]), target_tls_context=target_tls,
-            json_log=v["json"], stats=stats, splice=v["splice"],
+            keepalive=v["keepalive"], max_conns=v["max-conns"], allow=v["allow"],
+            deny=v["deny"], tls_context=server_tls(v["tls-cert"], v["tls-key"]),
+            target_tls_context=target_tls, json_log=v["json"], stats=stats,
+            splice=v["splice"], options=_rule_options(v),
         ).start()
-        return Started(stats, [rule.listener for rule in rules], forwarder.stop,
-                       extras=[{"target": target.name} for target in targets])  # fmt: skip
+        proxies = list(forwarder.proxies.values())
+        listeners = [p.listener for p in proxies]
+        extras = [{"rule": p.name, "target": p.upstream} for p in proxies]
+        stops = [forwarder.stop]
+        if v["api"] is not None:
+            api = ApiServer(forwarder, v["api"]).start()
+            listeners.append(api.socket)
+            extras.append({"api": "toxiproxy"})
+            stops.insert(0, api.stop)
+
+        def stop(timeout: float | None) -> None:
+            for each in stops:
+                each(timeout)
+
+        return Started(stats, listeners, stop, extras=extras)
 
     return closing_on_error(lambda: [rule.listener.close() for rule in rules], start)
 
@@ -197,25 +260,29 @@ def _check_forward(v: dict[str, Any]) -> None:
         raise SettingError("tls-target-ca" if v["tls-target-ca"] else "tls-target-insecure",
                            "tls-target-ca and tls-target-insecure need tls-target = true")
     check_tls(v)
+    try:
+        with_toxics(list(v["rules"]), v["toxics"])
+        _rule_options(v)
+    except ValueError as exc:
+        raise SettingError("toxics" if "toxic" in str(exc) else "rules", str(exc)) from None
 
-
-#: Settings of ``nettools forward`` that its forwarder does not have yet in this
-#: build: refused with the reason, never accepted and ignored.  This is the seam
-#: where faults (toxics) and the Toxiproxy API join the run file once the
-#: forwarder offers them through its Python API.
-FORWARD_NOT_YET = {
-    "toxics": "fault injection (toxics) is not available in this build's forwarder; "
-              "remove it or use a nettools with fault injection",
-    "api": "the Toxiproxy API is not available in this build's forwarder; "
-           "remove it or use a nettools with fault injection",
-}
 
 FORWARD = Kind(
     "forward",
     {
         "rules": Setting(_rules, required=True),
+        "api": Setting(address),
+        "toxics": Setting(_toxics, []),
+        "balance": Setting(choice(*BALANCE), "round-robin"),
+        "fail-timeout": Setting(duration, "10s"),
+        "health-check": Setting(duration, "off"),
+        "proxy-protocol": Setting(choice(*PROXY_PROTOCOLS)),
+        "accept-proxy-protocol": Setting(boolean, False),
+        "udp-ttl": Setting(duration, "5m"),
+        "udp-max-sessions": Setting(integer(1), 10_000),
         "connect-timeout": Setting(duration, "10s"),
-        "idle-timeout": Setting(duration, "1h"),
+        "idle-timeout": Setting(duration, "off"),
+        "keepalive": Setting(duration, "60s"),
         "max-conns": Setting(integer(1), 10_000),
         "allow": Setting(_networks, []),
         "deny": Setting(_networks, []),
@@ -229,7 +296,6 @@ FORWARD = Kind(
     },
     _start_forward,
     check=_check_forward,
-    unsupported=FORWARD_NOT_YET,
     fds_per_connection=FDS_PER_CONNECTION,
     summary="relay connections, rule by rule (nettools forward)",
 )

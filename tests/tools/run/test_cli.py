@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.request
 from pathlib import Path
 
@@ -435,8 +436,8 @@ def test_settings_that_fail_at_start_are_a_usage_error(tmp_path):
 
 @pytest.mark.parametrize(("text", "where", "message"), [
     ('[services.e]\ntype = "echo"\nmax-conns = "many"\n', ":3:", "expected a whole number"),
-    ('[services.db]\ntype = "forward"\nrules = ["0:22"]\ntoxics = []\n', ":4:",
-     "fault injection (toxics) is not available"),
+    ('[services.db]\ntype = "forward"\nrules = ["0:22"]\ntoxics = ["nosuch"]\n', ":4:",
+     "invalid toxic type"),
     ("[services.e\n", ":1:", "invalid TOML"),
 ])  # fmt: skip
 def test_a_bad_file_is_one_line_with_its_line_and_exit_2(tmp_path, text, where, message):
@@ -463,3 +464,29 @@ def test_check_reads_the_file_and_starts_nothing(tmp_path):
                                       "services": {"e": "echo"}}
     missing = run_cli("run", str(tmp_path / "nope.toml"), "--check")
     assert missing.returncode == 2 and "No such file or directory" in missing.stderr
+
+
+def test_a_forward_service_with_toxics_and_the_toxiproxy_api(tmp_path):
+    file = write(tmp_path / "faults.toml", """
+        [services.chaos]
+        type = "forward"
+        rules = ["db=0:127.0.0.1:{port}"]
+        toxics = [{ type = "latency", attributes = { latency = 150 } }]
+        api = "127.0.0.1:0"
+    """)
+    with Run(write(tmp_path / "echo.toml", '[services.echo]\ntype = "echo"\n')) as echo:
+        (line,), _ = echo.ready()
+        port = parse_address(line["address"])[1]
+        file.write_text(file.read_text().replace("{port}", str(port)))
+        with Run(file) as run:
+            lines, _ = run.ready()
+            rule = next(e for e in lines if e.get("rule") == "db")
+            api = next(e for e in lines if e.get("api") == "toxiproxy")
+            start = time.monotonic()
+            assert echo_once(rule["address"]) == b"ping\n"
+            assert time.monotonic() - start >= 0.150  # the file's toxic applies
+            status, body = http_get(api["address"], "/proxies/db/toxics")
+            assert status == 200 and json.loads(body)[0]["attributes"]["latency"] == 150
+            code, _ = run.stop()
+            assert code == 0
+        echo.stop()

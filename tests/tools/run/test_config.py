@@ -127,16 +127,19 @@ def test_a_bad_file_names_the_line_and_the_reason(text, line, message):
     assert str(err).startswith(where + ": ")
 
 
-def test_forward_faults_are_refused_with_their_line_until_the_forwarder_has_them():
+def test_forward_faults_are_read_as_the_command_reads_them_and_bad_ones_named():
     err = error_of("""
         [services.db]
         type = "forward"
         rules = ["0:127.0.0.1:5432"]
         toxics = [{ type = "latency", latency = 100 }]
     """)
-    assert err.line == 5 and "toxics: fault injection (toxics) is not available" in err.message
-    err = error_of('[services.db]\ntype = "forward"\nrules = ["0:22"]\napi = "127.0.0.1:8474"\n')
-    assert err.line == 4 and "Toxiproxy API is not available" in err.message
+    assert err.line == 5 and "unknown key 'latency'" in err.message
+    err = error_of('[services.db]\ntype = "forward"\nrules = ["0:22"]\napi = "localhost"\n')
+    assert err.line == 4 and "invalid" in err.message
+    err = error_of('[services.db]\ntype = "forward"\nrules = ["0:22"]\n'
+                   'toxics = ["latency:rule=other"]\n')
+    assert "names rule 'other'" in err.message
 
 
 def test_a_missing_or_unreadable_file_is_a_config_error(tmp_path):
@@ -179,7 +182,8 @@ COMMANDS = {
     "echo": (echo.echo, {}),
     "chat": (chat.chat, {}),
     "wschat": (wschat.wschat, {"host": None, "port": None}),
-    "forward": (forward.forward, {}),
+    # A run file declares its rules itself, and reloads on its own SIGHUP.
+    "forward": (forward.forward, {"rules_file": None, "toxic": "toxics"}),
     "serve": (serve.serve, {"spec": "app", "host": None, "port": None, "workers": None}),
     "static": (static.static, {"directory": "root"}),
     "feeds": (feeds.serve_cmd, {}),
@@ -192,14 +196,15 @@ RUN_ONLY = {("serve", "app-dir"), ("wschat", "listen"), ("serve", "listen"),
             ("zmq-ws", "ping-timeout")}  # fmt: skip
 
 
-def _cli_options(command) -> dict[str, object]:
-    """Each option of a command by its setting name -> its OptionInfo."""
-    found = {}
+def _cli_options(command) -> list[tuple[str, str, object]]:
+    """Each option of a command: (its setting name, its parameter, its OptionInfo).
+    A list: an argument and an option may share a name (forward's RULE and --rules)."""
+    found = []
     for name, param in inspect.signature(command).parameters.items():
         info = param.default
         decls = getattr(info, "param_decls", None) or ()
         longs = [d[2:].split("/")[0] for d in decls if d.startswith("--")]
-        found[longs[0] if longs else name] = (name, info)
+        found.append((longs[0] if longs else name, name, info))
     return found
 
 
@@ -209,7 +214,7 @@ def test_every_option_of_the_command_is_a_setting_with_the_same_default(kind):
     settings = KINDS[kind].settings
     ctx = Context("/")
     seen = set()
-    for option, (param, info) in _cli_options(command).items():
+    for option, param, info in _cli_options(command):
         if option == "ready-file" or param in renamed and renamed[param] is None:
             continue
         setting = renamed.get(param, option)
