@@ -16,13 +16,13 @@ Metrics as in the WSGI case: requests/s, p50/p99 latency (us), errors,
 side (``client_us_per_req``, ``client_cpu_pct``, ``client_core_idle_pct``).
 
 Reading the 1 MiB case: nettools answers with its head (``MSG_MORE``) and one ``sendfile`` of
-the whole file, the same two calls as nginx, and its core stays mostly idle.  wrk, on its one
-core, reads each response 8 KiB at a time and pays the kernel's copy of every byte into its
-buffer: about 300 us of CPU per 1 MiB response, so no server can be driven past roughly
-3,300 requests/s by it.  ``http.server`` needs 600-900 us of its own CPU per response, so the
-requests/s ratio against it is capped near ``http.server``'s ``server_us_per_req`` over the
-fast peer's ``client_us_per_req`` (2-3x), whatever the fast server does; the CPU-per-request
-ratio is the server's own figure.
+the whole file, the same two calls as nginx, for 150-250 us of CPU.  wrk, on its one core,
+reads each response 8 KiB at a time and pays the kernel's copy of every byte into its buffer:
+265-390 us of CPU per 1 MiB response, so it, not the server, sets the pace (at most about
+3,500 requests/s on a core of its own).  ``http.server`` needs 600-1,000 us of its own CPU per
+response, so the requests/s ratio against it is capped near ``http.server``'s
+``server_us_per_req`` over the fast peer's ``client_us_per_req`` (2-3x), whatever the fast
+server does; the CPU-per-request ratio is the server's own figure.
 """
 
 from __future__ import annotations
