@@ -227,3 +227,11 @@ def test_static_toxics_from_the_command_line(tmp_path, echo_target):
         assert [t["name"] for t in toxics] == ["latency_downstream"]
         assert call(fwd.api(), "GET", "/proxies/fast/toxics") == (200, [])
         fwd.cli.stop()
+
+
+def test_a_bare_port_serves_the_api_on_loopback(tmp_path):
+    with Forwarder(tmp_path, "--api", "0") as fwd:
+        host, port = fwd.api()
+        assert host == LOCAL and port != 0
+        assert call((host, port), "GET", "/proxies") == (200, {})
+        fwd.cli.stop()
