@@ -19,7 +19,9 @@ Why two generators: wrk -t1 reads each response 8 KiB at a time and pays the ker
 every byte into its buffer, 265-390 us of its CPU per 1 MiB answer, more than a sendfile
 server spends making it (150-250 us), so under wrk the 1 MiB figures were wrk's pace, not the
 server's. ``bench/loadgen/httpload.py`` reads only each head and drops the body in the kernel
-(``recv(MSG_TRUNC)``, one wake-up per body with ``SO_RCVLOWAT``): 60-100 us per 1 MiB answer.
+(``recv(MSG_TRUNC)``, one wake-up per body with ``SO_RCVLOWAT``): 60-80 us per 1 MiB answer
+(150-175 against ``http.server``, which closes the connection after each; ab needs 450, h2load
+340).
 On loopback the kernel's receive work for the body then runs mostly in the sender's context,
 so every server's ``server_us_per_req`` includes it (it was charged to wrk before). For 1 KiB
 answers wrk costs 14-17 us per answer and stays the generator (httpload measures the same
