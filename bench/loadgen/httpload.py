@@ -4,15 +4,18 @@
 
 It opens CONNS keep-alive connections and, on each, sends ``GET PATH`` and waits for the whole
 answer before the next request, for SECONDS (or until REQUESTS answers); then prints one JSON
-object: requests, seconds, requests/s, p50/p99 latency (microseconds), errors and the CPU it
-used while loading.
+object: requests, seconds, requests/s, p50/p99 latency (microseconds), errors, lowat_stalls
+(below) and the CPU it used while loading.
 
 Why it exists: wrk reads every body into user space 8 KiB at a time, so on a 1 MiB file the
 kernel's copy of each byte into wrk's buffer costs wrk more CPU per answer than a sendfile
 server spends making it, and wrk sets the pace. Here only the response head is read (at most
 HEAD_READ bytes per call, parsed with httptools); the rest of the body, whose length the head's
 Content-Length gives, goes to ``recv(MSG_TRUNC)``, which on TCP makes Linux free the data
-without copying it anywhere. One process, one thread, one level-triggered epoll.
+without copying it anywhere. ``SO_RCVLOWAT`` set to the bytes still to come makes that one
+wake-up per body rather than one per segment; a connection with no event for STALL_S gets it
+lowered, counted in ``lowat_stalls`` (0 in a sound run). One process, one thread, one
+level-triggered epoll.
 
 Answers are counted as errors when their status is not 2xx/3xx, when they have no
 Content-Length (chunked bodies are not supported), or when the connection closes or resets

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -109,6 +110,32 @@ def test_refused_connections_are_errors() -> None:
         pass  # closed: nothing listens on the port any more
     result = httpload.run("127.0.0.1", port, "/", 3, 30.0)
     assert (result["requests"], result["errors"]) == (0, 3)
+
+
+def test_body_stuck_short_of_its_lowat_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that sends half a large body and holds the connection: the safety net lowers
+    the connection's SO_RCVLOWAT and says so."""
+    monkeypatch.setattr(httpload, "STALL_S", 0.05)
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 409600\r\n\r\n" + b"x" * 204800)
+            done.wait(30)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        result = httpload.run("127.0.0.1", listener.getsockname()[1], "/", 1, 1.0)
+    finally:
+        done.set()
+        thread.join(10)
+        listener.close()
+    assert (result["requests"], result["errors"]) == (0, 0)
+    assert result["lowat_stalls"] >= 1
 
 
 def test_command_prints_one_json_line(site: Path) -> None:
