@@ -17,7 +17,8 @@ from typing import Any
 
 # Order here is the order of the report.
 FAMILIES: tuple[str, ...] = (
-    "micro", "echo", "forward", "wsgi", "websocket", "socketio", "crawl", "zmq",
+    "micro", "echo", "forward", "wsgi", "static", "websocket", "socketio", "crawl", "crawl_shared",
+    "zmq",
 )  # fmt: skip
 
 Result = dict[str, Any] | None

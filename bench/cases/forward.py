@@ -44,7 +44,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.cases import Case, CaseFn, Result
+from bench.cases import Case, CaseFn, Result, _toxics
 from bench.cases._procs import ensure_program, read_line, ready_port, started
 
 IPERF_CORE = 0
@@ -386,6 +386,9 @@ CASES: dict[str, Case] = {
     "forward_connrate": Case(n=5, unit="connections", warmup=0, compare=("cpu_us_per_conn",),
                              peers={peer: _connrate_peer(peer)
                                     for peer in ("nettools", "haproxy", "socat")}),
+    # How exact the toxics are, set through the Toxiproxy API (see _toxics.py); n round trips.
+    "forward_toxics": Case(n=100, unit="round trips", warmup=0, peers={
+        "nettools": lambda n: _toxics.measure(n) if n else None}),
 }
 
 

@@ -13,6 +13,7 @@ barrier's timeout breaks it and every request fails).  The client side is
 
 from __future__ import annotations
 
+import os
 import re
 import select
 import sys
@@ -80,21 +81,21 @@ ADDRESS = re.compile(r"http://127\.0\.0\.1:(\d+)")
 def _port(prog: Program) -> int:
     """The port a development server prints when it starts (on stdout or stderr)."""
     deadline = time.monotonic() + T
-    pipes = [prog.proc.stdout, prog.proc.stderr]
-    seen = []
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select(pipes, [], [], deadline - time.monotonic())
-        for pipe in ready:
-            line = pipe.readline()
-            if not line:
-                pipes.remove(pipe)
+    fds = [prog.proc.stdout.fileno(), prog.proc.stderr.fileno()]
+    seen = ""
+    while fds and time.monotonic() < deadline:
+        # Raw reads: a buffered readline() could keep the line with the address in
+        # its buffer, where select() never sees it.
+        ready, _, _ = select.select(fds, [], [], deadline - time.monotonic())
+        for fd in ready:
+            data = os.read(fd, 65536)
+            if not data:
+                fds.remove(fd)
                 continue
-            seen.append(line)
-            if m := ADDRESS.search(line):
+            seen += data.decode(errors="replace")
+            if m := ADDRESS.search(seen):
                 return int(m.group(1))
-        if not pipes:
-            break
-    raise AssertionError(f"the server never said where it listens: {seen}")
+    raise AssertionError(f"the server never said where it listens: {seen!r}")
 
 
 def _get(port: int) -> bytes:
