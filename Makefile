@@ -33,12 +33,18 @@ lint: $(VENV)/.test
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/lint-imports --no-cache
 
-# Real programs the tests drive (headless Chromium for the browser tests).
+# Real programs the tests drive: headless Chromium for the browser tests, a Prometheus
+# server that scrapes --metrics, systemd-socket-activate for socket activation.
+# One apt-get install of whatever is missing (program:package pairs).
+SYSTEM_DEPS := chromium:chromium prometheus:prometheus systemd-socket-activate:systemd
 system-deps:
-	@command -v chromium >/dev/null || { \
+	@missing=$$(for dep in $(SYSTEM_DEPS); do \
+	  command -v $${dep%%:*} >/dev/null || echo $${dep#*:}; done); \
+	[ -z "$$missing" ] || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	    $$missing >/dev/null; }
 
 test: lint system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
