@@ -14,6 +14,14 @@ addr)`` for each in a ``GreenPool``:
 * ``stop(timeout)`` closes the listener, shuts idle connections down at once
   (or ends them the handler's own way, see ``on_stop``), lets busy handlers
   finish for up to ``timeout`` seconds, then kills the rest.
+
+It keeps plain counters that cost nothing worth measuring, for whoever wants to
+report them (``nettools.tools.plumbing.metrics`` reads them when scraped):
+``accepted``, ``active``, ``closed`` (by reason: ``client``, ``error``,
+``stopped``, or what the handler said with ``end_reason``), ``refused`` (by
+the handler's reason, see ``refuse``), ``errors`` (handlers that raised),
+``tls_failures``, ``accept_errors`` (by errno name) and ``limit_reached``
+(times the pool was full, so new connections waited in the listen backlog).
 """
 
 from __future__ import annotations
@@ -259,6 +267,13 @@ class Server:
         self._closers: dict[Any, Callable[[], Any]] = {}
         self.accepted = 0
         self.errors = 0
+        #: Ended connections by why (see ``end_reason``), and refused ones by why.
+        self.closed: dict[str, int] = {}
+        self.refused: dict[str, int] = {}
+        self.tls_failures = 0
+        self.accept_errors: dict[str, int] = {}
+        self.limit_reached = 0
+        self._reasons: dict[Any, str] = {}  # connections whose handler said why they end
         self._acceptor: GreenThread | None = None
         self._closing = False
         self._closed = Event()  # no longer accepting
@@ -270,6 +285,26 @@ class Server:
     def address(self) -> Any:
         """The listening address (useful after binding port 0)."""
         return self.socket.getsockname()
+
+    @property
+    def active(self) -> int:
+        """Connections open right now."""
+        return len(self.connections)
+
+    @property
+    def max_conns(self) -> int:
+        """Most connections served at once (the pool's size, maybe shared)."""
+        return self.pool.size
+
+    def end_reason(self, conn: Any, reason: str) -> None:
+        """Say why ``conn`` ends (``idle``, ``slow``, ``limit``, ...), to be counted in
+        ``closed`` when its handler returns; the last word wins."""
+        if conn in self.connections:
+            self._reasons[conn] = reason
+
+    def refuse(self, conn: Any, reason: str) -> None:
+        """Count ``conn`` as refused (``denied``, ...) rather than closed."""
+        self.end_reason(conn, "refused:" + reason)
 
     # ----------------------------------------------------------- running
 
@@ -300,6 +335,7 @@ class Server:
             while not self._closing:
                 if pool.free() <= 0:
                     # Full: leave new connections in the backlog until a slot frees.
+                    self.limit_reached += 1
                     pool.sem.acquire()
                     pool.sem.release()
                     continue
@@ -312,6 +348,9 @@ class Server:
                         log.info("%s: listening socket closed; no longer accepting", self.name)
                         spawn(self.close)
                         return
+                    if exc.errno in ACCEPT_CAPACITY_ERRNOS or exc.errno in ACCEPT_TRANSIENT_ERRNOS:
+                        name = errno.errorcode.get(exc.errno, str(exc.errno)).lower()
+                        self.accept_errors[name] = self.accept_errors.get(name, 0) + 1
                     if exc.errno in ACCEPT_CAPACITY_ERRNOS:
                         log.warning(
                             "%s: accept failed (%s); retrying in %.2fs",
@@ -342,20 +381,23 @@ class Server:
                 self._fail(exc)
 
     def _serve_one(self, conn: Any, addr: Any) -> None:
+        ended = "client"
         try:
             if self.ssl_context is not None:
-                plain = conn
-                conn = self._handshake(conn, addr)
-                self.connections.pop(plain, None)
-                if conn is None:
+                tls = self._handshake(conn, addr)
+                self.connections.pop(conn, None)
+                if tls is None:  # and the plain socket closed
+                    ended = "error"
                     return
+                conn = tls
                 self.connections[conn] = False
             self.handle(conn, addr)
         except StopServe:
             spawn(self.close)
         except GreenletExit:
-            pass
+            ended = "stopped"
         except Exception as exc:
+            ended = "error"
             self.errors += 1
             if self.raise_errors:
                 self._fail(exc)
@@ -364,10 +406,20 @@ class Server:
         finally:
             self.connections.pop(conn, None)
             self._closers.pop(conn, None)
+            if self._reasons:
+                ended = self._reasons.pop(conn, ended)
+            self._count_end(ended)
             try:
                 conn.close()
             except OSError:
                 pass
+
+    def _count_end(self, ended: str) -> None:
+        if ended.startswith("refused:"):
+            counts, ended = self.refused, ended[8:]
+        else:
+            counts = self.closed
+        counts[ended] = counts.get(ended, 0) + 1
 
     def _handshake(self, conn: Any, addr: Any) -> Any:
         """Wrap ``conn`` in TLS; None (and the socket closed) if the client fails it."""
@@ -375,6 +427,7 @@ class Server:
             return accept_tls(conn, self.ssl_context, self.handshake_timeout)
         except (OSError, ValueError) as exc:
             # The client hung up, reset, spoke plain text or stalled: its problem.
+            self.tls_failures += 1
             log.debug(
                 "%s: TLS handshake with %s failed: %s", self.name, format_address(addr), exc
             )
@@ -405,6 +458,7 @@ class Server:
             self._closers[conn] = closer
 
     def _end_idle(self, conn: Any) -> None:
+        self._reasons.setdefault(conn, "stopped")
         closer = self._closers.pop(conn, None)
         if closer is None:
             shutdown_quietly(conn)

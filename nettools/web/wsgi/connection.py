@@ -26,6 +26,9 @@ __all__ = ["WSGIConnection"]
 
 log = logging.getLogger("nettools.web.wsgi")
 
+#: Parse errors that mean a limit was hit (URI, header or body too large).
+_LIMIT_STATUSES = frozenset({413, 414, 431})
+
 
 class WSGIConnection(ResponseWriter):
     """Serves the requests of one connection to the WSGI application, in order."""
@@ -66,6 +69,7 @@ class WSGIConnection(ResponseWriter):
                 if req is None:
                     return
                 if type(req) is ParseError:
+                    self.ended = "limit" if req.status in _LIMIT_STATUSES else "error"
                     self.send_quietly(error_response(req.status, req.reason))
                     if self.access_log is not None:
                         self.access_log(self.base_env, str(req.status), 0, time.monotonic())
@@ -74,6 +78,8 @@ class WSGIConnection(ResponseWriter):
                 if not self.handle(req):
                     return
         finally:
+            if self.ended is not None and not self.net_server.stopping:
+                self.net_server.end_reason(self.sock, self.ended)
             # The parser and the environ hold bound methods of this object: break
             # those cycles now rather than leave each connection to the collector.
             self.release()
