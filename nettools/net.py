@@ -33,6 +33,7 @@ import os
 import signal
 import socket as _stdlib_socket
 import ssl as _stdlib_ssl
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,7 @@ __all__ = [
     "serve",
     "StopServe",
     "Server",
+    "live_servers",
     "shutdown_quietly",
     "call_on_stop_signals",
     "Address",
@@ -220,6 +222,15 @@ def accept_tls(conn: Any, context: Any, timeout: float | None) -> Any:
     return tls
 
 
+#: Every Server made and not yet garbage, for whoever reports on them all.
+_servers: weakref.WeakSet = weakref.WeakSet()
+
+
+def live_servers() -> list[Server]:
+    """The ``Server`` objects of this process that still exist (running or not)."""
+    return list(_servers)
+
+
 class Server:
     """Accept connections on ``sock`` and run ``handle(conn, addr)`` for each.
 
@@ -274,6 +285,7 @@ class Server:
         self.accept_errors: dict[str, int] = {}
         self.limit_reached = 0
         self._reasons: dict[Any, str] = {}  # connections whose handler said why they end
+        _servers.add(self)
         self._acceptor: GreenThread | None = None
         self._closing = False
         self._closed = Event()  # no longer accepting

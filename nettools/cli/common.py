@@ -62,6 +62,9 @@ LISTEN = opt("127.0.0.1:0", "--listen", "-l", parser=address,
              help="Address: host:port, [v6]:port or unix:/path (port 0 picks one).")
 READY_FILE = opt(None, "--ready-file", metavar="PATH",
                  help="Also write the ready line to this file.")
+METRICS = opt(None, "--metrics", parser=address,
+              help="Serve Prometheus metrics at http://ADDR/metrics (host:port, port 0 "
+                   "picks one; the ready line names it).")
 # The slow-client policy of the servers that queue output per client.
 SLOW_TIMEOUT = opt("5s", "--slow-timeout", parser=duration,
                    help="Disconnect a client whose queue stays full this long "

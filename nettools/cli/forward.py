@@ -18,7 +18,15 @@ from ..tools.forward import (
     target_tls_context,
 )
 from ..tools.plumbing.service import reserve_fds, run_service
-from .common import drain_timeout_option, duration, opt, runtime_errors, server_tls, usage_error
+from .common import (
+    METRICS,
+    drain_timeout_option,
+    duration,
+    opt,
+    runtime_errors,
+    server_tls,
+    usage_error,
+)
 
 DRAIN_TIMEOUT = drain_timeout_option("for connections to end")
 
@@ -59,6 +67,7 @@ def forward(
     json_log: bool = opt(False, "--json", help="Log each closed connection as a JSON line."),
     drain_timeout: Any = DRAIN_TIMEOUT,
     ready_file: str = opt(None, "--ready-file", help="Also write the ready lines to this file."),
+    metrics: Any = METRICS,
 ) -> None:
     """Forward connections: each RULE relays a listening port to a target.
 
@@ -97,7 +106,7 @@ def forward(
         ).start()
         raise typer.Exit(run_service(
             "forward", stats, [rule.listener for rule in forward_rules], [forwarder.stop],
-            drain_timeout=drain_timeout, ready_file=ready_file,
+            drain_timeout=drain_timeout, ready_file=ready_file, metrics=metrics,
             ready_extras=[{"target": target.name} for target in targets],
         ))
 

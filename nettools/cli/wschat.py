@@ -19,6 +19,7 @@ from .chat import (
     with_bus_help,
 )
 from .common import (
+    METRICS,
     READY_FILE,
     SEND_BUFFER,
     SLOW_TIMEOUT,
@@ -64,6 +65,7 @@ def wschat(
     access_log: bool = opt(False, "--access-log", help="Log HTTP requests on stderr."),
     drain_timeout: Any = DRAIN_TIMEOUT,
     ready_file: str = READY_FILE,
+    metrics: Any = METRICS,
     bus: Any = BUS,
     bus_channel: str = BUS_CHANNEL,
     bus_heartbeat: Any = BUS_HEARTBEAT,
@@ -104,7 +106,7 @@ def wschat(
             access_log=logging.getLogger("nettools.wschat.access") if access_log else None,
             stats=stats, bus=chat_bus,
         ).start().stop, stats, max_conns=max_conns, drain_timeout=drain_timeout,
-            ready_file=ready_file))
+            ready_file=ready_file, metrics=metrics))
 
 
 def register(app: typer.Typer) -> None:

@@ -19,10 +19,11 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
 from ...kernel.greenthread import spawn
@@ -45,6 +46,7 @@ __all__ = [
     "format_address",
     "ServiceError",
     "describe_os_error",
+    "error_kind",
     "listen_on",
     "server_tls",
     "announce",
@@ -67,22 +69,51 @@ class ServiceError(RuntimeError):
     """A service cannot start; the message says why in one line."""
 
 
+def _internal(default: Any) -> Any:
+    """A ``Stats`` field the summary leaves out."""
+    return field(default_factory=default, repr=False, compare=False,
+                 metadata={"summary": False})
+
+
 @dataclass
 class Stats:
-    """Traffic counters a service keeps while it runs."""
+    """Traffic counters a service keeps while it runs.
+
+    ``error(kind)`` counts an error of a kind (``errors`` is their total).  What
+    the metrics endpoint reads besides the counters: ``metric_sources``,
+    callables ``source(families)`` that add a tool's own families when it is
+    scraped (see ``nettools.tools.plumbing.metrics``), and ``in_flight``, a
+    callable giving ``(bytes_in, bytes_out)`` of connections still open when a
+    tool adds their bytes to the totals only as they close.
+    """
 
     connections: int = 0
     active: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
     errors: int = 0
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.monotonic, metadata={"summary": False})
+    error_kinds: dict[str, int] = _internal(dict)
+    metric_sources: list[Callable[[Any], None]] = _internal(list)
+    in_flight: Callable[[], tuple[int, int]] | None = _internal(lambda: None)
+
+    def error(self, kind: str) -> None:
+        """Count one error of ``kind`` (``reset``, ``timeout``, ``tls``, ...)."""
+        self.errors += 1
+        self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
 
     def summary(self, service: str) -> dict:
-        d = asdict(self)
-        d.pop("started")
+        d = {
+            f.name: _plain(getattr(self, f.name))
+            for f in fields(self)
+            if f.metadata.get("summary", True)
+        }
         d["seconds"] = round(time.monotonic() - self.started, 3)
         return {"event": "stopped", "service": service, **d}
+
+
+def _plain(value: Any) -> Any:
+    return asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -95,6 +126,28 @@ def describe_os_error(exc: OSError) -> str:
     elif exc.errno == errno.EACCES:
         text = "permission denied (ports below 1024 need privileges)"
     return text
+
+
+#: ``error_kind`` of an errno.
+_ERRNO_KINDS = {
+    errno.ECONNRESET: "reset", errno.EPIPE: "reset", errno.ECONNABORTED: "reset",
+    errno.ETIMEDOUT: "timeout", errno.ECONNREFUSED: "refused",
+    errno.EHOSTUNREACH: "unreachable", errno.ENETUNREACH: "unreachable",
+    errno.EMFILE: "fd_limit", errno.ENFILE: "fd_limit",
+}  # fmt: skip
+
+
+def error_kind(exc: BaseException) -> str:
+    """A short name for the kind of a connection's error, for counting:
+    ``reset``, ``timeout``, ``refused``, ``unreachable``, ``tls``, ``fd_limit``,
+    ``os`` (another ``OSError``) or ``other``."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, ssl.SSLError):
+        return "tls"
+    if isinstance(exc, OSError):
+        return _ERRNO_KINDS.get(exc.errno, "os")
+    return "other"
 
 
 def listen_on(addr: Address, *, udp: bool = False, backlog: int = 1024) -> Any:
@@ -228,6 +281,7 @@ def run_service(
     ready_file: str | None = None,
     ready_extras: Sequence[dict[str, Any]] | None = None,
     ended: Event | None = None,
+    metrics: Address | None = None,
 ) -> int:
     """Announce each listener, run until SIGINT/SIGTERM (or until ``ended`` is
     sent), stop every part, print the summary; returns the exit code.
@@ -235,6 +289,8 @@ def run_service(
     A listener is a listening socket, or the address to announce as a string
     (a ZeroMQ endpoint, say); ``ready_extras`` adds fields to each one's ready
     line.  A unix socket file a listener made is removed at the end.
+    ``metrics``: serve ``/metrics`` there (see ``nettools.tools.plumbing.metrics``);
+    each ready line then names it too.
     """
     svc = Service(name, stats, drain_timeout)
     svc.stoppers.extend(stoppers)
@@ -242,22 +298,49 @@ def run_service(
     svc.install_signal_handlers()
     if ended is not None:
         spawn(lambda: (ended.wait(), svc.stop()))
-    extras = ready_extras or [{} for _ in listeners]
-    unix_paths = []
-    for listener, extra in zip(listeners, extras, strict=True):
-        if isinstance(listener, str):
-            address = listener
-        else:
-            sockname = listener.getsockname()
-            address = format_address(sockname)
-            if isinstance(sockname, str) and sockname and not sockname.startswith("\0"):
-                unix_paths.append(sockname)
-        announce(name, address, ready_file, **extra)
-    code = svc.run()
+    endpoint = None if metrics is None else start_metrics(name, stats, metrics)
+    extras = [dict(extra) for extra in ready_extras or [{} for _ in listeners]]
+    sockets = list(listeners)
+    if endpoint is not None:
+        sockets.append(endpoint.socket)
+        for extra in extras:
+            extra["metrics"] = format_address(endpoint.address)
+    unix_paths = [path for sock in sockets if (path := _socket_file(sock))]
+    try:
+        for listener, extra in zip(listeners, extras, strict=True):
+            address = listener if isinstance(listener, str) else format_address(
+                listener.getsockname())
+            announce(name, address, ready_file, **extra)
+        code = svc.run()
+    finally:
+        if endpoint is not None:
+            endpoint.stop(0)  # last: a scrape during the drain still sees it all
     for path in unix_paths:  # a clean exit leaves no socket file behind
         with contextlib.suppress(OSError):
             os.unlink(path)
     return code
+
+
+def _socket_file(sock: Any) -> str | None:
+    """The file of a unix listening socket (None for others and abstract names)."""
+    if isinstance(sock, str):
+        return None
+    sockname = sock.getsockname()
+    if isinstance(sockname, str) and sockname and not sockname.startswith("\0"):
+        return sockname
+    return None
+
+
+def start_metrics(name: str, stats: Stats | None, addr: Address) -> Any:
+    """Serve service ``name``'s metrics (``stats``, its servers, the hub) on ``addr``;
+    returns the started ``MetricsEndpoint``."""
+    from .metrics import HubProbe, MetricsEndpoint, ServiceCollector, registry_of
+
+    collector = ServiceCollector(name, stats, probe=HubProbe().start())
+    try:
+        return MetricsEndpoint(addr, registry_of(collector)).start()
+    except ServiceError as exc:
+        raise ServiceError(f"--metrics: {exc}") from None
 
 
 def serve_on(
@@ -270,6 +353,7 @@ def serve_on(
     drain_timeout: float | None,
     ready_file: str | None,
     udp: bool = False,
+    metrics: Address | None = None,
 ) -> int:
     """Listen on ``addr`` (with fds for ``max_conns``; None: no check), start a
     server there (``start(sock)`` returns its stop function), and run it as
@@ -279,7 +363,7 @@ def serve_on(
     sock = listen_on(addr, udp=udp)
     stop = start(sock)
     return run_service(name, stats, [sock], [stop], drain_timeout=drain_timeout,
-                       ready_file=ready_file)
+                       ready_file=ready_file, metrics=metrics)
 
 
 @contextlib.contextmanager
