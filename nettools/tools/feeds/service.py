@@ -29,6 +29,7 @@ from ...kernel.pool import GreenPool
 from ...web.client import FetchError, is_public_address
 from ...web.wsgi import WSGIServer
 from ..fetch import read_url_lines
+from ..plumbing.httpmetrics import RequestMetrics
 from ..plumbing.service import Stats
 from .fetcher import FeedFetcher, FeedResult, fetch_feeds
 
@@ -103,13 +104,23 @@ class FeedService:
         self.deadline = deadline
         self.allow_private = allow_private
         self.stats = stats if stats is not None else FeedStats()
+        self.requests = RequestMetrics(self.stats)
+        self.stats.metric_sources.append(self._add_families)
+
+    def _add_families(self, f: Any) -> None:
+        stats = self.stats
+        if isinstance(stats, FeedStats):
+            f.counter("nettools_feeds_fetched_total", "Feeds fetched for clients.", stats.feeds)
+            f.counter("nettools_feeds_failed_total", "Feeds that could not be fetched or parsed.",
+                      stats.feed_errors)
 
     def start(self, sock: Any, *, max_conns: int = 1000) -> Callable[[float | None], None]:
         """Serve on ``sock``; returns the stop function, which lets requests in
         flight finish for up to its timeout, then closes the fetcher's client and
         cache."""
         server = WSGIServer(sock, self, max_size=max_conns, max_body_size=self.max_request,
-                            log_output=False, name="feeds").start()  # fmt: skip
+                            log_output=False, on_request=self.requests,
+                            name="feeds").start()  # fmt: skip
 
         def stop(timeout: float | None) -> None:
             server.stop(timeout)

@@ -25,6 +25,7 @@ from ...kernel.pool import GreenPool
 from ...net import Server, accept_tls, format_address
 from ..plumbing.service import Stats
 from .errors import describe
+from .metrics import CLOSE_REASONS, ERROR_KINDS, ForwardMetrics
 from .relay import HAVE_SPLICE, Connection, PipePool, relay
 from .rules import Network, Rule, admitted
 from .tls import relay_context
@@ -96,6 +97,12 @@ class Forwarder:
             Server(rule.listener, self._handler(rule), pool=self.pool, name="forward")
             for rule in self.rules
         ]
+        #: Per-rule counts for --metrics (read only when scraped).
+        self.metrics = ForwardMetrics()
+        self.metrics.servers.update(
+            (rule.name, server) for rule, server in zip(self.rules, self.servers, strict=True))
+        self.stats.metric_sources.append(self.metrics.add_to)
+        self.stats.in_flight = self.metrics.in_flight
 
     @property
     def addresses(self) -> list[Any]:
@@ -138,6 +145,7 @@ class Forwarder:
         stats.active += 1
         c = Connection(rule, name, _peer_name(addr, conn.family))
         c.client = conn
+        self.metrics.opened(c)
         try:
             if not admitted(addr, conn.family, self.allow, self.deny):
                 if isinstance(stats, ForwardStats):
@@ -166,9 +174,19 @@ class Forwarder:
             stats.active -= 1
             stats.bytes_in += c.counts[0]
             stats.bytes_out += c.counts[1]
-            if c.end in ("unreachable", "tls-error", "reset", "error"):
-                stats.errors += 1
+            self._count_end(c, conn)
             self._log(c)
+
+    def _count_end(self, c: Connection, conn: Any) -> None:
+        self.metrics.ended(c)
+        server = self.metrics.servers[c.name]
+        if c.end == "denied":
+            server.refuse(conn, "denied")
+        else:
+            server.end_reason(conn, CLOSE_REASONS.get(c.end, "error"))
+        kind = ERROR_KINDS.get(c.end)
+        if kind is not None:
+            self.stats.error(kind)
 
     def _accept_tls(self, c: Connection) -> bool:
         """TLS handshake with the client; False (and the reason noted) if it fails."""
@@ -252,25 +270,26 @@ class Forwarder:
         level = logging.INFO if c.end in ("eof", "idle", "stopped", "denied") else logging.WARNING
         if not log.isEnabledFor(level):
             return
+        record = {
+            "event": "closed",
+            "peer": c.peer,
+            "rule": c.name,
+            "bytes_in": c.counts[0],
+            "bytes_out": c.counts[1],
+            "seconds": round(seconds, 3),
+            "end": c.end,
+        }
+        if c.error:
+            record["error"] = c.error
         if self.json_log:
-            record = {
-                "event": "closed",
-                "peer": c.peer,
-                "rule": c.name,
-                "bytes_in": c.counts[0],
-                "bytes_out": c.counts[1],
-                "seconds": round(seconds, 3),
-                "end": c.end,
-            }
-            if c.error:
-                record["error"] = c.error
             log.log(level, "%s", json.dumps(record))
         else:
+            # The fields go with the record too: --log-format json shows them as keys.
             why = f" ({c.error})" if c.error else ""
             log.log(
                 level,
                 "%s via %s: %d bytes in, %d out, %.3fs%s",
-                c.peer, c.name, c.counts[0], c.counts[1], seconds, why,
+                c.peer, c.name, c.counts[0], c.counts[1], seconds, why, extra=record,
             )
 
 

@@ -175,8 +175,10 @@ def _listen_queue(sock: Any) -> int:
 
 
 def add_server_families(f: Families, servers: Iterable[Server]) -> None:
-    """The connection families, summed over ``servers``."""
+    """The connection families, summed over ``servers`` (none: no families)."""
     servers = list(servers)
+    if not servers:
+        return
     closed: dict[str, int] = {}
     refused: dict[str, int] = {}
     errors: dict[str, int] = {}

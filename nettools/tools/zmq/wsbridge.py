@@ -103,6 +103,7 @@ class WsBridge:
             sock, self.app, max_size=max_conns, log_output=False, ssl_context=ssl_context,
             name="zmq-ws",
         )  # fmt: skip
+        self.fanout.end_reason = self.server.server.end_reason
         self.start()
         self.server.start()
         return self.stop
@@ -122,7 +123,7 @@ class WsBridge:
                 if text is None:
                     text = _browser_message(frames)
                     if len(text) > self.max_message:
-                        self.stats.errors += 1
+                        self.stats.error("message_too_big")
                         return
                 yield client.box, text
 

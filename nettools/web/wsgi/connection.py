@@ -47,6 +47,8 @@ class WSGIConnection(ResponseWriter):
         self.wsgi_server = wsgi_server
         self.app = wsgi_server.app
         self.access_log = wsgi_server.access_log
+        self.on_request = options.on_request
+        self.timed = self.access_log is not None or self.on_request is not None
         self.debug = options.debug
         env = wsgi_server.base_environ.copy()
         if isinstance(addr, tuple) and len(addr) >= 2:
@@ -71,8 +73,8 @@ class WSGIConnection(ResponseWriter):
                 if type(req) is ParseError:
                     self.ended = "limit" if req.status in _LIMIT_STATUSES else "error"
                     self.send_quietly(error_response(req.status, req.reason))
-                    if self.access_log is not None:
-                        self.access_log(self.base_env, str(req.status), 0, time.monotonic())
+                    if self.timed:
+                        self._done(self.base_env, str(req.status), 0, 0, time.monotonic())
                     self.linger_close()
                     return
                 if not self.handle(req):
@@ -91,7 +93,7 @@ class WSGIConnection(ResponseWriter):
         env = request_environ(self.base_env, req)
         env["wsgi.input"] = EMPTY_INPUT if req.body_done and not req.body else Input(self, req)
         env["nettools.posthooks"] = []
-        started = time.monotonic() if self.access_log is not None else 0.0
+        started = time.monotonic() if self.timed else 0.0
         result = None
         try:
             result = self.app(env, self.start_response)
@@ -120,8 +122,8 @@ class WSGIConnection(ResponseWriter):
                 self._close(result)
             if env["nettools.posthooks"]:
                 self._posthooks(env)
-        if self.access_log is not None and not self.taken_over:
-            self.access_log(env, self.status, self.body_sent, started)
+        if self.timed and not self.taken_over:
+            self._done(env, self.status, req.body_received, self.body_sent, started)
         if not self.keep:
             return False
         if not req.body_done:
@@ -131,6 +133,15 @@ class WSGIConnection(ResponseWriter):
                 return False
             return self.discard_body(req)
         return True
+
+    def _done(
+        self, env: dict, status: str | None, received: int, sent: int, started: float
+    ) -> None:
+        """The access log line and the ``on_request`` call of a finished request."""
+        if self.access_log is not None:
+            self.access_log(env, status, sent, started)
+        if self.on_request is not None:
+            self.on_request(env, status, received, sent, started)
 
     def release(self) -> None:
         super().release()

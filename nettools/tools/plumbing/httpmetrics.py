@@ -1,0 +1,49 @@
+"""Request counts and durations of an HTTP service, for ``--metrics``.
+
+``RequestMetrics`` is a WSGI server's ``on_request`` hook (see
+``nettools.web.wsgi.WSGIOptions``): per response, a clock read, a bisect and a
+few additions; the families are made only when scraped.  It also adds the
+bodies' sizes to the service's ``Stats`` bytes (an HTTP service's bytes in and
+out are its request and response bodies).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .histogram import DURATION_BUCKETS, Histogram
+from .service import Stats
+
+__all__ = ["RequestMetrics"]
+
+_CLASSES = {str(n): f"{n}xx" for n in range(1, 6)}
+
+
+class RequestMetrics:
+    """Requests by status class (``1xx``..``5xx``, ``none`` when nothing was
+    answered) and a histogram of their durations, in seconds."""
+
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+        self.by_class: dict[str, int] = {}
+        self.duration = Histogram(DURATION_BUCKETS)
+        stats.metric_sources.append(self.add_to)
+
+    def __call__(
+        self, environ: dict, status: str | None, received: int, sent: int, started: float
+    ) -> None:
+        self.duration.observe(time.monotonic() - started)
+        cls = _CLASSES.get(status[:1], "none") if status else "none"
+        by_class = self.by_class
+        by_class[cls] = by_class.get(cls, 0) + 1
+        stats = self.stats
+        stats.bytes_in += received
+        stats.bytes_out += sent
+
+    def add_to(self, f: Any) -> None:
+        """The families (``f`` is a ``plumbing.metrics.Families``)."""
+        f.counts("nettools_http_requests_total", "HTTP requests answered, by status class.",
+                 "status_class", self.by_class)
+        f.histogram("nettools_http_request_duration_seconds",
+                    "Time from a request's head to the end of its response.", self.duration)

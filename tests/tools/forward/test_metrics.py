@@ -1,0 +1,67 @@
+"""``nettools forward --metrics``: the common families and the per-rule ones."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from helpers.cli import Cli
+from helpers.metrics import scrape
+from helpers.sockets import echo_through, parse_address
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens there once closed
+
+
+def test_forward_metrics_per_rule(echo_target):
+    dead = closed_port()
+    with Cli("forward", "--metrics", "127.0.0.1:0", f"0:{echo_target.port}", f"0:{dead}") as fwd:
+        first = fwd.ready()
+        second = fwd.ready()
+        assert first["metrics"] == second["metrics"]
+        good, bad = parse_address(first["address"]), parse_address(second["address"])
+        for _ in range(2):
+            assert echo_through(good, b"x" * 1000) == b"x" * 1000
+        with socket.create_connection(bad, timeout=10) as c:
+            assert c.recv(10) == b""  # the target refused: the client is closed
+        held = socket.create_connection(good, timeout=10)
+        held.sendall(b"y" * 300)
+        assert held.recv(300) == b"y" * 300  # still open: its bytes count already
+
+        m = scrape(first["metrics"])
+        good_rule = f"{first['address']} -> 127.0.0.1:{echo_target.port}"
+        bad_rule = f"{second['address']} -> 127.0.0.1:{dead}"
+        assert m.value("nettools_forward_connections_total", rule=good_rule) == 3
+        assert m.value("nettools_forward_connections_total", rule=bad_rule) == 1
+        assert m.value("nettools_forward_connections_active", rule=good_rule) == 1
+        assert m.value("nettools_forward_received_bytes_total", rule=good_rule) == 2300
+        assert m.value("nettools_forward_sent_bytes_total", rule=good_rule) == 2300
+        assert m.value("nettools_forward_connections_ended_total", rule=good_rule, end="eof") == 2
+        assert m.value("nettools_forward_connections_ended_total",
+                       rule=bad_rule, end="unreachable") == 1  # fmt: skip
+        # The service-wide families add the rules up.
+        assert m.value("nettools_connections_accepted_total", service="forward") == 4
+        assert m.value("nettools_connections_active") == 1
+        assert m.value("nettools_received_bytes_total") == 2300
+        assert m.labels("nettools_connections_closed_total", "reason") == {
+            "client": 2, "error": 1}
+        assert m.labels("nettools_errors_total", "kind") == {"unreachable": 1}
+        held.close()
+        assert fwd.stop()[0] == 0
+
+
+def test_denied_clients_count_as_refused(echo_target):
+    with Cli("forward", "--metrics", "127.0.0.1:0", "--deny", "127.0.0.0/8",
+             f"0:{echo_target.port}") as fwd:  # fmt: skip
+        ready = fwd.ready()
+        with socket.create_connection(parse_address(ready["address"]), timeout=10) as c:
+            assert c.recv(10) == b""
+        m = scrape(ready["metrics"])
+        assert m.labels("nettools_connections_refused_total", "reason") == {"denied": 1}
+        assert m.labels("nettools_connections_closed_total", "reason") == {}
+        assert fwd.stop()[0] == 0
