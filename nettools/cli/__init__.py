@@ -12,7 +12,7 @@ import typer
 
 from .._version import __version__
 from . import chat, crawl, echo, feeds, fetch, forward, serve, wschat, zmq
-from .common import setup_logging
+from .common import LOG_FORMAT_HELP, setup_logging, with_log_format
 
 app = typer.Typer(
     name="nettools",
@@ -40,9 +40,11 @@ def _root(
     ),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (repeat)."),
     quiet: int = typer.Option(0, "--quiet", "-q", count=True, help="Less log output (repeat)."),
+    log_format: str = typer.Option(None, "--log-format", metavar="[text|json]",
+                                   help=LOG_FORMAT_HELP + " Every command takes it too."),
 ) -> None:
     """Green-thread network tools: ready-made servers and clients on one shared hub."""
-    setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet, log_format)
 
 
 @app.command("version")
@@ -79,6 +81,17 @@ def _examples_epilog() -> str:
 
 
 app.info.epilog = _examples_epilog()
+
+
+def _every_command() -> list:
+    infos = list(app.registered_commands)
+    for group in app.registered_groups:
+        infos.extend(group.typer_instance.registered_commands)
+    return infos
+
+
+for _info in _every_command():  # every command takes --log-format
+    _info.callback = with_log_format(_info.callback)
 
 
 # Typer re-exports BadParameter but not its base class, which every usage error shares.

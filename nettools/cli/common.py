@@ -15,6 +15,8 @@ tools' job (``nettools.tools.plumbing.service``); a command only calls them.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -22,7 +24,7 @@ from typing import Any, NoReturn
 
 import typer
 
-from ..tools.plumbing import service
+from ..tools.plumbing import logs, service
 from .args import parse_address, parse_duration, parse_size
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
@@ -85,15 +87,64 @@ def drain_timeout_option(until: str) -> Any:
                help=f"On SIGINT/SIGTERM, wait this long {until}.")
 
 
-def setup_logging(verbose: int, quiet: int) -> None:
-    """Logs go to stderr; ``-v`` for more, ``-q`` for less."""
+def setup_logging(verbose: int, quiet: int, log_format: str | None = None) -> None:
+    """Logs go to stderr; ``-v`` for more, ``-q`` for less; ``log_format``
+    ``json`` for one JSON object per line (see ``nettools.tools.plumbing.logs``)."""
     level = logging.INFO - 10 * verbose + 10 * quiet
+    handler = logging.StreamHandler(sys.stderr)
     logging.basicConfig(
-        level=max(logging.DEBUG, min(level, logging.CRITICAL)),
-        format="nettools: %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
+        level=max(logging.DEBUG, min(level, logging.CRITICAL)), handlers=[handler], force=True
     )
+    use_log_format(log_format or _log_setup["format"], _log_setup["service"])
+
+
+_log_setup = {"format": "text", "service": "nettools"}
+
+
+def use_log_format(log_format: str, service: str | None = None) -> None:
+    """Format the root logger's lines as ``text`` or ``json`` (for ``service``)."""
+    if log_format not in logs.LOG_FORMATS:
+        raise typer.BadParameter(f"{log_format!r} is not one of: {', '.join(logs.LOG_FORMATS)}")
+    _log_setup["format"] = log_format
+    if service is not None:
+        _log_setup["service"] = service
+    formatter = (logs.JsonFormatter(_log_setup["service"]) if log_format == "json"
+                 else logs.text_formatter())  # fmt: skip
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(formatter)
+
+
+def json_logs() -> bool:
+    """Whether logs are JSON lines (``--log-format json``)."""
+    return _log_setup["format"] == "json"
+
+
+LOG_FORMAT_HELP = "Log lines as text (the default) or json (one object per line)."
+
+
+def _apply_log_format(ctx: typer.Context, value: str | None) -> str | None:
+    service = "-".join(ctx.command_path.split()[1:]) or "nettools"
+    use_log_format(value or _log_setup["format"], service)
+    return value
+
+
+def with_log_format(command: Callable) -> Callable:
+    """``command`` with a ``--log-format text|json`` option of its own: it takes
+    effect as it is parsed, and names the command as the logs' service
+    (``zmq proxy`` -> ``zmq-proxy``)."""
+    sig = inspect.signature(command, eval_str=True)
+    option = typer.Option(None, "--log-format", envvar="NETTOOLS_LOG_FORMAT", is_eager=True,
+                          callback=_apply_log_format, metavar="[text|json]",
+                          help=LOG_FORMAT_HELP)  # fmt: skip
+    extra = inspect.Parameter("log_format", inspect.Parameter.KEYWORD_ONLY, default=option,
+                              annotation=str | None)  # fmt: skip
+
+    @functools.wraps(command)
+    def run(*args: Any, log_format: str | None = None, **kwargs: Any) -> Any:
+        return command(*args, **kwargs)
+
+    run.__signature__ = sig.replace(parameters=[*sig.parameters.values(), extra])
+    return run
 
 
 def fail(command: str, message: str, code: int = EXIT_RUNTIME) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -223,14 +225,15 @@ def _open_output(path: str | None) -> Any:
 
 @contextlib.contextmanager
 def _progress_bar(crawler: Crawler) -> Iterator[None]:
-    """A rich progress bar on stderr, only when stderr is a terminal."""
-    if not sys.stderr.isatty():
+    """A rich progress bar on stderr, only when stderr is a terminal and not in CI
+    (``CI=true``, as CI services set it)."""
+    if not sys.stderr.isatty() or os.environ.get("CI", "").lower() in ("true", "1", "yes"):
         yield
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    console = Console(stderr=True)  # honours NO_COLOR
+    console = Console(stderr=True, soft_wrap=True)  # honours NO_COLOR; log lines unbroken
     bar = Progress(TextColumn("crawl"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("{task.fields[note]}"), console=console, auto_refresh=False,
                    transient=True)  # fmt: skip
@@ -242,10 +245,19 @@ def _progress_bar(crawler: Crawler) -> Iterator[None]:
         bar.refresh()
 
     bar.start()
+    # While the bar is live rich stands in for sys.stderr and prints what is
+    # written there above the bar; the log handlers still hold the real stderr,
+    # so point them at rich's, or their lines would glue onto the bar.
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)]
+    streams = [h.stream for h in handlers]
+    for handler in handlers:
+        handler.setStream(sys.stderr)
     try:
         with crawler.reporting(show):
             yield
     finally:
+        for handler, stream in zip(handlers, streams, strict=True):
+            handler.setStream(stream)
         bar.stop()
 
 
