@@ -45,6 +45,15 @@ class Histogram:
         """Observations so far."""
         return sum(self.counts)
 
+    def merged(self, other: Histogram) -> Histogram:
+        """A new histogram holding both ``self``'s and ``other``'s observations."""
+        if other.bounds != self.bounds:
+            raise ValueError("cannot merge histograms with different buckets")
+        both = Histogram(self.bounds)
+        both.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        both.sum = self.sum + other.sum
+        return both
+
     def cumulative(self) -> list[tuple[str, int]]:
         """``(le, observations <= le)`` per bucket, ``+Inf`` last: Prometheus' form."""
         out, total = [], 0

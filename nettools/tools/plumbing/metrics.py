@@ -111,6 +111,32 @@ class Families:
         for value, n in sorted(counts.items()):
             self.counter(name, doc, n, **{label: value})
 
+    def dump(self) -> list:
+        """The families as plain JSON-able data (see ``load``)."""
+        out = []
+        for name, (kind, doc, names, samples) in self._families.items():
+            rows = [[list(values), {"bounds": v.bounds, "counts": v.counts, "sum": v.sum}
+                     if kind == "histogram" else v] for values, v in samples.items()]
+            out.append([name, kind, doc, list(names), rows])
+        return out
+
+    def load(self, dumped: list, *, gauges: bool = True) -> None:
+        """Add the families ``dump`` gave (another process's, say): counters and
+        gauges add up, histograms merge; ``gauges=False`` leaves gauges out."""
+        for name, kind, doc, names, rows in dumped:
+            if kind == "gauge" and not gauges:
+                continue
+            for values, value in rows:
+                labels = dict(zip(names, values, strict=True))
+                if kind != "histogram":
+                    getattr(self, kind)(name, doc, value, **labels)
+                    continue
+                hist = Histogram(value["bounds"])
+                hist.counts, hist.sum = list(value["counts"]), value["sum"]
+                samples = self._samples(kind, name, doc, labels)
+                key = tuple(values)
+                samples[key] = samples[key].merged(hist) if key in samples else hist
+
     def metrics(self) -> list[Metric]:
         """The families as ``prometheus_client`` metrics."""
         out = []
@@ -285,10 +311,12 @@ def registry_of(*collectors: Any, process: bool = True) -> CollectorRegistry:
 
 class MetricsEndpoint:
     """``/metrics`` in Prometheus' text format (OpenMetrics when asked, gzip when
-    accepted) on ``addr``, served by a small green WSGI server of its own."""
+    accepted) on the listening socket ``sock`` (or an ``Address`` to listen
+    on), served by a small green WSGI server of its own."""
 
-    def __init__(self, addr: Address, registry: Any, *, max_conns: int = 16) -> None:
-        sock = listen_on(addr)
+    def __init__(self, sock: Any, registry: Any, *, max_conns: int = 16) -> None:
+        if isinstance(sock, Address):
+            sock = listen_on(sock)
         self.wsgi = WSGIServer(sock, make_wsgi_app(registry), max_size=max_conns,
                                log_output=False, name=METRICS_SERVER_NAME)  # fmt: skip
 
