@@ -23,7 +23,9 @@ from ..tools.crawl.distributed import (
     default_name,
 )
 from ..tools.crawl.links import keep_parser_memory
+from ..tools.crawl.metrics import crawl_run_metrics
 from ..tools.crawl.report import FORMATS, summary_line, write_report
+from .clientopts import METRICS_FILE, write_metrics_file
 from .common import EXIT_USAGE, duration, fail, opt, runtime_errors, size
 
 EXIT_BROKEN = 2
@@ -101,6 +103,7 @@ def crawl(
                            help="With --distribute: the largest message to or from a worker."),
     min_workers: int = opt(1, "--min-workers", min=1, metavar="N",
                            help="With --distribute: send no request before N workers joined."),
+    metrics_file: str = METRICS_FILE,
 ) -> None:
     """Crawl a site and check its links: broken links, redirects, missing #fragments.
 
@@ -164,7 +167,10 @@ def crawl(
                 out.close()
         sys.stderr.write(summary_line(result) + "\n")
         sys.stderr.flush()
-        raise typer.Exit(_exit_code(result))
+        code = _exit_code(result)
+        if metrics_file is not None:
+            write_metrics_file("crawl", crawl_run_metrics(result), metrics_file, code)
+        raise typer.Exit(code)
 
 
 def _check_limits(wait_flag: str, wait: float | None, max_message: int) -> None:
