@@ -12,7 +12,7 @@ import typer
 
 from .._version import __version__
 from . import chat, crawl, echo, feeds, fetch, forward, serve, wschat, zmq
-from .common import LOG_FORMAT_HELP, setup_logging, with_log_format
+from .common import LOG_FORMAT_HELP, setup_logging, with_common_options
 
 app = typer.Typer(
     name="nettools",
@@ -67,13 +67,18 @@ feeds.register(app)
 crawl.register(app)
 
 
-def _examples_epilog() -> str:
-    """Every command's "Example:" line (sub-commands' too), for the top-level --help."""
-    lines = []
+def _every_command() -> list:
+    """The registered commands, sub-commands of the groups included."""
     infos = list(app.registered_commands)
     for group in app.registered_groups:
         infos.extend(group.typer_instance.registered_commands)
-    for info in infos:
+    return infos
+
+
+def _examples_epilog() -> str:
+    """Every command's "Example:" line (sub-commands' too), for the top-level --help."""
+    lines = []
+    for info in _every_command():
         for line in (info.callback.__doc__ or "").splitlines():
             if line.strip().startswith("Example:"):
                 lines.append("  " + line.strip()[len("Example:") :].strip())
@@ -82,16 +87,8 @@ def _examples_epilog() -> str:
 
 app.info.epilog = _examples_epilog()
 
-
-def _every_command() -> list:
-    infos = list(app.registered_commands)
-    for group in app.registered_groups:
-        infos.extend(group.typer_instance.registered_commands)
-    return infos
-
-
-for _info in _every_command():  # every command takes --log-format
-    _info.callback = with_log_format(_info.callback)
+for _info in _every_command():  # --log-format, --ready-json: declared in one place
+    _info.callback = with_common_options(_info.callback)
 
 
 # Typer re-exports BadParameter but not its base class, which every usage error shares.

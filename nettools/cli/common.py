@@ -128,22 +128,36 @@ def _apply_log_format(ctx: typer.Context, value: str | None) -> str | None:
     return value
 
 
-def with_log_format(command: Callable) -> Callable:
-    """``command`` with a ``--log-format text|json`` option of its own: it takes
-    effect as it is parsed, and names the command as the logs' service
-    (``zmq proxy`` -> ``zmq-proxy``)."""
+def _apply_ready_json(value: bool) -> bool:
+    service.ready_json(value)
+    return value
+
+
+def with_common_options(command: Callable) -> Callable:
+    """``command`` with the options every command takes, declared in this one
+    place: ``--log-format text|json`` (it takes effect as it is parsed, and
+    names the command as the logs' service: ``zmq proxy`` -> ``zmq-proxy``),
+    and for a server (a command with ``--ready-file``) ``--ready-json``."""
     sig = inspect.signature(command, eval_str=True)
-    option = typer.Option(None, "--log-format", envvar="NETTOOLS_LOG_FORMAT", is_eager=True,
-                          callback=_apply_log_format, metavar="[text|json]",
-                          help=LOG_FORMAT_HELP)  # fmt: skip
-    extra = inspect.Parameter("log_format", inspect.Parameter.KEYWORD_ONLY, default=option,
-                              annotation=str | None)  # fmt: skip
+    log_format = typer.Option(None, "--log-format", envvar="NETTOOLS_LOG_FORMAT", is_eager=True,
+                              callback=_apply_log_format, metavar="[text|json]",
+                              help=LOG_FORMAT_HELP)  # fmt: skip
+    added = [inspect.Parameter("log_format", inspect.Parameter.KEYWORD_ONLY,
+                               default=log_format, annotation=str | None)]  # fmt: skip
+    if "ready_file" in sig.parameters:
+        ready = typer.Option(False, "--ready-json", envvar="NETTOOLS_READY_JSON",
+                             callback=_apply_ready_json,
+                             help="Print the JSON ready line on stdout even on a terminal "
+                                  "(elsewhere it always is).")  # fmt: skip
+        added.append(inspect.Parameter("ready_json", inspect.Parameter.KEYWORD_ONLY,
+                                       default=ready, annotation=bool))  # fmt: skip
+    names = {p.name for p in added}
 
     @functools.wraps(command)
-    def run(*args: Any, log_format: str | None = None, **kwargs: Any) -> Any:
-        return command(*args, **kwargs)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return command(*args, **{k: v for k, v in kwargs.items() if k not in names})
 
-    run.__signature__ = sig.replace(parameters=[*sig.parameters.values(), extra])
+    run.__signature__ = sig.replace(parameters=[*sig.parameters.values(), *added])
     return run
 
 

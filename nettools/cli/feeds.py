@@ -202,7 +202,7 @@ def serve_cmd(
         raise typer.Exit(serve_on(
             "feeds", listen, lambda sock: app.start(sock, max_conns=max_conns), stats,
             max_conns=max_conns + concurrency, drain_timeout=drain_timeout, ready_file=ready_file,
-            metrics=metrics,
+            metrics=metrics, web="http",
         ))
 
 

@@ -8,7 +8,13 @@ from typing import Any
 
 import typer
 
-from ..tools.plumbing.service import announce, describe_os_error, format_address, reserve_fds
+from ..tools.plumbing.service import (
+    announce,
+    describe_os_error,
+    format_address,
+    reserve_fds,
+    web_url,
+)
 from ..tools.serve import (
     ACCESS_LOG_FORMATS,
     AppSpecError,
@@ -82,7 +88,8 @@ def serve(
     )
 
     def on_ready(address: str, **extra: Any) -> None:
-        announce("serve", address, ready_file, workers=workers, **extra)
+        url = web_url("https" if tls_cert else "http", address)
+        announce("serve", address, ready_file, url=url, workers=workers, **extra)
 
     try:
         use_app_path(chdir, [p for p in (pythonpath or "").split(",") if p])

@@ -106,7 +106,7 @@ def wschat(
             access_log=logging.getLogger("nettools.wschat.access") if access_log else None,
             stats=stats, bus=chat_bus,
         ).start().stop, stats, max_conns=max_conns, drain_timeout=drain_timeout,
-            ready_file=ready_file, metrics=metrics))
+            ready_file=ready_file, metrics=metrics, web="https" if ssl_context else "http"))
 
 
 def register(app: typer.Typer) -> None:

@@ -34,7 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .plumbing.service import describe_os_error, format_address
+from .plumbing import systemd
+from .plumbing.service import Address, call_on_stop_signals, describe_os_error, format_address
 
 __all__ = [
     "AppSpecError",
@@ -195,6 +196,7 @@ def _make_server(opts: ServeOptions, app: Callable, reuse_port: bool) -> tuple[A
         ssl_context = gssl.SSLContext(gssl.PROTOCOL_TLS_SERVER)
         ssl_context.load_cert_chain(opts.tls_cert, opts.tls_key)
     stats = Stats()
+    passed = systemd.claim_matching(Address(opts.host, opts.port))  # socket activation
     hooks: list[Callable] = []
     closers: list[Callable[[], Any]] = []
     stream = None
@@ -212,7 +214,10 @@ def _make_server(opts: ServeOptions, app: Callable, reuse_port: bool) -> tuple[A
         from .plumbing.httpmetrics import RequestMetrics
 
         hooks.append(RequestMetrics(stats))
-    sock = listen((opts.host, opts.port), family=opts.family, reuse_port=reuse_port)
+    if passed is not None:
+        sock = passed  # every worker accepts on the one socket systemd passed
+    else:
+        sock = listen((opts.host, opts.port), family=opts.family, reuse_port=reuse_port)
     server = WSGIServer(
         sock,
         app,
@@ -300,12 +305,21 @@ def run_single(opts: ServeOptions, on_ready: Callable[[str], None]) -> dict:
     app = _prepare(opts)
     srv, finish = _make_server(opts, app, reuse_port=False)
     started = time.monotonic()
-    srv.install_signal_handlers(opts.drain_timeout)  # also wakes the hub on signals
+
+    def stop() -> None:
+        systemd.notify("STOPPING=1", "STATUS=serve: stopping")
+        srv.stop(opts.drain_timeout)
+
+    call_on_stop_signals(stop, name="serve")  # also wakes the hub on signals
     host, port = srv.address[:2]
-    on_ready(format_address((host, port)), **_ready_extra(opts))
+    address = format_address((host, port))
+    on_ready(address, **_ready_extra(opts))
+    systemd.notify("READY=1", f"STATUS=serve: listening on {address}")
+    watchdog = systemd.Watchdog().start()
     try:
         srv.serve_forever()
     finally:
+        watchdog.stop()
         finish()
     return _summary(1, 0, srv.server.accepted, srv.server.errors, started)
 
@@ -349,7 +363,11 @@ class Supervisor:
 
         Raises ``AppSpecError`` (exit 2) or ``RuntimeError``/``OSError`` (exit 1)."""
         started = time.monotonic()
-        self.opts.port = self._reserve_port(self.opts.host, self.opts.port)
+        if systemd.passed_for(Address(self.opts.host, self.opts.port)) is None:
+            self.opts.port = self._reserve_port(self.opts.host, self.opts.port)
+        # else: the workers share the socket systemd passed (each takes it after the fork)
+        watchdog = systemd.watchdog_interval()
+        next_ping = 0.0
         if self.opts.metrics is not None:
             with _metrics_port(self.opts):
                 self.opts.metrics = (self.opts.metrics[0], self._reserve_port(*self.opts.metrics))
@@ -368,10 +386,15 @@ class Supervisor:
             announced = False
             while self.workers:
                 if not announced and len(self.ready) >= self.opts.workers and not self._stopping:
-                    on_ready(format_address((self.opts.host, self.opts.port)),
-                             **_ready_extra(self.opts))
+                    address = format_address((self.opts.host, self.opts.port))
+                    on_ready(address, **_ready_extra(self.opts))
+                    systemd.notify("READY=1", f"STATUS=serve: {self.opts.workers} workers "
+                                   f"listening on {address}")  # fmt: skip
                     announced = True
-                self._wait_events(0.5)
+                if watchdog is not None and time.monotonic() >= next_ping:
+                    systemd.notify("WATCHDOG=1")  # this loop is the parent's hub
+                    next_ping = time.monotonic() + watchdog
+                self._wait_events(0.5 if watchdog is None else min(0.5, watchdog))
                 self._read_reports(announced)
                 self._reap(announced)
                 if self._stopping and time.monotonic() > self._stop_deadline:
@@ -414,6 +437,7 @@ class Supervisor:
     def _on_signal(self, signum: int, frame: Any) -> None:
         if not self._stopping:
             self._stopping = True
+            systemd.notify("STOPPING=1", "STATUS=serve: stopping")
             drain = self.opts.drain_timeout
             self._stop_deadline = (
                 float("inf") if drain is None else time.monotonic() + drain + KILL_MARGIN

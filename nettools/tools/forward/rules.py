@@ -2,7 +2,8 @@
 
 A rule is ``[LISTEN_HOST:]LISTEN_PORT:[TARGET_HOST:]TARGET_PORT`` -- e.g.
 ``7000:22``, ``0.0.0.0:7000:db:5432``, ``[::1]:7000:[::1]:22``,
-``unix:/run/a.sock:22``, ``7000:unix:/run/b.sock``.  Turning rule strings into
+``unix:/run/a.sock:22``, ``7000:unix:/run/b.sock``, or ``systemd:ssh:22`` for
+the socket systemd passed under the name ``ssh``.  Turning rule strings into
 ``Rule`` objects takes three steps, each with its own kind of failure:
 ``parse_rule`` (syntax: ``ValueError``), ``resolve_rules`` (names looked up
 now, once: ``ValueError``) and ``ResolvedRule.open`` (the listening socket:
@@ -17,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...green import socket
-from ...net import Address, format_address, parse_address
-from ..plumbing.service import listen_on
+from ...net import Address, format_address
+from ..plumbing.service import listen_on, parse_address
+from ..plumbing.systemd import SystemdAddress
 from .errors import reason
 
 __all__ = [
@@ -59,8 +61,8 @@ def split_rule(text: str) -> tuple[str, str]:
     The listen side ends at the colon after its port (or after ``unix:PATH``,
     whose path therefore cannot hold a colon); the target takes the rest.
     """
-    if text.startswith("unix:"):
-        cut = text.find(":", 5)
+    if text.startswith(("unix:", "systemd:")):
+        cut = text.find(":", text.index(":") + 1)
     elif text.startswith("["):
         close = text.find("]")
         if close < 0 or text[close + 1 : close + 2] != ":":
@@ -169,7 +171,9 @@ def _target_of(spec: RuleSpec) -> Target:
 
 def _listen_address_of(spec: RuleSpec) -> Address:
     addr = spec.listen
-    if addr.path is not None or socket.is_numeric_host(addr.host):
+    if addr.path is not None or isinstance(addr, SystemdAddress):
+        return addr
+    if socket.is_numeric_host(addr.host):
         return addr
     try:
         infos = socket.getaddrinfo(

@@ -6,6 +6,12 @@ wait for it::
 
     {"event": "listening", "service": "echo", "address": "127.0.0.1:40123"}
 
+-- unless stdout is a terminal: a person then reads ``echo listening on
+127.0.0.1:40123`` (or ``wschat: open http://127.0.0.1:8000/`` for a web page),
+while ``--ready-file`` still gets the JSON line (and ``ready_json(True)``, the
+CLI's ``--ready-json``, keeps it on the terminal too).  Under systemd it also
+says ``READY=1`` (see ``plumbing.systemd``).
+
 SIGUSR1 prints the counts so far as one JSON line on stderr (``"event":
 "stats"``); SIGINT and SIGTERM stop it gracefully (each part drains for up to
 the drain timeout), and the summary (``"event": "stopped"``) goes to stderr.
@@ -19,6 +25,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import ssl
 import sys
 import time
@@ -29,15 +36,9 @@ from typing import Any
 from ...kernel.greenthread import spawn
 from ...kernel.hub import get_hub
 from ...kernel.sync import Event
-from ...net import (
-    Address,
-    bind_udp,
-    call_on_stop_signals,
-    format_address,
-    listen,
-    parse_address,
-    server_context,
-)
+from ...net import Address, bind_udp, call_on_stop_signals, format_address, listen, server_context
+from ...net import parse_address as parse_net_address
+from . import systemd
 
 __all__ = [
     "Stats",
@@ -50,6 +51,8 @@ __all__ = [
     "listen_on",
     "server_tls",
     "announce",
+    "ready_json",
+    "web_url",
     "raise_fd_limit",
     "call_on_stop_signals",
     "Service",
@@ -150,9 +153,27 @@ def error_kind(exc: BaseException) -> str:
     return "other"
 
 
+def parse_address(text: str, default_host: str = "127.0.0.1") -> Address:
+    """``PORT``, ``HOST:PORT``, ``[V6]:PORT``, ``unix:/PATH`` or ``systemd:NAME``
+    (a socket systemd passed, see ``plumbing.systemd``) -> an ``Address``;
+    ``ValueError`` with a message fit to show the user as is."""
+    if text.strip().startswith("systemd:"):
+        return systemd.SystemdAddress.parse(text)
+    return parse_net_address(text, default_host)
+
+
 def listen_on(addr: Address, *, udp: bool = False, backlog: int = 1024) -> Any:
     """A green listening (or, with ``udp``, bound UDP) socket on ``addr``;
-    ``ServiceError`` saying why if that fails."""
+    ``ServiceError`` saying why if that fails.  A socket systemd passed is taken
+    instead when ``addr`` names it (``systemd:NAME``) or it is bound to ``addr``."""
+    if isinstance(addr, systemd.SystemdAddress):
+        try:
+            return systemd.claim(addr.name)
+        except LookupError as exc:
+            raise ServiceError(f"cannot listen on {addr}: {exc}") from None
+    passed = systemd.claim_matching(addr, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+    if passed is not None:
+        return passed
     try:
         if udp:
             return bind_udp(addr.sockaddr, addr.family)
@@ -183,15 +204,43 @@ def reserve_fds(connections: int, per_connection: int = 1) -> int:
     return raise_fd_limit(connections * per_connection + FD_HEADROOM)
 
 
-def announce(service: str, address: str, ready_file: str | None = None, **extra: Any) -> None:
-    """Print the ready line on stdout (and write it to ``ready_file``)."""
+_ready = {"json": False}
+
+
+def ready_json(on: bool = True) -> None:
+    """Print the JSON ready line even when stdout is a terminal."""
+    _ready["json"] = on
+
+
+def announce(
+    service: str,
+    address: str,
+    ready_file: str | None = None,
+    *,
+    url: str | None = None,
+    **extra: Any,
+) -> None:
+    """Print the ready line on stdout (and write it to ``ready_file``); on a
+    terminal, a line for a person instead (``open URL`` when given a ``url``)."""
     line = json.dumps({"event": "listening", "service": service, "address": address, **extra})
     # The file first: a script that has seen the stdout line may read it at once.
     if ready_file:
         with open(ready_file, "a", encoding="utf-8") as f:
             f.write(line + "\n")
+    if not _ready["json"] and sys.stdout.isatty():
+        line = f"{service}: open {url}" if url else f"{service} listening on {address}"
+        if extra.get("metrics"):
+            line += f" (metrics at http://{extra['metrics']}/metrics)"
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
+
+
+def web_url(scheme: str, address: str) -> str:
+    """The URL a browser opens for a web server listening on ``address``
+    (``0.0.0.0`` and ``::`` become the loopback address, which reaches them)."""
+    host, _, port = address.rpartition(":")
+    host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(host, host)
+    return f"{scheme}://{host}:{port}/"
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -233,6 +282,7 @@ class Service:
         if self._stopping:
             return
         self._stopping = True
+        systemd.notify("STOPPING=1", f"STATUS={self.name}: stopping")
         gts = [spawn(fn, self.drain_timeout) for fn in self.stoppers]
         for gt in gts:
             try:
@@ -282,6 +332,7 @@ def run_service(
     ready_extras: Sequence[dict[str, Any]] | None = None,
     ended: Event | None = None,
     metrics: Address | None = None,
+    web: str | None = None,
 ) -> int:
     """Announce each listener, run until SIGINT/SIGTERM (or until ``ended`` is
     sent), stop every part, print the summary; returns the exit code.
@@ -290,7 +341,10 @@ def run_service(
     (a ZeroMQ endpoint, say); ``ready_extras`` adds fields to each one's ready
     line.  A unix socket file a listener made is removed at the end.
     ``metrics``: serve ``/metrics`` there (see ``nettools.tools.plumbing.metrics``);
-    each ready line then names it too.
+    each ready line then names it too.  ``web``: the scheme of a web server
+    (``http``, ``https``), which a person on a terminal is told to open.
+    Under systemd: ``READY=1`` once all are announced, ``STOPPING=1`` when the
+    stop begins, and the watchdog pinged from the hub while it runs.
     """
     svc = Service(name, stats, drain_timeout)
     svc.stoppers.extend(stoppers)
@@ -306,13 +360,20 @@ def run_service(
         for extra in extras:
             extra["metrics"] = format_address(endpoint.address)
     unix_paths = [path for sock in sockets if (path := _socket_file(sock))]
+    watchdog = systemd.Watchdog()
     try:
         for listener, extra in zip(listeners, extras, strict=True):
             address = listener if isinstance(listener, str) else format_address(
                 listener.getsockname())
-            announce(name, address, ready_file, **extra)
+            url = web_url(web, address) if web else None
+            announce(name, address, ready_file, url=url, **extra)
+        for left in systemd.unclaimed():
+            log.warning("%s: systemd passed a socket named %r that nothing uses", name, left)
+        systemd.notify("READY=1", f"STATUS={name}: {systemd.describe(list(listeners))}")
+        watchdog.start()
         code = svc.run()
     finally:
+        watchdog.stop()
         if endpoint is not None:
             endpoint.stop(0)  # last: a scrape during the drain still sees it all
     for path in unix_paths:  # a clean exit leaves no socket file behind
@@ -322,8 +383,9 @@ def run_service(
 
 
 def _socket_file(sock: Any) -> str | None:
-    """The file of a unix listening socket (None for others and abstract names)."""
-    if isinstance(sock, str):
+    """The file of a unix listening socket we made (None for others, abstract
+    names, and sockets systemd passed: their files are systemd's)."""
+    if isinstance(sock, str) or systemd.is_passed(sock):
         return None
     sockname = sock.getsockname()
     if isinstance(sockname, str) and sockname and not sockname.startswith("\0"):
@@ -354,6 +416,7 @@ def serve_on(
     ready_file: str | None,
     udp: bool = False,
     metrics: Address | None = None,
+    web: str | None = None,
 ) -> int:
     """Listen on ``addr`` (with fds for ``max_conns``; None: no check), start a
     server there (``start(sock)`` returns its stop function), and run it as
@@ -363,7 +426,7 @@ def serve_on(
     sock = listen_on(addr, udp=udp)
     stop = start(sock)
     return run_service(name, stats, [sock], [stop], drain_timeout=drain_timeout,
-                       ready_file=ready_file, metrics=metrics)
+                       ready_file=ready_file, metrics=metrics, web=web)
 
 
 @contextlib.contextmanager
