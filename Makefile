@@ -34,9 +34,11 @@ lint: $(VENV)/.test
 	$(BIN)/lint-imports --no-cache
 
 # Real programs the tests drive: headless Chromium for the browser tests, a Prometheus
-# server that scrapes --metrics, systemd-socket-activate for socket activation.
+# server that scrapes --metrics, systemd-socket-activate for socket activation, and
+# the shells whose completion scripts are tried.
 # One apt-get install of whatever is missing (program:package pairs).
-SYSTEM_DEPS := chromium:chromium prometheus:prometheus systemd-socket-activate:systemd
+SYSTEM_DEPS := chromium:chromium prometheus:prometheus systemd-socket-activate:systemd \
+	fish:fish zsh:zsh
 system-deps:
 	@missing=$$(for dep in $(SYSTEM_DEPS); do \
 	  command -v $${dep%%:*} >/dev/null || echo $${dep#*:}; done); \

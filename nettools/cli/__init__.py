@@ -20,7 +20,7 @@ app = typer.Typer(
     "Servers bind 127.0.0.1 by default and print one JSON line on stdout when ready; "
     "every option can also be set as NETTOOLS_<OPTION> (e.g. NETTOOLS_MAX_CONNS).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -75,17 +75,21 @@ def _every_command() -> list:
     return infos
 
 
-def _examples_epilog() -> str:
-    """Every command's "Example:" line (sub-commands' too), for the top-level --help."""
+def _examples_epilog(infos: list) -> str:
+    """The "Example:" line of each of ``infos``' commands, as a help epilog."""
     lines = []
-    for info in _every_command():
+    for info in infos:
         for line in (info.callback.__doc__ or "").splitlines():
             if line.strip().startswith("Example:"):
                 lines.append("  " + line.strip()[len("Example:") :].strip())
     return "\b\nExamples:\n" + "\n".join(lines)
 
 
-app.info.epilog = _examples_epilog()
+# The top-level help shows every command's example; a group's help, its commands'.
+app.info.epilog = _examples_epilog(_every_command())
+for _group in app.registered_groups:
+    _group.typer_instance.info.epilog = _examples_epilog(
+        _group.typer_instance.registered_commands)
 
 for _info in _every_command():  # --log-format, --ready-json: declared in one place
     _info.callback = with_common_options(_info.callback)
