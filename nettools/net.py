@@ -15,13 +15,9 @@ addr)`` for each in a ``GreenPool``:
   (or ends them the handler's own way, see ``on_stop``), lets busy handlers
   finish for up to ``timeout`` seconds, then kills the rest.
 
-It keeps plain counters that cost nothing worth measuring, for whoever wants to
-report them (``nettools.tools.plumbing.metrics`` reads them when scraped):
-``accepted``, ``active``, ``closed`` (by reason: ``client``, ``error``,
-``stopped``, or what the handler said with ``end_reason``), ``refused`` (by
-the handler's reason, see ``refuse``), ``errors`` (handlers that raised),
-``tls_failures``, ``accept_errors`` (by errno name) and ``limit_reached``
-(times the pool was full, so new connections waited in the listen backlog).
+Its plain counters (``accepted``, ``active``, ``closed`` and ``refused`` by
+reason, ``errors``, ``tls_failures``, ``accept_errors``, ``limit_reached``) are
+what ``nettools.tools.plumbing.metrics`` reads when scraped.
 """
 
 from __future__ import annotations
@@ -278,11 +274,13 @@ class Server:
         self._closers: dict[Any, Callable[[], Any]] = {}
         self.accepted = 0
         self.errors = 0
-        #: Ended connections by why (see ``end_reason``), and refused ones by why.
+        #: Ended connections by why: ``client``, ``error`` (the handler raised, or
+        #: TLS failed), ``stopped``, or the handler's ``end_reason``; refused ones.
         self.closed: dict[str, int] = {}
         self.refused: dict[str, int] = {}
         self.tls_failures = 0
-        self.accept_errors: dict[str, int] = {}
+        self.accept_errors: dict[str, int] = {}  # by errno name
+        #: Times the pool was full, so new connections waited in the listen backlog.
         self.limit_reached = 0
         self._reasons: dict[Any, str] = {}  # connections whose handler said why they end
         _servers.add(self)
