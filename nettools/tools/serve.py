@@ -275,14 +275,14 @@ def _start_metrics(opts: ServeOptions, stats: Any, shared: bool) -> list[Callabl
     probe = HubProbe().start()
     collector = ServiceCollector("serve", stats, probe=probe)
     if not shared:
-        endpoint = MetricsEndpoint(sock, registry_of(collector)).start()
-        return [lambda: endpoint.stop(0), probe.stop]
+        endpoint = MetricsEndpoint(sock, registry_of(collector), probe=probe).start()
+        return [lambda: endpoint.stop(0)]
     from .plumbing.metrics_workers import WorkerMetrics
 
     workers = WorkerMetrics(opts.metrics_dir, collector).start()
     # Process families would jump from worker to worker between scrapes: left out.
-    endpoint = MetricsEndpoint(sock, registry_of(workers, process=False)).start()
-    return [lambda: endpoint.stop(0), workers.stop, probe.stop]
+    endpoint = MetricsEndpoint(sock, registry_of(workers, process=False), probe=probe).start()
+    return [workers.stop, lambda: endpoint.stop(0)]
 
 
 def _prepare(opts: ServeOptions) -> Callable:

@@ -312,9 +312,13 @@ def registry_of(*collectors: Any, process: bool = True) -> CollectorRegistry:
 class MetricsEndpoint:
     """``/metrics`` in Prometheus' text format (OpenMetrics when asked, gzip when
     accepted) on the listening socket ``sock`` (or an ``Address`` to listen
-    on), served by a small green WSGI server of its own."""
+    on), served by a small green WSGI server of its own.  ``probe``: a
+    ``HubProbe`` to stop with it."""
 
-    def __init__(self, sock: Any, registry: Any, *, max_conns: int = 16) -> None:
+    def __init__(
+        self, sock: Any, registry: Any, *, max_conns: int = 16, probe: HubProbe | None = None
+    ) -> None:
+        self.probe = probe
         if isinstance(sock, Address):
             sock = listen_on(sock)
         self.wsgi = WSGIServer(sock, make_wsgi_app(registry), max_size=max_conns,
@@ -334,6 +338,8 @@ class MetricsEndpoint:
 
     def stop(self, timeout: float | None = None) -> None:
         self.wsgi.stop(timeout)
+        if self.probe is not None:
+            self.probe.stop()
 
 
 def write_metrics_file(path: str, collector: Any) -> None:

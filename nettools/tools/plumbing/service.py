@@ -398,11 +398,14 @@ def start_metrics(name: str, stats: Stats | None, addr: Address) -> Any:
     returns the started ``MetricsEndpoint``."""
     from .metrics import HubProbe, MetricsEndpoint, ServiceCollector, registry_of
 
-    collector = ServiceCollector(name, stats, probe=HubProbe().start())
+    probe = HubProbe()
+    collector = ServiceCollector(name, stats, probe=probe)
     try:
-        return MetricsEndpoint(addr, registry_of(collector)).start()
+        endpoint = MetricsEndpoint(addr, registry_of(collector), probe=probe)
     except ServiceError as exc:
         raise ServiceError(f"--metrics: {exc}") from None
+    probe.start()
+    return endpoint.start()
 
 
 def serve_on(
