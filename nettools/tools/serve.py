@@ -36,6 +36,7 @@ from typing import Any
 
 from .plumbing import systemd
 from .plumbing.service import Address, call_on_stop_signals, describe_os_error, format_address
+from .serve_socketio import worker_warnings
 
 __all__ = [
     "AppSpecError",
@@ -43,6 +44,8 @@ __all__ = [
     "Supervisor",
     "check_spec",
     "load_app",
+    "prepare_app",
+    "make_server",
     "run_single",
     "use_app_path",
     "ACCESS_LOG_FORMATS",
@@ -182,9 +185,15 @@ def load_app(spec: str) -> Callable:
     return obj
 
 
-def _make_server(opts: ServeOptions, app: Callable, reuse_port: bool) -> tuple[Any, Callable]:
-    """A started ``WSGIServer`` on a fresh green listener, with its access log
-    and metrics; and the function that ends those once the server has stopped."""
+def make_server(
+    opts: ServeOptions, app: Callable, reuse_port: bool = False, sock: Any = None,
+    stats: Any = None,
+) -> tuple[Any, Callable[[], None]]:
+    """A started ``WSGIServer`` for ``app`` on ``sock`` (a listening green socket),
+    or on a fresh listener at ``opts.host``/``opts.port`` (or the socket systemd
+    passed for it), with its access log and metrics; and the function that ends
+    those once the server has stopped.  ``stats``: where to count requests for
+    a /metrics served elsewhere (``nettools run``'s)."""
     from ..net import listen
     from ..web.wsgi import WSGIServer
     from .plumbing.service import Stats
@@ -195,8 +204,9 @@ def _make_server(opts: ServeOptions, app: Callable, reuse_port: bool) -> tuple[A
 
         ssl_context = gssl.SSLContext(gssl.PROTOCOL_TLS_SERVER)
         ssl_context.load_cert_chain(opts.tls_cert, opts.tls_key)
-    stats = Stats()
-    passed = systemd.claim_matching(Address(opts.host, opts.port))  # socket activation
+    counting = stats is not None or opts.metrics is not None
+    if stats is None:
+        stats = Stats()
     hooks: list[Callable] = []
     closers: list[Callable[[], Any]] = []
     stream = None
@@ -210,14 +220,16 @@ def _make_server(opts: ServeOptions, app: Callable, reuse_port: bool) -> tuple[A
             from .plumbing.logs import JsonAccessLog
 
             hooks.append(JsonAccessLog(stream, "serve"))
-    if opts.metrics is not None:
+    if counting:
         from .plumbing.httpmetrics import RequestMetrics
 
         hooks.append(RequestMetrics(stats))
-    if passed is not None:
-        sock = passed  # every worker accepts on the one socket systemd passed
-    else:
-        sock = listen((opts.host, opts.port), family=opts.family, reuse_port=reuse_port)
+    if sock is None:
+        passed = systemd.claim_matching(Address(opts.host, opts.port))  # socket activation
+        if passed is not None:
+            sock = passed  # every worker accepts on the one socket systemd passed
+        else:
+            sock = listen((opts.host, opts.port), family=opts.family, reuse_port=reuse_port)
     server = WSGIServer(
         sock,
         app,
@@ -285,7 +297,7 @@ def _start_metrics(opts: ServeOptions, stats: Any, shared: bool) -> list[Callabl
     return [workers.stop, lambda: endpoint.stop(0)]
 
 
-def _prepare(opts: ServeOptions) -> Callable:
+def prepare_app(opts: ServeOptions) -> Callable:
     """Patch (so the app's own clients go green), then import the app."""
     if opts.patch:
         from ..patcher import monkey_patch
@@ -302,8 +314,8 @@ def run_single(opts: ServeOptions, on_ready: Callable[[str], None]) -> dict:
     """Serve in this process until SIGINT/SIGTERM; returns the summary.
 
     Raises ``AppSpecError`` for a bad app, ``OSError`` if it cannot listen."""
-    app = _prepare(opts)
-    srv, finish = _make_server(opts, app, reuse_port=False)
+    app = prepare_app(opts)
+    srv, finish = make_server(opts, app, reuse_port=False)
     started = time.monotonic()
 
     def stop() -> None:
@@ -355,6 +367,7 @@ class Supervisor:
         self._stop_deadline = 0.0
         self._buffer = b""
         self._reserved: list[_stdsocket.socket] = []
+        self._warned: set[str] = set()
 
     # ---------------------------------------------------------------- parent
 
@@ -468,6 +481,10 @@ class Supervisor:
             if report.get("ready"):
                 self.ready.add(pid)
                 self._fast_deaths = 0
+                for warning in report.get("warnings", ()):
+                    if warning not in self._warned:  # every worker finds the same
+                        self._warned.add(warning)
+                        log.warning("%s", warning)
             elif report.get("stopped"):
                 self.connections += report["connections"]
                 self.errors += report["errors"]
@@ -546,8 +563,8 @@ class Supervisor:
             for sock in self._reserved:
                 sock.close()
             try:
-                app = _prepare(self.opts)
-                srv, finish = _make_server(self.opts, app, reuse_port=True)
+                app = prepare_app(self.opts)
+                srv, finish = make_server(self.opts, app, reuse_port=True)
             except AppSpecError as exc:
                 self._report(error=str(exc), code=2)
                 return 2
@@ -559,7 +576,7 @@ class Supervisor:
                 self._report(error=f"cannot load {self.opts.spec!r}: {exc!r}", code=1)
                 return 1
             srv.install_signal_handlers(self.opts.drain_timeout)
-            self._report(ready=True)
+            self._report(ready=True, warnings=worker_warnings(app, self.opts.workers))
             try:
                 srv.serve_forever()
             finally:

@@ -22,7 +22,7 @@ class Scrape:
             for sample in family.samples:
                 self.samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
 
-    def value(self, name: str, **labels: str) -> float:
+    def value(self, name: str, /, **labels: str) -> float:
         """The sample ``name`` with exactly these labels (``service`` needs not be given)."""
         matches = [
             v for (n, ls), v in self.samples.items()
@@ -32,7 +32,7 @@ class Scrape:
         assert len(matches) == 1, f"{name} {labels}: {len(matches)} samples in\n{self.text}"
         return matches[0]
 
-    def get(self, name: str, default: float = 0.0, **labels: str) -> float:
+    def get(self, name: str, default: float = 0.0, /, **labels: str) -> float:
         """Like ``value``, but ``default`` when there is no such sample."""
         try:
             return self.value(name, **labels)

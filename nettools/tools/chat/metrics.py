@@ -54,5 +54,7 @@ def add_chat_families(f: Any, chat: ChatRooms) -> None:
                   b.malformed)
         f.counter("nettools_chat_bus_too_big_total", "Local messages too big for the bus.",
                   b.too_big)
+        f.counter("nettools_chat_bus_oversized_total",
+                  "Bus messages dropped for being over the size cap.", b.oversized)
         f.gauge("nettools_chat_bus_servers", "Other chat servers heard from.", b.servers)
         f.gauge("nettools_chat_bus_remote_users", "Users on the other servers.", b.remote_users)

@@ -22,10 +22,13 @@ _CLASSES = {str(n): f"{n}xx" for n in range(1, 6)}
 
 class RequestMetrics:
     """Requests by status class (``1xx``..``5xx``, ``none`` when nothing was
-    answered) and a histogram of their durations, in seconds."""
+    answered) and a histogram of their durations, in seconds.  ``count_bytes``:
+    add the bodies' sizes to ``stats`` (False for a server that counts its
+    bytes itself)."""
 
-    def __init__(self, stats: Stats) -> None:
+    def __init__(self, stats: Stats, count_bytes: bool = True) -> None:
         self.stats = stats
+        self.count_bytes = count_bytes
         self.by_class: dict[str, int] = {}
         self.duration = Histogram(DURATION_BUCKETS)
         stats.metric_sources.append(self.add_to)
@@ -37,9 +40,10 @@ class RequestMetrics:
         cls = _CLASSES.get(status[:1], "none") if status else "none"
         by_class = self.by_class
         by_class[cls] = by_class.get(cls, 0) + 1
-        stats = self.stats
-        stats.bytes_in += received
-        stats.bytes_out += sent
+        if self.count_bytes:
+            stats = self.stats
+            stats.bytes_in += received
+            stats.bytes_out += sent
 
     def add_to(self, f: Any) -> None:
         """The families (``f`` is a ``plumbing.metrics.Families``)."""

@@ -54,6 +54,9 @@ from .service import Address, Stats, listen_on
 
 __all__ = [
     "Families",
+    "families_metrics",
+    "add_server_families",
+    "add_stats_families",
     "HubProbe",
     "ServiceCollector",
     "MetricsEndpoint",
@@ -70,15 +73,17 @@ _KINDS = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily,
 
 
 class Families:
-    """Samples gathered into metric families; each gets the ``service`` label.
+    """Samples gathered into metric families; each gets the ``service`` label
+    (and the ``const`` labels: ``nettools run`` names each service).
 
     ``counter``/``gauge`` add a value to a sample (the keyword labels pick it:
     adding twice to the same labels sums), ``histogram`` sets one; a family's
     label names are those of its first sample.
     """
 
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, **const: str) -> None:
         self.service = service
+        self.const = const
         # name -> (kind, doc, label names, {label values: value or histogram})
         self._families: dict[str, tuple[str, str, tuple[str, ...], dict[tuple, Any]]] = {}
 
@@ -139,16 +144,27 @@ class Families:
 
     def metrics(self) -> list[Metric]:
         """The families as ``prometheus_client`` metrics."""
-        out = []
-        for name, (kind, doc, names, samples) in self._families.items():
-            family = _KINDS[kind](name, doc, labels=["service", *names])
+        return families_metrics([self])
+
+
+def families_metrics(many: Iterable[Families]) -> list[Metric]:
+    """The families of ``many`` services as ``prometheus_client`` metrics, one
+    per name (each service's samples in it); the services must have the same
+    ``const`` label names."""
+    out: dict[str, Metric] = {}
+    for f in many:
+        head = [f.service, *f.const.values()]
+        for name, (kind, doc, names, samples) in f._families.items():
+            family = out.get(name)
+            if family is None:
+                labels = ["service", *f.const, *names]
+                family = out[name] = _KINDS[kind](name, doc, labels=labels)
             for values, value in samples.items():
                 if kind == "histogram":
-                    family.add_metric([self.service, *values], value.cumulative(), value.sum)
+                    family.add_metric([*head, *values], value.cumulative(), value.sum)
                 else:
-                    family.add_metric([self.service, *values], value)
-            out.append(family)
-        return out
+                    family.add_metric([*head, *values], value)
+    return list(out.values())
 
 
 class HubProbe:

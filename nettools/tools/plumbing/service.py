@@ -53,12 +53,15 @@ __all__ = [
     "announce",
     "ready_json",
     "web_url",
+    "emit_event",
+    "listener_address",
     "raise_fd_limit",
     "call_on_stop_signals",
     "Service",
     "run_service",
     "serve_on",
     "reserve_fds",
+    "FD_HEADROOM",
     "stop_on_signals",
 ]
 
@@ -222,15 +225,25 @@ def announce(
 ) -> None:
     """Print the ready line on stdout (and write it to ``ready_file``); on a
     terminal, a line for a person instead (``open URL`` when given a ``url``)."""
-    line = json.dumps({"event": "listening", "service": service, "address": address, **extra})
+    human = f"{service}: open {url}" if url else f"{service} listening on {address}"
+    if extra.get("metrics"):
+        human += f" (metrics at http://{extra['metrics']}/metrics)"
+    emit_event({"event": "listening", "service": service, "address": address, **extra},
+               ready_file, human=human)
+
+
+def emit_event(event: dict[str, Any], ready_file: str | None = None, *,
+               human: str | None = None) -> None:
+    """Print one JSON event line for scripts on stdout (and write it to
+    ``ready_file``); ``human`` is printed instead when stdout is a terminal
+    (unless ``ready_json``)."""
+    line = json.dumps(event)
     # The file first: a script that has seen the stdout line may read it at once.
     if ready_file:
         with open(ready_file, "a", encoding="utf-8") as f:
             f.write(line + "\n")
-    if not _ready["json"] and sys.stdout.isatty():
-        line = f"{service}: open {url}" if url else f"{service} listening on {address}"
-        if extra.get("metrics"):
-            line += f" (metrics at http://{extra['metrics']}/metrics)"
+    if human is not None and not _ready["json"] and sys.stdout.isatty():
+        line = human
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
 
@@ -321,6 +334,19 @@ class Service:
         sys.stderr.flush()
 
 
+def listener_address(listener: Any) -> tuple[str, str | None]:
+    """What to announce for a listener (a listening socket, or an address as a
+    string), and the unix socket file it made, to remove at the end (None; also
+    for abstract names and sockets systemd passed: their files are systemd's)."""
+    if isinstance(listener, str):
+        return listener, None
+    sockname = listener.getsockname()
+    if (isinstance(sockname, str) and sockname and not sockname.startswith("\0")
+            and not systemd.is_passed(listener)):
+        return format_address(sockname), sockname
+    return format_address(sockname), None
+
+
 def run_service(
     name: str,
     stats: Stats,
@@ -354,19 +380,20 @@ def run_service(
         spawn(lambda: (ended.wait(), svc.stop()))
     endpoint = None if metrics is None else start_metrics(name, stats, metrics)
     extras = [dict(extra) for extra in ready_extras or [{} for _ in listeners]]
-    sockets = list(listeners)
     if endpoint is not None:
-        sockets.append(endpoint.socket)
         for extra in extras:
             extra["metrics"] = format_address(endpoint.address)
-    unix_paths = [path for sock in sockets if (path := _socket_file(sock))]
+    unix_paths = []
     watchdog = systemd.Watchdog()
     try:
         for listener, extra in zip(listeners, extras, strict=True):
-            address = listener if isinstance(listener, str) else format_address(
-                listener.getsockname())
+            address, unix_path = listener_address(listener)
+            if unix_path is not None:
+                unix_paths.append(unix_path)
             url = web_url(web, address) if web else None
             announce(name, address, ready_file, url=url, **extra)
+        if endpoint is not None and (path := listener_address(endpoint.socket)[1]):
+            unix_paths.append(path)
         for left in systemd.unclaimed():
             log.warning("%s: systemd passed a socket named %r that nothing uses", name, left)
         systemd.notify("READY=1", f"STATUS={name}: {systemd.describe(list(listeners))}")
@@ -380,17 +407,6 @@ def run_service(
         with contextlib.suppress(OSError):
             os.unlink(path)
     return code
-
-
-def _socket_file(sock: Any) -> str | None:
-    """The file of a unix listening socket we made (None for others, abstract
-    names, and sockets systemd passed: their files are systemd's)."""
-    if isinstance(sock, str) or systemd.is_passed(sock):
-        return None
-    sockname = sock.getsockname()
-    if isinstance(sockname, str) and sockname and not sockname.startswith("\0"):
-        return sockname
-    return None
 
 
 def start_metrics(name: str, stats: Stats | None, addr: Address) -> Any:

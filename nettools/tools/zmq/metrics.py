@@ -36,3 +36,5 @@ def add_bridge_families(f: Any, stats: Any) -> None:
               "Deliveries skipped because a client's queue was full.", stats.dropped)
     f.counter("nettools_zmq_bridge_slow_disconnects_total",
               "Clients disconnected for reading too slowly.", stats.slow_disconnects)
+    f.counter("nettools_zmq_bridge_oversized_total",
+              "Messages dropped for being over the size cap (--max-message).", stats.oversized)

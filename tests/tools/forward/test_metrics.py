@@ -34,8 +34,8 @@ def test_forward_metrics_per_rule(echo_target):
         assert held.recv(300) == b"y" * 300  # still open: its bytes count already
 
         m = scrape(first["metrics"])
-        good_rule = f"{first['address']} -> 127.0.0.1:{echo_target.port}"
-        bad_rule = f"{second['address']} -> 127.0.0.1:{dead}"
+        good_rule, bad_rule = first["name"], second["name"]
+        assert good_rule != bad_rule
         assert m.value("nettools_forward_connections_total", rule=good_rule) == 3
         assert m.value("nettools_forward_connections_total", rule=bad_rule) == 1
         assert m.value("nettools_forward_connections_active", rule=good_rule) == 1
@@ -64,4 +64,25 @@ def test_denied_clients_count_as_refused(echo_target):
         m = scrape(ready["metrics"])
         assert m.labels("nettools_connections_refused_total", "reason") == {"denied": 1}
         assert m.labels("nettools_connections_closed_total", "reason") == {}
+        assert fwd.stop()[0] == 0
+
+
+def test_toxics_are_reported_per_rule_and_per_toxic(echo_target):
+    with Cli("forward", "--metrics", "127.0.0.1:0", f"db=0:{echo_target.port}",
+             "--toxic", "latency:latency=1", "--toxic", "slicer@upstream:name=cut,toxicity=0",
+             ) as fwd:  # fmt: skip
+        ready = fwd.ready()
+        for _ in range(3):
+            assert echo_through(parse_address(ready["address"]), b"z" * 100) == b"z" * 100
+        m = scrape(ready["metrics"])
+        assert m.value("nettools_forward_toxic_toxicity", rule="db", toxic="latency_downstream",
+                       type="latency", stream="downstream") == 1
+        assert m.value("nettools_forward_toxic_toxicity", rule="db", toxic="cut",
+                       type="slicer", stream="upstream") == 0
+        # Drawn for each connection's downstream; the toxicity-0 toxic never.
+        assert m.value("nettools_forward_toxic_connections_total", rule="db",
+                       toxic="latency_downstream", type="latency", stream="downstream") == 3
+        assert m.get("nettools_forward_toxic_connections_total", -1, rule="db", toxic="cut",
+                     type="slicer", stream="upstream") == -1
+        assert m.value("nettools_forward_rule_enabled", rule="db") == 1
         assert fwd.stop()[0] == 0
