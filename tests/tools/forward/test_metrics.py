@@ -86,3 +86,35 @@ def test_toxics_are_reported_per_rule_and_per_toxic(echo_target):
                      type="slicer", stream="upstream") == -1
         assert m.value("nettools_forward_rule_enabled", rule="db") == 1
         assert fwd.stop()[0] == 0
+
+
+def test_udp_sessions_count_per_rule():
+    import threading
+
+    target = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    target.bind(("127.0.0.1", 0))
+    target.settimeout(20)
+
+    def echo_two() -> None:
+        for _ in range(2):
+            data, addr = target.recvfrom(2048)
+            target.sendto(data, addr)
+
+    echoer = threading.Thread(target=echo_two, daemon=True)
+    echoer.start()
+    port = target.getsockname()[1]
+    with Cli("forward", "--metrics", "127.0.0.1:0", f"dns=udp:0:127.0.0.1:{port}") as fwd:
+        ready = fwd.ready()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(10)
+            for payload in (b"a" * 40, b"b" * 60):
+                client.sendto(payload, parse_address(ready["address"]))
+                assert client.recvfrom(2048)[0] == payload
+            m = scrape(ready["metrics"])
+        assert m.value("nettools_forward_connections_total", rule="dns") == 1  # one session
+        assert m.value("nettools_forward_connections_active", rule="dns") == 1
+        assert m.value("nettools_forward_received_bytes_total", rule="dns") == 100
+        assert m.value("nettools_forward_sent_bytes_total", rule="dns") == 100
+        assert fwd.stop()[0] == 0
+    echoer.join(10)
+    target.close()
