@@ -227,7 +227,8 @@ def _server(peer: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
                  start_new_session=True) as proc:
         try:
             line = read_line(proc, proc.stdout, STARTUP_TIMEOUT_S, f"{peer} server start")
-            yield proc, json.loads(line)["port"]
+            ready = json.loads(line)  # nettools serve's ready line has the address only
+            yield proc, ready.get("port") or int(ready["address"].rpartition(":")[2])
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, 9)  # gunicorn's worker too
