@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...net import parse_address
+from ..plumbing.service import parse_address
 from ..plumbing.units import parse_duration, parse_size
 from ..zmq import parse_endpoint
 

@@ -41,6 +41,7 @@ from typing import Any
 from ...kernel.greenthread import GreenThread, kill, spawn
 from ...kernel.hub import get_hub
 from ...kernel.sync import Event, Semaphore
+from ..plumbing import systemd
 from ..plumbing.service import (
     FD_HEADROOM,
     Address,
@@ -145,12 +146,16 @@ class Runner:
         }
         hub = get_hub()
         hub.ref()  # a signal may end the wait even if nothing else is pending
+        watchdog = systemd.Watchdog()
         try:
             if self.metrics is not None:
                 self.metrics_endpoint = self._serve_metrics(self.metrics)
             self.start(config.services.values())
+            systemd.notify("READY=1", self._status())
+            watchdog.start()
             self._done.wait()
         finally:
+            watchdog.stop()
             hub.unref()
             if self.metrics_endpoint is not None:
                 self.metrics_endpoint.stop(0)  # last: a scrape during the drain sees it all
@@ -179,6 +184,7 @@ class Runner:
         if self._stopping:
             return
         self._stopping = True
+        systemd.notify("STOPPING=1", "STATUS=run: stopping")
         with self._turn:
             services, self.services = list(self.services.values()), {}
             self._stop_all(services, report=True)
@@ -204,38 +210,49 @@ class Runner:
                 log.warning("run: reload failed, nothing changed: %s", exc)
                 _emit(sys.stderr, {"event": "reload-failed", "error": str(exc)})
                 return
-            new = config.services
-            old = self.services
-            removed = [name for name in old if name not in new]
-            changed = [n for n in old if n in new and not old[n].spec.same_as(new[n])]
-            kept = [name for name in old if name not in removed and name not in changed]
-            self._stop_all([old.pop(name) for name in removed + changed], report=True)
-            self._reserve_fds(new.values())
-            started: list[RunningService] = []
-            failed: dict[str, str] = {}
-            for name, spec in new.items():
-                if name in old:
-                    continue
-                try:
-                    svc = self._start_one(spec)
-                except StartError as exc:
-                    failed[name] = exc.reason
-                    _emit(sys.stderr, {"event": "failed", "service": exc.kind, "name": name,
-                                       "error": exc.reason})  # fmt: skip
-                    continue
-                old[name] = svc
-                started.append(svc)
-            self.services = {name: old[name] for name in new if name in old}
-            _emit(sys.stderr, {
-                "event": "reloaded", "reload": self.reloads, "kept": kept,
-                "stopped": removed, "restarted": [n for n in changed if n not in failed],
-                "started": [svc.name for svc in started if svc.name not in changed],
-                "failed": failed,
-            })  # fmt: skip
+            systemd.notify("RELOADING=1", "STATUS=run: reloading")
             try:
-                self._announce(started)
-            except OSError as exc:
-                log.warning("run: cannot write the ready file: %s", exc)
+                self._reload(config)
+            finally:
+                systemd.notify("READY=1", self._status())
+
+    def _status(self) -> str:
+        return f"STATUS=run: {len(self.services)} services running ({', '.join(self.services)})"
+
+    def _reload(self, config: RunConfig) -> None:
+        """Stop, restart and start services so that they are those of ``config``."""
+        new = config.services
+        old = self.services
+        removed = [name for name in old if name not in new]
+        changed = [n for n in old if n in new and not old[n].spec.same_as(new[n])]
+        kept = [name for name in old if name not in removed and name not in changed]
+        self._stop_all([old.pop(name) for name in removed + changed], report=True)
+        self._reserve_fds(new.values())
+        started: list[RunningService] = []
+        failed: dict[str, str] = {}
+        for name, spec in new.items():
+            if name in old:
+                continue
+            try:
+                svc = self._start_one(spec)
+            except StartError as exc:
+                failed[name] = exc.reason
+                _emit(sys.stderr, {"event": "failed", "service": exc.kind, "name": name,
+                                   "error": exc.reason})  # fmt: skip
+                continue
+            old[name] = svc
+            started.append(svc)
+        self.services = {name: old[name] for name in new if name in old}
+        _emit(sys.stderr, {
+            "event": "reloaded", "reload": self.reloads, "kept": kept,
+            "stopped": removed, "restarted": [n for n in changed if n not in failed],
+            "started": [svc.name for svc in started if svc.name not in changed],
+            "failed": failed,
+        })  # fmt: skip
+        try:
+            self._announce(started)
+        except OSError as exc:
+            log.warning("run: cannot write the ready file: %s", exc)
 
     # ------------------------------------------------------------- helpers
 

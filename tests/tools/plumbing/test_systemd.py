@@ -205,3 +205,30 @@ def test_sockets_passed_to_another_process_are_not_ours():
     assert res.returncode == 1
     assert res.stderr.strip() == ("nettools echo: cannot listen on systemd:: no socket left "
                                   "passed by systemd (LISTEN_FDNAMES: none)")
+
+
+def test_run_takes_a_passed_socket_and_tells_systemd_how_it_goes(tmp_path):
+    notes = Notifications(tmp_path)
+    port = free_port()
+    file = tmp_path / "run.toml"
+    file.write_text('[services.front]\ntype = "echo"\nraw = true\nlisten = "systemd:front"\n'
+                    '[services.side]\ntype = "echo"\nraw = true\n')
+    proc = activate("run", str(file), listen=[port], names="front",
+                    env={"NOTIFY_SOCKET": notes.address, "WATCHDOG_USEC": "200000"})
+    try:
+        with connect(port) as client:
+            client.sendall(b"activated")
+            assert client.recv(100) == b"activated"
+        first = notes.next()
+        assert first["READY"] == "1"
+        assert first["STATUS"] == "run: 2 services running (front, side)"
+        assert notes.next() == {"WATCHDOG": "1"}
+        proc.send_signal(signal.SIGHUP)  # a reload: RELOADING=1, then READY=1 again
+        assert notes.until("RELOADING")["STATUS"] == "run: reloading"
+        assert notes.until("READY")["STATUS"].startswith("run: 2 services")
+        code, _, err = stop(proc)
+        assert notes.until("STOPPING")["STATUS"] == "run: stopping"
+        assert code == 0, err
+    finally:
+        kill(proc)
+        notes.close()
