@@ -192,7 +192,7 @@ def forward(
         raise typer.Exit(run_service(
             "forward", stats, listeners, stoppers,
             drain_timeout=drain_timeout, ready_file=ready_file, ready_extras=extras,
-            metrics=metrics,
+            metrics=metrics, metrics_servers=forwarder.servers,  # not the API's
         ))
 
 

@@ -129,6 +129,8 @@ class Forwarder:
         self.proxies: dict[str, AnyProxy] = {}
         #: Per-rule counts for --metrics (read only when scraped).
         self.metrics = ForwardMetrics(self)
+        #: The servers of rules that stopped accepting (see ``servers``).
+        self.stopped_servers: list[Any] = []
         self.stats.metric_sources.append(self.metrics.add_to)
         self.stats.in_flight = self.metrics.in_flight
         self.started = False
@@ -220,6 +222,13 @@ class Forwarder:
         """Start and wait until ``stop`` has finished."""
         self.start()
         self._stopped.wait()
+
+    def servers(self) -> list[Any]:
+        """Every ``net.Server`` its TCP rules have had: those accepting now and
+        those stopped (a rule disabled, removed or reloaded away), whose counts
+        stay part of the forwarder's."""
+        now = [p.server for p in self.proxies.values() if getattr(p, "server", None) is not None]
+        return self.stopped_servers + now
 
     def set_keepalive(self, sock: Any) -> None:
         set_keepalive(sock, self.keepalive)

@@ -116,6 +116,7 @@ class Proxy:
         end, then close what is left."""
         if self.server is not None:
             self.server.close()  # closes the listener too
+            self.fwd.stopped_servers.append(self.server)
             self.server = None
         elif self.listener is not None:
             self.listener.close()

@@ -269,13 +269,19 @@ def add_stats_families(f: Families, stats: Stats) -> None:
     f.counts("nettools_errors_total", "Errors, by kind.", "kind", kinds)
 
 
+def _servers_but_metrics() -> list[Server]:
+    return [s for s in live_servers() if s.name != METRICS_SERVER_NAME]
+
+
 class ServiceCollector:
     """What one service reports (a ``prometheus_client`` collector).
 
     ``stats``: the service's ``Stats`` (its ``metric_sources`` add the tool's
     families); ``servers``: a callable giving the servers to count (default:
-    every live ``net.Server`` of the process but the metrics endpoint's own);
-    ``probe``: the ``HubProbe`` of the hub the service runs on.
+    every live ``net.Server`` of the process but the metrics endpoint's own),
+    each kept once seen, so that a server gone (a forward rule disabled) does
+    not take its counts with it; ``probe``: the ``HubProbe`` of the hub the
+    service runs on.
     """
 
     def __init__(
@@ -288,15 +294,14 @@ class ServiceCollector:
     ) -> None:
         self.service = service
         self.stats = stats
-        self.servers = servers if servers is not None else self._all_servers
+        self._source = servers if servers is not None else _servers_but_metrics
         self.probe = probe
         self._seen: dict[int, Server] = {}
 
-    def _all_servers(self) -> list[Server]:
-        # Kept once seen: a server gone must not take its counts with it.
-        for server in live_servers():
-            if server.name != METRICS_SERVER_NAME:
-                self._seen.setdefault(id(server), server)
+    def servers(self) -> list[Server]:
+        """The servers counted: those ``servers()`` gives now and gave before."""
+        for server in self._source():
+            self._seen.setdefault(id(server), server)
         return list(self._seen.values())
 
     def families(self) -> Families:

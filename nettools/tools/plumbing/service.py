@@ -358,6 +358,7 @@ def run_service(
     ready_extras: Sequence[dict[str, Any]] | None = None,
     ended: Event | None = None,
     metrics: Address | None = None,
+    metrics_servers: Callable[[], Any] | None = None,
     web: str | None = None,
 ) -> int:
     """Announce each listener, run until SIGINT/SIGTERM (or until ``ended`` is
@@ -367,7 +368,9 @@ def run_service(
     (a ZeroMQ endpoint, say); ``ready_extras`` adds fields to each one's ready
     line.  A unix socket file a listener made is removed at the end.
     ``metrics``: serve ``/metrics`` there (see ``nettools.tools.plumbing.metrics``);
-    each ready line then names it too.  ``web``: the scheme of a web server
+    each ready line then names it too; ``metrics_servers()``, the ``net.Server``s
+    whose connections are the service's (default: every one in the process).
+    ``web``: the scheme of a web server
     (``http``, ``https``), which a person on a terminal is told to open.
     Under systemd: ``READY=1`` once all are announced, ``STOPPING=1`` when the
     stop begins, and the watchdog pinged from the hub while it runs.
@@ -378,7 +381,7 @@ def run_service(
     svc.install_signal_handlers()
     if ended is not None:
         spawn(lambda: (ended.wait(), svc.stop()))
-    endpoint = None if metrics is None else start_metrics(name, stats, metrics)
+    endpoint = None if metrics is None else start_metrics(name, stats, metrics, metrics_servers)
     extras = [dict(extra) for extra in ready_extras or [{} for _ in listeners]]
     if endpoint is not None:
         for extra in extras:
@@ -409,13 +412,15 @@ def run_service(
     return code
 
 
-def start_metrics(name: str, stats: Stats | None, addr: Address) -> Any:
+def start_metrics(
+    name: str, stats: Stats | None, addr: Address, servers: Callable[[], Any] | None = None
+) -> Any:
     """Serve service ``name``'s metrics (``stats``, its servers, the hub) on ``addr``;
-    returns the started ``MetricsEndpoint``."""
+    returns the started ``MetricsEndpoint``.  ``servers``: see ``ServiceCollector``."""
     from .metrics import HubProbe, MetricsEndpoint, ServiceCollector, registry_of
 
     probe = HubProbe()
-    collector = ServiceCollector(name, stats, probe=probe)
+    collector = ServiceCollector(name, stats, servers=servers, probe=probe)
     try:
         endpoint = MetricsEndpoint(addr, registry_of(collector), probe=probe)
     except ServiceError as exc:

@@ -250,11 +250,7 @@ def _start_forward(name: str, v: dict[str, Any]) -> Started:
             for each in stops:
                 each(timeout)
 
-        def servers() -> list[Any]:  # rules come and go (the API): the ones there now
-            return [p.server for p in forwarder.proxies.values()
-                    if getattr(p, "server", None) is not None]
-
-        return Started(stats, listeners, stop, extras=extras, servers=servers)
+        return Started(stats, listeners, stop, extras=extras, servers=forwarder.servers)
 
     return closing_on_error(lambda: [rule.listener.close() for rule in rules], start)
 

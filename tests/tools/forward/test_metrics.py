@@ -6,6 +6,7 @@ import socket
 
 import pytest
 from helpers.cli import Cli
+from helpers.events import Events
 from helpers.metrics import scrape
 from helpers.sockets import echo_through, parse_address
 
@@ -21,8 +22,9 @@ def closed_port() -> int:
 def test_forward_metrics_per_rule(echo_target):
     dead = closed_port()
     with Cli("forward", "--metrics", "127.0.0.1:0", f"0:{echo_target.port}", f"0:{dead}") as fwd:
-        first = fwd.ready()
-        second = fwd.ready()
+        # Two ready lines: read as a stream (a select per line misses one already buffered).
+        lines = Events(fwd.proc.stdout)
+        first, second = lines.next(), lines.next()
         assert first["metrics"] == second["metrics"]
         good, bad = parse_address(first["address"]), parse_address(second["address"])
         for _ in range(2):
@@ -118,3 +120,32 @@ def test_udp_sessions_count_per_rule():
         assert fwd.stop()[0] == 0
     echoer.join(10)
     target.close()
+
+
+def test_api_calls_are_not_connections_and_a_disabled_rule_keeps_its_counts(echo_target):
+    import json
+    import urllib.request
+
+    with Cli("forward", "--metrics", "127.0.0.1:0", "--api", "127.0.0.1:0",
+             f"db=0:{echo_target.port}") as fwd:  # fmt: skip
+        rule, api = Events(fwd.proc.stdout).until(lambda e: "api" in e)
+        assert echo_through(parse_address(rule["address"]), b"q" * 10) == b"q" * 10
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+        def post(path: str, body: dict) -> None:
+            req = urllib.request.Request(f"http://{api['address']}{path}", method="POST",
+                                         data=json.dumps(body).encode())  # fmt: skip
+            with opener.open(req, timeout=10) as resp:
+                assert resp.status == 200
+
+        post("/proxies/db", {"enabled": False})  # its server stops, its counts stay
+        m = scrape(rule["metrics"])
+        assert m.value("nettools_connections_accepted_total", service="forward") == 1
+        assert m.value("nettools_received_bytes_total") == 10
+        assert m.value("nettools_forward_rule_enabled", rule="db") == 0
+        post("/proxies/db", {"enabled": True})
+        assert echo_through(parse_address(rule["address"]), b"r" * 10) == b"r" * 10
+        m = scrape(rule["metrics"])
+        assert m.value("nettools_connections_accepted_total", service="forward") == 2
+        assert m.value("nettools_forward_connections_total", rule="db") == 2
+        assert fwd.stop()[0] == 0
