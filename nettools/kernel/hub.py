@@ -23,12 +23,14 @@ only when no greenthread is ready to run.
 
 The loop has three sources of work, checked in this order each turn:
 
+* the *timer heap* of ``(deadline, seq, Timer)``: the timers due now.
+  Cancelling only marks a timer; the heap is compacted when cancelled entries
+  dominate (most timeouts are cancelled before they fire).  Timers go first so
+  that a greenthread that sets a timer due now and then yields (``sleep(0)``)
+  finds it fired when it resumes.
 * the *ready queue*: plain callables to run now (``spawn``, ``sleep(0)``,
-  Event and Queue notifications). Only the batch present at the start of a turn
+  Event and Queue notifications). Only the batch present once the timers ran
   runs, so a greenthread that keeps yielding cannot starve I/O or timers.
-* the *timer heap* of ``(deadline, seq, Timer)``. Cancelling only marks a timer;
-  the heap is compacted when cancelled entries dominate (most timeouts are
-  cancelled before they fire).
 * the *poller* (``poller.py``): epoll, each fd registered once, edge-triggered
   for read and write, until ``notify_close`` (poll(2) where epoll is missing).
   A wait only fills a slot in a small per-fd record (``fdwait.py``, where the
@@ -89,6 +91,7 @@ import time
 from _thread import _local as _thread_local
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from itertools import count
 from typing import Any
 
@@ -100,6 +103,9 @@ __all__ = [
     "Hub",
     "Timer",
     "get_hub",
+    "use_hub",
+    "get_default_hub",
+    "HUB_NAMES",
     "current_hub",
     "root_greenlet",
     "trampoline",
@@ -179,8 +185,10 @@ class Hub(FdWaits):
     #: While greenthreads keep the ready queue busy, poll I/O after this many callbacks.
     busy_poll_every = 64
 
-    def __init__(self) -> None:
-        super().__init__()  # fds, io_waiters, poller
+    def __init__(self, poller: str | None = None) -> None:
+        """``poller``: "epoll" or "poll" (default: epoll where there is one, unless
+        ``NETTOOLS_HUB``/``EVENTLET_HUB`` say ``poll``)."""
+        super().__init__(poller)  # fds, io_waiters, poller
         self.greenlet = greenlet(self.run, parent=root_greenlet())
         self.ready: deque[Callable[[], Any]] = deque()
         self.timers: list[tuple[float, int, Timer]] = []
@@ -197,6 +205,8 @@ class Hub(FdWaits):
         self.switches = 0
         #: Worker greenlets ready to run the next spawned call (see greenthread.py).
         self.idle_workers: list[greenlet] = []
+        #: True while the loop runs (see ``abort``).
+        self.running = False
 
     # ----------------------------------------------------------------- switching
 
@@ -282,6 +292,38 @@ class Hub(FdWaits):
         """Number of timers that have neither fired nor been cancelled."""
         return len(self.timers) - self._ncancelled
 
+    def get_timers_count(self) -> int:
+        """Number of timers in the heap, cancelled ones not yet dropped included."""
+        return len(self.timers)
+
+    @property
+    def timers_canceled(self) -> int:
+        """Cancelled timers still in the heap (dropped when they dominate it)."""
+        return self._ncancelled
+
+    @staticmethod
+    def clock() -> float:
+        """The hub's clock (``time.monotonic``): timer deadlines are in its seconds."""
+        return time.monotonic()
+
+    def abort(self, wait: bool = False) -> None:
+        """Pause the loop: at the top of its next turn it hands control to the
+        main greenlet instead of going on, and ``running`` becomes False.  It
+        picks up where it was at the next wait.  ``wait=True`` switches to the
+        hub so that the pause has happened when ``abort`` returns."""
+        if self.running and self._pause not in self.turn_hooks:
+            self.turn_hooks.append(self._pause)
+        if wait and getcurrent() is not self.greenlet and self.running:
+            self.switch()
+
+    def _pause(self) -> None:
+        self.turn_hooks.remove(self._pause)
+        self.running = False
+        try:
+            self.greenlet.parent.switch()
+        finally:
+            self.running = True
+
     # --------------------------------------------------------------- callbacks
 
     def run_callback(self, callback: Callable[[], Any]) -> None:
@@ -343,6 +385,7 @@ class Hub(FdWaits):
         hooks = self.turn_hooks
         busy_poll_every = self.busy_poll_every
         ran = 0  # callbacks run since the last poll
+        self.running = True
         while True:
             if hooks:
                 for hook in hooks:
@@ -351,20 +394,8 @@ class Hub(FdWaits):
                     except BaseException:
                         self.report_error("error in hub turn hook %r", hook)
 
-            # 1. The ready batch.
-            n = len(ready)
-            ran += n
-            while n and ready:
-                n -= 1
-                cb = popleft()
-                try:
-                    cb()
-                except SYSTEM_EXCEPTIONS:
-                    self._raise_in_main(sys.exc_info()[1])
-                except BaseException:
-                    self.report_error("error in hub callback %r", cb)
-
-            # 2. Due timers.
+            # 1. Due timers: a timer due now runs before a greenthread that yielded
+            # after setting it (``sleep(0)`` lets it fire).
             timers = self.timers
             if timers:
                 now = clock()
@@ -383,6 +414,19 @@ class Hub(FdWaits):
                     except BaseException:
                         self.report_error("error in timer %r", t)
                     timers = self.timers  # compaction may have replaced the list
+
+            # 2. The ready batch (what the timers just readied included).
+            n = len(ready)
+            ran += n
+            while n and ready:
+                n -= 1
+                cb = popleft()
+                try:
+                    cb()
+                except SYSTEM_EXCEPTIONS:
+                    self._raise_in_main(sys.exc_info()[1])
+                except BaseException:
+                    self.report_error("error in hub callback %r", cb)
 
             # 3. I/O.
             if ready:
@@ -526,13 +570,73 @@ def _expire_parked(waiters: deque, g: greenlet, expired: Any) -> None:
 
 _tls = _thread_local()
 
+#: eventlet's hub names, and the poller nettools' one hub uses for each.
+HUB_NAMES = {
+    "epolls": "epoll",
+    "poll": "poll",
+    "selects": "poll",
+    "kqueue": None,
+    "asyncio": None,
+    "hub": None,
+}
+
+
+def _hub_from_environment() -> Callable[[], Any]:
+    """What ``NETTOOLS_HUB`` (or else eventlet's ``EVENTLET_HUB``) asks for."""
+    name = os.environ.get("NETTOOLS_HUB") or os.environ.get("EVENTLET_HUB") or None
+    return _hub_factory(name) if name else Hub
+
+
+def _hub_factory(name: Any) -> Callable[[], Any]:
+    """A hub maker for ``use_hub``'s argument."""
+    if name is None:
+        return Hub
+    if isinstance(name, type):
+        return name
+    if not isinstance(name, str):  # a module with a Hub class, as eventlet's hub modules
+        return name.Hub
+    short = name.rpartition(".")[2]
+    if short in HUB_NAMES:
+        return partial(Hub, HUB_NAMES[short])
+    if short in ("epoll",):
+        return partial(Hub, short)
+    module, _, attr = name.partition(":")
+    import importlib
+
+    found = importlib.import_module(module)
+    return getattr(found, attr or "Hub")
+
+
+_make_hub: Callable[[], Any] = _hub_from_environment()
+
+
+def use_hub(hub: Any = None) -> None:
+    """Choose the hub that threads make from now on, and this thread's next one.
+
+    ``hub`` is one of eventlet's hub names (``"epolls"``, ``"poll"``,
+    ``"selects"``, ``"kqueue"``, ``"asyncio"``: all are nettools' one hub, on
+    epoll or on poll(2)), a ``"module:Class"`` path, a module with a ``Hub``
+    class, a class, or None for the default.  As in eventlet the calling
+    thread's current hub is dropped, so call it before anything waits.
+    """
+    global _make_hub
+    _make_hub = _hub_factory(hub)
+    old = getattr(_tls, "hub", None)
+    if old is not None:
+        del _tls.hub
+
+
+def get_default_hub() -> type:
+    """The hub class threads get unless ``use_hub`` says otherwise."""
+    return Hub
+
 
 def get_hub() -> Hub:
     """Return this OS thread's hub, creating it on first use."""
     try:
         return _tls.hub
     except AttributeError:
-        hub = _tls.hub = Hub()
+        hub = _tls.hub = _make_hub()
         return hub
 
 
