@@ -12,9 +12,11 @@ Name resolution (``getaddrinfo`` and friends) runs in the thread pool, so
 ``/etc/hosts``, search domains and nsswitch behave exactly as without
 nettools; numeric addresses are handled inline without a thread.
 
-Beyond the standard module's names (``__all__``), nettools uses two of its
-own: ``is_numeric_host``, and ``deadline_after``/``time_left``/``timed_out``,
-the timeout arithmetic the green ``ssl`` module shares.
+Beyond the standard module's names (``__all__``), nettools uses a few of its
+own: ``is_numeric_host``, ``deadline_after``/``time_left``/``timed_out`` (the
+timeout arithmetic the green ``ssl`` module shares), and for eventlet's
+programs ``GreenSocket`` (which can also take an existing socket over) and
+``set_nonblocking``.
 """
 
 from __future__ import annotations
@@ -368,6 +370,33 @@ class socket(_real_socket):
 
 
 SocketType = socket
+
+
+class GreenSocket(socket):
+    """eventlet's green socket class: ``GreenSocket(family, type, proto)`` makes a
+    socket as ``socket`` does, and ``GreenSocket(sock)`` takes an existing socket
+    over -- its fd, family, type and timeout -- leaving ``sock`` detached."""
+
+    def __init__(
+        self, family: Any = -1, type: int = -1, proto: int = -1, fileno: int | None = None
+    ) -> None:
+        if not isinstance(family, _real_socket):
+            super().__init__(family, type, proto, fileno)
+            return
+        sock = family
+        timeout = sock.gettimeout()
+        family, type, proto = sock.family, sock.type, sock.proto
+        super().__init__(family, type, proto, sock.detach())
+        self._timeout = timeout
+
+
+def set_nonblocking(fd: Any) -> None:
+    """Make ``fd`` (a socket, a file object or an fd number) non-blocking."""
+    setblocking = getattr(fd, "setblocking", None)
+    if setblocking is not None:
+        setblocking(False)
+    else:
+        _os.set_blocking(fd if isinstance(fd, int) else fd.fileno(), False)
 
 
 # ----------------------------------------------------------- module functions

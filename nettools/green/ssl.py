@@ -120,6 +120,48 @@ def _create_unverified_context(*args: Any, **kwargs: Any) -> SSLContext:
     return ctx
 
 
+def wrap_socket(
+    sock: Any,
+    keyfile: str | None = None,
+    certfile: str | None = None,
+    server_side: bool = False,
+    cert_reqs: int = _stdlib.CERT_NONE,
+    ssl_version: int | None = None,
+    ca_certs: str | None = None,
+    do_handshake_on_connect: bool = True,
+    suppress_ragged_eofs: bool = True,
+    ciphers: str | None = None,
+) -> SSLSocket:
+    """The standard library's legacy ``ssl.wrap_socket`` (gone in Python 3.12), green.
+
+    Its arguments and defaults are the old function's, which eventlet programs
+    call (``eventlet.wrap_ssl`` is this): the certificate is not verified unless
+    ``cert_reqs`` asks for it, and host names are never checked.  New code
+    should build an ``SSLContext`` (``create_default_context()``) instead.
+    """
+    if server_side and not certfile:
+        raise ValueError("certfile must be specified for server-side operations")
+    if keyfile and not certfile:
+        raise ValueError("certfile must be specified")
+    if ssl_version is None:
+        ssl_version = _stdlib.PROTOCOL_TLS_SERVER if server_side else _stdlib.PROTOCOL_TLS_CLIENT
+    context = SSLContext(ssl_version)
+    context.check_hostname = False
+    context.verify_mode = cert_reqs
+    if ca_certs:
+        context.load_verify_locations(ca_certs)
+    if certfile:
+        context.load_cert_chain(certfile, keyfile)
+    if ciphers:
+        context.set_ciphers(ciphers)
+    return context.wrap_socket(
+        sock,
+        server_side=server_side,
+        do_handshake_on_connect=do_handshake_on_connect,
+        suppress_ragged_eofs=suppress_ragged_eofs,
+    )
+
+
 def _patch() -> None:
     """Make every ``SSLContext.wrap_socket`` in the process produce green sockets."""
     _stdlib.SSLContext.sslsocket_class = SSLSocket

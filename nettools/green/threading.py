@@ -32,7 +32,7 @@ from typing import Any
 from greenlet import getcurrent
 
 from . import _thread as _gthread
-from ._importer import fresh_import
+from ._importer import adopt, fresh_import
 
 _copy = fresh_import("threading", {"_thread": _gthread})
 
@@ -115,9 +115,7 @@ _share_exceptions(_copy)
 if _needs_dummy_cleanup(_copy):
     _copy._DummyThread = _cleaned_dummy_class(_copy)
 
-_SKIP = {"__name__", "__spec__", "__loader__", "__file__", "__cached__", "__builtins__"}
-globals().update({k: v for k, v in vars(_copy).items() if k not in _SKIP})
-__all__ = list(_copy.__all__)
+__all__ = adopt(globals(), _copy)
 
 
 # ----------------------------------------------------------------- patching
