@@ -281,11 +281,20 @@ class Server:
 
     def serve_forever(self) -> None:
         """Start (if needed) and wait until the server stops accepting -- and, when
-        ``stop`` is what ended it, until its handlers have drained."""
+        ``stop`` is what ended it, until its handlers have drained.
+
+        If the waiting greenthread is killed (or a ``Timeout`` or Ctrl-C ends
+        the wait), the server stops accepting, as a plain accept loop in that
+        greenthread would; connections being served carry on.
+        """
         self.start()
-        self._closed.wait()
-        if self._stopping:
-            self._stopped.wait()
+        try:
+            self._closed.wait()
+            if self._stopping:
+                self._stopped.wait()
+        except BaseException:
+            self.close()
+            raise
         if self._failure is not None:
             raise self._failure
 
