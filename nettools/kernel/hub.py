@@ -207,6 +207,12 @@ class Hub(FdWaits):
         self.idle_workers: list[greenlet] = []
         #: True while the loop runs (see ``abort``).
         self.running = False
+        #: Greenthreads that yielded (``sleep(0)``): they go to the ready queue
+        #: after the next poll, so whoever waits on I/O that is ready now runs
+        #: before they resume, as with eventlet's and gevent's ``sleep(0)``.
+        self.yielded: list[Callable[[], Any]] = []
+        #: Those of them waiting for the poll under way.
+        self.polling_yielded: list[Callable[[], Any]] = []
 
     # ----------------------------------------------------------------- switching
 
@@ -252,12 +258,14 @@ class Hub(FdWaits):
         if cur is self.greenlet:
             raise RuntimeError("cannot yield from inside the hub")
         sw = cur.switch
-        self.ready.append(sw)
+        self.yielded.append(sw)
         self.switches += 1
         try:
             self.greenlet.switch()
         except BaseException:
             # Thrown out before our turn came: drop the now-stale wake-up.
+            discard(self.yielded, sw)
+            discard(self.polling_yielded, sw)
             discard(self.ready, sw)
             raise
 
@@ -279,6 +287,7 @@ class Hub(FdWaits):
     # eventlet's names
     schedule_call_global = schedule
     schedule_call_local = schedule_local
+    mark_as_reopened = FdWaits.notify_opened
 
     def _timer_cancelled(self) -> None:
         self._ncancelled += 1
@@ -429,9 +438,12 @@ class Hub(FdWaits):
                     self.report_error("error in hub callback %r", cb)
 
             # 3. I/O.
+            yielded = self.yielded
             if ready:
-                if ran < busy_poll_every:
+                if ran < busy_poll_every and not yielded:
                     continue
+                timeout = 0.0
+            elif yielded:
                 timeout = 0.0
             elif len(timers) > self._ncancelled:  # a live timer (cancelled ones wake no one)
                 timeout = timers[0][0] - clock()
@@ -448,6 +460,8 @@ class Hub(FdWaits):
                 )
                 continue
             ran = 0
+            if yielded:
+                self.polling_yielded, self.yielded = yielded, []
             try:
                 events = poll(timeout)
             except InterruptedError:  # pragma: no cover - PEP 475 retries for us
@@ -456,8 +470,8 @@ class Hub(FdWaits):
                 # Only a Python signal handler can raise here (KeyboardInterrupt,
                 # or whatever the program's own handler raises): it belongs to
                 # the main greenlet, as it would without nettools.
+                events = ()
                 self._raise_in_main(sys.exc_info()[1])
-                continue
             for fd, ev in events:
                 st = fds.get(fd)
                 if st is None:
@@ -492,6 +506,9 @@ class Hub(FdWaits):
                             self.report_error("error in greenthread %r woken for writing", g)
                     else:
                         st.wready = True
+            if self.polling_yielded:
+                ready.extend(self.polling_yielded)
+                self.polling_yielded = []
 
     def report_error(self, msg: str, *args: Any) -> None:
         """Log the exception being handled, from a greenthread of its own.
