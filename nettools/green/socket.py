@@ -31,6 +31,7 @@ from socket import *  # noqa: F403 - a drop-in module re-exports everything
 from typing import Any
 
 from ..kernel import tpool as _tpool
+from ..kernel.fdwait import READ as _READ
 from ..kernel.hub import get_hub as _get_hub
 
 __all__ = list(_stdlib.__all__)
@@ -171,6 +172,8 @@ class socket(_real_socket):
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Like ``socket.recv``; waits on the hub instead of blocking the thread."""
+        if not bufsize and self._timeout != 0.0:
+            self._wait_readable()  # as the standard socket: recv(0) waits for data
         if self._drained and not flags and self._timeout != 0.0:
             # The last recv emptied the socket (a short read) and epoll has seen
             # no new data since (no recorded edge) nor a hang-up: a recv now could
@@ -191,7 +194,23 @@ class socket(_real_socket):
         self._drained = not flags and 0 < len(data) < bufsize
         return data
 
-    recv_into = _green(_ss.recv_into, False, 2)
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        """Like ``socket.recv_into``; waits on the hub instead of blocking the thread."""
+        try:
+            n = _ss.recv_into(self, buffer, nbytes, flags)
+        except BlockingIOError:
+            if self._timeout == 0.0 or (isinstance(flags, int) and flags & _MSG_DONTWAIT):
+                raise
+            return self._retry(_ss.recv_into, (buffer, nbytes, flags), False, {})
+        if not n and not nbytes and self._timeout != 0.0 and not memoryview(buffer).nbytes:
+            # As the standard socket: an empty read waits for data.
+            self._wait_readable()
+        return n
+
+    def _wait_readable(self) -> None:
+        """Wait, within the timeout, until a read would not block (a zero-length
+        read returns at once even with nothing to read, so it cannot try first)."""
+        _get_hub().wait_level(_ss.fileno(self), _READ, self._timeout, timed_out)
     recvfrom = _green(_ss.recvfrom, False, 1)
     recvfrom_into = _green(_ss.recvfrom_into, False, 2)
     send = _green(_ss.send, True, 1)
