@@ -44,4 +44,8 @@ from __future__ import annotations
 from .connection import WebSocket, WebSocketClosed
 from .handshake import WebSocketWSGI
 
-__all__ = ["WebSocketWSGI", "WebSocket", "WebSocketClosed"]
+#: eventlet's name for an RFC 6455 connection (the only kind nettools speaks:
+#: the draft hixie-75/76 protocols of 2010 are not served).
+RFC6455WebSocket = WebSocket
+
+__all__ = ["WebSocketWSGI", "WebSocket", "RFC6455WebSocket", "WebSocketClosed"]

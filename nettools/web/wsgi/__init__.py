@@ -18,8 +18,8 @@ responses carry ``Connection: close``).
 
 nettools additions to the environ:
 
-* ``nettools.posthooks``: a list; append callables ``hook(environ)`` (or
-  eventlet-style ``(hook, args, kwargs)`` tuples, called as
+* ``nettools.posthooks`` (also ``eventlet.posthooks``): a list; append
+  callables ``hook(environ)`` (or eventlet-style ``(hook, args, kwargs)`` tuples, called as
   ``hook(environ, *args, **kwargs)``).  They run after the response has been
   sent, or the client has gone.
 * ``nettools.takeover()``: returns ``(sock, leftover)`` -- the raw connection
@@ -33,6 +33,10 @@ nettools additions to the environ:
   idle calls ``closer()`` (in its own greenthread) instead of shutting the
   socket down; for protocols that say goodbye (a websocket's close 1001).
 * ``nettools.server``: the ``WSGIServer``.
+* ``RAW_PATH_INFO``: the path as sent, still %-escaped (as eventlet's).
+
+Bodies: ``str`` pieces are sent encoded as ASCII, as eventlet does (other
+text is the application's error: a 500).
 
 Inside: ``wsgiserver`` (the server and ``server()``), ``options``,
 ``connection`` (a connection's requests), ``response`` (what it sends),
@@ -43,12 +47,18 @@ from __future__ import annotations
 
 from ..http import ClientDisconnected, HTTPError
 from .accesslog import DEFAULT_LOG_FORMAT, AccessLog
+from .connection import WSGIConnection
 from .options import WSGIOptions
 from .response import FileWrapper, plain_response
 from .wsgiserver import WSGIServer, server
 
+#: eventlet's name for the class serving a connection, for subclassing.
+HttpProtocol = WSGIConnection
+
 __all__ = [
     "server",
+    "HttpProtocol",
+    "WSGIConnection",
     "WSGIServer",
     "WSGIOptions",
     "FileWrapper",

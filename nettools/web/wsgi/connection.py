@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..http import ClientDisconnected, HTTPError, ParseError, Request, error_response
 from .body import EMPTY_INPUT, Input
 from .environ import request_environ
-from .response import ResponseWriter
+from .response import ResponseWriter, encode_text
 
 if TYPE_CHECKING:
     from .wsgiserver import WSGIServer
@@ -28,7 +28,18 @@ log = logging.getLogger("nettools.web.wsgi")
 
 
 class WSGIConnection(ResponseWriter):
-    """Serves the requests of one connection to the WSGI application, in order."""
+    """Serves the requests of one connection to the WSGI application, in order.
+
+    Also eventlet's ``wsgi.HttpProtocol``: a server made with
+    ``protocol=SubClass`` serves each connection with ``SubClass``, whose
+    methods (``handle``, ``start_response``, ``send_head`` ...) it may extend,
+    and whose class attributes ``minimum_chunk_size`` and
+    ``capitalize_response_headers``, when not None, override the server's
+    options for its connections.
+    """
+
+    minimum_chunk_size: int | None = None
+    capitalize_response_headers: bool | None = None
 
     def __init__(self, wsgi_server: WSGIServer, sock: Any, addr: Any) -> None:
         net_server = wsgi_server.server
@@ -45,6 +56,11 @@ class WSGIConnection(ResponseWriter):
         self.app = wsgi_server.app
         self.access_log = wsgi_server.access_log
         self.debug = options.debug
+        cls = type(self)
+        if cls.minimum_chunk_size is not None:
+            self.min_chunk = cls.minimum_chunk_size
+        if cls.capitalize_response_headers is not None:
+            self.capitalize = cls.capitalize_response_headers
         env = wsgi_server.base_environ.copy()
         if isinstance(addr, tuple) and len(addr) >= 2:
             env["REMOTE_ADDR"] = addr[0]
@@ -84,7 +100,8 @@ class WSGIConnection(ResponseWriter):
         self.taken_over = False
         env = request_environ(self.base_env, req)
         env["wsgi.input"] = EMPTY_INPUT if req.body_done and not req.body else Input(self, req)
-        env["nettools.posthooks"] = []
+        # One list under both names: eventlet's applications append to theirs.
+        env["nettools.posthooks"] = env["eventlet.posthooks"] = []
         started = time.monotonic() if self.access_log is not None else 0.0
         result = None
         try:
@@ -94,6 +111,8 @@ class WSGIConnection(ResponseWriter):
                 self._discard(result)
             elif type(result) is list and len(result) == 1 and not self.headers_sent:
                 body = result[0]  # the common case: the whole body in one piece
+                if type(body) is str:
+                    body = encode_text(body)
                 self.send_head(len(body), body)
             else:
                 self.send_result(result)

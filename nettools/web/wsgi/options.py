@@ -39,6 +39,8 @@ class WSGIOptions:
       names Capitalized-Like-This.  ``max_http_version`` ("HTTP/1.1").
     * ``parser``: the parser class (``httptools.HttpRequestParser`` API).
     * ``name`` ("wsgi"): the server's name in logs and statistics.
+    * ``protocol``: the class serving each connection, a subclass of
+      ``HttpProtocol`` (``WSGIConnection``); default: that class.
     """
 
     log: Any = None
@@ -63,8 +65,17 @@ class WSGIOptions:
     ssl_context: Any = None
     parser: Callable[[Any], Any] | None = None
     name: str = "wsgi"
+    protocol: type | None = None
 
     def __post_init__(self) -> None:
+        if self.protocol is not None:
+            from .connection import WSGIConnection  # the default is defined over there
+
+            if not (isinstance(self.protocol, type) and issubclass(self.protocol, WSGIConnection)):
+                raise TypeError(
+                    "protocol must be a subclass of nettools.web.wsgi.HttpProtocol, "
+                    f"not {self.protocol!r}"
+                )
         if self.max_http_version not in ("HTTP/1.1", "HTTP/1.0"):
             raise ValueError(
                 f"max_http_version must be HTTP/1.1 or HTTP/1.0: {self.max_http_version!r}"

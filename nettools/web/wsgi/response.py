@@ -18,11 +18,25 @@ from typing import Any
 from ..http import HttpConnection, Limits, Request, http_date
 from .options import WSGIOptions
 
-__all__ = ["ResponseWriter", "FileWrapper", "plain_response"]
+__all__ = ["ResponseWriter", "FileWrapper", "plain_response", "encode_text"]
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # Statuses whose responses never have a body (RFC 9110 6.4.1).
 _NO_BODY = frozenset({"204", "304"} | {str(c) for c in range(100, 200)})
+
+
+def encode_text(data: str) -> bytes:
+    """A ``str`` piece of a body, as eventlet's server sends it: ASCII.
+
+    PEP 3333 wants bytes; eventlet's applications often return ``str`` and
+    eventlet encodes it, so nettools does too.  Text outside ASCII is an error
+    (the application must choose its charset): ``UnicodeEncodeError``, a 500.
+    """
+    return data.encode("ascii")
+
+
+def _as_bytes(parts: Any) -> list:
+    return [encode_text(p) if type(p) is str else p for p in parts]
 # Response headers the server looks at (framing) or sets itself.
 _LENGTH, _DATE, _CONNECTION, _ENCODING = range(4)
 _HOP = {
@@ -144,6 +158,8 @@ class ResponseWriter(HttpConnection):
 
     def write(self, data: bytes) -> None:
         """The legacy ``write()`` callable of PEP 3333."""
+        if type(data) is str:
+            data = encode_text(data)
         if self.status is None:
             raise AssertionError("write() before start_response()")
         if not self.headers_sent:
@@ -162,6 +178,8 @@ class ResponseWriter(HttpConnection):
     def send_result(self, result: Any) -> None:
         """Send the response for the application's ``result`` (whatever its kind)."""
         if type(result) is list or type(result) is tuple:
+            if any(type(p) is str for p in result):
+                result = _as_bytes(result)
             if len(result) == 1:
                 body = result[0]
             elif not result:
@@ -189,6 +207,8 @@ class ResponseWriter(HttpConnection):
         for data in result:
             if not data:
                 continue
+            if type(data) is str:
+                data = encode_text(data)
             if min_chunk:
                 # eventlet's minimum_chunk_size: gather small pieces into bigger sends.
                 pending.append(data)

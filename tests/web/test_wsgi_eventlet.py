@@ -1,0 +1,129 @@
+"""What eventlet's WSGI applications rely on: posthooks under eventlet's key,
+str bodies, RAW_PATH_INFO, and HttpProtocol subclasses."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from helpers.wsgi import Response, ServerThread, connect, read_response
+
+from nettools.web import wsgi
+
+
+def _get(srv: ServerThread, target: bytes = b"/") -> Response:
+    sock = connect(srv.port)
+    try:
+        sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        return read_response(sock.makefile("rb"))
+    finally:
+        sock.close()
+
+
+def test_eventlet_posthooks_run_after_the_response():
+    ran = threading.Event()
+    seen = []
+
+    def hook(environ, tag, *, more):
+        seen.append((environ["PATH_INFO"], tag, more))
+        ran.set()
+
+    def app(environ, start_response):
+        environ["eventlet.posthooks"].append((hook, ("t",), {"more": 1}))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    with ServerThread(app) as srv:
+        resp = _get(srv, b"/hooked")
+        assert resp.status == 200 and resp.body == b"ok"
+        assert ran.wait(10)
+    assert seen == [("/hooked", "t", 1)]
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        lambda: ["hello, ", "world"],  # a list of several str
+        lambda: ["hello, world"],  # the one-piece fast path
+        lambda: iter(["hello, ", b"world"]),  # an iterable mixing str and bytes
+    ],
+)
+def test_str_bodies_are_sent_as_ascii(result):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return result()
+
+    with ServerThread(app) as srv:
+        resp = _get(srv)
+    assert resp.status == 200
+    assert resp.body == b"hello, world"
+
+
+def test_str_written_through_write_is_sent():
+    def app(environ, start_response):
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write("early ")
+        return [b"late"]
+
+    with ServerThread(app) as srv:
+        assert _get(srv).body == b"early late"
+
+
+def test_non_ascii_str_body_is_a_500():
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return ["caf\u00e9"]
+
+    with ServerThread(app) as srv:
+        assert _get(srv).status == 500
+
+
+def test_raw_path_info_keeps_the_escapes():
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [f"{environ['RAW_PATH_INFO']}|{environ['PATH_INFO']}".encode("latin-1")]
+
+    with ServerThread(app) as srv:
+        assert _get(srv, b"/a%20b/c%2Fd?x=1").body == b"/a%20b/c%2Fd|/a b/c/d"
+
+
+def test_http_protocol_subclass_serves_each_connection():
+    class Protocol(wsgi.HttpProtocol):
+        capitalize_response_headers = True
+        served = 0
+
+        def handle(self, req):
+            type(self).served += 1
+            return super().handle(req)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("x-lower-case", "v")])
+        return [b"ok"]
+
+    with ServerThread(app, protocol=Protocol) as srv:
+        resp = _get(srv)
+    assert resp.body == b"ok"
+    assert ("X-Lower-Case", "v") in resp.headers
+    assert Protocol.served == 1
+    # The base class is left as it was.
+    assert wsgi.HttpProtocol.capitalize_response_headers is None
+
+
+def test_http_protocol_minimum_chunk_size_gathers_pieces():
+    class Protocol(wsgi.HttpProtocol):
+        minimum_chunk_size = 1 << 20
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return iter([b"a", b"b", b"c"])
+
+    with ServerThread(app, protocol=Protocol) as srv:
+        resp = _get(srv)
+    # Gathered into one send: not chunked, with a length.
+    assert resp.body == b"abc"
+    assert resp.header("Content-Length") == "3"
+
+
+def test_protocol_must_be_an_http_protocol():
+    with pytest.raises(TypeError, match="HttpProtocol"):
+        wsgi.WSGIOptions(protocol=object)
