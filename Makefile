@@ -33,12 +33,17 @@ lint: $(VENV)/.test
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/lint-imports --no-cache
 
-# Real programs the tests drive (headless Chromium for the browser tests).
+# Real programs the tests drive: headless Chromium (browser tests), PostgreSQL
+# (db_pool), wrk (the gunicorn worker).  One apt-get install of what is missing.
 system-deps:
-	@command -v chromium >/dev/null || { \
+	@MISSING=""; \
+	command -v chromium >/dev/null || MISSING="$$MISSING chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || MISSING="$$MISSING postgresql"; \
+	command -v wrk >/dev/null || MISSING="$$MISSING wrk"; \
+	[ -z "$$MISSING" ] || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$MISSING >/dev/null; }
 
 test: lint system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
