@@ -120,6 +120,11 @@ def _create_unverified_context(*args: Any, **kwargs: Any) -> SSLContext:
     return ctx
 
 
+#: What ``http.client`` (and so green urllib) makes its HTTPS contexts with,
+#: as in the standard module: a program may swap it for ``_create_unverified_context``.
+_create_default_https_context = create_default_context
+
+
 def wrap_socket(
     sock: Any,
     keyfile: str | None = None,

@@ -595,6 +595,8 @@ HUB_NAMES = {
     "kqueue": None,
     "asyncio": None,
     "hub": None,
+    # eventlet before 0.20 needed a hub of its own for green zmq; nettools' one does it
+    "zeromq": None,
 }
 
 
