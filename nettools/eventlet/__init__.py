@@ -20,6 +20,9 @@ eventlet").
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 from greenlet import GreenletExit, getcurrent
 
 from .. import net as convenience
@@ -135,6 +138,15 @@ MODULES: dict[str, str] = {
     "eventlet.green.thread": "nettools.green._thread",
     "eventlet.green.urllib2": "nettools.green.urllib.request",
 }
+
+
+def __getattr__(name: str) -> ModuleType:
+    """``from nettools.eventlet import wsgi`` (any eventlet submodule), without
+    ``install()``: the module that serves ``eventlet.<name>``."""
+    target = MODULES.get(f"eventlet.{name}")
+    if target is None:
+        raise AttributeError(f"module 'nettools.eventlet' has no attribute {name!r}")
+    return importlib.import_module(target)
 
 
 def install() -> ModuleAliases:

@@ -7,6 +7,7 @@ nettools.  ``-m MODULE`` runs a module instead of a file.
 
 from __future__ import annotations
 
+import os
 import runpy
 import sys
 
@@ -29,14 +30,15 @@ def main(argv: list[str]) -> int:
         runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
         return 0
     path = argv[0]
-    sys.argv = list(argv)
-    try:
-        runpy.run_path(path, run_name="__main__")
-    except FileNotFoundError as exc:
-        if exc.filename != path:
-            raise
-        print(f"nettools.eventlet: cannot open {path!r}: {exc.strerror}", file=sys.stderr)
+    if not os.path.exists(path):
+        message = f"cannot open {path!r}: No such file or directory"
+        print(f"nettools.eventlet: {message}", file=sys.stderr)
         return 2
+    sys.argv = list(argv)
+    # As ``python PROGRAM`` does: the program's folder first on the path (for
+    # its sibling modules), in place of this runner's.
+    sys.path[0] = os.path.dirname(os.path.abspath(path))
+    runpy.run_path(path, run_name="__main__")
     return 0
 
 
