@@ -317,9 +317,13 @@ class Server:
                 except OSError as exc:
                     if self._closing:
                         return
-                    if exc.errno == errno.EBADF:
-                        log.info("%s: listening socket closed; no longer accepting", self.name)
-                        spawn(self.close)
+                    if exc.errno in (errno.EBADF, errno.EINVAL):
+                        # The program closed (or shut down) the listener behind our
+                        # back: it means "stop serving".  As eventlet's server does,
+                        # idle keep-alive connections close now and requests in
+                        # flight finish (their responses end their connections).
+                        log.info("%s: listening socket closed; stopping", self.name)
+                        spawn(self.stop)
                         return
                     if exc.errno in ACCEPT_CAPACITY_ERRNOS:
                         log.warning(

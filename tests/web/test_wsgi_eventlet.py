@@ -127,3 +127,50 @@ def test_http_protocol_minimum_chunk_size_gathers_pieces():
 def test_protocol_must_be_an_http_protocol():
     with pytest.raises(TypeError, match="HttpProtocol"):
         wsgi.WSGIOptions(protocol=object)
+
+
+def test_closing_the_listener_stops_the_server_gracefully():
+    # eventlet's behaviour (its issue 188): a program that closes its listening
+    # socket stops the server; idle keep-alive connections close, a request in
+    # flight still gets its whole response.
+    import nettools
+    from nettools.kernel.sync import Event
+    from nettools.kernel.timeout import Timeout
+
+    entered, release = Event(), Event()
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/slow":
+            entered.send()
+            release.wait()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"done " + environ["PATH_INFO"].encode()]
+
+    listener = nettools.listen(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    srv = wsgi.WSGIServer(listener, app, log_output=False).start()
+
+    def read_all(sock):
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+        return data
+
+    idle = nettools.connect(("127.0.0.1", port))
+    idle.sendall(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert idle.recv(4096).endswith(b"done /fast")  # answered, kept alive
+    busy = nettools.connect(("127.0.0.1", port))
+    busy.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    entered.wait()
+    listener.close()
+    with Timeout(10):
+        assert read_all(idle) == b""  # the idle connection is closed
+        release.send()
+        response = read_all(busy)
+    assert response.startswith(b"HTTP/1.1 200 OK") and response.endswith(b"done /slow")
+    assert b"Connection: close" in response
+    with Timeout(10):
+        srv.server.serve_forever()  # returns: the server has stopped
+    assert srv.server.stopped
+    idle.close()
+    busy.close()
