@@ -174,3 +174,18 @@ def test_closing_the_listener_stops_the_server_gracefully():
     assert srv.server.stopped
     idle.close()
     busy.close()
+
+
+def test_application_errors_go_to_the_log_file_with_their_traceback():
+    import io
+
+    logfile = io.StringIO()
+
+    def app(environ, start_response):
+        raise KeyError("boom")
+
+    with ServerThread(app, log=logfile, log_output=True) as srv:
+        assert _get(srv).status == 500
+    text = logfile.getvalue()
+    assert "Traceback" in text and "KeyError: 'boom'" in text
+    assert '"GET / HTTP/1.1" 500' in text  # and the access line

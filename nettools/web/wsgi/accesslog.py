@@ -37,8 +37,18 @@ class AccessLog:
         self.x_forwarded_for = x_forwarded_for
         if isinstance(target, logging.Logger):
             self._emit = lambda line: target.info("%s", line)
+            self._emit_error = lambda text: target.error("%s", text)
         else:
             self._emit = lambda line: target.write(line + "\n")
+            self._emit_error = lambda text: target.write(text.rstrip("\n") + "\n")
+
+    def error(self, text: str) -> None:
+        """Write ``text`` (an application's traceback) where the lines go, as
+        eventlet's server writes errors to its ``log``."""
+        try:
+            self._emit_error(text)
+        except Exception:
+            log.exception("access log failed")
 
     def __call__(
         self, environ: dict, status: str | None, body_length: int, started: float

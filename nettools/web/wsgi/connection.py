@@ -152,6 +152,7 @@ class WSGIConnection(ResponseWriter):
     def _fail(self, status: int, exc: BaseException | None) -> None:
         """The application failed: answer ``status`` if nothing was sent yet."""
         self.keep = False
+        trace = None
         if exc is not None:
             log.error(
                 "error in WSGI application (%s %s)",
@@ -159,13 +160,14 @@ class WSGIConnection(ResponseWriter):
                 self.req.target.decode("latin-1"),
                 exc_info=exc,
             )
+            if self.access_log is not None or self.debug:
+                trace = "".join(traceback.format_exception(exc))
+            if self.access_log is not None:
+                self.access_log.error(trace)  # as eventlet writes errors to its log
         if self.headers_sent:
             return  # mid-body: closing the connection is the only signal left
-        body = None
-        if exc is not None and self.debug:
-            body = "".join(traceback.format_exception(exc))
         self.status = f"{status} "
-        self.send_quietly(error_response(status, body=body))
+        self.send_quietly(error_response(status, body=trace if self.debug else None))
         if status in (400, 413):
             self.linger_close()  # the client may still be sending the body
 
