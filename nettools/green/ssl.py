@@ -55,15 +55,40 @@ class SSLSocket(_stdlib.SSLSocket, _gsocket.socket):
             wait = hub.wait_write if writing else hub.wait_read
             wait(fd, _gsocket.time_left(deadline), _gsocket.timed_out)
 
+    #: Set on a connection ``accept`` returned: its handshake is still to run.
+    _handshake_pending = False
+
+    def accept(self) -> tuple[Any, Any]:
+        """Accept a TLS connection.  Its handshake runs at its first read or
+        write -- in the greenthread that serves it -- not here: a client that
+        connects and never handshakes cannot hold up an accept loop."""
+        sock, addr = super(_stdlib.SSLSocket, self).accept()  # the plain green accept
+        conn = self.context.wrap_socket(
+            sock,
+            do_handshake_on_connect=False,
+            suppress_ragged_eofs=self.suppress_ragged_eofs,
+            server_side=True,
+        )
+        conn._handshake_pending = self.do_handshake_on_connect
+        return conn, addr
+
+    def _pending_handshake(self) -> None:
+        if self._handshake_pending:
+            self._handshake_pending = False
+            self.do_handshake()
+
     def read(self, len: int = 1024, buffer: Any = None) -> Any:
         """Read up to ``len`` decrypted bytes (into ``buffer`` if given)."""
+        self._pending_handshake()
         return self._ssl_retry(super().read, len, buffer)
 
     def write(self, data: Any) -> int:
         """Encrypt and send ``data``; returns the number of bytes taken."""
+        self._pending_handshake()
         return self._ssl_retry(super().write, data)
 
     def send(self, data: Any, flags: int = 0) -> int:
+        self._pending_handshake()
         return self._ssl_retry(super().send, data, flags)
 
     def do_handshake(self, block: bool = False) -> None:
