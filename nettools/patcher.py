@@ -55,12 +55,12 @@ _MODULE_KEYS = (
 #: Keys patched only when named (``builtins=True``), as in eventlet.
 _OFF_BY_DEFAULT = {"builtins"}
 #: eventlet's name for the group each key belongs to (``already_patched``).
-_EVENTLET_GROUP = {
+_EVENTLET_GROUP: dict[str, str | None] = {
     "os": "os",
     "select": "select",
     "selectors": "select",
     "socket": "socket",
-    "ssl": "socket",
+    "ssl": None,  # eventlet's "socket" stands for socket (with its ssl) only
     "thread": "thread",
     "queue": "thread",
     "time": "time",
@@ -152,7 +152,9 @@ def monkey_patch(
         for stdname, gmod in green[key]:
             _patch_module(stdname, gmod)
         _patched.add(key)
-        already_patched[_EVENTLET_GROUP[key]] = True
+        group = _EVENTLET_GROUP[key]
+        if group is not None:
+            already_patched[group] = True
 
 
 def _load_green(todo: list[str], explicit: set[str]) -> dict[str, list[tuple[str, ModuleType]]]:

@@ -30,11 +30,11 @@ def get_fileno(obj: Any) -> int:
     fileno = getattr(obj, "fileno", None)
     if fileno is None:
         if not isinstance(obj, int):
-            raise TypeError(f"expected an int or an object with fileno(), got {type(obj)}")
+            raise TypeError(f"Expected int or long, got {type(obj)}")  # eventlet's words
         return obj
     fd = fileno()
     if not isinstance(fd, int):
-        raise TypeError(f"fileno() returned {type(fd)}, not an int")
+        raise TypeError(f"Expected int or long, got {type(fd)}")
     return fd
 
 
