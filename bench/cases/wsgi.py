@@ -303,23 +303,28 @@ def run_wrk(peer: str, duration_ms: int, conns: int = CONNECTIONS) -> dict[str, 
 # --- cases --------------------------------------------------------------------------------
 
 
-def _case(conns: int, peers: Mapping[str, Any]) -> Case:
-    def for_peer(peer: str) -> CaseFn:
+def _case(conns: int, servers: Mapping[str, str]) -> Case:
+    """A case whose peers (names from bench.peers) each run one of ``SERVERS``."""
+
+    def for_peer(server: str) -> CaseFn:
         def run(n: int) -> Result:
-            return None if n == 0 else run_wrk(peer, n, conns)
+            return None if n == 0 else run_wrk(server, n, conns)
 
         return run
 
     return Case(n=5000, unit="requests", warmup=0,
-                peers={peer: for_peer(peer) for peer in peers},
+                peers={peer: for_peer(server) for peer, server in servers.items()},
                 compare=("p99_us", "server_us_per_req"))
 
 
 CASES: dict[str, Case] = {
-    "wsgi_hello_c100": _case(
-        CONNECTIONS, {p: f for p, f in SERVERS.items() if p not in GUNICORN_WORKERS}
+    "wsgi_hello_c100": _case(CONNECTIONS, {p: p for p in SERVERS if p not in GUNICORN_WORKERS}),
+    # Each peer's gunicorn worker class: nettools' against -k eventlet and -k gevent.
+    "wsgi_gunicorn_workers_c100": _case(
+        CONNECTIONS,
+        {"nettools": "gunicorn-nettools", "eventlet": "gunicorn-eventlet",
+         "gevent": "gunicorn-gevent"},
     ),
-    "wsgi_gunicorn_workers_c100": _case(CONNECTIONS, GUNICORN_WORKERS),
 }
 
 
