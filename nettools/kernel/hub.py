@@ -253,10 +253,14 @@ class Hub(FdWaits):
                 timer.cancel()
 
     def yield_ready(self) -> None:
-        """Let every other ready greenthread run once, then continue (``sleep(0)``)."""
+        """Let every other ready greenthread run once, then continue (``sleep(0)``).
+
+        From a hub callback it does nothing, as in eventlet: the hub cannot
+        yield to itself, and the callback's return lets the others run anyway.
+        """
         cur = getcurrent()
         if cur is self.greenlet:
-            raise RuntimeError("cannot yield from inside the hub")
+            return
         sw = cur.switch
         self.yielded.append(sw)
         self.switches += 1

@@ -189,3 +189,59 @@ def test_application_errors_go_to_the_log_file_with_their_traceback():
     text = logfile.getvalue()
     assert "Traceback" in text and "KeyError: 'boom'" in text
     assert '"GET / HTTP/1.1" 500' in text  # and the access line
+
+
+def test_server_takes_every_eventlet_argument_in_eventlets_order():
+    import io
+
+    import nettools
+    from nettools.kernel.greenthread import spawn
+    from nettools.kernel.pool import GreenPool
+    from nettools.kernel.sync import Event
+
+    class Protocol(wsgi.HttpProtocol):
+        pass
+
+    def app(environ, start_response):
+        start_response("200 OK", [("x-extra", environ["extra.key"])])
+        return [b"ok"]
+
+    log = io.StringIO()
+    listening = Event()
+    sock = nettools.listen(("127.0.0.1", 0))
+    args = (
+        log,  # log
+        {"extra.key": "from environ"},  # environ
+        10,  # max_size
+        "HTTP/1.1",  # max_http_version
+        Protocol,  # protocol
+        listening,  # server_event
+        1,  # minimum_chunk_size
+        False,  # log_x_forwarded_for
+        GreenPool(5),  # custom_pool
+        5.0,  # keepalive
+        True,  # log_output
+        "%(method)s %(path)s %(status_code)s",  # log_format
+        2048,  # url_length_limit
+        False,  # debug
+        5.0,  # socket_timeout
+        True,  # capitalize_response_headers
+    )
+    gt = spawn(wsgi.server, sock, app, *args)
+    try:
+        srv = listening.wait()
+        assert isinstance(srv, wsgi.WSGIServer) and srv.protocol is Protocol
+        client = nettools.connect(("127.0.0.1", sock.getsockname()[1]))
+        client.sendall(b"GET /p HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := client.recv(4096):
+            data += chunk
+        client.close()
+        assert data.startswith(b"HTTP/1.1 200 OK") and b"X-Extra: from environ" in data
+        long = nettools.connect(("127.0.0.1", sock.getsockname()[1]))
+        long.sendall(b"GET /" + b"a" * 3000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert long.recv(4096).startswith(b"HTTP/1.1 414")  # url_length_limit
+        long.close()
+        assert "GET /p 200" in log.getvalue()
+    finally:
+        gt.kill()
