@@ -16,7 +16,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 # Order here is the order of the report.
-FAMILIES: tuple[str, ...] = ("micro", "echo", "forward", "wsgi", "websocket", "crawl", "zmq")
+FAMILIES: tuple[str, ...] = (
+    "micro", "echo", "forward", "wsgi", "static", "websocket", "socketio", "crawl", "crawl_shared",
+    "zmq",
+)  # fmt: skip
 
 Result = dict[str, Any] | None
 CaseFn = Callable[[int], Result]

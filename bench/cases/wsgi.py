@@ -18,6 +18,9 @@ each: ``gunicorn-nettools`` (``-k nettools.gunicorn.Worker``), ``gunicorn-eventl
 ``n`` is the measured time in milliseconds (wrk's -d). Metrics: requests/s, p50/p99 latency in
 microseconds, wrk's error count, and ``server_us_per_req``: the CPU time the server's processes
 used per request -- the figure least disturbed by other load on a shared machine.
+``client_us_per_req``, ``client_cpu_pct`` and ``client_core_idle_pct`` are wrk's side: its CPU
+per request, its share of its core, and how much of that core nobody used (near 0: the load
+generator, not the server, set the pace).
 
 ``python -m bench.cases.wsgi table [--duration S] [--repeat N] [--peers a,b]`` measures every
 peer round-robin without the harness and prints medians and ratios; wrk is installed with
@@ -31,6 +34,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import socket
 import statistics
 import subprocess
@@ -235,7 +239,7 @@ def _server(peer: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
                 os.killpg(proc.pid, 9)  # gunicorn's worker too
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """utime + stime of ``pid`` and its children that are alive (gunicorn's worker)."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
@@ -277,27 +281,61 @@ def parse_wrk(text: str) -> dict[str, Any]:
 
 def run_wrk(peer: str, duration_ms: int, conns: int = CONNECTIONS) -> dict[str, Any]:
     """One fresh server of ``peer`` under wrk for ``duration_ms``; the metrics."""
+    with _server(peer) as (proc, port):
+        return measure_wrk(proc, f"http://{HOST}:{port}/", duration_ms, conns, peer)
+
+
+def measure_wrk(proc: subprocess.Popen[str], url: str, duration_ms: int,
+                conns: int = CONNECTIONS, what: str = "the") -> dict[str, Any]:
+    """wrk -t1 against ``url`` (pinned to CLIENT_CORE, after a warm-up) for
+    ``duration_ms`` while ``proc`` serves it; wrk's figures plus the server's CPU."""
     wrk = ensure_program("wrk", "wrk")
     seconds = max(1, round(duration_ms / 1000))
-    with _server(peer) as (proc, port):
-        url = f"http://{HOST}:{port}/"
-        base = [wrk, "-t1", f"-c{conns}", "--latency"]
-        pin_client = pin(CLIENT_CORE)
-        subprocess.run([*base, f"-d{WARMUP_S}s", url], capture_output=True, preexec_fn=pin_client,
-                       check=True)
-        cpu_before = _cpu_seconds(proc.pid)
-        out = subprocess.run([*base, f"-d{seconds}s", url], capture_output=True, text=True,
-                             preexec_fn=pin_client, check=True).stdout
-        cpu = _cpu_seconds(proc.pid) - cpu_before
-        if proc.poll() is not None:
-            raise RuntimeError(f"{peer} server died (exit status {proc.returncode})")
+    base = [wrk, "-t1", f"-c{conns}", "--latency"]
+    pin_client = pin(CLIENT_CORE)
+    subprocess.run([*base, f"-d{WARMUP_S}s", url], capture_output=True, preexec_fn=pin_client,
+                   check=True)
+    cpu_before = cpu_seconds(proc.pid)
+    client_before = _children_cpu()
+    core_before = core_times(CLIENT_CORE)
+    out = subprocess.run([*base, f"-d{seconds}s", url], capture_output=True, text=True,
+                         preexec_fn=pin_client, check=True).stdout
+    cpu = cpu_seconds(proc.pid) - cpu_before
+    client_cpu = _children_cpu() - client_before
+    core_after = core_times(CLIENT_CORE)
+    busy, idle = core_after[0] - core_before[0], core_after[1] - core_before[1]
+    if proc.poll() is not None:
+        raise RuntimeError(f"{what} server died (exit status {proc.returncode})")
     metrics = parse_wrk(out)
     if not metrics["requests"]:
         raise RuntimeError(f"no request answered:\n{out}")
     metrics["seconds"] = float(seconds)
     metrics["server_cpu_pct"] = 100 * cpu / seconds
     metrics["server_us_per_req"] = cpu / metrics["requests"] * 1e6
+    # The load generator's side: when wrk's core has no idle time left, the figure is wrk's
+    # (or its neighbours') limit, not the server's.
+    metrics["client_cpu_pct"] = 100 * client_cpu / seconds
+    metrics["client_us_per_req"] = client_cpu / metrics["requests"] * 1e6
+    metrics["client_core_idle_pct"] = 100 * idle / max(1, busy + idle)
     return metrics
+
+
+def _children_cpu() -> float:
+    """User + system seconds of this process's waited-for children (wrk's runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def core_times(core: int) -> tuple[int, int]:
+    """(busy, idle) clock ticks of ``core`` since boot, from /proc/stat (idle includes
+    iowait; busy is everything else: user, system, interrupts, other processes)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name == f"cpu{core}":
+            ticks = [int(f) for f in fields[:8]]
+            idle = ticks[3] + ticks[4]
+            return sum(ticks) - idle, idle
+    return 0, 0
 
 
 # --- cases --------------------------------------------------------------------------------

@@ -992,3 +992,22 @@ def test_recv_after_a_short_read_waits_for_data_sent_later(tcp_pair):
     assert conn.recv(65536) == b"first"  # a short read: the socket is drained
     spawn(lambda: (sleep(0.05), client.sendall(b"second")))
     assert conn.recv(65536) == b"second"
+
+
+@pytest.mark.timeout(20)
+def test_recv_on_a_datagram_socket_reads_every_queued_datagram():
+    # A datagram socket returns one datagram per recv, shorter than the buffer
+    # while more wait behind it: a short read there says nothing about the
+    # queue, and the next recv must not wait for an edge that never comes.
+    receiver = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_DGRAM)
+    sender = stdsocket.socket(stdsocket.AF_INET, stdsocket.SOCK_DGRAM)
+    with receiver, sender:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(5)
+        first = spawn(receiver.recv, 65536)
+        assert parked(first)
+        for word in (b"one", b"two", b"three"):  # all queued before the hub polls again
+            sender.sendto(word, receiver.getsockname())
+        assert first.wait() == b"one"
+        assert receiver.recv(65536) == b"two"  # at once, not after the 5 s timeout
+        assert receiver.recv(65536) == b"three"

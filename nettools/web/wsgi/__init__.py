@@ -33,6 +33,10 @@ nettools additions to the environ:
   idle calls ``closer()`` (in its own greenthread) instead of shutting the
   socket down; for protocols that say goodbye (a websocket's close 1001).
 * ``nettools.server``: the ``WSGIServer``.
+* ``gunicorn.socket`` and ``werkzeug.socket``: the connection, where libraries
+  written for gunicorn and Werkzeug look for it (simple-websocket, and through
+  it Flask-SocketIO, python-engineio/python-socketio and Flask-Sock); their
+  first read or write takes it over.  See ``handoff``.
 * ``RAW_PATH_INFO``: the path as sent, still %-escaped (as eventlet's).
 
 Bodies: ``str`` pieces are sent encoded as ASCII, as eventlet does (other
@@ -40,7 +44,8 @@ text is the application's error: a 500).
 
 Inside: ``wsgiserver`` (the server and ``server()``), ``options``,
 ``connection`` (a connection's requests), ``response`` (what it sends),
-``body`` (``wsgi.input``), ``environ``, ``accesslog``.
+``body`` (``wsgi.input``), ``environ``, ``accesslog``, ``handoff`` (the
+connection under gunicorn's and Werkzeug's environ keys).
 """
 
 from __future__ import annotations
