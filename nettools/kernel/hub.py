@@ -91,7 +91,6 @@ import time
 from _thread import _local as _thread_local
 from collections import deque
 from collections.abc import Callable
-from functools import partial
 from itertools import count
 from typing import Any
 
@@ -103,9 +102,7 @@ __all__ = [
     "Hub",
     "Timer",
     "get_hub",
-    "use_hub",
-    "get_default_hub",
-    "HUB_NAMES",
+    "set_hub_factory",
     "current_hub",
     "root_greenlet",
     "trampoline",
@@ -591,67 +588,18 @@ def _expire_parked(waiters: deque, g: greenlet, expired: Any) -> None:
 
 _tls = _thread_local()
 
-#: eventlet's hub names, and the poller nettools' one hub uses for each.
-HUB_NAMES = {
-    "epolls": "epoll",
-    "poll": "poll",
-    "selects": "poll",
-    "kqueue": None,
-    "asyncio": None,
-    "hub": None,
-    # eventlet before 0.20 needed a hub of its own for green zmq; nettools' one does it
-    "zeromq": None,
-}
+#: What ``get_hub`` makes a thread's hub with; None until the first hub, when
+#: ``hubchoice`` reads NETTOOLS_HUB / EVENTLET_HUB.  ``hubchoice.use_hub`` sets it.
+_make_hub: Callable[[], Any] | None = None
 
 
-def _hub_from_environment() -> Callable[[], Any]:
-    """What ``NETTOOLS_HUB`` (or else eventlet's ``EVENTLET_HUB``) asks for."""
-    name = os.environ.get("NETTOOLS_HUB") or os.environ.get("EVENTLET_HUB") or None
-    return _hub_factory(name) if name else Hub
-
-
-def _hub_factory(name: Any) -> Callable[[], Any]:
-    """A hub maker for ``use_hub``'s argument."""
-    if name is None:
-        return Hub
-    if isinstance(name, type):
-        return name
-    if not isinstance(name, str):  # a module with a Hub class, as eventlet's hub modules
-        return name.Hub
-    short = name.rpartition(".")[2]
-    if short in HUB_NAMES:
-        return partial(Hub, HUB_NAMES[short])
-    if short in ("epoll",):
-        return partial(Hub, short)
-    module, _, attr = name.partition(":")
-    import importlib
-
-    found = importlib.import_module(module)
-    return getattr(found, attr or "Hub")
-
-
-_make_hub: Callable[[], Any] = _hub_from_environment()
-
-
-def use_hub(hub: Any = None) -> None:
-    """Choose the hub that threads make from now on, and this thread's next one.
-
-    ``hub`` is one of eventlet's hub names (``"epolls"``, ``"poll"``,
-    ``"selects"``, ``"kqueue"``, ``"asyncio"``: all are nettools' one hub, on
-    epoll or on poll(2)), a ``"module:Class"`` path, a module with a ``Hub``
-    class, a class, or None for the default.  As in eventlet the calling
-    thread's current hub is dropped, so call it before anything waits.
-    """
+def set_hub_factory(factory: Callable[[], Any]) -> None:
+    """Make threads' hubs with ``factory`` from now on, the calling thread's
+    next one included (its current hub is dropped).  See ``hubchoice.use_hub``."""
     global _make_hub
-    _make_hub = _hub_factory(hub)
-    old = getattr(_tls, "hub", None)
-    if old is not None:
+    _make_hub = factory
+    if getattr(_tls, "hub", None) is not None:
         del _tls.hub
-
-
-def get_default_hub() -> type:
-    """The hub class threads get unless ``use_hub`` says otherwise."""
-    return Hub
 
 
 def get_hub() -> Hub:
@@ -659,8 +607,14 @@ def get_hub() -> Hub:
     try:
         return _tls.hub
     except AttributeError:
-        hub = _tls.hub = _make_hub()
-        return hub
+        pass
+    global _make_hub
+    if _make_hub is None:
+        from .hubchoice import hub_from_environment  # it builds on Hub: imported late
+
+        _make_hub = hub_from_environment()
+    hub = _tls.hub = _make_hub()
+    return hub
 
 
 def current_hub() -> Hub | None:
