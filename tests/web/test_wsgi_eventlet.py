@@ -245,3 +245,17 @@ def test_server_takes_every_eventlet_argument_in_eventlets_order():
         assert "GET /p 200" in log.getvalue()
     finally:
         gt.kill()
+
+
+def test_keepalive_in_seconds_is_announced():
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    with ServerThread(app, keepalive=2.5) as srv:
+        resp = _get(srv)
+        assert resp.header("Connection") == "keep-alive"
+        assert resp.header("Keep-Alive") == "timeout=2"
+    with ServerThread(app) as srv:  # keepalive=True: HTTP/1.1 needs no header
+        resp = _get(srv)
+        assert resp.header("Connection") is None and resp.header("Keep-Alive") is None

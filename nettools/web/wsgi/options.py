@@ -22,8 +22,9 @@ class WSGIOptions:
 
     * ``max_size`` (1024): connections served at once; or pass ``custom_pool``.
     * ``keepalive`` (True): True keeps connections alive up to
-      ``keepalive_timeout`` (75 s) between requests, a number is that timeout,
-      False closes every connection after one response.
+      ``keepalive_timeout`` (75 s) between requests, a number is that timeout
+      (announced as ``Keep-Alive: timeout=N``, as eventlet does), False closes
+      every connection after one response.
     * ``log`` (sys.stderr), ``log_format``, ``log_output`` (True),
       ``log_x_forwarded_for`` (True): the access log, to a file-like or a
       ``logging.Logger``.  Nothing is done per request when it is off.

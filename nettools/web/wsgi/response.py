@@ -114,6 +114,15 @@ class ResponseWriter(HttpConnection):
         super().__init__(sock, view, limits, parser_factory, net_server.set_idle)
         self.net_server = net_server
         self.keepalive = options.keepalive_enabled
+        # keepalive given in seconds: keep-alive responses say how long, as
+        # eventlet's do, so that clients drop idle connections before we do.
+        timeout = options.keepalive
+        self.keepalive_lines: tuple[str, ...] = ()
+        if not isinstance(timeout, bool) and int(timeout) > 0:
+            self.keepalive_lines = (
+                "Connection: keep-alive\r\n",
+                f"Keep-Alive: timeout={int(timeout)}\r\n",
+            )
         self.http10_only = options.max_http_version == "HTTP/1.0"
         self.status_prefix = "HTTP/1.0 " if self.http10_only else "HTTP/1.1 "
         self.capitalize = options.capitalize_response_headers
@@ -342,6 +351,8 @@ class ResponseWriter(HttpConnection):
             keep = False  # the end of the body is the end of the connection
         if not keep:
             append("Connection: close\r\n")
+        elif self.keepalive_lines:
+            lines.extend(self.keepalive_lines)
         elif http10:
             append("Connection: keep-alive\r\n")
         text = "".join(lines)
