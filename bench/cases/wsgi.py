@@ -13,6 +13,10 @@ and ``wrk -t1 -c100`` pinned to core 0, so the server has one core to itself. Pe
 * ``bjoern``: bjoern (C on libev, one process), the fastest Python WSGI server there is;
 * ``granian``: granian (Rust, on tokio) with one worker process, single-threaded runtime.
 
+The case ``wsgi_gunicorn_workers_c100`` compares gunicorn's green workers, one worker process
+each: ``gunicorn-nettools`` (``-k nettools.gunicorn.Worker``), ``gunicorn-eventlet`` and
+``gunicorn-gevent``.
+
 ``n`` is the measured time in milliseconds (wrk's -d). Metrics: requests/s, p50/p99 latency in
 microseconds, wrk's error count, and ``server_us_per_req``: the CPU time the server's processes
 used per request -- the figure least disturbed by other load on a shared machine.
@@ -38,7 +42,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -188,14 +192,15 @@ def serve_eventlet() -> None:
     eventlet.wsgi.server(sock, hello_app, log_output=False, max_size=10_000)
 
 
-def serve_gunicorn() -> None:
+def serve_gunicorn(worker_class: str = "sync") -> None:
     sock = listener()
     announce(sock.getsockname()[1])
     os.set_inheritable(sock.fileno(), True)
     # gunicorn takes the bound socket over (fd://), so the announced port is the real one.
     os.execv(sys.executable, [
         sys.executable, "-m", "gunicorn", "--bind", f"fd://{sock.fileno()}", "--workers", "1",
-        "--worker-class", "sync", "--backlog", str(BACKLOG), "--log-level", "warning",
+        "--worker-class", worker_class, "--worker-connections", "10000",
+        "--backlog", str(BACKLOG), "--log-level", "warning", "--no-control-socket",
         "bench.cases.wsgi:hello_app",
     ])
 
@@ -240,15 +245,34 @@ def _serve_h11() -> None:
     serve_nettools(H11Parser)
 
 
+def serve_nettools_cli(*extra: str) -> None:
+    """``nettools serve`` itself (not patching: the app needs nothing green)."""
+    os.execv(sys.executable, [
+        sys.executable, "-m", "nettools", "-q", "serve", "bench.cases.wsgi:hello_app",
+        "--host", HOST, "--port", "0", "--max-conns", "10000", "--no-patch", *extra,
+    ])
+
+
 SERVERS: dict[str, Callable[[], None]] = {
     "nettools": serve_nettools,
     "nettools-h11": _serve_h11,
+    "nettools-serve": serve_nettools_cli,
+    # The same with its Prometheus endpoint on: what metrics cost.
+    "nettools-serve-metrics": lambda: serve_nettools_cli("--metrics", f"{HOST}:0"),
     "gevent": serve_gevent,
     "eventlet": serve_eventlet,
     "gunicorn": serve_gunicorn,
     "bjoern": serve_bjoern,
     "granian": serve_granian,
 }
+#: One gunicorn worker process of each green kind: -k nettools.gunicorn.Worker
+#: against gunicorn's own -k eventlet and -k gevent (keep-alive, as they do).
+GUNICORN_WORKERS: dict[str, Callable[[], None]] = {
+    "gunicorn-nettools": lambda: serve_gunicorn("nettools.gunicorn.Worker"),
+    "gunicorn-eventlet": lambda: serve_gunicorn("eventlet"),
+    "gunicorn-gevent": lambda: serve_gunicorn("gevent"),
+}
+SERVERS.update(GUNICORN_WORKERS)
 
 
 # --- measuring ----------------------------------------------------------------------------
@@ -261,7 +285,8 @@ def _server(peer: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
                  start_new_session=True) as proc:
         try:
             line = read_line(proc, proc.stdout, STARTUP_TIMEOUT_S, f"{peer} server start")
-            yield proc, json.loads(line)["port"]
+            ready = json.loads(line)  # nettools serve's ready line has the address only
+            yield proc, ready.get("port") or int(ready["address"].rpartition(":")[2])
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, 9)  # gunicorn's worker too
@@ -390,19 +415,29 @@ def core_times(core: int) -> tuple[int, int]:
 # --- cases --------------------------------------------------------------------------------
 
 
-def _case(conns: int) -> Case:
-    def for_peer(peer: str) -> CaseFn:
+def _case(conns: int, servers: Mapping[str, str]) -> Case:
+    """A case whose peers (names from bench.peers) each run one of ``SERVERS``."""
+
+    def for_peer(server: str) -> CaseFn:
         def run(n: int) -> Result:
-            return None if n == 0 else run_wrk(peer, n, conns)
+            return None if n == 0 else run_wrk(server, n, conns)
 
         return run
 
     return Case(n=5000, unit="requests", warmup=0,
-                peers={peer: for_peer(peer) for peer in SERVERS},
+                peers={peer: for_peer(server) for peer, server in servers.items()},
                 compare=("p99_us", "server_us_per_req"))
 
 
-CASES: dict[str, Case] = {"wsgi_hello_c100": _case(CONNECTIONS)}
+CASES: dict[str, Case] = {
+    "wsgi_hello_c100": _case(CONNECTIONS, {p: p for p in SERVERS if p not in GUNICORN_WORKERS}),
+    # Each peer's gunicorn worker class: nettools' against -k eventlet and -k gevent.
+    "wsgi_gunicorn_workers_c100": _case(
+        CONNECTIONS,
+        {"nettools": "gunicorn-nettools", "eventlet": "gunicorn-eventlet",
+         "gevent": "gunicorn-gevent"},
+    ),
+}
 
 
 # --- standalone table ---------------------------------------------------------------------

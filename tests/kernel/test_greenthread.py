@@ -443,6 +443,11 @@ def test_timeout_in_sleep0_leaves_no_stale_wakeup():
     _assert_stays_blocked(gt, ev2)
 
 
+def victim_queued(hub):
+    """A greenthread's wake-up from sleep(0) is queued: to run, or to run after a poll."""
+    return bool(hub.ready or hub.yielded or hub.polling_yielded)
+
+
 @pytest.mark.timeout(10)
 def test_kill_in_sleep0_leaves_no_stale_wakeup(hub):
     ev2 = Event()
@@ -457,7 +462,7 @@ def test_kill_in_sleep0_leaves_no_stale_wakeup(hub):
 
     gt = spawn(victim)
     sleep(0)  # the victim starts, and its own sleep(0) queues its wake-up ...
-    assert hub.ready  # ... which is still in the ready queue
+    assert victim_queued(hub)  # ... which is still queued
     gt.kill()
     _assert_stays_blocked(gt, ev2)
 
@@ -558,3 +563,35 @@ def test_kill_after_semaphore_release_but_before_wakeup_loses_no_unit():
     gt.kill()  # ... but the waiter leaves first
     settle()
     assert sem.acquire(blocking=False) is True
+
+
+# ------------------------------------------------------------ running count
+
+
+def test_running_greenthreads_counts_started_calls_until_they_end():
+    from nettools.kernel.greenthread import running_greenthreads
+
+    settle()
+    base = running_greenthreads()
+    gate = Event()
+    parked = [spawn(gate.wait) for _ in range(5)]
+    quick = [spawn(lambda: None) for _ in range(5)]  # end without waiting: workers reused
+    settle()
+    assert running_greenthreads() == base + 5
+    gate.send(None)
+    for gt in parked + quick:
+        gt.wait()
+    settle()
+    assert running_greenthreads() == base
+
+
+def test_running_greenthreads_drops_a_killed_greenthread():
+    from nettools.kernel.greenthread import running_greenthreads
+
+    settle()
+    base = running_greenthreads()
+    gt = spawn(sleep, 60)
+    settle()
+    assert running_greenthreads() == base + 1
+    kill(gt)
+    assert running_greenthreads() == base

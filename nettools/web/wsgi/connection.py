@@ -18,7 +18,7 @@ from ..http import ClientDisconnected, HTTPError, ParseError, Request, error_res
 from .body import EMPTY_INPUT, Input
 from .environ import request_environ
 from .handoff import HANDOFF_KEYS, HandoffError, HandoffSocket
-from .response import ResponseWriter
+from .response import ResponseWriter, encode_text
 
 if TYPE_CHECKING:
     from .wsgiserver import WSGIServer
@@ -27,9 +27,23 @@ __all__ = ["WSGIConnection"]
 
 log = logging.getLogger("nettools.web.wsgi")
 
+#: Parse errors that mean a limit was hit (URI, header or body too large).
+_LIMIT_STATUSES = frozenset({413, 414, 431})
+
 
 class WSGIConnection(ResponseWriter):
-    """Serves the requests of one connection to the WSGI application, in order."""
+    """Serves the requests of one connection to the WSGI application, in order.
+
+    Also eventlet's ``wsgi.HttpProtocol``: a server made with
+    ``protocol=SubClass`` serves each connection with ``SubClass``, whose
+    methods (``handle``, ``start_response``, ``send_head`` ...) it may extend,
+    and whose class attributes ``minimum_chunk_size`` and
+    ``capitalize_response_headers``, when not None, override the server's
+    options for its connections.
+    """
+
+    minimum_chunk_size: int | None = None
+    capitalize_response_headers: bool | None = None
 
     def __init__(self, wsgi_server: WSGIServer, sock: Any, addr: Any) -> None:
         net_server = wsgi_server.server
@@ -45,7 +59,14 @@ class WSGIConnection(ResponseWriter):
         self.wsgi_server = wsgi_server
         self.app = wsgi_server.app
         self.access_log = wsgi_server.access_log
+        self.on_request = options.on_request
+        self.timed = self.access_log is not None or self.on_request is not None
         self.debug = options.debug
+        cls = type(self)
+        if cls.minimum_chunk_size is not None:
+            self.min_chunk = cls.minimum_chunk_size
+        if cls.capitalize_response_headers is not None:
+            self.capitalize = cls.capitalize_response_headers
         env = wsgi_server.base_environ.copy()
         if isinstance(addr, tuple) and len(addr) >= 2:
             env["REMOTE_ADDR"] = addr[0]
@@ -72,14 +93,17 @@ class WSGIConnection(ResponseWriter):
                 if req is None:
                     return
                 if type(req) is ParseError:
+                    self.ended = "limit" if req.status in _LIMIT_STATUSES else "error"
                     self.send_quietly(error_response(req.status, req.reason))
-                    if self.access_log is not None:
-                        self.access_log(self.base_env, str(req.status), 0, time.monotonic())
+                    if self.timed:
+                        self._done(self.base_env, str(req.status), 0, 0, time.monotonic())
                     self.linger_close()
                     return
                 if not self.handle(req):
                     return
         finally:
+            if self.ended is not None and not self.net_server.stopping:
+                self.net_server.end_reason(self.sock, self.ended)
             # The parser and the environ hold bound methods of this object: break
             # those cycles now rather than leave each connection to the collector.
             self.release()
@@ -90,8 +114,9 @@ class WSGIConnection(ResponseWriter):
         self.taken_over = False
         env = request_environ(self.base_env, req)
         env["wsgi.input"] = EMPTY_INPUT if req.body_done and not req.body else Input(self, req)
-        env["nettools.posthooks"] = []
-        started = time.monotonic() if self.access_log is not None else 0.0
+        # One list under both names: eventlet's applications append to theirs.
+        env["nettools.posthooks"] = env["eventlet.posthooks"] = []
+        started = time.monotonic() if self.timed else 0.0
         result = None
         try:
             self.in_app = True
@@ -104,6 +129,8 @@ class WSGIConnection(ResponseWriter):
                 self._discard(result)
             elif type(result) is list and len(result) == 1 and not self.headers_sent:
                 body = result[0]  # the common case: the whole body in one piece
+                if type(body) is str:
+                    body = encode_text(body)
                 self.send_head(len(body), body)
             else:
                 self.send_result(result)
@@ -114,8 +141,8 @@ class WSGIConnection(ResponseWriter):
                 self._close(result)
             if env["nettools.posthooks"]:
                 self._posthooks(env)
-        if self.access_log is not None and not self.taken_over:
-            self.access_log(env, self.status, self.body_sent, started)
+        if self.timed and not self.taken_over:
+            self._done(env, self.status, req.body_received, self.body_sent, started)
         if not self.keep:
             return False
         if not req.body_done:
@@ -125,6 +152,15 @@ class WSGIConnection(ResponseWriter):
                 return False
             return self.discard_body(req)
         return True
+
+    def _done(
+        self, env: dict, status: str | None, received: int, sent: int, started: float
+    ) -> None:
+        """The access log line and the ``on_request`` call of a finished request."""
+        if self.access_log is not None:
+            self.access_log(env, status, sent, started)
+        if self.on_request is not None:
+            self.on_request(env, status, received, sent, started)
 
     def release(self) -> None:
         super().release()
@@ -153,6 +189,7 @@ class WSGIConnection(ResponseWriter):
     def _fail(self, status: int, exc: BaseException | None) -> None:
         """The application failed: answer ``status`` if nothing was sent yet."""
         self.keep = False
+        trace = None
         if exc is not None:
             log.error(
                 "error in WSGI application (%s %s)",
@@ -160,13 +197,14 @@ class WSGIConnection(ResponseWriter):
                 self.req.target.decode("latin-1"),
                 exc_info=exc,
             )
+            if self.access_log is not None or self.debug:
+                trace = "".join(traceback.format_exception(exc))
+            if self.access_log is not None:
+                self.access_log.error(trace)  # as eventlet writes errors to its log
         if self.headers_sent:
             return  # mid-body: closing the connection is the only signal left
-        body = None
-        if exc is not None and self.debug:
-            body = "".join(traceback.format_exception(exc))
         self.status = f"{status} "
-        self.send_quietly(error_response(status, body=body))
+        self.send_quietly(error_response(status, body=trace if self.debug else None))
         if status in (400, 413):
             self.linger_close()  # the client may still be sending the body
 
