@@ -29,6 +29,7 @@ from socket import *  # noqa: F403 - a drop-in module re-exports everything
 from typing import Any
 
 from ..kernel import tpool as _tpool
+from ..kernel.hub import current_hub as _current_hub
 from ..kernel.hub import get_hub as _get_hub
 
 __all__ = list(_stdlib.__all__)
@@ -365,6 +366,19 @@ class socket(_real_socket):
         if fd >= 0:
             _get_hub().notify_close(fd)
         return super().detach()
+
+    def __del__(self, _ss: Any = _ss, _current_hub: Any = _current_hub) -> None:
+        # Collected unclosed (say, a handler killed mid-handshake): the C
+        # finaliser closes the fd, so the hub must forget it first, or a new
+        # file under the same number would wait on a record nothing reports.
+        # Only this thread's hub can be told; another's finds out by itself
+        # (FdWaits.forget_stale, notify_opened).
+        fd = _ss.fileno(self)
+        if fd >= 0:
+            hub = _current_hub()
+            if hub is not None and fd in hub.fds:
+                hub.notify_close(fd)
+        _ss.__del__(self)  # the ResourceWarning, and the close
 
 
 SocketType = socket
