@@ -53,6 +53,7 @@ __all__ = [
     "shutdown_quietly",
     "call_on_stop_signals",
     "Address",
+    "is_abstract_unix",
     "parse_address",
     "format_address",
 ]
@@ -77,11 +78,15 @@ def listen(
     backlog: int = 1024,
     reuse_addr: bool = True,
     reuse_port: bool | None = None,
+    *,
+    mode: int | None = None,
 ) -> socket.socket:
     """A green listening socket on ``addr`` (``(host, port)``, or a path for AF_UNIX).
 
     A unix socket file left behind by a process that died (nobody listens on
     it any more) is removed first; one somebody still listens on is not.
+    ``mode`` (say ``0o600``) sets a unix socket file's permissions before it
+    accepts anyone: connecting needs write permission on the file.
     """
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -94,6 +99,10 @@ def listen(
         if family == socket.AF_INET6 and isinstance(addr, tuple) and addr[0] in ("", "::"):
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind(addr)
+        if mode is not None and family == socket.AF_UNIX and not is_abstract_unix(addr):
+            # Before listen(): until then a connect is refused, so nobody gets
+            # in under the mode the umask gave the file.
+            os.chmod(addr, mode)
         sock.listen(backlog)
     except BaseException:
         sock.close()
@@ -113,8 +122,14 @@ def bind_udp(addr: Any, family: int = socket.AF_INET) -> socket.socket:
     return sock
 
 
+def is_abstract_unix(addr: Any) -> bool:
+    """True for a unix socket address in the abstract namespace (``"\\0name"``):
+    it has no file, so no permissions -- any local user may connect to it."""
+    return isinstance(addr, (str, bytes, bytearray)) and addr[:1] in ("\0", b"\0")
+
+
 def _remove_stale_unix_socket(path: Any) -> None:
-    if not isinstance(path, str) or path.startswith("\0"):
+    if not isinstance(path, str) or is_abstract_unix(path):
         return  # an abstract name has no file
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
