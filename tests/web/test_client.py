@@ -343,6 +343,28 @@ def test_whole_request_timeout_releases_the_connection(site):
         assert c.get(site.url + "/next", timeout=5).body == b"page /next"
 
 
+def test_a_dripping_server_is_cut_by_the_clients_own_deadline(site):
+    # A byte every 50 ms never trips the 5 s read timeout; the client's
+    # whole-request deadline (120 s unless told) cuts it all the same.
+    assert HttpClient(proxy_from_env=False).timeout == 120.0
+    with HttpClient(proxy_from_env=False, per_host=1, read_timeout=5, timeout=0.3) as c:
+        with pytest.raises(FetchError) as info:
+            c.get(site.url + "/trickle")
+        assert info.value.kind == "timeout"
+        assert "no complete response within 0.3s" in str(info.value)
+        assert c.get(site.url + "/next").body == b"page /next"
+
+
+def test_the_deadline_counts_the_exchange_not_the_wait_for_a_busy_host(site):
+    # One connection to the host, thirty requests of 50 ms each: the last waits
+    # about 1.5 s for its turn, longer than the 1 s deadline, and is not cut.
+    with HttpClient(proxy_from_env=False, per_host=1, timeout=1.0) as c:
+        pool = nettools.GreenPool(30)
+        bodies = list(pool.imap(lambda _: c.get(site.url + "/hold").body, range(30)))
+    assert bodies == [b"held"] * 30
+    assert site.peak == 1
+
+
 def test_connect_timeout_when_the_backlog_is_full():
     # A listener with a full accept queue drops further SYNs: connect hangs.
     lst = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_STREAM)
