@@ -13,7 +13,10 @@ addr)`` for each in a ``GreenPool``:
   otherwise wait on Nagle's algorithm);
 * ``stop(timeout)`` closes the listener, shuts idle connections down at once
   (or ends them the handler's own way, see ``on_stop``), lets busy handlers
-  finish for up to ``timeout`` seconds, then kills the rest.
+  finish for up to ``timeout`` seconds, then kills the rest;
+* TLS is safe by construction (``tlsguard``): TLS 1.2 at least, no
+  renegotiation, each handshake bounded in time, and the handshakes in
+  progress bounded in number, before the connection takes a place in the pool.
 """
 
 from __future__ import annotations
@@ -26,18 +29,19 @@ import signal
 import socket as _stdlib_socket
 import ssl as _stdlib_ssl
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from greenlet import GreenletExit
 
+from .addresses import Address, format_address, is_abstract_unix, parse_address
 from .green import socket
 from .green import ssl as _gssl
-from .kernel.greenthread import GreenThread, kill, sleep, spawn
+from .kernel.greenthread import GreenThread, current_greenthread, kill, sleep, spawn
 from .kernel.hub import get_hub
 from .kernel.pool import GreenPool
 from .kernel.sync import Event
 from .kernel.timeout import Timeout
+from .tlsguard import HandshakeGate, harden_server_context
 
 __all__ = [
     "listen",
@@ -122,12 +126,6 @@ def bind_udp(addr: Any, family: int = socket.AF_INET) -> socket.socket:
     return sock
 
 
-def is_abstract_unix(addr: Any) -> bool:
-    """True for a unix socket address in the abstract namespace (``"\\0name"``):
-    it has no file, so no permissions -- any local user may connect to it."""
-    return isinstance(addr, (str, bytes, bytearray)) and addr[:1] in ("\0", b"\0")
-
-
 def _remove_stale_unix_socket(path: Any) -> None:
     if not isinstance(path, str) or is_abstract_unix(path):
         return  # an abstract name has no file
@@ -195,22 +193,36 @@ def green_context(ctx: Any) -> Any:
 
 def server_context(certfile: str, keyfile: str | None = None) -> Any:
     """A green server TLS context for a certificate chain (and key, if not in
-    the same file); raises ``OSError`` or ``ssl.SSLError`` if they do not load."""
+    the same file), held to nettools' TLS policy (``tlsguard``: TLS 1.2 at
+    least, no renegotiation); raises ``OSError`` or ``ssl.SSLError`` if they
+    do not load."""
     ctx = _gssl.SSLContext(_gssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(certfile, keyfile)
-    return ctx
+    return harden_server_context(ctx)
 
 
-def accept_tls(conn: Any, context: Any, timeout: float | None) -> Any:
+def accept_tls(
+    conn: Any, context: Any, timeout: float | None, gate: HandshakeGate | None = None
+) -> Any:
     """Server-side TLS on an accepted connection: wrap ``conn`` in ``context``
-    (a green one) and run the handshake within ``timeout`` seconds; the TLS
-    socket then gets ``conn``'s own timeout back.  If the client fails it
-    (hangs up, resets, speaks plain text, stalls) the connection is closed and
-    the ``OSError`` or ``ValueError`` raised.
+    (a green one, held to the policy of ``tlsguard``) and run the handshake
+    within ``timeout`` seconds; the TLS socket then gets ``conn``'s own timeout
+    back.  If the client fails it (hangs up, resets, speaks plain text,
+    stalls) the connection is closed and the ``OSError`` or ``ValueError``
+    raised.  With a ``gate`` the handshake first waits for its turn there (a
+    stalled one may be cut for it), and counts as one in progress.
 
     ``Server`` does this for its handlers when given an ``ssl_context``; a
     handler that must look at the client before any TLS calls it itself.
     """
+    harden_server_context(context)
+    if gate is None:
+        return _handshake(conn, context, timeout)
+    with gate.tracking(conn.fileno()):
+        return _handshake(conn, context, timeout)
+
+
+def _handshake(conn: Any, context: Any, timeout: float | None) -> Any:
     timeout_after = conn.gettimeout()
     try:
         tls = context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
@@ -237,8 +249,13 @@ class Server:
     they wait between requests so a graceful stop can close them at once.
 
     TLS: pass ``ssl_context`` (or a listener already wrapped with ``wrap_ssl``);
-    each handshake then runs in its connection's own greenthread, bounded by
-    ``handshake_timeout``, so a client that never finishes one delays nobody.
+    it is held to the policy of ``tlsguard`` (TLS 1.2 at least, no
+    renegotiation).  Each handshake runs in a greenthread of its own, bounded
+    by ``handshake_timeout``, before the connection takes a place in the pool;
+    at most ``max_handshakes`` run at once (``handshakes``, a
+    ``HandshakeGate``: past that, accepting waits, and a handshake stalled for
+    ``handshake_stall`` seconds is cut to make room).  So clients that never
+    finish one delay nobody, and hold no handler's place.
     """
 
     #: Backoff bounds after accept() ran out of fds or memory.
@@ -256,6 +273,8 @@ class Server:
         raise_errors: bool = False,
         ssl_context: Any = None,
         handshake_timeout: float | None = 10.0,
+        max_handshakes: int = 256,
+        handshake_stall: float = 1.0,
         name: str = "server",
     ) -> None:
         if ssl_context is None and isinstance(sock, _stdlib_ssl.SSLSocket):
@@ -265,8 +284,14 @@ class Server:
         self.pool = pool if pool is not None else GreenPool(concurrency)
         self.nodelay = nodelay and sock.family in (socket.AF_INET, socket.AF_INET6)
         self.raise_errors = raise_errors
-        self.ssl_context = None if ssl_context is None else green_context(ssl_context)
+        self.ssl_context = None
+        self.handshakes: HandshakeGate | None = None
+        if ssl_context is not None:
+            self.ssl_context = harden_server_context(green_context(ssl_context))
+            self.handshakes = HandshakeGate(max_handshakes, handshake_stall)
         self.handshake_timeout = handshake_timeout
+        #: Greenthreads running a TLS handshake (outside the pool).
+        self._handshaking: set[GreenThread] = set()
         self.name = name
         #: Open connections -> True while the handler says it is idle.
         self.connections: dict[Any, bool] = {}
@@ -310,6 +335,7 @@ class Server:
         # the handler's greenthread (see _serve_one), never in this loop.
         accept = socket.socket.accept.__get__(sock)
         pool = self.pool
+        gate = self.handshakes
         backoff = self.min_backoff
         try:
             while not self._closing:
@@ -317,6 +343,9 @@ class Server:
                     # Full: leave new connections in the backlog until a slot frees.
                     pool.sem.acquire()
                     pool.sem.release()
+                    continue
+                if gate is not None and len(gate) >= gate.limit:
+                    gate.admit()  # as many handshakes as we take: wait, or cut a stalled one
                     continue
                 try:
                     conn, addr = accept()
@@ -348,7 +377,11 @@ class Server:
                     except OSError:
                         pass  # the peer may already have reset it
                 self.connections[conn] = False
-                pool.spawn(self._serve_one, conn, addr)
+                if gate is None:
+                    pool.spawn(self._serve_one, conn, addr)
+                else:
+                    gate.add(conn.fileno())
+                    self._handshaking.add(spawn(self._handshake_then_serve, conn, addr))
         except GreenletExit:
             pass
         except BaseException as exc:
@@ -356,15 +389,32 @@ class Server:
                 log.exception("%s: accept loop failed", self.name)
                 self._fail(exc)
 
+    def _handshake_then_serve(self, conn: Any, addr: Any) -> None:
+        """TLS first, outside the pool; then the handler, in the pool."""
+        me = current_greenthread()
+        fd = conn.fileno()
+        tls = None
+        try:
+            try:
+                tls = self._handshake(conn, addr)
+            finally:
+                self.handshakes.discard(fd)
+                self.connections.pop(conn, None)
+            if tls is None or self._closing:
+                return
+            self.connections[tls] = False
+            self.pool.spawn(self._serve_one, tls, addr)  # may wait for a place
+            tls = None  # the handler's now
+        except GreenletExit:
+            pass  # a stop: a handshake is no request in flight
+        finally:
+            self._handshaking.discard(me)
+            if tls is not None:
+                self.connections.pop(tls, None)
+                tls.close()
+
     def _serve_one(self, conn: Any, addr: Any) -> None:
         try:
-            if self.ssl_context is not None:
-                plain = conn
-                conn = self._handshake(conn, addr)
-                self.connections.pop(plain, None)
-                if conn is None:
-                    return
-                self.connections[conn] = False
             self.handle(conn, addr)
         except StopServe:
             spawn(self.close)
@@ -445,6 +495,8 @@ class Server:
         self._stopping = True
         try:
             self.close()
+            for gt in list(self._handshaking):
+                kill(gt)  # a handshake is no request in flight
             for conn, idle in list(self.connections.items()):
                 if idle:
                     self._end_idle(conn)
@@ -509,71 +561,6 @@ def shutdown_quietly(conn: Any, how: int = _stdlib_socket.SHUT_RDWR) -> None:
         _stdlib_socket.socket.shutdown(conn, how)
     except OSError:
         pass
-
-
-def format_address(addr: Any) -> str:
-    """``host:port``, ``[v6]:port`` or ``unix:/path`` for a socket address
-    (``unix socket peer`` for the unnamed client end of a unix socket)."""
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        host, port = addr[0], addr[1]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    path = addr.decode(errors="replace") if isinstance(addr, bytes) else str(addr)
-    if not path:
-        return "unix socket peer"
-    return f"unix:{path}"
-
-
-@dataclass(frozen=True)
-class Address:
-    """A listen or connect address: TCP/UDP host and port, or a unix socket path."""
-
-    host: str | None
-    port: int | None
-    path: str | None = None
-
-    @property
-    def family(self) -> int:
-        if self.path is not None:
-            return socket.AF_UNIX
-        return socket.AF_INET6 if self.host and ":" in self.host else socket.AF_INET
-
-    @property
-    def sockaddr(self) -> str | tuple:
-        return self.path if self.path is not None else (self.host, self.port)
-
-    def __str__(self) -> str:
-        return format_address(self.sockaddr)
-
-
-def _port(text: str, whole: str) -> int:
-    if not text.isdigit():
-        raise ValueError(f"invalid port {text!r} in {whole!r}")
-    port = int(text)
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port {port} out of range 0-65535 in {whole!r}")
-    return port
-
-
-def parse_address(text: str, default_host: str = "127.0.0.1") -> Address:
-    """``PORT``, ``HOST:PORT``, ``[V6]:PORT`` or ``unix:/PATH`` -> an ``Address``;
-    ``ValueError`` with a message fit to show the user as is."""
-    text = text.strip()
-    if text.startswith("unix:"):
-        path = text[5:]
-        if not path:
-            raise ValueError(f"empty unix socket path in {text!r}")
-        return Address(None, None, path)
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise ValueError(f"invalid address {text!r} (use [v6addr]:port)")
-        return Address(host, _port(rest[1:], text))
-    if text.isdigit():
-        return Address(default_host, _port(text, text))
-    host, sep, port = text.rpartition(":")
-    if not sep or ":" in host:
-        raise ValueError(f"invalid address {text!r} (use host:port, [v6]:port or unix:/path)")
-    return Address(host or default_host, _port(port, text))
 
 
 def serve(sock: socket.socket, handle: Callable[[Any, Any], Any], concurrency: int = 1000) -> None:

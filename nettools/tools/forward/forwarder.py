@@ -23,6 +23,7 @@ from ...kernel.greenthread import GreenletExit, spawn
 from ...kernel.hub import get_hub
 from ...kernel.pool import GreenPool
 from ...net import Server, accept_tls, format_address
+from ...tlsguard import HandshakeGate
 from ..plumbing.service import Stats
 from .errors import describe
 from .relay import HAVE_SPLICE, Connection, PipePool, relay
@@ -88,6 +89,8 @@ class Forwarder:
         self.splice = HAVE_SPLICE if splice is None else (splice and HAVE_SPLICE)
         self.pipes = PipePool()
         self.pool = GreenPool(max_conns)
+        #: TLS handshakes with clients in progress, bounded as a Server bounds its own.
+        self.handshakes = HandshakeGate()
         # No ssl_context for the Servers: TLS from the client comes after the
         # address check (a refused client costs no handshake), and a failed
         # handshake is one of this forwarder's connections, logged and counted
@@ -173,7 +176,9 @@ class Forwarder:
     def _accept_tls(self, c: Connection) -> bool:
         """TLS handshake with the client; False (and the reason noted) if it fails."""
         try:
-            c.client = accept_tls(c.client, self.tls_context, self.connect_timeout)
+            c.client = accept_tls(
+                c.client, self.tls_context, self.connect_timeout, self.handshakes
+            )
         except (OSError, ValueError) as exc:
             c.fail("tls-error", f"TLS handshake with client failed: {describe(exc)}")
             return False
