@@ -12,6 +12,10 @@
 * ``tpool_exceptions(True)`` -- also log errors raised by ``tpool.execute`` jobs
   (they still propagate to the caller).
 * ``spew()`` / ``unspew()`` -- print every line this thread executes.
+* ``dump_greenthreads_on_signal(signal.SIGUSR2)`` -- on that signal, print the
+  stack of every greenthread and what each waits on (fd and direction, timer,
+  queue, event, lock); ``dump_greenthreads()`` / ``format_greenthreads()`` do
+  it on the spot (``nettools.greenstacks``).
 
 Everything here acts on the calling thread's hub.  Nothing costs anything while
 switched off: no hub hook, no extra thread, no wrapper is installed.
@@ -39,6 +43,7 @@ from typing import Any
 import greenlet as _greenlet_module
 from greenlet import greenlet
 
+from .greenstacks import dump_greenthreads, dump_greenthreads_on_signal, format_greenthreads
 from .kernel import tpool
 from .kernel.hub import Hub, get_hub, root_greenlet
 
@@ -53,6 +58,9 @@ __all__ = [
     "spew",
     "unspew",
     "Spew",
+    "dump_greenthreads",
+    "dump_greenthreads_on_signal",
+    "format_greenthreads",
 ]
 
 log = logging.getLogger("nettools.debug")
