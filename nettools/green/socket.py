@@ -110,6 +110,9 @@ def _green(meth: Any, writing: bool, flags_at: int | None = None) -> Any:
 class socket(_real_socket):
     """A green ``socket.socket``: same API, blocking calls wait on the hub."""
 
+    # As the standard socket's: no dict per socket (a server holds thousands).
+    __slots__ = ("_timeout", "_drained")
+
     def __init__(
         self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None
     ) -> None:

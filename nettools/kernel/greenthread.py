@@ -160,7 +160,10 @@ class GreenThread:
             self._links = None
             for fn, args, kwargs in links:
                 try:
-                    fn(self, *args, **kwargs)
+                    if kwargs is None:
+                        fn(self, *args)
+                    else:
+                        fn(self, *args, **kwargs)
                 except SYSTEM_EXCEPTIONS:
                     raise
                 except BaseException:
@@ -209,7 +212,8 @@ class GreenThread:
             return
         if self._links is None:
             self._links = []
-        self._links.append((func, curried_args, curried_kwargs))
+        # No empty dict kept per link: a pool links every greenthread it runs.
+        self._links.append((func, curried_args, curried_kwargs or None))
 
     def unlink(self, func: Callable, *curried_args: Any, **curried_kwargs: Any) -> bool:
         """Remove a link added with the same arguments; True if one was removed."""
@@ -217,7 +221,7 @@ class GreenThread:
         if not links:
             return False
         try:
-            links.remove((func, curried_args, curried_kwargs))
+            links.remove((func, curried_args, curried_kwargs or None))
         except ValueError:
             return False
         return True

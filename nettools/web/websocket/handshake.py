@@ -78,6 +78,9 @@ class WebSocketWSGI:
         self.compression = compression
         self.subprotocols = None if subprotocols is None else list(subprotocols)
         self.close_timeout = close_timeout
+        # Negotiation settings only (each connection gets extensions of its
+        # own), so every connection shares them.
+        self._extensions = enable_server_permessage_deflate(None) if compression else None
         if handler is not None:
             functools.update_wrapper(self, handler)  # type: ignore[arg-type]
 
@@ -119,7 +122,7 @@ class WebSocketWSGI:
 
         proto = ServerProtocol(
             origins=self.origins,
-            extensions=enable_server_permessage_deflate(None) if self.compression else None,
+            extensions=self._extensions,
             subprotocols=self.subprotocols,
             max_size=self.max_message_size,
             logger=_proto_log,
@@ -145,6 +148,7 @@ class WebSocketWSGI:
         # Liveness is the keepalive's job now, not a read timeout's.
         sock.settimeout(None)
         proto.send_response(response)
+        del response  # this frame lives as long as the connection: keep nothing spare
         # The request reached us through the WSGI server, not through the
         # protocol's own HTTP parser, which still waits for one: restart it now
         # that the state is OPEN, where it parses frames.

@@ -9,9 +9,11 @@ sends comes from ``ResponseWriter``, the half it builds on.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import traceback
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..http import ClientDisconnected, HTTPError, ParseError, Request, error_response
@@ -26,9 +28,22 @@ __all__ = ["WSGIConnection"]
 
 log = logging.getLogger("nettools.web.wsgi")
 
+#: A released connection's environ: nothing (read-only, shared).
+_NO_ENV: Any = MappingProxyType({})
+
 
 class WSGIConnection(ResponseWriter):
     """Serves the requests of one connection to the WSGI application, in order."""
+
+    # Slots, as HttpConnection's: no dict per connection.
+    __slots__ = (
+        "wsgi_server",
+        "app",
+        "access_log",
+        "debug",
+        "base_env",
+        "taken_over",
+    )
 
     def __init__(self, wsgi_server: WSGIServer, sock: Any, addr: Any) -> None:
         net_server = wsgi_server.server
@@ -42,12 +57,12 @@ class WSGIConnection(ResponseWriter):
             options,
         )
         self.wsgi_server = wsgi_server
-        self.app = wsgi_server.app
+        self.app = wsgi_server.call_app
         self.access_log = wsgi_server.access_log
         self.debug = options.debug
         env = wsgi_server.base_environ.copy()
         if isinstance(addr, tuple) and len(addr) >= 2:
-            env["REMOTE_ADDR"] = addr[0]
+            env["REMOTE_ADDR"] = sys.intern(addr[0])  # one string per client address
             env["REMOTE_PORT"] = str(addr[1])
         else:
             env["REMOTE_ADDR"] = ""
@@ -128,7 +143,7 @@ class WSGIConnection(ResponseWriter):
 
     def release(self) -> None:
         super().release()
-        self.base_env = {}
+        self.base_env = _NO_ENV
 
     def _fail(self, status: int, exc: BaseException | None) -> None:
         """The application failed: answer ``status`` if nothing was sent yet."""
@@ -183,7 +198,13 @@ class WSGIConnection(ResponseWriter):
         if self.headers_sent:
             raise RuntimeError("cannot take over a connection whose response has started")
         self.taken_over = True
-        return self.sock, self.leftover_after(self.req)
+        leftover = self.leftover_after(self.req)
+        # The connection is the application's now, for as long as it likes (a
+        # websocket): no parser, pending request or request head of ours stays
+        # alive with it (the environ has what the head said).
+        self.release()
+        self.req.headers.clear()
+        return self.sock, leftover
 
     def set_idle(self, idle: bool = True) -> None:
         """``environ['nettools.set_idle']``: idle or busy, for a graceful stop."""
