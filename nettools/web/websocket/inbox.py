@@ -30,7 +30,7 @@ class Inbox:
 
     def __init__(self) -> None:
         self.messages: deque[str | bytes] | tuple[()] = ()
-        self.fragments: list[bytes] = []
+        self.fragments: list[bytes] | tuple[()] = ()  # a list while a message arrives
         self.fragment_text = False
         self.pong: tuple[bytes, Event] | None = None
 
@@ -57,10 +57,10 @@ class Inbox:
                         self.fragments = [frame.data]
                         self.fragment_text = opcode is _TEXT
                 elif opcode is _CONT:
-                    self.fragments.append(frame.data)
+                    self.fragments.append(frame.data)  # type: ignore[union-attr]
                     if frame.fin:
                         data = b"".join(self.fragments)
-                        self.fragments = []
+                        self.fragments = ()
                         if self.fragment_text:
                             try:
                                 messages.append(data.decode())

@@ -203,7 +203,7 @@ class WSGIConnection(ResponseWriter):
         # websocket): no parser, pending request or request head of ours stays
         # alive with it (the environ has what the head said).
         self.release()
-        self.req.headers.clear()
+        self.req.headers = ()  # type: ignore[assignment]
         return self.sock, leftover
 
     def set_idle(self, idle: bool = True) -> None:
