@@ -16,7 +16,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 # Order here is the order of the report.
-FAMILIES: tuple[str, ...] = ("micro", "echo", "forward", "wsgi", "websocket", "crawl", "zmq")
+FAMILIES: tuple[str, ...] = (
+    "micro", "echo", "forward", "wsgi", "websocket", "crawl", "zmq", "soak",
+)
 
 Result = dict[str, Any] | None
 CaseFn = Callable[[int], Result]
@@ -30,6 +32,8 @@ class Case:
     warmup: int | None = None  # operations in the untimed warm-up; default n // 10
     # Extra metrics where lower is better (latency, memory) that get nettools/peer ratios too.
     compare: tuple[str, ...] = ()
+    runs: int | None = None  # at most this many runs, whatever --repeat says (a long soak)
+    timeout: float | None = None  # seconds one run may take, if more than --timeout
     # Filled in by the registry from the dict key and the module name; leave them unset.
     name: str = field(default="")
     family: str = field(default="")
