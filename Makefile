@@ -16,8 +16,14 @@ $(VENV)/.runtime: pyproject.toml
 	$(BIN)/pip install -q -e .
 	touch $@
 
-# Plus the test tools, real clients and frameworks.
+# Installs Debian packages (as root, or through sudo).
+APT_INSTALL = SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends
+
+# Plus the test tools, real clients and frameworks (PyICU compiles against ICU).
 $(VENV)/.test: $(VENV)/.runtime
+	@{ pkg-config --exists icu-i18n && command -v c++ >/dev/null; } || { \
+	  $(APT_INSTALL) libicu-dev pkg-config g++ >/dev/null; }
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
@@ -33,12 +39,14 @@ lint: $(VENV)/.test
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/lint-imports --no-cache
 
-# Real programs the tests drive (headless Chromium for the browser tests).
+# Real programs the tests drive: headless Chromium for the browser tests, npm for the
+# socket.io JavaScript client, redis-server as the Socket.IO message queue and the crawl's
+# shared state, HAProxy for the forwarder's PROXY protocol tests.
+SYSTEM_DEPS := chromium:chromium npm:npm redis-server:redis-server haproxy:haproxy
 system-deps:
-	@command -v chromium >/dev/null || { \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	@missing=$$(for dep in $(SYSTEM_DEPS); do \
+	  command -v $${dep%%:*} >/dev/null || echo $${dep#*:}; done); \
+	[ -z "$$missing" ] || { $(APT_INSTALL) $$missing >/dev/null; }
 
 test: lint system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import platform
+import re
 import shutil
 import subprocess
 
@@ -14,7 +15,7 @@ import subprocess
 PEERS: tuple[str, ...] = (
     "nettools", "nettools-echo", "nettools-h11", "gevent", "eventlet", "asyncio", "asyncio-proto",
     "uvloop", "uvloop-proto", "gunicorn", "direct", "socat", "scrapy", "wget", "pyzmq",
-    "nettools-dist",
+    "nettools-dist", "http.server", "nginx", "nettools-redis", "nettools-redis2",
 )  # fmt: skip
 REFERENCE = "nettools"
 
@@ -30,17 +31,21 @@ _MODULES = {
     "uvloop-proto": "uvloop",
     "nettools-echo": "nettools",  # the `nettools echo` command (the echo cases)
     "nettools-dist": "nettools",  # a distributed `nettools crawl` (the crawl_distributed case)
+    # `nettools crawl --state redis://...`, alone and with a crawl-worker (crawl_shared cases)
+    "nettools-redis": "redis",
+    "nettools-redis2": "redis",
     "nettools-h11": "h11",  # nettools' HTTP server on the h11 parser (the WSGI case)
     "gunicorn": "gunicorn",
     "scrapy": "scrapy",  # the crawl case
     "pyzmq": "zmq",  # plain pyzmq in OS threads, and libzmq's own proxy (the zmq cases)
+    "http.server": "http.server",  # python -m http.server (the static cases)
 }
 
 
 # Peers that are not Python libraries: the program whose version the report shows. Always
 # available: a case that needs the program installs it (apt-get) or fails saying why.
 # "direct" is no forwarder at all (the ceiling for the forwarder cases).
-_PROGRAMS = {"direct": None, "socat": "socat", "wget": "wget"}
+_PROGRAMS = {"direct": None, "socat": "socat", "wget": "wget", "nginx": "nginx"}
 
 
 class PeerUnavailable(Exception):
@@ -56,7 +61,7 @@ def load(peer: str) -> str:
         module = importlib.import_module(module_name)
     except Exception as exc:  # a half-written library can fail with anything, not just ImportError
         raise PeerUnavailable(f"cannot import {module_name}: {exc!r}") from exc
-    if module_name == "asyncio":
+    if module_name in ("asyncio", "http.server"):  # the standard library's
         return f"python {platform.python_version()}"
     version = getattr(module, "__version__", None)
     if version is None:
@@ -73,8 +78,7 @@ def _program_version(program: str | None) -> str:
     path = shutil.which(program)
     if path is None:
         return "not installed yet"
-    out = subprocess.run([path, "-V"], capture_output=True, text=True).stdout
-    for line in out.splitlines():  # socat: "socat version 1.7.4.4 on ..."
-        if " version " in line:
-            return line.split(" version ", 1)[1].split()[0]
-    return "unknown"
+    res = subprocess.run([path, "-V"], capture_output=True, text=True)
+    # socat: "socat version 1.7.4.4 on ..."; nginx, on stderr: "nginx version: nginx/1.22.1"
+    m = re.search(r" version:? (?:\S+/)?(\S+)", res.stdout + res.stderr)
+    return m.group(1) if m else "unknown"

@@ -2,21 +2,26 @@
 # CI recipe: check the links of a static site before publishing it.
 #
 # Serves SITE_DIR (default: a small demo site written here) on 127.0.0.1, port
-# 0, with Python's http.server, crawls it with
+# 0, with `nettools static`, crawls it with
 #     nettools crawl URL --check-links --check-fragments --format junit -o REPORT
 # and fails the job (exit 1) when a link is broken, listing each one.  The JUnit
 # report (one test case per link) stays at $REPORT for the CI system to show.
 # nettools crawl exits 0 when every link is fine, 2 when some are broken and
-# 1 when the check itself could not run.
+# 1 when the check itself could not run.  The server's summary (requests, 404s)
+# is printed at the end.
 #
-# Needs bash >= 4.1, python3, and nettools on PATH (or the command in $NETTOOLS).
+# Arguments after SITE_DIR go to nettools crawl as they are, e.g. links not to
+# check (--exclude REGEX, repeatable), what to crawl (--include REGEX), limits
+# (--max-pages N, --timeout 10s) or politeness (--per-host 2, --delay 100ms).
 #
-# Run it:  bash recipes/ci-linkcheck.sh [SITE_DIR]
+# Needs bash >= 4.1 and nettools on PATH (or the command in $NETTOOLS).
+#
+# Run it:  bash recipes/ci-linkcheck.sh [SITE_DIR [CRAWL_OPTION...]]
 #          REPORT=links.xml NETTOOLS="python -m nettools" bash recipes/ci-linkcheck.sh public/
+#          bash recipes/ci-linkcheck.sh public/ --exclude '^https://twitter\.com/' --retries 0
 set -euo pipefail
 
 read -r -a nettools <<<"${NETTOOLS:-nettools}"
-python=${PYTHON:-python3}
 work=$(mktemp -d)
 report=${REPORT:-$work/report.xml}
 pids=()
@@ -50,29 +55,37 @@ HTML
     echo '<svg xmlns="http://www.w3.org/2000/svg"/>' >"$1/logo.svg"
 }
 
-site=${1:-}
+site=
+if [[ $# -gt 0 && $1 != -* ]]; then
+    site=$1
+    shift
+fi
+crawl_options=("$@")
 if [[ -z $site ]]; then
     site=$work/site
     demo_site "$site"
 fi
 [[ -d $site ]] || fail "no such directory: $site"
 
-# Serve the site; the server prints its port on stdout, read through a FIFO.
+# Serve the site; the server's JSON ready line names its address, read through a FIFO.
 mkfifo "$work/server.out"
-"$python" -u -m http.server 0 --bind 127.0.0.1 --directory "$site" \
-    >"$work/server.out" 2>"$work/server.err" &
-pids+=($!)
+"${nettools[@]}" static "$site" --listen 127.0.0.1:0 >"$work/server.out" 2>"$work/server.err" &
+server=$!
+pids+=($server)
 exec {fd}<"$work/server.out"
 IFS= read -r -t 20 -u "$fd" line || fail "the web server did not start: $(cat "$work/server.err")"
-[[ $line =~ port\ ([0-9]+) ]] || fail "unexpected server line: $line"
-url="http://127.0.0.1:${BASH_REMATCH[1]}/"
+[[ $line =~ \"address\":\ \"([^\"]+)\" ]] || fail "unexpected server line: $line"
+url="http://${BASH_REMATCH[1]}/"
 echo "serving $site at $url"
 
 status=0
 "${nettools[@]}" crawl "$url" --check-links --check-fragments --format junit -o "$report" \
-    2>"$work/crawl.err" || status=$?
+    "${crawl_options[@]}" 2>"$work/crawl.err" || status=$?
 summary=$(grep '^{' "$work/crawl.err" | tail -n 1 || true)
 echo "crawl summary: $summary"
+kill -TERM "$server"
+wait "$server" || true
+echo "server summary: $(tail -n 1 "$work/server.err")"
 case $status in
 0) echo "ci-linkcheck: ok, no broken links" ;;
 2)

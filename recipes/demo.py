@@ -5,9 +5,12 @@
    commands on port 0, each announcing itself with its JSON ready line; a few
    hundred green clients drive them; SIGTERM stops each and its JSON summary
    is printed.
-3. ``nettools crawl --check-links`` on a small site served on loopback with one
-   broken link, as a CI job would run it: the broken link, who links to it,
-   and exit status 2.
+3. ``nettools run``: a site, a backend and a forwarder in front of it from one
+   TOML file, in one process; a service added with SIGHUP while a connection
+   stays open; one summary per service at the end.
+4. ``nettools crawl --check-links`` on a small site served by ``nettools static``
+   with one broken link, as a CI job would run it: the broken link, who links
+   to it, and exit status 2.
 
 Run it:  python recipes/demo.py
 """
@@ -17,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -104,23 +106,90 @@ def link_check() -> None:
                 links += '<a href="missing.html">gone</a>'
             Path(root, f"page{i}.html").write_text(f"<html><body>{links}</body></html>")
         Path(root, "index.html").write_text('<a href="page0.html">start</a>')
-        site = subprocess.Popen(
-            [sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", root],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
+        site, (host, port) = start("static", root)
         try:
-            port = re.search(r"port (\d+)", site.stdout.readline()).group(1)
-            url = f"http://127.0.0.1:{port}/"
+            url = f"http://{host}:{port}/"
             crawl = ["crawl", url, "--check-links", "--format", "json"]
             res = subprocess.run([sys.executable, "-m", "nettools", *crawl],
                                  capture_output=True, text=True, timeout=60)  # fmt: skip
         finally:
-            site.terminate()
-            site.wait()
+            stop(site)
     report = json.loads(res.stdout)
     print(f"  crawl {url}: {report['summary']['pages']} pages, exit status {res.returncode}")
     for link in report["broken"]:
         print(f"    broken: {link['url']} ({link['status']}), linked from {link['referrers']}")
+
+
+RUN_FILE = """\
+[services.site]
+type = "static"
+root = "site"
+
+[services.backend]
+type = "echo"
+listen = "unix:backend.sock"
+
+[services.db]
+type = "forward"
+rules = ["0:unix:backend.sock"]
+"""
+
+
+def run_file() -> None:
+    """Several services from one file, a reload that keeps a connection, the summaries."""
+    with tempfile.TemporaryDirectory() as work:
+        Path(work, "site").mkdir()
+        Path(work, "site", "index.html").write_text("<h1>from nettools run</h1>")
+        Path(work, "fixtures.toml").write_text(RUN_FILE)
+        proc = subprocess.Popen([sys.executable, "-m", "nettools", "-q", "run", "fixtures.toml"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                cwd=work)  # fmt: skip
+        try:
+            ready = next_event(proc.stdout, "ready")
+            for name, svc in ready["services"].items():
+                print(f"  {name} ({svc['service']}): {svc['address']}")
+            host, port = ready["services"]["site"]["address"].rsplit(":", 1)
+            with socket.create_connection((host, int(port))) as s:
+                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                page = s.makefile("rb").read()
+            head, _, body = page.partition(b"\r\n\r\n")
+            print(f"  GET / on the site: {head.splitlines()[0].decode()}, {body.decode()}")
+            host, port = ready["services"]["db"]["address"].rsplit(":", 1)
+            db = socket.create_connection((host, int(port)))
+            f = db.makefile("rwb")
+            f.write(b"hello backend\n")
+            f.flush()
+            print(f"  through db to the backend and back: {f.readline().decode().strip()!r}")
+            with open(Path(work, "fixtures.toml"), "a") as toml:
+                toml.write('\n[services.chat]\ntype = "chat"\n')
+            proc.send_signal(signal.SIGHUP)
+            reloaded = next_event(proc.stderr, "reloaded")
+            print(f"  SIGHUP: started {reloaded['started']}, kept {reloaded['kept']}")
+            f.write(b"still connected\n")
+            f.flush()
+            print(f"  the connection to db after the reload: {f.readline().decode().strip()!r}")
+            db.close()
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    print("  SIGTERM; one summary per service:")
+    for line in err.strip().splitlines():
+        event = json.loads(line)
+        if event["event"] == "stopped":
+            print(f"    {event['name']}: {event['connections']} connection(s), "
+                  f"{event['bytes_in']} bytes in")
+
+
+def next_event(stream: Any, kind: str) -> dict[str, Any]:
+    """Read JSON lines from ``stream`` up to the first ``{"event": kind}``."""
+    for line in stream:
+        event = json.loads(line)
+        if event["event"] == kind:
+            return event
+    raise RuntimeError(f"the stream ended before a {kind!r} event")
 
 
 def through_forwarder(addr: tuple[str, int], clients: int, size: int) -> int:
@@ -159,6 +228,8 @@ def main() -> int:
         print("  stopping with SIGTERM; their summaries:")
         for name, proc in (("forward", fwd), ("chat", chat), ("echo", echo)):
             print(f"    {name}: {json.dumps(stop(proc))}")
+    print("\nMany services from one file, on one hub (nettools run):")
+    run_file()
     print("\nLink checking as a CI job would run it (nettools crawl --check-links):")
     link_check()
     return 0

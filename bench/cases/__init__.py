@@ -17,8 +17,9 @@ from typing import Any
 
 # Order here is the order of the report.
 FAMILIES: tuple[str, ...] = (
-    "micro", "echo", "forward", "wsgi", "websocket", "crawl", "zmq", "soak",
-)
+    "micro", "echo", "forward", "wsgi", "static", "websocket", "socketio", "crawl", "crawl_shared",
+    "zmq", "soak",
+)  # fmt: skip
 
 Result = dict[str, Any] | None
 CaseFn = Callable[[int], Result]

@@ -15,7 +15,8 @@ pages/s.  The crawler runs pinned to core 1 under ``/usr/bin/time`` (peak RSS). 
 Metrics: ``ops_per_s`` (pages/s, each crawler's own elapsed time where it reports one),
 ``bound_ratio`` (pages/s over the 5,000 pages/s bound), ``pages`` and ``peak_rss_mb``.
 
-``crawl_distributed`` crawls the same site (20 ms, 100 requests in flight) two ways:
+``crawl_distributed`` (run by the ``crawl_state`` case of ``crawl_shared.py``, beside the
+crawls whose state is in Redis) crawls the same site (20 ms, 100 requests in flight) two ways:
 
 * ``nettools``: the single-process ``nettools crawl``, as above;
 * ``nettools-dist``: ``nettools crawl --distribute tcp://127.0.0.1:0 --min-workers 2`` (the
@@ -107,7 +108,7 @@ def serve(pages: int, latency: float) -> None:
 
 
 @contextmanager
-def _site(pages: int) -> Iterator[str]:
+def served_site(pages: int) -> Iterator[str]:
     cmd = [sys.executable, "-m", "bench.cases.crawl", "serve", "--pages", str(pages)]
     with started(cmd, SERVER_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE) as proc:
         port = ready_port(proc, 30, "the site's ready line")
@@ -130,7 +131,7 @@ def _timed(cmd: list[str]) -> tuple[subprocess.CompletedProcess, float, float]:
         return proc, wall, int(rss.read().split()[-1]) / 1024
 
 
-def _result(pages: int, seconds: float, rss_mb: float) -> dict[str, Any]:
+def crawl_result(pages: int, seconds: float, rss_mb: float) -> dict[str, Any]:
     rate = pages / seconds
     return {"ops_per_s": rate, "seconds": seconds, "pages": pages,
             "bound_ratio": rate / BOUND, "peak_rss_mb": rss_mb}  # fmt: skip
@@ -139,12 +140,12 @@ def _result(pages: int, seconds: float, rss_mb: float) -> dict[str, Any]:
 def crawl_nettools(n: int) -> Result:
     if n == 0:
         return None
-    with _site(n) as url:
+    with served_site(n) as url:
         cmd = [sys.executable, "-m", "nettools", "crawl", url, "--concurrency", str(CONCURRENCY),
                "--per-host", str(CONCURRENCY), "--format", "jsonl", "-o", os.devnull]  # fmt: skip
         proc, _, rss = _timed(cmd)
     summary = json.loads([ln for ln in proc.stderr.splitlines() if ln.startswith("{")][-1])
-    return _result(summary["pages"], summary["elapsed"], rss)
+    return crawl_result(summary["pages"], summary["elapsed"], rss)
 
 
 WORKERS = 2
@@ -155,7 +156,7 @@ def crawl_distributed(n: int) -> Result:
     if n == 0:
         return None
     nettools = [sys.executable, "-m", "nettools"]
-    with _site(n) as url, tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+    with served_site(n) as url, tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
         cmd = ["/usr/bin/time", "-f", "%M", "-o", rss.name, *nettools, "crawl", url,
                "--distribute", f"tcp://{HOST}:0", "--min-workers", str(WORKERS),
                "--concurrency", str(CONCURRENCY), "--per-host", str(CONCURRENCY),
@@ -173,7 +174,7 @@ def crawl_distributed(n: int) -> Result:
                 raise RuntimeError(f"the coordinator exited {coord.returncode}: {err[-2000:]}")
         peak = int(rss.read().split()[-1]) / 1024
     summary = json.loads([ln for ln in err.splitlines() if ln.startswith("{")][-1])
-    return _result(summary["pages"], summary["elapsed"], peak)
+    return crawl_result(summary["pages"], summary["elapsed"], peak)
 
 
 _SCRAPY_SPIDER = """
@@ -205,25 +206,25 @@ def crawl_scrapy(n: int) -> Result:
     if n == 0:
         return None
     # A file, not -c: Scrapy reads the source of the spider's callbacks.
-    with _site(n) as url, tempfile.NamedTemporaryFile("w", suffix=".py") as spider:
+    with served_site(n) as url, tempfile.NamedTemporaryFile("w", suffix=".py") as spider:
         spider.write(_SCRAPY_SPIDER % {"c": CONCURRENCY})
         spider.flush()
         proc, _, rss = _timed([sys.executable, spider.name, url])
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    return _result(out["pages"], out["seconds"], rss)
+    return crawl_result(out["pages"], out["seconds"], rss)
 
 
 def crawl_wget(n: int) -> Result:
     if n == 0:
         return None
     pages = min(n, WGET_PAGES)
-    with _site(pages) as url, tempfile.TemporaryDirectory() as tmp:
+    with served_site(pages) as url, tempfile.TemporaryDirectory() as tmp:
         wget = ensure_program("wget", "wget")
         cmd = [wget, "--recursive", "--level=inf", "--no-directories", "--delete-after",
                "-e", "robots=off", "--no-verbose", "--directory-prefix", tmp, url]  # fmt: skip
         proc, wall, rss = _timed(cmd)
     fetched = len(re.findall(r" URL:\S+ \[", proc.stderr))
-    return _result(fetched, wall, rss)
+    return crawl_result(fetched, wall, rss)
 
 
 PEER_FNS: dict[str, CaseFn] = {"nettools": crawl_nettools, "scrapy": crawl_scrapy,
@@ -232,9 +233,6 @@ PEER_FNS: dict[str, CaseFn] = {"nettools": crawl_nettools, "scrapy": crawl_scrap
 CASES: dict[str, Case] = {
     "crawl_5000_c100": Case(n=5000, unit="pages", warmup=0, peers=PEER_FNS,
                             compare=("peak_rss_mb",)),
-    "crawl_distributed": Case(n=5000, unit="pages", warmup=0, compare=("peak_rss_mb",),
-                              peers={"nettools": crawl_nettools,
-                                     "nettools-dist": crawl_distributed}),
 }  # fmt: skip
 
 

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.cases import Case, CaseFn, Result
+from bench.cases import Case, CaseFn, Result, _toxics
 from bench.cases._procs import ensure_program, ready_port, started
 
 IPERF_CORE = 0
@@ -265,6 +265,9 @@ CASES: dict[str, Case] = {
     # The copy path alone (what TLS connections use), with the ceiling for its ratio.
     "forward_iperf3_nosplice": Case(n=5, unit="Mbit", warmup=0, peers={
         "nettools": _peer("nettools-nosplice"), "direct": _peer("direct")}),
+    # How exact the toxics are, set through the Toxiproxy API (see _toxics.py); n round trips.
+    "forward_toxics": Case(n=100, unit="round trips", warmup=0, peers={
+        "nettools": lambda n: _toxics.measure(n) if n else None}),
 }
 
 

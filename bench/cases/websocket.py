@@ -32,26 +32,29 @@ CPU time per round trip (``server_us_per_rt``, the figure least affected by a bu
 beyond DISTURBED_PCT is measured again, ``attempts``).
 
     python -m bench.cases.websocket serve PEER            # an echo server; prints its port
-    python -m bench.cases.websocket load PORT C S MS [--deflate] [--server-pid PID]
+    python -m bench.cases.websocket load PORT C S MS [--deflate] [--socketio] [--server-pid PID]
     python -m bench.cases.websocket idle PORT N [--deflate]  # N idle clients until stdin ends
+
+With ``--socketio`` the load generator speaks Socket.IO instead (Engine.IO 4 over a
+websocket): it joins the default namespace, then sends ``42["echo", MESSAGE]`` events and
+counts the events that come back (``bench/cases/socketio.py`` uses it).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.cases import Case, CaseFn, Result
-from bench.cases._procs import idle_cost, read_line, started
+from bench.cases._procs import idle_cost, ready_port, started
 
 HOST = "127.0.0.1"
 SERVER_CORE = 1
@@ -69,6 +72,8 @@ DISTURBED_PCT = 5.0
 MAX_ATTEMPTS = 3
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PEERS = ("nettools", "uvloop", "asyncio")
+#: Where a Socket.IO client opens its websocket (Engine.IO protocol 4).
+SOCKETIO_PATH = "/socket.io/?EIO=4&transport=websocket"
 
 
 def _announce(port: int) -> None:
@@ -130,11 +135,13 @@ class _Handshaking(asyncio.Protocol):
     """A websocket client connection whose handshake and first echo go through the library's
     sans-I/O protocol; ``ready`` is set once the echo came back."""
 
-    def __init__(self, extensions: list[Any] | None, ready: asyncio.Future[None]) -> None:
+    def __init__(
+        self, path: str, extensions: list[Any] | None, ready: asyncio.Future[None]
+    ) -> None:
         from websockets.client import ClientProtocol
         from websockets.uri import parse_uri
 
-        self.proto = ClientProtocol(parse_uri(f"ws://{HOST}/"), extensions=extensions)
+        self.proto = ClientProtocol(parse_uri(f"ws://{HOST}{path}"), extensions=extensions)
         self.ready = ready
         self.transport: Any = None
 
@@ -153,11 +160,21 @@ class _Client(_Handshaking):
     """One connection in a closed loop: handshake and first echo through the library, then
     replay one pre-built frame per round trip and parse only the headers of the replies."""
 
-    def __init__(self, message: str, deflate: bool, ready: asyncio.Future[None]) -> None:
+    def __init__(
+        self, message: str, deflate: bool, ready: asyncio.Future[None], socketio: bool = False
+    ) -> None:
         from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+        from websockets.frames import Frame, Opcode
 
         factory = ClientPerMessageDeflateFactory(client_no_context_takeover=True)
-        super().__init__([factory] if deflate else None, ready)
+        super().__init__(SOCKETIO_PATH if socketio else "/", [factory] if deflate else None, ready)
+        # Engine.IO's answer to its server's ping (a masked text frame "3").
+        self.pong = Frame(Opcode.TEXT, b"3").serialize(mask=True, extensions=[])
+        # Socket.IO: the message is an event, sent once the namespace is joined.
+        self.socketio = socketio
+        self.joined = not socketio
+        if socketio:  # as the servers encode it: compact JSON
+            message = "42" + json.dumps(["echo", message], separators=(",", ":"))
         self.message = message
         self.running = False
         self.closing = False
@@ -179,7 +196,15 @@ class _Client(_Handshaking):
         proto = self.proto
         proto.receive_data(data)
         for event in proto.events_received():
-            if isinstance(event, Frame):
+            if isinstance(event, Frame) and not self.joined:
+                # Engine.IO's open packet ("0{...}"), then Socket.IO's connect ("40").
+                if event.data.startswith(b"0"):
+                    proto.send_text(b"40")
+                elif event.data.startswith(b"40"):
+                    self.joined = True
+                    proto.send_text(self.message.encode())
+                self._write_pending()
+            elif isinstance(event, Frame):
                 if event.opcode is not Opcode.TEXT or event.data.decode() != self.message:
                     self.ready.set_exception(RuntimeError(f"bad echo {event!r}"))
                     return
@@ -194,8 +219,9 @@ class _Client(_Handshaking):
                 if proto.handshake_exc is not None:
                     self.ready.set_exception(proto.handshake_exc)
                     return
-                proto.send_text(self.message.encode())
-                self._write_pending()
+                if self.joined:
+                    proto.send_text(self.message.encode())
+                    self._write_pending()
         if proto.handshake_exc is not None and not self.ready.done():
             self.ready.set_exception(proto.handshake_exc)
 
@@ -232,9 +258,13 @@ class _Client(_Handshaking):
                 head = 10
             if end - pos < head + length:
                 break
-            pos += head + length
+            start = pos + head
+            pos = start + length
             if b0 & 0x0F in (1, 2):  # a data frame: control frames are not echoes
-                done += 1
+                if not self.socketio or buf[start : start + 2] == b"42":
+                    done += 1
+                elif buf[start : start + length] == b"2":  # Engine.IO's ping
+                    self.transport.write(self.pong)
         self.buf = buf[pos:] if pos < end else b""
         if done:
             now = time.perf_counter()
@@ -243,6 +273,81 @@ class _Client(_Handshaking):
                 self.latencies.append(now - self.sent_at)
             self.sent_at = now
             self.transport.write(self.frame)
+
+
+# --- idle clients -------------------------------------------------------------------------
+
+
+class _IdleClient(_Handshaking):
+    """One connection through its handshake and one echo, then silent; it keeps feeding what
+    arrives to the protocol, which answers the server's pings (as a browser does)."""
+
+    def __init__(self, deflate: bool, ready: asyncio.Future[None]) -> None:
+        from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+
+        super().__init__("/", [ClientPerMessageDeflateFactory()] if deflate else None, ready)
+
+    def data_received(self, data: bytes) -> None:
+        from websockets.frames import Frame, Opcode
+        from websockets.protocol import OPEN
+
+        proto = self.proto
+        proto.receive_data(data)
+        for event in proto.events_received():
+            if self.ready.done():
+                continue
+            if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
+                self.ready.set_result(None)  # the echo came back: idle from now on
+            elif proto.state is OPEN:
+                proto.send_text(b"hello")
+        if proto.handshake_exc is not None and not self.ready.done():
+            self.ready.set_exception(proto.handshake_exc)
+        self._write_pending()  # pongs
+
+
+async def _idle(port: int, conns: int, deflate: bool) -> None:
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    loop = asyncio.get_running_loop()
+
+    async def one() -> Any:
+        ready: asyncio.Future[None] = loop.create_future()
+        transport, _ = await loop.create_connection(
+            lambda: _IdleClient(deflate, ready), HOST, port
+        )
+        await asyncio.wait_for(ready, STARTUP_TIMEOUT_S)
+        return transport
+
+    transports = []
+    for start in range(0, conns, IDLE_BATCH):  # a batch at a time: a backlog's worth
+        batch = [one() for _ in range(min(IDLE_BATCH, conns - start))]
+        transports += await asyncio.gather(*batch)
+    print(json.dumps({"event": "idle", "connections": len(transports)}), flush=True)
+    await loop.run_in_executor(None, sys.stdin.read)  # until the harness lets go
+
+
+def _run_idle(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cases.websocket idle")
+    parser.add_argument("port", type=int)
+    parser.add_argument("conns", type=int)
+    parser.add_argument("--deflate", action="store_true")
+    args = parser.parse_args(argv)
+    import uvloop
+
+    uvloop.run(_idle(args.port, args.conns, args.deflate))
+    return 0
+
+
+def _idle_memory(peer: str, conns: int, deflate: bool) -> dict[str, Any]:
+    with started(
+        _server_command(peer), SERVER_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE
+    ) as server:
+        port = ready_port(server, STARTUP_TIMEOUT_S, f"{peer} websocket server")
+        cmd = [sys.executable, "-m", "bench.cases.websocket", "idle", str(port), str(conns)]
+        cmd += ["--deflate"] if deflate else []
+        return idle_cost(server.pid, cmd, conns, CLIENT_CORE, IDLE_SETUP_TIMEOUT_S, cwd=REPO_ROOT)
 
 
 def _core_busy_seconds() -> dict[int, float]:
@@ -271,7 +376,13 @@ def _cpu_seconds(pid: int) -> float:
 
 
 async def _load(
-    port: int, conns: int, size: int, duration: float, deflate: bool, server_pid: int
+    port: int,
+    conns: int,
+    size: int,
+    duration: float,
+    deflate: bool,
+    server_pid: int,
+    socketio: bool = False,
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     message = "x" * size
@@ -279,7 +390,7 @@ async def _load(
     for _ in range(conns):
         ready: asyncio.Future[None] = loop.create_future()
         _, client = await loop.create_connection(
-            lambda ready=ready: _Client(message, deflate, ready), HOST, port
+            lambda ready=ready: _Client(message, deflate, ready, socketio), HOST, port
         )
         await asyncio.wait_for(ready, STARTUP_TIMEOUT_S)
         clients.append(client)
@@ -341,112 +452,42 @@ def _run_load(argv: list[str]) -> int:
     parser.add_argument("ms", type=int)
     parser.add_argument("--deflate", action="store_true")
     parser.add_argument("--server-pid", type=int, default=-1)
+    parser.add_argument("--socketio", action="store_true", help="speak Socket.IO (echo events)")
     args = parser.parse_args(argv)
     import uvloop
 
     result = uvloop.run(
-        _load(args.port, args.conns, args.size, args.ms / 1000, args.deflate, args.server_pid)
+        _load(
+            args.port, args.conns, args.size, args.ms / 1000, args.deflate, args.server_pid,
+            args.socketio,
+        )  # fmt: skip
     )
     print(json.dumps(result), flush=True)
     return 0
 
 
-# --- idle clients -------------------------------------------------------------------------
-
-
-class _IdleClient(_Handshaking):
-    """One connection through its handshake and one echo, then silent; it keeps feeding what
-    arrives to the protocol, which answers the server's pings (as a browser does)."""
-
-    def __init__(self, deflate: bool, ready: asyncio.Future[None]) -> None:
-        from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
-
-        super().__init__([ClientPerMessageDeflateFactory()] if deflate else None, ready)
-
-    def data_received(self, data: bytes) -> None:
-        from websockets.frames import Frame, Opcode
-        from websockets.protocol import OPEN
-
-        proto = self.proto
-        proto.receive_data(data)
-        for event in proto.events_received():
-            if self.ready.done():
-                continue
-            if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
-                self.ready.set_result(None)  # the echo came back: idle from now on
-            elif proto.state is OPEN:
-                proto.send_text(b"hello")
-        if proto.handshake_exc is not None and not self.ready.done():
-            self.ready.set_exception(proto.handshake_exc)
-        self._write_pending()  # pongs
-
-
-async def _idle(port: int, conns: int, deflate: bool) -> None:
-    import resource
-
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    loop = asyncio.get_running_loop()
-
-    async def one() -> Any:
-        ready: asyncio.Future[None] = loop.create_future()
-        transport, _ = await loop.create_connection(
-            lambda: _IdleClient(deflate, ready), HOST, port
-        )
-        await asyncio.wait_for(ready, STARTUP_TIMEOUT_S)
-        return transport
-
-    transports = []
-    for start in range(0, conns, IDLE_BATCH):  # a batch at a time: a backlog's worth
-        batch = [one() for _ in range(min(IDLE_BATCH, conns - start))]
-        transports += await asyncio.gather(*batch)
-    print(json.dumps({"event": "idle", "connections": len(transports)}), flush=True)
-    await loop.run_in_executor(None, sys.stdin.read)  # until the harness lets go
-
-
-def _run_idle(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.cases.websocket idle")
-    parser.add_argument("port", type=int)
-    parser.add_argument("conns", type=int)
-    parser.add_argument("--deflate", action="store_true")
-    args = parser.parse_args(argv)
-    import uvloop
-
-    uvloop.run(_idle(args.port, args.conns, args.deflate))
-    return 0
-
-
-#: This module as a command.
-HERE = [sys.executable, "-m", "bench.cases.websocket"]
-
-
-@contextlib.contextmanager
-def _server(peer: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """A fresh echo server of ``peer`` pinned to its core, and its port."""
-    with started(
-        [*HERE, "serve", peer], SERVER_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE
-    ) as server:
-        line = read_line(server, server.stdout, STARTUP_TIMEOUT_S, f"{peer} websocket server")
-        yield server, json.loads(line)["port"]
-
-
-def _idle_memory(peer: str, conns: int, deflate: bool) -> dict[str, Any]:
-    with _server(peer) as (server, port):
-        cmd = [*HERE, "idle", str(port), str(conns)] + (["--deflate"] if deflate else [])
-        return idle_cost(server.pid, cmd, conns, CLIENT_CORE, IDLE_SETUP_TIMEOUT_S, cwd=REPO_ROOT)
-
-
 # --- cases --------------------------------------------------------------------------------
 
 
-def _round_trips(peer: str, conns: int, size: int, duration_ms: int, deflate: bool) -> Result:
+def measure(
+    server: list[str],
+    what: str,
+    conns: int,
+    size: int,
+    duration_ms: int,
+    deflate: bool = False,
+    socketio: bool = False,
+) -> Result:
+    """Round trips/s of the echo server that command ``server`` starts (it prints a JSON
+    ready line with its port), loaded by ``conns`` clients; ``what`` names it in errors.
+    With ``socketio`` the clients speak Socket.IO and the server echoes "echo" events."""
     # On a shared machine other processes can take turns on either core mid-run; such a run
     # is measured again (as in bench/cases/echo.py) and the least disturbed one is kept.
     best: dict[str, Any] = {}
     attempts = 0
     while attempts < MAX_ATTEMPTS and (not best or best["disturbed_pct"] > DISTURBED_PCT):
         attempts += 1
-        res = _run_once(peer, conns, size, duration_ms, deflate)
+        res = _run_once(server, what, conns, size, duration_ms, deflate, socketio)
         if not best or res["disturbed_pct"] < best["disturbed_pct"]:
             best = res
     metrics: dict[str, Any] = {
@@ -467,11 +508,21 @@ def _round_trips(peer: str, conns: int, size: int, duration_ms: int, deflate: bo
     return metrics
 
 
-def _run_once(peer: str, conns: int, size: int, duration_ms: int, deflate: bool) -> dict[str, Any]:
+def _run_once(
+    server_cmd: list[str],
+    what: str,
+    conns: int,
+    size: int,
+    duration_ms: int,
+    deflate: bool,
+    socketio: bool,
+) -> dict[str, Any]:
     """One fresh server and one load generator run: the load generator's JSON result."""
-    with _server(peer) as (server, port):
+    here = [sys.executable, "-m", "bench.cases.websocket"]
+    with started(server_cmd, SERVER_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE) as server:
+        port = ready_port(server, STARTUP_TIMEOUT_S, what)
         cmd = [
-            *HERE,
+            *here,
             "load",
             str(port),
             str(conns),
@@ -482,22 +533,34 @@ def _run_once(peer: str, conns: int, size: int, duration_ms: int, deflate: bool)
         ]
         if deflate:
             cmd.append("--deflate")
+        if socketio:
+            cmd.append("--socketio")
         with started(cmd, CLIENT_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE) as client:
             timeout = 2 * STARTUP_TIMEOUT_S + WARMUP_S + duration_ms / 1000
             out, _ = client.communicate(timeout=timeout)
             if client.returncode != 0:
                 raise RuntimeError(f"load generator failed with exit status {client.returncode}")
         if server.poll() is not None:
-            raise RuntimeError(f"{peer} websocket server died (exit status {server.returncode})")
+            raise RuntimeError(f"{what} died (exit status {server.returncode})")
     return json.loads(out)
 
 
-def _case(conns: int, size: int, deflate: bool = False) -> Case:
+def echo_case(
+    peers: tuple[str, ...],
+    command: Callable[[str], list[str]],
+    what: str,
+    conns: int,
+    size: int,
+    deflate: bool = False,
+    socketio: bool = False,
+) -> Case:
+    """A case measuring, for each of ``peers``, the echo server ``command(peer)`` starts."""
+
     def for_peer(peer: str) -> CaseFn:
         def run(n: int) -> Result:
             if n == 0:
                 return None  # the harness's warm-up call; the load generator warms up itself
-            return _round_trips(peer, conns, size, n, deflate)
+            return measure(command(peer), f"{peer} {what}", conns, size, n, deflate, socketio)
 
         return run
 
@@ -505,9 +568,17 @@ def _case(conns: int, size: int, deflate: bool = False) -> Case:
         n=3000,
         unit="round trips",
         warmup=0,
-        peers={peer: for_peer(peer) for peer in PEERS},
+        peers={peer: for_peer(peer) for peer in peers},
         compare=("p99_us", "server_us_per_rt"),
     )
+
+
+def _server_command(peer: str) -> list[str]:
+    return [sys.executable, "-m", "bench.cases.websocket", "serve", peer]
+
+
+def _case(conns: int, size: int, deflate: bool = False) -> Case:
+    return echo_case(PEERS, _server_command, "websocket server", conns, size, deflate)
 
 
 def _memory_case(conns: int, deflate: bool = False) -> Case:

@@ -222,7 +222,7 @@ def _server(peer: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
                 os.killpg(proc.pid, 9)  # gunicorn's worker too
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """utime + stime of ``pid`` and its children that are alive (gunicorn's worker)."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
@@ -264,20 +264,26 @@ def parse_wrk(text: str) -> dict[str, Any]:
 
 def run_wrk(peer: str, duration_ms: int, conns: int = CONNECTIONS) -> dict[str, Any]:
     """One fresh server of ``peer`` under wrk for ``duration_ms``; the metrics."""
+    with _server(peer) as (proc, port):
+        return measure_wrk(proc, f"http://{HOST}:{port}/", duration_ms, conns, peer)
+
+
+def measure_wrk(proc: subprocess.Popen[str], url: str, duration_ms: int,
+                conns: int = CONNECTIONS, what: str = "the") -> dict[str, Any]:
+    """wrk -t1 against ``url`` (pinned to CLIENT_CORE, after a warm-up) for
+    ``duration_ms`` while ``proc`` serves it; wrk's figures plus the server's CPU."""
     wrk = ensure_program("wrk", "wrk")
     seconds = max(1, round(duration_ms / 1000))
-    with _server(peer) as (proc, port):
-        url = f"http://{HOST}:{port}/"
-        base = [wrk, "-t1", f"-c{conns}", "--latency"]
-        pin_client = pin(CLIENT_CORE)
-        subprocess.run([*base, f"-d{WARMUP_S}s", url], capture_output=True, preexec_fn=pin_client,
-                       check=True)
-        cpu_before = _cpu_seconds(proc.pid)
-        out = subprocess.run([*base, f"-d{seconds}s", url], capture_output=True, text=True,
-                             preexec_fn=pin_client, check=True).stdout
-        cpu = _cpu_seconds(proc.pid) - cpu_before
-        if proc.poll() is not None:
-            raise RuntimeError(f"{peer} server died (exit status {proc.returncode})")
+    base = [wrk, "-t1", f"-c{conns}", "--latency"]
+    pin_client = pin(CLIENT_CORE)
+    subprocess.run([*base, f"-d{WARMUP_S}s", url], capture_output=True, preexec_fn=pin_client,
+                   check=True)
+    cpu_before = cpu_seconds(proc.pid)
+    out = subprocess.run([*base, f"-d{seconds}s", url], capture_output=True, text=True,
+                         preexec_fn=pin_client, check=True).stdout
+    cpu = cpu_seconds(proc.pid) - cpu_before
+    if proc.poll() is not None:
+        raise RuntimeError(f"{what} server died (exit status {proc.returncode})")
     metrics = parse_wrk(out)
     if not metrics["requests"]:
         raise RuntimeError(f"no request answered:\n{out}")

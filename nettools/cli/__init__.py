@@ -11,7 +11,7 @@ import sys
 import typer
 
 from .._version import __version__
-from . import chat, crawl, echo, feeds, fetch, forward, serve, wschat, zmq
+from . import chat, crawl, echo, feeds, fetch, forward, run, serve, static, wschat, zmq
 from .common import setup_logging
 
 app = typer.Typer(
@@ -58,11 +58,13 @@ echo.register(app)
 chat.register(app)
 forward.register(app)
 serve.register(app)
+static.register(app)
 wschat.register(app)
 zmq.register(app)
 fetch.register(app)
 feeds.register(app)
 crawl.register(app)
+run.register(app)
 
 
 def _examples_epilog() -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -17,6 +16,7 @@ from .common import (
     SLOW_TIMEOUT,
     drain_timeout_option,
     duration,
+    help_parts,
     opt,
     option_parser,
     queue_size_option,
@@ -39,6 +39,12 @@ BUS_EXPIRY = opt("15s", "--bus-expiry", parser=duration,
                  help="Drop the users of a server not heard from this long.")
 BUS_MAX_MESSAGE = opt("64K", "--bus-max-message", parser=size,
                       help="Largest bus message sent or accepted.")
+
+# The flood control of both chats.
+RATE = opt(5.0, "--rate", min=0.01,
+           help="Messages (lines) per second each client may send on average; one over it "
+                "is refused, and a client that keeps on is disconnected as flooding.")
+BURST = opt(10, "--burst", min=1, help="Messages (lines) a client may send at once.")
 
 DRAIN_TIMEOUT = drain_timeout_option("to flush clients' queues")
 
@@ -70,11 +76,8 @@ def open_bus(
         raise typer.BadParameter(str(exc)) from None
 
 
-def with_bus_help(command: Callable) -> Callable:
-    """``command`` with ``{bus}`` in its help replaced by ``BUS_HELP``."""
-    if command.__doc__:  # None under python -OO
-        command.__doc__ = command.__doc__.replace("{bus}", BUS_HELP)
-    return command
+#: Puts BUS_HELP into a chat command's help, where it says {bus}.
+with_bus_help = help_parts(bus=BUS_HELP)
 
 
 @with_bus_help
@@ -85,6 +88,8 @@ def chat(
     max_line: Any = opt("4K", "--max-line", parser=size,
                         help="Longest line a client may send; a longer one ends that client."),
     max_conns: int = opt(10_000, "--max-conns", min=1, help="Most clients connected at once."),
+    rate: float = RATE,
+    burst: int = BURST,
     idle_timeout: Any = opt("1h", "--idle-timeout", parser=duration,
                             help="Disconnect a client that sends nothing this long (off: never)."),
     slow_timeout: Any = SLOW_TIMEOUT,
@@ -108,13 +113,17 @@ def chat(
     Control characters that clients send are shown as text (ESC as ^[), so
     nobody can clear or recolour another user's terminal.
 
+    Flooding: each client may send --rate lines a second, in bursts of
+    --burst; a line over that is not said (the client is told), and a client
+    that keeps sending while refused is disconnected ("flooding").
+
     Slow clients never delay the others: each client has its own queue.  When
-    a client stops reading, lines for it wait in that queue, up to --queue-size;
+    a client reads slowly, lines for it wait in that queue, up to --queue-size;
     while it is full, further lines for that client are dropped (it is told how
-    many once it catches up) and its slow clock runs.  The clock stops when the
-    client has read its queue down to half.  A client whose queue stays full for
-    --slow-timeout is disconnected, and its room is told "NICK was disconnected
-    (too slow)".  Messages reach everyone in the order the server received them.
+    many once it catches up).  A client that reads nothing for --slow-timeout
+    while lines are dropped for it is disconnected, and its room is told "NICK
+    was disconnected (too slow)"; one that reads, however slowly, only misses
+    lines.  Messages reach everyone in the order the server received them.
 
     {bus}
     """
@@ -124,9 +133,9 @@ def chat(
         chat_bus = open_bus(bus, bus_channel, bus_heartbeat, bus_expiry, bus_max_message)
         stats = ChatStats()
         raise typer.Exit(serve_on("chat", listen, lambda sock: ChatServer(
-            sock, history=history, max_line=max_line, max_conns=max_conns,
-            idle_timeout=idle_timeout, slow_timeout=slow_timeout, queue_size=queue_size,
-            send_buffer=send_buffer, stats=stats, bus=chat_bus,
+            sock, history=history, max_line=max_line, max_conns=max_conns, rate=rate,
+            burst=burst, idle_timeout=idle_timeout, slow_timeout=slow_timeout,
+            queue_size=queue_size, send_buffer=send_buffer, stats=stats, bus=chat_bus,
         ).start().stop, stats, max_conns=max_conns, drain_timeout=drain_timeout,
             ready_file=ready_file))
 

@@ -64,10 +64,23 @@ READY_FILE = opt(None, "--ready-file", metavar="PATH",
                  help="Also write the ready line to this file.")
 # The slow-client policy of the servers that queue output per client.
 SLOW_TIMEOUT = opt("5s", "--slow-timeout", parser=duration,
-                   help="Disconnect a client whose queue stays full this long "
-                        "(off: never, it just misses messages).")
+                   help="Disconnect a client that reads nothing this long while its "
+                        "queue is full (off: never, it just misses messages).")
 SEND_BUFFER = opt("64K", "--send-buffer", parser=size,
                   help="Kernel send buffer per client (0: the system's default).")
+
+
+def help_parts(**parts: str) -> Callable[[Callable], Callable]:
+    """A decorator that puts each of ``parts`` into a command's help where it
+    says ``{name}``: text that several commands share, written once."""
+
+    def fill(command: Callable) -> Callable:
+        if command.__doc__:  # None under python -OO
+            for name, text in parts.items():
+                command.__doc__ = command.__doc__.replace("{" + name + "}", text)
+        return command
+
+    return fill
 
 
 def queue_size_option(items: str = "Messages") -> Any:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 import typer
 
-from ..tools.crawl import SCOPES, STRATEGIES, Crawler, CrawlResult, Progress
+from ..tools.crawl import SCOPES, STRATEGIES, CrawlResult, Progress
 from ..tools.crawl.distributed import (
     MAX_MESSAGE,
     Coordinator,
@@ -22,6 +23,8 @@ from ..tools.crawl.distributed import (
 )
 from ..tools.crawl.links import keep_parser_memory
 from ..tools.crawl.report import FORMATS, summary_line, write_report
+from ..tools.crawl.state import StateSpec, parse_state
+from ..tools.crawl.state.session import CrawlSession
 from .common import EXIT_USAGE, duration, fail, opt, runtime_errors, size
 
 EXIT_BROKEN = 2
@@ -38,7 +41,9 @@ def _choice(name: str, allowed: tuple[str, ...]) -> Any:
 
 
 def crawl(
-    urls: list[str] = typer.Argument(..., metavar="URL", help="Where to start (http/https)."),
+    urls: list[str] = typer.Argument(None, metavar="[URL]...",
+                                     help="Where to start (http/https); without one, the crawl "
+                                     "that --state holds goes on, with its own settings."),
     strategy: str = opt("recursive", "--strategy", callback=_choice("strategy", STRATEGIES),
                         metavar="|".join(STRATEGIES),
                         help="recursive (each page spawns its links' fetches into one pool) or "
@@ -47,11 +52,12 @@ def crawl(
     scope: str = opt("host", "--scope", callback=_choice("scope", SCOPES), metavar="|".join(SCOPES),
                      help="What is crawled: host (the seeds' hosts), domain (and subdomains), "
                      "prefix (under the seed's directory) or any."),
-    include: list[str] = opt([], "--include", metavar="RE",
+    include: list[str] = opt([], "--include", metavar="REGEX",
                              help="Only crawl URLs matching this regex (repeatable); "
-                             "others count as leaving the site."),
-    exclude: list[str] = opt([], "--exclude", metavar="RE",
-                             help="Never request URLs matching this regex (repeatable)."),
+                             "others count as leaving the site (checked with --check-links)."),
+    exclude: list[str] = opt([], "--exclude", metavar="REGEX",
+                             help="Never request nor report URLs matching this regex "
+                             "(repeatable), e.g. '^https://twitter\\.com/' or '^mailto:'."),
     depth: int = opt(None, "--depth", min=0, metavar="N",
                      help="Follow links at most this deep (seeds: 0)."),
     max_pages: int = opt(None, "--max-pages", min=1, metavar="N",
@@ -67,14 +73,17 @@ def crawl(
                      "(a robots.txt Crawl-delay may make it longer)."),
     ignore_robots: bool = opt(False, "--ignore-robots", help="Do not honour robots.txt."),
     retries: int = opt(2, "--retries", min=0, metavar="N",
-                       help="Retries after a timeout, a connection failure, a 429 or a 503 "
-                       "(429/503 wait for their Retry-After)."),
+                       help="Retries after a timeout, a broken answer, a 429 or a 503 "
+                       "(429/503 wait for their Retry-After).  A host that refuses "
+                       "connections, has no address or fails TLS is not retried: every "
+                       "link to it fails at once."),
     sitemap: bool = opt(False, "--sitemap",
                         help="Also start from the URLs of the sitemaps named in robots.txt "
                         "(else /sitemap.xml)."),
     check_links: bool = opt(False, "--check-links",
-                            help="Also check links leaving the scope (one HEAD each, GET "
-                            "when HEAD fails); they are never crawled."),
+                            help="Also check links leaving the scope (one HEAD each; a GET "
+                            "only when the server does not do HEAD); they are never crawled.  "
+                            "Links to other schemes (mailto:, file:...) are named as skipped."),
     check_fragments: bool = opt(False, "--check-fragments",
                                 help="Links to #id must find that id (or a[name]) on the page."),
     fmt: str = opt("text", "--format", "-f", callback=_choice("format", FORMATS),
@@ -94,19 +103,32 @@ def crawl(
                           "(e.g. tcp://0.0.0.0:5557; port 0 picks one) and have "
                           "'nettools crawl-worker' processes do the requests."),
     lease: Any = opt("30s", "--lease", parser=duration,
-                     help="With --distribute: a job a worker has not answered (nor "
-                     "heartbeated) for this long goes to another worker."),
+                     help="With --distribute or --state redis: a link a worker has not "
+                     "answered (nor renewed) for this long goes to another worker."),
     max_message: Any = opt(str(MAX_MESSAGE), "--max-message", parser=size,
                            help="With --distribute: the largest message to or from a worker."),
     min_workers: int = opt(1, "--min-workers", min=1, metavar="N",
                            help="With --distribute: send no request before N workers joined."),
+    state: str = opt(None, "--state", metavar="STATE",
+                     help="Keep the crawl's state outside this process, so that it survives "
+                     "it: sqlite:FILE (run the same command again after a crash and it goes "
+                     "on), or redis://HOST:PORT/DB[?prefix=NAME] (also unix:///PATH?db=N): "
+                     "any number of 'nettools crawl-worker --state' processes share it."),
+    fresh: bool = opt(False, "--fresh",
+                      help="With --state: forget what the state holds and start over."),
+    report_only: bool = opt(False, "--report",
+                            help="With --state: write the report of what the state holds "
+                            "now, without crawling (links not visited yet are 'stopped')."),
 ) -> None:
     """Crawl a site and check its links: broken links, redirects, missing #fragments.
 
     Example: nettools crawl https://docs.example.org/ --check-links --format junit -o links.xml
 
     Pages in scope are fetched, parsed (a[href], link[href], img/script/iframe
-    src, srcset, <base href>) and followed; non-HTML responses are not parsed.
+    src, srcset, <base href>, and the url()s and @imports of stylesheets,
+    <style> elements and style attributes) and followed; other responses are
+    not parsed.  With --check-links, links to schemes that are not fetched
+    (mailto:, file:, ftp:...) are reported as "skipped: scheme".
     URLs are normalised so each is fetched once.  robots.txt is honoured
     (disallowed pages are skipped, Crawl-delay respected) unless
     --ignore-robots.  Redirects are recorded; loops count as broken.
@@ -125,45 +147,89 @@ def crawl(
     "workers" object (jobs per worker, jobs re-issued).  When the crawl ends
     the workers are told, and exit.
 
+    With --state sqlite:FILE every finished visit is written to FILE as it
+    happens; after a crash (Ctrl-C, kill -9, a power cut) the same command goes
+    on where it stopped, fetching again only the pages that were in flight, and
+    its report is the one an uninterrupted crawl would have written.
+    'nettools crawl --state sqlite:FILE' (no URL) goes on with the crawl FILE
+    holds; --report writes its report without crawling (also while it runs);
+    --fresh starts over.
+
     Exit status: 0 all links fine; 2 broken links found (or a usage error);
-    1 runtime error, or stopped by a signal before finding broken links.
+    1 runtime error (the site cannot be reached: no start URL answered), or
+    stopped by a signal before finding broken links.
     """
     with runtime_errors("crawl"):
         if max_body < 1:
             raise typer.BadParameter("--max-body must be at least 1 byte")
+        spec = _state_spec(state, fresh, report_only, distribute)
+        if not urls and spec is None:
+            raise typer.BadParameter("give a URL to crawl (or --state holding a crawl)",
+                                     param_hint="URL")  # fmt: skip
         coordinator = None
         if distribute is not None:
             coordinator = _coordinator(distribute, lease, max_message, min_workers,
                                        user_agent, timeout or 30.0, max_body, per_host)
         keep_parser_memory()  # this process is ours: the parser may keep its heap
+        options = dict(
+            strategy=strategy, scope=scope, include=include, exclude=exclude, depth=depth,
+            max_pages=max_pages, max_time=max_time, concurrency=concurrency, per_host=per_host,
+            delay=delay or 0.0, robots=not ignore_robots, retries=retries, sitemap=sitemap,
+            check_links=check_links, check_fragments=check_fragments,
+            timeout=timeout or 30.0, max_body=max_body, user_agent=user_agent,
+            fetcher=coordinator,
+        )  # fmt: skip
         try:
-            crawler = Crawler(
-                urls, strategy=strategy, scope=scope, include=include, exclude=exclude,
-                depth=depth, max_pages=max_pages, max_time=max_time, concurrency=concurrency,
-                per_host=per_host, delay=delay or 0.0, robots=not ignore_robots,
-                retries=retries, sitemap=sitemap, check_links=check_links,
-                check_fragments=check_fragments, timeout=timeout or 30.0, max_body=max_body,
-                user_agent=user_agent, fetcher=coordinator,
-            )  # fmt: skip
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
+            session = CrawlSession.open(spec, urls or [], options, fresh=fresh,
+                                        read_only=report_only, worker=default_name(),
+                                        lease=lease or 30.0)  # fmt: skip
+        except ValueError as exc:  # another crawl in the state, a bad URL...
+            raise typer.BadParameter(str(exc), param_hint="'--state'" if spec else None) from None
         out = _open_output(output)
-        with crawler.stop_on_signals(), _progress_bar(crawler):
+        if report_only:
+            _write(session.report(), fmt, out)
+        with session.stop_on_signals(), _progress_bar(session):
             if coordinator is not None:
                 _announce(_start(coordinator))
             try:
-                result = crawler.run()
+                result = session.run()
             finally:
                 if coordinator is not None:
                     coordinator.close()
-        try:
-            write_report(result, fmt, out)
-        finally:
-            if out is not sys.stdout:
-                out.close()
-        sys.stderr.write(summary_line(result) + "\n")
-        sys.stderr.flush()
-        raise typer.Exit(_exit_code(result))
+        if result.site_down:
+            _site_down(result, out, output)
+        _write(result, fmt, out)
+
+
+def _write(result: CrawlResult, fmt: str, out: Any) -> None:
+    """The report, the summary on stderr, and the exit."""
+    try:
+        write_report(result, fmt, out)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    sys.stderr.write(summary_line(result) + "\n")
+    sys.stderr.flush()
+    raise typer.Exit(_exit_code(result))
+
+
+def _state_spec(state: str | None, fresh: bool, report_only: bool,
+                distribute: str | None) -> StateSpec | None:
+    """The parsed --state, checked against the options that go with it."""
+    if state is None:
+        if fresh or report_only:
+            raise typer.BadParameter("needs --state", param_hint="'--fresh' / '--report'")
+        return None
+    if distribute is not None:
+        raise typer.BadParameter("--state and --distribute do not go together",
+                                 param_hint="'--state'")  # fmt: skip
+    if fresh and report_only:
+        raise typer.BadParameter("--fresh and --report do not go together",
+                                 param_hint="'--fresh'")  # fmt: skip
+    try:
+        return parse_state(state)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--state'") from None
 
 
 def _check_limits(wait_flag: str, wait: float | None, max_message: int) -> None:
@@ -203,6 +269,18 @@ def _announce(endpoint: str) -> None:
     sys.stderr.flush()
 
 
+def _site_down(result: CrawlResult, out: Any, output: str | None) -> None:
+    """No start URL answered: a runtime error, not a report of broken links."""
+    if out is not sys.stdout:
+        out.close()
+        with contextlib.suppress(OSError):
+            os.unlink(output)  # opened (and emptied) by us: no report to keep
+    url, reason = result.unreachable[0]
+    more = len(result.unreachable) - 1
+    also = f" (and {more} more start URL{'s' if more > 1 else ''})" if more else ""
+    fail("crawl", f"cannot reach the site: {url}: {reason}{also}")
+
+
 def _exit_code(result: CrawlResult) -> int:
     if result.broken:
         return EXIT_BROKEN
@@ -223,7 +301,7 @@ def _open_output(path: str | None) -> Any:
 
 
 @contextlib.contextmanager
-def _progress_bar(crawler: Crawler) -> Iterator[None]:
+def _progress_bar(crawler: CrawlSession) -> Iterator[None]:
     """A rich progress bar on stderr, only when stderr is a terminal."""
     if not sys.stderr.isatty():
         yield
@@ -251,36 +329,54 @@ def _progress_bar(crawler: Crawler) -> Iterator[None]:
 
 
 def crawl_worker(
-    endpoint: str = typer.Argument(..., metavar="CONNECT_EP",
-                                   help="The coordinator's endpoint, e.g. tcp://crawlhost:5557."),
+    endpoint: str = typer.Argument(None, metavar="[CONNECT_EP]",
+                                   help="The coordinator's endpoint, e.g. tcp://crawlhost:5557 "
+                                   "(or --state)."),
+    state: str = opt(None, "--state", metavar="STATE",
+                     help="Work on the crawl kept in Redis: redis://HOST:PORT/DB[?prefix=NAME] "
+                     "or unix:///PATH?db=N (as given to 'nettools crawl --state')."),
     concurrency: int = opt(16, "--concurrency", "-c", min=1, metavar="N",
                            help="Jobs (requests) this worker does at once."),
     name: str = opt(None, "--name", metavar="NAME",
-                    help="This worker's name in the coordinator's summary and in the "
-                    "User-Agent it sends (default: HOSTNAME-PID)."),
+                    help="This worker's name in the crawl's summary (and, with a "
+                    "coordinator, in the User-Agent it sends) (default: HOSTNAME-PID)."),
     idle_timeout: Any = opt("60s", "--idle-timeout", parser=duration,
-                            help="Give up when nothing is heard from the coordinator for this "
-                            "long (exit 1)."),
+                            help="Give up when nothing is heard from the coordinator, or Redis "
+                            "cannot be reached (or holds no crawl yet), for this long (exit 1)."),
     max_message: Any = opt(str(MAX_MESSAGE), "--max-message", parser=size,
-                           help="The largest message to or from the coordinator."),
+                           help="With a coordinator: the largest message to or from it."),
 ) -> None:
-    """Do the requests of a distributed crawl ('nettools crawl URL --distribute BIND_EP').
+    """Do the requests of a distributed crawl: 'nettools crawl URL --state redis://...'
+    (or --distribute BIND_EP).
 
-    Example: nettools crawl-worker tcp://crawlhost:5557 --concurrency 32
+    Example: nettools crawl-worker --state redis://redis.example:6379/0 --concurrency 32
 
-    Connects to the coordinator (waiting for it if it is not up yet), takes up
-    to --concurrency jobs at a time, fetches and parses them and sends back
-    what it found.  Its requests carry the crawl's User-Agent followed by
-    "crawl-worker/NAME".  Heartbeats keep its jobs leased to it while it works;
-    if it dies they go to other workers.  A coordinator that restarts is
-    joined again.  SIGINT/SIGTERM: take no more jobs, finish those in hand,
-    leave.  A JSON summary goes to stderr at exit.
+    With --state it takes links from the crawl kept in Redis (waiting up to
+    --idle-timeout for one to be started), visits them with the crawl's own
+    settings and hands back what it found; per-host limits hold across all
+    workers.  A link it leased goes to another worker if it dies (after the
+    crawl's --lease).  It exits 0 when the crawl is done.
+
+    With CONNECT_EP it connects to a coordinator (waiting for it if it is not
+    up yet), takes up to --concurrency jobs at a time, fetches and parses them
+    and sends back what it found.  Its requests carry the crawl's User-Agent
+    followed by "crawl-worker/NAME".  Heartbeats keep its jobs leased to it
+    while it works; if it dies they go to other workers.  A coordinator that
+    restarts is joined again.
+
+    SIGINT/SIGTERM: take no more work, finish what is in hand, leave.  A JSON
+    summary goes to stderr at exit.
 
     Exit status: 0 the crawl is done (or stopped by a signal); 1 the
-    coordinator was silent for --idle-timeout, or a runtime error; 2 a usage
-    error (e.g. a bad endpoint).
+    coordinator (or Redis) was out of reach for --idle-timeout, or a runtime
+    error; 2 a usage error (e.g. a bad endpoint).
     """
     with runtime_errors("crawl-worker"):
+        if (endpoint is None) == (state is None):
+            raise typer.BadParameter("give a coordinator's CONNECT_EP or --state, not both",
+                                     param_hint="CONNECT_EP")  # fmt: skip
+        if state is not None:
+            _state_worker(state, concurrency, name or default_name(), idle_timeout)
         try:
             url = connect_endpoint(endpoint)
             _check_limits("--idle-timeout", idle_timeout, max_message)
@@ -302,6 +398,27 @@ def crawl_worker(
         sys.stderr.write(json.dumps(summary) + "\n")
         sys.stderr.flush()
         raise typer.Exit(1 if why == "gone" else 0)
+
+
+def _state_worker(state: str, concurrency: int, name: str, idle_timeout: float | None) -> None:
+    """crawl-worker --state: this process's part in the crawl kept in Redis."""
+    try:
+        spec = parse_state(state)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--state'") from None
+    if spec.kind != "redis":
+        raise typer.BadParameter("a worker shares a crawl kept in Redis, not in SQLite",
+                                 param_hint="'--state'")  # fmt: skip
+    keep_parser_memory()
+    session = CrawlSession.join(spec, worker=name, concurrency=concurrency,
+                                patience=idle_timeout or 60.0)  # fmt: skip
+    with session.stop_on_signals():
+        why = session.work()
+    summary = {"event": "stopped", "service": "crawl-worker", "name": name, "reason": why,
+               "jobs": session.visited}  # fmt: skip
+    sys.stderr.write(json.dumps(summary) + "\n")
+    sys.stderr.flush()
+    raise typer.Exit(0)
 
 
 def register(app: typer.Typer) -> None:

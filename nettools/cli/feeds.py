@@ -9,9 +9,10 @@ from typing import Any
 
 import typer
 
+from ..tools.feeds.addresses import RULE, AddressRule
 from ..tools.feeds.cache import FeedCache
 from ..tools.feeds.fetcher import FeedFetcher, FeedResult, fetch_feeds, read_opml
-from ..tools.feeds.service import FeedService, FeedStats, check_public_url, is_public_address
+from ..tools.feeds.service import FeedService, FeedStats
 from ..tools.fetch import INTERRUPTED, Halt
 from ..tools.plumbing.service import serve_on
 from . import clientopts
@@ -20,6 +21,7 @@ from .common import (
     READY_FILE,
     drain_timeout_option,
     duration,
+    help_parts,
     opt,
     runtime_errors,
     size,
@@ -36,6 +38,13 @@ READ_TIMEOUT = clientopts.read_timeout_option("20s")
 PER_HOST = clientopts.per_host_option(4)
 DRAIN_TIMEOUT = drain_timeout_option("for requests to finish")
 FEED_TIMEOUT = opt("20s", "--timeout", parser=duration, help="Longest time for one feed.")
+# One rule for both commands (nettools.tools.feeds.addresses).
+ALLOW_PRIVATE = opt(
+    False, "--allow-private", help="Also fetch from private, loopback and link-local addresses."
+)
+PRIVATE_HELP = RULE + " The same rule holds for feeds fetch and feeds serve."
+
+with_private_help = help_parts(private=PRIVATE_HELP)
 
 
 def format_result(r: FeedResult) -> str:
@@ -45,17 +54,23 @@ def format_result(r: FeedResult) -> str:
     flags = ", ".join(
         x for x in (r.version or "?", str(r.status), "cached" if r.cached else "") if x
     )
-    lines = [f"== {r.title or '(untitled)'}  <{r.link or '-'}>", f"   {r.url}  [{flags}]"]
+    lines = [f"== {r.title or '(untitled)'}{_link(r.link)}", f"   {r.url}  [{flags}]"]
     if r.moved_to:
         lines.append(f"   moved permanently to {r.moved_to}")
     if r.bozo:
         lines.append(f"   malformed: {r.bozo_error}")
     for e in r.entries:
-        lines.append(f"   {e.published or '-':<20}  {e.title or '(untitled)'}  <{e.link or '-'}>")
+        lines.append(f"   {e.published or '-':<20}  {e.title or '(untitled)'}{_link(e.link)}")
     return "\n".join(lines) + "\n"
 
 
+def _link(link: str | None) -> str:
+    """A link after a title, or nothing when there is none."""
+    return f"  <{link}>" if link else ""
+
+
 @feeds_app.command("fetch")
+@with_private_help
 def fetch_cmd(
     urls: list[str] = typer.Argument(
         None, metavar="URL", help="Feed URLs; '-' reads more, one per line, from stdin."
@@ -83,6 +98,7 @@ def fetch_cmd(
     read_timeout: Any = READ_TIMEOUT,
     max_feed: Any = opt("10M", "--max-feed", parser=size, help="Largest feed accepted."),
     user_agent: str = opt(None, "--user-agent", metavar="TEXT", help="User-Agent header."),
+    allow_private: bool = ALLOW_PRIVATE,
     insecure: bool = clientopts.INSECURE,
     ca_file: str = clientopts.CA_FILE,
 ) -> None:
@@ -96,6 +112,8 @@ def fetch_cmd(
     is remembered and not asked again; a permanent redirect is reported with
     the new URL.  Exit status: 0 if every feed was read, 2 if any failed, 1 on
     a runtime error.
+
+    {private}
 
     SIGINT/SIGTERM stop politely: no new fetches, those in flight get 2s,
     then every feed read so far is shown, in input order, and the others say
@@ -113,10 +131,11 @@ def fetch_cmd(
                 raise typer.BadParameter(str(exc), param_hint="--opml") from None
         if not targets:
             raise typer.BadParameter("give feed URLs, '-' or --opml FILE", param_hint="URL")
+        rule = AddressRule(allow_private)
         client = clientopts.client_from_options(
             connect_timeout=connect_timeout, read_timeout=read_timeout, max_body=max_feed,
             max_redirects=10, per_host=per_host, user_agent=user_agent, insecure=insecure,
-            ca_file=ca_file,
+            ca_file=ca_file, allow_address=rule.allow_address,
         )  # fmt: skip
         start = time.monotonic()
         halt = Halt()
@@ -125,7 +144,7 @@ def fetch_cmd(
             stack.enter_context(clientopts.stop_on_signals(halt.stop))
             store = stack.enter_context(FeedCache(cache)) if cache else None
             fetcher = FeedFetcher(client, cache=store, timeout=timeout, max_feed=max_feed,
-                                  entries=entries)  # fmt: skip
+                                  entries=entries, redirect_check=rule.redirect_check)  # fmt: skip
             results = fetch_feeds(targets, fetcher, concurrency=concurrency, deadline=deadline,
                                   halt=halt)  # fmt: skip
         for r in results:
@@ -139,6 +158,7 @@ def fetch_cmd(
 
 
 @feeds_app.command("serve")
+@with_private_help
 def serve_cmd(
     listen: Any = LISTEN,
     concurrency: int = opt(
@@ -154,9 +174,7 @@ def serve_cmd(
         parser=duration,
         help="Longest time for one request's feeds; unfinished ones are errors.",
     ),
-    allow_private: bool = opt(
-        False, "--allow-private", help="Also fetch from private, loopback and link-local addresses."
-    ),
+    allow_private: bool = ALLOW_PRIVATE,
     cache: str = opt(
         None,
         "--cache",
@@ -174,28 +192,18 @@ def serve_cmd(
 
     Answers in the order posted: text lines, or a JSON list (url, title, link,
     status, error) with "Accept: application/json".  GET / shows usage.  One
-    pool of --concurrency fetches is shared by all clients.  Only public
-    addresses are fetched unless --allow-private: names are resolved, every
-    address checked and the checked address connected to, and each redirect
-    is checked again.
+    pool of --concurrency fetches is shared by all clients.
+
+    {private}
     """
     with runtime_errors("feeds serve"):
         if max_request < 1:
             raise typer.BadParameter("must be at least 1 byte", param_hint="--max-request")
-        client = clientopts.client_from_options(
-            connect_timeout=10.0, read_timeout=timeout, max_body=max_feed, max_redirects=5,
-            per_host=per_host, user_agent=None, insecure=False, ca_file=None,
-            allow_address=None if allow_private else is_public_address,
-        )  # fmt: skip
-        store = FeedCache(cache) if cache else None
-        fetcher = FeedFetcher(
-            client, cache=store, timeout=timeout, max_feed=max_feed, entries=0,
-            redirect_check=None if allow_private else check_public_url,
-        )  # fmt: skip
         stats = FeedStats()
-        app = FeedService(
-            fetcher, concurrency=concurrency, max_urls=max_urls, max_request=max_request,
-            deadline=deadline, allow_private=allow_private, stats=stats,
+        app = FeedService.open(
+            concurrency=concurrency, max_urls=max_urls, max_request=max_request,
+            max_feed=max_feed, timeout=timeout, deadline=deadline, allow_private=allow_private,
+            cache=cache, per_host=per_host, stats=stats,
         )  # fmt: skip
         raise typer.Exit(serve_on(
             "feeds", listen, lambda sock: app.start(sock, max_conns=max_conns), stats,

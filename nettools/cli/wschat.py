@@ -10,11 +10,13 @@ import typer
 from ..tools.chat.wschat import WSChatServer, WSChatStats
 from ..tools.plumbing.service import Address, serve_on
 from .chat import (
+    BURST,
     BUS,
     BUS_CHANNEL,
     BUS_EXPIRY,
     BUS_HEARTBEAT,
     BUS_MAX_MESSAGE,
+    RATE,
     open_bus,
     with_bus_help,
 )
@@ -43,9 +45,8 @@ def wschat(
                          help="Most connections (browsers and page loads) at once."),
     max_message: int = opt(2000, "--max-message", min=1,
                            help="Longest message in characters; a longer one is refused."),
-    rate: float = opt(5.0, "--rate", min=0.01,
-                      help="Messages per second each client may send on average."),
-    burst: int = opt(10, "--burst", min=1, help="Messages a client may send at once."),
+    rate: float = RATE,
+    burst: int = BURST,
     queue_size: int = queue_size_option(),
     slow_timeout: Any = SLOW_TIMEOUT,
     send_buffer: Any = SEND_BUFFER,
@@ -85,9 +86,10 @@ def wschat(
     an error, and a client that keeps flooding is disconnected (close 1008).
     Slow browsers never delay the others: as in nettools chat, each client has
     its own queue of up to --queue-size messages; further ones are dropped for
-    it (it is told how many), and a client stuck that way for --slow-timeout
-    is disconnected.  On SIGINT/SIGTERM every websocket is closed with 1001
-    (going away); the page reconnects when the server is back.
+    it (it is told how many), and a client that reads nothing for
+    --slow-timeout while that happens is disconnected.  On SIGINT/SIGTERM
+    every websocket is closed with 1001 (going away); the page reconnects
+    when the server is back.
 
     {bus}
     """

@@ -151,7 +151,8 @@ def tcp(
                                  "default: everything)."),
     max_line: Any = opt("4K", "--max-line", parser=size,
                         help="Longest line a client may send (a longer one ends that "
-                             "client), and longest message taken from --sub."),
+                             "client), and longest message taken from --sub (a longer "
+                             "one is dropped, counted and logged)."),
     max_conns: int = MAX_CONNS,
     idle_timeout: Any = opt("1h", "--idle-timeout", parser=duration,
                             help="Disconnect a client that sends nothing this long "
@@ -176,7 +177,8 @@ def tcp(
     Slow clients never delay the others: each has its own queue of up to
     --queue-size lines; while it is full, lines for that client are dropped
     (it is told how many once it catches up, in a line starting "*** "), and
-    a client whose queue stays full for --slow-timeout is disconnected.
+    a client that reads nothing for --slow-timeout while its queue is full is
+    disconnected (one that reads, however slowly, only misses lines).
 
     The ready line adds the endpoints in use: {"event": "listening",
     "service": "zmq-tcp", "address": ..., "pub": ..., "sub": ...}.  SIGUSR1
@@ -197,7 +199,7 @@ def tcp(
         try:
             try:
                 out = zsocks.open("pub", "PUB", pub) or zsocks.open("push", "PUSH", push)
-                subsock = zsocks.open("sub", "SUB", sub, maxmsgsize=max_line)
+                subsock = zsocks.open("sub", "SUB", sub)
             except EndpointError as exc:
                 usage_error(command, exc)
             if subsock is not None:
@@ -228,7 +230,8 @@ def ws(
                    help="What clients publish goes out on a PUB socket here."),
     max_message: Any = opt("64K", "--max-message", parser=size,
                            help="Largest message either way (a larger one from a client "
-                                "closes it with 1009; from ZeroMQ it is not delivered)."),
+                                "closes it with 1009; from ZeroMQ it is dropped, counted "
+                                "and logged)."),
     max_subscriptions: int = opt(64, "--max-subscriptions", min=1,
                                  help="Topics one client may subscribe to."),
     max_conns: int = MAX_CONNS,
@@ -277,7 +280,7 @@ def ws(
         try:
             try:
                 pubsock = zsocks.open("pub", "PUB", pub)
-                subsock = zsocks.open("sub", "SUB", sub, maxmsgsize=max_message)
+                subsock = zsocks.open("sub", "SUB", sub)
             except EndpointError as exc:
                 usage_error(command, exc)
             sock = listen_on(listen)

@@ -123,6 +123,9 @@ class socket(_real_socket):
             self._timeout = _getdefaulttimeout()
         _ss.settimeout(self, 0.0)
         self._drained = False  # see recv()
+        # Only a stream's short read means "nothing more queued": a datagram
+        # socket returns one datagram per recv, however many wait behind it.
+        self._stream = self.type == _stdlib.SOCK_STREAM
         # A new socket object means a new (or newly owned) file: whatever the hub
         # knew about this fd number belongs to an fd closed behind its back.
         _get_hub().notify_opened(_ss.fileno(self))
@@ -190,7 +193,7 @@ class socket(_real_socket):
             if self._timeout == 0.0 or (isinstance(flags, int) and flags & _MSG_DONTWAIT):
                 raise
             data = self._retry(_ss.recv, (bufsize, flags), False, {})
-        self._drained = not flags and 0 < len(data) < bufsize
+        self._drained = not flags and 0 < len(data) < bufsize and self._stream
         return data
 
     recv_into = _green(_ss.recv_into, False, 2)

@@ -30,8 +30,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from .plumbing.service import format_address
+from .serve_socketio import worker_warnings
 
-__all__ = ["AppSpecError", "ServeOptions", "Supervisor", "check_spec", "load_app", "run_single"]
+__all__ = [
+    "AppSpecError",
+    "ServeOptions",
+    "Supervisor",
+    "check_spec",
+    "load_app",
+    "prepare_app",
+    "make_server",
+    "run_single",
+]
 
 log = logging.getLogger("nettools.serve")
 
@@ -123,8 +133,11 @@ def load_app(spec: str) -> Callable:
     return obj
 
 
-def _make_server(opts: ServeOptions, app: Callable, reuse_port: bool) -> Any:
-    """A started ``WSGIServer`` on a fresh green listener."""
+def make_server(
+    opts: ServeOptions, app: Callable, reuse_port: bool = False, sock: Any = None
+) -> Any:
+    """A started ``WSGIServer`` for ``app`` on ``sock`` (a listening green socket),
+    or on a fresh listener at ``opts.host``/``opts.port``."""
     from ..net import listen
     from ..web.wsgi import WSGIServer
 
@@ -134,7 +147,8 @@ def _make_server(opts: ServeOptions, app: Callable, reuse_port: bool) -> Any:
 
         ssl_context = gssl.SSLContext(gssl.PROTOCOL_TLS_SERVER)
         ssl_context.load_cert_chain(opts.tls_cert, opts.tls_key)
-    sock = listen((opts.host, opts.port), family=opts.family, reuse_port=reuse_port)
+    if sock is None:
+        sock = listen((opts.host, opts.port), family=opts.family, reuse_port=reuse_port)
     return WSGIServer(
         sock,
         app,
@@ -146,7 +160,7 @@ def _make_server(opts: ServeOptions, app: Callable, reuse_port: bool) -> Any:
     ).start()
 
 
-def _prepare(opts: ServeOptions) -> Callable:
+def prepare_app(opts: ServeOptions) -> Callable:
     """Patch (so the app's own clients go green), then import the app."""
     if opts.patch:
         from ..patcher import monkey_patch
@@ -163,8 +177,8 @@ def run_single(opts: ServeOptions, on_ready: Callable[[str], None]) -> dict:
     """Serve in this process until SIGINT/SIGTERM; returns the summary.
 
     Raises ``AppSpecError`` for a bad app, ``OSError`` if it cannot listen."""
-    app = _prepare(opts)
-    srv = _make_server(opts, app, reuse_port=False)
+    app = prepare_app(opts)
+    srv = make_server(opts, app, reuse_port=False)
     started = time.monotonic()
     srv.install_signal_handlers(opts.drain_timeout)  # also wakes the hub on signals
     host, port = srv.address[:2]
@@ -200,6 +214,7 @@ class Supervisor:
         self._stop_deadline = 0.0
         self._buffer = b""
         self._reserve: _stdsocket.socket | None = None
+        self._warned: set[str] = set()
 
     # ---------------------------------------------------------------- parent
 
@@ -293,6 +308,10 @@ class Supervisor:
             if report.get("ready"):
                 self.ready.add(pid)
                 self._fast_deaths = 0
+                for warning in report.get("warnings", ()):
+                    if warning not in self._warned:  # every worker finds the same
+                        self._warned.add(warning)
+                        log.warning("%s", warning)
             elif report.get("stopped"):
                 self.connections += report["connections"]
                 self.errors += report["errors"]
@@ -370,8 +389,8 @@ class Supervisor:
                 os.close(fd)
             self._reserve.close()
             try:
-                app = _prepare(self.opts)
-                srv = _make_server(self.opts, app, reuse_port=True)
+                app = prepare_app(self.opts)
+                srv = make_server(self.opts, app, reuse_port=True)
             except AppSpecError as exc:
                 self._report(error=str(exc), code=2)
                 return 2
@@ -383,7 +402,7 @@ class Supervisor:
                 self._report(error=f"cannot load {self.opts.spec!r}: {exc!r}", code=1)
                 return 1
             srv.install_signal_handlers(self.opts.drain_timeout)
-            self._report(ready=True)
+            self._report(ready=True, warnings=worker_warnings(app, self.opts.workers))
             srv.serve_forever()
             self._report(stopped=True, connections=srv.server.accepted, errors=srv.server.errors)
             code = 0

@@ -994,7 +994,6 @@ def test_recv_after_a_short_read_waits_for_data_sent_later(tcp_pair):
     assert conn.recv(65536) == b"second"
 
 
-
 def _pipe_on(fd: int) -> tuple[int, int]:
     """A non-blocking pipe whose read end is ``fd`` (a free number)."""
     r, w = os.pipe()
@@ -1057,3 +1056,22 @@ def test_a_record_left_by_a_close_behind_the_hubs_back_is_found_stale(wait):
         for end in (r, w):
             get_hub().notify_close(end)
             os.close(end)
+
+
+@pytest.mark.timeout(20)
+def test_recv_on_a_datagram_socket_reads_every_queued_datagram():
+    # A datagram socket returns one datagram per recv, shorter than the buffer
+    # while more wait behind it: a short read there says nothing about the
+    # queue, and the next recv must not wait for an edge that never comes.
+    receiver = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_DGRAM)
+    sender = stdsocket.socket(stdsocket.AF_INET, stdsocket.SOCK_DGRAM)
+    with receiver, sender:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(5)
+        first = spawn(receiver.recv, 65536)
+        assert parked(first)
+        for word in (b"one", b"two", b"three"):  # all queued before the hub polls again
+            sender.sendto(word, receiver.getsockname())
+        assert first.wait() == b"one"
+        assert receiver.recv(65536) == b"two"  # at once, not after the 5 s timeout
+        assert receiver.recv(65536) == b"three"

@@ -30,6 +30,7 @@ from collections import Counter, defaultdict
 
 import nettools
 from helpers.wsgi import ServerThread
+from nettools.tools.crawl.results import MAX_REFERRERS
 
 MISSING_EVERY = 250
 #: Seconds a held request waits for ``Recorder.release`` at most.
@@ -311,3 +312,20 @@ class Pages(Recorder):
             return [_page("".join(f'<a href="{u}">{u}</a>' for u in links))]
         finally:
             self.leave(host, environ.get("PATH_INFO", ""))
+
+
+def comparable(doc: dict) -> dict:
+    """What a json report (parsed) says about each link, leaving out timings and
+    attempts, to compare two crawls of one site.  Past MAX_REFERRERS, which
+    referrers are kept depends on the order pages were visited in, in any
+    crawl: then only their count is compared."""
+    rows = {}
+    for row in doc["links"]:
+        refs = row.get("referrers") or []
+        kept = sorted(refs) if len(refs) < MAX_REFERRERS else len(refs)
+        rows[row["url"]] = (row["ok"], row["reason"], row.get("status"), row.get("depth"),
+                            row.get("kind"), kept, row.get("referrer_count"))  # fmt: skip
+    broken = sorted((b["url"], b["reason"], b["referrer_count"]) for b in doc["broken"])
+    summary = {k: doc["summary"][k] for k in ("pages", "checked", "broken", "redirects",
+                                              "robots_skipped", "scheme_skipped", "truncated")}
+    return {"rows": rows, "broken": broken, "summary": summary}

@@ -7,96 +7,29 @@ thread, exactly as real clients would talk to it.
 
 from __future__ import annotations
 
-import queue
 import socket
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import nettools
-from nettools.kernel.hub import get_hub
 from nettools.web import wsgi
+
+from . import serverthread
 
 LOCAL = "127.0.0.1"
 
 
-class ServerThread:
-    """A ``WSGIServer`` serving ``app`` from a background thread (``with`` block)."""
+class ServerThread(serverthread.ServerThread):
+    """A ``WSGIServer`` serving ``app`` from a background thread (``with`` block);
+    ``listener`` (an option) makes its listening socket, in that thread."""
 
     def __init__(self, app: Callable, **options: Any) -> None:
         options.setdefault("log_output", False)
         self.app = app
         self.options = options
-        self.server: wsgi.WSGIServer | None = None
-        self.hub: Any = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.hub = get_hub()
-            # A listener factory runs here, so that its socket belongs to this hub.
-            make = self.options.pop("listener", None)
-            sock = make() if make is not None else nettools.listen((LOCAL, 0))
-            self.server = wsgi.WSGIServer(sock, self.app, **self.options)
-            self.server.start()
-        except BaseException as exc:
-            self._error = exc
-            raise
-        finally:
-            self._ready.set()
-        self.server.serve_forever()
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        self._ready.wait(10)
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.thread.is_alive():
-            self.stop(0)
-
-    @property
-    def port(self) -> int:
-        return self.server.address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOCAL}:{self.port}"
-
-    def call(self, fn: Callable[[], Any], timeout: float = 10) -> Any:
-        """Run ``fn()`` in a new greenthread of the server's hub; return its result."""
-        box: queue.Queue = queue.Queue()
-
-        def run() -> None:
-            try:
-                box.put((True, fn()))
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                box.put((False, exc))
-
-        self.hub.run_callback_threadsafe(lambda: nettools.spawn(run))
-        ok, value = box.get(timeout=timeout)
-        if not ok:
-            raise value
-        return value
-
-    def stop(self, timeout: float | None = 0, wait: bool = True) -> None:
-        """``server.stop(timeout)`` in the server's thread; optionally wait for it."""
-        done = threading.Event()
-
-        def run() -> None:
-            try:
-                self.server.stop(timeout)
-            finally:
-                done.set()
-
-        self.hub.run_callback_threadsafe(lambda: nettools.spawn(run))
-        if wait:
-            done.wait(30)
-            self.thread.join(10)
+        listener = options.pop("listener", None)
+        super().__init__(lambda sock: wsgi.WSGIServer(sock, app, **options), listener)
 
     def connections(self) -> int:
         return self.call(lambda: len(self.server.server.connections))

@@ -64,6 +64,8 @@ def test_ci_linkcheck_passes_a_site_whose_links_are_fine(tmp_path):
     proc = linkcheck(report=report)
     assert proc.returncode == 0, proc.stderr
     assert "ci-linkcheck: ok" in proc.stdout
+    server = json.loads(proc.stdout.split("server summary: ", 1)[1].splitlines()[0])
+    assert server["service"] == "static" and server["requests"] >= 4  # nettools static served
     suite = ET.parse(report).getroot().find("testsuite")
     assert suite.get("failures") == "0" and int(suite.get("tests")) >= 4
 
@@ -83,6 +85,23 @@ def test_ci_linkcheck_fails_the_job_on_broken_links(tmp_path):
     suite = ET.parse(report).getroot().find("testsuite")
     failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
     assert sorted(n.rsplit("/", 1)[1] for n in failed) == ["gone.html", "ok.html#nope"]
+
+
+def test_ci_linkcheck_passes_extra_options_to_the_crawl(tmp_path):
+    site = tmp_path / "public"
+    site.mkdir()
+    (site / "index.html").write_text('<a href="gone.html">x</a> <a href="drafts/a.html">y</a>'
+                                     '<a href="file:///home/me/x.html">z</a>')  # fmt: skip
+    report = tmp_path / "report.xml"
+    # --exclude: the broken link is not checked, so the job passes.
+    proc = linkcheck(str(site), "--exclude", r"gone\.html$", "--exclude", "/drafts/",
+                     report=report)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    names = {c.get("name") for c in ET.parse(report).getroot().iter("testcase")}
+    assert not [n for n in names if "gone" in n or "drafts" in n]
+    assert "file:///home/me/x.html" in names  # named, skipped: scheme
+    # Without it the same site fails the job.
+    assert linkcheck(str(site), report=report).returncode == 1
 
 
 def distributed(*args: str, report: Path, workers: int = 3) -> subprocess.CompletedProcess:

@@ -41,6 +41,11 @@ def test_make_demo_runs_the_kernel_and_every_server_and_reports_each_part() -> N
     assert "4000 lines echoed" in out
     assert out.count("'<ada> hello from ada'") == 2
     assert "50/50 came back intact" in out
+    assert "GET / on the site: HTTP/1.1 200 OK, <h1>from nettools run</h1>" in out
+    assert "SIGHUP: started ['chat'], kept ['site', 'backend', 'db']" in out
+    assert "the connection to db after the reload: 'still connected'" in out
+    assert "    db: 1 connection(s), 30 bytes in" in out
+    assert re.search(r"started: nettools static \S+ -> 127\.0\.0\.1:\d+", out)
     assert re.search(r"crawl http://127\.0\.0\.1:\d+/: 32 pages, exit status 2", out)
     assert re.search(r"broken: \S+/missing\.html \(404\), linked from \['\S+/page7\.html'\]", out)
     summaries = [json.loads(line.split(": ", 1)[1]) for line in out.splitlines()

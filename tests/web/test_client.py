@@ -701,7 +701,7 @@ def test_other_greenthreads_run_while_a_name_is_resolved():
     assert pycurl.version_info()[4] & pycurl.VERSION_ASYNCHDNS
     proc = run_in_private_network(
         """
-        import dns.message, dns.rrset
+        import dnslib
         import nettools
         from nettools.green import socket
         from nettools.web import wsgi
@@ -714,16 +714,16 @@ def test_other_greenthreads_run_while_a_name_is_resolved():
         def dns_server(sock):
             while True:
                 data, peer = sock.recvfrom(4096)
-                query = dns.message.from_wire(data)
-                question = query.question[0]
+                query = dnslib.DNSRecord.parse(data)
+                question = query.q
                 if not asked.ready():
-                    asked.send(str(question.name))
+                    asked.send(str(question.qname))
                 release.wait()  # the lookup stays in flight until then
-                reply = dns.message.make_response(query)
-                if question.rdtype == 1:  # A
-                    reply.answer.append(dns.rrset.from_text(
-                        question.name, 60, "IN", "A", "127.0.0.1"))
-                sock.sendto(reply.to_wire(), peer)
+                reply = query.reply()
+                if question.qtype == dnslib.QTYPE.A:
+                    reply.add_answer(dnslib.RR(question.qname, dnslib.QTYPE.A,
+                                               rdata=dnslib.A("127.0.0.1"), ttl=60))
+                sock.sendto(reply.pack(), peer)
 
         def app(environ, start_response):
             start_response("200 OK", [("Content-Type", "text/plain")])

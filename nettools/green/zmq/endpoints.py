@@ -131,7 +131,7 @@ class SocketSet:
     ) -> Socket | None:
         """A socket of type ``kind`` (a constant, or its name: ``"PUB"``) on
         ``endpoint`` (None: no socket, None returned), with socket ``options`` by
-        name (``maxmsgsize=...``); ``hwm`` overrides the set's (None: libzmq's).
+        name (``immediate=1``); ``hwm`` overrides the set's (None: libzmq's).
         Raises as ``open_socket`` does."""
         if endpoint is None:
             return None

@@ -29,9 +29,13 @@ the same instant, before either has heard of the other's user (or while the
 bus is cut).  When they do hear, the later claim (then the greater server id)
 loses: its server renames that user (``nick_2``...) and tells the room.
 
-Limits: a bus message over ``max_message`` bytes is neither sent nor accepted;
-malformed messages (wrong frames, JSON, fields) are ignored and counted, with a
-warning in the log at most every ``WARN_EVERY`` seconds.  Anyone who can
+Limits: a bus message (its two frames) over ``max_message`` bytes is neither
+sent nor accepted: a larger one that arrives is dropped and counted
+(``oversized``), and the bus stays connected (see
+``nettools.tools.plumbing.sizecap``: libzmq's own cap would cut it off for
+good).  Malformed messages (wrong frames, JSON, fields) are ignored and
+counted.  Both are logged at most every ten seconds
+(``nettools.tools.plumbing.ratelog``).  Anyone who can
 publish on the forwarder can speak for any user: run the bus on a trusted
 network.
 """
@@ -47,6 +51,8 @@ from typing import Any
 from ...green import zmq
 from ...green.zmq.endpoints import Endpoint, open_socket, parse_endpoint
 from ...kernel.greenthread import GreenThread, kill, sleep, spawn
+from ..plumbing.ratelog import RateLimitedWarning
+from ..plumbing.sizecap import SizeCap
 from . import bus_wire as wire
 from .bus_presence import BusListener, Peer, Presence, Roster
 from .bus_wire import PROTOCOL_VERSION, BadMessage
@@ -55,8 +61,6 @@ __all__ = ["ChatBus", "BusStats", "BusListener", "parse_bus", "PROTOCOL_VERSION"
 
 log = logging.getLogger("nettools.chatbus")
 
-#: Seconds between two warnings about malformed bus messages.
-WARN_EVERY = 10.0
 #: First pause between two "anyone there?" messages while not connected.
 FIRST_RETRY = 0.05
 #: Bus messages handled before the receiver lets others run.
@@ -71,7 +75,8 @@ class BusStats:
     connected: bool = False
     sent: int = 0
     received: int = 0  # from other servers
-    malformed: int = 0  # ignored: bad frames, JSON or fields, or over the size cap
+    malformed: int = 0  # ignored: bad frames, JSON or fields
+    oversized: int = 0  # received over the size cap: dropped
     too_big: int = 0  # local messages not sent: over the size cap
     servers: int = 0  # other servers known now
     remote_users: int = 0
@@ -152,8 +157,10 @@ class ChatBus:
         self._last_echo = -1e9
         self._started = 0.0
         self._warned = False
-        self._malformed_logged = -1e9
-        self._malformed_unlogged = 0
+        self._cap = SizeCap(max_message, self.stats, log, "chat bus")
+        self._malformed = RateLimitedWarning(
+            log, "chat bus: ignored {n} malformed message(s) ({total} in all); latest: {detail}"
+        )
 
     # ------------------------------------------------------------ life
 
@@ -174,11 +181,9 @@ class ChatBus:
             self._pub, self.pub_url = open_socket(
                 self._ctx, zmq.PUB, self.pub_ep, hwm=self.hwm, linger=1.0
             )
+            # No ZMQ_MAXMSGSIZE: the cap is kept by self._cap (see sizecap).
             self._sub, self.sub_url = open_socket(
-                self._ctx, zmq.SUB, self.sub_ep, hwm=self.hwm, linger=0,
-                # A hard stop far above the cap: libzmq drops the connection
-                # rather than take in something huge (the socket reconnects).
-                options={zmq.MAXMSGSIZE: 4 * self.max_message + 4096},
+                self._ctx, zmq.SUB, self.sub_ep, hwm=self.hwm, linger=0
             )
             self._sub.setsockopt(zmq.SUBSCRIBE, self._prefix)
         except BaseException:
@@ -246,15 +251,16 @@ class ChatBus:
         """Send one message; ``topic_room``: its room, or ``b""`` for a server's own news."""
         if self._pub is None or self._pub.closed:
             return False
+        head = wire.topic(self._prefix, topic_room)
         data = wire.encode(self.id, kind, fields)
-        if len(data) > self.max_message:
+        if len(head) + len(data) > self.max_message:
             self.stats.too_big += 1
             log.warning("chat bus: a %s message of %d bytes is over the cap (%d); not sent",
                         kind, len(data), self.max_message)
             return False
         try:
             # A PUB never waits: with nobody subscribed, or a full queue, it drops.
-            self._pub.send_multipart([wire.topic(self._prefix, topic_room), data], zmq.NOBLOCK)
+            self._pub.send_multipart([head, data], zmq.NOBLOCK)
         except zmq.Again:
             return False
         except zmq.ZMQError as exc:
@@ -317,13 +323,14 @@ class ChatBus:
     # ------------------------------------------------------------ receiving
 
     def _receive_loop(self) -> None:
-        recv = self._sub.recv_multipart
+        recv, sub = self._cap.recv, self._sub
         n = 0
         while True:
-            frames = recv()
+            frames = recv(sub)
             try:
                 self._handle(frames)
             except BadMessage as exc:
+                self.stats.malformed += 1
                 self._malformed(str(exc))
             except Exception:
                 # A bug in handling one message must not cut the server off the bus.
@@ -333,18 +340,8 @@ class ChatBus:
             if n % BATCH == 0:
                 sleep(0)  # let the clients' writers (and everyone else) run
 
-    def _malformed(self, why: str) -> None:
-        self.stats.malformed += 1
-        self._malformed_unlogged += 1
-        now = time.monotonic()
-        if now - self._malformed_logged >= WARN_EVERY:
-            log.warning("chat bus: ignored %d malformed message(s) (%d in all); latest: %s",
-                        self._malformed_unlogged, self.stats.malformed, why)
-            self._malformed_logged = now
-            self._malformed_unlogged = 0
-
     def _handle(self, frames: list[bytes]) -> None:
-        msg = wire.decode(frames, self._prefix, self.max_message)
+        msg = wire.decode(frames, self._prefix)
         now = time.monotonic()
         if msg.server == self.id:
             # Our own message made the round trip: the whole path works.

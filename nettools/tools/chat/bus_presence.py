@@ -17,7 +17,10 @@ from __future__ import annotations
 import logging
 import time
 import zlib
+from collections import Counter
 from typing import Protocol
+
+from .names import name_keys
 
 __all__ = ["BusListener", "Roster", "Peer", "Presence", "entry_digest"]
 
@@ -92,13 +95,14 @@ class Presence:
         self.remote_users = 0
         # casefolded room -> {(server id, casefolded nick): nick}: who is where elsewhere.
         self._rooms: dict[str, dict[tuple[str, str], str]] = {}
+        # The look-alike keys (names.name_keys) of all their users, counted.
+        self._keys: Counter[str] = Counter()
 
     # ------------------------------------------------------------ questions
 
     def nick_taken(self, nick: str) -> bool:
-        """Whether another server has a user called ``nick`` (casefolded)."""
-        key = nick.casefold()
-        return any(key in p.roster.users for p in self.peers.values())
+        """Whether another server has a user called ``nick``, or a look-alike."""
+        return any(self._keys[key] for key in name_keys(nick))
 
     def nicks_in(self, room: str) -> list[str]:
         """The users other servers have in ``room``."""
@@ -199,6 +203,7 @@ class Presence:
     def _add(self, peer: Peer, nick: str, room: str, since: float) -> None:
         self._unset(peer, nick.casefold())
         peer.roster.add(nick, room, since)
+        self._keys.update(name_keys(nick))
         self.remote_users += 1
         self._rooms.setdefault(room.casefold(), {})[(peer.id, nick.casefold())] = nick
 
@@ -206,6 +211,10 @@ class Presence:
         """Forget a user of ``peer``; its entry, or None if unknown."""
         entry = peer.roster.discard(key)
         if entry is not None:
+            for look in name_keys(entry[0]):
+                self._keys[look] -= 1
+                if self._keys[look] <= 0:
+                    del self._keys[look]
             self.remote_users -= 1
             room_key = entry[1].casefold()
             members = self._rooms.get(room_key)

@@ -7,7 +7,8 @@ room, and ``CHANNEL/`` for what concerns a whole server; ``CHANNEL`` is
 and a room can be tapped with a SUB socket on the prefix ``chat/lobby``.
 Every object has ``"v": 1``, ``"server"`` (the sender's id), ``"kind"`` and
 ``"ts"`` (Unix seconds at the sender); ``since`` is when a user claimed its
-nickname.  Names are 1-32 letters, digits or ``_-.[]{}|^`'``.
+nickname.  Names follow ``names.valid_name`` (1-32 letters, digits or
+``_-.[]{}|^`'``, one script, NFKC).
 
 ``say``       ``room``, ``nick``, ``text``, ``action`` (true for ``/me``)
 ``join``      ``room``, ``nick``, ``since``
@@ -91,15 +92,14 @@ def encode(server: str, kind: str, fields: dict[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
-def decode(frames: list[bytes], prefix: bytes, max_message: int) -> Message:
-    """Check a received message's frames, topic, size and envelope."""
+def decode(frames: list[bytes], prefix: bytes) -> Message:
+    """Check a received message's frames, topic and envelope (its size is the
+    receiver's to check, before it gets here)."""
     if len(frames) != 2:
         raise BadMessage(f"{len(frames)} frames, not 2")
     head, data = frames
     if not head.startswith(prefix):
         raise BadMessage("topic outside the channel")
-    if len(data) > max_message:
-        raise BadMessage(f"{len(data)} bytes, over the cap of {max_message}")
     try:
         msg = json.loads(data)
     except (ValueError, RecursionError):

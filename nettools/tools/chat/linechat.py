@@ -11,14 +11,19 @@ received it, and broadcasting it is a ``put`` into each recipient's queue that
 never waits -- so nothing can run between two recipients, and every client
 sees the messages in the order the server received them.
 
+Flooding (the policy lives in ``nettools.tools.chat.flood``, the browser
+chat's too): each client may send ``rate`` lines a second, in bursts of
+``burst``; a line beyond that is not said, and the client is told so; a client
+that keeps sending while refused is disconnected ("flooding").
+
 Slow clients (the policy lives in ``nettools.tools.plumbing.outbox``): a client that
 stops reading first fills its kernel send buffer (kept small, ``send_buffer``,
 so a backlog shows up here instead of hiding in megabytes of socket buffer);
 then its writer waits and lines queue up for it.  Once ``queue_size`` lines
 wait, further lines for it are dropped (it is told how many once it catches
-up) and its *slow clock* starts; the clock stops when it has read its queue
-down to half.  A client whose clock runs for ``slow_timeout`` is disconnected
-and its room is told.
+up).  A client that reads nothing at all for ``slow_timeout`` while lines are
+being dropped for it is disconnected and its room is told; one that reads,
+however slowly, only misses lines.
 
 Scaling out: with a ``bus`` (``nettools.tools.chat.bus``) several servers,
 ``nettools wschat`` ones included, share rooms through a ZeroMQ forwarder:
@@ -28,9 +33,11 @@ includes the other servers' messages.  A nickname in use on any server is
 refused; see the bus module for ordering across servers and for the race of
 two servers accepting one nickname at once.
 
-Text from clients is decoded as UTF-8 (invalid bytes become U+FFFD) and control
-characters are shown as visible text (ESC as ``^[``), so nobody can clear or
-recolour another user's terminal.
+Text from clients is decoded as UTF-8 (invalid bytes become U+FFFD); control
+characters are shown as visible text (ESC as ``^[``) and invisible ones as
+``<U+202E>``, so nobody can clear, recolour or reorder another user's terminal.
+Nicknames follow ``nettools.tools.chat.names``: one script, no look-alike of a
+nickname in use.
 """
 
 from __future__ import annotations
@@ -46,8 +53,10 @@ from ...net import Server, shutdown_quietly
 from ..plumbing.lines import LineTooLong, recv_lines
 from ..plumbing.outbox import Outbox
 from ..plumbing.service import Stats
-from .names import NAME_RULE, valid_name
+from .flood import Verdict
+from .names import NAME_RULE, name_problem, normal_name, valid_name
 from .rooms import DEFAULT_ROOM, ChatRooms, ChatStats, Member, Room
+from .safetext import show_invisible
 
 if TYPE_CHECKING:
     from .bus import ChatBus
@@ -85,6 +94,10 @@ def escape_controls(text: str) -> str:
     return _CONTROLS.sub(_visible, text)
 
 
+class _Flooding(Exception):
+    """The client kept sending while its lines were refused."""
+
+
 class _Client(Member):
     __slots__ = ("conn",)
 
@@ -97,13 +110,15 @@ class ChatServer(ChatRooms):
     """A line chat on a listening green socket (TCP or unix).
 
     ``history``: messages replayed to a client joining a room.  ``max_line``:
-    longest line in bytes; a longer one disconnects that client.
+    longest line in bytes; a longer one disconnects that client.  ``rate``
+    and ``burst``: each client's flood control (``nettools.tools.chat.flood``).
     ``idle_timeout``: disconnect a client that sends nothing for this long.
     ``queue_size``: lines that may wait for a client that is not reading;
-    further ones are dropped for it.  ``slow_timeout``: how long its queue may
-    stay full before it is disconnected (None: never).  ``send_buffer``: SO_SNDBUF per
-    client (0: the system's default).  ``bus``: a ``ChatBus`` to share rooms
-    with other servers (started and stopped with this server).
+    further ones are dropped for it.  ``slow_timeout``: how long it may read
+    nothing while lines are dropped before it is disconnected (None: never).
+    ``send_buffer``: SO_SNDBUF per client (0: the system's default).  ``bus``:
+    a ``ChatBus`` to share rooms with other servers (started and stopped with
+    this server).
     """
 
     _log = log
@@ -115,6 +130,8 @@ class ChatServer(ChatRooms):
         history: int = 20,
         max_line: int = 4096,
         max_conns: int = 10_000,
+        rate: float = 5.0,
+        burst: int = 10,
         idle_timeout: float | None = None,
         slow_timeout: float | None = 5.0,
         queue_size: int = 256,
@@ -125,8 +142,9 @@ class ChatServer(ChatRooms):
         if max_line < 1:
             raise ValueError("max_line must be at least 1")
         super().__init__(
-            history=history, queue_size=queue_size, slow_timeout=slow_timeout,
-            send_buffer=send_buffer, stats=stats if stats is not None else ChatStats(), bus=bus,
+            history=history, rate=rate, burst=burst, queue_size=queue_size,
+            slow_timeout=slow_timeout, send_buffer=send_buffer,
+            stats=stats if stats is not None else ChatStats(), bus=bus,
         )
         self.max_line = max_line
         self.idle_timeout = idle_timeout
@@ -163,7 +181,7 @@ class ChatServer(ChatRooms):
         reason = ""
         killed = False
         try:
-            lines = self._lines(conn)
+            lines = self._screened(client, self._lines(conn))
             if self._choose_nick(client, lines):
                 self._join(client, self._room(DEFAULT_ROOM))
                 for line in lines:
@@ -171,6 +189,10 @@ class ChatServer(ChatRooms):
                         continue  # on its way out: read until the writer ends the connection
                     if not self._dispatch(client, line):
                         break
+        except _Flooding:
+            self._send(client, f"*** Disconnected: flooding (more than {self.rate:g} lines "
+                               "a second)\n")
+            reason = "flooding"
         except LineTooLong:
             stats.errors += 1
             self._send(client, f"*** Line longer than {self.max_line} bytes; disconnecting\n")
@@ -214,6 +236,22 @@ class ChatServer(ChatRooms):
         for raw in recv_lines(conn, self.max_line, self.stats):
             yield raw.decode("utf-8", "replace")
 
+    def _screened(self, client: _Client, lines: Iterator[str]) -> Iterator[str]:
+        """``lines`` under flood control: a line over the rate is refused (the
+        client is told); raises ``_Flooding`` for a client that keeps on."""
+        for line in lines:
+            if self._stopping or client.gone:
+                yield line  # on its way out: no more flood control needed
+                continue
+            verdict = self._screen(client)
+            if verdict is Verdict.OK:
+                yield line
+            elif verdict is Verdict.LIMITED:
+                self._send(client, f"*** Slow down: at most {self.rate:g} lines a second; "
+                                   "that line was not sent\n")
+            else:
+                raise _Flooding
+
     def _choose_nick(self, client: _Client, lines: Iterator[str]) -> bool:
         """Ask until the client gives a free, valid nickname; False if it left."""
         self._send(client, "*** Welcome to nettools chat! Choose a nickname:\n")
@@ -225,7 +263,8 @@ class ChatServer(ChatRooms):
             if command.lower() == "/quit":
                 return False
             if command.lower() == "/nick":
-                text = arg.strip()
+                text = arg
+            text = normal_name(text)
             problem = self._nick_problem(text)
             if problem:
                 self._send(client, f"*** {problem}; choose another:\n")
@@ -236,9 +275,10 @@ class ChatServer(ChatRooms):
         return False
 
     def _nick_problem(self, nick: str, current: _Client | None = None) -> str | None:
-        """Why ``nick`` cannot be had (by ``current``), or None."""
-        if not valid_name(nick):
-            return f"Invalid nickname {escape_controls(nick)!r}: use {NAME_RULE}"
+        """Why ``nick`` (normalised) cannot be had (by ``current``), or None."""
+        problem = name_problem(nick)
+        if problem:
+            return f"Invalid nickname {escape_controls(show_invisible(nick))!r}: {problem}"
         if self._taken_here(nick, current):
             return f"Nickname {nick} is taken"
         if self._taken_elsewhere(nick):
@@ -269,10 +309,10 @@ class ChatServer(ChatRooms):
         return True
 
     def _cmd_who(self, client: _Client, arg: str) -> bool:
-        name = arg.lstrip("#") or client.room.name
+        name = normal_name(arg).lstrip("#") or client.room.name
         room = self.rooms.get(name.casefold())
         if room is None:
-            self._send(client, f"*** No room named {escape_controls(name)}\n")
+            self._send(client, f"*** No room named {escape_controls(show_invisible(name))}\n")
         elif not (names := self._nicks_in(room)):
             self._send(client, f"*** Nobody is in {room.name}\n")
         else:
@@ -285,7 +325,7 @@ class ChatServer(ChatRooms):
         return True
 
     def _cmd_join(self, client: _Client, arg: str) -> bool:
-        name = arg.lstrip("#")
+        name = normal_name(arg).lstrip("#")
         if not valid_name(name):
             self._send(client, f"*** Usage: /join ROOM ({NAME_RULE})\n")
         elif name.casefold() == client.room.name.casefold():
@@ -298,6 +338,7 @@ class ChatServer(ChatRooms):
 
     def _cmd_nick(self, client: _Client, arg: str) -> bool:
         old = client.nick
+        arg = normal_name(arg)
         if arg == old:
             return True
         problem = self._nick_problem(arg, client)  # "alice" may become "Alice"
@@ -317,7 +358,7 @@ class ChatServer(ChatRooms):
     def _cmd_quit(self, client: _Client, arg: str) -> bool:
         self._send(client, "*** Bye!\n")
         if arg:
-            self._leave(client, f"quit: {escape_controls(arg)}")
+            self._leave(client, f"quit: {escape_controls(show_invisible(arg))}")
         return False
 
     _COMMANDS = {

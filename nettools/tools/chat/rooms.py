@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 from ...green import socket
 from ..plumbing.outbox import DEFAULT_LINGER, Outbox
 from ..plumbing.service import Stats
-from .names import free_name
+from .flood import FloodGuard, Verdict, check_rate
+from .names import NameIndex, free_name
+from .safetext import show_invisible
 
 if TYPE_CHECKING:
     from .bus import ChatBus
@@ -41,6 +43,8 @@ class ChatStats(Stats):
     messages: int = 0  # lines and actions said in a room
     dropped: int = 0  # deliveries skipped because a recipient's queue was full
     slow_disconnects: int = 0
+    rate_limited: int = 0  # messages refused: over the client's rate
+    flood_disconnects: int = 0
     bus: Any = None  # a chat bus's BusStats
 
     def summary(self, service: str) -> dict:
@@ -62,12 +66,14 @@ class Room:
 
 
 class Member:
-    """A connected client as the rooms see it: its outbox, nickname and room."""
+    """A connected client as the rooms see it: its outbox, flood control,
+    nickname and room."""
 
-    __slots__ = ("outbox", "nick", "since", "room", "gone")
+    __slots__ = ("outbox", "flood", "nick", "since", "room", "gone")
 
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
+        self.flood: FloodGuard | None = None  # set on admission
         self.nick: str | None = None
         self.since = 0.0  # when it took its nickname
         self.room: Room | None = None
@@ -79,8 +85,10 @@ class ChatRooms:
     with other servers through an optional ``bus`` (a ``ChatBus``, started and
     stopped with the server).
 
-    A subclass renders events with the ``_*_item`` hooks, ends connections
-    with ``_cut`` and sets ``_label`` and ``_log``.
+    ``rate``/``burst``: each client's flood control (``nettools.tools.chat.flood``);
+    a subclass screens each message with ``_screen``.  A subclass renders
+    events with the ``_*_item`` hooks, ends connections with ``_cut`` and sets
+    ``_label`` and ``_log``.
     """
 
     #: Whether a speaker gets its own message back.
@@ -93,6 +101,8 @@ class ChatRooms:
         self,
         *,
         history: int,
+        rate: float,
+        burst: int,
         queue_size: int,
         slow_timeout: float | None,
         send_buffer: int,
@@ -101,13 +111,16 @@ class ChatRooms:
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
+        check_rate(rate, burst)
         self.history = max(0, history)
+        self.rate = rate
+        self.burst = burst
         self.queue_size = queue_size
         self.slow_timeout = slow_timeout
         self.send_buffer = send_buffer
         self.stats = stats
         self.rooms: dict[str, Room] = {}
-        self._nicks: dict[str, Member] = {}  # casefolded nick -> client
+        self._names = NameIndex()  # nickname (or a look-alike) -> client
         self._clients: set[Member] = set()
         self._stopping = False
         self._room(DEFAULT_ROOM)
@@ -120,7 +133,7 @@ class ChatRooms:
     @property
     def nicks(self) -> list[str]:
         """The nicknames in use, sorted."""
-        return sorted((c.nick for c in self._nicks.values() if c.nick), key=str.casefold)
+        return sorted((c.nick for c in self._clients if c.nick), key=str.casefold)
 
     def _start_bus(self) -> None:
         if self.bus is not None:
@@ -159,6 +172,7 @@ class ChatRooms:
             on_end=on_end,
         )
         client = make(outbox)
+        client.flood = FloodGuard(self.rate, self.burst)
         outbox.start()
         self.stats.connections += 1
         self.stats.active += 1
@@ -175,9 +189,21 @@ class ChatRooms:
         self._clients.discard(client)
         if not self._stopping:
             self._leave(client, reason)
-        if client.nick is not None and self._nicks.get(client.nick.casefold()) is client:
-            del self._nicks[client.nick.casefold()]
+        if client.nick is not None:
+            self._names.remove(client.nick, client)
         client.gone = True
+
+    def _screen(self, client: Member) -> Verdict:
+        """Flood control on one more message of ``client``: OK, LIMITED (refuse
+        it, and say so) or FLOODING (disconnect it); counted here."""
+        verdict = client.flood.check()
+        if verdict is Verdict.LIMITED:
+            self._count("rate_limited")
+        elif verdict is Verdict.FLOODING:
+            self._count("flood_disconnects")
+            self._log.info("%s: disconnecting %s: flooding", self._label,
+                           client.nick or "a client")
+        return verdict
 
     def _set_send_buffer(self, sock: socket.socket) -> None:
         # Small, so a backlog shows up in the outbox instead of hiding in
@@ -189,7 +215,7 @@ class ChatRooms:
                 pass  # the peer may already have gone
 
     def _taken_here(self, nick: str, current: Member | None = None) -> bool:
-        holder = self._nicks.get(nick.casefold())
+        holder = self._names.holder(nick)
         return holder is not None and holder is not current
 
     def _taken_elsewhere(self, nick: str) -> bool:
@@ -198,12 +224,12 @@ class ChatRooms:
     def _claim(self, client: Member, nick: str) -> None:
         client.nick = nick
         client.since = time.time()
-        self._nicks[nick.casefold()] = client
+        self._names.add(nick, client)
 
     def _rename(self, client: Member, new: str) -> None:
         old = client.nick
-        del self._nicks[old.casefold()]
-        self._nicks[new.casefold()] = client
+        self._names.remove(old, client)
+        self._names.add(new, client)
         client.nick = new
         client.since = time.time()
         room = client.room
@@ -283,8 +309,10 @@ class ChatRooms:
         self._prune(room)
 
     def _say(self, client: Member, text: str, action: bool = False) -> None:
-        """A message or action of ``client`` in its room."""
+        """A message or action of ``client`` in its room (its invisible
+        characters made visible, for everyone here and on the bus)."""
         room = client.room
+        text = show_invisible(text)
         item = self._said_item(room, client.nick, text, time.time(), action)
         self._post(room, item, exclude=None if self._ECHO_OWN else client)
         if self.bus is not None:
@@ -345,7 +373,7 @@ class ChatRooms:
         if self.rooms.get(room.casefold()) is None and not self.bus.count_in(room):
             return  # nobody is there that we know of: no history to keep
         target = self._room(room)
-        self._post(target, self._said_item(target, nick, text, ts, action))
+        self._post(target, self._said_item(target, nick, show_invisible(text), ts, action))
 
     def bus_joined(self, room: str, nick: str, ts: float) -> None:
         target = self._room(room)
@@ -355,7 +383,7 @@ class ChatRooms:
         target = self.rooms.get(room.casefold())
         if target is None:
             return
-        self._broadcast(target, self._left_item(target, nick, reason, to, ts))
+        self._broadcast(target, self._left_item(target, nick, show_invisible(reason), to, ts))
         self._prune(target)
 
     def bus_renamed(self, room: str, old: str, new: str, ts: float) -> None:
@@ -364,7 +392,7 @@ class ChatRooms:
             self._broadcast(target, self._renamed_item(target, old, new, ts))
 
     def bus_rename_local(self, nick: str) -> None:
-        client = self._nicks.get(nick.casefold())
+        client = self._names.holder(nick)
         if client is None or client.room is None:
             return
         new = free_name(nick, lambda name: self._taken_here(name) or self._taken_elsewhere(name))

@@ -18,9 +18,13 @@ Times are Unix seconds (floats).  Client to server:
     The first message of a connection; ``nick`` is required there and must be
     free (nicknames are unique, case-insensitively).  Later joins move the
     client to ``ROOM`` (created on first use; ``"room"`` defaults to
-    ``"lobby"``).  Names are 1-32 letters, digits or ``_-.[]{}|^`'``.
+    ``"lobby"``).  Names are 1-32 letters, digits or ``_-.[]{}|^`'`` in one
+    script, taken in NFKC form; a look-alike of a nickname in use is taken
+    too (``nettools.tools.chat.names``).
 ``{"type": "say", "text": TEXT}``
-    Say ``TEXT`` (at most ``max_message`` characters) in the current room.
+    Say ``TEXT`` (at most ``max_message`` characters) in the current room;
+    invisible characters in it (bidi controls...) reach others written out as
+    ``<U+202E>`` (``nettools.tools.chat.safetext``).
 ``{"type": "rooms"}``
     Ask for the list of rooms.
 ``{"type": "users"}``
@@ -68,9 +72,10 @@ Scaling out: with a ``bus`` (``nettools.tools.chat.bus``) several servers,
 lists, history and notices span the servers, and nicknames are unique across
 them.
 
-Limits and fairness: each client has a token bucket (``rate`` messages per
-second, bursts of ``burst``); a message beyond it gets a ``rate-limited``
-error, and a client that keeps flooding while limited is disconnected.  Slow
+Limits and fairness: the flood control of every chat
+(``nettools.tools.chat.flood``): ``rate`` messages per second, bursts of
+``burst``; a message beyond it gets a ``rate-limited`` error, and a client
+that keeps flooding while limited is disconnected.  Slow
 browsers never delay the others: the same policy as ``nettools chat``
 (``nettools.tools.plumbing.outbox``): a bounded queue per client, drops it is told
 about, and a disconnect after ``slow_timeout`` of being stuck.  Broadcasting
@@ -84,7 +89,6 @@ import hashlib
 import json
 import logging
 import re
-import time
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -97,13 +101,14 @@ from ...web.websocket import WebSocket, WebSocketWSGI
 from ...web.wsgi import WSGIServer, plain_response
 from ..plumbing.outbox import Outbox
 from ..plumbing.service import Stats
-from .names import NAME_MAX, NAME_RULE, valid_name
+from .flood import Verdict
+from .names import NAME_MAX, NAME_RULE, name_problem, normal_name, valid_name
 from .rooms import DEFAULT_ROOM, ChatRooms, ChatStats, Member, Room
 
 if TYPE_CHECKING:
     from .bus import ChatBus
 
-__all__ = ["WSChatServer", "WSChatStats", "TokenBucket", "PROTOCOL_VERSION", "page"]
+__all__ = ["WSChatServer", "WSChatStats", "PROTOCOL_VERSION", "page"]
 
 log = logging.getLogger("nettools.wschat")
 
@@ -114,38 +119,11 @@ _FRAME_BYTES_PER_CHAR = 12
 _FRAME_OVERHEAD = 4096
 
 
-class TokenBucket:
-    """``rate`` tokens a second, at most ``capacity`` saved up; ``take()`` spends one."""
-
-    __slots__ = ("rate", "capacity", "tokens", "stamp")
-
-    def __init__(self, rate: float, capacity: float) -> None:
-        self.rate = rate
-        self.capacity = capacity
-        self.tokens = capacity
-        self.stamp = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-    def wait_time(self) -> float:
-        """Seconds until the next token."""
-        return max(0.0, (1 - self.tokens) / self.rate) if self.rate > 0 else float("inf")
-
-
 @dataclass
 class WSChatStats(ChatStats):
     """``ChatStats`` plus what only the browser chat counts."""
 
     refused: int = 0  # requests answered with an error
-    rate_limited: int = 0
-    flood_disconnects: int = 0
 
 
 def page() -> bytes:
@@ -173,14 +151,11 @@ def _encode(obj: dict) -> str:
 
 
 class _Client(Member):
-    __slots__ = ("ws", "bucket", "strikes")
+    __slots__ = ("ws",)
 
-    def __init__(self, ws: WebSocket, outbox: Outbox, rate: float, burst: int) -> None:
+    def __init__(self, ws: WebSocket, outbox: Outbox) -> None:
         super().__init__(outbox)
         self.ws = ws
-        self.bucket = TokenBucket(rate, burst)
-        # Refused messages fill this one: a client that empties it is flooding.
-        self.strikes = TokenBucket(rate, max(20, 2 * burst))
 
 
 class _Refused(Exception):
@@ -194,8 +169,9 @@ class WSChatServer(ChatRooms):
 
     ``history``: messages of a room replayed on join.  ``max_message``:
     longest message in characters (a longer one is refused).  ``rate`` and
-    ``burst``: each client's token bucket.  ``queue_size``, ``slow_timeout``,
-    ``send_buffer``: the slow-client policy (see ``nettools.tools.plumbing.outbox``).
+    ``burst``: each client's flood control (``nettools.tools.chat.flood``).
+    ``queue_size``, ``slow_timeout``, ``send_buffer``: the slow-client policy
+    (see ``nettools.tools.plumbing.outbox``).
     ``idle_timeout``: disconnect a client that sends nothing this long (None:
     never).  ``ping_interval``/``ping_timeout``: websocket keepalive.
     ``origins``: accepted ``Origin`` headers (None: any).  ``ssl_context``:
@@ -231,17 +207,12 @@ class WSChatServer(ChatRooms):
     ) -> None:
         if max_message < 1:
             raise ValueError("max_message must be at least 1")
-        if rate <= 0:
-            raise ValueError("rate must be above 0")
-        if burst < 1:
-            raise ValueError("burst must be at least 1")
         super().__init__(
-            history=history, queue_size=queue_size, slow_timeout=slow_timeout,
-            send_buffer=send_buffer, stats=stats if stats is not None else WSChatStats(), bus=bus,
+            history=history, rate=rate, burst=burst, queue_size=queue_size,
+            slow_timeout=slow_timeout, send_buffer=send_buffer,
+            stats=stats if stats is not None else WSChatStats(), bus=bus,
         )
         self.max_message = max_message
-        self.rate = rate
-        self.burst = burst
         self.idle_timeout = idle_timeout
         self.limits = {
             "max_message": max_message,
@@ -363,17 +334,15 @@ class WSChatServer(ChatRooms):
                 if self._stopping or client.gone:
                     continue  # on its way out: read until the connection ends
                 stats.bytes_in += len(message.encode() if isinstance(message, str) else message)
-                if not client.bucket.take():
-                    self._count("rate_limited")
-                    if not client.strikes.take():
-                        log.info("wschat: disconnecting %s: flooding", client.nick or "a client")
-                        self._count("flood_disconnects")
-                        close, reason = (1008, "too many messages"), "flooding"
-                        break
+                verdict = self._screen(client)
+                if verdict is Verdict.FLOODING:
+                    close, reason = (1008, "too many messages"), "flooding"
+                    break
+                if verdict is Verdict.LIMITED:
                     self._refuse(client, _Refused(
                         "rate-limited",
                         f"Slow down: at most {self.rate:g} messages a second",
-                        retry_after=round(client.bucket.wait_time(), 3),
+                        retry_after=round(client.flood.retry_after(), 3),
                     ))
                     continue
                 try:
@@ -412,7 +381,7 @@ class WSChatServer(ChatRooms):
             if not clean:
                 ws.abort()  # a failed send: wake the reader so the client is cleaned up
 
-        return self._admit(lambda outbox: _Client(ws, outbox, self.rate, self.burst), send, on_end)
+        return self._admit(lambda outbox: _Client(ws, outbox), send, on_end)
 
     def _cut(self, client: _Client) -> None:
         client.ws.abort()  # no close frame can pass a peer that does not read
@@ -439,13 +408,16 @@ class WSChatServer(ChatRooms):
     def _on_join(self, client: _Client, msg: dict) -> None:
         name = msg.get("room", DEFAULT_ROOM)
         if isinstance(name, str):
-            name = name.removeprefix("#")
+            name = normal_name(name).removeprefix("#")
         if not isinstance(name, str) or not valid_name(name):
             raise _Refused("invalid-room", f"Room names are {NAME_RULE}")
         nick = msg.get("nick")
+        if isinstance(nick, str):
+            nick = normal_name(nick)
         if client.nick is None:
-            if not isinstance(nick, str) or not valid_name(nick):
-                raise _Refused("invalid-nick", f"Nicknames are {NAME_RULE}")
+            problem = name_problem(nick) if isinstance(nick, str) else f"use {NAME_RULE}"
+            if problem:
+                raise _Refused("invalid-nick", f"Invalid nickname: {problem}")
             if self._taken_here(nick) or self._taken_elsewhere(nick):
                 raise _Refused("nick-taken", f"The nickname {nick} is taken")
             self._claim(client, nick)

@@ -11,10 +11,13 @@ depth, page limit), ``requester`` (politeness and retries of each request),
 ``strategies`` (recursive, producer-consumer), ``judging`` (what is broken),
 ``results`` (Link, Broken, Fragment, CrawlResult), ``progress`` (how far a
 running crawl has got), ``urls`` (normalisation), ``links`` (HTML links and
-anchors), ``scope``, ``robots`` (robots.txt and sitemaps), ``politeness``
-(per-host limits, spacing, retry policy), ``fetcher`` (the fetch-and-parse
-step), ``distributed`` (the same crawl with its requests done by worker
-processes over ZeroMQ), ``report`` (text, json, jsonl, csv and junit output).
+anchors), ``css`` (links in stylesheets and style attributes), ``scope``,
+``robots`` (robots.txt and sitemaps), ``politeness`` (per-host limits,
+spacing, retry policy), ``fetcher`` (the fetch-and-parse step), ``state``
+(a crawl that outlives its process: journaled to SQLite, or shared by any
+number of processes through Redis), ``distributed`` (the same crawl with its
+requests done by worker processes over ZeroMQ), ``report`` (text, json,
+jsonl, csv and junit output).
 """
 
 from .engine import Crawler

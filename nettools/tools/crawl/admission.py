@@ -1,7 +1,9 @@
 """Which links a crawl visits: each URL once, in scope, within depth and page limits.
 
 A URL is admitted once, whatever order the links to it arrive in: the first
-link makes its ``Link`` and later ones only add referrers.  A URL left out is
+link makes its ``Link`` and later ones only add referrers.  A link to a
+scheme the crawl does not fetch (``mailto:``, ``file:``...) is, with
+``check_links``, recorded as skipped ("scheme") and never visited.  A URL left out is
 counted once by why (excluded, too deep, over the page limit, out of scope and
 unchecked).  A page first met deeper than ``depth`` is admitted later if a
 shorter path to it turns up: depths are kept minimal, and the links a shorter
@@ -15,7 +17,7 @@ from collections import defaultdict
 from yarl import URL
 
 from .results import MAX_REFERRERS, Link
-from .scope import Scope
+from .scope import EXCLUDED, KINDS, PAGE, SCHEME, Scope
 
 __all__ = ["Admission"]
 
@@ -49,6 +51,10 @@ class Admission:
         self._ignored: set[str] = set()
         self._page_count = 0
 
+    def wants_anchors(self, link: Link) -> bool:
+        """Whether a ``#fragment`` link names ``link`` (its anchors are needed)."""
+        return link.url in self.fragment_targets
+
     def follow(
         self, page: Link, targets: list[tuple[str, URL, str]], found: list[Link], *,
         via_redirect: bool = False,
@@ -81,10 +87,14 @@ class Admission:
         if fresh:
             if key in self.excluded or key in self._ignored:
                 return None
-            if self.scope.excluded(url):
+            kind = self.scope.kind_of(key, url, self.check_links)
+            if kind is None:
+                self._ignored.add(key)  # out of scope, unchecked: decided once
+                return None
+            if kind == EXCLUDED:
                 self.excluded.add(key)
                 return None
-            if self.scope.follows(url):
+            if kind == PAGE:
                 if self.depth is not None and depth > self.depth:
                     self.too_deep[key] = min(depth, self.too_deep.get(key, depth))
                     return None
@@ -92,14 +102,11 @@ class Admission:
                     self.over_limit.add(key)
                     return None
                 self._page_count += 1
-                kind = "page"
-            elif self.check_links:
-                kind = "external"
-            else:
-                self._ignored.add(key)  # out of scope, unchecked: decided once
-                return None
             self.too_deep.pop(key, None)
-            link = self.links[key] = Link(key, kind, depth, seed=seed, parsed_url=url)
+            link = self.links[key] = Link(key, KINDS[kind], depth, seed=seed, parsed_url=url)
+            if kind == SCHEME:  # mailto:, file:...: named, never requested
+                link.skipped = "scheme"
+                fresh = False
         if referrer is not None:
             if via_redirect:
                 if referrer.url not in link.redirected_from:

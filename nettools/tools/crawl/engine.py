@@ -24,8 +24,9 @@ Redirects of pages are not followed by the client: a redirect is recorded on
 the page and its target becomes a URL like any link (same depth, scope and
 robots checks), so every hop is fetched once and loops show up in the graph.
 Links that leave the scope are checked (``check_links``) with one HEAD each,
-retried as GET when HEAD fails, following redirects; they are never parsed
-and, like a reader following one link, do not consult robots.txt.
+following redirects, and a GET only when the server says it does not do HEAD
+(405, 501, or a broken answer to the HEAD); they are never parsed and, like a
+reader following one link, do not consult robots.txt.
 """
 
 from __future__ import annotations
@@ -34,23 +35,25 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from yarl import URL
 
 from ...kernel.greenthread import spawn, spawn_after
-from ...web.client import HttpClient
+from ...web.client import FetchError, HttpClient
 from ..fetch import Halt
 from ..plumbing.service import stop_on_signals
 from .admission import Admission
-from .fetcher import Fetcher, LocalFetcher, crawl_client
-from .judging import judge
+from .fetcher import Fetched, Fetcher, LocalFetcher, crawl_client
+from .judging import assemble
 from .politeness import HostGates, RetryPolicy
 from .progress import PROGRESS_EVERY, Progress, reporting
-from .requester import Requester
+from .requester import TRANSIENT, Requester
 from .results import CrawlResult, Link
 from .robots import RobotsCache, parse_sitemap
 from .scope import Scope
+from .state.journal import Journal
 from .strategies import STRATEGIES, run_strategy
 from .urls import host_key, normalize, origin
 
@@ -62,6 +65,30 @@ log = logging.getLogger("nettools.crawl")
 MAX_SITEMAPS = 50
 #: Bytes of a GET that only checks a link (its body is not used).
 CHECK_BODY = 64 * 1024
+#: Answers to a HEAD that say the server does not do HEAD: a GET follows.
+HEAD_UNSUPPORTED = frozenset({405, 501})
+#: A HEAD's broken answer is tried again as a GET, not as another HEAD.
+HEAD_RETRY = TRANSIENT - {"protocol"}
+
+
+class PlainStore(Protocol):
+    """Keeps robots.txt and sitemaps once read (``state/journal.py``, ``state/frontier.py``)."""
+
+    def plain(self, url: str) -> tuple[int, bytes] | FetchError | None: ...
+
+    def store_plain(self, url: str, answer: tuple[int, bytes] | FetchError) -> None: ...
+
+
+#: What a visit leads to: ``(targets, via_redirect)``, targets as ``(key, url, fragment)``.
+Visited = tuple[Sequence[tuple[str, URL, str]], bool]
+NOTHING: Visited = ((), False)
+
+
+def head_unsupported(outcome: Fetched | FetchError) -> bool:
+    """Whether a HEAD's ``outcome`` says to check the link with a GET instead."""
+    if isinstance(outcome, FetchError):
+        return outcome.kind == "protocol"
+    return outcome.status in HEAD_UNSUPPORTED
 
 
 class Crawler:
@@ -99,6 +126,8 @@ class Crawler:
         user_agent: str | None = None,
         client: HttpClient | None = None,
         fetcher: Fetcher | None = None,
+        journal: Journal | None = None,
+        gates: HostGates | None = None,
         grace: float = 2.0,
         backoff: float = 0.5,
     ) -> None:
@@ -115,6 +144,16 @@ class Crawler:
         if not self.seeds:
             raise ValueError("no URL to crawl")
         self.strategy = strategy
+        #: What makes a crawl the same crawl (a journal or a shared state checks it).
+        self.identity = {
+            "seeds": [str(u) for u in self.seeds], "scope": scope, "include": list(include),
+            "exclude": list(exclude), "depth": depth, "max_pages": max_pages,
+            "check_links": check_links, "check_fragments": check_fragments, "robots": robots,
+            "sitemap": sitemap, "max_body": max_body, "user_agent": user_agent,
+        }  # fmt: skip
+        #: How it fetches (a shared state hands them to every process).
+        self.settings = {"per_host": per_host, "delay": delay, "retries": retries,
+                         "timeout": timeout, "backoff": backoff, "grace": grace}  # fmt: skip
         self.scope = Scope(self.seeds, scope, include, exclude)
         self.admission = Admission(self.scope, depth=depth, max_pages=max_pages,
                                    check_links=check_links,
@@ -126,7 +165,7 @@ class Crawler:
         self.check_fragments = check_fragments
         self.max_body = max_body
         self.retry = RetryPolicy(retries, backoff)
-        self.gates = HostGates(per_host, delay)
+        self.gates = gates if gates is not None else HostGates(per_host, delay)
         self._own_fetcher = fetcher is None and client is None  # else the caller closes it
         self.fetcher = fetcher or LocalFetcher(client or crawl_client(
             timeout=timeout, max_body=max_body, per_host=per_host, user_agent=user_agent,
@@ -134,10 +173,24 @@ class Crawler:
         self._halt = Halt(grace)
         self.requester = Requester(self.fetcher, self.gates, self.retry, self._halt)
         self.user_agent = user_agent or "nettools"
-        self.robots = RobotsCache(self.requester.fetch_plain, self.user_agent)
+        #: The crawl's journal (``state/journal.py``), if it keeps one: settable before ``run``.
+        self.journal = journal
+        #: Where robots.txt and sitemaps read before are kept (a journal, a shared state).
+        self.plain_store: PlainStore | None = journal
+        self._offline = False  # report(): read only what the journal holds
+        self.robots = RobotsCache(self._fetch_plain, self.user_agent)
         self._delays_set: set[str] = set()
         self.stopped: str | None = None
         self.done = 0  # links processed, for progress displays
+
+    @classmethod
+    def from_identity(cls, identity: dict, **options: Any) -> Crawler:
+        """The crawl ``identity`` describes (as ``Crawler.identity`` gives it, kept
+        by a journal or a shared state), run with ``options`` (concurrency,
+        per_host, delay, retries, timeout, fetcher...)."""
+        settings = dict(identity)
+        seeds = settings.pop("seeds")
+        return cls(seeds, **settings, **options)
 
     # ----------------------------------------------------------- running
 
@@ -179,7 +232,22 @@ class Crawler:
                 timer.cancel()
             if self._own_fetcher:
                 self.fetcher.close()
+            if self.journal is not None:
+                self.journal.finish(self.requester.requests, self.stopped)
         return self._result(time.monotonic() - start)
+
+    def report(self) -> CrawlResult:
+        """The result of the visits the journal holds, without a request: the
+        links not visited yet are "stopped", and so is the crawl ("unfinished")
+        while some remain."""
+        if self.journal is None:
+            raise ValueError("only a journaled crawl has a report without crawling")
+        self._offline = True
+        self._run_seeds()
+        self._replay()
+        if any(not lk.requested and lk.skipped is None for lk in self.admission.links.values()):
+            self.stopped = "unfinished"
+        return self._result(0.0)
 
     def stop(self, reason: str = "interrupted") -> None:
         """No new requests from now on; requests in flight are cut after ``grace``."""
@@ -189,49 +257,99 @@ class Crawler:
         log.info("stopping (%s): letting %d requests finish", reason, self._halt.running)
         self._halt.stop()
 
-    def _run(self) -> None:
-        seeds = []
+    def _run_seeds(self) -> None:
         for url in self.seeds:
-            link = self.admission.admit(str(url), url, "", 0, None, seed=True)
-            if link is not None:
-                seeds.append(link)
+            self.admission.admit(str(url), url, "", 0, None, seed=True)
         if self.sitemap:
-            seeds.extend(self._sitemap_seeds())
-        late = self.admission.late
-        seeds.extend(late)
-        late.clear()
-        run_strategy(self.strategy, seeds, self._work, self.concurrency)
+            for url in self.sitemap_urls():
+                self.admission.admit(str(url), url, "", 0, None, seed=True)
 
-    def _work(self, link: Link) -> list[Link]:
-        """Visit ``link``; the newly admitted links it led to."""
+    def _run(self) -> None:
+        self._run_seeds()
+        if self.journal is not None:
+            self._replay()
+        self.admission.late.clear()
+        todo = [lk for lk in self.admission.links.values()
+                if not lk.requested and lk.skipped is None]  # fmt: skip
+        run_strategy(self.strategy, todo, self._work, self.concurrency)
+
+    def _replay(self) -> None:
+        """The journal's visits, as if they had just happened: their outcomes
+        and what they led to, admitted in the order they were."""
+        assert self.journal is not None
+        links = self.admission.links
+        follow = self.admission.follow
+        for url, outcome, targets, via in self.journal.visits():
+            link = links.get(url)
+            if link is None:  # not admitted this time round: nothing to replay onto
+                log.warning("the journal names %s, which this crawl did not admit", url)
+                continue
+            link.apply(outcome)
+            if targets:
+                follow(link, [(k, URL(k, encoded=True), f) for k, f in targets], [],
+                       via_redirect=via)  # fmt: skip
+            self.done += 1
+
+    def visit(self, link: Link) -> Visited | None:
+        """Visit ``link`` (its outcome is written on it): what it leads to, or
+        None when the crawl stopped before it was done."""
         try:
-            found = self._halt.run(self._visit, link)
+            visited = self._halt.run(self._visit, link)
         except Exception as exc:  # one bad page must not end the crawl
             log.exception("error while visiting %s", link.url)
             link.error = f"internal error: {type(exc).__name__}: {exc}"
-            return []
+            visited = NOTHING
         finally:
             self.done += 1
-        if found is None:  # stopped, or cut by stop() while in flight
+        if visited is None or link.skipped == "stopped":  # stopped, or cut while in flight
             if not link.requested:
                 link.skipped = "stopped"
+            return None
+        return visited
+
+    def _work(self, link: Link) -> list[Link]:
+        """Visit ``link``; the newly admitted links it led to."""
+        visited = self.visit(link)
+        if visited is None:
             return []
+        targets, via_redirect = visited
+        found: list[Link] = []
+        if targets:
+            self.admission.follow(link, targets, found, via_redirect=via_redirect)
+        if self.journal is not None and not self._halt.stopped:  # else: as if in flight
+            self.journal.record(link, targets, via_redirect)
         late = self.admission.late
         if late:  # links a shorter path made reachable again
             found.extend(late)
             late.clear()
         return found
 
+    def _fetch_plain(self, url: URL) -> tuple[int, bytes] | FetchError:
+        """robots.txt and sitemaps: read once per crawl, however often it is
+        run and however many processes run it."""
+        store = self.plain_store if self.plain_store is not None else self.journal
+        if store is None:
+            return self.requester.fetch_plain(url)
+        answer = store.plain(str(url))
+        if answer is None:
+            if self._offline:
+                return FetchError(str(url), "other", "not read yet")
+            answer = self.requester.fetch_plain(url)
+            if not self._halt.stopped:
+                store.store_plain(str(url), answer)
+        return answer
+
     # ---------------------------------------------------------- visiting
 
-    def _visit(self, link: Link) -> list[Link]:
+    def _visit(self, link: Link) -> Visited:
+        """Visit ``link``: ``(targets, via_redirect)``, what it leads to."""
         if self._halt.stopped:
             link.skipped = "stopped"
-            return []
+            return NOTHING
         url = link.parsed_url
         if link.kind == "external":
             self._check(link)
-            return []
+            return NOTHING
         robots = self.robots.get(url) if (self.use_robots or self.sitemap) else None
         if robots is not None:
             host = host_key(url)
@@ -240,91 +358,83 @@ class Crawler:
                 self.gates.set_delay(host, robots.crawl_delay(self.user_agent))
             if self.use_robots and not robots.allowed(url, self.user_agent):
                 link.skipped = "robots"
-                return []
+                return NOTHING
             if self._halt.stopped:
                 link.skipped = "stopped"
-                return []
+                return NOTHING
         resp = self.requester.fetch(link, "GET", follow_redirects=False, links=True,
                                     anchors=self.check_fragments)  # fmt: skip
-        if resp is None:
-            return []
-        found: list[Link] = []
+        if not isinstance(resp, Fetched):
+            return NOTHING
         location = resp.headers.get("Location") if 300 <= resp.status < 400 else None
         if location:
             target = normalize(location, url)
             if target is None:
                 link.error = f"redirect to an unusable URL: {location}"
-                return []
+                return NOTHING
             link.redirect = str(target[0])
-            self.admission.follow(link, [(link.redirect, *target)], found, via_redirect=True)
-            return found
-        if resp.links is not None:  # an HTML 2xx page
+            return [(link.redirect, *target)], True
+        if resp.links is not None:  # an HTML 2xx page, or a stylesheet
             if self.check_fragments:
                 link.anchors = resp.anchors
-            self.admission.follow(link, resp.links, found)
-        return found
+            return resp.links, False
+        return NOTHING
 
     def _check(self, link: Link) -> None:
-        """One request for a link that leaves the scope: HEAD, else GET."""
-        wants_anchors = link.url in self.admission.fragment_targets
-        resp = None
+        """One request for a link that leaves the scope: HEAD, and GET only when
+        the HEAD says the server does not do HEAD (or the page's anchors are needed)."""
+        wants_anchors = self.admission.wants_anchors(link)
         if not wants_anchors:
-            resp = self.requester.fetch(link, "HEAD", follow_redirects=True, quiet=True)
-        if resp is None or resp.status >= 400:
-            link.error = None
-            cap = self.max_body if wants_anchors else CHECK_BODY
-            resp = self.requester.fetch(link, "GET", follow_redirects=True, max_body=cap,
-                                        anchors=wants_anchors)  # fmt: skip
-        if resp is not None and resp.anchors is not None:
+            head = self.requester.fetch(link, "HEAD", follow_redirects=True, retry=HEAD_RETRY)
+            if not head_unsupported(head):
+                return
+            link.error = link.status = None
+        cap = self.max_body if wants_anchors else CHECK_BODY
+        resp = self.requester.fetch(link, "GET", follow_redirects=True, max_body=cap,
+                                    anchors=wants_anchors)  # fmt: skip
+        if isinstance(resp, Fetched) and resp.anchors is not None:
             link.anchors = resp.anchors
 
-    def _sitemap_seeds(self) -> list[Link]:
-        """The in-scope URLs listed by the seeds' sitemaps (robots.txt's, else /sitemap.xml)."""
+    def sitemap_urls(self) -> list[URL]:
+        """The in-scope URLs listed by the seeds' sitemaps (robots.txt's, else
+        /sitemap.xml), in order."""
         queue: deque[str] = deque()
-        for site in {origin(u) for u in self.seeds}:
+        for site in sorted({origin(u) for u in self.seeds}):
             robots = self.robots.get(URL(site))
             queue.extend(robots.sitemaps or [site + "/sitemap.xml"])
         seen: set[str] = set()
-        found: list[Link] = []
+        found: list[URL] = []
         while queue and len(seen) < MAX_SITEMAPS and not self._halt.stopped:
             where = queue.popleft()
             target = normalize(where)
             if target is None or str(target[0]) in seen:
                 continue
             seen.add(str(target[0]))
-            answer = self.requester.fetch_plain(target[0])
-            if answer is None or answer[0] >= 400:
-                log.info("sitemap %s: %s", where, "unreachable" if answer is None else answer[0])
+            answer = self._fetch_plain(target[0])
+            if isinstance(answer, FetchError) or answer[0] >= 400:
+                log.info("sitemap %s: %s", where, answer if isinstance(answer, FetchError)
+                         else answer[0])  # fmt: skip
                 continue
             pages, nested = parse_sitemap(answer[1])
             queue.extend(nested)
             for page in pages:
                 url = normalize(page)
                 if url is not None and self.scope.follows(url[0]):
-                    link = self.admission.admit(str(url[0]), url[0], "", 0, None, seed=True)
-                    if link is not None:
-                        found.append(link)
+                    found.append(url[0])
         return found
 
     # ------------------------------------------------------------ results
 
     def _result(self, elapsed: float) -> CrawlResult:
+        requests = self.requester.requests
+        if self.journal is not None:  # the runs before this one count too
+            elapsed += self.journal.previous_elapsed
+            requests += self.journal.previous_requests
         admission = self.admission
-        links = sorted(admission.links.values(), key=lambda lk: lk.url)
-        for link in links:
-            if not link.requested and link.skipped is None:
-                link.skipped = "stopped"
-        broken, fragments = judge(links, admission.links, admission.fragment_refs)
-        return CrawlResult(
-            links=links,
-            broken=broken,
-            fragments=fragments,
-            strategy=self.strategy,
-            elapsed=elapsed,
-            stopped=self.stopped,
-            excluded=len(admission.excluded),
-            too_deep=len(admission.too_deep),
-            over_limit=len(admission.over_limit),
-            requests=self.requester.requests,
+        return assemble(
+            admission.links, admission.fragment_refs, seeds=[str(u) for u in self.seeds],
+            strategy=self.strategy, elapsed=elapsed, stopped=self.stopped,
+            excluded=len(admission.excluded), too_deep=len(admission.too_deep),
+            over_limit=len(admission.over_limit), requests=requests,
             extra=self.fetcher.summary() or {},
-        )
+        )  # fmt: skip

@@ -5,9 +5,9 @@ The engine decides *what* to request and what to make of the answer; a
 this process with an ``HttpClient``; the distributed crawl's
 ``Coordinator`` (``distributed/coordinator.py``) sends the same call to a
 worker and waits for its answer.  Both hand back a ``Fetched``: what the engine records
-about the response, plus the page's links (normalised, as ``(key, url,
-fragment)``) and anchors when asked for, and the body only when asked for
-(robots.txt and sitemaps).
+about the response, plus the links of an HTML page or a stylesheet
+(normalised, as ``(key, url, fragment)``) and a page's anchors when asked for,
+and the body only when asked for (robots.txt and sitemaps).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from yarl import URL
 
 from ...web.client import HttpClient
+from .css import CSS_TYPES, stylesheet_links
 from .links import extract
 from .urls import Resolver
 
@@ -41,7 +42,7 @@ class Fetched:
     elapsed: float = 0.0
     headers: Mapping[str, str] = field(default_factory=dict)  # KEPT_HEADERS only
     body: bytes | None = None  # only when asked for
-    links: list[tuple[str, URL, str]] | None = None  # an HTML 2xx page's, when asked for
+    links: list[tuple[str, URL, str]] | None = None  # an HTML or CSS 2xx answer's, when asked
     anchors: set[str] | None = None  # an HTML page's ids and a[name], when asked for
 
 
@@ -52,8 +53,8 @@ class Fetcher(Protocol):
         self, method: str, url: URL, *, follow_redirects: bool, max_body: int | None = None,
         links: bool = False, anchors: bool = False, body: bool = False,
     ) -> Fetched:
-        """``method`` on ``url``.  ``links``: parse an HTML 2xx answer for its
-        links (and, with ``anchors``, its anchors); ``anchors`` alone: the
+        """``method`` on ``url``.  ``links``: parse an HTML or CSS 2xx answer for
+        its links (and, with ``anchors``, an HTML page's anchors); ``anchors`` alone: the
         anchors of an HTML answer (whatever its status), read against its
         final URL; ``body``: keep the body."""
         ...
@@ -105,6 +106,8 @@ class LocalFetcher:
                         out.anchors = page.anchors
             elif anchors:
                 out.anchors = extract(resp.body, URL(resp.final_url)).anchors
+        elif links and ctype in CSS_TYPES and 200 <= resp.status < 300:
+            out.links = self._resolver.resolve(stylesheet_links(resp.body, resp.charset), url)
         return out
 
     def summary(self) -> dict | None:

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from .results import Broken, Fragment, Link
+from .results import Broken, CrawlResult, Fragment, Link
 
-__all__ = ["MAX_REDIRECT_CHAIN", "judge", "judge_link", "judge_fragments", "final_page"]
+__all__ = ["MAX_REDIRECT_CHAIN", "UNREACHABLE", "assemble", "judge", "judge_link",
+           "judge_fragments", "final_page"]
 
+#: Failures of a start URL that mean the site cannot be reached: no address,
+#: no connection, no TLS, or no answer in time.
+UNREACHABLE = frozenset({"dns", "connect", "tls", "refused-address", "timeout"})
 #: Links followed through a chain of page redirects before giving up.
 MAX_REDIRECT_CHAIN = 10
 
@@ -35,6 +39,32 @@ def judge(
         if not f.ok
     )
     return broken, fragments
+
+
+def assemble(
+    by_url: Mapping[str, Link], fragment_refs: Mapping[tuple[str, str], list[str]], *,
+    seeds: list[str], strategy: str, elapsed: float, stopped: str | None, excluded: int,
+    too_deep: int, over_limit: int, requests: int, extra: dict,
+) -> CrawlResult:
+    """The ``CrawlResult`` of a crawl's links (``by_url``, whichever state kept
+    them): links never requested nor skipped are "stopped"; the start URLs
+    (``seeds``) that could not be reached are named."""
+    links = sorted(by_url.values(), key=lambda lk: lk.url)
+    for link in links:
+        if not link.requested and link.skipped is None:
+            link.skipped = "stopped"
+    broken, fragments = judge(links, by_url, fragment_refs)
+    unreachable = []
+    for url in dict.fromkeys(seeds):
+        seed = by_url.get(url)
+        final, _ = final_page(seed, by_url) if seed is not None else (None, None)
+        if final is not None and final.status is None and final.error_kind in UNREACHABLE:
+            unreachable.append((url, final.error or ""))
+    return CrawlResult(
+        links=links, broken=broken, fragments=fragments, strategy=strategy, elapsed=elapsed,
+        stopped=stopped, excluded=excluded, too_deep=too_deep, over_limit=over_limit,
+        requests=requests, extra=extra, unreachable=unreachable, seeds=len(set(seeds)),
+    )  # fmt: skip
 
 
 def final_page(link: Link, by_url: Mapping[str, Link]) -> tuple[Link | None, str | None]:

@@ -1,9 +1,10 @@
 """Links and anchors of an HTML page, from a real HTML parser (selectolax/lexbor).
 
 Links come from ``a[href]``, ``area[href]``, ``link[href]``, ``img[src]``,
-``script[src]``, ``iframe[src]``, ``source[src]`` and every ``srcset``;
-relative ones resolve against ``<base href>`` when the page has one.  Anchors
-(the targets of ``#fragment`` links) are element ids and ``a[name]``.
+``script[src]``, ``iframe[src]``, ``source[src]``, every ``srcset``, and the
+CSS of ``<style>`` elements and ``style`` attributes (``css.py``); relative
+ones resolve against ``<base href>`` when the page has one.  Anchors (the
+targets of ``#fragment`` links) are element ids and ``a[name]``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from selectolax.lexbor import LexborHTMLParser
 from yarl import URL
 
+from .css import css_links, might_link
 from .urls import normalize
 
 __all__ = ["PageLinks", "extract", "keep_parser_memory", "LINK_ATTRS", "srcset_urls"]
@@ -89,15 +91,26 @@ def extract(html: bytes | str, page_url: URL) -> PageLinks:
     links = found.links
     anchors = found.anchors
     base_href = None
-    root = LexborHTMLParser(html).root
+    parser = LexborHTMLParser(html)
+    root = parser.root
+    # Only pages with a <style> element pay for looking at the tag of every
+    # element without attributes (a lookup by tag name is cheap in lexbor).
+    styled = bool(parser.tags("style"))
     # One walk over the elements in document order, reading each one's
     # attributes once: a CSS query costs more than the parse itself (lexbor
     # sets up a selector engine per document).
     for node in root.traverse() if root is not None else ():
         attrs = node.attributes
         if not attrs:
+            if styled and node.tag == "style":
+                _style_links(node.text(), links)
             continue
         tag = node.tag
+        if styled and tag == "style":
+            _style_links(node.text(), links)
+        style = attrs.get("style")
+        if style:
+            _style_links(style, links)
         if tag == "base" and "href" in attrs:
             if base_href is None:  # the first <base href> counts
                 base_href = attrs["href"] or ""
@@ -122,3 +135,8 @@ def extract(html: bytes | str, page_url: URL) -> PageLinks:
         if resolved is not None:
             found.base = resolved[0]
     return found
+
+
+def _style_links(css: str, links: list[str]) -> None:
+    if might_link(css):
+        links.extend(css_links(css))

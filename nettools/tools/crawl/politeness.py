@@ -7,6 +7,12 @@ and at least ``delay`` seconds between the starts of two requests (the larger
 of ``--delay`` and the host's robots.txt ``Crawl-delay``).  A 429 or 503
 pushes the host's next start back by its ``Retry-After``, so every request to
 that host waits, not only the one that was refused.
+
+A host gets one request at a time until it has answered once (``opened``):
+a host that is down is found out by one request, not ``per_host``, and once
+its failure is settled (``settle``: it refuses connections, its name does not
+resolve, ...) every link to it waiting for a slot fails the same way without
+a request of its own.
 """
 
 from __future__ import annotations
@@ -19,33 +25,60 @@ from typing import Any
 from ...kernel.greenthread import sleep
 from ...kernel.sync import Semaphore
 
-__all__ = ["HostGates", "RetryPolicy", "retry_after"]
+__all__ = ["Gate", "HostGates", "RetryPolicy", "retry_after"]
 
 #: The longest Retry-After honoured; a server asking for more gets a failed link.
 MAX_RETRY_AFTER = 60.0
 
 
-class _Gate:
-    """One host's slots and spacing; ``with gate:`` holds a slot (see ``HostGates.slot``)."""
+class Gate:
+    """One host's slots and spacing; ``with gate:`` holds a slot (see ``HostGates.slot``).
 
-    __slots__ = ("slots", "next_start", "delay")
+    ``failure`` is the host's settled ``(kind, message)``: requests to it are
+    pointless.  ``opened`` says whether it has answered once (all its slots are
+    open)."""
+
+    __slots__ = ("slots", "next_start", "delay", "closed", "failure")
 
     def __init__(self, per_host: int, delay: float) -> None:
-        self.slots = Semaphore(per_host)
+        self.slots = Semaphore(1)
+        self.closed = per_host - 1  # slots held back until the host answers
         self.next_start = 0.0
         self.delay = delay
+        self.failure: tuple[str, str] | None = None
+
+    @property
+    def opened(self) -> bool:
+        """Whether the host has answered once."""
+        return self.closed == 0
+
+    def answered(self) -> None:
+        """The host answered: open all its slots."""
+        if self.closed:
+            self.slots.adjust(self.closed)
+            self.closed = 0
 
     def __enter__(self) -> None:
         self.slots.acquire()
+        if self.failure is not None:
+            return  # no request will be made: no spacing to keep
+        if not (self.next_start or self.delay):
+            return  # no spacing, never held off: the common case, kept cheap
         try:
-            while True:  # hold_off may move next_start while we sleep
-                wait = self.next_start - time.monotonic()
-                if wait <= 0:
-                    break
-                sleep(wait)
+            self.wait_turn()
         except BaseException:
             self.slots.release()
             raise
+
+    def wait_turn(self, at_least: float = 0.0) -> None:
+        """Wait (holding a slot) for ``at_least`` seconds and until the host's
+        spacing lets the next request start, and count that start."""
+        deadline = time.monotonic() + at_least
+        while True:  # hold_off may move next_start while we sleep
+            wait = max(self.next_start, deadline) - time.monotonic()
+            if wait <= 0:
+                break
+            sleep(wait)
         if self.delay:
             self.next_start = time.monotonic() + self.delay
 
@@ -61,12 +94,12 @@ class HostGates:
             raise ValueError("per-host concurrency must be at least 1")
         self.per_host = per_host
         self.delay = delay
-        self._gates: dict[str, _Gate] = {}
+        self._gates: dict[str, Gate] = {}
 
-    def _gate(self, host: str) -> _Gate:
+    def _gate(self, host: str) -> Gate:
         gate = self._gates.get(host)
         if gate is None:
-            gate = self._gates[host] = _Gate(self.per_host, self.delay)
+            gate = self._gates[host] = Gate(self.per_host, self.delay)
         return gate
 
     def set_delay(self, host: str, delay: float | None) -> None:
@@ -79,11 +112,19 @@ class HostGates:
         gate = self._gate(host)
         gate.next_start = max(gate.next_start, time.monotonic() + seconds)
 
-    def slot(self, host: str) -> _Gate:
+    def slot(self, host: str) -> Gate:
         """``with gates.slot(host):`` holds one of ``host``'s request slots,
         entered no sooner than its spacing allows.  (A plain context manager,
         not a generator: it is entered for every request.)"""
         return self._gate(host)
+
+    def settle(self, host: str, kind: str, message: str) -> None:
+        """``host`` cannot be reached (``kind``: a ``FetchError`` kind): the
+        links to it that are still to come fail with this, without a request."""
+        gate = self._gate(host)
+        if gate.failure is None:
+            gate.failure = (kind, message)
+            gate.answered()  # let the waiting links through, to fail at once
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -1,6 +1,7 @@
 """Writing a ``CrawlResult``: text, json, jsonl, csv or junit.
 
-* ``text``: each broken link with its reason and the pages linking to it, then
+* ``text``: each broken link with its reason and the pages linking to it,
+  each link to a scheme that is not fetched (``mailto:``, ``file:``...), then
   one summary line.
 * ``json``: one object: ``summary``, ``broken`` and every ``link``.
 * ``jsonl``: one object per checked link (and per checked ``#fragment``), each
@@ -8,7 +9,8 @@
 * ``csv``: the same rows as jsonl, with a header.
 * ``junit``: one ``testcase`` per checked link and fragment, so CI systems
   list each broken link as a failed test (with its referrers in the text);
-  links never requested (robots.txt, stopped) are ``skipped``.
+  links never requested (robots.txt, a scheme not fetched, stopped) are
+  ``skipped``.
 
 "Checked links" are the URLs that pages (or the command line, or a sitemap)
 link to; the hops of a redirect chain are part of the link that starts it.
@@ -88,18 +90,27 @@ def _state(link: Link) -> str:
 def _text(result: CrawlResult, out: TextIO) -> None:
     for b in result.broken:
         out.write(f"BROKEN {b.url}  ({b.reason})\n")
-        shown = b.referrers[:TEXT_REFERRERS]
-        more = b.referrer_count - len(shown)
-        if shown:
-            out.write("  linked from: " + ", ".join(shown))
-            out.write(f" (+{more} more)\n" if more > 0 else "\n")
+        _referrers(out, b.referrers, b.referrer_count)
+    for link in _checked(result):
+        if link.skipped == "scheme":
+            out.write(f"SKIPPED {link.url}  (scheme: {link.url.partition(':')[0]})\n")
+            _referrers(out, link.referrers, link.referrer_count)
     s = result.summary()
     stopped = f", stopped early ({s['stopped']})" if s["stopped"] else ""
+    skipped = f", {s['scheme_skipped']} skipped (scheme)" if s["scheme_skipped"] else ""
     out.write(
-        f"{s['pages']} pages, {s['checked']} external links checked, {s['broken']} broken, "
-        f"{s['redirects']} redirects, {s['bytes']} bytes in {s['elapsed']}s "
+        f"{s['pages']} pages, {s['checked']} external links checked, {s['broken']} broken"
+        f"{skipped}, {s['redirects']} redirects, {s['bytes']} bytes in {s['elapsed']}s "
         f"({s['pages_per_s']} pages/s){stopped}\n"
     )
+
+
+def _referrers(out: TextIO, referrers: list[str], count: int) -> None:
+    shown = referrers[:TEXT_REFERRERS]
+    more = count - len(shown)
+    if shown:
+        out.write("  linked from: " + ", ".join(shown))
+        out.write(f" (+{more} more)\n" if more > 0 else "\n")
 
 
 def _json(result: CrawlResult, out: TextIO) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Link", "Broken", "Fragment", "CrawlResult", "MAX_REFERRERS"]
+__all__ = ["Link", "Broken", "Fragment", "CrawlResult", "MAX_REFERRERS", "OUTCOME_FIELDS"]
 
 #: Referrers kept per link (the count is always exact).
 MAX_REFERRERS = 100
@@ -31,7 +31,7 @@ class Link:
     truncated: bool = False
     redirect: str | None = None  # where a page redirects (normalised)
     final_url: str | None = None
-    skipped: str | None = None  # "robots" or "stopped": never requested
+    skipped: str | None = None  # "robots", "scheme" or "stopped": never requested
     method: str = ""
     attempts: int = 0
     elapsed: float = 0.0
@@ -56,6 +56,11 @@ class Link:
         return self.status is not None or self.error is not None
 
     @property
+    def error_kind(self) -> str | None:
+        """The kind of transport failure (``FetchError.kind``) that ``error`` reports."""
+        return None if self.error is None else self.error.partition(":")[0]
+
+    @property
     def checked(self) -> bool:
         """A link a page, the command line or a sitemap names (the hops of a
         redirect chain belong to the link that starts it)."""
@@ -72,6 +77,23 @@ class Link:
         self.referrer_count += 1
         if len(self.referrers) < MAX_REFERRERS:
             self.referrers.append(url)
+
+    def outcome(self) -> dict:
+        """What visiting the link found (for a crawl's state to keep; see ``apply``)."""
+        return {
+            "status": self.status, "error": self.error, "content_type": self.content_type,
+            "size": self.size, "truncated": self.truncated, "redirect": self.redirect,
+            "final_url": self.final_url, "skipped": self.skipped, "method": self.method,
+            "attempts": self.attempts, "elapsed": round(self.elapsed, 6),
+            "anchors": None if self.anchors is None else sorted(self.anchors),
+        }  # fmt: skip
+
+    def apply(self, outcome: dict) -> None:
+        """Take back what ``outcome()`` gave (from a crawl's state)."""
+        for name in OUTCOME_FIELDS:
+            setattr(self, name, outcome[name])
+        anchors = outcome.get("anchors")
+        self.anchors = None if anchors is None else set(anchors)
 
     def to_dict(self) -> dict:
         """The result's fields, as the json, jsonl and csv reports give them."""
@@ -93,6 +115,11 @@ class Link:
             "referrers": self.referrers,
             "referrer_count": self.referrer_count,
         }
+
+
+#: The fields ``Link.outcome`` gives besides the anchors.
+OUTCOME_FIELDS = ("status", "error", "content_type", "size", "truncated", "redirect",
+                  "final_url", "skipped", "method", "attempts", "elapsed")  # fmt: skip
 
 
 @dataclass
@@ -142,6 +169,16 @@ class CrawlResult:
     over_limit: int = 0
     requests: int = 0
     extra: dict = field(default_factory=dict)  # more summary fields (e.g. a fetcher's)
+    #: ``(url, reason)`` of each start URL whose host could not be reached (after
+    #: its redirects): no name, no connection, no TLS, or no answer in time.
+    unreachable: list[tuple[str, str]] = field(default_factory=list)
+    #: How many start URLs the crawl was given.
+    seeds: int = 0
+
+    @property
+    def site_down(self) -> bool:
+        """Whether no start URL got an HTTP answer: the site could not be reached."""
+        return bool(self.unreachable) and len(self.unreachable) >= self.seeds
 
     @property
     def pages(self) -> list[Link]:
@@ -177,6 +214,7 @@ class CrawlResult:
             "broken": len(self.broken),
             "redirects": self.redirects,
             "robots_skipped": sum(1 for lk in self.links if lk.skipped == "robots"),
+            "scheme_skipped": sum(1 for lk in self.links if lk.skipped == "scheme"),
             "excluded": self.excluded,
             "too_deep": self.too_deep,
             "over_limit": self.over_limit,

@@ -18,14 +18,16 @@ from protego import Protego
 from yarl import URL
 
 from ...kernel.sync import Event
+from ...web.client import FetchError
+from .requester import HOST_FAILURES
 from .urls import origin
 
 __all__ = ["Robots", "RobotsCache", "parse_sitemap"]
 
 log = logging.getLogger("nettools.crawl")
 
-#: ``fetch(url) -> (status, body)``, or None when the request failed.
-Fetch = Callable[[URL], "tuple[int, bytes] | None"]
+#: ``fetch(url) -> (status, body)``, or why no answer came.
+Fetch = Callable[[URL], "tuple[int, bytes] | FetchError"]
 
 
 @dataclass
@@ -74,8 +76,10 @@ class RobotsCache:
 
     def _load(self, site: URL) -> Robots:
         answer = self.fetch(site / "robots.txt")
-        if answer is None:
-            log.warning("%s/robots.txt could not be fetched: crawling as if it allowed all", site)
+        if isinstance(answer, FetchError):
+            if answer.kind not in HOST_FAILURES:  # else the pages will say why
+                log.warning("%s/robots.txt could not be fetched (%s): crawling as if it "
+                            "allowed all", site, answer.kind)  # fmt: skip
             return Robots()
         status, body = answer
         if status >= 500:

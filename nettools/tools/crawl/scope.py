@@ -20,11 +20,17 @@ from collections.abc import Iterable
 
 from yarl import URL
 
-from .urls import host_key
+from .urls import HTTP_PREFIXES, host_key
 
-__all__ = ["Scope", "SCOPES"]
+__all__ = ["Scope", "SCOPES", "PAGE", "EXTERNAL", "SCHEME", "EXCLUDED", "KINDS"]
 
 SCOPES = ("host", "domain", "prefix", "any")
+
+#: What becomes of a link (``Scope.kind_of``), one letter each: the shared
+#: state stores them so.
+PAGE, EXTERNAL, SCHEME, EXCLUDED = "p", "e", "s", "x"
+#: The ``Link.kind`` of each.
+KINDS = {PAGE: "page", EXTERNAL: "external", SCHEME: "external"}
 
 
 class Scope:
@@ -71,6 +77,20 @@ class Scope:
             text = str(url)
             inside = any(p.search(text) for p in self.include)
         return inside
+
+
+    def kind_of(self, key: str, url: URL, check_links: bool) -> str | None:
+        """What becomes of a link to ``url`` (``key``: its string form):
+        ``EXCLUDED``, ``PAGE`` (crawled), ``EXTERNAL`` (checked), ``SCHEME`` (a
+        scheme not fetched: named only), or None (left alone: out of scope and
+        not checked)."""
+        if self.exclude and self.excluded(url):
+            return EXCLUDED
+        if not key.startswith(HTTP_PREFIXES):
+            return SCHEME if check_links else None
+        if self.follows(url):
+            return PAGE
+        return EXTERNAL if check_links else None
 
 
 def _domain(host: str) -> str:

@@ -7,7 +7,9 @@ percent-encoding (``%7e`` -> ``~``, ``%2f`` kept) and gives an empty path
 
 ``Resolver`` is ``normalize`` with a memory: pages of one site repeat the
 same links (menus, footers, "home", "up"), so each spelling is worked out
-once per context it can depend on (see ``Resolver.resolve``).
+once per context it can depend on (see ``Resolver.resolve``).  It also hands
+back the links to resources the crawl does not fetch (``mailto:``, ``file:``,
+``ftp:``...: see ``other_scheme``), for the report to name them.
 """
 
 from __future__ import annotations
@@ -17,9 +19,16 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from yarl import URL
 
-__all__ = ["normalize", "Resolver", "split_fragment", "host_key", "origin", "is_http"]
+__all__ = [
+    "normalize", "other_scheme", "Resolver", "split_fragment", "host_key", "origin", "is_http",
+    "HTTP_SCHEMES", "HTTP_PREFIXES", "NOT_LINKS",
+]
 
-_SCHEMES = ("http", "https")
+HTTP_SCHEMES = frozenset({"http", "https"})
+#: How every normalised http(s) URL (a de-duplication key) starts.
+HTTP_PREFIXES = ("http://", "https://")
+#: Schemes of links that name no resource to check: code, inline data.
+NOT_LINKS = frozenset({"javascript", "data", "about", "blob"})
 #: A link that names its scheme: URL() finds that scheme and never looks at a base.
 _HAS_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:").match
 #: A path URL() and normalisation leave as it is: segments of unreserved characters,
@@ -30,7 +39,7 @@ RESOLVER_SIZE = 200_000
 
 
 def is_http(url: URL) -> bool:
-    return url.scheme in _SCHEMES and bool(url.host)
+    return url.scheme in HTTP_SCHEMES and bool(url.host)
 
 
 def normalize(link: str, base: URL | None = None) -> tuple[URL, str] | None:
@@ -62,11 +71,30 @@ def normalize(link: str, base: URL | None = None) -> tuple[URL, str] | None:
         return None
 
 
+def other_scheme(link: str) -> tuple[URL, str] | None:
+    """``(url without fragment, fragment)`` for a link to a resource the crawl
+    does not fetch (``mailto:``, ``file:``, ``ftp:``, ``tel:``...); None for
+    http(s), for what names no resource (``NOT_LINKS``), and for what cannot be
+    parsed."""
+    link = link.strip()
+    if not _HAS_SCHEME(link):
+        return None
+    try:
+        url = URL(link)
+    except (ValueError, TypeError, UnicodeError):
+        return None
+    if not url.scheme or url.scheme in HTTP_SCHEMES or url.scheme in NOT_LINKS:
+        return None
+    fragment = unquote(url.raw_fragment) if url.raw_fragment else ""
+    return (url.with_fragment(None) if fragment else url), fragment
+
+
 class Resolver:
     """``normalize`` for the links of many pages, remembering its answers.
 
     ``resolve(links, base)`` gives what ``normalize(link, base)`` gives for
-    each link (with its string form, the de-duplication key), worked out once
+    each link (with its string form, the de-duplication key), or for a link
+    to another scheme what ``other_scheme`` gives, worked out once
     per context the answer can depend on, which is decided from the link's
     text exactly as ``URL()`` parses it:
 
@@ -124,7 +152,10 @@ class Resolver:
                     url = URL(prefix + link, encoded=True)
                     found = memory[link] = (str(url), url, "")
                 else:
-                    found = memory[link] = _keyed(normalize(link, base))
+                    found = _keyed(normalize(link, base))
+                    if found is None and memory is everywhere:
+                        found = _keyed(other_scheme(link))
+                    memory[link] = found
                 if memory is not here:
                     self._count += 1
             if found is not None:

@@ -9,10 +9,8 @@ Every request's fetches run in ONE GreenPool shared by all clients, so the
 number of outgoing fetches stays bounded however many clients post at once.
 
 The service fetches whatever URL it is given, so by default it only connects
-to public addresses: a name is resolved, each address checked, and the
-connection made to the checked address (no second lookup to race with), and
-every redirect is checked again before it is followed.  ``allow_private``
-lifts that for trusted networks.
+to public addresses, by the rule of ``feeds.addresses`` (``feeds fetch``
+follows the same one); ``allow_private`` lifts that for trusted networks.
 """
 
 from __future__ import annotations
@@ -22,14 +20,14 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-from ...green import socket as gsocket
 from ...kernel.pool import GreenPool
-from ...web.client import FetchError, is_public_address
+from ...web.client import HttpClient
 from ...web.wsgi import WSGIServer
 from ..fetch import read_url_lines
 from ..plumbing.service import Stats
+from .addresses import RULE, AddressRule, check_public_url, is_public_address
+from .cache import FeedCache
 from .fetcher import FeedFetcher, FeedResult, fetch_feeds
 
 __all__ = ["FeedService", "FeedStats", "check_public_url", "is_public_address"]
@@ -62,22 +60,6 @@ class FeedStats(Stats):
     feed_errors: int = 0
 
 
-def check_public_url(url: str) -> None:
-    """Raise ``FetchError('refused-address')`` unless every address ``url``'s
-    host resolves to is public (the redirect check of the service)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        infos = gsocket.getaddrinfo(host, port, 0, gsocket.SOCK_STREAM)
-    except (OSError, ValueError, UnicodeError) as exc:
-        raise FetchError(url, "dns", f"cannot resolve {host}: {exc}") from None
-    bad = sorted({info[4][0] for info in infos if not is_public_address(info[4][0])})
-    if bad:
-        raise FetchError(url, "refused-address", f"{host} resolves to a non-public address "
-                         f"({', '.join(bad)})")  # fmt: skip
-
-
 def _fmt_seconds(value: float | None) -> str:
     return "no limit" if value is None else f"{value:g}s"
 
@@ -103,6 +85,39 @@ class FeedService:
         self.deadline = deadline
         self.allow_private = allow_private
         self.stats = stats if stats is not None else FeedStats()
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        concurrency: int = 64,
+        max_urls: int = 100,
+        max_request: int = 64 * 1024,
+        max_feed: int = 2 * 1024 * 1024,
+        timeout: float | None = 20.0,
+        deadline: float | None = 60.0,
+        allow_private: bool = False,
+        cache: str | None = None,
+        per_host: int = 4,
+        stats: FeedStats | None = None,
+    ) -> FeedService:
+        """The service with its own HTTP client (public addresses only unless
+        ``allow_private``; each feed at most ``max_feed`` bytes and ``timeout``
+        seconds) and, with ``cache`` (an SQLite file), conditional GETs."""
+        if max_request < 1:
+            raise ValueError("max_request must be at least 1 byte")
+        rule = AddressRule(allow_private)
+        client = HttpClient(
+            connect_timeout=10.0, read_timeout=timeout, max_body=max_feed, max_redirects=5,
+            per_host=per_host, allow_address=rule.allow_address,
+        )  # fmt: skip
+        fetcher = FeedFetcher(
+            client, cache=FeedCache(cache) if cache else None, timeout=timeout,
+            max_feed=max_feed, entries=0, redirect_check=rule.redirect_check,
+        )  # fmt: skip
+        return cls(fetcher, concurrency=concurrency, max_urls=max_urls,
+                   max_request=max_request, deadline=deadline, allow_private=allow_private,
+                   stats=stats)  # fmt: skip
 
     def start(self, sock: Any, *, max_conns: int = 1000) -> Callable[[float | None], None]:
         """Serve on ``sock``; returns the stop function, which lets requests in
@@ -174,7 +189,7 @@ class FeedService:
             deadline=_fmt_seconds(self.deadline),
             private="Private, loopback and link-local addresses are allowed."
             if self.allow_private
-            else "Only public addresses are fetched (no private, loopback or link-local ones).",
+            else RULE,
         )
 
 

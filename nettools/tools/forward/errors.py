@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...green import ssl
 
-__all__ = ["describe", "reason"]
+__all__ = ["describe", "reason", "ForwardError"]
 
 
 def describe(exc: BaseException) -> str:
@@ -26,3 +26,14 @@ def reason(exc: OSError) -> str:
     """An ``OSError``'s own words (a failed look-up, a file that does not load)."""
     text = exc.strerror or str(exc)
     return text[:1].lower() + text[1:]
+
+
+class ForwardError(ValueError):
+    """A request the forwarder refuses: a bad rule, toxic or proxy, an unknown
+    name, a name taken.  ``status`` is the HTTP status the Toxiproxy API
+    answers with (400 bad input, 404 unknown name, 409 name taken); the
+    message is one line, as Toxiproxy words it where it has a word for it."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status

@@ -1,11 +1,11 @@
-"""The ``Forwarder``: one ``net.Server`` per rule, and the life of each connection.
+"""The ``Forwarder``: a set of named rules (``Proxy`` for TCP, ``UdpProxy`` for
+UDP) sharing one connection limit, one pool of pipes and one set of counters.
 
-A connection is admitted (``--allow``/``--deny``), gets its TLS from the
-client if the forwarder terminates TLS, connects to its rule's target (each of
-the target's addresses in turn, TLS on top if asked), is relayed (``relay``)
-and watched for idleness, and ends with one log line on the
-``nettools.forward`` logger -- peer, rule, bytes each way, duration, and why it
-ended if not by EOF -- as text or, with ``json_log``, as one JSON object.
+Rules can be added, removed and replaced while it runs -- by the Toxiproxy API
+(``api``), by a reload of a rules file (``reload``), or by a Python caller.
+Each connection ends with one log line on the ``nettools.forward`` logger --
+peer, rule, bytes each way, duration, and why it ended if not by EOF -- as text
+or, with ``json_log``, as one JSON object.
 """
 
 from __future__ import annotations
@@ -19,55 +19,88 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from ...green import socket
-from ...kernel.greenthread import GreenletExit, spawn
+from ...kernel.greenthread import spawn
 from ...kernel.hub import get_hub
 from ...kernel.pool import GreenPool
-from ...net import Server, accept_tls, format_address
+from ...kernel.sync import Event
 from ...tlsguard import HandshakeGate
 from ..plumbing.service import Stats
-from .errors import describe
-from .relay import HAVE_SPLICE, Connection, PipePool, relay
-from .rules import Network, Rule, admitted
+from .errors import ForwardError
+from .proxy import Proxy, default_name
+from .relay import HAVE_SPLICE, Connection, PipePool
+from .rules import Network, ResolvedRule, Rule, RuleOptions
 from .tls import relay_context
+from .udp import UdpProxy
 
-__all__ = ["Forwarder", "ForwardStats", "FDS_PER_CONNECTION", "log_json_lines"]
+__all__ = ["Forwarder", "ForwardStats", "FDS_PER_CONNECTION", "KEEPALIVE", "set_keepalive",
+           "log_json_lines"]
 
 log = logging.getLogger("nettools.forward")
 
 #: fds one connection may hold: client, target, and a pipe (two fds) per direction.
 FDS_PER_CONNECTION = 6
+#: Seconds of silence before the first keepalive probe; four unanswered probes
+#: a quarter of that apart end the connection (about two minutes in all).
+KEEPALIVE = 60.0
+KEEPALIVE_PROBES = 4
+
+
+def set_keepalive(sock: Any, idle: float | None) -> None:
+    """TCP keepalive on ``sock``: first probe after ``idle`` seconds of silence
+    (None, or a unix socket: nothing to do)."""
+    if idle is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, int(idle)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, int(idle / 4)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
+    except OSError:
+        pass  # the peer may already have reset it
 
 
 @dataclass
 class ForwardStats(Stats):
-    """``Stats`` plus the connections turned away by --allow/--deny."""
+    """``Stats`` plus the connections turned away by --allow/--deny, and the
+    UDP datagrams dropped (session limit reached, or too big to send)."""
 
     denied: int = 0
+    datagrams_dropped: int = 0
+
+
+AnyProxy = Proxy | UdpProxy
 
 
 class Forwarder:
-    """Relays connections for a set of rules; one ``nettools.net.Server`` per rule.
+    """Relays connections (and UDP datagrams) for a set of named rules.
 
     ``max_conns`` bounds the connections of all rules together.
-    ``connect_timeout`` bounds connecting to the target and each TLS handshake;
-    ``idle_timeout`` closes a connection with no bytes moving either way for
-    that long.  ``allow``/``deny`` are networks (see ``parse_networks``): a
-    client in a denied network, or outside every allowed one when any are
+    ``connect_timeout`` bounds connecting to a target, each TLS handshake
+    and reading a client's PROXY header; ``idle_timeout`` (default: none, as
+    socat and ``ssh -L``) closes a connection with no bytes moving either way
+    for that long; ``keepalive`` turns on TCP keepalive on both legs, first
+    probe after that many idle seconds (None: off), so a peer that vanished
+    is still found.  ``allow``/``deny`` are networks (see ``parse_networks``):
+    a client in a denied network, or outside every allowed one when any are
     given, is closed at once (unix-socket clients are not filtered).
     ``tls_context`` (server side) terminates TLS from clients;
-    ``target_tls_context`` (client side) speaks TLS to the target.
+    ``target_tls_context`` (client side) speaks TLS to the targets.
     ``splice`` (default: where available) lets plain directions use
-    ``os.splice``.  Rules come from ``open_rules``, or are made by hand::
+    ``os.splice``.  ``options`` is how rules added at run time (by the
+    Toxiproxy API) forward.  Rules come from ``open_rules`` (or ``Rule`` by hand), each
+    named by ``Rule.name`` or else after its listen address::
 
-        fwd = Forwarder(open_rules(["7000:22"]), idle_timeout=300).start()
+        fwd = Forwarder(open_rules(["db=7000:5432"])).start()
+        fwd["db"].add_toxic({"type": "latency", "attributes": {"latency": 100}})
     """
 
     def __init__(
         self,
-        rules: Sequence[Rule],
+        rules: Sequence[Rule] = (),
         *,
         connect_timeout: float | None = 10.0,
         idle_timeout: float | None = None,
+        keepalive: float | None = KEEPALIVE,
         max_conns: int = 10_000,
         allow: Iterable[Network] = (),
         deny: Iterable[Network] = (),
@@ -76,10 +109,13 @@ class Forwarder:
         json_log: bool = False,
         stats: Stats | None = None,
         splice: bool | None = None,
+        options: RuleOptions | None = None,
     ) -> None:
-        self.rules = list(rules)
+        #: How rules made at run time (by the API) forward.
+        self.options = options or RuleOptions()
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
+        self.keepalive = keepalive
         self.allow = list(allow)
         self.deny = list(deny)
         self.tls_context = relay_context(tls_context)
@@ -91,149 +127,105 @@ class Forwarder:
         self.pool = GreenPool(max_conns)
         #: TLS handshakes with clients in progress, bounded as a Server bounds its own.
         self.handshakes = HandshakeGate()
-        # No ssl_context for the Servers: TLS from the client comes after the
-        # address check (a refused client costs no handshake), and a failed
-        # handshake is one of this forwarder's connections, logged and counted
-        # like any other; so _handle calls net.accept_tls, as Server would.
-        self.servers = [
-            Server(rule.listener, self._handler(rule), pool=self.pool, name="forward")
-            for rule in self.rules
-        ]
+        #: Name -> proxy, in the order they were added.
+        self.proxies: dict[str, AnyProxy] = {}
+        self.started = False
+        self._stopped = Event()
+        for rule in rules:
+            self.add(rule, start=False)
+
+    # ------------------------------------------------------------ the rules
+
+    def __getitem__(self, name: str) -> AnyProxy:
+        """The proxy called ``name``; ``ForwardError`` 404 if none is."""
+        proxy = self.proxies.get(name)
+        if proxy is None:
+            raise ForwardError("proxy not found", 404)
+        return proxy
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.proxies
+
+    def add(self, rule: Rule, start: bool | None = None, name: str | None = None) -> AnyProxy:
+        """Add a rule (listening already) under ``name`` (default: the rule's,
+        or its listen address, made unique); starts it if the forwarder runs
+        (or as ``start`` says).  ``ForwardError`` 409 if ``name`` is taken
+        (the rule's socket is then closed)."""
+        if name is None:
+            name = rule.name or self._unique(default_name(rule))
+        if name in self.proxies:
+            rule.listener.close()
+            raise ForwardError("proxy already exists", 409)
+        cls = UdpProxy if rule.udp else Proxy
+        proxy = self.proxies[name] = cls(self, rule, name)
+        if start if start is not None else self.started:
+            proxy.start()
+        return proxy
+
+    def open(self, resolved: ResolvedRule, start: bool | None = None) -> AnyProxy:
+        """Listen for ``resolved`` and add it under its key (its name, or its
+        listen address as written); ``ServiceError`` if it cannot listen,
+        ``ForwardError`` 409 if the key is taken."""
+        if resolved.key in self.proxies:
+            raise ForwardError("proxy already exists", 409)
+        return self.add(resolved.open(), start, name=resolved.key)
+
+    def remove(self, name: str, timeout: float | None = 0) -> None:
+        """Stop and forget the proxy called ``name``, giving its connections up
+        to ``timeout`` seconds (0: drop them at once, as Toxiproxy does)."""
+        proxy = self[name]
+        del self.proxies[name]
+        proxy.stop(timeout)
+
+    def _unique(self, name: str) -> str:
+        if name not in self.proxies:
+            return name
+        n = 2
+        while f"{name}-{n}" in self.proxies:
+            n += 1
+        return f"{name}-{n}"
 
     @property
     def addresses(self) -> list[Any]:
         """The listening address of each rule, in order."""
-        return [server.address for server in self.servers]
+        return [proxy.address for proxy in self.proxies.values()]
+
+    @property
+    def connections(self) -> set[Connection]:
+        """Every TCP connection being forwarded now."""
+        return {c for p in self.proxies.values() if isinstance(p, Proxy) for c in p.connections}
+
+    # ------------------------------------------------------------ running
 
     def start(self) -> Forwarder:
         """Start accepting on every rule; returns self."""
-        for server in self.servers:
-            server.start()
+        self.started = True
+        for proxy in list(self.proxies.values()):
+            proxy.start()
         return self
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop accepting, give open connections up to ``timeout`` seconds to end,
         then close what is left."""
-        stoppers = [spawn(server.stop, timeout) for server in self.servers]
+        stoppers = [spawn(proxy.stop, timeout) for proxy in list(self.proxies.values())]
         for gt in stoppers:
             gt.wait()
         self.pipes.close()
+        if not self._stopped.ready():
+            self._stopped.send(None)
 
     def serve_forever(self) -> None:
-        """Start and wait until every rule's server has stopped."""
+        """Start and wait until ``stop`` has finished."""
         self.start()
-        for server in self.servers:
-            server.serve_forever()
+        self._stopped.wait()
 
-    # ------------------------------------------------------ one connection
-
-    def _handler(self, rule: Rule) -> Any:
-        name = rule.name  # now: once stopping, the listener has no address left
-
-        def handle(conn: socket.socket, addr: Any) -> None:
-            self._handle(rule, name, conn, addr)
-
-        return handle
-
-    def _handle(self, rule: Rule, name: str, conn: socket.socket, addr: Any) -> None:
-        stats = self.stats
-        stats.connections += 1
-        stats.active += 1
-        c = Connection(rule, name, _peer_name(addr, conn.family))
-        c.client = conn
-        try:
-            if not admitted(addr, conn.family, self.allow, self.deny):
-                if isinstance(stats, ForwardStats):
-                    stats.denied += 1
-                c.fail("denied", "client address not allowed")
-                return
-            if self.tls_context is not None and not self._accept_tls(c):
-                return
-            if not self._connect(c):
-                return
-            if self.idle_timeout is not None:
-                self._watch_idle(c)
-            relay(c, self.pipes if self.splice else None)
-        except GreenletExit:
-            c.fail("stopped", "forwarder stopping")
-            raise
-        finally:
-            if c.timer is not None:
-                c.timer.cancel()
-            for sock in (c.upstream, c.client if c.client is not conn else None):
-                if sock is not None:
-                    try:
-                        sock.close()
-                    except OSError:
-                        pass
-            stats.active -= 1
-            stats.bytes_in += c.counts[0]
-            stats.bytes_out += c.counts[1]
-            if c.end in ("unreachable", "tls-error", "reset", "error"):
-                stats.errors += 1
-            self._log(c)
-
-    def _accept_tls(self, c: Connection) -> bool:
-        """TLS handshake with the client; False (and the reason noted) if it fails."""
-        try:
-            c.client = accept_tls(
-                c.client, self.tls_context, self.connect_timeout, self.handshakes
-            )
-        except (OSError, ValueError) as exc:
-            c.fail("tls-error", f"TLS handshake with client failed: {describe(exc)}")
-            return False
-        c.client.settimeout(None)
-        return True
-
-    def _connect(self, c: Connection) -> bool:
-        """Connect to the rule's target (each address in turn); False if unreachable."""
-        target = c.rule.target
-        deadline = None if self.connect_timeout is None else time.monotonic() + self.connect_timeout
-        error: BaseException | None = None
-        for family, sockaddr in target.addresses:
-            try:
-                sock = socket.socket(family, socket.SOCK_STREAM)
-            except OSError as exc:  # out of fds
-                error = exc
-                break
-            try:
-                if deadline is not None:
-                    sock.settimeout(max(deadline - time.monotonic(), 0.001))
-                sock.connect(sockaddr)
-            except OSError as exc:
-                sock.close()
-                error = exc
-                if isinstance(exc, TimeoutError):
-                    break  # the time is used up; other addresses would time out at once
-                continue
-            if family != socket.AF_UNIX:
-                try:
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                except OSError:
-                    pass
-            c.upstream = sock
-            break
-        if c.upstream is None:
-            why = describe(error) if error is not None else "no address"
-            c.fail("unreachable", f"cannot connect to {target.name}: {why}")
-            return False
-        if self.target_tls_context is not None:
-            sock = c.upstream
-            try:
-                tls = self.target_tls_context.wrap_socket(
-                    sock, server_hostname=target.host, do_handshake_on_connect=False
-                )
-                c.upstream = tls
-                tls.do_handshake()
-            except (OSError, ValueError) as exc:
-                c.fail("tls-error", f"TLS handshake with {target.name} failed: {describe(exc)}")
-                return False
-        c.upstream.settimeout(None)
-        return True
+    def set_keepalive(self, sock: Any) -> None:
+        set_keepalive(sock, self.keepalive)
 
     # ---------------------------------------------------------- idle watchdog
 
-    def _watch_idle(self, c: Connection) -> None:
+    def watch_idle(self, c: Connection) -> None:
+        """Close ``c`` once no bytes have moved either way for ``idle_timeout``."""
         # A timer a quarter of the timeout apart rather than a clock read per
         # chunk: the hot path only bumps counters.  Closes after 1 to 1.25 x idle.
         c.timer = get_hub().schedule(self.idle_timeout / 4, self._check_idle, c)
@@ -252,7 +244,8 @@ class Forwarder:
 
     # ------------------------------------------------------------- logging
 
-    def _log(self, c: Connection) -> None:
+    def log(self, c: Connection) -> None:
+        """The one log line of a connection that ended."""
         seconds = time.monotonic() - c.started
         level = logging.INFO if c.end in ("eof", "idle", "stopped", "denied") else logging.WARNING
         if not log.isEnabledFor(level):
@@ -278,11 +271,6 @@ class Forwarder:
                 c.peer, c.name, c.counts[0], c.counts[1], seconds, why,
             )
 
-
-def _peer_name(addr: Any, family: int) -> str:
-    if family == socket.AF_UNIX:
-        return f"unix:{addr}" if addr else "unix:(unnamed)"
-    return format_address(addr)
 
 
 def log_json_lines(stream: IO[str] | None = None) -> None:

@@ -5,7 +5,9 @@ What the relay guarantees:
 * both directions flow at once and independently;
 * a half-close is passed on: EOF from one side becomes ``shutdown(SHUT_WR)``
   on the other, and the connection lives until both directions have ended;
-* a reset (or any error) on one side closes both;
+* an abort travels as an abort: a reset (or any error) on one side resets the
+  other (``SO_LINGER`` 0, so the close sends RST), so a client can tell a cut
+  transfer from a complete one; a FIN stays a half-close;
 * nothing already read is dropped: on EOF whatever is still in flight is
   written out before the shutdown.
 
@@ -19,6 +21,13 @@ with TLS on either side (or where splice is missing) a direction copies with
 ``recv_into`` and ``sendall`` through a buffer that grows with the traffic
 (``copy_pump``).  A pump counts the bytes it moves in its ``Connection``,
 which also records why the connection ended.
+
+A direction may change paths while it runs: when a toxic comes to apply to it
+(``Connection.faulty``), the splice or copy pump stops at a chunk boundary --
+nothing read and not yet written, or the chunk just read handed over -- and
+the toxic pump ``relay`` was given takes over; when the last toxic goes, the
+toxic pump drains and hands back.  So a proxy without toxics keeps the fast
+path, and adding or removing one mid-stream loses, repeats and reorders nothing.
 """
 
 from __future__ import annotations
@@ -27,8 +36,12 @@ import errno
 import fcntl
 import logging
 import os
+import struct
 import time
+from collections.abc import Callable
 from typing import Any
+
+from greenlet import getcurrent
 
 from ...green import socket, ssl
 from ...kernel.greenthread import kill, spawn
@@ -44,10 +57,13 @@ __all__ = [
     "COPY_MAX",
     "PIPE_POOL_SIZE",
     "Connection",
+    "Aborted",
     "PipePool",
+    "FaultyPump",
     "relay",
     "splice_pump",
     "copy_pump",
+    "broken",
     "shutdown_write",
     "is_tls",
 ]
@@ -69,6 +85,16 @@ PIPE_POOL_SIZE = 128
 _PEER_GONE = frozenset(
     {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT, errno.ENOTCONN}
 )
+#: SO_LINGER on, 0 seconds: close() then sends RST instead of FIN.
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+#: ``pump(src, dst, c, way, carry) -> carry or None``: the path a direction
+#: takes while toxics apply to it (see ``faults.toxic_pump``).
+FaultyPump = Callable[[Any, Any, "Connection", int, bytes], "bytes | None"]
+
+
+class Aborted(Exception):
+    """Thrown into a direction's pump when the connection is reset under it."""
 
 
 class Connection:
@@ -76,7 +102,8 @@ class Connection:
 
     __slots__ = (
         "rule", "name", "peer", "client", "upstream", "counts", "eof", "started", "end",
-        "error", "seen", "active_at", "timer",
+        "error", "seen", "active_at", "timer", "faulty", "faults", "pumps", "resetting",
+        "target", "__weakref__",
     )
 
     def __init__(self, rule: Rule, name: str, peer: str) -> None:
@@ -93,6 +120,14 @@ class Connection:
         self.seen = 0  # byte total at the idle watchdog's last look
         self.active_at = self.started
         self.timer: Timer | None = None
+        #: Per direction: whether toxics apply to it now, and their state
+        #: (``faults.Faults``), set by the proxy.
+        self.faulty = [False, False]
+        self.faults: list[Any] = [None, None]
+        #: The greenthread running each direction, while it runs.
+        self.pumps: list[Any] = [None, None]
+        self.resetting = False
+        self.target: Any = None  # the target this connection went to
 
     def fail(self, end: str, error: str) -> None:
         """Record the first reason the connection ends abnormally."""
@@ -100,10 +135,33 @@ class Connection:
             self.end, self.error = end, error
 
     def abort(self) -> None:
-        """Shut both sockets down so both directions wake up and end."""
+        """Shut both sockets down (a FIN each way) so both directions wake up and end."""
         for sock in (self.client, self.upstream):
             if sock is not None:
                 shutdown_quietly(sock)
+        for faults in self.faults:
+            if faults is not None:
+                faults.end()
+
+    def reset(self) -> None:
+        """Abort both sides with a TCP reset: no FIN goes out, each socket's
+        close sends RST, and every direction still running is stopped."""
+        if self.resetting:
+            return
+        self.resetting = True
+        for sock in (self.client, self.upstream):
+            if sock is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+                except OSError:
+                    pass  # already closed
+        for faults in self.faults:
+            if faults is not None:
+                faults.end()
+        me = getcurrent()
+        for g in self.pumps:
+            if g is not None and g is not me:
+                kill(g, Aborted())
 
 
 class PipePool:
@@ -158,25 +216,50 @@ class PipePool:
             os.close(w)
 
 
-def relay(c: Connection, pipes: PipePool | None) -> None:
+def relay(c: Connection, pipes: PipePool | None, faulty: FaultyPump | None = None) -> None:
     """Move ``c``'s bytes both ways until both directions have ended; plain
-    directions splice through ``pipes`` (None: always copy)."""
-    if pipes is not None and not (is_tls(c.client) or is_tls(c.upstream)):
-        pump, extra = splice_pump, (pipes,)
-    else:
-        pump, extra = copy_pump, ()
-    down = spawn(pump, c.upstream, c.client, c, 1, *extra)
+    directions splice through ``pipes`` (None: always copy), and a direction
+    that toxics apply to goes through ``faulty``."""
+    if is_tls(c.client) or is_tls(c.upstream):
+        pipes = None
+    c.pumps[0] = getcurrent()
+    down = spawn(_direction, c, 1, pipes, faulty)
+    c.pumps[1] = down
     try:
-        pump(c.client, c.upstream, c, 0, *extra)
-        down.wait()
+        _direction(c, 0, pipes, faulty)
+        while not down.dead:
+            try:
+                down.wait()
+            except Aborted:
+                pass  # the other direction reset the connection; it still ends
     finally:
         if not down.dead:
             kill(down)
 
 
-def splice_pump(src: Any, dst: Any, c: Connection, way: int, pipes: PipePool) -> None:
+def _direction(c: Connection, way: int, pipes: PipePool | None, faulty: FaultyPump | None) -> None:
+    """Run one direction to its end, on whichever path applies at each moment."""
+    src, dst = (c.client, c.upstream) if way == 0 else (c.upstream, c.client)
+    carry: bytes | None = b""
+    try:
+        while carry is not None:
+            if c.faulty[way] and faulty is not None:
+                carry = faulty(src, dst, c, way, carry)
+            elif pipes is not None and not carry:
+                carry = splice_pump(src, dst, c, way, pipes)
+            else:
+                carry = copy_pump(src, dst, c, way, carry)
+    except Aborted:
+        pass
+    finally:
+        c.pumps[way] = None
+
+
+def splice_pump(src: Any, dst: Any, c: Connection, way: int, pipes: PipePool) -> bytes | None:
     """Move ``src``'s bytes to ``dst`` through a pipe, never into Python;
-    ``way`` 0 is client to target, 1 the other way."""
+    ``way`` 0 is client to target, 1 the other way.  Returns None once the
+    direction has ended, or ``b""`` when toxics come to apply to it (the
+    pipe empty, the next bytes still in ``src``)."""
     pipe = pipes.get()
     if pipe is None:
         return copy_pump(src, dst, c, way)
@@ -185,12 +268,14 @@ def splice_pump(src: Any, dst: Any, c: Connection, way: int, pipes: PipePool) ->
     hub = get_hub()
     wait_read, wait_write = hub.wait_read, hub.wait_write
     splice, flags = os.splice, _SPLICE_FLAGS
-    counts = c.counts
+    counts, faulty = c.counts, c.faulty
     sfd, dfd = src.fileno(), dst.fileno()
     pending = 0  # bytes in the pipe, not yet written to dst
     writing = False
     try:
         while True:
+            if faulty[way]:
+                return b""
             # The pipe is empty here, so EAGAIN can only mean src has nothing.
             try:
                 n = splice(sfd, w, capacity, None, None, flags)
@@ -215,30 +300,49 @@ def splice_pump(src: Any, dst: Any, c: Connection, way: int, pipes: PipePool) ->
             if full:
                 capacity = pipes.grow(pipe)
                 grown = True
+        c.eof[way] = True
         shutdown_write(dst)
     except OSError as exc:
-        _broken(c, exc, way, writing)
+        broken(c, exc, way, writing)
     finally:
         pipes.put(pipe, empty=pending == 0)
+    return None
 
 
-def copy_pump(src: Any, dst: Any, c: Connection, way: int) -> None:
+def copy_pump(src: Any, dst: Any, c: Connection, way: int, carry: bytes = b"") -> bytes | None:
     """Copy ``src`` to ``dst`` through a buffer that grows while reads fill it;
-    ``way`` 0 is client to target, 1 the other way."""
+    ``way`` 0 is client to target, 1 the other way.  ``carry`` is written
+    first.  Returns None once the direction has ended, or the chunk just read
+    when toxics come to apply to it."""
     size = COPY_MIN
     buf = bytearray(size)
     view = memoryview(buf)
     recv_into, sendall = src.recv_into, dst.sendall
-    counts = c.counts
+    counts, faulty = c.counts, c.faulty
     writing = False
     try:
+        if carry:
+            writing = True
+            sendall(carry)
+            writing = False
+            counts[way] += len(carry)
         while True:
+            if faulty[way]:
+                return b""
             try:
                 n = recv_into(buf)
             except ssl.SSLZeroReturnError:
                 n = 0  # the peer's close_notify after ours: a clean EOF
+            except ssl.SSLError:
+                if not c.eof[1 - way]:
+                    raise
+                # OpenSSL 3 answers the bare FIN of our half-close with a fatal
+                # alert once it has read everything: that side's end of stream.
+                n = 0
             if not n:
                 break
+            if faulty[way]:
+                return bytes(view[:n])  # toxics came while we waited: theirs now
             writing = True
             sendall(view[:n])
             writing = False
@@ -250,22 +354,25 @@ def copy_pump(src: Any, dst: Any, c: Connection, way: int) -> None:
         c.eof[way] = True
         shutdown_write(dst, close_notify=c.eof[1 - way])
     except OSError as exc:
-        _broken(c, exc, way, writing)
+        broken(c, exc, way, writing)
+    return None
 
 
-def _broken(c: Connection, exc: OSError, way: int, writing: bool) -> None:
-    """A direction failed: note why (unless the connection is already ending), close both."""
+def broken(c: Connection, exc: OSError, way: int, writing: bool) -> None:
+    """A direction failed: note why (unless the connection is already ending)
+    and abort it both ways with a reset."""
     side_is_client = (way == 1) if writing else (way == 0)
     side = "client" if side_is_client else "target"
+    if exc.errno == errno.EBADF or c.end != "eof":
+        c.abort()  # closed or shut under us because the connection is already ending
+        return
     if isinstance(exc, ssl.SSLError):
         c.fail("tls-error", f"TLS error from {side}: {describe(exc)}")
-    elif exc.errno == errno.EBADF or c.end != "eof":
-        pass  # closed under us because the connection is already ending
     elif exc.errno in _PEER_GONE:
         c.fail("reset", f"connection reset by {side}")
     else:
         c.fail("error", f"{side}: {describe(exc)}")
-    c.abort()
+    c.reset()
 
 
 def is_tls(sock: Any) -> bool:

@@ -1,9 +1,14 @@
 """Forwarding rules: their syntax, their targets, and who may use them.
 
-A rule is ``[LISTEN_HOST:]LISTEN_PORT:[TARGET_HOST:]TARGET_PORT`` -- e.g.
-``7000:22``, ``0.0.0.0:7000:db:5432``, ``[::1]:7000:[::1]:22``,
-``unix:/run/a.sock:22``, ``7000:unix:/run/b.sock``.  Turning rule strings into
-``Rule`` objects takes three steps, each with its own kind of failure:
+A rule is ``[NAME=][udp:][LISTEN_HOST:]LISTEN_PORT:TARGET[,TARGET...]`` with
+each target ``[TARGET_HOST:]TARGET_PORT`` -- e.g. ``7000:22``,
+``0.0.0.0:7000:db:5432``, ``[::1]:7000:[::1]:22``, ``unix:/run/a.sock:22``,
+``7000:unix:/run/b.sock``, ``web=8080:10.0.0.1:80,10.0.0.2:80`` (two targets,
+see ``targets``), ``udp:5353:127.0.0.1:53``.  ``NAME`` is how the Toxiproxy API
+and a rules file know the rule (default: its listen address, ``udp:`` and all);
+``RuleOptions`` says how it forwards and ``toxics`` what faults it starts with.
+Turning rule strings into ``Rule`` objects takes three steps, each with its
+own kind of failure:
 ``parse_rule`` (syntax: ``ValueError``), ``resolve_rules`` (names looked up
 now, once: ``ValueError``) and ``ResolvedRule.open`` (the listening socket:
 ``ServiceError``); ``open_rules`` runs all three.
@@ -12,17 +17,22 @@ now, once: ``ValueError``) and ``ResolvedRule.open`` (the listening socket:
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ...green import socket
 from ...net import Address, format_address, parse_address
 from ..plumbing.service import listen_on
 from .errors import reason
+from .toxics import Toxic
 
 __all__ = [
     "RULE_SYNTAX",
+    "BALANCE",
+    "PROXY_PROTOCOLS",
+    "RuleOptions",
     "RuleSpec",
     "parse_rule",
     "split_rule",
@@ -33,12 +43,53 @@ __all__ = [
     "resolve_rules",
     "Rule",
     "open_rules",
+    "open_resolved",
+    "listen_key",
     "Network",
     "parse_networks",
     "admitted",
 ]
 
-RULE_SYNTAX = "[LISTEN_HOST:]LISTEN_PORT:[TARGET_HOST:]TARGET_PORT"
+RULE_SYNTAX = "[NAME=][udp:][LISTEN_HOST:]LISTEN_PORT:[TARGET_HOST:]TARGET_PORT[,TARGET...]"
+#: How a rule with several targets picks one for each new connection.
+BALANCE = ("round-robin", "first")
+#: PROXY protocol versions a rule can send to its targets.
+PROXY_PROTOCOLS = ("v1", "v2")
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]+=")
+
+
+@dataclass(frozen=True)
+class RuleOptions:
+    """How one rule forwards.
+
+    * ``balance``: ``round-robin`` over the living targets, or ``first``: the
+      first living one in the order given, the others standing by;
+    * ``fail_timeout``: a target that refuses (or times out) is skipped this
+      many seconds (passive health); ``health_check``: seconds between active
+      checks (a TCP connect to each target; None: none);
+    * ``send_proxy``: ``v1``/``v2`` sends a PROXY protocol header to the
+      target, so it sees the real client; ``accept_proxy``: read one from each
+      client (a load balancer in front) and take the client it names;
+    * ``udp_ttl``: seconds a UDP session lives without datagrams either way
+      (None: until the forwarder stops);
+      ``udp_max_sessions``: sessions at once on the rule (more are dropped).
+    """
+
+    balance: str = "round-robin"
+    fail_timeout: float = 10.0
+    health_check: float | None = None
+    send_proxy: str | None = None
+    accept_proxy: bool = False
+    udp_ttl: float | None = 300.0
+    udp_max_sessions: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.balance not in BALANCE:
+            raise ValueError(f"invalid balance {self.balance!r} (use {' or '.join(BALANCE)})")
+        if self.send_proxy not in (None, *PROXY_PROTOCOLS):
+            raise ValueError(f"invalid PROXY protocol version {self.send_proxy!r} (use v1 or v2)")
+        if self.udp_max_sessions < 1:
+            raise ValueError("udp_max_sessions must be at least 1")
 
 
 # ------------------------------------------------------------------ syntax
@@ -50,7 +101,26 @@ class RuleSpec:
 
     text: str
     listen: Address
-    target: Address
+    targets: tuple[Address, ...]
+    udp: bool = False
+    name: str | None = None
+    options: RuleOptions = field(default_factory=RuleOptions)
+    toxics: tuple[Toxic, ...] = ()
+
+    @property
+    def target(self) -> Address:
+        """The first target."""
+        return self.targets[0]
+
+    @property
+    def key(self) -> str:
+        """How the rule is known: its name, or its listen address."""
+        return self.name or listen_key(self.listen, self.udp)
+
+
+def listen_key(listen: Address, udp: bool) -> str:
+    """A rule's default name: ``127.0.0.1:7000``, ``udp:127.0.0.1:53``."""
+    return f"udp:{listen}" if udp else str(listen)
 
 
 def split_rule(text: str) -> tuple[str, str]:
@@ -79,26 +149,45 @@ def split_rule(text: str) -> tuple[str, str]:
     return text[:cut], text[cut + 1 :]
 
 
-def parse_rule(text: str) -> RuleSpec:
+def parse_rule(text: str, options: RuleOptions | None = None,
+               toxics: Sequence[Toxic] = ()) -> RuleSpec:
     """``7000:22``, ``0.0.0.0:7000:db:5432``, ``[::1]:7000:[::1]:22``,
-    ``unix:/run/a.sock:22``, ``7000:unix:/run/b.sock`` -> a ``RuleSpec``.
+    ``unix:/run/a.sock:22``, ``web=7000:unix:/run/b.sock``,
+    ``8080:10.0.0.1:80,10.0.0.2:80``, ``udp:5353:53`` -> a ``RuleSpec``.
 
     Hosts default to 127.0.0.1; raises ``ValueError`` with a one-line reason.
     """
     text = text.strip()
+    rest = text
+    name = None
+    if _NAME.match(rest):
+        name, _, rest = rest.partition("=")
+    udp = rest.startswith("udp:")
+    if udp:
+        rest = rest[4:]
     try:
-        listen_text, target_text = split_rule(text)
+        listen_text, targets_text = split_rule(rest)
         if not listen_text or listen_text.startswith(":"):
             raise ValueError("empty listen host (IPv6 addresses go in brackets)")
-        if target_text.count(":") > 1 and not target_text.startswith(("[", "unix:")):
-            raise ValueError("too many colons in the target (IPv6 addresses go in brackets)")
         listen = parse_address(listen_text)
-        target = parse_address(target_text)
+        targets = tuple(_parse_target(t) for t in targets_text.split(","))
+        if udp and (listen.path is not None or any(t.path is not None for t in targets)):
+            raise ValueError("a UDP rule takes host:port addresses, not unix sockets")
     except ValueError as exc:
         raise ValueError(f"invalid rule {text!r}: {exc} (use {RULE_SYNTAX})") from None
+    return RuleSpec(text, listen, targets, udp, name, options or RuleOptions(), tuple(toxics))
+
+
+def _parse_target(text: str) -> Address:
+    text = text.strip()
+    if not text:
+        raise ValueError("empty target")
+    if text.count(":") > 1 and not text.startswith(("[", "unix:")):
+        raise ValueError("too many colons in the target (IPv6 addresses go in brackets)")
+    target = parse_address(text)
     if target.path is None and target.port == 0:
-        raise ValueError(f"invalid rule {text!r}: the target port cannot be 0")
-    return RuleSpec(text, listen, target)
+        raise ValueError("the target port cannot be 0")
+    return target
 
 
 # ------------------------------------------------------------------ names
@@ -117,13 +206,14 @@ class Target:
     host: str | None = None
 
 
-def resolve_target(host: str, port: int) -> Target:
+def resolve_target(host: str, port: int, udp: bool = False) -> Target:
     """Resolve ``host`` now (green ``getaddrinfo``); raises ``socket.gaierror``.
 
     Every address is kept: ``localhost`` may resolve to ``::1`` first while the
     target only listens on ``127.0.0.1``, and each is tried in turn.
     """
-    infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
+    infos = socket.getaddrinfo(host, port, 0, kind)
     addresses = tuple(dict.fromkeys((family, sockaddr) for family, _, _, _, sockaddr in infos))
     return Target(format_address((host, port)), addresses, host)
 
@@ -135,34 +225,49 @@ def unix_target(path: str) -> Target:
 
 @dataclass(frozen=True)
 class ResolvedRule:
-    """A rule whose names are looked up: the address to listen on, the target."""
+    """A rule whose names are looked up: the address to listen on, the targets."""
 
     text: str
     listen: Address
-    target: Target
+    targets: tuple[Target, ...]
+    udp: bool = False
+    name: str | None = None
+    options: RuleOptions = field(default_factory=RuleOptions)
+    toxics: tuple[Toxic, ...] = ()
+
+    @property
+    def target(self) -> Target:
+        """The first target."""
+        return self.targets[0]
+
+    @property
+    def key(self) -> str:
+        """How the rule is known: its name, or its listen address."""
+        return self.name or listen_key(self.listen, self.udp)
 
     def open(self, backlog: int = 1024) -> Rule:
         """Listen; ``ServiceError`` saying why if that fails."""
-        return Rule(listen_on(self.listen, backlog=backlog), self.target)
+        listener = listen_on(self.listen, udp=self.udp, backlog=backlog)
+        return Rule(listener, self.targets[0], self.targets, self.name, self.udp,
+                    self.options, self.toxics, self)
 
 
 def resolve_rules(specs: Sequence[RuleSpec]) -> list[ResolvedRule]:
-    """Look every rule's target up, then every listen host (green
+    """Look every rule's targets up, then every listen host (green
     ``getaddrinfo``); ``ValueError`` naming the rule if a name does not resolve."""
-    targets = [_target_of(spec) for spec in specs]
+    targets = [tuple(_target_of(spec, addr) for addr in spec.targets) for spec in specs]
     listens = [_listen_address_of(spec) for spec in specs]
     return [
-        ResolvedRule(spec.text, listen, target)
+        ResolvedRule(spec.text, listen, target, spec.udp, spec.name, spec.options, spec.toxics)
         for spec, listen, target in zip(specs, listens, targets, strict=True)
     ]
 
 
-def _target_of(spec: RuleSpec) -> Target:
-    addr = spec.target
+def _target_of(spec: RuleSpec, addr: Address) -> Target:
     if addr.path is not None:
         return unix_target(addr.path)
     try:
-        return resolve_target(addr.host, addr.port)
+        return resolve_target(addr.host, addr.port, udp=spec.udp)
     except OSError as exc:
         raise _unresolved(addr.host, spec, exc) from None
 
@@ -171,10 +276,9 @@ def _listen_address_of(spec: RuleSpec) -> Address:
     addr = spec.listen
     if addr.path is not None or socket.is_numeric_host(addr.host):
         return addr
+    kind = socket.SOCK_DGRAM if spec.udp else socket.SOCK_STREAM
     try:
-        infos = socket.getaddrinfo(
-            addr.host, addr.port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
-        )
+        infos = socket.getaddrinfo(addr.host, addr.port, 0, kind, 0, socket.AI_PASSIVE)
     except OSError as exc:
         raise _unresolved(addr.host, spec, exc) from None
     return Address(infos[0][4][0], addr.port)
@@ -189,28 +293,51 @@ def _unresolved(host: str | None, spec: RuleSpec, exc: OSError) -> ValueError:
 
 @dataclass(frozen=True)
 class Rule:
-    """One forward: connections accepted on ``listener`` go to ``target``."""
+    """One forward: connections (or datagrams) on ``listener`` go to ``targets``.
+
+    ``name`` is the rule's name (None: the Forwarder names it after its
+    listen address); ``resolved`` is what it was opened from, if anything
+    (a reload compares it with the file's new version).
+    """
 
     listener: socket.socket
     target: Target
+    targets: tuple[Target, ...] = ()
+    name: str | None = None
+    udp: bool = False
+    options: RuleOptions = field(default_factory=RuleOptions)
+    toxics: tuple[Toxic, ...] = ()
+    resolved: ResolvedRule | None = None
+
+    def __post_init__(self) -> None:
+        if not self.targets:
+            object.__setattr__(self, "targets", (self.target,))
 
     @property
     def listen_name(self) -> str:
-        return format_address(self.listener.getsockname())
+        name = format_address(self.listener.getsockname())
+        return f"udp:{name}" if self.udp else name
 
     @property
-    def name(self) -> str:
-        return f"{self.listen_name} -> {self.target.name}"
+    def route(self) -> str:
+        """``LISTEN -> TARGET[,TARGET...]``, as logs show the rule."""
+        return f"{self.listen_name} -> {','.join(t.name for t in self.targets)}"
 
 
-def open_rules(texts: Iterable[str], backlog: int = 1024) -> list[Rule]:
+def open_rules(texts: Iterable[str], backlog: int = 1024,
+               options: RuleOptions | None = None) -> list[Rule]:
     """Rule strings -> listening ``Rule``s, ready for a ``Forwarder``.
 
     Raises ``ValueError`` for a rule that is malformed or names a host that
     does not resolve, ``ServiceError`` for one that cannot listen (closing the
     listeners already opened).
     """
-    resolved = resolve_rules([parse_rule(text) for text in texts])
+    resolved = resolve_rules([parse_rule(text, options) for text in texts])
+    return open_resolved(resolved, backlog)
+
+
+def open_resolved(resolved: Sequence[ResolvedRule], backlog: int = 1024) -> list[Rule]:
+    """Listen for every rule, or for none (``ServiceError`` saying why)."""
     rules: list[Rule] = []
     try:
         for rule in resolved:

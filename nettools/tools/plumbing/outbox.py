@@ -5,13 +5,20 @@ Broadcasting is ``put``, which never waits: a server can hand one message to
 many clients without any greenthread running in between, so every client sees
 the messages in the same order.
 
-A client that stops reading first fills its kernel send buffer; then the
-writer waits inside ``send`` and items queue up.  Once ``queue_size`` items
-wait, further ones are dropped for that client and its *slow clock* starts;
-the clock stops when the client has read its queue down to half, and then
-``on_caught_up(missed)`` lets the server tell it how many it missed.  A client
-whose clock runs for ``slow_timeout`` is given up: ``on_slow()`` runs (in a
-greenthread of its own) and nothing more is queued for it.
+A client that reads slowly, or not at all, first fills its kernel send
+buffer; then the writer waits inside ``send`` and items queue up.  Once
+``queue_size`` items wait, further ones are dropped for that client and its
+*slow clock* starts.  Each batch the writer gets through (at most
+``BATCH_BYTES``, so that a slow reader shows progress often) stops the clock;
+the next drop starts it again.  Once the client has read its queue down to
+half, ``on_caught_up(missed)`` lets the server tell it how many it missed.
+
+So a client is judged by its own progress, never by the others' traffic: one
+that reads, however slowly (``BATCH_BYTES`` per ``slow_timeout`` at least),
+only misses items while others talk faster than it reads -- a flood in its
+room cannot get it disconnected.  One that reads nothing for ``slow_timeout``
+while items are dropped is given up: ``on_slow()`` runs (in a greenthread of
+its own) and nothing more is queued for it.
 """
 
 from __future__ import annotations
@@ -25,13 +32,18 @@ from ...kernel.hub import Timer, get_hub
 from ...kernel.queue import LightQueue
 from ...kernel.timeout import Timeout
 
-__all__ = ["Outbox", "DEFAULT_LINGER"]
+__all__ = ["Outbox", "DEFAULT_LINGER", "BATCH_BYTES"]
 
 log = logging.getLogger("nettools.outbox")
 
 #: How long a leaving client's writer may take to flush its last lines when
 #: no slow timeout bounds it.
 DEFAULT_LINGER = 5.0
+
+#: Most bytes (of str or bytes items) the writer sends in one batch; one item
+#: may be larger.  A client that takes in this much every ``slow_timeout`` is
+#: making progress.
+BATCH_BYTES = 8192
 
 # Tells the writer to stop once everything queued before it has been sent.
 _CLOSE: Any = object()
@@ -40,10 +52,11 @@ _CLOSE: Any = object()
 class Outbox:
     """A bounded outbound queue and the greenthread that sends it.
 
-    ``send(batch)`` sends a list of items (everything queued at that moment)
-    and may wait; an ``OSError`` from it ends the writer.  ``on_end(clean)``
-    runs when the writer stops: ``clean`` is True after ``close`` when all
-    was sent, False after a send failed.
+    Items are ``str`` or ``bytes``.  ``send(batch)`` sends a list of items
+    (what is queued at that moment, up to ``BATCH_BYTES``) and may wait; an
+    ``OSError`` from it ends the writer.  ``on_end(clean)`` runs when the
+    writer stops: ``clean`` is True after ``close`` when all was sent, False
+    after a send failed.
     """
 
     __slots__ = (
@@ -159,8 +172,11 @@ class Outbox:
         try:
             while True:
                 batch = [queue.get()]
-                while queue.queue and batch[-1] is not _CLOSE:
+                size = 0 if batch[0] is _CLOSE else len(batch[0])
+                while queue.queue and batch[-1] is not _CLOSE and size < BATCH_BYTES:
                     batch.append(queue.get_nowait())
+                    if batch[-1] is not _CLOSE:
+                        size += len(batch[-1])
                 closing = batch[-1] is _CLOSE
                 if closing:
                     batch.pop()
@@ -168,6 +184,8 @@ class Outbox:
                     self.sending = True
                     self._send(batch)
                     self.sending = False
+                    # The client took a batch in: it is slow at worst, not stuck.
+                    self.cancel_slow_clock()
                 if closing:
                     clean = True
                     return
@@ -181,6 +199,5 @@ class Outbox:
                 self._on_end(clean)
 
     def _caught_up(self) -> None:
-        self.cancel_slow_clock()
         missed, self.dropped = self.dropped, 0
         self._on_caught_up(missed)

@@ -48,12 +48,15 @@ __all__ = [
     "listen_on",
     "server_tls",
     "announce",
+    "emit_event",
+    "listener_address",
     "raise_fd_limit",
     "call_on_stop_signals",
     "Service",
     "run_service",
     "serve_on",
     "reserve_fds",
+    "FD_HEADROOM",
     "stop_on_signals",
 ]
 
@@ -132,7 +135,13 @@ def reserve_fds(connections: int, per_connection: int = 1) -> int:
 
 def announce(service: str, address: str, ready_file: str | None = None, **extra: Any) -> None:
     """Print the ready line on stdout (and write it to ``ready_file``)."""
-    line = json.dumps({"event": "listening", "service": service, "address": address, **extra})
+    emit_event({"event": "listening", "service": service, "address": address, **extra},
+               ready_file)
+
+
+def emit_event(event: dict[str, Any], ready_file: str | None = None) -> None:
+    """Print one JSON event line for scripts on stdout (and write it to ``ready_file``)."""
+    line = json.dumps(event)
     # The file first: a script that has seen the stdout line may read it at once.
     if ready_file:
         with open(ready_file, "a", encoding="utf-8") as f:
@@ -218,6 +227,17 @@ class Service:
         sys.stderr.flush()
 
 
+def listener_address(listener: Any) -> tuple[str, str | None]:
+    """What to announce for a listener (a listening socket, or an address as a
+    string), and the unix socket file it made, to remove at the end (None)."""
+    if isinstance(listener, str):
+        return listener, None
+    sockname = listener.getsockname()
+    if isinstance(sockname, str) and sockname and not sockname.startswith("\0"):
+        return format_address(sockname), sockname
+    return format_address(sockname), None
+
+
 def run_service(
     name: str,
     stats: Stats,
@@ -245,13 +265,9 @@ def run_service(
     extras = ready_extras or [{} for _ in listeners]
     unix_paths = []
     for listener, extra in zip(listeners, extras, strict=True):
-        if isinstance(listener, str):
-            address = listener
-        else:
-            sockname = listener.getsockname()
-            address = format_address(sockname)
-            if isinstance(sockname, str) and sockname and not sockname.startswith("\0"):
-                unix_paths.append(sockname)
+        address, unix_path = listener_address(listener)
+        if unix_path is not None:
+            unix_paths.append(unix_path)
         announce(name, address, ready_file, **extra)
     code = svc.run()
     for path in unix_paths:  # a clean exit leaves no socket file behind

@@ -3,7 +3,11 @@ clients (``tcpbridge``: TCP line clients; ``wsbridge``: websockets).
 
 Each client has its own ``Outbox``: a client that stops reading misses messages
 (and is told how many once it catches up) but never delays the others, and one
-whose queue stays full for ``slow_timeout`` is disconnected.
+that reads nothing for ``slow_timeout`` while its queue is full is disconnected.
+
+A message over ``max_message`` bytes is dropped, counted (``oversized``) and
+logged, and the feed goes on (``nettools.tools.plumbing.sizecap``; libzmq's own
+cap would cut the SUB socket off its publisher for good).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from ...kernel.greenthread import GreenThread, kill, sleep, spawn
 from ...net import shutdown_quietly
 from ..plumbing.outbox import Outbox
 from ..plumbing.service import Stats
+from ..plumbing.sizecap import SizeCap
 
 __all__ = ["FANOUT_BATCH", "BridgeStats", "Fanout"]
 
@@ -35,6 +40,7 @@ class BridgeStats(Stats):
     from_zmq: int = 0  # messages received from ZeroMQ
     dropped: int = 0  # deliveries skipped because a client's queue was full
     slow_disconnects: int = 0
+    oversized: int = 0  # messages from ZeroMQ over the size cap: dropped
 
 
 class Fanout:
@@ -42,8 +48,10 @@ class Fanout:
     each message to the clients that want it.
 
     ``deliveries(frames)`` says who gets a message: pairs of (a client's outbox,
-    what to put in it).  ``queue_size``, ``slow_timeout``: each client's outbox;
-    ``send_buffer``: the kernel send buffer of each client's socket (0: as is).
+    what to put in it).  ``max_message``: the largest message taken from ``sub``,
+    in bytes (all frames); ``cap`` drops the others.  ``queue_size``,
+    ``slow_timeout``: each client's outbox; ``send_buffer``: the kernel send
+    buffer of each client's socket (0: as is).
     """
 
     def __init__(
@@ -51,6 +59,7 @@ class Fanout:
         sub: Any,
         deliveries: Callable[[list[bytes]], Iterable[tuple[Outbox, Any]]],
         *,
+        max_message: int,
         queue_size: int,
         slow_timeout: float | None,
         send_buffer: int,
@@ -64,6 +73,7 @@ class Fanout:
         self.slow_timeout = slow_timeout
         self.send_buffer = send_buffer
         self.stats = stats
+        self.cap = SizeCap(max_message, stats, log, "zmq bridge")
         self.stopping = False
         self._loop: GreenThread | None = None
 
@@ -109,10 +119,10 @@ class Fanout:
         return box.start()
 
     def _fan_out(self) -> None:
-        recv, stats, deliveries = self.sub.recv_multipart, self.stats, self.deliveries
+        recv, sub, stats, deliveries = self.cap.recv, self.sub, self.stats, self.deliveries
         n = 0
         while True:
-            frames = recv()
+            frames = recv(sub)
             stats.from_zmq += 1
             for box, item in deliveries(frames):
                 if not box.put(item) and not box.closing:

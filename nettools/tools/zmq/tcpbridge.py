@@ -31,7 +31,8 @@ class TcpBridge:
     ``out``: a green PUB or PUSH socket the clients' lines go to (None: lines
     are read and discarded).  ``sub``: a green SUB socket (subscribed by the
     caller) whose messages go to every client (None: nothing goes out).
-    ``max_line``: longest line in bytes; a longer one disconnects that client.
+    ``max_line``: longest line in bytes; a longer one disconnects that client,
+    and a longer message from ``sub`` is dropped (counted in ``oversized``).
     ``idle_timeout``, ``queue_size``, ``slow_timeout``, ``send_buffer``: as in
     ``ChatServer``.
     """
@@ -54,8 +55,8 @@ class TcpBridge:
             raise ValueError("max_line must be at least 1")
         self.stats = stats or BridgeStats()
         self.fanout = Fanout(
-            sub, self._deliveries, queue_size=queue_size, slow_timeout=slow_timeout,
-            send_buffer=send_buffer, stats=self.stats,
+            sub, self._deliveries, max_message=max_line, queue_size=queue_size,
+            slow_timeout=slow_timeout, send_buffer=send_buffer, stats=self.stats,
         )  # fmt: skip
         self.out = out
         self.max_line = max_line

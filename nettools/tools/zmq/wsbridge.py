@@ -52,8 +52,9 @@ class WsBridge:
     ``pub``: a green PUB socket for what clients publish (None: publishing is
     refused).  ``sub``: a green SUB socket the bridge subscribes as clients ask
     (None: subscribing is refused).  ``max_message``: largest message in bytes
-    either way (from clients: the connection fails with 1009; from ZeroMQ: the
-    message is not delivered; give ``sub`` ZMQ_MAXMSGSIZE too).
+    either way (from clients: the connection fails with 1009; from ZeroMQ, as
+    received or as the JSON a client would get: the message is dropped and
+    counted in ``oversized``, and the feed goes on).
     ``max_subscriptions``: topics per client.  ``queue_size``, ``slow_timeout``,
     ``send_buffer``: the slow-client policy, as in ``TcpBridge``.  ``ws_options``
     go to ``WebSocketWSGI`` (``origins``, ``ping_interval``, ...).
@@ -77,8 +78,8 @@ class WsBridge:
     ) -> None:
         self.stats = stats or BridgeStats()
         self.fanout = Fanout(
-            sub, self._deliveries, queue_size=queue_size, slow_timeout=slow_timeout,
-            send_buffer=send_buffer, stats=self.stats,
+            sub, self._deliveries, max_message=max_message, queue_size=queue_size,
+            slow_timeout=slow_timeout, send_buffer=send_buffer, stats=self.stats,
         )  # fmt: skip
         self.pub = pub
         self.max_message = max_message
@@ -122,7 +123,7 @@ class WsBridge:
                 if text is None:
                     text = _browser_message(frames)
                     if len(text) > self.max_message:
-                        self.stats.errors += 1
+                        self.fanout.cap.drop(f"{len(text)} bytes as JSON")
                         return
                 yield client.box, text
 

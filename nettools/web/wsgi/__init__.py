@@ -33,10 +33,15 @@ nettools additions to the environ:
   idle calls ``closer()`` (in its own greenthread) instead of shutting the
   socket down; for protocols that say goodbye (a websocket's close 1001).
 * ``nettools.server``: the ``WSGIServer``.
+* ``gunicorn.socket`` and ``werkzeug.socket``: the connection, where libraries
+  written for gunicorn and Werkzeug look for it (simple-websocket, and through
+  it Flask-SocketIO, python-engineio/python-socketio and Flask-Sock); their
+  first read or write takes it over.  See ``handoff``.
 
 Inside: ``wsgiserver`` (the server and ``server()``), ``options``,
 ``connection`` (a connection's requests), ``response`` (what it sends),
-``body`` (``wsgi.input``), ``environ``, ``accesslog``.
+``body`` (``wsgi.input``), ``environ``, ``accesslog``, ``handoff`` (the
+connection under gunicorn's and Werkzeug's environ keys).
 """
 
 from __future__ import annotations

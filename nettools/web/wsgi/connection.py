@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..http import ClientDisconnected, HTTPError, ParseError, Request, error_response
 from .body import EMPTY_INPUT, Input
 from .environ import request_environ
+from .handoff import HANDOFF_KEYS, HandoffError, HandoffSocket
 from .response import ResponseWriter
 
 if TYPE_CHECKING:
@@ -70,8 +71,13 @@ class WSGIConnection(ResponseWriter):
         env["nettools.takeover"] = self.takeover
         env["nettools.set_idle"] = self.set_idle
         env["nettools.on_stop"] = self.on_stop
+        # Where libraries written for gunicorn and Werkzeug find the connection.
+        handoff = HandoffSocket(self)
+        for key in HANDOFF_KEYS:
+            env[key] = handoff
         self.base_env = env
         self.taken_over = False
+        self.in_app = False  # the application is being called (it may take over)
 
     def run(self) -> None:
         """Serve requests until the connection is to be closed (the caller closes it)."""
@@ -103,7 +109,11 @@ class WSGIConnection(ResponseWriter):
         started = time.monotonic() if self.access_log is not None else 0.0
         result = None
         try:
-            result = self.app(env, self.start_response)
+            self.in_app = True
+            try:
+                result = self.app(env, self.start_response)
+            finally:
+                self.in_app = False
             if self.taken_over:
                 self.keep = False
                 self._discard(result)
@@ -112,18 +122,8 @@ class WSGIConnection(ResponseWriter):
                 self.send_head(len(body), body)
             else:
                 self.send_result(result)
-        except (ClientDisconnected, BrokenPipeError, ConnectionResetError):
-            self.keep = False  # the client left: nobody to answer
-        except TimeoutError:
-            self._fail(408, None)  # the client stalled its body (or its reading)
-        except HTTPError as exc:
-            self._fail(exc.status, None)
         except Exception as exc:
-            if self.taken_over:
-                log.exception("error in a WSGI application after takeover")
-                self.keep = False
-            else:
-                self._fail(500, exc)
+            self._app_failed(exc)
         finally:
             if type(result) is not list:
                 self._close(result)
@@ -144,6 +144,26 @@ class WSGIConnection(ResponseWriter):
     def release(self) -> None:
         super().release()
         self.base_env = _NO_ENV
+
+    def _app_failed(self, exc: Exception) -> None:
+        """The application (or sending its response) raised ``exc``."""
+        if self.taken_over:
+            self.keep = False
+            # A library written for gunicorn or Werkzeug ends a connection it took
+            # over by raising StopIteration or ConnectionError: no error.
+            if not isinstance(exc, (StopIteration, OSError)):
+                log.error("error in a WSGI application after takeover", exc_info=exc)
+        elif isinstance(exc, (ClientDisconnected, BrokenPipeError, ConnectionResetError)):
+            self.keep = False  # the client left: nobody to answer
+        elif isinstance(exc, TimeoutError):
+            self._fail(408, None)  # the client stalled its body (or its reading)
+        elif isinstance(exc, HTTPError):
+            self._fail(exc.status, None)
+        elif isinstance(exc, HandoffError):
+            log.error("%s", exc)
+            self._fail(500, None)
+        else:
+            self._fail(500, exc)
 
     def _fail(self, status: int, exc: BaseException | None) -> None:
         """The application failed: answer ``status`` if nothing was sent yet."""
@@ -197,6 +217,8 @@ class WSGIConnection(ResponseWriter):
         application (see ``nettools.web.wsgi``); returns ``(sock, leftover)``."""
         if self.headers_sent:
             raise RuntimeError("cannot take over a connection whose response has started")
+        if not self.in_app:
+            raise RuntimeError("a connection can only be taken over while the application runs")
         self.taken_over = True
         leftover = self.leftover_after(self.req)
         # The connection is the application's now, for as long as it likes (a

@@ -440,10 +440,11 @@ def test_malformed_bus_messages_are_ignored_and_counted(net):
             message("say", room="lobby", nick="bad nick!", text="x"),
             message("say", room="lobby", nick="ghost", text=42),
             message("teleport", room="lobby"),
-            message("say", room="lobby", nick="ghost", text="x" * 70_000),  # over 64K
         ]
         for frames in bad:
             pub.send_multipart(frames)
+        # Over the 64K cap: dropped, and counted apart.
+        pub.send_multipart(message("say", room="lobby", nick="ghost", text="x" * 70_000))
         pub.send_multipart(message("say", room="lobby", nick="ghost", text="after the junk"))
         alice.expect("<ghost> after the junk")  # the same sender's junk came first
     finally:
@@ -451,8 +452,9 @@ def test_malformed_bus_messages_are_ignored_and_counted(net):
 
     code, _out, err = a.stop()
     assert code == 0
-    assert stop_summary(err)["bus"]["malformed"] == len(bad)
-    assert "malformed message" in err
+    counts = stop_summary(err)["bus"]
+    assert counts["malformed"] == len(bad) and counts["oversized"] == 1
+    assert "malformed message" in err and "over the size cap" in err
 
 
 class Recorder:

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -88,7 +89,8 @@ def test_nickname_prompt_repeats_on_an_invalid_or_taken_name(chat_factory):
     chat_factory.clients.extend([alice, bob])
     bob.expect("*** Welcome to nettools chat! Choose a nickname:")
     bob.send("two words")
-    bob.expect("*** Invalid nickname 'two words': use 1-32 letters, digits or _-.[]{}|^`'; "
+    bob.expect("*** Invalid nickname 'two words': use 1-32 letters, digits or _-.[]{}|^`', "
+               "in one script; "
                "choose another:")
     bob.send("x" * 33)
     assert bob.readline().startswith("*** Invalid nickname")
@@ -101,6 +103,47 @@ def test_nickname_prompt_repeats_on_an_invalid_or_taken_name(chat_factory):
     bob.expect("*** Hello, bob! Type /help for the commands.")
     bob.expect("*** You are in lobby, with alice")
     alice.expect("*** bob joined lobby")
+
+
+def test_look_alike_nicknames_are_taken_and_mixed_scripts_refused(two):
+    _chat, addr, alice, bob = two
+    carol = LineClient(addr)
+    try:
+        carol.expect("*** Welcome to nettools chat! Choose a nickname:")
+        for typed, answer in [
+            ("\u0430lice", "*** Invalid nickname '\u0430lice': letters of different scripts may "
+                           "not be mixed; choose another:"),  # a Cyrillic а
+            ("\uff41\uff4c\uff49\uff43\uff45", "*** Nickname alice is taken; choose another:"),
+            ("al\u0131ce", "*** Nickname al\u0131ce is taken; choose another:"),  # dotless ı
+            ("aIice", "*** Nickname aIice is taken; choose another:"),  # a capital I
+            ("bob\u202e", "*** Invalid nickname 'bob<U+202E>': invisible characters are not "
+                          "allowed; choose another:"),
+            ("\u3164", "*** Invalid nickname '<U+1160>': invisible characters are not allowed; "
+                       "choose another:"),  # a Hangul filler: a name that shows as nothing
+        ]:
+            carol.send(typed)
+            carol.expect(answer)
+        carol.send("\uff43\uff41\uff52\uff4f\uff4c")  # fullwidth: taken as plain "carol"
+        carol.expect("*** Hello, carol! Type /help for the commands.")
+        alice.expect("*** carol joined lobby")
+        bob.expect("*** carol joined lobby")
+        alice.send("/nick \u0430lice")
+        alice.expect("*** Invalid nickname '\u0430lice': letters of different scripts may not "
+                     "be mixed")
+        bob.send("/nick B\u041eB")  # a Cyrillic О between Latin letters
+        bob.expect("*** Invalid nickname 'B\u041eB': letters of different scripts may not be "
+                   "mixed")
+    finally:
+        carol.close()
+
+
+def test_invisible_characters_reach_nobody(two):
+    _chat, _addr, alice, bob = two
+    alice.send("file:gnp.\u202eexe and a\u200bb, a family \U0001f468\u200d\U0001f469")
+    bob.expect("<alice> file:gnp.<U+202E>exe and a<U+200B>b, a family "
+               "\U0001f468\u200d\U0001f469")
+    alice.send("/me \u2066hides\u2069")
+    bob.expect("* alice <U+2066>hides<U+2069>")
 
 
 def test_nick_changes_are_announced_and_stay_unique(two):
@@ -252,6 +295,104 @@ def test_an_overlong_line_disconnects_only_that_client(chat_factory):
     assert code == 0 and stop_summary(err, "chat")["errors"] == 1
 
 
+def test_a_flooder_is_refused_then_disconnected_and_the_room_gets_little(chat_factory):
+    chat, addr = chat_factory("--rate", "5", "--burst", "10")
+    alice = LineClient(addr)
+    flooder = LineClient(addr)
+    chat_factory.clients.extend([alice, flooder])
+    alice.join("alice")
+    flooder.join("flooder", ("alice",))  # its nickname was one line of the burst
+    alice.expect("*** flooder joined lobby")
+    # 300 short lines in one send: the server reads them all at once, so it
+    # ends the connection with nothing unread (no reset to lose the notices).
+    flooder.sock.sendall(b"".join(b"spam %d\n" % i for i in range(300)))
+    rest = flooder.rest().decode().splitlines()
+    assert rest[-1] == "*** Disconnected: flooding (more than 5 lines a second)"
+    refusals = rest.count("*** Slow down: at most 5 lines a second; that line was not sent")
+    assert refusals >= 20
+
+    spam = 0
+    for _ in range(100):
+        line = alice.readline()
+        if line == "*** flooder left lobby (flooding)":
+            break
+        assert line.startswith("<flooder> spam "), line
+        spam += 1
+    else:
+        raise AssertionError("the flooder never left")
+    # The burst, and what the bucket refilled while the server read the lines.
+    assert 9 <= spam < 30
+    alice.send("/who")
+    alice.expect("*** In lobby: alice")
+    code, _out, err = chat.stop()
+    assert code == 0
+    result = stop_summary(err, "chat")
+    assert result["flood_disconnects"] == 1 and result["rate_limited"] == refusals
+
+
+@pytest.mark.timeout(120)
+def test_a_slow_reader_is_not_disconnected_by_someone_elses_flood(chat_factory):
+    # A rate limit high enough to let one talker outpace a slow reader for
+    # three times the slow timeout.  The reader keeps reading, slowly: it
+    # misses lines, and is told how many, but it stays.
+    chat, addr = chat_factory("--rate", "1000000", "--burst", "1000000", "--queue-size", "16",
+                              "--slow-timeout", "1s", "--send-buffer", "4K", "--history", "0")
+    talker = LineClient(addr)
+    slow = LineClient(addr, rcvbuf=4096)
+    chat_factory.clients.extend([talker, slow])
+    talker.join("talker")
+    slow.join("slow", ("talker",))
+    talker.expect("*** slow joined lobby")
+
+    received = bytearray()
+    done = threading.Event()
+
+    def read_slowly() -> None:
+        try:
+            while not done.is_set():
+                data = slow.sock.recv(256)
+                if not data:
+                    return
+                received.extend(data)
+                time.sleep(0.005)  # about 50 KB/s at most: far slower than the flood
+        except OSError:
+            return
+
+    reader = threading.Thread(target=read_slowly, daemon=True)
+    reader.start()
+    batch = b"".join(b"flood %d " % i + b"x" * 100 + b"\n" for i in range(50))
+    deadline = time.monotonic() + 3.0
+    for _ in range(100_000):
+        if time.monotonic() > deadline or not reader.is_alive():
+            break
+        talker.sock.sendall(batch)
+    done.set()
+    reader.join(IO_TIMEOUT)
+    talker.send("/rooms")  # its answer: the server has handled all of the flood
+    assert talker.readline().startswith("*** Rooms: ")
+    # Still connected, and served.  Its queue may still be full, and a reply
+    # that does not fit is dropped too -- then a "read too slowly" notice says
+    # so once the queue has drained, and it asks again.
+    for _ in range(50):
+        slow.send("/rooms")
+        line = ""
+        while not line.startswith(("*** Rooms: ", "*** You read too slowly")):
+            line = slow.file.readline().decode(errors="replace")
+            assert line, f"the slow reader was disconnected: {received[-300:]!r}"
+            received.extend(line.encode())
+        if line.startswith("*** Rooms: "):
+            break
+    else:
+        raise AssertionError("never answered")
+    text = received.decode(errors="replace")
+    assert "was disconnected" not in text and "Disconnected" not in text
+    assert re.search(r"\*\*\* You read too slowly: \d+ message\(s\) were not delivered", text)
+    code, _out, err = chat.stop()
+    assert code == 0
+    result = stop_summary(err, "chat")
+    assert result["slow_disconnects"] == 0 and result["dropped"] > 0
+
+
 def test_a_silent_client_is_disconnected_after_the_idle_timeout(chat_factory):
     chat, addr = chat_factory("--idle-timeout", "300ms")
     alice = LineClient(addr)
@@ -344,7 +485,8 @@ def test_help_documents_the_slow_client_policy():
     assert res.returncode == 0
     text = " ".join(res.stdout.split())
     assert "Example: nettools chat" in text
-    assert "--slow-timeout is disconnected" in text and "--queue-size" in text
+    assert "reads nothing for --slow-timeout" in text and "--queue-size" in text
+    assert "--rate lines a second" in text and "flooding" in text
     assert "nettools chat --listen" in run_cli("--help").stdout
 
 
@@ -359,7 +501,8 @@ MAX_BATCHES = 300
 @pytest.mark.timeout(180)
 def test_200_clients_get_every_message_in_order_and_a_stuck_one_is_dropped(chat_factory):
     chat, addr = chat_factory(
-        "--slow-timeout", "500ms", "--queue-size", "16", "--send-buffer", "4K", "--history", "0"
+        "--slow-timeout", "500ms", "--queue-size", "16", "--send-buffer", "4K", "--history", "0",
+        "--rate", "100000", "--burst", "100000",  # the senders talk fast, by design
     )
     observer_nick, closer_nick = "u000", f"u{N_CLIENTS - 2:03d}"
     kick_notice = "*** stuck was disconnected (too slow)"

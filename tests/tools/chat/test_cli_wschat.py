@@ -165,6 +165,28 @@ def test_rooms_keep_their_talk_and_are_listed(two):
     assert bob.expect("rooms")["rooms"] == [{"name": "lobby", "users": 2}]  # empty rooms go
 
 
+def test_look_alike_nicknames_and_invisible_characters(two):
+    chat, alice, bob = two
+    for nick in ("\uff41\uff4c\uff49\uff43\uff45", "al\u0131ce", "aIice", "BOB"):
+        other = WSClient(chat.url())
+        try:
+            other.send(type="join", nick=nick)
+            other.expect("error", code="nick-taken")
+        finally:
+            other.close()
+    other = WSClient(chat.url())
+    try:
+        for nick, why in [("\u0430lice", "different scripts"), ("x\u202e", "invisible"),
+                          ("\u3164", "invisible")]:
+            other.send(type="join", nick=nick)
+            assert why in other.expect("error", code="invalid-nick")["message"]
+    finally:
+        other.close()
+    alice.send(type="say", text="gnp.\u202eexe \U0001f468\u200d\U0001f469")
+    for c in (alice, bob):
+        c.expect("message", nick="alice", text="gnp.<U+202E>exe \U0001f468\u200d\U0001f469")
+
+
 def test_nicknames_are_unique_and_bad_requests_get_errors(server):
     chat = server("--burst", "100")
     alice = server.client(chat)

@@ -4,7 +4,9 @@ Playwright, against the real CLI server on loopback.
 Two browser contexts (separate cookie jars and storage, like two people) join
 a room, talk, and see each other in the user list; markup in a message shows
 as text and never runs; after the server is stopped and started again on the
-same port the pages reconnect by themselves.  A screenshot goes to
+same port the pages reconnect by themselves, keep the conversation on screen
+and re-sync it from the history without duplicates; on a 390 px phone the
+rooms and the users open as drawers.  Screenshots go to
 ``build/test-artifacts/``.
 
 If Chromium is missing the setup installs it (``apt-get install -y chromium``,
@@ -13,14 +15,11 @@ through ``sudo -n`` when not root) and skips, saying why, only if it cannot.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 
 import pytest
-from helpers.paths import ROOT
+from helpers.browser import ARTIFACTS, WAIT_MS, chromium
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -30,54 +29,11 @@ from helpers.cli import Cli  # noqa: E402
 # Generous: the first test may install Chromium; every wait below has its own bound.
 pytestmark = pytest.mark.timeout(300)
 
-ARTIFACTS = ROOT / "build" / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-WAIT_MS = 15_000  # any single wait in the page
-INSTALL_TIMEOUT = 240
-
-
-def _chromium() -> str:
-    """The Chromium binary, installed from Debian's packages if missing."""
-    found = CHROMIUM if os.access(CHROMIUM, os.X_OK) else shutil.which("chromium")
-    if found:
-        return found
-    command = ["apt-get", "install", "-y", "chromium"]
-    if os.geteuid() != 0:
-        if shutil.which("sudo") is None:
-            pytest.skip("chromium is not installed, and without root or sudo it cannot be")
-        command = ["sudo", "-n", *command]
-    try:
-        res = subprocess.run(
-            command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"chromium is not installed and installing it failed: {exc}")
-    if res.returncode != 0:
-        last = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
-        pytest.skip(f"chromium is not installed and `{' '.join(command)}` failed: {last}")
-    found = CHROMIUM if os.access(CHROMIUM, os.X_OK) else shutil.which("chromium")
-    if not found:
-        pytest.skip("apt-get installed chromium but no chromium binary is on PATH")
-    return found
-
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    executable = _chromium()
-    with sync_api.sync_playwright() as p:
-        # launch() gives the browser a fresh temporary user data dir of its own.
-        b = p.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS, timeout=WAIT_MS * 2
-        )
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium(sync_api) as b:
+        yield b
 
 
 class WSChat(Cli):
@@ -96,10 +52,16 @@ def people(browser):
     contexts = []
     dialogs: list[str] = []
 
-    def open_page(url: str, nick: str, room: str = "lobby"):
-        ctx = browser.new_context(viewport={"width": 1000, "height": 640})
+    def open_page(url: str, nick: str, room: str = "lobby", phone: bool = False, route=None):
+        if phone:  # an iPhone 12/13/14's CSS viewport
+            ctx = browser.new_context(viewport={"width": 390, "height": 844},
+                                      device_scale_factor=3, is_mobile=True, has_touch=True)
+        else:
+            ctx = browser.new_context(viewport={"width": 1000, "height": 640})
         contexts.append(ctx)
         page = ctx.new_page()
+        if route is not None:
+            page.route_web_socket(re.compile(r".*/chat$"), route)
         page.set_default_timeout(WAIT_MS)
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         page.goto(url)
@@ -211,7 +173,94 @@ def test_pages_reconnect_after_the_server_restarts(people):
             expect(page.locator("#users li")).to_have_count(2, timeout=WAIT_MS)
             expect(page.locator("#me")).to_have_text(page is alice and "alice" or "bob")
             expect(page.locator("#room-name")).to_have_text("lobby")
+            # The new server has no history: the conversation on screen stays.
+            assert messages(page) == ["alice: before the restart"]
         say(bob, "after the restart")
         last_message(alice, "bob", "after the restart")
+        for page in (alice, bob):
+            expect(page.locator("#messages li.msg")).to_have_count(2, timeout=WAIT_MS)
+            assert messages(page) == ["alice: before the restart", "bob: after the restart"]
         code, _out, err = second.stop()
+        assert code == 0, err
+
+
+def messages(page) -> list[str]:
+    """The chat messages on screen, as "nick: text"."""
+    return page.evaluate("""Array.from(document.querySelectorAll('#messages li.msg'), li =>
+        li.querySelector('.nick').textContent + ': ' + li.querySelector('.text').textContent)""")
+
+
+def test_on_a_phone_rooms_and_users_are_drawers(people):
+    with WSChat() as server:
+        alice = people(server.url, "alice", phone=True)
+        bob = people(server.url, "bob")
+        expect(alice.locator("#users-toggle")).to_have_text("Users (2)", timeout=WAIT_MS)
+        say(bob, "hello phone")
+        last_message(alice, "bob", "hello phone")
+        # Nothing sticks out sideways, and the panels wait behind their toggles.
+        assert alice.evaluate("document.documentElement.scrollWidth") <= 390
+        for panel in ("#rooms-panel", "#users-panel"):
+            expect(alice.locator(panel)).to_be_hidden()
+        for toggle in ("#rooms-toggle", "#users-toggle", "#text", "#leave"):
+            box = alice.locator(toggle).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, toggle
+
+        alice.click("#users-toggle")
+        expect(alice.locator("#users-panel")).to_be_in_viewport(ratio=1)
+        expect(alice.locator("#users-toggle")).to_have_attribute("aria-expanded", "true")
+        expect(alice.locator("#users li")).to_have_text(["alice", "bob"])
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        alice.screenshot(path=str(ARTIFACTS / "wschat-phone-users.png"))
+        alice.click("#backdrop", position={"x": 20, "y": 400})  # outside the drawer
+        expect(alice.locator("#users-panel")).to_be_hidden()
+
+        alice.click("#rooms-toggle")
+        expect(alice.locator("#rooms-panel")).to_be_in_viewport(ratio=1)
+        alice.fill("#new-room", "kitchen")
+        alice.press("#new-room", "Enter")
+        expect(alice.locator("#room-name")).to_have_text("kitchen", timeout=WAIT_MS)
+        expect(alice.locator("#rooms-panel")).to_be_hidden()  # choosing a room closes it
+        alice.click("#rooms-toggle")
+        expect(alice.locator("#rooms-panel")).to_be_in_viewport(ratio=1)
+        alice.locator("#rooms li button", has_text="lobby").click()
+        expect(alice.locator("#room-name")).to_have_text("lobby", timeout=WAIT_MS)
+        say(alice, "back from the kitchen")
+        last_message(bob, "alice", "back from the kitchen")
+        alice.screenshot(path=str(ARTIFACTS / "wschat-phone.png"))
+        assert (ARTIFACTS / "wschat-phone.png").stat().st_size > 1000
+        code, _out, err = server.stop()
+        assert code == 0, err
+
+
+def test_a_dropped_connection_resyncs_without_duplicates(people):
+    # The test drops alice's websocket itself (Playwright sits between the page
+    # and the server); the server stays up, so its history has every message.
+    routes: list = []
+
+    def route(ws_route) -> None:
+        routes.append((ws_route, ws_route.connect_to_server()))
+
+    with WSChat() as server:
+        alice = people(server.url, "alice", route=route)
+        bob = people(server.url, "bob")
+        expect(alice.locator("#users li")).to_have_count(2, timeout=WAIT_MS)
+        say(alice, "one")
+        last_message(bob, "alice", "one")
+        say(bob, "two")
+        last_message(alice, "bob", "two")
+
+        page_side, server_side = routes[-1]
+        page_side.close(code=4000, reason="test")
+        server_side.close(code=4000, reason="test")
+        expect(alice.locator("#status")).not_to_have_attribute("data-state", "online",
+                                                               timeout=WAIT_MS)
+        say(bob, "three")  # while alice is away: she gets it from the history
+        expect(alice.locator("#status")).to_have_attribute("data-state", "online",
+                                                           timeout=WAIT_MS)
+        expect(alice.locator("#messages li.msg")).to_have_count(3, timeout=WAIT_MS)
+        assert messages(alice) == ["alice: one", "bob: two", "bob: three"]
+        say(bob, "four")
+        last_message(alice, "bob", "four")
+        assert messages(alice) == ["alice: one", "bob: two", "bob: three", "bob: four"]
+        code, _out, err = server.stop()
         assert code == 0, err

@@ -333,7 +333,8 @@ def test_a_worker_without_a_coordinator_gives_up_after_idle_timeout():
     assert lines[0] == f"nettools crawl-worker: no word from the coordinator at {endpoint} for 0.3s"
     summary = json.loads(lines[-1])
     assert summary == {"event": "stopped", "service": "crawl-worker", "name": "lonely",
-                       "reason": "gone", "jobs": 0, "errors": 0, "too_big": 0, "welcomes": 0}
+                       "reason": "gone", "jobs": 0, "errors": 0, "too_big": 0, "oversized": 0,
+                       "welcomes": 0}
 
 
 def test_malformed_messages_are_counted_and_the_crawl_goes_on():
@@ -359,11 +360,13 @@ def test_malformed_messages_are_counted_and_the_crawl_goes_on():
     try:
         with serve(site) as srv:
             base = srv.url
-            with Cluster(base + "/", "--max-body", "64K", "--format", "json", workers=0,
-                         min_workers=2) as cluster:  # fmt: skip
+            with Cluster(base + "/", "--max-body", "64K", "--format", "json", "--max-message",
+                         "64K", workers=0, min_workers=2) as cluster:  # fmt: skip
                 peer.connect(cluster.endpoint)
                 for frames in rubbish:
                     peer.send_multipart(frames)
+                # Over the cap: dropped and counted, and the peer stays connected.
+                peer.send_multipart([b"beat", b"x" * 100_000])
                 peer.send_multipart([b"hello", json.dumps(
                     {"v": 1, "name": "rubbish", "session": "s1", "credit": 0}).encode()])
                 for frames in after_joining:
@@ -387,6 +390,7 @@ def test_malformed_messages_are_counted_and_the_crawl_goes_on():
     assert summary["pages"] == len(expected)
     workers = summary["workers"]
     assert workers["malformed"] == len(rubbish) + len(after_joining)
+    assert workers["oversized"] == 1
     assert workers["joined"] == 2 and set(workers["jobs"]) == {"w0"}
     assert worker.returncode == 0, werr
 

@@ -157,8 +157,8 @@ def test_links_leaving_the_site_are_checked_once_never_crawled(crawled: Crawled,
     ext = crawled.runs[strategy].ext_counts
     assert ext == Counter({
         ("GET", "/ok.html"): 1,  # linked to as ok.html#x: GET, to read its anchors
-        ("HEAD", "/gone.html"): 1, ("GET", "/gone.html"): 1,   # HEAD failed: confirmed by GET
-        ("HEAD", "/nohead.html"): 1, ("GET", "/nohead.html"): 1,  # 405 to HEAD
+        ("HEAD", "/gone.html"): 1,  # a 404 to HEAD is the answer: no GET
+        ("HEAD", "/nohead.html"): 1, ("GET", "/nohead.html"): 1,  # 405: HEAD not supported
     })  # fmt: skip
     links = {lk.url: lk for lk in crawled.runs[strategy].result.links}
     assert links[crawled.ext + "/nohead.html"].status == 200

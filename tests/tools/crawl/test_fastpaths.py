@@ -1,11 +1,12 @@
 """The crawler's per-page shortcuts give exactly what the plain way gives.
 
 * ``Resolver`` (normalisation remembered per context, plain paths appended
-  to the site's spelling) against ``normalize`` called afresh, over tricky
+  to the site's spelling) against ``normalize`` (or ``other_scheme``) called afresh, over tricky
   links on many bases, in several orders so each answer is sometimes computed
   and sometimes remembered;
-* ``extract`` (one walk over the elements) against the same rules applied to
-  the elements a CSS query selects, over tricky HTML;
+* ``extract`` (one walk over the elements, CSS read only on pages that may
+  link from it) against the same rules applied to the elements a CSS query
+  selects, over tricky HTML;
 * ``Link.add_referrer`` (one comparison per call) against counting distinct
   referrers, in the order a crawl makes the calls.
 """
@@ -18,9 +19,10 @@ import pytest
 from selectolax.lexbor import LexborHTMLParser
 from yarl import URL
 
+from nettools.tools.crawl.css import css_links
 from nettools.tools.crawl.links import LINK_ATTRS, PageLinks, extract, srcset_urls
 from nettools.tools.crawl.results import MAX_REFERRERS, Link
-from nettools.tools.crawl.urls import Resolver, normalize
+from nettools.tools.crawl.urls import Resolver, normalize, other_scheme
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -61,7 +63,7 @@ BASES = [
 def _plain(links: list[str], base: URL) -> list[tuple[str, URL, str]]:
     out = []
     for link in links:
-        found = normalize(link, base)
+        found = normalize(link, base) or other_scheme(link)
         if found is not None:
             out.append((str(found[0]), found[0], found[1]))
     return out
@@ -107,7 +109,7 @@ def _by_selector(html: bytes | str, page_url: URL) -> PageLinks:
     """The same rules applied to the elements a CSS query finds (the plain way)."""
     selector = ",".join(
         [f"{tag}[{attr}]" for tag, attr in LINK_ATTRS.items()]
-        + ["[srcset]", "[id]", "a[name]", "base[href]"]
+        + ["[srcset]", "[id]", "a[name]", "base[href]", "style", "[style]"]
     )
     found = PageLinks(page_url)
     base_href = None
@@ -117,6 +119,10 @@ def _by_selector(html: bytes | str, page_url: URL) -> PageLinks:
             continue
         seen.add(node.mem_id)
         attrs = node.attributes
+        if node.tag == "style":
+            found.links.extend(css_links(node.text()))
+        if attrs.get("style"):
+            found.links.extend(css_links(attrs["style"]))
         if node.tag == "base" and "href" in attrs:
             if base_href is None:
                 base_href = attrs["href"] or ""
@@ -159,6 +165,13 @@ PAGES = [
     "<a href='/caf\u00e9'>caf\u00e9</a><a href='/%E2%82%AC'>\u20ac</a>".encode(),
     b"<frameset><frame src=fr.html></frameset>",
     b"<a href='  /spaced  '>s</a><img src='\t/tab.png'>",
+    # CSS: <style> elements and style attributes; comments and other strings are not links
+    b"<style>a{background:url(/bg.png)} /* url(/no.png) */ @import '/imp.css';</style>"
+    b"<p style=\"background:URL('/p.png'); content:'url(/no2)'\" id=p>x</p>",
+    b"<STYLE media=print>.x{background-image:image-set('/i1.png' 1x, url(/i2.png) 2x)}</STYLE>"
+    b"<base href=/b/ style='mask:url(m.svg#m)'><div style='color:red'>url( in text</div>",
+    b"<style>@import url(a.css) screen; @media print{@font-face{src:url(f.woff2)}}</style>"
+    b"<a href=x style='background:url(\"q.png\")'>x</a>",
 ]
 
 

@@ -95,6 +95,11 @@ class FeedSite:
             return "410 Gone", [("Content-Type", "text/plain")], b"gone"
         if path == "/html":
             return "200 OK", [("Content-Type", "text/html")], b"<html><p>not a feed</p></html>"
+        if path == "/nolink":
+            return "200 OK", [("Content-Type", "application/xml")], (
+                b"<?xml version='1.0'?><rss version='2.0'><channel><title>No Links</title>"
+                b"<item><title>Linkless entry</title></item></channel></rss>"
+            )
         if path == "/big":
             return "200 OK", [("Content-Type", "application/xml")], b"<rss>" + b" " * 300_000
         return "404 Not Found", [("Content-Type", "text/plain")], b"no such feed"
@@ -236,8 +241,36 @@ def test_read_opml(tmp_path):
 # ------------------------------------------------------------------ CLI: fetch
 
 
-def feeds(*args: str) -> subprocess.CompletedProcess:
-    return run_cli("feeds", *args, env=NO_PROXY)
+# The test site is on loopback: the CLI fetches from it with --allow-private,
+# set through the environment as a user could.
+LOCAL_OK = {**NO_PROXY, "NETTOOLS_ALLOW_PRIVATE": "1"}
+
+
+def feeds(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return run_cli("feeds", *args, env=LOCAL_OK if env is None else env)
+
+
+def test_cli_fetch_and_serve_refuse_private_addresses_alike(site):
+    url = site.url + "/f/rss20.xml"
+    res = feeds("fetch", url, env=NO_PROXY)
+    assert res.returncode == 2, res.stderr
+    assert f"!! {url}\n" in res.stdout and "non-public address" in res.stdout
+    assert site.requests("/f/rss20.xml") == 0  # refused before connecting
+    res = feeds("fetch", "--allow-private", url, env=NO_PROXY)
+    assert res.returncode == 0, res.stderr
+    for command in ("fetch", "serve"):
+        text = " ".join(run_cli("feeds", command, "--help").stdout.split())
+        assert "Only public addresses are fetched (no private, loopback or link-local ones) " \
+               "unless --allow-private" in text
+        assert "The same rule holds for feeds fetch and feeds serve" in text
+
+
+def test_cli_a_feed_without_a_link_shows_none(site):
+    res = feeds("fetch", site.url + "/nolink")
+    assert res.returncode == 0, res.stderr
+    assert "<->" not in res.stdout and "<-" not in res.stdout
+    assert res.stdout.splitlines()[0] == "== No Links"
+    assert "  Linkless entry" in res.stdout
 
 
 def test_cli_json_one_object_per_feed_in_order(site):
@@ -267,7 +300,7 @@ def test_cli_sigint_shows_the_feeds_read_and_exits_1(site):
     urls = [site.url + p for p in
             ("/f/rss20.xml", "/held/rss20.xml", "/held/atom10.xml", "/f/atom10.xml")]  # fmt: skip
     code, out, err = interrupted_run(
-        site.holder, "feeds", "fetch", "--json", "--concurrency", "2", *urls, env=NO_PROXY
+        site.holder, "feeds", "fetch", "--json", "--concurrency", "2", *urls, env=LOCAL_OK
     )
     assert code == 1, err
     objs = [json.loads(line) for line in out.splitlines()]
@@ -285,7 +318,7 @@ def test_cli_sigint_shows_the_feeds_read_and_exits_1(site):
 def test_cli_sigint_after_a_failure_exits_2_in_text(site):
     urls = [site.url + p for p in ("/missing", "/held/rss20.xml", "/held/atom10.xml")]
     code, out, err = interrupted_run(
-        site.holder, "feeds", "fetch", "--concurrency", "2", *urls, env=NO_PROXY
+        site.holder, "feeds", "fetch", "--concurrency", "2", *urls, env=LOCAL_OK
     )
     assert code == 2, err
     assert f"!! {site.url}/missing\n   http: status 404" in out
@@ -332,7 +365,7 @@ def test_cli_urls_from_stdin(site):
     res = subprocess.run(
         [sys.executable, "-m", "nettools", "feeds", "fetch", "--json", "-"],
         input=f"{site.url}/f/atom10.xml\n",
-        capture_output=True, text=True, timeout=30, env=clean_env(NO_PROXY),
+        capture_output=True, text=True, timeout=30, env=clean_env(LOCAL_OK),
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["title"] == "Atom 1.0 Fixture"

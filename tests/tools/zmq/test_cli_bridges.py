@@ -247,6 +247,33 @@ def test_tcp_bridge_line_limit(ctx):
     assert stop_summary(err, "zmq-tcp")["errors"] == 1
 
 
+def bound_publisher(ctx) -> tuple[zmq.Socket, str]:
+    """A PUB socket that binds, for a bridge whose SUB connects (as to a forwarder)."""
+    publisher = ctx.socket(zmq.PUB)
+    publisher.linger = 0
+    publisher.bind(TCP0)
+    return publisher, publisher.LAST_ENDPOINT.decode()
+
+
+def test_tcp_bridge_drops_an_oversized_message_and_keeps_its_feed(ctx):
+    publisher, url = bound_publisher(ctx)
+    # The default --max-line is 4K; the SUB connects, so a lost connection
+    # would never come back.
+    with Bridge("tcp", "--sub", f"connect:{url}") as bridge:
+        ready = bridge.ready()
+        host, _, port = ready["address"].rpartition(":")
+        client = LineClient((host, int(port))).start_reading()
+        sync_lines(publisher, [client])
+        publisher.send(b"z" * 5000)
+        publisher.send_multipart([b"big", b"q" * (1 << 20)])
+        publisher.send(b"after")
+        assert client.next() == b"after"
+        code, _, err = bridge.stop()
+    assert code == 0
+    assert stop_summary(err, "zmq-tcp")["oversized"] == 2
+    assert err.count("over the size cap of 4096 bytes") == 1  # rate-limited
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -279,6 +306,20 @@ def ws_first(ws, send) -> dict:
         except TimeoutError:
             pass
     raise AssertionError(f"nothing arrived after {PROBES} probes")
+
+
+def subscribe_and_sync(ws, publisher: zmq.Socket, topic: str) -> None:
+    """Subscribe ``ws`` to ``topic`` and publish probes until one arrives, then
+    a marker; on return ``ws`` has read everything up to the marker."""
+    ws.send(json.dumps({"subscribe": topic}))
+    assert ws_next(ws) == {"subscribed": topic}
+    t = topic.encode()
+    ws_first(ws, lambda: publisher.send_multipart([t, b'"probe"']))
+    publisher.send_multipart([t, b'"marker"'])
+    for _ in range(10 * PROBES):
+        if ws_next(ws) == {"topic": topic, "data": "marker"}:
+            return
+    raise AssertionError("the marker never came")
 
 
 def exercise_ws_bridge(ctx, ready: dict, url: str, **connect_options) -> None:
@@ -373,12 +414,7 @@ def test_ws_bridge_drops_a_client_that_stops_reading(ctx):
         publisher = peer(ctx, zmq.PUB, ready["sub"], sndhwm=0)
         stuck = stuck_ws_client(host, int(port), "t")
         with ws_connect(url, open_timeout=IO_TIMEOUT) as reader:
-            reader.send(json.dumps({"subscribe": "t"}))
-            assert ws_next(reader) == {"subscribed": "t"}
-            ws_first(reader, lambda: publisher.send_multipart([b"t", b'"probe"']))
-            publisher.send_multipart([b"t", b'"marker"'])
-            while ws_next(reader) != {"topic": "t", "data": "marker"}:
-                pass
+            subscribe_and_sync(reader, publisher, "t")
             sent = 0
             for _ in range(300):
                 for _ in range(20):
@@ -416,6 +452,22 @@ def test_ws_bridge_message_size_limit(ctx):
         assert closed.value.rcvd.code == 1009
         code, _, _ = bridge.stop()
     assert code == 0
+
+
+def test_ws_bridge_drops_an_oversized_message_and_keeps_its_feed(ctx):
+    publisher, url = bound_publisher(ctx)
+    with Bridge("ws", "--sub", f"connect:{url}", "--max-message", "1K") as bridge:
+        ready = bridge.ready()
+        with ws_connect(f"ws://{ready['address']}/", open_timeout=IO_TIMEOUT) as ws:
+            subscribe_and_sync(ws, publisher, "t")
+            publisher.send_multipart([b"t", b'"' + b"x" * 4000 + b'"'])  # over 1K as sent
+            # 202 bytes as sent, but over 1K as the JSON a client gets (\u0001 each).
+            publisher.send_multipart([b"t", b'"' + b"\x01" * 200 + b'"'])
+            publisher.send_multipart([b"t", b'"after"'])
+            assert ws_next(ws) == {"topic": "t", "data": "after"}
+        code, _, err = bridge.stop()
+    assert code == 0
+    assert stop_summary(err, "zmq-ws")["oversized"] == 2
 
 
 def test_ws_bridge_origin_check(ctx):

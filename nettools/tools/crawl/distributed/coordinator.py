@@ -39,6 +39,7 @@ from ....green.zmq.endpoints import Endpoint, EndpointError, open_socket, parse_
 from ....kernel.greenthread import kill, sleep, spawn
 from ....kernel.sync import Event
 from ....web.client import FetchError
+from ...plumbing.sizecap import SizeCap
 from ..fetcher import Fetched
 from .wire import MAX_MESSAGE, PROTOCOL_VERSION, MalformedMessage, decode, encode, result_outcome
 
@@ -143,15 +144,17 @@ class Coordinator:
         self.late = 0
         self.lost = 0
         self.malformed = 0
+        self.oversized = 0  # messages over the cap: dropped (by self._cap)
+        # A ROUTER's first frame is the sender's routing id: at most 255 bytes.
+        self._cap = SizeCap(max_message + 255, self, log, "crawl coordinator")
         self.joined = 0
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> str:
         """Bind and start serving workers; the endpoint really bound."""
-        options = {zmq.MAXMSGSIZE: self.max_message}
-        self._sock, real = open_socket(self._ctx, zmq.ROUTER, Endpoint(self.endpoint, True),
-                                       options=options)  # fmt: skip
+        # The size cap is ours, not libzmq's ZMQ_MAXMSGSIZE (see sizecap).
+        self._sock, real = open_socket(self._ctx, zmq.ROUTER, Endpoint(self.endpoint, True))
         self.endpoint = real
         self._threads = [spawn(self._receive), spawn(self._tick)]  # close() knows the order
         return real
@@ -217,6 +220,7 @@ class Coordinator:
                 "late_results": self.late,
                 "lost": self.lost,
                 "malformed": self.malformed,
+                "oversized": self.oversized,
             }
         }
 
@@ -293,9 +297,9 @@ class Coordinator:
     # -------------------------------------------------------------- receive
 
     def _receive(self) -> None:
-        sock = self._sock
+        sock, recv = self._sock, self._cap.recv
         while True:
-            frames = sock.recv_multipart()
+            frames = recv(sock)
             ident = frames[0]
             try:
                 kind, obj, body = decode(frames, 1)

@@ -3,8 +3,9 @@
 A ROUTER socket at the coordinator (binds), a DEALER per worker (connects).
 A message is two frames, a kind (ASCII) and a JSON object (UTF-8), plus a
 third frame with the raw body for results that carry one.  No message may
-exceed ``max_message`` bytes (libzmq's ``MAXMSGSIZE`` on both sockets; a
-worker whose result would be larger reports an error for that job instead).
+exceed ``max_message`` bytes (a larger one is dropped and counted by its
+receiver, ``nettools.tools.plumbing.sizecap``; a worker whose result would be
+larger reports an error for that job instead).
 
 Worker to coordinator:
 

@@ -29,6 +29,7 @@ from ....kernel.pool import GreenPool
 from ....kernel.sync import Event, Semaphore
 from ....web.client import DEFAULT_USER_AGENT, FetchError, HttpClient
 from ...plumbing.service import stop_on_signals
+from ...plumbing.sizecap import SizeCap
 from ..fetcher import LocalFetcher, crawl_client
 from .wire import MAX_MESSAGE, PROTOCOL_VERSION, decode, encode, error_fields, result_fields
 
@@ -71,11 +72,12 @@ class WorkerStats:
     jobs: int = 0
     errors: int = 0  # jobs that got no HTTP response
     too_big: int = 0  # results over the message cap, sent as errors
+    oversized: int = 0  # messages received over the message cap: dropped
     coordinators: int = 0  # welcomes (more than one: the coordinator restarted)
 
     def to_dict(self) -> dict:
         return {"jobs": self.jobs, "errors": self.errors, "too_big": self.too_big,
-                "welcomes": self.coordinators}  # fmt: skip
+                "oversized": self.oversized, "welcomes": self.coordinators}  # fmt: skip
 
 
 class CrawlWorker:
@@ -104,6 +106,7 @@ class CrawlWorker:
         self.idle_timeout = idle_timeout
         self.max_message = max_message
         self.stats = WorkerStats()
+        self._cap = SizeCap(max_message, self.stats, log, "crawl worker")
         # An own context by default: terminating it is what makes sure the
         # last messages ("done", "bye") leave before the process exits.
         self._own_ctx = context is None
@@ -139,7 +142,8 @@ class CrawlWorker:
 
     def run(self) -> str:
         """Work until the crawl is done, ``stop()``, or the coordinator is gone."""
-        options = {zmq.MAXMSGSIZE: self.max_message, zmq.IMMEDIATE: 1}
+        # The size cap is ours, not libzmq's ZMQ_MAXMSGSIZE (see sizecap).
+        options = {zmq.IMMEDIATE: 1}
         self._sock, _ = open_socket(self._ctx, zmq.DEALER, Endpoint(self.endpoint, False),
                                     options=options)  # fmt: skip
         receiver = spawn(self._receive)
@@ -214,7 +218,7 @@ class CrawlWorker:
 
     def _receive(self) -> None:
         while True:
-            frames = self._sock.recv_multipart()
+            frames = self._cap.recv(self._sock)
             self._heard = time.monotonic()
             try:
                 kind, obj, _ = decode(frames)

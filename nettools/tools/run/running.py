@@ -1,0 +1,41 @@
+"""What starting one service of a run file gives the runner: ``Started``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...kernel.sync import Event
+
+__all__ = ["Started", "closing_on_error"]
+
+
+@dataclass
+class Started:
+    """A service that is running.
+
+    ``stats``: its counts (``summary(service)`` gives the JSON summary).
+    ``listeners``: its listening sockets, or the addresses to announce as
+    strings (ZeroMQ endpoints), each with the ``extras`` of its ready line.
+    ``stop(drain_timeout)``: stop it gracefully.  ``cleanup``: what to close
+    once it has stopped.  ``ended``: set if the service can end by itself (a
+    zmq proxy told TERMINATE).
+    """
+
+    stats: Any
+    listeners: list[Any]
+    stop: Callable[[float | None], Any]
+    extras: list[dict[str, Any]] | None = None
+    cleanup: list[Callable[[], Any]] = field(default_factory=list)
+    ended: Event | None = None
+
+
+def closing_on_error(close: Callable[[], Any], build: Callable[[], Started]) -> Started:
+    """``build()``, calling ``close`` (of a listening socket, a ZeroMQ socket
+    set) if it raises: a service that fails to start leaves nothing open."""
+    try:
+        return build()
+    except BaseException:
+        close()
+        raise

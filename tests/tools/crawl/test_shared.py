@@ -1,0 +1,247 @@
+"""``nettools crawl --state redis://...`` and ``nettools crawl-worker --state``: a
+crawl whose state is in a real Redis (Debian's redis-server on a unix socket),
+done by several real processes.  The report equals a crawl in memory's; the
+per-host limit holds across all of them; a worker killed with SIGKILL loses
+nothing (its leases run out and go to others), nor does the process that
+started the crawl; the report can be read at any time."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers.cli import clean_env, run_cli
+from helpers.crawl_site import External, Site, comparable, serve
+from helpers.redis_server import RedisServer
+
+import nettools
+from nettools.tools.crawl.state.greenredis import green_redis
+
+pytestmark = pytest.mark.timeout(120)
+
+PAGES = 200
+
+
+def nettools_cli(*args: str, **popen) -> subprocess.Popen:
+    popen.setdefault("stdout", subprocess.PIPE)
+    popen.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-m", "nettools", *args], text=True,
+                            env=clean_env(), **popen)  # fmt: skip
+
+
+def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out or "", err or ""
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    with RedisServer(tmp_path / "redis") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def sites():
+    ext = External()
+    with serve(ext) as ext_srv:
+        site = Site(PAGES, retry_after=0, slow=0.01, huge=100_000, external=ext_srv.url,
+                    page_sleep=0.01)  # fmt: skip
+        with serve(site) as srv:
+            yield site, srv.url
+
+
+CRAWL = ("--check-links", "--check-fragments", "--max-body", "64K", "--format", "json")
+
+
+@pytest.fixture(scope="module")
+def in_memory(sites):
+    site, base = sites
+    proc = run_cli("crawl", base + "/", *CRAWL)
+    assert proc.returncode == 2, proc.stderr
+    return comparable(json.loads(proc.stdout))
+
+
+def test_redis_py_needs_green_sockets_to_leave_the_hub_free(redis_server):
+    # A command that waits in Redis (BLPOP for 0.5 s) while a greenthread ticks.
+    import redis
+
+    def ticks_while_waiting(client) -> int:
+        ticks = 0
+
+        def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                nettools.sleep(0.01)
+
+        ticker = nettools.spawn(tick)
+        nettools.sleep(0)
+        client.blpop("nothing", timeout=0.5)
+        ticker.kill()
+        return ticks
+
+    stock = redis.Redis(unix_socket_path=redis_server.socket)
+    assert ticks_while_waiting(stock) <= 2  # the whole hub waited in the OS
+    green = green_redis(path=redis_server.socket)
+    assert ticks_while_waiting(green) >= 20  # the others ran meanwhile
+    green.connection_pool.disconnect()
+
+
+def test_workers_share_the_crawl_and_it_finds_what_one_process_finds(
+    sites, in_memory, redis_server
+):
+    site, base = sites
+    site.reset()
+    host = base.split("//")[1]
+    state = redis_server.state
+    # The workers start first and wait for the crawl to be there.
+    workers = [nettools_cli("crawl-worker", "--state", state, "--name", f"w{i}",
+                            "--concurrency", "3") for i in range(3)]  # fmt: skip
+    crawl = nettools_cli("crawl", base + "/", *CRAWL, "--state", state, "--per-host", "6",
+                         "--concurrency", "3")  # fmt: skip
+    code, out, err = finish(crawl)
+    exits = [finish(w) for w in workers]
+    assert code == 2, err
+    assert comparable(json.loads(out)) == in_memory
+    # Four processes that could have 12 requests under way: never more than 6 at once.
+    assert 3 < site.max_inflight[host] <= 6
+    assert site.fetched_twice(exempt={"/busy"}) == {}  # /busy: a 429, then again
+    summary = json.loads(err.splitlines()[-1])
+    visits = summary["state"]["workers"]  # links visited, by process
+    assert len([n for n in visits.values() if n > 0]) >= 2
+    for wcode, _, werr in exits:
+        assert wcode == 0, werr
+        assert json.loads(werr.splitlines()[-1])["reason"] == "done"
+
+
+def test_a_depth_limit_gives_the_depths_a_crawl_in_memory_gives(sites, redis_server):
+    # Links met first on a long path are lowered when a shorter one turns up (and
+    # pages too deep at first admitted): admission's rules, run in Redis.
+    site, base = sites
+    args = ("--depth", "3", "--concurrency", "16", "--format", "json")
+    memory = run_cli("crawl", base + "/", *args)
+    shared = run_cli("crawl", base + "/", *args, "--state", redis_server.state)
+    assert memory.returncode == shared.returncode == 2, shared.stderr
+    mem, red = json.loads(memory.stdout), json.loads(shared.stdout)
+    assert comparable(red) == comparable(mem)
+    assert red["summary"]["too_deep"] == mem["summary"]["too_deep"] > 0
+
+
+def test_a_worker_killed_with_sigkill_loses_nothing(sites, in_memory, redis_server):
+    # The first worker takes links and the site holds its requests: it is
+    # killed while holding leases, which run out (--lease 1s) and go to the
+    # second worker.  The crawl command itself only starts the crawl here: it
+    # is killed too once the links are in Redis; any process may write the report.
+    site, base = sites
+    site.reset()
+    state = redis_server.state
+    site.reach_at = site.hold_from = 30
+    starter = nettools_cli("crawl", base + "/", *CRAWL, "--state", state, "--lease", "1s",
+                           "--concurrency", "4")  # fmt: skip
+    try:
+        assert site.reached.wait(30), "the crawl never got going"
+        starter.send_signal(signal.SIGKILL)
+        finish(starter)
+    finally:
+        site.release.set()
+    second = nettools_cli("crawl-worker", "--state", state, "--name", "second")
+    wcode, _, werr = finish(second)
+    assert wcode == 0, werr
+    report = run_cli("crawl", "--state", state, "--report", "--format", "json")
+    assert report.returncode == 2, report.stderr
+    doc = json.loads(report.stdout)
+    assert doc["summary"]["stopped"] is None  # done
+    assert doc["summary"]["state"]["reissued"] >= 1
+    assert comparable(doc) == in_memory
+
+
+def test_the_report_can_be_read_while_workers_go_on(sites, redis_server):
+    site, base = sites
+    site.reset()
+    state = redis_server.state
+    site.reach_at = site.hold_from = 40
+    crawl = nettools_cli("crawl", base + "/", *CRAWL, "--state", state, "--concurrency", "4")
+    try:
+        assert site.reached.wait(30), "the crawl never got going"
+        mid = run_cli("crawl", "--state", state, "--report", "--format", "json")
+    finally:
+        site.release.set()
+    code, out, err = finish(crawl)
+    assert code == 2, err
+    doc = json.loads(mid.stdout)
+    assert doc["summary"]["stopped"] == "unfinished"
+    assert 0 < doc["summary"]["pages"] < json.loads(out)["summary"]["pages"]
+    assert "Traceback" not in mid.stderr
+
+
+def test_another_crawl_under_the_same_prefix_is_refused_unless_fresh(sites, redis_server):
+    site, base = sites
+    state = redis_server.state
+    first = run_cli("crawl", base + "/p/1.html", "--include", "/p/", "--state", state)
+    assert first.returncode == 0, first.stderr
+    other = run_cli("crawl", base + "/p/2.html", "--include", "/p/", "--state", state)
+    assert other.returncode == 2
+    assert other.stderr.count("\n") == 1 and "holds another crawl" in other.stderr
+    # Another prefix is another crawl; --fresh starts over.
+    beside = run_cli("crawl", base + "/p/2.html", "--include", "/p/", "--state",
+                     state + "&prefix=second")  # fmt: skip
+    assert beside.returncode == 0, beside.stderr
+    # The first crawl again: it is done, so nothing is asked for.
+    site.reset()
+    again = run_cli("crawl", base + "/p/1.html", "--include", "/p/", "--state", state)
+    assert again.returncode == 0, again.stderr
+    assert site.total == 0
+    fresh = run_cli("crawl", base + "/p/2.html", "--include", "/p/", "--state", state,
+                    "--fresh", "--format", "json")  # fmt: skip
+    assert fresh.returncode == 0, fresh.stderr
+    assert json.loads(fresh.stdout)["summary"]["pages"] == PAGES
+    assert site.total > PAGES  # crawled anew
+
+
+def test_redis_out_of_reach_is_exit_1_in_one_line(tmp_path):
+    missing = f"unix://{tmp_path}/no-redis.sock?db=0"
+    proc = run_cli("crawl", "http://127.0.0.1:9/", "--state", missing)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("nettools crawl: the crawl state at unix://")
+    assert len(proc.stderr.splitlines()) == 1
+    worker = run_cli("crawl-worker", "--state", missing, "--idle-timeout", "300ms")
+    assert worker.returncode == 1
+    assert len(worker.stderr.splitlines()) == 1 and "crawl state" in worker.stderr
+
+
+def test_without_the_redis_library_one_line_says_how_to_install_it():
+    code = ("import runpy, sys; sys.modules['redis'] = None; sys.argv = ['nettools', 'crawl', "
+            "'http://127.0.0.1:9/', '--state', 'redis://127.0.0.1:9/0']; "
+            "runpy.run_module('nettools', run_name='__main__')")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=clean_env(), timeout=30)  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr == ("nettools crawl: --state redis needs the redis client library: "
+                           "pip install 'nettools[redis]'\n")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--state", "redis://"], ["--state", "rediss://h/0"], ["--state", "sqlite:"],
+     ["--state", "redis://h/zero"], ["--report"], ["--fresh"]],
+)
+def test_bad_state_options_are_usage_errors(args):
+    proc = run_cli("crawl", "http://h/", *args)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_a_worker_waits_for_a_crawl_then_gives_up(redis_server):
+    start = time.monotonic()
+    proc = run_cli("crawl-worker", "--state", redis_server.state, "--idle-timeout", "500ms")
+    assert proc.returncode == 1
+    assert "no crawl in" in proc.stderr and time.monotonic() - start >= 0.5

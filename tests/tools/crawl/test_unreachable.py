@@ -1,0 +1,151 @@
+"""Sites and links that cannot be reached, as a user meets them on the command line.
+
+A start URL that gets no HTTP answer (refused, TLS failure, timeout) is a
+runtime error: exit 1 and one line.  Dead links to outside hosts cost about one
+request per host, not four per link: a refused connection settles every link to
+that host, only timeouts are tried again, and a GET follows a HEAD only when the
+HEAD says the server does not do HEAD.  The outside hosts are reached through a
+proxy on a closed loopback port (``http_proxy``), so no name is ever looked up
+and nothing leaves the machine."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections import Counter
+
+import pytest
+from helpers.cli import run_cli
+from helpers.crawl_site import External, Pages, serve
+from helpers.tls import Certs
+from helpers.wsgi import ServerThread
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def closed_port() -> socket.socket:
+    """A port bound but not listening: it refuses connections, and nobody else can take it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def silent_port() -> socket.socket:
+    """A port that accepts connections (the kernel does, from its backlog) and never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    return sock
+
+
+def via_closed_proxy(port: int) -> dict:
+    """The environment that routes every host but 127.0.0.1 to a closed port."""
+    proxy = f"http://127.0.0.1:{port}"
+    return {"http_proxy": proxy, "https_proxy": proxy, "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy,
+            "no_proxy": "127.0.0.1", "NO_PROXY": "127.0.0.1"}  # fmt: skip
+
+
+def rows(stdout: str) -> dict[str, dict]:
+    return {r["url"]: r for r in map(json.loads, stdout.splitlines())}
+
+
+def test_a_site_that_refuses_connections_is_exit_1_in_one_line(tmp_path):
+    report = tmp_path / "links.xml"
+    with closed_port() as closed:
+        port = closed.getsockname()[1]
+        url = f"http://127.0.0.1:{port}/"
+        proc = run_cli("crawl", url, "--format", "junit", "-o", str(report))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == (f"nettools crawl: cannot reach the site: {url}: connect: cannot "
+                           f"connect to 127.0.0.1:{port}: connection refused\n")
+    assert proc.stdout == ""
+    assert not report.exists()  # no report of a crawl that never started
+
+
+def test_a_site_whose_tls_fails_is_exit_1_in_one_line():
+    with ServerThread(lambda env, start: [b""], ssl_context=Certs().server_context()) as srv:
+        url = f"https://127.0.0.1:{srv.port}/"
+        proc = run_cli("crawl", url)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith(f"nettools crawl: cannot reach the site: {url}: tls: ")
+    assert len(proc.stderr.splitlines()) == 1
+
+
+def test_a_site_that_never_answers_is_exit_1_after_its_retries():
+    with silent_port() as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        proc = run_cli("crawl", url, "--timeout", "300ms", "--retries", "1", "--ignore-robots")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith(f"nettools crawl: cannot reach the site: {url}: timeout: ")
+    assert len(proc.stderr.splitlines()) == 1
+
+
+def test_one_unreachable_start_url_among_others_is_a_broken_link():
+    site = Pages({"/": (["/a.html"], 0), "/a.html": ([], 0)})
+    with serve(site) as srv, closed_port() as closed:
+        base, dead = srv.url, f"http://127.0.0.1:{closed.getsockname()[1]}/"
+        proc = run_cli("crawl", base + "/", dead, "--format", "jsonl")
+    assert proc.returncode == 2, proc.stderr
+    found = rows(proc.stdout)
+    assert found[dead]["reason"].startswith("connect: ")
+    assert found[base + "/a.html"]["ok"] is True
+
+
+DEAD_HOSTS = 7
+LINKS_PER_HOST = 9
+
+
+def test_dead_outside_hosts_cost_one_request_each():
+    # Each page links to every dead host, with a different path per page.
+    pages = {"/": ([f"/{n}.html" for n in range(LINKS_PER_HOST)], 0)}
+    for n in range(LINKS_PER_HOST):
+        links = [f"http://dead-{h}.example/{n}.html" for h in range(DEAD_HOSTS)]
+        pages[f"/{n}.html"] = (links + ["https://dead-0.example/secure"], 0)
+    site = Pages(pages)
+    with serve(site) as srv, closed_port() as closed:
+        port = closed.getsockname()[1]
+        proc = run_cli("crawl", srv.url + "/", "--check-links", "--format", "jsonl",
+                       env=via_closed_proxy(port))  # fmt: skip
+        summary = json.loads(proc.stderr.splitlines()[-1])
+    assert proc.returncode == 2, proc.stderr
+    dead = {u: r for u, r in rows(proc.stdout).items() if ".example/" in u}
+    assert len(dead) == DEAD_HOSTS * LINKS_PER_HOST + 1
+    reason = f"connect: cannot connect to proxy 127.0.0.1:{port}: connection refused"
+    assert {r["reason"] for r in dead.values()} == {reason}
+    # One request per host (http and https of a host are one host), the rest settled with it.
+    attempts = Counter(r["attempts"] for r in dead.values())
+    assert attempts == {1: DEAD_HOSTS, 0: len(dead) - DEAD_HOSTS}
+    assert {r["method"] for r in dead.values()} == {"HEAD"}
+    inside = sum(site.counts.values())
+    assert summary["requests"] == inside + DEAD_HOSTS
+
+
+def test_a_host_that_never_answers_is_given_up_after_one_links_retries():
+    with silent_port() as silent:
+        host = f"127.0.0.1:{silent.getsockname()[1]}"
+        site = Pages({"/": ([f"http://{host}/{n}" for n in range(5)], 0)})
+        with serve(site) as srv:
+            proc = run_cli("crawl", srv.url + "/", "--check-links", "--format", "jsonl",
+                           "--timeout", "300ms", "--retries", "2")  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    silent_rows = [r for u, r in rows(proc.stdout).items() if u.startswith(f"http://{host}/")]
+    assert len(silent_rows) == 5
+    assert all(r["reason"].startswith("timeout: ") for r in silent_rows)
+    # Timeouts are tried again (the first link: 3 attempts); then the host is settled.
+    assert sorted(r["attempts"] for r in silent_rows) == [0, 0, 0, 0, 3]
+
+
+def test_head_is_the_answer_unless_the_server_does_not_do_head():
+    ext = External()
+    with serve(ext) as ext_srv:
+        ext_url = ext_srv.url
+        links = [ext_url + p for p in ("/ok.html", "/gone.html", "/nohead.html")]
+        site = Pages({"/": (links, 0)})
+        with serve(site) as srv:
+            proc = run_cli("crawl", srv.url + "/", "--check-links", "--format", "jsonl")
+    assert proc.returncode == 2, proc.stderr
+    assert ext.counts == Counter({("HEAD", "/ok.html"): 1, ("HEAD", "/gone.html"): 1,
+                                  ("HEAD", "/nohead.html"): 1, ("GET", "/nohead.html"): 1})
+    found = rows(proc.stdout)
+    assert found[ext_url + "/gone.html"]["reason"] == "HTTP 404"
+    assert found[ext_url + "/nohead.html"]["status"] == 200
