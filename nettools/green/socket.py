@@ -111,7 +111,7 @@ class socket(_real_socket):
     """A green ``socket.socket``: same API, blocking calls wait on the hub."""
 
     # As the standard socket's: no dict per socket (a server holds thousands).
-    __slots__ = ("_timeout", "_drained")
+    __slots__ = ("_timeout", "_drained", "_stream")
 
     def __init__(
         self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None

@@ -44,6 +44,7 @@ class WSGIConnection(ResponseWriter):
         "debug",
         "base_env",
         "taken_over",
+        "in_app",
     )
 
     def __init__(self, wsgi_server: WSGIServer, sock: Any, addr: Any) -> None:
