@@ -109,7 +109,7 @@ class GreenThread:
             return  # killed before it started
         hub = get_hub()
         idle = hub.idle_workers
-        w = idle.pop() if idle else greenlet(_worker, hub.greenlet)
+        w = idle.pop() if idle else _Worker(_worker, hub.greenlet)
         w.switch(self)
 
     def main(self, function: Callable, args: tuple, kwargs: dict) -> None:
@@ -253,6 +253,14 @@ class GreenThread:
         return f"<GreenThread {state} at {id(self):#x}>"
 
 
+class _Worker(greenlet):
+    """A worker greenlet; ``greenthread`` is the call it runs.  In a slot: the
+    greenlet's own dict stays empty, as small as a dict gets (a parked
+    greenthread keeps its worker, and a server may have thousands parked)."""
+
+    __slots__ = ("greenthread",)
+
+
 def _worker(gt: GreenThread) -> None:
     """A worker greenlet's body: run calls until one waits or leaks the worker."""
     cur = getcurrent()
@@ -272,7 +280,7 @@ def _worker(gt: GreenThread) -> None:
             hub.switches != switches
             or getrefcount(cur) != refs
             or getweakrefcount(cur)
-            or len(cur.__dict__) != 1  # the call set attributes on its greenlet
+            or cur.__dict__  # the call set attributes on its greenlet
             or len(idle) >= MAX_IDLE_WORKERS
         ):
             return  # retire: someone may still know this greenlet
