@@ -96,7 +96,9 @@ class GreenThread:
         self._result: Any = None
         self._exc: BaseException | None = None
         self._waiters: deque | None = None
-        self._links: list | None = None
+        #: One link as its (func, args, kwargs) tuple, several in a list (most
+        #: greenthreads have one link, their pool's: no list kept for it).
+        self._links: tuple | list | None = None
         self._greenlet: greenlet | None = None
         self._start_timer = None
         self._log_errors = False
@@ -158,6 +160,8 @@ class GreenThread:
         links = self._links
         if links:
             self._links = None
+            if type(links) is tuple:
+                links = (links,)
             for fn, args, kwargs in links:
                 try:
                     if kwargs is None:
@@ -210,18 +214,29 @@ class GreenThread:
         if self._state is _DONE:
             func(self, *curried_args, **curried_kwargs)
             return
-        if self._links is None:
-            self._links = []
         # No empty dict kept per link: a pool links every greenthread it runs.
-        self._links.append((func, curried_args, curried_kwargs or None))
+        entry = (func, curried_args, curried_kwargs or None)
+        links = self._links
+        if links is None:
+            self._links = entry
+        elif type(links) is tuple:
+            self._links = [links, entry]
+        else:
+            links.append(entry)
 
     def unlink(self, func: Callable, *curried_args: Any, **curried_kwargs: Any) -> bool:
         """Remove a link added with the same arguments; True if one was removed."""
         links = self._links
+        entry = (func, curried_args, curried_kwargs or None)
+        if type(links) is tuple:
+            if links != entry:
+                return False
+            self._links = None
+            return True
         if not links:
             return False
         try:
-            links.remove((func, curried_args, curried_kwargs or None))
+            links.remove(entry)
         except ValueError:
             return False
         return True
