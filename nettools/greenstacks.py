@@ -211,7 +211,8 @@ def _greenlets_by_root() -> dict[greenlet, list[greenlet]]:
     """Every live greenlet, by the main greenlet of its OS thread."""
     by_root: dict[greenlet, list[greenlet]] = {}
     for obj in gc.get_objects():
-        if isinstance(obj, greenlet) and not obj.dead:
+        # issubclass of the type: isinstance on a dead weakref.proxy raises ReferenceError.
+        if issubclass(type(obj), greenlet) and not obj.dead:
             by_root.setdefault(_root(obj), []).append(obj)
     return by_root
 

@@ -148,3 +148,19 @@ def test_dump_greenthreads_writes_to_an_fd():
             os.close(w)
     assert text.decode().startswith("Greenthreads of this thread: ")
     assert "running (asked for this dump)" in text.decode()
+
+
+def test_a_dead_weak_proxy_among_the_objects_does_not_stop_the_dump():
+    # gc.get_objects() may hold a weakref.proxy whose referent is gone, and
+    # isinstance() on one raises ReferenceError.
+    import weakref
+
+    class Referent:
+        pass
+
+    referent = Referent()
+    proxy = weakref.proxy(referent)
+    del referent
+    text = debug.format_greenthreads()
+    assert "running (asked for this dump)" in text
+    del proxy
