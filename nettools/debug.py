@@ -507,7 +507,8 @@ def _thread_frames() -> Iterable[FrameType]:
     cur = _greenlet_module.getcurrent()
     root = root_greenlet()
     for obj in gc.get_objects():
-        if not isinstance(obj, greenlet) or obj is cur or obj.gr_frame is None:
+        # issubclass of the type: isinstance on a dead weakref.proxy raises ReferenceError.
+        if not issubclass(type(obj), greenlet) or obj is cur or obj.gr_frame is None:
             continue
         top = obj
         while top.parent is not None:
