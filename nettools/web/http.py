@@ -138,19 +138,9 @@ class Request:
     """One request whose head has been read.  ``body`` fills as the body arrives."""
 
     __slots__ = (
-        "method",
-        "target",
-        "protocol",
-        "headers",
-        "keep_alive",
-        "upgrade",
-        "content_length",
-        "expect_continue",
-        "body",
-        "body_received",
-        "body_done",
-        "leftover",
-    )
+        "method", "target", "protocol", "headers", "keep_alive", "upgrade", "content_length",
+        "expect_continue", "body", "body_received", "body_done", "leftover",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -190,40 +180,12 @@ class HttpConnection:
 
     # Slots: with this many attributes a dict per connection costs ~1.2 KiB more.
     __slots__ = (
-        "sock",
-        "view",
-        "limits",
-        "_max_url",
-        "_max_hsize",
-        "_max_headers",
-        "_max_body",
-        "_request_timeout",
-        "_max_head",
-        "_set_idle",
-        "parser",
-        "_feed_data",
-        "_version",
-        "_method",
-        "_keep_alive",
-        "_upgrade",
-        "pending",
-        "dead",
-        "_url",
-        "_url_len",
-        "_headers",
-        "_hsize",
-        "_clen",
-        "_expect",
-        "_in_head",
-        "_parsing",
-        "_limit_status",
-        "_completed_in_feed",
-        "_pipelined",
-        "_chunk",
-        "timeout",
-        "_fresh",
-        "_empty_lines",
-    )
+        "sock", "view", "limits", "_max_url", "_max_hsize", "_max_headers", "_max_body",
+        "_request_timeout", "_max_head", "_set_idle", "parser", "_feed_data", "_version",
+        "_method", "_keep_alive", "_upgrade", "pending", "dead", "_url", "_url_len", "_headers",
+        "_hsize", "_clen", "_expect", "_in_head", "_parsing", "_limit_status",
+        "_completed_in_feed", "_pipelined", "_chunk", "timeout", "_fresh", "_empty_lines",
+    )  # fmt: skip
 
     def __init__(
         self,
