@@ -36,16 +36,6 @@ def listener():
     sock.close()
 
 
-@pytest.fixture
-def servers():
-    """Collects Servers made in a test and stops whatever is left running."""
-    made: list[Server] = []
-    yield made
-    for server in made:
-        if not server.stopped:
-            server.stop(0)
-
-
 def start(servers, sock, handle, **kw) -> Server:
     server = Server(sock, handle, **kw).start()
     servers.append(server)
