@@ -110,6 +110,7 @@ class ResponseWriter(HttpConnection):
         "status_prefix",
         "capitalize",
         "min_chunk",
+        "keepalive_lines",
         "req",
         "status",
         "resp_headers",
