@@ -1,9 +1,13 @@
 """Sites and links that cannot be reached, as a user meets them on the command line.
 
-A start URL that gets no HTTP answer (refused, TLS failure, timeout) is a
-runtime error: exit 1 and one line.  Dead links to outside hosts cost about one
-request per host, not four per link: a refused connection settles every link to
-that host, only timeouts are tried again, and a GET follows a HEAD only when the
+A start URL that gets no HTTP answer (refused, no address, TLS failure, timeout) is a
+runtime error: exit 1 and one line.  A name that cannot be resolved is one
+whose first label is longer than DNS allows (64 characters): the resolver
+refuses it before building a query, so no look-up leaves the machine.
+
+Dead links to outside hosts cost about one request per host, not four per link:
+a refused connection or a name that does not resolve settles every link to that
+host, only timeouts are tried again, and a GET follows a HEAD only when the
 HEAD says the server does not do HEAD.  The outside hosts are reached through a
 proxy on a closed loopback port (``http_proxy``), so no name is ever looked up
 and nothing leaves the machine."""
@@ -45,6 +49,11 @@ def via_closed_proxy(port: int) -> dict:
             "no_proxy": "127.0.0.1", "NO_PROXY": "127.0.0.1"}  # fmt: skip
 
 
+def unresolvable(n: int = 0) -> str:
+    """A host name that fails to resolve without a query being sent (a 64-character label)."""
+    return f"{n}".rjust(64, "x") + ".example"
+
+
 def rows(stdout: str) -> dict[str, dict]:
     return {r["url"]: r for r in map(json.loads, stdout.splitlines())}
 
@@ -69,6 +78,15 @@ def test_a_site_whose_tls_fails_is_exit_1_in_one_line():
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.startswith(f"nettools crawl: cannot reach the site: {url}: tls: ")
     assert len(proc.stderr.splitlines()) == 1
+
+
+def test_a_site_whose_name_does_not_resolve_is_exit_1_in_one_line(tmp_path):
+    url = f"http://{unresolvable()}/"
+    proc = run_cli("crawl", url, "--check-links", "-o", str(tmp_path / "links.txt"))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith(f"nettools crawl: cannot reach the site: {url}: dns: ")
+    assert len(proc.stderr.splitlines()) == 1
+    assert not (tmp_path / "links.txt").exists()
 
 
 def test_a_site_that_never_answers_is_exit_1_after_its_retries():
@@ -118,6 +136,23 @@ def test_dead_outside_hosts_cost_one_request_each():
     assert {r["method"] for r in dead.values()} == {"HEAD"}
     inside = sum(site.counts.values())
     assert summary["requests"] == inside + DEAD_HOSTS
+
+
+def test_an_outside_host_whose_name_does_not_resolve_costs_one_lookup():
+    hosts = [unresolvable(h) for h in range(3)]
+    links = [f"http://{host}/{n}.html" for host in hosts for n in range(LINKS_PER_HOST)]
+    site = Pages({"/": (links, 0)})
+    with serve(site) as srv:
+        proc = run_cli("crawl", srv.url + "/", "--check-links", "--format", "jsonl",
+                       "--retries", "2")  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    dead = {u: r for u, r in rows(proc.stdout).items() if ".example/" in u}
+    assert len(dead) == len(links)
+    assert all(r["reason"].startswith("dns: ") for r in dead.values())
+    # Not retried, not tried with GET: one request per host, the other links settled with it.
+    assert Counter(r["attempts"] for r in dead.values()) == {1: 3, 0: len(links) - 3}
+    summary = json.loads(proc.stderr.splitlines()[-1])
+    assert summary["requests"] == sum(site.counts.values()) + len(hosts)
 
 
 def test_a_host_that_never_answers_is_given_up_after_one_links_retries():
