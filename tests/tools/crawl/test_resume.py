@@ -58,38 +58,45 @@ def uninterrupted(sites, tmp_path_factory):
     return report_of(tmp / "r.json")
 
 
-def run_until_killed(argv: list[str], site: Site) -> set[str]:
-    """Start the crawl, SIGKILL it once the site has had ``site.reach_at``
-    requests (those after ``hold_from`` hang until then); the paths in flight
-    (asked for, not answered)."""
+def run_until_killed(argv: list[str], site: Site, sig: int = signal.SIGKILL) -> set[str]:
+    """Start the crawl, send it ``sig`` once the site has had ``site.reach_at``
+    requests (those after ``hold_from`` hang until then) and wait for its end;
+    the paths in flight at the signal (asked for, not answered)."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env=clean_env())  # fmt: skip
     try:
         assert site.reached.wait(30), "the crawl never got going"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        with site.lock:  # before the held requests are let go
-            return {p for p, starts in site.started.items()
-                    if len(site.answered.get(p, ())) < len(starts)}  # fmt: skip
+        with site.lock:  # the requests hang: nothing is answered until the release
+            in_flight = {p for p, starts in site.started.items()
+                         if len(site.answered.get(p, ())) < len(starts)}  # fmt: skip
+        proc.send_signal(sig)
+        proc.wait(20)
+        return in_flight
     finally:
         if proc.poll() is None:
             proc.kill()
         site.release.set()
 
 
-def test_killed_mid_crawl_the_same_command_goes_on_to_the_same_report(sites, uninterrupted,
-                                                                        tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_stopped_mid_crawl_the_same_command_goes_on_to_the_same_report(sites, uninterrupted,
+                                                                         tmp_path, sig):
     site, base = sites
     db, report = tmp_path / "crawl.db", tmp_path / "r.json"
     argv = crawl_argv(base + "/", db, report, "--concurrency", "4")
     site.reset()
-    # Requests after the 120th hang: the kill comes when all 4 slots hang, so
+    # Requests after the 120th hang: the signal comes when all 4 slots hang, so
     # every page answered before has been journaled and 4 are in flight.
     site.hold_from, site.reach_at = 120, 124
-    in_flight = run_until_killed(argv, site)
+    in_flight = run_until_killed(argv, site, sig)
     assert len(in_flight) == 4
     first = Counter(site.counts)
-    assert report.read_text() == ""  # killed: no report
+    if sig == signal.SIGKILL:
+        assert report.read_text() == ""  # killed: no report
+    else:  # the polite stop reports what was crawled; the visits it cut are not journaled
+        partial = json.loads(report.read_text())
+        assert partial["summary"]["stopped"] == "interrupted"
+        assert partial["summary"]["pages"] < uninterrupted["summary"]["pages"]
     site.reset()
     proc = subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=60)
     assert proc.returncode == 2, proc.stderr
