@@ -15,7 +15,7 @@ import time
 
 import pytest
 from helpers.cli import clean_env, run_cli
-from helpers.crawl_site import External, Site, comparable, serve
+from helpers.crawl_site import External, Site, assert_spaced, comparable, serve
 from helpers.redis_server import RedisServer
 
 import nettools
@@ -57,6 +57,17 @@ def sites():
                     page_sleep=0.01)  # fmt: skip
         with serve(site) as srv:
             yield site, srv.url
+
+
+def kill_when_reached(site: Site, proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc`` once the site has had ``site.reach_at`` requests (those
+    after ``hold_from`` hang until then); then let the held ones go."""
+    try:
+        assert site.reached.wait(30), "the crawl never got going"
+        proc.send_signal(signal.SIGKILL)
+        finish(proc)
+    finally:
+        site.release.set()
 
 
 CRAWL = ("--check-links", "--check-fragments", "--max-body", "64K", "--format", "json")
@@ -123,6 +134,25 @@ def test_workers_share_the_crawl_and_it_finds_what_one_process_finds(
         assert json.loads(werr.splitlines()[-1])["reason"] == "done"
 
 
+def test_a_crawl_delay_spaces_the_requests_of_all_processes_together(redis_server):
+    # Each process spacing only its own requests would let three times as many
+    # through: the spacing is kept in Redis, reserved by the lease.
+    site = Site(12, crawl_delay=0.1, retry_after=0, slow=0.01, huge=1000)
+    state = redis_server.state
+    with serve(site) as srv:
+        workers = [nettools_cli("crawl-worker", "--state", state, "--name", f"w{i}",
+                                "--concurrency", "3") for i in range(2)]  # fmt: skip
+        crawl = nettools_cli("crawl", srv.url + "/", "--state", state, "--concurrency", "3",
+                             "--format", "json")  # fmt: skip
+        code, out, err = finish(crawl)
+        exits = [finish(w) for w in workers]
+    assert code == 2, err
+    assert all(wcode == 0 for wcode, _, _ in exits), exits
+    visits = json.loads(err.splitlines()[-1])["state"]["workers"]
+    assert len([n for n in visits.values() if n > 0]) >= 2
+    assert_spaced(site, 0.1, unspaced=2)
+
+
 def test_a_depth_limit_gives_the_depths_a_crawl_in_memory_gives(sites, redis_server):
     # Links met first on a long path are lowered when a shorter one turns up (and
     # pages too deep at first admitted): admission's rules, run in Redis.
@@ -147,12 +177,7 @@ def test_a_worker_killed_with_sigkill_loses_nothing(sites, in_memory, redis_serv
     site.reach_at = site.hold_from = 30
     starter = nettools_cli("crawl", base + "/", *CRAWL, "--state", state, "--lease", "1s",
                            "--concurrency", "4")  # fmt: skip
-    try:
-        assert site.reached.wait(30), "the crawl never got going"
-        starter.send_signal(signal.SIGKILL)
-        finish(starter)
-    finally:
-        site.release.set()
+    kill_when_reached(site, starter)
     second = nettools_cli("crawl-worker", "--state", state, "--name", "second")
     wcode, _, werr = finish(second)
     assert wcode == 0, werr
@@ -162,6 +187,70 @@ def test_a_worker_killed_with_sigkill_loses_nothing(sites, in_memory, redis_serv
     assert doc["summary"]["stopped"] is None  # done
     assert doc["summary"]["state"]["reissued"] >= 1
     assert comparable(doc) == in_memory
+
+
+def test_a_crawl_worker_killed_mid_crawl_has_its_links_visited_by_the_others(
+    sites, in_memory, redis_server
+):
+    # Every process's requests hang in the site; then the worker is killed
+    # while holding its leases.  The crawl command puts them back when they
+    # run out (--lease 1s) and visits them itself: the crawl ends whole.
+    site, base = sites
+    site.reset()
+    state = redis_server.state
+    victim = nettools_cli("crawl-worker", "--state", state, "--name", "victim",
+                          "--concurrency", "4")  # fmt: skip
+    site.hold_from = 30
+    site.reach_at = 30 + 4 + 2  # the victim's 4 slots and the crawl's 2 all hang
+    crawl = nettools_cli("crawl", base + "/", *CRAWL, "--state", state, "--lease", "1s",
+                         "--concurrency", "2")  # fmt: skip
+    kill_when_reached(site, victim)
+    code, out, err = finish(crawl)
+    assert code == 2, err
+    assert comparable(json.loads(out)) == in_memory
+    summary = json.loads(err.splitlines()[-1])
+    assert summary["stopped"] is None
+    assert summary["state"]["reissued"] >= 4  # the victim's leases, at least
+    assert summary["state"]["lost"] == 0
+
+
+def answered(site: Site) -> int:
+    with site.lock:
+        return sum(len(times) for times in site.answered.values())
+
+
+def test_the_crawl_goes_on_through_a_redis_restart(sites, in_memory, tmp_path):
+    # Redis, with its append-only file, is killed mid-crawl; the visits under
+    # way end while it is away (their answers are lost, the crawl command keeps
+    # trying); then it starts again on the same files, and those visits are
+    # done again when their leases run out.
+    site, base = sites
+    site.reset()
+    durable = ("--appendonly", "yes", "--appendfsync", "always")
+    first = RedisServer(tmp_path / "redis", args=durable).start()
+    site.hold_from, site.reach_at = 40, 44
+    crawl = nettools_cli("crawl", base + "/", *CRAWL, "--state", first.state, "--lease", "1s",
+                         "--concurrency", "4")  # fmt: skip
+    try:
+        assert site.reached.wait(30), "the crawl never got going"
+        first.stop()  # SIGKILL: what it acknowledged is in the append-only file
+        before = answered(site)
+        site.release.set()
+        for _ in range(3000):  # the 4 held requests are answered, into the void
+            if answered(site) >= before + 4:
+                break
+            time.sleep(0.01)
+        with RedisServer(tmp_path / "redis", args=durable) as second:
+            code, out, err = finish(crawl)
+            meta = second.client().hgetall("nettools:crawl:meta")
+    finally:
+        site.release.set()
+        if crawl.poll() is None:
+            crawl.kill()
+    assert code == 2, err
+    assert comparable(json.loads(out)) == in_memory
+    assert json.loads(err.splitlines()[-1])["stopped"] is None
+    assert meta[b"pending"] == b"0" and int(meta[b"reissued"]) >= 4
 
 
 def test_the_report_can_be_read_while_workers_go_on(sites, redis_server):
