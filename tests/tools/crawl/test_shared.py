@@ -16,7 +16,7 @@ import time
 import pytest
 from helpers.cli import clean_env, run_cli
 from helpers.crawl_site import External, Site, assert_spaced, comparable, serve
-from helpers.redis_server import RedisServer
+from helpers.redis_server import RedisServer, free_port
 
 import nettools
 from nettools.tools.crawl.state.greenredis import green_redis
@@ -45,7 +45,8 @@ def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
 
 @pytest.fixture
 def redis_server(tmp_path):
-    with RedisServer(tmp_path / "redis") as server:
+    """A Redis on a unix socket and on a loopback TCP port."""
+    with RedisServer(tmp_path / "redis", port=free_port()) as server:
         yield server
 
 
@@ -81,7 +82,8 @@ def in_memory(sites):
     return comparable(json.loads(proc.stdout))
 
 
-def test_redis_py_needs_green_sockets_to_leave_the_hub_free(redis_server):
+@pytest.mark.parametrize("transport", ["unix", "tcp"])
+def test_redis_py_needs_green_sockets_to_leave_the_hub_free(redis_server, transport):
     # A command that waits in Redis (BLPOP for 0.5 s) while a greenthread ticks.
     import redis
 
@@ -100,9 +102,13 @@ def test_redis_py_needs_green_sockets_to_leave_the_hub_free(redis_server):
         ticker.kill()
         return ticks
 
-    stock = redis.Redis(unix_socket_path=redis_server.socket)
+    if transport == "unix":
+        stock = redis.Redis(unix_socket_path=redis_server.socket)
+        green = green_redis(path=redis_server.socket)
+    else:
+        stock = redis.Redis(host="127.0.0.1", port=redis_server.port)
+        green = green_redis(host="127.0.0.1", port=redis_server.port)
     assert ticks_while_waiting(stock) <= 2  # the whole hub waited in the OS
-    green = green_redis(path=redis_server.socket)
     assert ticks_while_waiting(green) >= 20  # the others ran meanwhile
     green.connection_pool.disconnect()
 
@@ -151,6 +157,18 @@ def test_a_crawl_delay_spaces_the_requests_of_all_processes_together(redis_serve
     visits = json.loads(err.splitlines()[-1])["state"]["workers"]
     assert len([n for n in visits.values() if n > 0]) >= 2
     assert_spaced(site, 0.1, unspaced=2)
+
+
+def test_processes_reach_one_redis_over_tcp_and_unix_sockets_alike(sites, redis_server):
+    site, base = sites
+    args = ("--include", "/p/", "--format", "json", "--concurrency", "4")
+    memory = run_cli("crawl", base + "/p/1.html", *args)
+    worker = nettools_cli("crawl-worker", "--state", redis_server.state, "--concurrency", "4")
+    shared = run_cli("crawl", base + "/p/1.html", *args, "--state", redis_server.tcp_state)
+    wcode, _, werr = finish(worker)
+    assert memory.returncode == shared.returncode == 0, shared.stderr
+    assert wcode == 0, werr
+    assert comparable(json.loads(shared.stdout)) == comparable(json.loads(memory.stdout))
 
 
 def test_a_depth_limit_gives_the_depths_a_crawl_in_memory_gives(sites, redis_server):
