@@ -338,13 +338,22 @@ def test_without_the_redis_library_one_line_says_how_to_install_it():
 
 @pytest.mark.parametrize(
     "args",
-    [["--state", "redis://"], ["--state", "rediss://h/0"], ["--state", "sqlite:"],
-     ["--state", "redis://h/zero"], ["--report"], ["--fresh"]],
+    [["crawl", "http://h/", "--state", "redis://"],
+     ["crawl", "http://h/", "--state", "rediss://h/0"],
+     ["crawl", "http://h/", "--state", "sqlite:"],
+     ["crawl", "http://h/", "--state", "redis://h/zero"],
+     ["crawl", "http://h/", "--state", "redis://h/0?colour=red"],
+     ["crawl", "http://h/", "--state", "sqlite:x.db", "--distribute", "tcp://127.0.0.1:0"],
+     ["crawl", "http://h/", "--state", "sqlite:x.db", "--fresh", "--report"],
+     ["crawl", "http://h/", "--report"], ["crawl", "http://h/", "--fresh"], ["crawl"],
+     ["crawl-worker", "--state", "sqlite:x.db"],
+     ["crawl-worker", "tcp://127.0.0.1:9", "--state", "redis://h/0"]],
 )
-def test_bad_state_options_are_usage_errors(args):
-    proc = run_cli("crawl", "http://h/", *args)
-    assert proc.returncode == 2
+def test_bad_state_options_are_usage_errors(args, tmp_path):
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "x.db").exists()
 
 
 def test_a_worker_waits_for_a_crawl_then_gives_up(redis_server):
