@@ -24,6 +24,7 @@ on its own hub in a background thread; the site records what it is asked for.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import Counter, defaultdict
@@ -281,6 +282,20 @@ class External(Recorder):
             return [_page("gone")]
         finally:
             self.leave(host, environ.get("PATH_INFO", ""))
+
+
+def closed_port() -> socket.socket:
+    """A port bound but not listening: it refuses connections, and nobody else can take it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def via_closed_proxy(port: int) -> dict:
+    """The environment that routes every host but 127.0.0.1 to a closed port."""
+    proxy = f"http://127.0.0.1:{port}"
+    return {"http_proxy": proxy, "https_proxy": proxy, "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy,
+            "no_proxy": "127.0.0.1", "NO_PROXY": "127.0.0.1"}  # fmt: skip
 
 
 def serve(app) -> ServerThread:

@@ -15,7 +15,16 @@ import time
 
 import pytest
 from helpers.cli import clean_env, run_cli
-from helpers.crawl_site import External, Site, assert_spaced, comparable, serve
+from helpers.crawl_site import (
+    External,
+    Pages,
+    Site,
+    assert_spaced,
+    closed_port,
+    comparable,
+    serve,
+    via_closed_proxy,
+)
 from helpers.redis_server import RedisServer, free_port
 
 import nettools
@@ -26,11 +35,11 @@ pytestmark = pytest.mark.timeout(120)
 PAGES = 200
 
 
-def nettools_cli(*args: str, **popen) -> subprocess.Popen:
+def nettools_cli(*args: str, env: dict | None = None, **popen) -> subprocess.Popen:
     popen.setdefault("stdout", subprocess.PIPE)
     popen.setdefault("stderr", subprocess.PIPE)
     return subprocess.Popen([sys.executable, "-m", "nettools", *args], text=True,
-                            env=clean_env(), **popen)  # fmt: skip
+                            env=clean_env(env), **popen)  # fmt: skip
 
 
 def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
@@ -169,6 +178,35 @@ def test_processes_reach_one_redis_over_tcp_and_unix_sockets_alike(sites, redis_
     assert memory.returncode == shared.returncode == 0, shared.stderr
     assert wcode == 0, werr
     assert comparable(json.loads(shared.stdout)) == comparable(json.loads(memory.stdout))
+
+
+def test_a_dead_host_costs_one_request_whatever_the_number_of_processes(redis_server):
+    # Until a host has answered once it has one slot, across all processes; a
+    # refused connection settles it in Redis, and every link to it, queued or
+    # found later by any process, fails at once.
+    hosts, per_host = 5, 12
+    pages = {"/": ([f"/{n}.html" for n in range(per_host)], 0)}
+    for n in range(per_host):
+        pages[f"/{n}.html"] = ([f"http://dead-{h}.example/{n}.html" for h in range(hosts)], 0.1)
+    site = Pages(pages)
+    state = redis_server.state
+    with serve(site) as srv, closed_port() as closed:
+        env = via_closed_proxy(closed.getsockname()[1])
+        workers = [nettools_cli("crawl-worker", "--state", state, "--concurrency", "8", env=env)
+                   for _ in range(2)]  # fmt: skip
+        crawl = nettools_cli("crawl", srv.url + "/", "--state", state, "--check-links",
+                             "--concurrency", "2", "--format", "jsonl", env=env)  # fmt: skip
+        code, out, err = finish(crawl)
+        exits = [finish(w) for w in workers]
+    assert code == 2, err
+    assert all(wcode == 0 for wcode, _, _ in exits), exits
+    dead = [json.loads(line) for line in out.splitlines() if ".example/" in line]
+    assert len(dead) == hosts * per_host
+    assert all(r["reason"].startswith("connect: ") for r in dead)
+    assert sorted(r["attempts"] for r in dead) == [0] * (len(dead) - hosts) + [1] * hosts
+    summary = json.loads(err.splitlines()[-1])
+    assert len([n for n in summary["state"]["workers"].values() if n > 0]) >= 2
+    assert summary["requests"] == sum(site.counts.values()) + hosts
 
 
 def test_a_depth_limit_gives_the_depths_a_crawl_in_memory_gives(sites, redis_server):

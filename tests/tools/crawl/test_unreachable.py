@@ -20,18 +20,11 @@ from collections import Counter
 
 import pytest
 from helpers.cli import run_cli
-from helpers.crawl_site import External, Pages, serve
+from helpers.crawl_site import External, Pages, closed_port, serve, via_closed_proxy
 from helpers.tls import Certs
 from helpers.wsgi import ServerThread
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def closed_port() -> socket.socket:
-    """A port bound but not listening: it refuses connections, and nobody else can take it."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    return sock
 
 
 def silent_port() -> socket.socket:
@@ -40,13 +33,6 @@ def silent_port() -> socket.socket:
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
     return sock
-
-
-def via_closed_proxy(port: int) -> dict:
-    """The environment that routes every host but 127.0.0.1 to a closed port."""
-    proxy = f"http://127.0.0.1:{port}"
-    return {"http_proxy": proxy, "https_proxy": proxy, "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy,
-            "no_proxy": "127.0.0.1", "NO_PROXY": "127.0.0.1"}  # fmt: skip
 
 
 def unresolvable(n: int = 0) -> str:
