@@ -20,7 +20,7 @@ from collections import Counter
 
 import pytest
 from helpers.cli import run_cli
-from helpers.crawl_site import External, Pages, closed_port, serve, via_closed_proxy
+from helpers.crawl_site import External, Pages, Recorder, closed_port, serve, via_closed_proxy
 from helpers.tls import Certs
 from helpers.wsgi import ServerThread
 
@@ -170,3 +170,46 @@ def test_head_is_the_answer_unless_the_server_does_not_do_head():
     found = rows(proc.stdout)
     assert found[ext_url + "/gone.html"]["reason"] == "HTTP 404"
     assert found[ext_url + "/nohead.html"]["status"] == 200
+
+
+class Statuses(Recorder):
+    """``/STATUS`` answers STATUS (``/503`` only the first time, with Retry-After: 0);
+    ``/`` links to each, on this host and (for --check-links) as seen from outside."""
+
+    PATHS = ("/500", "/502", "/404", "/503", "/429")
+
+    def __call__(self, environ: dict, start_response) -> list[bytes]:
+        host = self.enter(environ)
+        try:
+            path = environ["PATH_INFO"]
+            if path == "/":
+                body = "".join(f'<a href="{p}">{p}</a>' for p in self.PATHS)
+                start_response("200 OK", [("Content-Type", "text/html")])
+                return [body.encode()]
+            with self.lock:
+                again = self.counts[(environ["REQUEST_METHOD"], path)] > 1
+            if path in ("/503", "/429") and again:
+                start_response("200 OK", [("Content-Type", "text/html")])
+                return [b"fine now"]
+            status = {"/500": "500 Internal Server Error", "/502": "502 Bad Gateway",
+                      "/404": "404 Not Found", "/503": "503 Service Unavailable",
+                      "/429": "429 Too Many Requests"}.get(path, "404 Not Found")  # fmt: skip
+            start_response(status, [("Content-Type", "text/plain"), ("Retry-After", "0")])
+            return [b"no"]
+        finally:
+            self.leave(host, environ.get("PATH_INFO", ""))
+
+
+def test_only_what_can_succeed_on_another_try_is_tried_again():
+    site = Statuses()
+    with serve(site) as srv:
+        base = srv.url
+        proc = run_cli("crawl", base + "/", "--retries", "2", "--ignore-robots",
+                       "--format", "jsonl")  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert site.counts == Counter({("GET", "/"): 1, ("GET", "/500"): 1, ("GET", "/502"): 1,
+                                   ("GET", "/404"): 1, ("GET", "/503"): 2,
+                                   ("GET", "/429"): 2})  # fmt: skip
+    found = rows(proc.stdout)
+    assert {u[len(base):]: r["ok"] for u, r in found.items()} == {
+        "/": True, "/500": False, "/502": False, "/404": False, "/503": True, "/429": True}
