@@ -28,6 +28,9 @@ from helpers.crawl_site import (
 from helpers.redis_server import RedisServer, free_port
 
 import nettools
+from nettools.tools.crawl import Crawler
+from nettools.tools.crawl.state import parse_state
+from nettools.tools.crawl.state.frontier import SharedFrontier
 from nettools.tools.crawl.state.greenredis import green_redis
 
 pytestmark = pytest.mark.timeout(120)
@@ -120,6 +123,54 @@ def test_redis_py_needs_green_sockets_to_leave_the_hub_free(redis_server, transp
     assert ticks_while_waiting(stock) <= 2  # the whole hub waited in the OS
     assert ticks_while_waiting(green) >= 20  # the others ran meanwhile
     green.connection_pool.disconnect()
+
+
+HOST = "site.example"
+
+
+@pytest.fixture
+def two_processes(redis_server):
+    """Two clients of one crawl state (as two processes have): a crawl with
+    ``--per-host 2`` whose host has answered once, and four more links queued."""
+    crawler = Crawler([f"http://{HOST}/"], per_host=2)
+    a, b = (SharedFrontier.open(parse_state(redis_server.state)) for _ in range(2))
+    a.create(crawler.identity, {**crawler.settings, "lease": 30.0})
+    a.seed([(f"http://{HOST}/", "p", HOST)], last=True)
+    (home,), _ = a.lease("a", 1, 30.0)
+    links = [(f"http://{HOST}/{n}.html", "p", HOST, "") for n in range(4)]
+    a.finish("a", home, {"status": 200}, answered=True, requests=1, worker="a",
+             targets=links, via=False)  # fmt: skip
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_a_retry_after_holds_the_host_for_every_process(two_processes):
+    a, b = two_processes
+    (first,), _ = a.lease("a", 1, 30.0)
+    a.hold(HOST, 5.0)  # a 429 with Retry-After: 5 on the first link
+    jobs, ready_in = b.lease("b", 4, 30.0)  # the host's second slot is free, but held off
+    assert jobs == [] and 4.0 < ready_in <= 5.0
+    wait, failure = b.respace(HOST)  # another request of a visit under way waits too
+    assert 4.0 < wait <= 5.0 and failure is None
+
+
+def test_a_delay_spaces_the_leases_of_every_process(two_processes):
+    a, b = two_processes
+    a.set_delay(HOST, 3.0)  # robots.txt's Crawl-delay, read by one process
+    (first,), _ = a.lease("a", 4, 30.0)  # one link: the next start is 3 s away
+    jobs, ready_in = b.lease("b", 4, 30.0)
+    assert first.delay == 3.0
+    assert jobs == [] and 2.0 < ready_in <= 3.0
+
+
+def test_a_host_settled_by_one_process_fails_every_link_for_all(two_processes):
+    a, b = two_processes
+    assert a.settle(HOST, "connect", "connection refused") == 4  # the queued links, at once
+    jobs, ready_in = b.lease("b", 4, 30.0)
+    assert jobs == [] and ready_in is None
+    assert b.respace(HOST)[1] == ("connect", "connection refused")
+    assert b.meta()["done"]  # nothing left to visit
 
 
 def test_workers_share_the_crawl_and_it_finds_what_one_process_finds(
