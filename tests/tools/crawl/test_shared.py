@@ -173,6 +173,25 @@ def test_a_host_settled_by_one_process_fails_every_link_for_all(two_processes):
     assert b.meta()["done"]  # nothing left to visit
 
 
+def test_a_late_answer_is_ignored_once_the_lease_went_to_another(two_processes):
+    # A process cut off from Redis (a network split) past its lease: the link
+    # goes to another, and only that one's answer counts.
+    a, b = two_processes
+    (job,), _ = a.lease("a", 1, 0.05)
+    time.sleep(0.1)  # the lease runs out
+    assert b.reap() == 1 and b.meta()["reissued"] == "1"
+    (again,), _ = b.lease("b", 1, 30.0)
+    assert again.url == job.url
+    late = {"status": 500, "error": "late"}
+    assert a.finish("a", job, late, answered=True, requests=1, worker="a", targets=[],
+                    via=False) == (False, [])  # fmt: skip
+    assert b.finish("b", again, {"status": 200}, answered=True, requests=1, worker="b",
+                    targets=[], via=False) == (True, [])  # fmt: skip
+    outcome = json.loads(b.redis.hget(b.key("o"), job.id))
+    assert outcome["status"] == 200
+    assert {k.decode(): int(v) for k, v in b.scan("w")} == {"a": 1, "b": 1}  # a: the home page
+
+
 def test_workers_share_the_crawl_and_it_finds_what_one_process_finds(
     sites, in_memory, redis_server
 ):
