@@ -340,6 +340,32 @@ def test_a_crawl_worker_killed_mid_crawl_has_its_links_visited_by_the_others(
     assert summary["state"]["lost"] == 0
 
 
+def test_stopped_with_ctrl_c_the_same_command_goes_on(sites, in_memory, redis_server):
+    # SIGINT: the process gives its leases back and reports what the state
+    # holds ("interrupted"); the same command again finishes the crawl.
+    site, base = sites
+    site.reset()
+    state = redis_server.state
+    site.hold_from, site.reach_at = 60, 64
+    crawl = nettools_cli("crawl", base + "/", *CRAWL, "--state", state, "--concurrency", "4")
+    try:
+        assert site.reached.wait(30), "the crawl never got going"
+        crawl.send_signal(signal.SIGINT)
+        code, out, err = finish(crawl)
+    finally:
+        site.release.set()
+    assert code in (1, 2), err
+    partial = json.loads(out)
+    assert partial["summary"]["stopped"] == "interrupted"
+    assert 0 < partial["summary"]["pages"] < in_memory["summary"]["pages"]
+    meta = redis_server.client().hgetall("nettools:crawl:meta")
+    assert not redis_server.client().zcard("nettools:crawl:leases")  # all given back
+    assert b"done" not in meta
+    again = run_cli("crawl", base + "/", *CRAWL, "--state", state, "--concurrency", "4")
+    assert again.returncode == 2, again.stderr
+    assert comparable(json.loads(again.stdout)) == in_memory
+
+
 def answered(site: Site) -> int:
     with site.lock:
         return sum(len(times) for times in site.answered.values())
