@@ -279,6 +279,33 @@ def test_a_dead_host_costs_one_request_whatever_the_number_of_processes(redis_se
     assert summary["requests"] == sum(site.counts.values()) + hosts
 
 
+@pytest.mark.parametrize("kind", ["redis", "sqlite"])
+def test_a_site_that_cannot_be_reached_is_exit_1_in_one_line_whatever_the_state(
+    redis_server, tmp_path, kind
+):
+    state = redis_server.state if kind == "redis" else f"sqlite:{tmp_path}/crawl.db"
+    with closed_port() as closed:
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/"
+        for _ in range(2):  # and again: the state holds a crawl whose site is down
+            proc = run_cli("crawl", url, "--state", state)
+            assert proc.returncode == 1, proc.stderr
+            assert proc.stderr.startswith(f"nettools crawl: cannot reach the site: {url}: "
+                                          "connect: ")  # fmt: skip
+            assert len(proc.stderr.splitlines()) == 1
+
+
+def test_a_dead_host_with_one_link_fails_as_refused(redis_server):
+    # Settled with nothing else queued for it: no link to fail with it.
+    site = Pages({"/": (["http://dead.example/only.html"], 0)})
+    with serve(site) as srv, closed_port() as closed:
+        proc = run_cli("crawl", srv.url + "/", "--state", redis_server.state, "--check-links",
+                       "--format", "jsonl", env=via_closed_proxy(closed.getsockname()[1]))
+    assert proc.returncode == 2, proc.stderr
+    row = json.loads(next(ln for ln in proc.stdout.splitlines() if "dead.example" in ln))
+    assert row["reason"].startswith("connect: "), row
+    assert "Traceback" not in proc.stderr
+
+
 def test_a_depth_limit_gives_the_depths_a_crawl_in_memory_gives(sites, redis_server):
     # Links met first on a long path are lowered when a shorter one turns up (and
     # pages too deep at first admitted): admission's rules, run in Redis.

@@ -85,7 +85,8 @@ local function dead_error(dead)
 end
 
 local function pending(delta)
-  local left = redis.call("HINCRBY", META, "pending", delta)
+  -- As an integer: Lua's -0 (a negated 0) reaches Redis as "-0", which HINCRBY refuses.
+  local left = redis.call("HINCRBY", META, "pending", string.format("%d", delta))
   if left <= 0 and redis.call("HEXISTS", META, "seeded") == 1 then
     redis.call("HSETNX", META, "done", NOW)
   end
