@@ -21,6 +21,7 @@ from collections import Counter
 import pytest
 from helpers.cli import run_cli
 from helpers.crawl_site import External, Pages, Recorder, closed_port, serve, via_closed_proxy
+from helpers.redis_server import RedisServer
 from helpers.tls import Certs
 from helpers.wsgi import ServerThread
 
@@ -33,6 +34,18 @@ def silent_port() -> socket.socket:
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
     return sock
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def state(request, tmp_path):
+    """Where the crawl keeps its state: the same rules hold in each (``--state``)."""
+    if request.param == "memory":
+        yield ()
+    elif request.param == "sqlite":
+        yield ("--state", f"sqlite:{tmp_path}/crawl.db")
+    else:
+        with RedisServer(tmp_path / "redis") as server:
+            yield ("--state", server.state)
 
 
 def unresolvable(n: int = 0) -> str:
@@ -99,7 +112,7 @@ DEAD_HOSTS = 7
 LINKS_PER_HOST = 9
 
 
-def test_dead_outside_hosts_cost_one_request_each():
+def test_dead_outside_hosts_cost_one_request_each(state):
     # Each page links to every dead host, with a different path per page.
     pages = {"/": ([f"/{n}.html" for n in range(LINKS_PER_HOST)], 0)}
     for n in range(LINKS_PER_HOST):
@@ -108,7 +121,7 @@ def test_dead_outside_hosts_cost_one_request_each():
     site = Pages(pages)
     with serve(site) as srv, closed_port() as closed:
         port = closed.getsockname()[1]
-        proc = run_cli("crawl", srv.url + "/", "--check-links", "--format", "jsonl",
+        proc = run_cli("crawl", *state, srv.url + "/", "--check-links", "--format", "jsonl",
                        env=via_closed_proxy(port))  # fmt: skip
         summary = json.loads(proc.stderr.splitlines()[-1])
     assert proc.returncode == 2, proc.stderr
@@ -124,12 +137,12 @@ def test_dead_outside_hosts_cost_one_request_each():
     assert summary["requests"] == inside + DEAD_HOSTS
 
 
-def test_an_outside_host_whose_name_does_not_resolve_costs_one_lookup():
+def test_an_outside_host_whose_name_does_not_resolve_costs_one_lookup(state):
     hosts = [unresolvable(h) for h in range(3)]
     links = [f"http://{host}/{n}.html" for host in hosts for n in range(LINKS_PER_HOST)]
     site = Pages({"/": (links, 0)})
     with serve(site) as srv:
-        proc = run_cli("crawl", srv.url + "/", "--check-links", "--format", "jsonl",
+        proc = run_cli("crawl", *state, srv.url + "/", "--check-links", "--format", "jsonl",
                        "--retries", "2")  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     dead = {u: r for u, r in rows(proc.stdout).items() if ".example/" in u}
@@ -141,12 +154,12 @@ def test_an_outside_host_whose_name_does_not_resolve_costs_one_lookup():
     assert summary["requests"] == sum(site.counts.values()) + len(hosts)
 
 
-def test_a_host_that_never_answers_is_given_up_after_one_links_retries():
+def test_a_host_that_never_answers_is_given_up_after_one_links_retries(state):
     with silent_port() as silent:
         host = f"127.0.0.1:{silent.getsockname()[1]}"
         site = Pages({"/": ([f"http://{host}/{n}" for n in range(5)], 0)})
         with serve(site) as srv:
-            proc = run_cli("crawl", srv.url + "/", "--check-links", "--format", "jsonl",
+            proc = run_cli("crawl", *state, srv.url + "/", "--check-links", "--format", "jsonl",
                            "--timeout", "300ms", "--retries", "2")  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     silent_rows = [r for u, r in rows(proc.stdout).items() if u.startswith(f"http://{host}/")]
@@ -156,14 +169,14 @@ def test_a_host_that_never_answers_is_given_up_after_one_links_retries():
     assert sorted(r["attempts"] for r in silent_rows) == [0, 0, 0, 0, 3]
 
 
-def test_head_is_the_answer_unless_the_server_does_not_do_head():
+def test_head_is_the_answer_unless_the_server_does_not_do_head(state):
     ext = External()
     with serve(ext) as ext_srv:
         ext_url = ext_srv.url
         links = [ext_url + p for p in ("/ok.html", "/gone.html", "/nohead.html")]
         site = Pages({"/": (links, 0)})
         with serve(site) as srv:
-            proc = run_cli("crawl", srv.url + "/", "--check-links", "--format", "jsonl")
+            proc = run_cli("crawl", *state, srv.url + "/", "--check-links", "--format", "jsonl")
     assert proc.returncode == 2, proc.stderr
     assert ext.counts == Counter({("HEAD", "/ok.html"): 1, ("HEAD", "/gone.html"): 1,
                                   ("HEAD", "/nohead.html"): 1, ("GET", "/nohead.html"): 1})
@@ -200,11 +213,11 @@ class Statuses(Recorder):
             self.leave(host, environ.get("PATH_INFO", ""))
 
 
-def test_only_what_can_succeed_on_another_try_is_tried_again():
+def test_only_what_can_succeed_on_another_try_is_tried_again(state):
     site = Statuses()
     with serve(site) as srv:
         base = srv.url
-        proc = run_cli("crawl", base + "/", "--retries", "2", "--ignore-robots",
+        proc = run_cli("crawl", *state, base + "/", "--retries", "2", "--ignore-robots",
                        "--format", "jsonl")  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert site.counts == Counter({("GET", "/"): 1, ("GET", "/500"): 1, ("GET", "/502"): 1,
