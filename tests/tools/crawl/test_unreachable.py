@@ -21,7 +21,6 @@ from collections import Counter
 import pytest
 from helpers.cli import run_cli
 from helpers.crawl_site import External, Pages, Recorder, closed_port, serve, via_closed_proxy
-from helpers.redis_server import RedisServer
 from helpers.tls import Certs
 from helpers.wsgi import ServerThread
 
@@ -34,18 +33,6 @@ def silent_port() -> socket.socket:
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
     return sock
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def state(request, tmp_path):
-    """Where the crawl keeps its state: the same rules hold in each (``--state``)."""
-    if request.param == "memory":
-        yield ()
-    elif request.param == "sqlite":
-        yield ("--state", f"sqlite:{tmp_path}/crawl.db")
-    else:
-        with RedisServer(tmp_path / "redis") as server:
-            yield ("--state", server.state)
 
 
 def unresolvable(n: int = 0) -> str:
