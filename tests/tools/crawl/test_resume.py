@@ -6,13 +6,16 @@ flight at the kill."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
+from urllib.parse import urlsplit
 
 import pytest
 from helpers.cli import clean_env, run_cli
@@ -109,12 +112,25 @@ def test_stopped_mid_crawl_the_same_command_goes_on_to_the_same_report(sites, un
     assert summary["requests"] >= sum(first.values()) - len(in_flight) + sum(site.counts.values())
 
 
+def journaled(db) -> set[str]:
+    """The paths of the site whose visits (or robots.txt) the journal ``db`` holds."""
+    if not db.exists():
+        return set()
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        urls = [u for (u,) in conn.execute("SELECT url FROM visits UNION SELECT url FROM plain")]
+    return {urlsplit(u).path for u in urls}
+
+
 def test_killed_again_and_again_at_random_moments(sites, uninterrupted, tmp_path):
+    # Each run asks for nothing the journal held when it started: only pages
+    # whose visit was cut (in flight, or answered but not yet journaled) are
+    # fetched again.
     site, base = sites
     db, report = tmp_path / "crawl.db", tmp_path / "r.json"
     argv = crawl_argv(base + "/", db, report, "--concurrency", "8")
     rng = random.Random(19)
     for _ in range(3):
+        before = journaled(db)
         site.reset()
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 env=clean_env())  # fmt: skip
@@ -130,10 +146,16 @@ def test_killed_again_and_again_at_random_moments(sites, uninterrupted, tmp_path
         finally:
             proc.wait(10)
         assert proc.returncode == -signal.SIGKILL  # killed, not finished
+        asked = {path for (_, path) in site.counts}
+        assert not asked & before, asked & before
+        assert len(journaled(db)) > len(before)  # each run got somewhere
+    before = journaled(db)
     site.reset()
     done = subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=60)
     assert done.returncode == 2, done.stderr
     assert report_of(report) == uninterrupted
+    asked = {path for (_, path) in site.counts}
+    assert not asked & before, asked & before
 
 
 def test_report_reads_the_journal_without_a_request(sites, uninterrupted, tmp_path):
