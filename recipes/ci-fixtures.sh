@@ -6,7 +6,8 @@
 # unix socket with a forwarder in front of it, a ZeroMQ event bus and a TCP
 # bridge to its events, all in one process.  The script waits for the one
 # "ready" line (read through a FIFO: no polling), takes the addresses from the
-# ready file, runs a small test suite against the fixtures, adds a service and
+# ready file, runs a small test suite against the fixtures (one test puts a
+# latency on the forwarder through its Toxiproxy API), adds a service and
 # reloads with SIGHUP (the connection it holds to the forwarder lives on), then
 # stops everything with SIGTERM and checks that each service printed its
 # summary.  Needs bash >= 4.1 and nettools on PATH (or the command in $NETTOOLS),
@@ -100,6 +101,27 @@ for _ in range(200):  # subscriptions take a moment to travel: publish until one
     if b"\n" in got:
         break
 assert got.split(b"\n")[0] == b"build/done ok", got
+PY
+# 4. Faults on demand: through the forwarder's Toxiproxy API, 300 ms of latency on the
+#    backend's answers; a client with a 2 s deadline still gets its answer, later.
+"$python" - "$db" <<'PY' || fail "the latency toxic did not behave"
+import json, socket, sys, time, urllib.request
+host, port = sys.argv[1].rsplit(":", 1)
+ready = json.load(open("ready.json"))
+(api,) = [x["address"] for x in ready["services"]["db"]["listeners"] if x.get("api")]
+def toxiproxy(method, path, body=None):
+    req = urllib.request.Request(f"http://{api}{path}", method=method,
+                                 data=None if body is None else json.dumps(body).encode())
+    with urllib.request.urlopen(req, timeout=10) as res:
+        return res.status
+assert toxiproxy("POST", "/proxies/backend/toxics",
+                 {"type": "latency", "attributes": {"latency": 300}}) == 200
+with socket.create_connection((host, int(port)), timeout=2) as s:
+    start = time.monotonic()
+    s.sendall(b"slow\n")
+    assert s.recv(100) == b"slow\n"
+    assert time.monotonic() - start >= 0.3
+assert toxiproxy("DELETE", "/proxies/backend/toxics/latency_downstream") == 204
 PY
 echo "ci-fixtures: the test suite passed"
 

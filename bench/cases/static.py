@@ -11,8 +11,18 @@ Peers:
 * ``nginx``: Debian's nginx, one worker, ``sendfile on``, ``tcp_nopush on``, no access log;
   installed with apt-get when missing (as root), else the run fails saying how to install it.
 
-Metrics as in the WSGI case: requests/s, p50/p99 latency (us), errors, and
-``server_us_per_req``, the server's CPU per request (master and worker for nginx).
+Metrics as in the WSGI case: requests/s, p50/p99 latency (us), errors,
+``server_us_per_req``, the server's CPU per request (master and worker for nginx), and wrk's
+side (``client_us_per_req``, ``client_cpu_pct``, ``client_core_idle_pct``).
+
+Reading the 1 MiB case: nettools answers with its head (``MSG_MORE``) and one ``sendfile`` of
+the whole file, the same two calls as nginx, for 150-250 us of CPU.  wrk, on its one core,
+reads each response 8 KiB at a time and pays the kernel's copy of every byte into its buffer:
+265-390 us of CPU per 1 MiB response, so it, not the server, sets the pace (at most about
+3,500 requests/s on a core of its own).  ``http.server`` needs 600-1,000 us of its own CPU per
+response, so the requests/s ratio against it is capped near ``http.server``'s
+``server_us_per_req`` over the fast peer's ``client_us_per_req`` (2-3x), whatever the fast
+server does; the CPU-per-request ratio is the server's own figure.
 """
 
 from __future__ import annotations

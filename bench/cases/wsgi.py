@@ -14,6 +14,9 @@ and ``wrk -t1 -c100`` pinned to core 0, so the server has one core to itself. Pe
 ``n`` is the measured time in milliseconds (wrk's -d). Metrics: requests/s, p50/p99 latency in
 microseconds, wrk's error count, and ``server_us_per_req``: the CPU time the server's processes
 used per request -- the figure least disturbed by other load on a shared machine.
+``client_us_per_req``, ``client_cpu_pct`` and ``client_core_idle_pct`` are wrk's side: its CPU
+per request, its share of its core, and how much of that core nobody used (near 0: the load
+generator, not the server, set the pace).
 
 ``python -m bench.cases.wsgi table [--duration S] [--repeat N] [--peers a,b]`` measures every
 peer round-robin without the harness and prints medians and ratios; wrk is installed with
@@ -27,6 +30,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import socket
 import statistics
 import subprocess
@@ -279,9 +283,14 @@ def measure_wrk(proc: subprocess.Popen[str], url: str, duration_ms: int,
     subprocess.run([*base, f"-d{WARMUP_S}s", url], capture_output=True, preexec_fn=pin_client,
                    check=True)
     cpu_before = cpu_seconds(proc.pid)
+    client_before = _children_cpu()
+    core_before = core_times(CLIENT_CORE)
     out = subprocess.run([*base, f"-d{seconds}s", url], capture_output=True, text=True,
                          preexec_fn=pin_client, check=True).stdout
     cpu = cpu_seconds(proc.pid) - cpu_before
+    client_cpu = _children_cpu() - client_before
+    core_after = core_times(CLIENT_CORE)
+    busy, idle = core_after[0] - core_before[0], core_after[1] - core_before[1]
     if proc.poll() is not None:
         raise RuntimeError(f"{what} server died (exit status {proc.returncode})")
     metrics = parse_wrk(out)
@@ -290,7 +299,30 @@ def measure_wrk(proc: subprocess.Popen[str], url: str, duration_ms: int,
     metrics["seconds"] = float(seconds)
     metrics["server_cpu_pct"] = 100 * cpu / seconds
     metrics["server_us_per_req"] = cpu / metrics["requests"] * 1e6
+    # The load generator's side: when wrk's core has no idle time left, the figure is wrk's
+    # (or its neighbours') limit, not the server's.
+    metrics["client_cpu_pct"] = 100 * client_cpu / seconds
+    metrics["client_us_per_req"] = client_cpu / metrics["requests"] * 1e6
+    metrics["client_core_idle_pct"] = 100 * idle / max(1, busy + idle)
     return metrics
+
+
+def _children_cpu() -> float:
+    """User + system seconds of this process's waited-for children (wrk's runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def core_times(core: int) -> tuple[int, int]:
+    """(busy, idle) clock ticks of ``core`` since boot, from /proc/stat (idle includes
+    iowait; busy is everything else: user, system, interrupts, other processes)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name == f"cpu{core}":
+            ticks = [int(f) for f in fields[:8]]
+            idle = ticks[3] + ticks[4]
+            return sum(ticks) - idle, idle
+    return 0, 0
 
 
 # --- cases --------------------------------------------------------------------------------

@@ -177,6 +177,12 @@ def test_raw_http_shapes_and_status_codes(tmp_path, echo_target):
         assert status == 200 and updated["attributes"] == {"latency": 80, "jitter": 5}
         assert call(api, "GET", "/proxies/db/toxics") == (200, [updated])
         assert round_trip(parse_address(proxy["listen"])) >= 0.080 - 0.005
+        status, updated = call(api, "POST", "/proxies/db/toxics/latency_upstream",
+                               {"attributes": {"jitter": 0}, "toxicity": 0.5})
+        assert status == 200 and updated["attributes"] == {"latency": 80, "jitter": 0}
+        assert updated["toxicity"] == 0.5
+        assert call(api, "DELETE", "/proxies/db/toxics/latency_upstream") == (204, None)
+        assert call(api, "GET", "/proxies/db/toxics") == (200, [])
 
         status, body = call(api, "POST", "/proxies/db", {"enabled": False})
         assert status == 200 and body["enabled"] is False
@@ -192,6 +198,12 @@ def test_raw_http_shapes_and_status_codes(tmp_path, echo_target):
         assert body["proxies"][0]["listen"] == proxy["listen"]  # left alone
         assert call(api, "POST", "/populate", [{"name": "bad"}])[0] == 400
 
+        status, moved = call(api, "POST", "/proxies/cache", {"listen": f"{LOCAL}:0"})
+        cache = body["proxies"][1]
+        assert status == 200 and moved["listen"] != cache["listen"]  # a new port
+        assert round_trip(parse_address(moved["listen"])) < 5
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(parse_address(cache["listen"]), timeout=5)
         assert call(api, "DELETE", "/proxies/cache") == (204, None)
         assert call(api, "DELETE", "/proxies/cache")[0] == 404
         assert call(api, "DELETE", "/proxies/db/toxics/nope")[0] == 404
@@ -214,4 +226,12 @@ def test_static_toxics_from_the_command_line(tmp_path, echo_target):
         status, toxics = call(fwd.api(), "GET", "/proxies/slow/toxics")
         assert [t["name"] for t in toxics] == ["latency_downstream"]
         assert call(fwd.api(), "GET", "/proxies/fast/toxics") == (200, [])
+        fwd.cli.stop()
+
+
+def test_a_bare_port_serves_the_api_on_loopback(tmp_path):
+    with Forwarder(tmp_path, "--api", "0") as fwd:
+        host, port = fwd.api()
+        assert host == LOCAL and port != 0
+        assert call((host, port), "GET", "/proxies") == (200, {})
         fwd.cli.stop()

@@ -770,3 +770,72 @@ def test_ci_recipe_runs(tmp_path):
                          capture_output=True, text=True, timeout=50, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "ci-forward: ok" in res.stdout
+
+
+# ------------------------------------- the peer features, as the command sets them
+
+
+def test_balance_and_proxy_protocol_options_reach_the_rules():
+    """--balance first skips a refusing target; --accept-proxy-protocol reads the
+    front's (v2) header and --proxy-protocol v1 hands its client on to the target."""
+    v2_header = (b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", 12)
+                 + socket.inet_aton("192.0.2.7") + socket.inet_aton("127.0.0.1")
+                 + struct.pack("!HH", 4321, 80))  # fmt: skip
+
+    def header_back(conn: socket.socket) -> None:
+        line = b""
+        while not line.endswith(b"\r\n"):
+            chunk = conn.recv(1)
+            if not chunk:
+                return
+            line += chunk
+        conn.sendall(line)
+
+    target = Target(header_back)
+    with socket.socket() as dead:
+        dead.bind((LOCAL, 0))
+        dead_port = dead.getsockname()[1]  # closed below: connections to it are refused
+    try:
+        with Forward(f"0:{LOCAL}:{dead_port},{LOCAL}:{target.port}", "--balance", "first",
+                     "--accept-proxy-protocol", "--proxy-protocol", "v1") as fwd:  # fmt: skip
+            addr = fwd.addr()
+            for _ in range(3):
+                with socket.create_connection(addr, timeout=10) as s:
+                    s.sendall(v2_header)
+                    assert recv_all(s) == b"PROXY TCP4 192.0.2.7 127.0.0.1 4321 80\r\n"
+            code, err = fwd.stop()
+        assert code == 0, err
+        assert target.accepted == 3
+    finally:
+        target.close()
+
+
+def test_udp_rule_and_its_session_limit_from_the_command_line():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.bind((LOCAL, 0))
+        server.settimeout(10)
+
+        def answer() -> None:
+            for _ in range(2):
+                data, peer = server.recvfrom(65536)
+                server.sendto(data.upper(), peer)
+
+        answering = threading.Thread(target=answer, daemon=True)
+        answering.start()
+        with Forward(f"udp:0:{LOCAL}:{server.getsockname()[1]}", "--udp-ttl", "30s",
+                     "--udp-max-sessions", "1") as fwd:  # fmt: skip
+            addr = fwd.addr()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, \
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:  # fmt: skip
+                a.settimeout(10)
+                big = os.urandom(60_000)
+                a.sendto(b"one", addr)
+                assert a.recvfrom(65536)[0] == b"ONE"
+                b.sendto(b"two", addr)  # a second client: over the limit, dropped
+                a.sendto(big, addr)  # the first one's session still answers, whole
+                assert a.recvfrom(65536)[0] == big.upper()
+            answering.join(10)
+            code, err = fwd.stop()
+    assert code == 0, err
+    summary = stop_summary(err, "forward")
+    assert summary["connections"] == 1 and summary["datagrams_dropped"] == 1

@@ -4,6 +4,7 @@ changes nothing."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import socket
@@ -130,3 +131,54 @@ def test_a_bad_rules_file_at_start_is_a_usage_error_naming_the_line(tmp_path):
     path.write_text('rules = ["7000:22"]\nname = = "x"\n')
     res = run_cli("forward", "--rules", str(path))
     assert res.returncode == 2 and f"{path}: " in res.stderr and "line 2" in res.stderr
+
+
+def test_a_reload_replaces_the_files_toxics_and_keeps_those_set_through_the_api(tmp_path):
+    target = Target(named(b"1"))
+    path = tmp_path / "rules.toml"
+    toxic = '[[rule.toxics]]\ntype = "{}"\nattributes = {{ {} }}\n'
+    path.write_text(rules(("a", target.port)) + toxic.format("latency", "latency = 40"))
+    ready_file = tmp_path / "ready.jsonl"
+
+    def api_call(method: str, url: str, body: dict | None = None) -> tuple[int, object]:
+        lines = [json.loads(x) for x in ready_file.read_text().splitlines() if x.endswith("}")]
+        (api,) = [parse_address(e["address"]) for e in lines if e.get("api") == "toxiproxy"]
+        conn = http.client.HTTPConnection(*api, timeout=10)
+        try:
+            conn.request(method, url, None if body is None else json.dumps(body))
+            res = conn.getresponse()
+            return res.status, json.loads(res.read() or b"null")
+        finally:
+            conn.close()
+
+    def toxics() -> dict[str, dict]:
+        status, listed = api_call("GET", "/proxies/a/toxics")
+        assert status == 200
+        return {t["name"]: t["attributes"] for t in listed}
+
+    try:
+        with Cli("forward", "--rules", str(path), "--api", "127.0.0.1:0",
+                 "--ready-file", str(ready_file)) as cli:  # fmt: skip
+            wait_for(lambda: "a" in ready(ready_file) and "toxiproxy" in ready_file.read_text(),
+                     "the ready lines")  # fmt: skip
+            assert toxics() == {"latency_downstream": {"latency": 40, "jitter": 0}}
+            assert api_call("POST", "/proxies/a/toxics", {
+                "name": "mine", "type": "slicer", "stream": "upstream",
+                "attributes": {"average_size": 64}})[0] == 200  # fmt: skip
+            live, _ = open_to(ready(ready_file)["a"])
+
+            path.write_text(rules(("a", target.port)) + toxic.format("bandwidth", "rate = 900"))
+            cli.proc.send_signal(signal.SIGHUP)
+            wait_for(lambda: reloads(ready_file), "the reload")
+            assert reloads(ready_file)[0]["changed"] == ["a"]
+            # The file's toxic replaced by its new one; the API's left as it was.
+            assert toxics() == {
+                "bandwidth_downstream": {"rate": 900},
+                "mine": {"average_size": 64, "size_variation": 0, "delay": 0},
+            }
+            assert echo(live, b"through both") == b"through both"  # the live one goes on
+            live.close()
+            code, _, err = cli.stop()
+        assert code == 0, err
+    finally:
+        target.close()

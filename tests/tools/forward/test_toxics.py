@@ -195,6 +195,24 @@ def test_a_toxic_with_toxicity_zero_never_applies(proxy):
         assert c.faulty == [False, False]  # the splice path stays
 
 
+def test_toxicity_is_drawn_once_per_connection(proxy):
+    p = proxy()
+    p.add_toxic({"type": "limit_data", "toxicity": 0.5, "attributes": {"bytes": 3}})
+
+    def one(i: int) -> bool:
+        """True if this connection drew the toxic: its answer stops after 3 bytes."""
+        with connect(p) as sock:
+            sock.sendall(b"12345678")
+            sock.shutdown(socket.SHUT_WR)
+            got = recv_all(sock)
+        assert got in (b"123", b"12345678")
+        return got == b"123"
+
+    drawn = list(GreenPool(10).imap(one, range(60)))
+    # Each of 60 connections draws with p = 0.5: all alike has a chance of 2**-59.
+    assert any(drawn) and not all(drawn)
+
+
 # ---------------------------------------------- changes while data flows
 
 

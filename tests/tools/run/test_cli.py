@@ -329,7 +329,8 @@ def test_sigusr1_prints_every_services_counts(tmp_path):
         assert run.stop()[0] == 0
 
 
-def test_sigterm_lets_each_service_drain_its_own_way(tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_sigint_lets_each_service_drain_its_own_way(tmp_path, stop_signal):
     file = write(tmp_path / "run.toml", """
         [services.chat]
         type = "chat"
@@ -344,7 +345,7 @@ def test_sigterm_lets_each_service_drain_its_own_way(tmp_path):
         heard = b""
         while b"lobby" not in heard:  # the welcome, once the nickname is taken
             heard += chat.recv(4096)
-        run.signal(signal.SIGTERM)
+        run.signal(stop_signal)
         rest = b""
         while chunk := chat.recv(4096):  # the server says goodbye, then closes
             rest += chunk
