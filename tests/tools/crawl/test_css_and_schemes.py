@@ -139,3 +139,11 @@ def test_exclude_drops_links_and_include_narrows_what_is_crawled(site, state):
     assert ("HEAD", "/img/bg.png") in app.counts and ("GET", "/img/bg.png") not in app.counts
     assert ("GET", "/css/print.css") in app.counts
     assert base + "/img/print.png" in urls
+
+
+@pytest.mark.parametrize("option", ["--exclude", "--include"])
+def test_a_bad_regex_is_a_usage_error_in_one_line(option):
+    proc = run_cli("crawl", "http://127.0.0.1:9/", option, "(")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"nettools crawl: Invalid value: {option} '(': ")
+    assert len(proc.stderr.splitlines()) == 1
