@@ -486,15 +486,29 @@ def test_redis_out_of_reach_is_exit_1_in_one_line(tmp_path):
     assert len(worker.stderr.splitlines()) == 1 and "crawl state" in worker.stderr
 
 
-def test_without_the_redis_library_one_line_says_how_to_install_it():
-    code = ("import runpy, sys; sys.modules['redis'] = None; sys.argv = ['nettools', 'crawl', "
-            "'http://127.0.0.1:9/', '--state', 'redis://127.0.0.1:9/0']; "
+def without_redis(*args: str) -> subprocess.CompletedProcess:
+    """``nettools *args`` in a process where ``import redis`` fails."""
+    code = ("import runpy, sys; sys.modules['redis'] = None; "
+            f"sys.argv = ['nettools', *{list(args)!r}]; "
             "runpy.run_module('nettools', run_name='__main__')")  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=clean_env(), timeout=30)  # fmt: skip
+
+
+def test_without_the_redis_library_one_line_says_how_to_install_it():
+    proc = without_redis("crawl", "http://127.0.0.1:9/", "--state", "redis://127.0.0.1:9/0")
     assert proc.returncode == 1
     assert proc.stderr == ("nettools crawl: --state redis needs the redis client library: "
                            "pip install 'nettools[redis]'\n")
+
+
+def test_without_the_redis_library_the_other_crawls_run(tmp_path):
+    site = Pages({"/": (["/a.html"], 0), "/a.html": ([], 0)})
+    with serve(site) as srv:
+        for state in ((), ("--state", f"sqlite:{tmp_path}/crawl.db")):
+            proc = without_redis("crawl", srv.url + "/", *state, "--format", "json")
+            assert proc.returncode == 0, proc.stderr
+            assert json.loads(proc.stdout)["summary"]["pages"] == 2
 
 
 @pytest.mark.parametrize(
