@@ -393,6 +393,33 @@ def test_stopped_with_ctrl_c_the_same_command_goes_on(sites, in_memory, redis_se
     assert comparable(json.loads(again.stdout)) == in_memory
 
 
+def test_max_time_stops_every_process_and_the_same_command_goes_on(sites, in_memory,
+                                                                   redis_server):
+    # The crawl command's --max-time stops the crawl in Redis: the worker ends
+    # what it holds and leases nothing more.  Run again, the crawl goes on.
+    site, base = sites
+    site.reset()
+    state = redis_server.state
+    worker = nettools_cli("crawl-worker", "--state", state, "--concurrency", "2")
+    site.hold_from = 30
+    crawl = nettools_cli("crawl", base + "/", *CRAWL, "--state", state, "--concurrency", "2",
+                         "--max-time", "1s")  # fmt: skip
+    try:
+        code, out, err = finish(crawl)  # its own requests are cut after the grace
+    finally:
+        site.release.set()
+    wcode, _, werr = finish(worker)
+    assert code in (0, 2), err
+    assert json.loads(out)["summary"]["stopped"] == "max-time"
+    assert wcode == 0, werr
+    assert json.loads(werr.splitlines()[-1])["reason"] == "stopped"
+    assert site.total < PAGES / 2  # nobody went on with the crawl
+    again = run_cli("crawl", base + "/", *CRAWL, "--state", state)
+    assert again.returncode == 2, again.stderr
+    assert comparable(json.loads(again.stdout)) == in_memory
+    assert json.loads(again.stdout)["summary"]["stopped"] is None
+
+
 def answered(site: Site) -> int:
     with site.lock:
         return sum(len(times) for times in site.answered.values())

@@ -191,7 +191,8 @@ class SharedFrontier:
         return {k.decode(): v.decode() for k, v in raw.items()}
 
     def stop(self, reason: str) -> str:
-        """Stop the crawl for every worker (the first reason stays)."""
+        """Stop the crawl for every worker: no more leases (the first reason
+        stays); "" lifts the stop."""
         got = self._run("stop", reason)
         return got.decode() if isinstance(got, bytes) else str(got)
 

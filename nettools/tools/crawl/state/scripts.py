@@ -52,11 +52,12 @@ local P = ARGV[1] .. ":"
 local NOW = tonumber(ARGV[2])
 local META = P .. "meta"
 local MAX_REFERRERS = 100
-local CFG = redis.call("HMGET", META, "depth", "max_pages", "per_host", "fragments")
+local CFG = redis.call("HMGET", META, "depth", "max_pages", "per_host", "fragments", "stopped")
 local DEPTH = tonumber(CFG[1] or "-1")
 local MAX_PAGES = tonumber(CFG[2] or "-1")
 local PER_HOST = tonumber(CFG[3] or "8")
 local FRAGMENTS = CFG[4] == "1"
+local STOPPED = CFG[5]  -- the crawl is stopped for all (max-time): nothing more is leased
 
 -- Per-link hashes are cut in buckets of BUCKET ids: a small hash is kept as a
 -- listpack (a few bytes a field) where one big hash pays ~60 bytes a field.
@@ -244,7 +245,7 @@ end
 -- leased to TOKEN for LEASE_MS: sevens of id, kind, url, host, delay, open, anchors.
 local function lease(token, want, lease_ms)
   local out = {}
-  if want <= 0 then return out end
+  if want <= 0 or STOPPED then return out end
   local hosts = redis.call("ZRANGEBYSCORE", P .. "hosts", "-inf", NOW, "LIMIT", 0, want)
   for _, host in ipairs(hosts) do
     local h = P .. "h:" .. host
@@ -308,10 +309,11 @@ return redis.call("HGET", META, "pending")
 """,
     # lease(token, max, lease_ms): up to MAX queued links whose host has a free
     # slot and may start now (sevens: id, kind, url, host, delay, open,
-    # anchors), then the ms until the next host is ready (-1: none queued).
+    # anchors), then the ms until the next host is ready (-1: none queued, or
+    # the crawl is stopped).
     "lease": r"""
 local out = lease(ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]))
-local first = redis.call("ZRANGE", P .. "hosts", 0, 0, "WITHSCORES")
+local first = STOPPED and {} or redis.call("ZRANGE", P .. "hosts", 0, 0, "WITHSCORES")
 table.insert(out, first[2] and math.max(0, tonumber(first[2]) - NOW) or -1)
 return out
 """,
@@ -434,8 +436,10 @@ redis.call("ZREM", P .. "hosts", host)
 pending(-settled)
 return settled
 """,
-    # stop(reason): the crawl is stopped for every worker (max-time).
+    # stop(reason): the crawl is stopped for every worker (max-time): no more
+    # leases; reason "" lifts the stop (the crawl's command is run again).
     "stop": r"""
+if ARGV[3] == "" then redis.call("HDEL", META, "stopped"); return "" end
 redis.call("HSETNX", META, "stopped", ARGV[3])
 return redis.call("HGET", META, "stopped")
 """,
