@@ -306,6 +306,24 @@ def test_a_dead_host_with_one_link_fails_as_refused(redis_server):
     assert "Traceback" not in proc.stderr
 
 
+def test_max_pages_holds_across_processes(sites, redis_server):
+    site, base = sites
+    site.reset()
+    state = redis_server.state
+    workers = [nettools_cli("crawl-worker", "--state", state, "--concurrency", "4")
+               for _ in range(2)]  # fmt: skip
+    crawl = nettools_cli("crawl", base + "/", "--max-pages", "40", "--format", "json",
+                         "--state", state, "--concurrency", "4")  # fmt: skip
+    code, out, err = finish(crawl)
+    exits = [finish(w) for w in workers]
+    assert code in (0, 2), err
+    assert all(wcode == 0 for wcode, _, _ in exits), exits
+    summary = json.loads(out)["summary"]
+    # As in memory: the pages robots.txt disallows count towards the limit.
+    assert summary["pages"] + summary["robots_skipped"] == 40 and summary["over_limit"] > 0
+    assert len(site.paths() - {"/robots.txt"}) == summary["pages"]  # none beyond the limit
+
+
 def test_a_depth_limit_gives_the_depths_a_crawl_in_memory_gives(sites, redis_server):
     # Links met first on a long path are lowered when a shorter one turns up (and
     # pages too deep at first admitted): admission's rules, run in Redis.
