@@ -337,6 +337,17 @@ def test_a_depth_limit_gives_the_depths_a_crawl_in_memory_gives(sites, redis_ser
     assert red["summary"]["too_deep"] == mem["summary"]["too_deep"] > 0
 
 
+def test_sitemaps_give_the_pages_a_crawl_in_memory_gives(sites, redis_server):
+    site, base = sites
+    args = ("--sitemap", "--check-links", "--format", "json")
+    memory = run_cli("crawl", base + "/", *args)
+    shared = run_cli("crawl", base + "/", *args, "--state", redis_server.state)
+    assert memory.returncode == shared.returncode == 2, shared.stderr
+    mem, red = json.loads(memory.stdout), json.loads(shared.stdout)
+    assert comparable(red) == comparable(mem)
+    assert base + "/orphan.html" in {row["url"] for row in red["links"]}  # only in the sitemap
+
+
 def test_a_worker_killed_with_sigkill_loses_nothing(sites, in_memory, redis_server):
     # The first worker takes links and the site holds its requests: it is
     # killed while holding leases, which run out (--lease 1s) and go to the
