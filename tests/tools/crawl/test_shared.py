@@ -219,16 +219,19 @@ def test_workers_share_the_crawl_and_it_finds_what_one_process_finds(
         assert json.loads(werr.splitlines()[-1])["reason"] == "done"
 
 
-def test_a_crawl_delay_spaces_the_requests_of_all_processes_together(redis_server):
+@pytest.mark.parametrize("spacing", ["crawl-delay", "--delay"])
+def test_a_delay_spaces_the_requests_of_all_processes_together(redis_server, spacing):
     # Each process spacing only its own requests would let three times as many
     # through: the spacing is kept in Redis, reserved by the lease.
-    site = Site(12, crawl_delay=0.1, retry_after=0, slow=0.01, huge=1000)
+    robots = spacing == "crawl-delay"
+    site = Site(12, crawl_delay=0.1 if robots else None, retry_after=0, slow=0.01, huge=1000)
+    option = () if robots else ("--delay", "100ms")
     state = redis_server.state
     with serve(site) as srv:
         workers = [nettools_cli("crawl-worker", "--state", state, "--name", f"w{i}",
                                 "--concurrency", "3") for i in range(2)]  # fmt: skip
         crawl = nettools_cli("crawl", srv.url + "/", "--state", state, "--concurrency", "3",
-                             "--format", "json")  # fmt: skip
+                             "--format", "json", *option)  # fmt: skip
         code, out, err = finish(crawl)
         exits = [finish(w) for w in workers]
     assert code == 2, err
@@ -236,18 +239,6 @@ def test_a_crawl_delay_spaces_the_requests_of_all_processes_together(redis_serve
     visits = json.loads(err.splitlines()[-1])["state"]["workers"]
     assert len([n for n in visits.values() if n > 0]) >= 2
     assert_spaced(site, 0.1, unspaced=2)
-
-
-def test_processes_reach_one_redis_over_tcp_and_unix_sockets_alike(sites, redis_server):
-    site, base = sites
-    args = ("--include", "/p/", "--format", "json", "--concurrency", "4")
-    memory = run_cli("crawl", base + "/p/1.html", *args)
-    worker = nettools_cli("crawl-worker", "--state", redis_server.state, "--concurrency", "4")
-    shared = run_cli("crawl", base + "/p/1.html", *args, "--state", redis_server.tcp_state)
-    wcode, _, werr = finish(worker)
-    assert memory.returncode == shared.returncode == 0, shared.stderr
-    assert wcode == 0, werr
-    assert comparable(json.loads(shared.stdout)) == comparable(json.loads(memory.stdout))
 
 
 def test_a_dead_host_costs_one_request_whatever_the_number_of_processes(redis_server):

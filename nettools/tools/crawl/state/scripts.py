@@ -52,12 +52,14 @@ local P = ARGV[1] .. ":"
 local NOW = tonumber(ARGV[2])
 local META = P .. "meta"
 local MAX_REFERRERS = 100
-local CFG = redis.call("HMGET", META, "depth", "max_pages", "per_host", "fragments", "stopped")
+local CFG = redis.call("HMGET", META, "depth", "max_pages", "per_host", "fragments", "stopped",
+                       "delay")
 local DEPTH = tonumber(CFG[1] or "-1")
 local MAX_PAGES = tonumber(CFG[2] or "-1")
 local PER_HOST = tonumber(CFG[3] or "8")
 local FRAGMENTS = CFG[4] == "1"
 local STOPPED = CFG[5]  -- the crawl is stopped for all (max-time): nothing more is leased
+local DELAY = tonumber(CFG[6] or "0")  -- --delay, ms: every host's spacing at least
 
 -- Per-link hashes are cut in buckets of BUCKET ids: a small hash is kept as a
 -- listpack (a few bytes a field) where one big hash pays ~60 bytes a field.
@@ -250,7 +252,8 @@ local function lease(token, want, lease_ms)
   for _, host in ipairs(hosts) do
     local h = P .. "h:" .. host
     local s = redis.call("HMGET", h, "n", "open", "next", "delay")
-    local n, nxt, delay = tonumber(s[1] or "0"), tonumber(s[3] or "0"), tonumber(s[4] or "0")
+    local n, nxt = tonumber(s[1] or "0"), tonumber(s[3] or "0")
+    local delay = math.max(DELAY, tonumber(s[4] or "0"))
     local limit = (s[2] == "1") and PER_HOST or 1
     while #out < want * 7 and n < limit and nxt <= NOW do
       local entry = redis.call("LPOP", P .. "q:" .. host)
@@ -403,7 +406,7 @@ return until_ms
     "respace": r"""
 local h = P .. "h:" .. ARGV[3]
 local s = redis.call("HMGET", h, "next", "delay", "dead")
-local nxt, delay = tonumber(s[1] or "0"), tonumber(s[2] or "0")
+local nxt, delay = tonumber(s[1] or "0"), math.max(DELAY, tonumber(s[2] or "0"))
 local start = math.max(nxt, NOW)
 if delay > 0 then redis.call("HSET", h, "next", start + delay) end
 return {start - NOW, s[3] or ""}
@@ -411,8 +414,7 @@ return {start - NOW, s[3] or ""}
     # delay(host, ms): space HOST's requests (its robots.txt Crawl-delay).
     "delay": r"""
 local h = P .. "h:" .. ARGV[3]
-local base = tonumber(redis.call("HGET", META, "delay") or "0")
-redis.call("HSET", h, "delay", math.max(base, tonumber(ARGV[4])))
+redis.call("HSET", h, "delay", math.max(DELAY, tonumber(ARGV[4])))
 return 1
 """,
     # settle(host, kind, message): HOST cannot be reached: every link queued
