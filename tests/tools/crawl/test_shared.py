@@ -315,6 +315,19 @@ def test_max_pages_holds_across_processes(sites, redis_server):
     assert len(site.paths() - {"/robots.txt"}) == summary["pages"]  # none beyond the limit
 
 
+def test_a_redis_with_a_password(sites, tmp_path):
+    site, base = sites
+    with RedisServer(tmp_path / "redis", port=free_port(), password="s3cret") as rs:
+        good = f"redis://:s3cret@127.0.0.1:{rs.port}/0"
+        bad = f"redis://:wrong@127.0.0.1:{rs.port}/0"
+        refused = run_cli("crawl", base + "/p/1.html", "--include", "/p/", "--state", bad)
+        ok = run_cli("crawl", base + "/p/1.html", "--include", "/p/", "--state", good)
+    assert refused.returncode == 1
+    assert len(refused.stderr.splitlines()) == 1 and "wrong" not in refused.stderr
+    assert ":***@127.0.0.1" in refused.stderr
+    assert ok.returncode == 0, ok.stderr
+
+
 def test_a_depth_limit_gives_the_depths_a_crawl_in_memory_gives(sites, redis_server):
     # Links met first on a long path are lowered when a shorter one turns up (and
     # pages too deep at first admitted): admission's rules, run in Redis.
