@@ -176,6 +176,28 @@ def test_report_reads_the_journal_without_a_request(sites, uninterrupted, tmp_pa
     assert report_of(report) == uninterrupted
 
 
+def test_report_reads_the_journal_while_the_crawl_runs(sites, uninterrupted, tmp_path):
+    site, base = sites
+    db, report = tmp_path / "crawl.db", tmp_path / "r.json"
+    site.reset()
+    site.hold_from, site.reach_at = 80, 84
+    proc = subprocess.Popen(crawl_argv(base + "/", db, report, "--concurrency", "4"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=clean_env())  # fmt: skip
+    try:
+        assert site.reached.wait(30), "the crawl never got going"
+        mid = run_cli("crawl", "--state", f"sqlite:{db}", "--report", "--format", "json")
+    finally:
+        site.release.set()
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert mid.returncode in (0, 2), mid.stderr
+    doc = json.loads(mid.stdout)
+    assert doc["summary"]["stopped"] == "unfinished"
+    assert 0 < doc["summary"]["pages"] < uninterrupted["summary"]["pages"]
+    assert report_of(report) == uninterrupted  # the crawl went on undisturbed
+
+
 def test_another_crawl_in_the_journal_is_a_usage_error_unless_fresh(sites, tmp_path):
     site, base = sites
     db = tmp_path / "crawl.db"
