@@ -1,8 +1,8 @@
-"""Static files under wrk: requests/s for a 1 KiB and a 1 MiB file, wrk -t1 -c100.
+"""Static files: requests/s for a 1 KiB file under wrk and a 1 MiB file under httpload, c100.
 
 Each run starts one peer's server on a directory holding both files, pinned to core 1, and
-runs wrk pinned to core 0 (``wsgi.measure_wrk``: a warm-up second, then ``n`` milliseconds).
-Peers:
+runs the load generator pinned to core 0 (``wsgi.measure_load``: a warm-up second, then ``n``
+milliseconds), 100 keep-alive connections. Peers:
 
 * ``nettools``: ``nettools static DIR`` (its cache answers the small file in one send; the
   large one goes out with sendfile);
@@ -12,22 +12,26 @@ Peers:
   installed with apt-get when missing (as root), else the run fails saying how to install it.
 
 Metrics as in the WSGI case: requests/s, p50/p99 latency (us), errors,
-``server_us_per_req``, the server's CPU per request (master and worker for nginx), and wrk's
-side (``client_us_per_req``, ``client_cpu_pct``, ``client_core_idle_pct``).
+``server_us_per_req``, the server's CPU per request (master and worker for nginx), and the
+load generator's side (``client_us_per_req``, ``client_cpu_pct``, ``client_core_idle_pct``).
 
-Reading the 1 MiB case: nettools answers with its head (``MSG_MORE``) and one ``sendfile`` of
-the whole file, the same two calls as nginx, for 150-250 us of CPU.  wrk, on its one core,
-reads each response 8 KiB at a time and pays the kernel's copy of every byte into its buffer:
-265-390 us of CPU per 1 MiB response, so it, not the server, sets the pace (at most about
-3,500 requests/s on a core of its own).  ``http.server`` needs 600-1,000 us of its own CPU per
-response, so the requests/s ratio against it is capped near ``http.server``'s
-``server_us_per_req`` over the fast peer's ``client_us_per_req`` (2-3x), whatever the fast
-server does; the CPU-per-request ratio is the server's own figure.
+Why two generators: wrk -t1 reads each response 8 KiB at a time and pays the kernel's copy of
+every byte into its buffer, 265-390 us of its CPU per 1 MiB answer, more than a sendfile
+server spends making it (150-250 us), so under wrk the 1 MiB figures were wrk's pace, not the
+server's. ``bench/loadgen/httpload.py`` reads only each head and drops the body in the kernel
+(``recv(MSG_TRUNC)``, one wake-up per body with ``SO_RCVLOWAT``): 60-80 us per 1 MiB answer
+(150-175 against ``http.server``, which closes the connection after each; ab needs 450, h2load
+340).
+On loopback the kernel's receive work for the body then runs mostly in the sender's context,
+so every server's ``server_us_per_req`` includes it (it was charged to wrk before). For 1 KiB
+answers wrk costs 14-17 us per answer and stays the generator (httpload measures the same
+requests/s there, at 15-22 us).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import socket
@@ -35,13 +39,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from bench.cases import Case, CaseFn, Result
-from bench.cases._procs import ensure_program, read_line, ready_port, started
-from bench.cases.wsgi import measure_wrk
+from bench.cases._procs import ensure_program, pin, read_line, ready_port, started
+from bench.cases.wsgi import CLIENT_CORE, REPO_ROOT, measure_load, wrk_client
 
 HOST = "127.0.0.1"
 SERVER_CORE = 1
@@ -143,19 +147,38 @@ def _server(peer: str, root: Path) -> Iterator[tuple[subprocess.Popen[str], int]
                 os.killpg(proc.pid, 9)  # nginx's worker too
 
 
-def run_static(peer: str, name: str, duration_ms: int) -> dict[str, Any]:
-    """One fresh ``peer`` server under wrk -c100 for the file ``name``."""
+def httpload_client(url: str, conns: int = CONNECTIONS) -> Callable[[int], dict[str, Any]]:
+    """A ``measure_load`` client: bench/loadgen/httpload.py on ``url``, pinned to CLIENT_CORE
+    (it drops bodies in the kernel: see its docstring)."""
+
+    def run(seconds: int) -> dict[str, Any]:
+        out = subprocess.run([sys.executable, "-m", "bench.loadgen.httpload", "-c", str(conns),
+                              "-d", str(seconds), url],
+                             capture_output=True, text=True, preexec_fn=pin(CLIENT_CORE),
+                             cwd=REPO_ROOT, check=True).stdout  # fmt: skip
+        metrics = json.loads(out)
+        del metrics["cpu_us_per_req"]  # measure_load derives client_us_per_req from cpu_s
+        return metrics
+
+    return run
+
+
+CLIENTS = {"wrk": wrk_client, "httpload": httpload_client}
+
+
+def run_static(peer: str, name: str, duration_ms: int, client: str = "wrk") -> dict[str, Any]:
+    """One fresh ``peer`` server under ``client`` with 100 connections for the file ``name``."""
     with _site() as root, _server(peer, root) as (proc, port):
-        metrics = measure_wrk(proc, f"http://{HOST}:{port}/{name}", duration_ms, CONNECTIONS,
-                              peer)  # fmt: skip
+        load = CLIENTS[client](f"http://{HOST}:{port}/{name}", CONNECTIONS)
+        metrics = measure_load(proc, load, duration_ms, peer)
     metrics["gbit_s"] = metrics["ops_per_s"] * FILES[name] * 8 / 1e9
     return metrics
 
 
-def _case(name: str) -> Case:
+def _case(name: str, client: str) -> Case:
     def for_peer(peer: str) -> CaseFn:
         def run(n: int) -> Result:
-            return None if n == 0 else run_static(peer, name, n)
+            return None if n == 0 else run_static(peer, name, n, client)
 
         return run
 
@@ -165,6 +188,6 @@ def _case(name: str) -> Case:
 
 
 CASES: dict[str, Case] = {
-    "static_1k_c100": _case("1k.bin"),
-    "static_1m_c100": _case("1m.bin"),
+    "static_1k_c100": _case("1k.bin", "wrk"),
+    "static_1m_c100": _case("1m.bin", "httpload"),
 }

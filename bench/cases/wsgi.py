@@ -269,38 +269,53 @@ def parse_wrk(text: str) -> dict[str, Any]:
 def run_wrk(peer: str, duration_ms: int, conns: int = CONNECTIONS) -> dict[str, Any]:
     """One fresh server of ``peer`` under wrk for ``duration_ms``; the metrics."""
     with _server(peer) as (proc, port):
-        return measure_wrk(proc, f"http://{HOST}:{port}/", duration_ms, conns, peer)
+        return measure_load(proc, wrk_client(f"http://{HOST}:{port}/", conns), duration_ms, peer)
 
 
-def measure_wrk(proc: subprocess.Popen[str], url: str, duration_ms: int,
-                conns: int = CONNECTIONS, what: str = "the") -> dict[str, Any]:
-    """wrk -t1 against ``url`` (pinned to CLIENT_CORE, after a warm-up) for
-    ``duration_ms`` while ``proc`` serves it; wrk's figures plus the server's CPU."""
+def wrk_client(url: str, conns: int = CONNECTIONS) -> Callable[[int], dict[str, Any]]:
+    """A ``measure_load`` client: ``wrk -t1 -cCONNS --latency`` on ``url``, pinned to
+    CLIENT_CORE, for the seconds it is given."""
     wrk = ensure_program("wrk", "wrk")
+
+    def run(seconds: int) -> dict[str, Any]:
+        out = subprocess.run([wrk, "-t1", f"-c{conns}", "--latency", f"-d{seconds}s", url],
+                             capture_output=True, text=True, preexec_fn=pin(CLIENT_CORE),
+                             check=True).stdout
+        return parse_wrk(out)
+
+    return run
+
+
+def measure_load(proc: subprocess.Popen[str], client: Callable[[int], dict[str, Any]],
+                 duration_ms: int, what: str = "the") -> dict[str, Any]:
+    """Run ``client`` (one load generator process, pinned to CLIENT_CORE) for a warm-up,
+    then for ``duration_ms`` while ``proc`` serves; the client's figures plus the server's
+    CPU and the client's.
+
+    ``client(seconds)`` returns at least ``requests``; when it also returns ``cpu_s`` (the
+    CPU it used while loading, start-up excluded) that is its CPU figure, else the CPU of
+    this process's waited-for children over the run."""
     seconds = max(1, round(duration_ms / 1000))
-    base = [wrk, "-t1", f"-c{conns}", "--latency"]
-    pin_client = pin(CLIENT_CORE)
-    subprocess.run([*base, f"-d{WARMUP_S}s", url], capture_output=True, preexec_fn=pin_client,
-                   check=True)
+    client(WARMUP_S)
     cpu_before = cpu_seconds(proc.pid)
     client_before = _children_cpu()
     core_before = core_times(CLIENT_CORE)
-    out = subprocess.run([*base, f"-d{seconds}s", url], capture_output=True, text=True,
-                         preexec_fn=pin_client, check=True).stdout
+    metrics = client(seconds)
     cpu = cpu_seconds(proc.pid) - cpu_before
-    client_cpu = _children_cpu() - client_before
+    client_cpu = metrics.pop("cpu_s", None)
+    if client_cpu is None:
+        client_cpu = _children_cpu() - client_before
     core_after = core_times(CLIENT_CORE)
     busy, idle = core_after[0] - core_before[0], core_after[1] - core_before[1]
     if proc.poll() is not None:
         raise RuntimeError(f"{what} server died (exit status {proc.returncode})")
-    metrics = parse_wrk(out)
     if not metrics["requests"]:
-        raise RuntimeError(f"no request answered:\n{out}")
+        raise RuntimeError(f"no request answered: {metrics}")
     metrics["seconds"] = float(seconds)
     metrics["server_cpu_pct"] = 100 * cpu / seconds
     metrics["server_us_per_req"] = cpu / metrics["requests"] * 1e6
-    # The load generator's side: when wrk's core has no idle time left, the figure is wrk's
-    # (or its neighbours') limit, not the server's.
+    # The load generator's side: when its core has no idle time left, the figure is the
+    # generator's (or its neighbours') limit, not the server's.
     metrics["client_cpu_pct"] = 100 * client_cpu / seconds
     metrics["client_us_per_req"] = client_cpu / metrics["requests"] * 1e6
     metrics["client_core_idle_pct"] = 100 * idle / max(1, busy + idle)

@@ -1,4 +1,5 @@
-"""Compiled load generators, built on demand into bench/build/ (which git ignores).
+"""Load generators: httpload.py (HTTP, in Python), and compiled ones, built on demand into
+bench/build/ (which git ignores).
 
 A fresh machine has Python, make and a C compiler, so the benchmark compiles its own client
 rather than asking for one to be installed; it rebuilds whenever the source is newer.
