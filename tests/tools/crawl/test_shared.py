@@ -400,6 +400,31 @@ def test_a_crawl_worker_killed_mid_crawl_has_its_links_visited_by_the_others(
     assert summary["state"]["lost"] == 0
 
 
+def test_a_worker_that_loses_redis_for_its_idle_timeout_exits_1(sites, tmp_path):
+    site, base = sites
+    site.reset()
+    server = RedisServer(tmp_path / "redis").start()
+    site.hold_from = 20
+    site.reach_at = 20 + 2 + 2  # the crawl's 2 slots and the worker's 2 all hang
+    worker = nettools_cli("crawl-worker", "--state", server.state, "--concurrency", "2",
+                          "--idle-timeout", "1s")  # fmt: skip
+    crawl = nettools_cli("crawl", base + "/", *CRAWL, "--state", server.state,
+                         "--concurrency", "2")  # fmt: skip
+    try:
+        assert site.reached.wait(30), "the crawl never got going"
+        server.stop()  # and it does not come back
+        site.release.set()
+        wcode, _, werr = finish(worker, timeout=30)
+    finally:
+        site.release.set()
+        crawl.kill()
+        finish(crawl)
+    assert wcode == 1, werr
+    # Warnings while it tries again, then the reason it gave up, and no traceback.
+    assert werr.strip().splitlines()[-1].startswith("nettools crawl-worker: the crawl state at ")
+    assert "Traceback" not in werr
+
+
 def test_stopped_with_ctrl_c_the_same_command_goes_on(sites, in_memory, redis_server):
     # SIGINT: the process gives its leases back and reports what the state
     # holds ("interrupted"); the same command again finishes the crawl.
