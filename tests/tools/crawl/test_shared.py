@@ -560,6 +560,23 @@ def test_another_crawl_under_the_same_prefix_is_refused_unless_fresh(sites, redi
     assert site.total > PAGES  # crawled anew
 
 
+@pytest.mark.parametrize("kind", ["redis", "sqlite"])
+def test_report_of_another_crawl_is_refused(sites, redis_server, tmp_path, kind):
+    site, base = sites
+    state = redis_server.state if kind == "redis" else f"sqlite:{tmp_path}/crawl.db"
+    crawl = ("--include", "/p/", "--state", state, "--format", "json")
+    first = run_cli("crawl", base + "/p/1.html", *crawl)
+    assert first.returncode == 0, first.stderr
+    other = run_cli("crawl", base + "/p/2.html", *crawl, "--report")
+    assert other.returncode == 2
+    assert other.stderr.count("\n") == 1 and "holds another crawl" in other.stderr
+    same = run_cli("crawl", base + "/p/1.html", *crawl, "--report")
+    held = run_cli("crawl", "--state", state, "--report", "--format", "json")
+    assert same.returncode == held.returncode == 0, same.stderr + held.stderr
+    assert comparable(json.loads(same.stdout)) == comparable(json.loads(held.stdout)) \
+        == comparable(json.loads(first.stdout))  # fmt: skip
+
+
 def test_redis_out_of_reach_is_exit_1_in_one_line(tmp_path):
     missing = f"unix://{tmp_path}/no-redis.sock?db=0"
     proc = run_cli("crawl", "http://127.0.0.1:9/", "--state", missing)

@@ -78,7 +78,9 @@ class CrawlSession:
         else:
             crawler = Crawler(urls, **options)
         session = cls(crawler, SharedCrawl(crawler, frontier, worker=worker, lease=lease))
-        if not read_only:
+        if read_only:
+            frontier.expect(crawler.identity)
+        else:
             session.shared.start(fresh=fresh)  # type: ignore[union-attr]
         return session
 
