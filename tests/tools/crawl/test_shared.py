@@ -425,9 +425,11 @@ def test_a_worker_that_loses_redis_for_its_idle_timeout_exits_1(sites, tmp_path)
     assert "Traceback" not in werr
 
 
-def test_stopped_with_ctrl_c_the_same_command_goes_on(sites, in_memory, redis_server):
+@pytest.mark.parametrize("again", ["same command", "state only"])
+def test_stopped_with_ctrl_c_the_same_command_goes_on(sites, in_memory, redis_server, again):
     # SIGINT: the process gives its leases back and reports what the state
-    # holds ("interrupted"); the same command again finishes the crawl.
+    # holds ("interrupted"); the same command again, or 'crawl --state' with
+    # no URL (the crawl the state holds, with its settings), finishes it.
     site, base = sites
     site.reset()
     state = redis_server.state
@@ -446,9 +448,10 @@ def test_stopped_with_ctrl_c_the_same_command_goes_on(sites, in_memory, redis_se
     meta = redis_server.client().hgetall("nettools:crawl:meta")
     assert not redis_server.client().zcard("nettools:crawl:leases")  # all given back
     assert b"done" not in meta
-    again = run_cli("crawl", base + "/", *CRAWL, "--state", state, "--concurrency", "4")
-    assert again.returncode == 2, again.stderr
-    assert comparable(json.loads(again.stdout)) == in_memory
+    args = (base + "/", *CRAWL) if again == "same command" else ("--format", "json")
+    proc = run_cli("crawl", *args, "--state", state, "--concurrency", "4")
+    assert proc.returncode == 2, proc.stderr
+    assert comparable(json.loads(proc.stdout)) == in_memory
 
 
 def test_max_time_stops_every_process_and_the_same_command_goes_on(sites, in_memory,
