@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers.redis_server import RedisServer
+from helpers.redis_server import RedisServer, free_port
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
@@ -17,3 +17,10 @@ def state(request, tmp_path):
     else:
         with RedisServer(tmp_path / "redis") as server:
             yield ("--state", server.state)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A Redis on a unix socket and on a loopback TCP port."""
+    with RedisServer(tmp_path / "redis", port=free_port()) as server:
+        yield server
