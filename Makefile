@@ -41,8 +41,12 @@ lint: $(VENV)/.test
 
 # Real programs the tests drive: headless Chromium for the browser tests, npm for the
 # socket.io JavaScript client, redis-server as the Socket.IO message queue and the crawl's
-# shared state, HAProxy for the forwarder's PROXY protocol tests.
-SYSTEM_DEPS := chromium:chromium npm:npm redis-server:redis-server haproxy:haproxy
+# shared state, HAProxy for the forwarder's PROXY protocol tests, a Prometheus server that
+# scrapes --metrics, systemd-socket-activate for socket activation, and the shells whose
+# completion scripts are tried.
+# One apt-get install of whatever is missing (program:package pairs).
+SYSTEM_DEPS := chromium:chromium npm:npm redis-server:redis-server haproxy:haproxy \
+	prometheus:prometheus systemd-socket-activate:systemd fish:fish zsh:zsh
 system-deps:
 	@missing=$$(for dep in $(SYSTEM_DEPS); do \
 	  command -v $${dep%%:*} >/dev/null || echo $${dep#*:}; done); \

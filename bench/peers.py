@@ -13,7 +13,8 @@ import subprocess
 # "-proto" peers are the same library through its lower-level Protocol API, where a case
 # has one (the echo servers); other cases simply do not list them.
 PEERS: tuple[str, ...] = (
-    "nettools", "nettools-echo", "nettools-h11", "gevent", "eventlet", "asyncio", "asyncio-proto",
+    "nettools", "nettools-echo", "nettools-echo-metrics", "nettools-serve",
+    "nettools-serve-metrics", "nettools-h11", "gevent", "eventlet", "asyncio", "asyncio-proto",
     "uvloop", "uvloop-proto", "gunicorn", "direct", "socat", "scrapy", "wget", "pyzmq",
     "nettools-dist", "http.server", "nginx", "nettools-redis", "nettools-redis2",
 )  # fmt: skip
@@ -30,6 +31,9 @@ _MODULES = {
     "uvloop": "uvloop",
     "uvloop-proto": "uvloop",
     "nettools-echo": "nettools",  # the `nettools echo` command (the echo cases)
+    "nettools-echo-metrics": "nettools",  # the same with --metrics
+    "nettools-serve": "nettools",  # the `nettools serve` command (the WSGI case)
+    "nettools-serve-metrics": "nettools",  # the same with --metrics
     "nettools-dist": "nettools",  # a distributed `nettools crawl` (the crawl_distributed case)
     # `nettools crawl --state redis://...`, alone and with a crawl-worker (crawl_shared cases)
     "nettools-redis": "redis",

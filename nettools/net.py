@@ -14,6 +14,10 @@ addr)`` for each in a ``GreenPool``:
 * ``stop(timeout)`` closes the listener, shuts idle connections down at once
   (or ends them the handler's own way, see ``on_stop``), lets busy handlers
   finish for up to ``timeout`` seconds, then kills the rest.
+
+Its plain counters (``accepted``, ``active``, ``closed`` and ``refused`` by
+reason, ``errors``, ``tls_failures``, ``accept_errors``, ``limit_reached``) are
+what ``nettools.tools.plumbing.metrics`` reads when scraped.
 """
 
 from __future__ import annotations
@@ -25,12 +29,13 @@ import os
 import signal
 import socket as _stdlib_socket
 import ssl as _stdlib_ssl
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from greenlet import GreenletExit
 
+from .address import Address, format_address, parse_address
 from .green import socket
 from .green import ssl as _gssl
 from .kernel.greenthread import GreenThread, kill, sleep, spawn
@@ -50,6 +55,7 @@ __all__ = [
     "serve",
     "StopServe",
     "Server",
+    "live_servers",
     "shutdown_quietly",
     "call_on_stop_signals",
     "Address",
@@ -212,6 +218,15 @@ def accept_tls(conn: Any, context: Any, timeout: float | None) -> Any:
     return tls
 
 
+#: Every Server made and not yet garbage, for whoever reports on them all.
+_servers: weakref.WeakSet = weakref.WeakSet()
+
+
+def live_servers() -> list[Server]:
+    """The ``Server`` objects of this process that still exist (running or not)."""
+    return list(_servers)
+
+
 class Server:
     """Accept connections on ``sock`` and run ``handle(conn, addr)`` for each.
 
@@ -259,6 +274,16 @@ class Server:
         self._closers: dict[Any, Callable[[], Any]] = {}
         self.accepted = 0
         self.errors = 0
+        #: Ended connections by why: ``client``, ``error`` (the handler raised, or
+        #: TLS failed), ``stopped``, or the handler's ``end_reason``; refused ones.
+        self.closed: dict[str, int] = {}
+        self.refused: dict[str, int] = {}
+        self.tls_failures = 0
+        self.accept_errors: dict[str, int] = {}  # by errno name
+        #: Times the pool was full, so new connections waited in the listen backlog.
+        self.limit_reached = 0
+        self._reasons: dict[Any, str] = {}  # connections whose handler said why they end
+        _servers.add(self)
         self._acceptor: GreenThread | None = None
         self._closing = False
         self._closed = Event()  # no longer accepting
@@ -270,6 +295,26 @@ class Server:
     def address(self) -> Any:
         """The listening address (useful after binding port 0)."""
         return self.socket.getsockname()
+
+    @property
+    def active(self) -> int:
+        """Connections open right now."""
+        return len(self.connections)
+
+    @property
+    def max_conns(self) -> int:
+        """Most connections served at once (the pool's size, maybe shared)."""
+        return self.pool.size
+
+    def end_reason(self, conn: Any, reason: str) -> None:
+        """Say why ``conn`` ends (``idle``, ``slow``, ``limit``, ...), to be counted in
+        ``closed`` when its handler returns; the last word wins."""
+        if conn in self.connections:
+            self._reasons[conn] = reason
+
+    def refuse(self, conn: Any, reason: str) -> None:
+        """Count ``conn`` as refused (``denied``, ...) rather than closed."""
+        self.end_reason(conn, "refused:" + reason)
 
     # ----------------------------------------------------------- running
 
@@ -300,6 +345,7 @@ class Server:
             while not self._closing:
                 if pool.free() <= 0:
                     # Full: leave new connections in the backlog until a slot frees.
+                    self.limit_reached += 1
                     pool.sem.acquire()
                     pool.sem.release()
                     continue
@@ -312,6 +358,9 @@ class Server:
                         log.info("%s: listening socket closed; no longer accepting", self.name)
                         spawn(self.close)
                         return
+                    if exc.errno in ACCEPT_CAPACITY_ERRNOS or exc.errno in ACCEPT_TRANSIENT_ERRNOS:
+                        name = errno.errorcode.get(exc.errno, str(exc.errno)).lower()
+                        self.accept_errors[name] = self.accept_errors.get(name, 0) + 1
                     if exc.errno in ACCEPT_CAPACITY_ERRNOS:
                         log.warning(
                             "%s: accept failed (%s); retrying in %.2fs",
@@ -342,20 +391,23 @@ class Server:
                 self._fail(exc)
 
     def _serve_one(self, conn: Any, addr: Any) -> None:
+        ended = "client"
         try:
             if self.ssl_context is not None:
-                plain = conn
-                conn = self._handshake(conn, addr)
-                self.connections.pop(plain, None)
-                if conn is None:
+                tls = self._handshake(conn, addr)
+                self.connections.pop(conn, None)
+                if tls is None:  # and the plain socket closed
+                    ended = "error"
                     return
+                conn = tls
                 self.connections[conn] = False
             self.handle(conn, addr)
         except StopServe:
             spawn(self.close)
         except GreenletExit:
-            pass
+            ended = "stopped"
         except Exception as exc:
+            ended = "error"
             self.errors += 1
             if self.raise_errors:
                 self._fail(exc)
@@ -364,10 +416,20 @@ class Server:
         finally:
             self.connections.pop(conn, None)
             self._closers.pop(conn, None)
+            if self._reasons:
+                ended = self._reasons.pop(conn, ended)
+            self._count_end(ended)
             try:
                 conn.close()
             except OSError:
                 pass
+
+    def _count_end(self, ended: str) -> None:
+        if ended.startswith("refused:"):
+            counts, ended = self.refused, ended[8:]
+        else:
+            counts = self.closed
+        counts[ended] = counts.get(ended, 0) + 1
 
     def _handshake(self, conn: Any, addr: Any) -> Any:
         """Wrap ``conn`` in TLS; None (and the socket closed) if the client fails it."""
@@ -375,6 +437,7 @@ class Server:
             return accept_tls(conn, self.ssl_context, self.handshake_timeout)
         except (OSError, ValueError) as exc:
             # The client hung up, reset, spoke plain text or stalled: its problem.
+            self.tls_failures += 1
             log.debug(
                 "%s: TLS handshake with %s failed: %s", self.name, format_address(addr), exc
             )
@@ -405,6 +468,7 @@ class Server:
             self._closers[conn] = closer
 
     def _end_idle(self, conn: Any) -> None:
+        self._reasons.setdefault(conn, "stopped")
         closer = self._closers.pop(conn, None)
         if closer is None:
             shutdown_quietly(conn)
@@ -494,71 +558,6 @@ def shutdown_quietly(conn: Any, how: int = _stdlib_socket.SHUT_RDWR) -> None:
         _stdlib_socket.socket.shutdown(conn, how)
     except OSError:
         pass
-
-
-def format_address(addr: Any) -> str:
-    """``host:port``, ``[v6]:port`` or ``unix:/path`` for a socket address
-    (``unix socket peer`` for the unnamed client end of a unix socket)."""
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        host, port = addr[0], addr[1]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    path = addr.decode(errors="replace") if isinstance(addr, bytes) else str(addr)
-    if not path:
-        return "unix socket peer"
-    return f"unix:{path}"
-
-
-@dataclass(frozen=True)
-class Address:
-    """A listen or connect address: TCP/UDP host and port, or a unix socket path."""
-
-    host: str | None
-    port: int | None
-    path: str | None = None
-
-    @property
-    def family(self) -> int:
-        if self.path is not None:
-            return socket.AF_UNIX
-        return socket.AF_INET6 if self.host and ":" in self.host else socket.AF_INET
-
-    @property
-    def sockaddr(self) -> str | tuple:
-        return self.path if self.path is not None else (self.host, self.port)
-
-    def __str__(self) -> str:
-        return format_address(self.sockaddr)
-
-
-def _port(text: str, whole: str) -> int:
-    if not text.isdigit():
-        raise ValueError(f"invalid port {text!r} in {whole!r}")
-    port = int(text)
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port {port} out of range 0-65535 in {whole!r}")
-    return port
-
-
-def parse_address(text: str, default_host: str = "127.0.0.1") -> Address:
-    """``PORT``, ``HOST:PORT``, ``[V6]:PORT`` or ``unix:/PATH`` -> an ``Address``;
-    ``ValueError`` with a message fit to show the user as is."""
-    text = text.strip()
-    if text.startswith("unix:"):
-        path = text[5:]
-        if not path:
-            raise ValueError(f"empty unix socket path in {text!r}")
-        return Address(None, None, path)
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise ValueError(f"invalid address {text!r} (use [v6addr]:port)")
-        return Address(host, _port(rest[1:], text))
-    if text.isdigit():
-        return Address(default_host, _port(text, text))
-    host, sep, port = text.rpartition(":")
-    if not sep or ":" in host:
-        raise ValueError(f"invalid address {text!r} (use host:port, [v6]:port or unix:/path)")
-    return Address(host or default_host, _port(port, text))
 
 
 def serve(sock: socket.socket, handle: Callable[[Any, Any], Any], concurrency: int = 1000) -> None:

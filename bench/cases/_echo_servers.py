@@ -57,13 +57,13 @@ def nettools_server() -> None:
     nettools.Server(sock, echo, concurrency=CONCURRENCY).serve_forever()
 
 
-def nettools_cli_server() -> None:
+def nettools_cli_server(*extra: str) -> None:
     # The ready-made command itself, as a user would start it (raw byte mode).
     import os
 
     os.execv(sys.executable, [
         sys.executable, "-m", "nettools", "-q", "echo", "--raw", "--listen", f"{HOST}:0",
-        "--max-conns", str(CONCURRENCY), "--idle-timeout", "off",
+        "--max-conns", str(CONCURRENCY), "--idle-timeout", "off", *extra,
     ])
 
 
@@ -134,6 +134,8 @@ def on_uvloop(main: Callable[[], Any]) -> None:
 SERVERS: dict[str, Callable[[], None]] = {
     "nettools": nettools_server,
     "nettools-echo": nettools_cli_server,
+    # The same with its Prometheus endpoint on: what metrics cost.
+    "nettools-echo-metrics": lambda: nettools_cli_server("--metrics", f"{HOST}:0"),
     "gevent": gevent_server,
     "eventlet": eventlet_server,
     "asyncio": lambda: asyncio.run(streams_server()),

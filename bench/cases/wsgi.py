@@ -201,9 +201,20 @@ def _serve_h11() -> None:
     serve_nettools(H11Parser)
 
 
+def serve_nettools_cli(*extra: str) -> None:
+    """``nettools serve`` itself (not patching: the app needs nothing green)."""
+    os.execv(sys.executable, [
+        sys.executable, "-m", "nettools", "-q", "serve", "bench.cases.wsgi:hello_app",
+        "--host", HOST, "--port", "0", "--max-conns", "10000", "--no-patch", *extra,
+    ])
+
+
 SERVERS: dict[str, Callable[[], None]] = {
     "nettools": serve_nettools,
     "nettools-h11": _serve_h11,
+    "nettools-serve": serve_nettools_cli,
+    # The same with its Prometheus endpoint on: what metrics cost.
+    "nettools-serve-metrics": lambda: serve_nettools_cli("--metrics", f"{HOST}:0"),
     "gevent": serve_gevent,
     "eventlet": serve_eventlet,
     "gunicorn": serve_gunicorn,
@@ -220,7 +231,8 @@ def _server(peer: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
                  start_new_session=True) as proc:
         try:
             line = read_line(proc, proc.stdout, STARTUP_TIMEOUT_S, f"{peer} server start")
-            yield proc, json.loads(line)["port"]
+            ready = json.loads(line)  # nettools serve's ready line has the address only
+            yield proc, ready.get("port") or int(ready["address"].rpartition(":")[2])
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, 9)  # gunicorn's worker too

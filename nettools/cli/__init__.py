@@ -12,7 +12,7 @@ import typer
 
 from .._version import __version__
 from . import chat, crawl, echo, feeds, fetch, forward, run, serve, static, wschat, zmq
-from .common import setup_logging
+from .common import LOG_FORMAT_HELP, setup_logging, with_common_options
 
 app = typer.Typer(
     name="nettools",
@@ -20,7 +20,7 @@ app = typer.Typer(
     "Servers bind 127.0.0.1 by default and print one JSON line on stdout when ready; "
     "every option can also be set as NETTOOLS_<OPTION> (e.g. NETTOOLS_MAX_CONNS).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -40,9 +40,11 @@ def _root(
     ),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (repeat)."),
     quiet: int = typer.Option(0, "--quiet", "-q", count=True, help="Less log output (repeat)."),
+    log_format: str = typer.Option(None, "--log-format", metavar="[text|json]",
+                                   help=LOG_FORMAT_HELP + " Every command takes it too."),
 ) -> None:
     """Green-thread network tools: ready-made servers and clients on one shared hub."""
-    setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet, log_format)
 
 
 @app.command("version")
@@ -67,12 +69,17 @@ crawl.register(app)
 run.register(app)
 
 
-def _examples_epilog() -> str:
-    """Every command's "Example:" line (sub-commands' too), for the top-level --help."""
-    lines = []
+def _every_command() -> list:
+    """The registered commands, sub-commands of the groups included."""
     infos = list(app.registered_commands)
     for group in app.registered_groups:
         infos.extend(group.typer_instance.registered_commands)
+    return infos
+
+
+def _examples_epilog(infos: list) -> str:
+    """The "Example:" line of each of ``infos``' commands, as a help epilog."""
+    lines = []
     for info in infos:
         for line in (info.callback.__doc__ or "").splitlines():
             if line.strip().startswith("Example:"):
@@ -80,7 +87,14 @@ def _examples_epilog() -> str:
     return "\b\nExamples:\n" + "\n".join(lines)
 
 
-app.info.epilog = _examples_epilog()
+# The top-level help shows every command's example; a group's help, its commands'.
+app.info.epilog = _examples_epilog(_every_command())
+for _group in app.registered_groups:
+    _group.typer_instance.info.epilog = _examples_epilog(
+        _group.typer_instance.registered_commands)
+
+for _info in _every_command():  # --log-format, --ready-json: declared in one place
+    _info.callback = with_common_options(_info.callback)
 
 
 # Typer re-exports BadParameter but not its base class, which every usage error shares.

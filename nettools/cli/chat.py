@@ -11,6 +11,7 @@ from ..tools.chat.linechat import ChatServer, ChatStats
 from ..tools.plumbing.service import serve_on
 from .common import (
     LISTEN,
+    METRICS,
     READY_FILE,
     SEND_BUFFER,
     SLOW_TIMEOUT,
@@ -97,6 +98,7 @@ def chat(
     send_buffer: Any = SEND_BUFFER,
     drain_timeout: Any = DRAIN_TIMEOUT,
     ready_file: str = READY_FILE,
+    metrics: Any = METRICS,
     bus: Any = BUS,
     bus_channel: str = BUS_CHANNEL,
     bus_heartbeat: Any = BUS_HEARTBEAT,
@@ -137,7 +139,7 @@ def chat(
             burst=burst, idle_timeout=idle_timeout, slow_timeout=slow_timeout,
             queue_size=queue_size, send_buffer=send_buffer, stats=stats, bus=chat_bus,
         ).start().stop, stats, max_conns=max_conns, drain_timeout=drain_timeout,
-            ready_file=ready_file))
+            ready_file=ready_file, metrics=metrics))
 
 
 def register(app: typer.Typer) -> None:

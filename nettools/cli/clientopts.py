@@ -12,13 +12,14 @@ from typing import Any
 import typer
 
 from ..tools.fetch import Halt, HttpClient, read_url_lines
+from ..tools.plumbing.runmetrics import RunMetrics
 from ..tools.plumbing.service import stop_on_signals
-from .common import duration, opt
+from .common import duration, fail, opt
 
 __all__ = [
     "EXIT_FAILED", "INSECURE", "CA_FILE", "CONNECT_TIMEOUT", "read_timeout_option",
     "per_host_option", "client_from_options", "collect_urls", "stop_on_signals", "exit_status",
-    "finish",
+    "finish", "METRICS_FILE", "RunMetrics", "write_metrics_file",
 ]
 
 #: Some fetches failed (the others were still done and reported).
@@ -36,9 +37,11 @@ def exit_status(failed: int, interrupted: bool) -> int:
 
 
 def finish(command: str, noun: str, *, total: int, ok: int, unfetched: int, halt: Halt,
-           start: float, **extra: Any) -> None:
+           start: float, run: RunMetrics | None = None, metrics_file: str | None = None,
+           **extra: Any) -> None:  # fmt: skip
     """Write the run's summary line to stderr, marked ``interrupted`` when a signal
-    stopped the run, and exit with ``exit_status``.  ``extra`` joins the counts."""
+    stopped the run, and exit with ``exit_status``.  ``extra`` joins the counts.
+    With ``metrics_file``, ``run``'s metrics are written there first."""
     failed = total - ok - unfetched
     summary = {"event": "done", "command": command, noun: total, "ok": ok, "failed": failed,
                **extra, "seconds": round(time.monotonic() - start, 3)}  # fmt: skip
@@ -46,8 +49,23 @@ def finish(command: str, noun: str, *, total: int, ok: int, unfetched: int, halt
         summary.update(interrupted=True, not_fetched=unfetched)
     sys.stderr.write(json.dumps(summary) + "\n")
     code = exit_status(failed, halt.stopped)
+    if metrics_file is not None and run is not None:
+        write_metrics_file(command, run, metrics_file, code)
     if code:
         raise typer.Exit(code)
+
+
+METRICS_FILE = opt(None, "--metrics-file", metavar="PATH",
+                   help="At the end, write the run's metrics to PATH in Prometheus' text "
+                        "format (for node-exporter's textfile collector).")
+
+
+def write_metrics_file(command: str, run: RunMetrics, path: str, code: int) -> None:
+    """Write ``run``'s metrics to ``path``; failing to is one line and exit 1."""
+    try:
+        run.write(path, code)
+    except OSError as exc:
+        fail(command, f"cannot write --metrics-file: {exc.strerror or exc}: {path}")
 
 
 INSECURE = opt(False, "--insecure", "-k", help="Do not verify TLS certificates.")

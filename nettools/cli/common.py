@@ -15,6 +15,8 @@ tools' job (``nettools.tools.plumbing.service``); a command only calls them.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -22,7 +24,7 @@ from typing import Any, NoReturn
 
 import typer
 
-from ..tools.plumbing import service
+from ..tools.plumbing import logs, service
 from .args import parse_address, parse_duration, parse_size
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
@@ -62,6 +64,9 @@ LISTEN = opt("127.0.0.1:0", "--listen", "-l", parser=address,
              help="Address: host:port, [v6]:port or unix:/path (port 0 picks one).")
 READY_FILE = opt(None, "--ready-file", metavar="PATH",
                  help="Also write the ready line to this file.")
+METRICS = opt(None, "--metrics", parser=address,
+              help="Serve Prometheus metrics at http://ADDR/metrics (host:port, port 0 "
+                   "picks one; the ready line names it).")
 # The slow-client policy of the servers that queue output per client.
 SLOW_TIMEOUT = opt("5s", "--slow-timeout", parser=duration,
                    help="Disconnect a client that reads nothing this long while its "
@@ -95,15 +100,78 @@ def drain_timeout_option(until: str) -> Any:
                help=f"On SIGINT/SIGTERM, wait this long {until}.")
 
 
-def setup_logging(verbose: int, quiet: int) -> None:
-    """Logs go to stderr; ``-v`` for more, ``-q`` for less."""
+def setup_logging(verbose: int, quiet: int, log_format: str | None = None) -> None:
+    """Logs go to stderr; ``-v`` for more, ``-q`` for less; ``log_format``
+    ``json`` for one JSON object per line (see ``nettools.tools.plumbing.logs``)."""
     level = logging.INFO - 10 * verbose + 10 * quiet
+    handler = logging.StreamHandler(sys.stderr)
     logging.basicConfig(
-        level=max(logging.DEBUG, min(level, logging.CRITICAL)),
-        format="nettools: %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
+        level=max(logging.DEBUG, min(level, logging.CRITICAL)), handlers=[handler], force=True
     )
+    use_log_format(log_format or _log_setup["format"], _log_setup["service"])
+
+
+_log_setup = {"format": "text", "service": "nettools"}
+
+
+def use_log_format(log_format: str, service: str | None = None) -> None:
+    """Format the root logger's lines as ``text`` or ``json`` (for ``service``)."""
+    if log_format not in logs.LOG_FORMATS:
+        raise typer.BadParameter(f"{log_format!r} is not one of: {', '.join(logs.LOG_FORMATS)}")
+    _log_setup["format"] = log_format
+    if service is not None:
+        _log_setup["service"] = service
+    formatter = (logs.JsonFormatter(_log_setup["service"]) if log_format == "json"
+                 else logs.text_formatter())  # fmt: skip
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(formatter)
+
+
+def json_logs() -> bool:
+    """Whether logs are JSON lines (``--log-format json``)."""
+    return _log_setup["format"] == "json"
+
+
+LOG_FORMAT_HELP = "Log lines as text (the default) or json (one object per line)."
+
+
+def _apply_log_format(ctx: typer.Context, value: str | None) -> str | None:
+    service = "-".join(ctx.command_path.split()[1:]) or "nettools"
+    use_log_format(value or _log_setup["format"], service)
+    return value
+
+
+def _apply_ready_json(value: bool) -> bool:
+    service.ready_json(value)
+    return value
+
+
+def with_common_options(command: Callable) -> Callable:
+    """``command`` with the options every command takes, declared in this one
+    place: ``--log-format text|json`` (it takes effect as it is parsed, and
+    names the command as the logs' service: ``zmq proxy`` -> ``zmq-proxy``),
+    and for a server (a command with ``--ready-file``) ``--ready-json``."""
+    sig = inspect.signature(command, eval_str=True)
+    log_format = typer.Option(None, "--log-format", envvar="NETTOOLS_LOG_FORMAT", is_eager=True,
+                              callback=_apply_log_format, metavar="[text|json]",
+                              help=LOG_FORMAT_HELP)  # fmt: skip
+    added = [inspect.Parameter("log_format", inspect.Parameter.KEYWORD_ONLY,
+                               default=log_format, annotation=str | None)]  # fmt: skip
+    if "ready_file" in sig.parameters:
+        ready = typer.Option(False, "--ready-json", envvar="NETTOOLS_READY_JSON",
+                             callback=_apply_ready_json,
+                             help="Print the JSON ready line on stdout even on a terminal "
+                                  "(elsewhere it always is).")  # fmt: skip
+        added.append(inspect.Parameter("ready_json", inspect.Parameter.KEYWORD_ONLY,
+                                       default=ready, annotation=bool))  # fmt: skip
+    names = {p.name for p in added}
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return command(*args, **{k: v for k, v in kwargs.items() if k not in names})
+
+    run.__signature__ = sig.replace(parameters=[*sig.parameters.values(), *added])
+    return run
 
 
 def fail(command: str, message: str, code: int = EXIT_RUNTIME) -> None:

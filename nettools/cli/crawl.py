@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -22,9 +23,11 @@ from ..tools.crawl.distributed import (
     default_name,
 )
 from ..tools.crawl.links import keep_parser_memory
+from ..tools.crawl.metrics import crawl_run_metrics
 from ..tools.crawl.report import FORMATS, summary_line, write_report
 from ..tools.crawl.state import StateSpec, parse_state
 from ..tools.crawl.state.session import CrawlSession
+from .clientopts import METRICS_FILE, write_metrics_file
 from .common import EXIT_USAGE, duration, fail, opt, runtime_errors, size
 
 EXIT_BROKEN = 2
@@ -118,6 +121,7 @@ def crawl(
     report_only: bool = opt(False, "--report",
                             help="With --state: write the report of what the state holds "
                             "now, without crawling (links not visited yet are 'stopped')."),
+    metrics_file: str = METRICS_FILE,
 ) -> None:
     """Crawl a site and check its links: broken links, redirects, missing #fragments.
 
@@ -196,12 +200,13 @@ def crawl(
                 if coordinator is not None:
                     coordinator.close()
         if result.site_down:
+            _write_metrics(result, metrics_file, 1)
             _site_down(result, out, output)
-        _write(result, fmt, out)
+        _write(result, fmt, out, metrics_file)
 
 
-def _write(result: CrawlResult, fmt: str, out: Any) -> None:
-    """The report, the summary on stderr, and the exit."""
+def _write(result: CrawlResult, fmt: str, out: Any, metrics_file: str | None = None) -> None:
+    """The report, the summary on stderr, the --metrics-file, and the exit."""
     try:
         write_report(result, fmt, out)
     finally:
@@ -209,7 +214,14 @@ def _write(result: CrawlResult, fmt: str, out: Any) -> None:
             out.close()
     sys.stderr.write(summary_line(result) + "\n")
     sys.stderr.flush()
-    raise typer.Exit(_exit_code(result))
+    code = _exit_code(result)
+    _write_metrics(result, metrics_file, code)
+    raise typer.Exit(code)
+
+
+def _write_metrics(result: CrawlResult, metrics_file: str | None, code: int) -> None:
+    if metrics_file is not None:
+        write_metrics_file("crawl", crawl_run_metrics(result), metrics_file, code)
 
 
 def _state_spec(state: str | None, fresh: bool, report_only: bool,
@@ -301,14 +313,15 @@ def _open_output(path: str | None) -> Any:
 
 @contextlib.contextmanager
 def _progress_bar(crawler: CrawlSession) -> Iterator[None]:
-    """A rich progress bar on stderr, only when stderr is a terminal."""
-    if not sys.stderr.isatty():
+    """A rich progress bar on stderr, only when stderr is a terminal and not in CI
+    (``CI=true``, as CI services set it)."""
+    if not sys.stderr.isatty() or os.environ.get("CI", "").lower() in ("true", "1", "yes"):
         yield
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    console = Console(stderr=True)  # honours NO_COLOR
+    console = Console(stderr=True, soft_wrap=True)  # honours NO_COLOR; log lines unbroken
     bar = Progress(TextColumn("crawl"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("{task.fields[note]}"), console=console, auto_refresh=False,
                    transient=True)  # fmt: skip
@@ -320,10 +333,19 @@ def _progress_bar(crawler: CrawlSession) -> Iterator[None]:
         bar.refresh()
 
     bar.start()
+    # While the bar is live rich stands in for sys.stderr and prints what is
+    # written there above the bar; the log handlers still hold the real stderr,
+    # so point them at rich's, or their lines would glue onto the bar.
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)]
+    streams = [h.stream for h in handlers]
+    for handler in handlers:
+        handler.setStream(sys.stderr)
     try:
         with crawler.reporting(show):
             yield
     finally:
+        for handler, stream in zip(handlers, streams, strict=True):
+            handler.setStream(stream)
         bar.stop()
 
 

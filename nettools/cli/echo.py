@@ -8,7 +8,16 @@ import typer
 
 from ..tools.echo import EchoServer, UdpEchoServer
 from ..tools.plumbing.service import Stats, serve_on
-from .common import LISTEN, READY_FILE, drain_timeout_option, duration, opt, runtime_errors, size
+from .common import (
+    LISTEN,
+    METRICS,
+    READY_FILE,
+    drain_timeout_option,
+    duration,
+    opt,
+    runtime_errors,
+    size,
+)
 
 DRAIN_TIMEOUT = drain_timeout_option("for clients to finish")
 
@@ -24,6 +33,7 @@ def echo(
                             help="Disconnect a client silent this long (off: never)."),
     drain_timeout: Any = DRAIN_TIMEOUT,
     ready_file: str = READY_FILE,
+    metrics: Any = METRICS,
 ) -> None:
     """Echo back what clients send.
 
@@ -44,7 +54,7 @@ def echo(
 
         raise typer.Exit(serve_on(
             "echo", listen, start, stats, max_conns=None if udp else max_conns, udp=udp,
-            drain_timeout=drain_timeout, ready_file=ready_file,
+            drain_timeout=drain_timeout, ready_file=ready_file, metrics=metrics,
         ))
 
 

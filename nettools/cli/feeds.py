@@ -18,6 +18,7 @@ from ..tools.plumbing.service import serve_on
 from . import clientopts
 from .common import (
     LISTEN,
+    METRICS,
     READY_FILE,
     drain_timeout_option,
     duration,
@@ -185,6 +186,7 @@ def serve_cmd(
     max_conns: int = opt(1000, "--max-conns", min=1, help="Most clients served at once."),
     drain_timeout: Any = DRAIN_TIMEOUT,
     ready_file: str = READY_FILE,
+    metrics: Any = METRICS,
 ) -> None:
     """Serve feed titles: POST / with feed URLs (one per line) returns their titles.
 
@@ -208,6 +210,7 @@ def serve_cmd(
         raise typer.Exit(serve_on(
             "feeds", listen, lambda sock: app.start(sock, max_conns=max_conns), stats,
             max_conns=max_conns + concurrency, drain_timeout=drain_timeout, ready_file=ready_file,
+            metrics=metrics, web="http",
         ))
 
 

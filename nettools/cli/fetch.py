@@ -16,6 +16,8 @@ from .clientopts import (
     CONNECT_TIMEOUT,
     EXIT_FAILED,
     INSECURE,
+    METRICS_FILE,
+    RunMetrics,
     client_from_options,
     collect_urls,
     finish,
@@ -106,6 +108,7 @@ def fetch(
     ),
     insecure: bool = INSECURE,
     ca_file: str = CA_FILE,
+    metrics_file: str = METRICS_FILE,
 ) -> None:
     """Fetch many URLs concurrently; one line per URL: status, size, time, final URL.
 
@@ -139,6 +142,7 @@ def fetch(
         targets = collect_urls(urls)
         start = time.monotonic()
         total = ok = unfetched = nbytes = 0
+        run = RunMetrics("fetch") if metrics_file else None
         halt = Halt()
         with client, stop_on_signals(halt.stop):
             results = fetch_many(
@@ -151,10 +155,12 @@ def fetch(
                 nbytes += result.size
                 ok += result.ok
                 unfetched += result.interrupted
+                if run is not None and not result.interrupted:
+                    run.request(result.status, result.elapsed, result.size, result.kind)
                 sys.stdout.write((result.to_json() if json_out else result.line()) + "\n")
                 sys.stdout.flush()
         finish("fetch", "urls", total=total, ok=ok, unfetched=unfetched, halt=halt, start=start,
-               bytes=nbytes)  # fmt: skip
+               run=run, metrics_file=metrics_file, bytes=nbytes)  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:

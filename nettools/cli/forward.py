@@ -33,6 +33,7 @@ from ..tools.forward import (
 )
 from ..tools.plumbing.service import reserve_fds, run_service
 from .common import (
+    METRICS,
     address,
     drain_timeout_option,
     duration,
@@ -111,6 +112,7 @@ def forward(
     json_log: bool = opt(False, "--json", help="Log each closed connection as a JSON line."),
     drain_timeout: Any = DRAIN_TIMEOUT,
     ready_file: str = opt(None, "--ready-file", help="Also write the ready lines to this file."),
+    metrics: Any = METRICS,
 ) -> None:
     """Forward connections: each RULE relays a listening port to its targets.
 
@@ -190,6 +192,7 @@ def forward(
         raise typer.Exit(run_service(
             "forward", stats, listeners, stoppers,
             drain_timeout=drain_timeout, ready_file=ready_file, ready_extras=extras,
+            metrics=metrics, metrics_servers=forwarder.servers,  # not the API's
         ))
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+from typing import Any
 
 import typer
 
 from ..tools.run import KINDS, ConfigError, Runner, StartError
-from .common import EXIT_RUNTIME, EXIT_USAGE, fail, opt, runtime_errors
+from .common import EXIT_RUNTIME, EXIT_USAGE, address, fail, opt, runtime_errors
 
 
 def _kinds_help() -> str:
@@ -30,6 +31,10 @@ def run(
                                "this file as one JSON document, replaced whole on reload."),
     check: bool = opt(False, "--check",
                       help="Only read and check FILE: exit 0 if it can run, 2 if not."),
+    metrics: Any = opt(None, "--metrics", parser=address,
+                       help="Serve every service's Prometheus metrics at http://ADDR/metrics, "
+                            "labelled with the service's type and name (the ready line "
+                            "names it)."),
 ) -> None:
     """Run many services from one TOML file, in one process on one hub.
 
@@ -63,7 +68,7 @@ def run(
     SIGINT/SIGTERM stop every service (each drains for its drain-timeout) and
     print one summary per service on stderr; SIGUSR1 prints the counts so far.
     """
-    runner = Runner(file, ready_file=ready_file)
+    runner = Runner(file, ready_file=ready_file, metrics=metrics)
     with runtime_errors("run"):
         try:
             if check:

@@ -8,9 +8,23 @@ from typing import Any
 
 import typer
 
-from ..tools.plumbing.service import announce, describe_os_error, format_address, reserve_fds
-from ..tools.serve import AppSpecError, ServeOptions, Supervisor, check_spec, run_single
-from .common import EXIT_USAGE, duration, fail, opt, server_tls
+from ..tools.plumbing.service import (
+    announce,
+    describe_os_error,
+    format_address,
+    reserve_fds,
+    web_url,
+)
+from ..tools.serve import (
+    ACCESS_LOG_FORMATS,
+    AppSpecError,
+    ServeOptions,
+    Supervisor,
+    check_spec,
+    run_single,
+    use_app_path,
+)
+from .common import EXIT_USAGE, METRICS, duration, fail, json_logs, opt, server_tls, usage_error
 
 
 def serve(
@@ -26,7 +40,11 @@ def serve(
     tls_cert: str = opt(None, "--tls-cert", metavar="PATH", help="Serve HTTPS with this cert."),
     tls_key: str = opt(None, "--tls-key", metavar="PATH",
                        help="Private key for --tls-cert (if not in the cert file)."),
-    access_log: bool = opt(False, "--access-log", help="Log every request to stderr."),
+    access_log: str = opt(None, "--access-log", metavar="FILE|-",
+                          help="Log every request to FILE (appended to) or - (stderr)."),
+    access_log_format: str = opt(None, "--access-log-format", metavar="[combined|json]",
+                                 help="The access log's lines: Apache's combined format, or "
+                                 "JSON objects (default: json with --log-format json)."),
     keepalive_timeout: Any = opt("75s", "--keepalive-timeout", parser=duration,
                                  help="Close a keep-alive connection idle this long "
                                  "(off: never)."),
@@ -37,6 +55,11 @@ def serve(
                                "app, so its own database and HTTP clients go green."),
     ready_file: str = opt(None, "--ready-file", metavar="PATH",
                           help="Also write the ready line to this file."),
+    chdir: str = opt(None, "--chdir", metavar="DIR",
+                     help="Change to DIR first: the app is imported from there."),
+    pythonpath: str = opt(None, "--pythonpath", metavar="DIR[,DIR...]",
+                          help="Also look for the app (and its imports) in these directories."),
+    metrics: Any = METRICS,
 ) -> None:
     """Serve a WSGI application (Flask, bottle, Django's WSGI handler).
 
@@ -50,16 +73,28 @@ def serve(
     # Each worker loads its own context; loading one here reports a missing or
     # bad cert or key as every server command does (exit 2), not as a listen error.
     server_tls("serve", tls_cert, tls_key)
+    if access_log_format is None:
+        access_log_format = "json" if json_logs() else "combined"
+    if access_log_format not in ACCESS_LOG_FORMATS:
+        usage_error("serve", f"--access-log-format must be one of {', '.join(ACCESS_LOG_FORMATS)}")
+    if metrics is not None and metrics.path is not None:
+        usage_error("serve", "--metrics takes host:port")
     opts = ServeOptions(
         spec=spec, host=host, port=port, workers=workers, max_conns=max_conns,
         keepalive_timeout=keepalive_timeout, drain_timeout=drain_timeout,
-        access_log=access_log, tls_cert=tls_cert, tls_key=tls_key, patch=patch,
+        access_log=access_log, access_log_format=access_log_format, tls_cert=tls_cert,
+        tls_key=tls_key, patch=patch,
+        metrics=None if metrics is None else (metrics.host, metrics.port),
     )
 
-    def on_ready(address: str) -> None:
-        announce("serve", address, ready_file, workers=workers)
+    def on_ready(address: str, **extra: Any) -> None:
+        url = web_url("https" if tls_cert else "http", address)
+        announce("serve", address, ready_file, url=url, workers=workers, **extra)
 
     try:
+        use_app_path(chdir, [p for p in (pythonpath or "").split(",") if p])
+        if access_log not in (None, "-"):
+            open(access_log, "a").close()  # fail now, not in every worker
         check_spec(spec)
         reserve_fds(max_conns)
         if workers == 1:

@@ -8,10 +8,12 @@ from typing import Any
 
 import typer
 
+from ..tools.plumbing.httpmetrics import RequestMetrics
 from ..tools.plumbing.service import serve_on
 from ..tools.static import StaticServer, StaticStats
 from .common import (
     LISTEN,
+    METRICS,
     READY_FILE,
     drain_timeout_option,
     duration,
@@ -50,6 +52,7 @@ def static(
     access_log: bool = opt(False, "--access-log", help="Log each request on stderr."),
     drain_timeout: Any = DRAIN_TIMEOUT,
     ready_file: str = READY_FILE,
+    metrics: Any = METRICS,
 ) -> None:
     """Serve the files under DIR over HTTP/1.1: GET and HEAD, ranges, 304s.
 
@@ -75,12 +78,14 @@ def static(
     with runtime_errors("static"):
         stats = StaticStats()
         access = logging.getLogger("nettools.static.access") if access_log else None
+        counted = None if metrics is None else RequestMetrics(stats, count_bytes=False)
         raise typer.Exit(serve_on("static", listen, lambda sock: StaticServer(
             sock, directory, index=index, listing=listing, follow_symlinks=follow_symlinks,
             hidden=hidden, max_conns=max_conns, keepalive_timeout=keepalive_timeout,
             revalidate=revalidate or 0.0, ssl_context=tls, access_log=access, stats=stats,
+            on_request=counted,
         ).start().stop, stats, max_conns=max_conns, drain_timeout=drain_timeout,
-            ready_file=ready_file))
+            ready_file=ready_file, metrics=metrics, web="https" if tls else "http"))
 
 
 def register(app: typer.Typer) -> None:

@@ -21,6 +21,7 @@ from .chat import (
     with_bus_help,
 )
 from .common import (
+    METRICS,
     READY_FILE,
     SEND_BUFFER,
     SLOW_TIMEOUT,
@@ -65,6 +66,7 @@ def wschat(
     access_log: bool = opt(False, "--access-log", help="Log HTTP requests on stderr."),
     drain_timeout: Any = DRAIN_TIMEOUT,
     ready_file: str = READY_FILE,
+    metrics: Any = METRICS,
     bus: Any = BUS,
     bus_channel: str = BUS_CHANNEL,
     bus_heartbeat: Any = BUS_HEARTBEAT,
@@ -106,7 +108,7 @@ def wschat(
             access_log=logging.getLogger("nettools.wschat.access") if access_log else None,
             stats=stats, bus=chat_bus,
         ).start().stop, stats, max_conns=max_conns, drain_timeout=drain_timeout,
-            ready_file=ready_file))
+            ready_file=ready_file, metrics=metrics, web="https" if ssl_context else "http"))
 
 
 def register(app: typer.Typer) -> None:

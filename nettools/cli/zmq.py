@@ -25,6 +25,7 @@ from ..tools.zmq.tcpbridge import TcpBridge
 from ..tools.zmq.wsbridge import WsBridge
 from .common import (
     LISTEN,
+    METRICS,
     READY_FILE,
     SEND_BUFFER,
     SLOW_TIMEOUT,
@@ -95,6 +96,7 @@ def proxy(
     hwm: int = HWM,
     linger: Any = LINGER,
     ready_file: str = READY_FILE,
+    metrics: Any = METRICS,
 ) -> None:
     """A ZeroMQ proxy: queue, forwarder or streamer, with capture and control.
 
@@ -128,7 +130,7 @@ def proxy(
             device.start()
             code = run_service(
                 "zmq-proxy", stats, [device.endpoints["frontend"]], [device.stop],
-                ready_file=ready_file, drain_timeout=None, ended=device.done,
+                ready_file=ready_file, drain_timeout=None, ended=device.done, metrics=metrics,
                 ready_extras=[{"type": kind.value, **device.endpoints}],
             )
         finally:
@@ -164,6 +166,7 @@ def tcp(
     linger: Any = LINGER,
     drain_timeout: Any = TCP_DRAIN_TIMEOUT,
     ready_file: str = READY_FILE,
+    metrics: Any = METRICS,
 ) -> None:
     """Bridge TCP line clients and ZeroMQ, both ways.
 
@@ -213,7 +216,7 @@ def tcp(
                 send_buffer=send_buffer, stats=stats,
             ).start()
             code = run_service(
-                "zmq-tcp", stats, [sock], [bridge.stop], ready_file=ready_file,
+                "zmq-tcp", stats, [sock], [bridge.stop], ready_file=ready_file, metrics=metrics,
                 drain_timeout=drain_timeout, ready_extras=[zsocks.endpoints],
             )
         finally:
@@ -252,6 +255,7 @@ def ws(
     linger: Any = LINGER,
     drain_timeout: Any = WS_DRAIN_TIMEOUT,
     ready_file: str = READY_FILE,
+    metrics: Any = METRICS,
 ) -> None:
     """Bridge websocket clients (browsers) and ZeroMQ PUB/SUB.
 
@@ -294,7 +298,7 @@ def ws(
             )
             stop = bridge.serve(sock, max_conns=max_conns, ssl_context=tls)
             code = run_service(
-                "zmq-ws", stats, [sock], [stop], ready_file=ready_file,
+                "zmq-ws", stats, [sock], [stop], ready_file=ready_file, metrics=metrics,
                 drain_timeout=drain_timeout,
                 ready_extras=[{"tls": tls is not None, **zsocks.endpoints}],
             )

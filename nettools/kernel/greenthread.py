@@ -40,6 +40,7 @@ __all__ = [
     "kill",
     "getcurrent",
     "current_greenthread",
+    "running_greenthreads",
     "GreenletExit",
 ]
 
@@ -109,7 +110,11 @@ class GreenThread:
             return  # killed before it started
         hub = get_hub()
         idle = hub.idle_workers
-        w = idle.pop() if idle else greenlet(_worker, hub.greenlet)
+        if idle:
+            w = idle.pop()
+        else:
+            w = greenlet(_worker, hub.greenlet)
+            hub.workers += 1  # off the reuse path: a new greenlet costs far more
         w.switch(self)
 
     def main(self, function: Callable, args: tuple, kwargs: dict) -> None:
@@ -255,27 +260,37 @@ def _worker(gt: GreenThread) -> None:
     hub = get_hub()
     idle = hub.idle_workers
     hub_greenlet = hub.greenlet
-    while True:
-        cur.greenthread = gt
-        switches = hub.switches
-        refs = getrefcount(cur)
-        gt._run(cur)
-        gt = None
-        cur.greenthread = None
-        if get_hub() is not hub:
-            return  # forked during the call: this worker belongs to the parent's hub
-        if (
-            hub.switches != switches
-            or getrefcount(cur) != refs
-            or getweakrefcount(cur)
-            or len(cur.__dict__) != 1  # the call set attributes on its greenlet
-            or len(idle) >= MAX_IDLE_WORKERS
-        ):
-            return  # retire: someone may still know this greenlet
-        if cur.gr_context is not None:
-            cur.gr_context = None
-        idle.append(cur)
-        gt = hub_greenlet.switch()
+    try:
+        while True:
+            cur.greenthread = gt
+            switches = hub.switches
+            refs = getrefcount(cur)
+            gt._run(cur)
+            gt = None
+            cur.greenthread = None
+            if get_hub() is not hub:
+                return  # forked during the call: this worker belongs to the parent's hub
+            if (
+                hub.switches != switches
+                or getrefcount(cur) != refs
+                or getweakrefcount(cur)
+                or len(cur.__dict__) != 1  # the call set attributes on its greenlet
+                or len(idle) >= MAX_IDLE_WORKERS
+            ):
+                return  # retire: someone may still know this greenlet
+            if cur.gr_context is not None:
+                cur.gr_context = None
+            idle.append(cur)
+            gt = hub_greenlet.switch()
+    finally:
+        hub.workers -= 1
+
+
+def running_greenthreads(hub: Any = None) -> int:
+    """How many spawned calls are running (started, not finished) on ``hub``
+    (default: this thread's): its live workers less the idle ones."""
+    hub = hub if hub is not None else get_hub()
+    return hub.workers - len(hub.idle_workers)
 
 
 def current_greenthread() -> GreenThread | None:

@@ -197,6 +197,9 @@ class Hub(FdWaits):
         self.switches = 0
         #: Worker greenlets ready to run the next spawned call (see greenthread.py).
         self.idle_workers: list[greenlet] = []
+        #: Worker greenlets alive, idle ones included (counted where one is made
+        #: and where one ends, never per call).
+        self.workers = 0
 
     # ----------------------------------------------------------------- switching
 

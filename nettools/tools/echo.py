@@ -12,8 +12,8 @@ from typing import Any
 
 from ..green import socket
 from ..kernel.greenthread import GreenThread, kill, spawn
-from ..net import Server
-from .plumbing.service import Stats
+from ..net import Server, format_address
+from .plumbing.service import Stats, error_kind
 
 __all__ = ["EchoServer", "UdpEchoServer"]
 
@@ -60,13 +60,14 @@ class EchoServer:
         try:
             if self.raw:
                 self._echo_raw(conn)
-            else:
-                self._echo_lines(conn)
+            elif not self._echo_lines(conn):
+                self.server.end_reason(conn, "limit")
         except TimeoutError:
-            pass  # idle for too long
+            self.server.end_reason(conn, "idle")
         except OSError as exc:
-            stats.errors += 1
-            log.debug("echo: connection error: %s", exc)
+            stats.error(error_kind(exc))
+            self.server.end_reason(conn, "error")
+            log.debug("echo: connection error: %s", exc, extra={"peer": format_address(addr)})
         finally:
             stats.active -= 1
 
@@ -81,14 +82,15 @@ class EchoServer:
             sendall(data)
             stats.bytes_out += len(data)
 
-    def _echo_lines(self, conn: socket.socket) -> None:
+    def _echo_lines(self, conn: socket.socket) -> bool:
+        """Echo whole lines until EOF (True) or a line over the limit (False)."""
         stats = self.stats
         max_line = self.max_line
         pending = b""  # the start of a line whose newline has not arrived
         while True:
             data = conn.recv(RECV_SIZE)
             if not data:
-                return  # a last line without a newline is not a line: dropped
+                return True  # a last line without a newline is not a line: dropped
             stats.bytes_in += len(data)
             buf = pending + data if pending else data
             end = buf.rfind(b"\n") + 1
@@ -102,9 +104,11 @@ class EchoServer:
                 conn.sendall(complete)
                 stats.bytes_out += len(complete)
             if len(pending) > max_line:
-                conn.sendall(f"error: line longer than {max_line} bytes\n".encode())
-                stats.errors += 1
-                return
+                told = f"error: line longer than {max_line} bytes\n".encode()
+                conn.sendall(told)
+                stats.bytes_out += len(told)
+                stats.error("line_too_long")
+                return False
 
 
 def _within_limit(lines: bytes, max_line: int) -> int:
@@ -147,7 +151,7 @@ class UdpEchoServer:
                 sock.sendto(data, peer)
                 stats.bytes_out += len(data)
             except OSError as exc:
-                stats.errors += 1
+                stats.error(error_kind(exc))
                 log.debug("udp echo: send to %s failed: %s", peer, exc)
 
     def stop(self, timeout: float | None = None) -> None:

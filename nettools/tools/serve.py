@@ -1,10 +1,13 @@
 """Serve any WSGI application (Flask, bottle, Django's WSGI handler) with nettools.
 
-``load_app("module:attr")`` imports an application the way ``gunicorn`` does;
+``load_app("module:attr")`` imports an application the way ``gunicorn`` does
+(from the current directory, or where ``use_app_path`` says);
 ``run_single`` serves it in this process, ``Supervisor`` pre-forks workers that
 each open their own ``SO_REUSEPORT`` listener on the same port (so the kernel
 spreads connections over them), restarts a worker that dies, and forwards
-SIGTERM/SIGINT for a graceful stop.
+SIGTERM/SIGINT for a graceful stop.  With ``metrics`` each worker serves
+``/metrics`` on one shared port too, and every scrape sees all the workers
+(``plumbing.metrics_workers``).
 
 The parent of a pre-forked server never touches the hub: it uses plain
 blocking calls, so every worker starts with a fresh hub of its own.
@@ -20,16 +23,19 @@ import json
 import logging
 import os
 import select
+import shutil
 import signal
 import socket as _stdsocket
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from .plumbing.service import format_address
+from .plumbing import systemd
+from .plumbing.service import Address, call_on_stop_signals, describe_os_error, format_address
 from .serve_socketio import worker_warnings
 
 __all__ = [
@@ -41,7 +47,12 @@ __all__ = [
     "prepare_app",
     "make_server",
     "run_single",
+    "use_app_path",
+    "ACCESS_LOG_FORMATS",
 ]
+
+#: The access log's formats: Apache's combined format, or one JSON object a line.
+ACCESS_LOG_FORMATS = ("combined", "json")
 
 log = logging.getLogger("nettools.serve")
 
@@ -68,10 +79,18 @@ class ServeOptions:
     max_conns: int = 1024
     keepalive_timeout: float | None = 75.0
     drain_timeout: float | None = 10.0
-    access_log: bool = False
+    #: The access log's file, or "-" for stderr (None: no access log).
+    access_log: str | None = None
+    access_log_format: str = "combined"
     tls_cert: str | None = None
     tls_key: str | None = None
     patch: bool = True
+    #: Serve /metrics on (host, port) (port 0 picks one); workers share it.
+    metrics: tuple[str, int] | None = None
+    #: Where workers leave their metrics for each other (made by the Supervisor).
+    metrics_dir: str | None = None
+    #: Directories the application is looked for in, besides the current one.
+    pythonpath: list[str] = field(default_factory=list)
 
     @property
     def family(self) -> int:
@@ -92,6 +111,35 @@ def _ensure_cwd_on_path() -> None:
         sys.path.insert(0, cwd)
 
 
+def use_app_path(chdir: str | None = None, pythonpath: list[str] | tuple = ()) -> None:
+    """Look for the application in ``chdir`` (which becomes the current
+    directory, as gunicorn's ``--chdir``) and the ``pythonpath`` directories;
+    ``AppSpecError`` if one is not a directory."""
+    for path in [chdir] if chdir else []:
+        try:
+            os.chdir(path)
+        except OSError as exc:
+            raise AppSpecError(f"--chdir {path}: {exc.strerror or exc}") from None
+    for path in reversed(list(pythonpath)):
+        if not os.path.isdir(path):
+            raise AppSpecError(f"--pythonpath {path}: not a directory")
+        path = os.path.abspath(path)
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    _ensure_cwd_on_path()
+
+
+def _not_found(module: str, exc: BaseException) -> AppSpecError:
+    """Where an application that cannot be imported was looked for, and how to say where."""
+    cwd = os.getcwd()
+    places = [cwd] + [p for p in sys.path if os.path.isdir(p) and p not in (cwd, "")
+                      and "site-packages" not in p and not p.startswith(sys.base_prefix)]
+    return AppSpecError(
+        f"cannot import {module!r}: {exc} (looked in {', '.join(places)}; "
+        "give the app's directory with --chdir DIR or --pythonpath DIR)"
+    )
+
+
 def check_spec(spec: str) -> None:
     """Cheap checks that import nothing: the syntax, and that the top-level
     package exists.  (Importing it here would import it unpatched.)"""
@@ -101,9 +149,9 @@ def check_spec(spec: str) -> None:
     try:
         found = importlib.util.find_spec(top)
     except (ImportError, ValueError) as exc:
-        raise AppSpecError(f"cannot import {module!r}: {exc}") from None
+        raise _not_found(module, exc) from None
     if found is None:
-        raise AppSpecError(f"cannot import {module!r}: No module named {top!r}")
+        raise _not_found(module, f"No module named {top!r}")
 
 
 def load_app(spec: str) -> Callable:
@@ -113,6 +161,10 @@ def load_app(spec: str) -> Callable:
     _ensure_cwd_on_path()
     try:
         obj: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.split(".")[0] == exc.name.split(".")[0]:
+            raise _not_found(module_name, exc) from None
+        raise AppSpecError(f"cannot import {module_name!r}: {exc}") from None
     except ImportError as exc:
         raise AppSpecError(f"cannot import {module_name!r}: {exc}") from None
     call = attr.endswith("()")
@@ -134,12 +186,17 @@ def load_app(spec: str) -> Callable:
 
 
 def make_server(
-    opts: ServeOptions, app: Callable, reuse_port: bool = False, sock: Any = None
-) -> Any:
+    opts: ServeOptions, app: Callable, reuse_port: bool = False, sock: Any = None,
+    stats: Any = None,
+) -> tuple[Any, Callable[[], None]]:
     """A started ``WSGIServer`` for ``app`` on ``sock`` (a listening green socket),
-    or on a fresh listener at ``opts.host``/``opts.port``."""
+    or on a fresh listener at ``opts.host``/``opts.port`` (or the socket systemd
+    passed for it), with its access log and metrics; and the function that ends
+    those once the server has stopped.  ``stats``: where to count requests for
+    a /metrics served elsewhere (``nettools run``'s)."""
     from ..net import listen
     from ..web.wsgi import WSGIServer
+    from .plumbing.service import Stats
 
     ssl_context = None
     if opts.tls_cert:
@@ -147,17 +204,97 @@ def make_server(
 
         ssl_context = gssl.SSLContext(gssl.PROTOCOL_TLS_SERVER)
         ssl_context.load_cert_chain(opts.tls_cert, opts.tls_key)
+    counting = stats is not None or opts.metrics is not None
+    if stats is None:
+        stats = Stats()
+    hooks: list[Callable] = []
+    closers: list[Callable[[], Any]] = []
+    stream = None
+    if opts.access_log:
+        if opts.access_log == "-":
+            stream = sys.stderr
+        else:  # one write per line: workers appending to one file never interleave
+            stream = open(opts.access_log, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+            closers.append(stream.close)
+        if opts.access_log_format == "json":
+            from .plumbing.logs import JsonAccessLog
+
+            hooks.append(JsonAccessLog(stream, "serve"))
+    if counting:
+        from .plumbing.httpmetrics import RequestMetrics
+
+        hooks.append(RequestMetrics(stats))
     if sock is None:
-        sock = listen((opts.host, opts.port), family=opts.family, reuse_port=reuse_port)
-    return WSGIServer(
+        passed = systemd.claim_matching(Address(opts.host, opts.port))  # socket activation
+        if passed is not None:
+            sock = passed  # every worker accepts on the one socket systemd passed
+        else:
+            sock = listen((opts.host, opts.port), family=opts.family, reuse_port=reuse_port)
+    server = WSGIServer(
         sock,
         app,
         max_size=opts.max_conns,
         keepalive_timeout=opts.keepalive_timeout,
-        log_output=opts.access_log,
+        log=stream,
+        log_output=stream is not None and opts.access_log_format == "combined",
+        on_request=_each(hooks),
         ssl_context=ssl_context,
         name="serve",
     ).start()
+    if opts.metrics is not None:
+        closers[:0] = _start_metrics(opts, stats, reuse_port)
+
+    def finish() -> None:
+        for close in closers:
+            close()
+
+    return server, finish
+
+
+def _each(hooks: list[Callable]) -> Callable | None:
+    """One ``on_request`` hook calling each of ``hooks`` (None for none)."""
+    if len(hooks) <= 1:
+        return hooks[0] if hooks else None
+
+    def both(*args: Any) -> None:
+        for hook in hooks:
+            hook(*args)
+
+    return both
+
+
+@contextlib.contextmanager
+def _metrics_port(opts: ServeOptions) -> Any:
+    """Failing to listen on the --metrics address says so (not the app's address)."""
+    try:
+        yield
+    except OSError as exc:
+        where, why = format_address(opts.metrics), describe_os_error(exc)
+        raise RuntimeError(f"--metrics: cannot listen on {where}: {why}") from None
+
+
+def _start_metrics(opts: ServeOptions, stats: Any, shared: bool) -> list[Callable[[], Any]]:
+    """Serve /metrics (a worker's: on the shared port, with all workers' counts);
+    returns what stops it."""
+    from ..net import listen
+    from .plumbing.metrics import HubProbe, MetricsEndpoint, ServiceCollector, registry_of
+
+    host, port = opts.metrics
+    family = _stdsocket.AF_INET6 if ":" in host else _stdsocket.AF_INET
+    with _metrics_port(opts):
+        sock = listen((host, port), family=family, reuse_port=shared)
+    opts.metrics = sock.getsockname()[:2]  # port 0 picked one
+    probe = HubProbe().start()
+    collector = ServiceCollector("serve", stats, probe=probe)
+    if not shared:
+        endpoint = MetricsEndpoint(sock, registry_of(collector), probe=probe).start()
+        return [lambda: endpoint.stop(0)]
+    from .plumbing.metrics_workers import WorkerMetrics
+
+    workers = WorkerMetrics(opts.metrics_dir, collector).start()
+    # Process families would jump from worker to worker between scrapes: left out.
+    endpoint = MetricsEndpoint(sock, registry_of(workers, process=False), probe=probe).start()
+    return [workers.stop, lambda: endpoint.stop(0)]
 
 
 def prepare_app(opts: ServeOptions) -> Callable:
@@ -178,13 +315,29 @@ def run_single(opts: ServeOptions, on_ready: Callable[[str], None]) -> dict:
 
     Raises ``AppSpecError`` for a bad app, ``OSError`` if it cannot listen."""
     app = prepare_app(opts)
-    srv = make_server(opts, app, reuse_port=False)
+    srv, finish = make_server(opts, app, reuse_port=False)
     started = time.monotonic()
-    srv.install_signal_handlers(opts.drain_timeout)  # also wakes the hub on signals
+
+    def stop() -> None:
+        systemd.notify("STOPPING=1", "STATUS=serve: stopping")
+        srv.stop(opts.drain_timeout)
+
+    call_on_stop_signals(stop, name="serve")  # also wakes the hub on signals
     host, port = srv.address[:2]
-    on_ready(format_address((host, port)))
-    srv.serve_forever()
+    address = format_address((host, port))
+    on_ready(address, **_ready_extra(opts))
+    systemd.notify("READY=1", f"STATUS=serve: listening on {address}")
+    watchdog = systemd.Watchdog().start()
+    try:
+        srv.serve_forever()
+    finally:
+        watchdog.stop()
+        finish()
     return _summary(1, 0, srv.server.accepted, srv.server.errors, started)
+
+
+def _ready_extra(opts: ServeOptions) -> dict:
+    return {} if opts.metrics is None else {"metrics": format_address(opts.metrics)}
 
 
 def _summary(workers: int, restarts: int, connections: int, errors: int, started: float) -> dict:
@@ -213,7 +366,7 @@ class Supervisor:
         self._stopping = False
         self._stop_deadline = 0.0
         self._buffer = b""
-        self._reserve: _stdsocket.socket | None = None
+        self._reserved: list[_stdsocket.socket] = []
         self._warned: set[str] = set()
 
     # ---------------------------------------------------------------- parent
@@ -223,7 +376,15 @@ class Supervisor:
 
         Raises ``AppSpecError`` (exit 2) or ``RuntimeError``/``OSError`` (exit 1)."""
         started = time.monotonic()
-        self._reserve_port()
+        if systemd.passed_for(Address(self.opts.host, self.opts.port)) is None:
+            self.opts.port = self._reserve_port(self.opts.host, self.opts.port)
+        # else: the workers share the socket systemd passed (each takes it after the fork)
+        watchdog = systemd.watchdog_interval()
+        next_ping = 0.0
+        if self.opts.metrics is not None:
+            with _metrics_port(self.opts):
+                self.opts.metrics = (self.opts.metrics[0], self._reserve_port(*self.opts.metrics))
+            self.opts.metrics_dir = tempfile.mkdtemp(prefix="nettools-serve-metrics-")
         self._pipe_r, self._pipe_w = os.pipe()
         self._wake_r, self._wake_w = os.pipe()
         for fd in (self._pipe_r, self._wake_r, self._wake_w):
@@ -238,9 +399,15 @@ class Supervisor:
             announced = False
             while self.workers:
                 if not announced and len(self.ready) >= self.opts.workers and not self._stopping:
-                    on_ready(format_address((self.opts.host, self.opts.port)))
+                    address = format_address((self.opts.host, self.opts.port))
+                    on_ready(address, **_ready_extra(self.opts))
+                    systemd.notify("READY=1", f"STATUS=serve: {self.opts.workers} workers "
+                                   f"listening on {address}")  # fmt: skip
                     announced = True
-                self._wait_events(0.5)
+                if watchdog is not None and time.monotonic() >= next_ping:
+                    systemd.notify("WATCHDOG=1")  # this loop is the parent's hub
+                    next_ping = time.monotonic() + watchdog
+                self._wait_events(0.5 if watchdog is None else min(0.5, watchdog))
                 self._read_reports(announced)
                 self._reap(announced)
                 if self._stopping and time.monotonic() > self._stop_deadline:
@@ -256,28 +423,34 @@ class Supervisor:
                 signal.signal(sig, handler)
             for fd in (self._pipe_r, self._pipe_w, self._wake_r, self._wake_w):
                 os.close(fd)
-            self._reserve.close()
+            for sock in self._reserved:
+                sock.close()
+            if self.opts.metrics_dir is not None:
+                shutil.rmtree(self.opts.metrics_dir, ignore_errors=True)
         return _summary(
             self.opts.workers, self.restarts, self.connections, self.errors, started
         )
 
-    def _reserve_port(self) -> None:
-        """Bind (not listen) a SO_REUSEPORT socket: it picks the port for --port 0,
-        holds it for restarted workers, and fails early if the port is taken."""
-        sock = _stdsocket.socket(self.opts.family, _stdsocket.SOCK_STREAM)
+    def _reserve_port(self, host: str, port: int) -> int:
+        """Bind (not listen) a SO_REUSEPORT socket: it picks the port for port 0,
+        holds it for restarted workers, and fails early if the port is taken;
+        returns the port."""
+        family = _stdsocket.AF_INET6 if ":" in host else _stdsocket.AF_INET
+        sock = _stdsocket.socket(family, _stdsocket.SOCK_STREAM)
         try:
             sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
             sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEPORT, 1)
-            sock.bind((self.opts.host, self.opts.port))
+            sock.bind((host, port))
         except BaseException:
             sock.close()
             raise
-        self.opts.port = sock.getsockname()[1]
-        self._reserve = sock
+        self._reserved.append(sock)
+        return sock.getsockname()[1]
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if not self._stopping:
             self._stopping = True
+            systemd.notify("STOPPING=1", "STATUS=serve: stopping")
             drain = self.opts.drain_timeout
             self._stop_deadline = (
                 float("inf") if drain is None else time.monotonic() + drain + KILL_MARGIN
@@ -387,10 +560,11 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
             for fd in (self._pipe_r, self._wake_r, self._wake_w):
                 os.close(fd)
-            self._reserve.close()
+            for sock in self._reserved:
+                sock.close()
             try:
                 app = prepare_app(self.opts)
-                srv = make_server(self.opts, app, reuse_port=True)
+                srv, finish = make_server(self.opts, app, reuse_port=True)
             except AppSpecError as exc:
                 self._report(error=str(exc), code=2)
                 return 2
@@ -403,7 +577,10 @@ class Supervisor:
                 return 1
             srv.install_signal_handlers(self.opts.drain_timeout)
             self._report(ready=True, warnings=worker_warnings(app, self.opts.workers))
-            srv.serve_forever()
+            try:
+                srv.serve_forever()
+            finally:
+                finish()
             self._report(stopped=True, connections=srv.server.accepted, errors=srv.server.errors)
             code = 0
         except BaseException:

@@ -227,6 +227,10 @@ class HttpConnection:
         self._chunk = b""
         self.timeout: float | None = -1.0  # what the socket's timeout was set to last
         self._fresh = True  # no request read yet
+        #: Why reading stopped, when not because the client closed: ``idle`` (no
+        #: request within the keep-alive timeout), ``slow`` (a head too slow),
+        #: ``limit`` (a head too large) or ``error`` (a reset, say).
+        self.ended: str | None = None
 
     # ------------------------------------------------------------ callbacks
 
@@ -362,8 +366,12 @@ class HttpConnection:
                     self.settimeout(self._request_timeout)
                 return pending.popleft()
             return self._rest_of_head()
+        except TimeoutError:
+            self.ended = "idle"
+            return None
         except OSError:
-            return None  # idle too long, reset, or closed by a stop
+            self.ended = "error"  # reset, or closed by a stop
+            return None
 
     def _wait_for_request(self) -> int:
         """Receive while idle: a graceful stop may close the connection meanwhile.
@@ -406,6 +414,7 @@ class HttpConnection:
                             deadline = time.monotonic() + limits.header_timeout
                         self.settimeout(max(deadline - time.monotonic(), 0.001))
                     if head_bytes > self._max_head:
+                        self.ended = "limit"
                         self.send_quietly(error_response(431, close=True))
                         self.linger_close()
                         return None
@@ -415,10 +424,12 @@ class HttpConnection:
                     return None
                 self.feed(self.view[:n])
         except TimeoutError:
+            self.ended = "slow" if self._in_head else "idle"
             if self._in_head:
                 self.send_quietly(error_response(408, close=True))
             return None
         except OSError:
+            self.ended = "error"
             return None
         if self.timeout != limits.request_timeout:
             self.settimeout(limits.request_timeout)

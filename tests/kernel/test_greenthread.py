@@ -558,3 +558,35 @@ def test_kill_after_semaphore_release_but_before_wakeup_loses_no_unit():
     gt.kill()  # ... but the waiter leaves first
     settle()
     assert sem.acquire(blocking=False) is True
+
+
+# ------------------------------------------------------------ running count
+
+
+def test_running_greenthreads_counts_started_calls_until_they_end():
+    from nettools.kernel.greenthread import running_greenthreads
+
+    settle()
+    base = running_greenthreads()
+    gate = Event()
+    parked = [spawn(gate.wait) for _ in range(5)]
+    quick = [spawn(lambda: None) for _ in range(5)]  # end without waiting: workers reused
+    settle()
+    assert running_greenthreads() == base + 5
+    gate.send(None)
+    for gt in parked + quick:
+        gt.wait()
+    settle()
+    assert running_greenthreads() == base
+
+
+def test_running_greenthreads_drops_a_killed_greenthread():
+    from nettools.kernel.greenthread import running_greenthreads
+
+    settle()
+    base = running_greenthreads()
+    gt = spawn(sleep, 60)
+    settle()
+    assert running_greenthreads() == base + 1
+    kill(gt)
+    assert running_greenthreads() == base

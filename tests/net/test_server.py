@@ -599,3 +599,60 @@ def test_sigterm_drains_in_flight_requests_then_exits_cleanly():
         assert "Traceback" not in "".join(stderr.lines)
     finally:
         _kill(proc)
+
+
+# ---------------------------------------------------------------- counters
+
+
+def test_the_counters_say_why_connections_ended(listener, servers):
+    said = {b"idle": "idle", b"deny": None}
+
+    def handle(conn, addr):
+        word = conn.recv(16)
+        if word == b"boom":
+            raise ValueError("a handler bug")
+        if word == b"deny":
+            server.refuse(conn, "denied")
+        elif word in said:
+            server.end_reason(conn, said[word])
+        elif word == b"wait":
+            conn.recv(16)  # until the stop shuts it
+
+    server = start(servers, listener, handle)
+    for word in (b"", b"idle", b"deny", b"boom", b"x"):
+        with gsocket.create_connection(server.address) as sock:
+            sock.sendall(word)
+            sock.shutdown(gsocket.SHUT_WR)
+            recv_all(sock)
+    waiting = gsocket.create_connection(server.address)
+    waiting.sendall(b"wait")
+    settle()
+    assert server.active == 1 and server.accepted == 6
+    server.stop(1)
+    waiting.close()
+    assert server.closed == {"client": 2, "idle": 1, "error": 1, "stopped": 1}
+    assert server.refused == {"denied": 1}
+    assert server.errors == 1 and server.active == 0
+
+
+def test_the_counters_see_a_full_pool_and_failed_tls_handshakes(servers, tls_contexts):
+    server_ctx, _ = tls_contexts
+    gate = Event()
+    server = start(servers, nettools.listen((LOCAL, 0)), lambda conn, addr: gate.wait(),
+                   concurrency=1, ssl_context=server_ctx)
+    first = gsocket.create_connection(server.address)  # fails its handshake: plain text
+    first.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    try:
+        recv_all(first)
+    except ConnectionResetError:
+        pass  # the server may reset a plain-text client
+    first.close()
+    assert server.tls_failures == 1 and server.closed == {"error": 1}
+    assert server.max_conns == 1
+    held = gsocket.create_connection(server.address)  # takes the only slot, no handshake yet
+    second = gsocket.create_connection(server.address)
+    settle()
+    assert server.limit_reached >= 1
+    held.close()
+    second.close()
+    gate.send(None)

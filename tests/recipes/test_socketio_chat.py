@@ -35,7 +35,7 @@ def _get(addr: tuple[str, int], path: str) -> tuple[int, bytes]:
 
 
 def test_rooms_notices_messages_and_users_over_both_transports() -> None:
-    with _serve("--access-log") as server:
+    with _serve("--access-log", "-") as server:
         host, port = server.tcp_address()
         url = f"http://{host}:{port}"
         ada = ChatClient(url, ["websocket"])

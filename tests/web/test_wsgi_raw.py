@@ -402,3 +402,25 @@ def test_minimum_chunk_size_gathers_small_pieces():
         assert data.endswith(b"\r\n\r\n9\r\nabcabcabc\r\n9\r\nabcabcabc\r\n9\r\nabcabcabc\r\n"
                              b"3\r\nabc\r\n0\r\n\r\n")
         sock.close()
+
+
+def test_the_server_counts_why_connections_ended():
+    with ServerThread(hello, keepalive=0.3, header_timeout=0.3, url_length_limit=100) as srv:
+        idle = connect(srv.port)
+        f = idle.makefile("rb")
+        idle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(f).status == 200
+        assert is_closed(idle, timeout=5)  # kept alive, then idle too long
+        slow = connect(srv.port)
+        slow.sendall(b"GET / HTTP/1.1\r\n")  # a head that never ends
+        assert recv_until_closed(slow).startswith(b"HTTP/1.1 408 ")
+        long = connect(srv.port)
+        long.sendall(b"GET /" + b"x" * 200 + b" HTTP/1.1\r\n\r\n")
+        assert recv_until_closed(long).startswith(b"HTTP/1.1 414 ")
+        done = connect(srv.port)
+        done.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        recv_until_closed(done)
+        for sock in (idle, slow, long, done):
+            sock.close()
+        closed = srv.call(lambda: dict(srv.server.server.closed))
+        assert closed == {"idle": 1, "slow": 1, "limit": 1, "client": 1}

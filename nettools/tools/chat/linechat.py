@@ -52,8 +52,9 @@ from ...kernel.greenthread import GreenletExit
 from ...net import Server, shutdown_quietly
 from ..plumbing.lines import LineTooLong, recv_lines
 from ..plumbing.outbox import Outbox
-from ..plumbing.service import Stats
+from ..plumbing.service import Stats, error_kind
 from .flood import Verdict
+from .metrics import END_REASONS
 from .names import NAME_RULE, name_problem, normal_name, valid_name
 from .rooms import DEFAULT_ROOM, ChatRooms, ChatStats, Member, Room
 from .safetext import show_invisible
@@ -194,7 +195,7 @@ class ChatServer(ChatRooms):
                                "a second)\n")
             reason = "flooding"
         except LineTooLong:
-            stats.errors += 1
+            stats.error("line_too_long")
             self._send(client, f"*** Line longer than {self.max_line} bytes; disconnecting\n")
             reason = "line too long"
         except TimeoutError:
@@ -202,13 +203,15 @@ class ChatServer(ChatRooms):
             reason = "idle"
         except OSError as exc:
             if not (client.gone or self._stopping):
-                stats.errors += 1
+                stats.error(error_kind(exc))
                 reason = "connection lost"
                 log.debug("chat: connection error: %s", exc)
         except GreenletExit:
             killed = True  # a stopping server ran out of drain time
             raise
         finally:
+            if not (killed or client.gone or self._stopping):
+                self._ended(client, END_REASONS.get(reason, "client"))
             try:
                 self._depart(client, reason)
                 if not killed:
@@ -384,6 +387,9 @@ class ChatServer(ChatRooms):
     # ------------------------------------------------------------ output
 
     _send = ChatRooms._put
+
+    def _ended(self, client: _Client, reason: str) -> None:
+        self.server.end_reason(client.conn, reason)
 
     def _cut(self, client: _Client) -> None:
         shutdown_quietly(client.conn)  # wakes its reader (EOF) and its writer (EPIPE)

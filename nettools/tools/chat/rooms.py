@@ -25,6 +25,7 @@ from ...green import socket
 from ..plumbing.outbox import DEFAULT_LINGER, Outbox
 from ..plumbing.service import Stats
 from .flood import FloodGuard, Verdict, check_rate
+from .metrics import add_chat_families
 from .names import NameIndex, free_name
 from .safetext import show_invisible
 
@@ -129,11 +130,22 @@ class ChatRooms:
             bus.attach(self)
             if hasattr(self.stats, "bus"):
                 self.stats.bus = bus.stats
+        self.stats.metric_sources.append(lambda f: add_chat_families(f, self))
 
     @property
     def nicks(self) -> list[str]:
         """The nicknames in use, sorted."""
         return sorted((c.nick for c in self._clients if c.nick), key=str.casefold)
+
+    @property
+    def user_count(self) -> int:
+        """Clients of this server with a nickname."""
+        return sum(1 for c in self._clients if c.nick)
+
+    @property
+    def occupied_rooms(self) -> int:
+        """Rooms with at least one client of this server in them."""
+        return sum(1 for room in self.rooms.values() if room.members)
 
     def _start_bus(self) -> None:
         if self.bus is not None:
@@ -243,9 +255,13 @@ class ChatRooms:
             return
         client.gone = True
         self._count("slow_disconnects")
+        self._ended(client, "slow")
         self._log.info("%s: disconnecting %s: too slow", self._label, client.nick or "a client")
         self._leave(client, "too slow", item=self._slow_item(client))
         self._cut(client)
+
+    def _ended(self, client: Member, reason: str) -> None:
+        """Tell the server why ``client``'s connection ends (see ``net.Server.end_reason``)."""
 
     def _cut(self, client: Member) -> None:
         """End ``client``'s connection at once (it does not read)."""

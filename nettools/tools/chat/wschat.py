@@ -102,6 +102,7 @@ from ...web.wsgi import WSGIServer, plain_response
 from ..plumbing.outbox import Outbox
 from ..plumbing.service import Stats
 from .flood import Verdict
+from .metrics import END_REASONS
 from .names import NAME_MAX, NAME_RULE, name_problem, normal_name, valid_name
 from .rooms import DEFAULT_ROOM, ChatRooms, ChatStats, Member, Room
 
@@ -356,6 +357,8 @@ class WSChatServer(ChatRooms):
             killed = True  # a stopping server ran out of drain time
             raise
         finally:
+            if not (killed or client.gone or self._stopping):
+                self._ended(client, END_REASONS.get(reason, "client"))
             try:
                 self._depart(client, reason)
                 # Let the writer flush the last messages (an error, say), but
@@ -382,6 +385,9 @@ class WSChatServer(ChatRooms):
                 ws.abort()  # a failed send: wake the reader so the client is cleaned up
 
         return self._admit(lambda outbox: _Client(ws, outbox), send, on_end)
+
+    def _ended(self, client: _Client, reason: str) -> None:
+        self.wsgi.server.end_reason(client.ws.socket, reason)
 
     def _cut(self, client: _Client) -> None:
         client.ws.abort()  # no close frame can pass a peer that does not read

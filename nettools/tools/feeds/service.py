@@ -25,6 +25,7 @@ from ...kernel.pool import GreenPool
 from ...web.client import HttpClient
 from ...web.wsgi import WSGIServer
 from ..fetch import read_url_lines
+from ..plumbing.httpmetrics import RequestMetrics
 from ..plumbing.service import Stats
 from .addresses import RULE, AddressRule, check_public_url, is_public_address
 from .cache import FeedCache
@@ -85,6 +86,15 @@ class FeedService:
         self.deadline = deadline
         self.allow_private = allow_private
         self.stats = stats if stats is not None else FeedStats()
+        self.requests = RequestMetrics(self.stats)
+        self.stats.metric_sources.append(self._add_families)
+
+    def _add_families(self, f: Any) -> None:
+        stats = self.stats
+        if isinstance(stats, FeedStats):
+            f.counter("nettools_feeds_fetched_total", "Feeds fetched for clients.", stats.feeds)
+            f.counter("nettools_feeds_failed_total", "Feeds that could not be fetched or parsed.",
+                      stats.feed_errors)
 
     @classmethod
     def open(
@@ -124,7 +134,8 @@ class FeedService:
         flight finish for up to its timeout, then closes the fetcher's client and
         cache."""
         server = WSGIServer(sock, self, max_size=max_conns, max_body_size=self.max_request,
-                            log_output=False, name="feeds").start()  # fmt: skip
+                            log_output=False, on_request=self.requests,
+                            name="feeds").start()  # fmt: skip
 
         def stop(timeout: float | None) -> None:
             server.stop(timeout)

@@ -277,6 +277,8 @@ class Faults:
             stages[toxic.name] = (toxic, stage)
             if stage is not None:
                 added.append(stage)
+                if self.c.metrics is not None:
+                    self.c.metrics.toxic_drawn(self.c, toxic)
         for name, (_, stage) in self.stages.items():
             if name not in stages and stage is not None:
                 stage.detach()

@@ -25,6 +25,7 @@ from ...kernel.pool import GreenPool
 from ...kernel.sync import Event
 from ..plumbing.service import Stats
 from .errors import ForwardError
+from .metrics import CLOSE_REASONS, ERROR_KINDS, ForwardMetrics
 from .proxy import Proxy, default_name
 from .relay import HAVE_SPLICE, Connection, PipePool
 from .rules import Network, ResolvedRule, Rule, RuleOptions
@@ -126,6 +127,12 @@ class Forwarder:
         self.pool = GreenPool(max_conns)
         #: Name -> proxy, in the order they were added.
         self.proxies: dict[str, AnyProxy] = {}
+        #: Per-rule counts for --metrics (read only when scraped).
+        self.metrics = ForwardMetrics(self)
+        #: The servers of rules that stopped accepting (see ``servers``).
+        self.stopped_servers: list[Any] = []
+        self.stats.metric_sources.append(self.metrics.add_to)
+        self.stats.in_flight = self.metrics.in_flight
         self.started = False
         self._stopped = Event()
         for rule in rules:
@@ -216,6 +223,13 @@ class Forwarder:
         self.start()
         self._stopped.wait()
 
+    def servers(self) -> list[Any]:
+        """Every ``net.Server`` its TCP rules have had: those accepting now and
+        those stopped (a rule disabled, removed or reloaded away), whose counts
+        stay part of the forwarder's."""
+        now = [p.server for p in self.proxies.values() if getattr(p, "server", None) is not None]
+        return self.stopped_servers + now
+
     def set_keepalive(self, sock: Any) -> None:
         set_keepalive(sock, self.keepalive)
 
@@ -239,6 +253,35 @@ class Forwarder:
             return
         c.timer = get_hub().schedule(self.idle_timeout / 4, self._check_idle, c)
 
+    # ------------------------------------------------- a connection's counts
+
+    def opened(self, c: Connection, rule_name: str) -> None:
+        """Count a connection (or UDP session) that ``rule_name`` took."""
+        stats = self.stats
+        stats.connections += 1
+        stats.active += 1
+        c.rule_name = rule_name
+        c.metrics = self.metrics
+        self.metrics.opened(c)
+
+    def finished(self, c: Connection, server: Any = None, conn: Any = None) -> None:
+        """Count and log a connection (or UDP session) that ended; tell
+        ``server`` (the ``net.Server`` that accepted ``conn``) why it ended."""
+        stats = self.stats
+        stats.active -= 1
+        stats.bytes_in += c.counts[0]
+        stats.bytes_out += c.counts[1]
+        kind = ERROR_KINDS.get(c.end)
+        if kind is not None:
+            stats.error(kind)
+        self.metrics.ended(c)
+        if server is not None:
+            if c.end == "denied":
+                server.refuse(conn, "denied")
+            else:
+                server.end_reason(conn, CLOSE_REASONS.get(c.end, "error"))
+        self.log(c)
+
     # ------------------------------------------------------------- logging
 
     def log(self, c: Connection) -> None:
@@ -247,25 +290,26 @@ class Forwarder:
         level = logging.INFO if c.end in ("eof", "idle", "stopped", "denied") else logging.WARNING
         if not log.isEnabledFor(level):
             return
+        record = {
+            "event": "closed",
+            "peer": c.peer,
+            "rule": c.name,
+            "bytes_in": c.counts[0],
+            "bytes_out": c.counts[1],
+            "seconds": round(seconds, 3),
+            "end": c.end,
+        }
+        if c.error:
+            record["error"] = c.error
         if self.json_log:
-            record = {
-                "event": "closed",
-                "peer": c.peer,
-                "rule": c.name,
-                "bytes_in": c.counts[0],
-                "bytes_out": c.counts[1],
-                "seconds": round(seconds, 3),
-                "end": c.end,
-            }
-            if c.error:
-                record["error"] = c.error
             log.log(level, "%s", json.dumps(record))
         else:
+            # The fields go with the record too: --log-format json shows them as keys.
             why = f" ({c.error})" if c.error else ""
             log.log(
                 level,
                 "%s via %s: %d bytes in, %d out, %.3fs%s",
-                c.peer, c.name, c.counts[0], c.counts[1], seconds, why,
+                c.peer, c.name, c.counts[0], c.counts[1], seconds, why, extra=record,
             )
 
 

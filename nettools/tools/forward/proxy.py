@@ -116,6 +116,7 @@ class Proxy:
         end, then close what is left."""
         if self.server is not None:
             self.server.close()  # closes the listener too
+            self.fwd.stopped_servers.append(self.server)
             self.server = None
         elif self.listener is not None:
             self.listener.close()
@@ -190,10 +191,10 @@ class Proxy:
     def _handle(self, conn: socket.socket, addr: Any) -> None:
         fwd = self.fwd
         stats = fwd.stats
-        stats.connections += 1
-        stats.active += 1
         c = Connection(self.rule, self.route, _peer_name(addr, conn.family))
         c.client = conn
+        fwd.opened(c, self.name)
+        server = self.server
         self.connections[c] = getcurrent()
         if self._idle.ready():
             self._idle.reset()
@@ -239,12 +240,7 @@ class Proxy:
                         sock.close()
                     except OSError:
                         pass
-            stats.active -= 1
-            stats.bytes_in += c.counts[0]
-            stats.bytes_out += c.counts[1]
-            if c.end in ("unreachable", "tls-error", "reset", "error", "proxy-protocol"):
-                stats.errors += 1
-            fwd.log(c)
+            fwd.finished(c, server, conn)
 
     def _read_proxy_header(self, c: Connection) -> Any:
         """The real client and local addresses from the client's PROXY header;

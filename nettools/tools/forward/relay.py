@@ -103,7 +103,7 @@ class Connection:
     __slots__ = (
         "rule", "name", "peer", "client", "upstream", "counts", "eof", "started", "end",
         "error", "seen", "active_at", "timer", "faulty", "faults", "pumps", "resetting",
-        "target", "__weakref__",
+        "target", "rule_name", "metrics", "__weakref__",
     )
 
     def __init__(self, rule: Rule, name: str, peer: str) -> None:
@@ -128,6 +128,8 @@ class Connection:
         self.pumps: list[Any] = [None, None]
         self.resetting = False
         self.target: Any = None  # the target this connection went to
+        self.rule_name = ""  # the name of the proxy it came through (metrics' rule label)
+        self.metrics: Any = None  # its forwarder's ForwardMetrics (counts the toxics drawn)
 
     def fail(self, end: str, error: str) -> None:
         """Record the first reason the connection ends abnormally."""

@@ -4,7 +4,8 @@ A rule is ``[NAME=][udp:][LISTEN_HOST:]LISTEN_PORT:TARGET[,TARGET...]`` with
 each target ``[TARGET_HOST:]TARGET_PORT`` -- e.g. ``7000:22``,
 ``0.0.0.0:7000:db:5432``, ``[::1]:7000:[::1]:22``, ``unix:/run/a.sock:22``,
 ``7000:unix:/run/b.sock``, ``web=8080:10.0.0.1:80,10.0.0.2:80`` (two targets,
-see ``targets``), ``udp:5353:127.0.0.1:53``.  ``NAME`` is how the Toxiproxy API
+see ``targets``), ``udp:5353:127.0.0.1:53``, or ``systemd:ssh:22`` for the
+socket systemd passed under the name ``ssh``.  ``NAME`` is how the Toxiproxy API
 and a rules file know the rule (default: its listen address, ``udp:`` and all);
 ``RuleOptions`` says how it forwards and ``toxics`` what faults it starts with.
 Turning rule strings into ``Rule`` objects takes three steps, each with its
@@ -23,8 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...green import socket
-from ...net import Address, format_address, parse_address
-from ..plumbing.service import listen_on
+from ...net import Address, format_address
+from ..plumbing.service import listen_on, parse_address
+from ..plumbing.systemd import SystemdAddress
 from .errors import reason
 from .toxics import Toxic
 
@@ -129,8 +131,8 @@ def split_rule(text: str) -> tuple[str, str]:
     The listen side ends at the colon after its port (or after ``unix:PATH``,
     whose path therefore cannot hold a colon); the target takes the rest.
     """
-    if text.startswith("unix:"):
-        cut = text.find(":", 5)
+    if text.startswith(("unix:", "systemd:")):
+        cut = text.find(":", text.index(":") + 1)
     elif text.startswith("["):
         close = text.find("]")
         if close < 0 or text[close + 1 : close + 2] != ":":
@@ -274,7 +276,9 @@ def _target_of(spec: RuleSpec, addr: Address) -> Target:
 
 def _listen_address_of(spec: RuleSpec) -> Address:
     addr = spec.listen
-    if addr.path is not None or socket.is_numeric_host(addr.host):
+    if addr.path is not None or isinstance(addr, SystemdAddress):
+        return addr
+    if socket.is_numeric_host(addr.host):
         return addr
     kind = socket.SOCK_DGRAM if spec.udp else socket.SOCK_STREAM
     try:

@@ -143,9 +143,7 @@ class Session:
         self.unanswered: bytes | None = None  # the last datagram sent, until an answer
         self.retried = False
         self._replies: GreenThread | None = None
-        stats = proxy.fwd.stats
-        stats.connections += 1
-        stats.active += 1
+        proxy.fwd.opened(self.conn, proxy.name)
 
     def start(self) -> None:
         self._replies = spawn(self._run)
@@ -252,10 +250,4 @@ class Session:
         if self.upstream is not None:
             self.upstream.close()
             self.upstream = None
-        stats = proxy.fwd.stats
-        stats.active -= 1
-        stats.bytes_in += self.conn.counts[0]
-        stats.bytes_out += self.conn.counts[1]
-        if self.conn.end in ("unreachable", "error"):
-            stats.errors += 1
-        proxy.fwd.log(self.conn)
+        proxy.fwd.finished(self.conn)

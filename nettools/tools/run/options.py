@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...net import parse_address
+from ..plumbing.service import parse_address
 from ..plumbing.units import parse_duration, parse_size
 from ..zmq import parse_endpoint
 
@@ -218,6 +218,20 @@ def path(value: Any, ctx: Context) -> str:
     if not value:
         raise ValueError("empty path")
     return os.path.normpath(os.path.join(ctx.base, os.path.expanduser(value)))
+
+
+def paths(value: Any, ctx: Context) -> tuple[str, ...]:
+    """An array of paths, each relative to the file's directory."""
+    return tuple(path(item, ctx) for item in texts(value, ctx))
+
+
+def log_target(value: Any, ctx: Context) -> str | None:
+    """Where a log goes: ``true`` (stderr, as ``"-"``), ``false`` (nowhere),
+    ``"-"``, or a file relative to the file's directory."""
+    if isinstance(value, bool):
+        return "-" if value else None
+    _expect(value, (str,), 'true, false, "-" or a file')
+    return value if value == "-" else path(value, ctx)
 
 
 #: A server's TLS: a certificate (chain) and its key, if not in the same file.

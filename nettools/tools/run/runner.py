@@ -41,19 +41,22 @@ from typing import Any
 from ...kernel.greenthread import GreenThread, kill, spawn
 from ...kernel.hub import get_hub
 from ...kernel.sync import Event, Semaphore
+from ..plumbing import systemd
 from ..plumbing.service import (
     FD_HEADROOM,
+    Address,
     ServiceError,
     announce,
     call_on_stop_signals,
     describe_os_error,
+    format_address,
     listener_address,
     raise_fd_limit,
 )
 from .config import ConfigError, RunConfig, ServiceSpec, load_config
 from .kinds import KINDS
 from .options import Kind
-from .running import Started
+from .running import RUN_METRICS, Started
 
 __all__ = ["Runner", "StartError", "RunningService"]
 
@@ -101,14 +104,19 @@ class Runner:
     """Runs the services of the run file ``file`` (see the module doc).
 
     ``ready_file``: where to write the ready line's JSON too.  ``kinds``: the
-    types of service a file may use.
+    types of service a file may use.  ``metrics``: serve every service's
+    Prometheus metrics at ``http://ADDR/metrics`` (the ready line names it).
     """
 
     def __init__(
-        self, file: str, *, ready_file: str | None = None, kinds: Mapping[str, Kind] = KINDS
+        self, file: str, *, ready_file: str | None = None, kinds: Mapping[str, Kind] = KINDS,
+        metrics: Address | None = None,
     ) -> None:
         self.file = file
         self.ready_file = ready_file
+        #: Where to serve one /metrics for every service (see ``run.metrics``).
+        self.metrics = metrics
+        self.metrics_endpoint: Any = None
         self.kinds = kinds
         self.services: dict[str, RunningService] = {}
         self.reloads = 0
@@ -138,11 +146,19 @@ class Runner:
         }
         hub = get_hub()
         hub.ref()  # a signal may end the wait even if nothing else is pending
+        watchdog = systemd.Watchdog()
         try:
+            if self.metrics is not None:
+                self.metrics_endpoint = self._serve_metrics(self.metrics)
             self.start(config.services.values())
+            systemd.notify("READY=1", self._status())
+            watchdog.start()
             self._done.wait()
         finally:
+            watchdog.stop()
             hub.unref()
+            if self.metrics_endpoint is not None:
+                self.metrics_endpoint.stop(0)  # last: a scrape during the drain sees it all
             for sig, handler in old.items():
                 signal.signal(sig, handler)
         return 0
@@ -168,6 +184,7 @@ class Runner:
         if self._stopping:
             return
         self._stopping = True
+        systemd.notify("STOPPING=1", "STATUS=run: stopping")
         with self._turn:
             services, self.services = list(self.services.values()), {}
             self._stop_all(services, report=True)
@@ -193,38 +210,49 @@ class Runner:
                 log.warning("run: reload failed, nothing changed: %s", exc)
                 _emit(sys.stderr, {"event": "reload-failed", "error": str(exc)})
                 return
-            new = config.services
-            old = self.services
-            removed = [name for name in old if name not in new]
-            changed = [n for n in old if n in new and not old[n].spec.same_as(new[n])]
-            kept = [name for name in old if name not in removed and name not in changed]
-            self._stop_all([old.pop(name) for name in removed + changed], report=True)
-            self._reserve_fds(new.values())
-            started: list[RunningService] = []
-            failed: dict[str, str] = {}
-            for name, spec in new.items():
-                if name in old:
-                    continue
-                try:
-                    svc = self._start_one(spec)
-                except StartError as exc:
-                    failed[name] = exc.reason
-                    _emit(sys.stderr, {"event": "failed", "service": exc.kind, "name": name,
-                                       "error": exc.reason})  # fmt: skip
-                    continue
-                old[name] = svc
-                started.append(svc)
-            self.services = {name: old[name] for name in new if name in old}
-            _emit(sys.stderr, {
-                "event": "reloaded", "reload": self.reloads, "kept": kept,
-                "stopped": removed, "restarted": [n for n in changed if n not in failed],
-                "started": [svc.name for svc in started if svc.name not in changed],
-                "failed": failed,
-            })  # fmt: skip
+            systemd.notify("RELOADING=1", "STATUS=run: reloading")
             try:
-                self._announce(started)
-            except OSError as exc:
-                log.warning("run: cannot write the ready file: %s", exc)
+                self._reload(config)
+            finally:
+                systemd.notify("READY=1", self._status())
+
+    def _status(self) -> str:
+        return f"STATUS=run: {len(self.services)} services running ({', '.join(self.services)})"
+
+    def _reload(self, config: RunConfig) -> None:
+        """Stop, restart and start services so that they are those of ``config``."""
+        new = config.services
+        old = self.services
+        removed = [name for name in old if name not in new]
+        changed = [n for n in old if n in new and not old[n].spec.same_as(new[n])]
+        kept = [name for name in old if name not in removed and name not in changed]
+        self._stop_all([old.pop(name) for name in removed + changed], report=True)
+        self._reserve_fds(new.values())
+        started: list[RunningService] = []
+        failed: dict[str, str] = {}
+        for name, spec in new.items():
+            if name in old:
+                continue
+            try:
+                svc = self._start_one(spec)
+            except StartError as exc:
+                failed[name] = exc.reason
+                _emit(sys.stderr, {"event": "failed", "service": exc.kind, "name": name,
+                                   "error": exc.reason})  # fmt: skip
+                continue
+            old[name] = svc
+            started.append(svc)
+        self.services = {name: old[name] for name in new if name in old}
+        _emit(sys.stderr, {
+            "event": "reloaded", "reload": self.reloads, "kept": kept,
+            "stopped": removed, "restarted": [n for n in changed if n not in failed],
+            "started": [svc.name for svc in started if svc.name not in changed],
+            "failed": failed,
+        })  # fmt: skip
+        try:
+            self._announce(started)
+        except OSError as exc:
+            log.warning("run: cannot write the ready file: %s", exc)
 
     # ------------------------------------------------------------- helpers
 
@@ -234,9 +262,25 @@ class Runner:
         )
         raise_fd_limit(wanted + FD_HEADROOM)
 
-    def _start_one(self, spec: ServiceSpec) -> RunningService:
+    def _serve_metrics(self, addr: Address) -> Any:
+        from ..plumbing.metrics import HubProbe, MetricsEndpoint, registry_of
+        from .metrics import RunCollector
+
+        probe = HubProbe()
+        registry = registry_of(RunCollector(self.services, probe))
         try:
-            started = spec.kind.start(spec.name, spec.values)
+            endpoint = MetricsEndpoint(addr, registry, probe=probe)
+        except ServiceError as exc:
+            raise StartError("metrics", "run", f"--metrics: {exc}", usage=False) from None
+        probe.start()
+        return endpoint.start()
+
+    def _start_one(self, spec: ServiceSpec) -> RunningService:
+        values = spec.values
+        if self.metrics is not None:
+            values = {**values, RUN_METRICS: True}
+        try:
+            started = spec.kind.start(spec.name, values)
         except (ServiceError, OSError) as exc:
             raise StartError(spec.name, spec.kind.name, _reason(exc), usage=False) from None
         except ValueError as exc:
@@ -289,6 +333,8 @@ class Runner:
                        "listeners": svc.listeners}
             for svc in self.services.values()
         }}  # fmt: skip
+        if self.metrics_endpoint is not None:
+            ready["metrics"] = format_address(self.metrics_endpoint.address)
         if self.reloads:
             ready["reload"] = self.reloads
         if self.ready_file:

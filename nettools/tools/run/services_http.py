@@ -17,8 +17,9 @@ from typing import Any
 
 from ..chat.wschat import WSChatServer, WSChatStats
 from ..feeds.service import FeedService, FeedStats
-from ..plumbing.service import listen_on, server_tls
-from ..serve import ServeOptions, make_server, prepare_app
+from ..plumbing.httpmetrics import RequestMetrics
+from ..plumbing.service import Stats, listen_on, server_tls
+from ..serve import ACCESS_LOG_FORMATS, ServeOptions, make_server, prepare_app
 from ..static import StaticServer, StaticStats
 from .options import (
     FLOOD_SETTINGS,
@@ -29,16 +30,19 @@ from .options import (
     SettingError,
     boolean,
     check_tls,
+    choice,
     drain_setting,
     duration,
     integer,
     listen_setting,
+    log_target,
     path,
+    paths,
     size,
     text,
     texts,
 )
-from .running import Started, closing_on_error
+from .running import RUN_METRICS, Started, closing_on_error
 from .services_tcp import BUS_SETTINGS, check_bus, open_bus
 
 __all__ = ["WSCHAT", "SERVE", "STATIC", "FEEDS"]
@@ -114,20 +118,26 @@ class ServeCounts:
 
 
 def _start_serve(name: str, v: dict[str, Any]) -> Started:
-    if v["app-dir"] not in sys.path:
-        sys.path.insert(0, v["app-dir"])
+    for directory in reversed([v["app-dir"], *v["pythonpath"]]):
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
     opts = ServeOptions(
         spec=v["app"], max_conns=v["max-conns"], keepalive_timeout=v["keepalive-timeout"],
-        drain_timeout=v["drain-timeout"], access_log=v["access-log"], tls_cert=v["tls-cert"],
+        drain_timeout=v["drain-timeout"], access_log=v["access-log"],
+        access_log_format=v["access-log-format"] or "combined", tls_cert=v["tls-cert"],
         tls_key=v["tls-key"], patch=v["patch"],
     )  # fmt: skip
     app = prepare_app(opts)  # patching first (if asked), as nettools serve does
     sock = listen_on(v["listen"])
-    return closing_on_error(sock.close, lambda: _serving(make_server(opts, app, sock=sock)))
+    # Requests are counted only for a run that serves /metrics.
+    requests = Stats() if v.get(RUN_METRICS) else None
+    return closing_on_error(sock.close, lambda: _serving(
+        *make_server(opts, app, sock=sock, stats=requests), requests))
 
 
-def _serving(server: Any) -> Started:
-    return Started(ServeCounts(server), [server.socket], server.stop)
+def _serving(server: Any, finish: Any, requests: Stats | None) -> Started:
+    counts = ServeCounts(server)
+    return Started(counts, [server.socket], server.stop, cleanup=[finish], metrics=requests)
 
 
 SERVE = Kind(
@@ -138,9 +148,11 @@ SERVE = Kind(
         "listen": listen_setting(),
         "max-conns": Setting(integer(1), 1024),
         **TLS_SETTINGS,
-        "access-log": Setting(boolean, False),
+        "access-log": Setting(log_target),
+        "access-log-format": Setting(choice(*ACCESS_LOG_FORMATS)),
         "keepalive-timeout": Setting(duration, "75s"),
         "patch": Setting(boolean, True),
+        "pythonpath": Setting(paths, []),
         "drain-timeout": drain_setting(),
     },
     _start_serve,
@@ -158,12 +170,13 @@ def _start_static(name: str, v: dict[str, Any]) -> Started:
     tls = _tls(v)
     stats = StaticStats()
     access = logging.getLogger("nettools.static.access") if v["access-log"] else None
+    counted = RequestMetrics(stats, count_bytes=False) if v.get(RUN_METRICS) else None
     sock = listen_on(v["listen"])
     return closing_on_error(sock.close, lambda: Started(stats, [sock], StaticServer(
         sock, v["root"], index=v["index"], listing=v["listing"],
         follow_symlinks=v["follow-symlinks"], hidden=v["hidden"], max_conns=v["max-conns"],
         keepalive_timeout=v["keepalive-timeout"], revalidate=v["revalidate"] or 0.0,
-        ssl_context=tls, access_log=access, stats=stats,
+        ssl_context=tls, access_log=access, stats=stats, on_request=counted,
     ).start().stop, extras=[{"root": v["root"]}]))
 
 

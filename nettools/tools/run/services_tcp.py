@@ -250,7 +250,7 @@ def _start_forward(name: str, v: dict[str, Any]) -> Started:
             for each in stops:
                 each(timeout)
 
-        return Started(stats, listeners, stop, extras=extras)
+        return Started(stats, listeners, stop, extras=extras, servers=forwarder.servers)
 
     return closing_on_error(lambda: [rule.listener.close() for rule in rules], start)
 

@@ -92,6 +92,9 @@ class StaticServer:
     ``nettools.web.http.Limits``.  ``ssl_context``: serve HTTPS.
     ``access_log``: a file-like or ``logging.Logger`` that gets one line per
     request, in the WSGI server's access-log format (None: no log).
+    ``on_request``: called after each response as ``on_request(environ,
+    status, bytes_received, bytes_sent, started)`` (``environ`` empty: there is
+    none), as a WSGI server's hook of that name (``--metrics``).
     ``cache_entries``, ``cache_bytes``, ``revalidate``: the ``FileCache`` (a file
     changed on disk may be served as it was for ``revalidate`` seconds).
     """
@@ -115,6 +118,7 @@ class StaticServer:
         cache_bytes: int = 32 * 1024 * 1024,
         revalidate: float = 1.0,
         stats: StaticStats | None = None,
+        on_request: Any = None,
     ) -> None:
         if "/" in index:
             raise ValueError(f"the index file is a name, not a path: {index!r}")
@@ -122,6 +126,8 @@ class StaticServer:
         self.index = index
         self.listing = listing
         self.access_log = None if access_log is None else AccessLog(access_log)
+        self.on_request = on_request
+        self.timed = access_log is not None or on_request is not None
         self.stats = stats if stats is not None else StaticStats()
         self.cache = FileCache(cache_entries, cache_bytes, revalidate)
         self.limits = Limits(
@@ -200,7 +206,8 @@ class StaticConnection(HttpConnection):
         """Answer one request; True if the connection goes on to the next."""
         stats = self.stats
         stats.requests += 1
-        started = time.monotonic() if self.app.access_log is not None else 0.0
+        app = self.app
+        started = time.monotonic() if app.timed else 0.0
         keep = req.keep_alive and not req.upgrade and not self.net_server.stopping
         if not req.body_done and req.expect_continue:
             keep = False  # it waits for "100 Continue" before a body it has no use for
@@ -210,7 +217,10 @@ class StaticConnection(HttpConnection):
         else:
             status = self.send_simple(req, 405, keep, b"Allow: GET, HEAD\r\n")
         if started:
-            self.log(req, status, started)
+            if app.access_log is not None:
+                self.log(req, status, started)
+            if app.on_request is not None:
+                app.on_request({}, str(status), 0, self.sent, started)
         if not keep:
             return False
         return req.body_done or self.discard_body(req)

@@ -23,6 +23,7 @@ from ...net import shutdown_quietly
 from ..plumbing.outbox import Outbox
 from ..plumbing.service import Stats
 from ..plumbing.sizecap import SizeCap
+from .metrics import add_bridge_families
 
 __all__ = ["FANOUT_BATCH", "BridgeStats", "Fanout"]
 
@@ -75,7 +76,10 @@ class Fanout:
         self.stats = stats
         self.cap = SizeCap(max_message, stats, log, "zmq bridge")
         self.stopping = False
+        #: ``end_reason(conn, reason)`` of the server the clients came through, if any.
+        self.end_reason: Callable[[Any, str], None] | None = None
         self._loop: GreenThread | None = None
+        stats.metric_sources.append(lambda f: add_bridge_families(f, stats))
 
     def start(self) -> None:
         """Start reading ``sub`` (if there is one)."""
@@ -105,6 +109,8 @@ class Fanout:
 
         def on_slow() -> None:
             stats.slow_disconnects += 1
+            if self.end_reason is not None:
+                self.end_reason(conn, "slow")
             log.info("zmq bridge: disconnecting a client: too slow")
             shutdown_quietly(conn)  # wakes its reader (EOF) and its writer (EPIPE)
 

@@ -46,6 +46,7 @@ from ...green.zmq.proxying import Proxy, ProxyCounts
 from ...kernel.greenthread import GreenThread, kill, spawn
 from ...kernel.sync import Event
 from ..plumbing.service import Stats
+from .metrics import add_proxy_families
 
 __all__ = ["PROXY_TYPES", "ProxyStats", "ZmqProxy"]
 
@@ -106,6 +107,7 @@ class ZmqProxy(Proxy):
             raise ValueError(f"unknown proxy type {kind!r} (one of {', '.join(PROXY_TYPES)})")
         self.kind = kind
         self.stats = stats if stats is not None else ProxyStats()
+        self.stats.metric_sources.append(lambda f: add_proxy_families(f, self.stats))
         self.done = Event()
         self._loop: GreenThread | None = None
         self._sockets = SocketSet(ctx, hwm=hwm, linger=linger)

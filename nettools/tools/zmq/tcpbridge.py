@@ -18,6 +18,7 @@ from ...green import socket
 from ...net import Server
 from ..plumbing.lines import LineTooLong, recv_lines
 from ..plumbing.outbox import DEFAULT_LINGER, Outbox
+from ..plumbing.service import error_kind
 from .fanout import BridgeStats, Fanout
 
 __all__ = ["TcpBridge"]
@@ -62,6 +63,7 @@ class TcpBridge:
         self.max_line = max_line
         self.idle_timeout = idle_timeout
         self.server = Server(sock, self._handle, max_conns, name="zmq-tcp")
+        self.fanout.end_reason = self.server.end_reason
         self._clients: dict[Outbox, None] = {}  # insertion-ordered set
 
     @property
@@ -110,13 +112,16 @@ class TcpBridge:
                     out.send(line)
                     stats.to_zmq += 1
         except LineTooLong:
-            stats.errors += 1
+            stats.error("line_too_long")
+            self.server.end_reason(conn, "limit")
             box.put(f"*** Line longer than {self.max_line} bytes; disconnecting\n".encode())
         except TimeoutError:
+            self.server.end_reason(conn, "idle")
             box.put(b"*** Disconnected: idle for too long\n")
         except OSError as exc:
             if not (box.abandoned or fanout.stopping):
-                stats.errors += 1
+                stats.error(error_kind(exc))
+                self.server.end_reason(conn, "error")
                 log.debug("zmq tcp: connection error: %s", exc)
         finally:
             self._clients.pop(box, None)

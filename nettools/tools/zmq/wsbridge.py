@@ -104,6 +104,7 @@ class WsBridge:
             sock, self.app, max_size=max_conns, log_output=False, ssl_context=ssl_context,
             name="zmq-ws",
         )  # fmt: skip
+        self.fanout.end_reason = self.server.server.end_reason
         self.start()
         self.server.start()
         return self.stop

@@ -30,19 +30,25 @@ def _log_time() -> str:
 
 
 class AccessLog:
-    """Writes one line per request, ``fmt % fields``, to a logger or a file-like."""
+    """Writes one line per request, ``fmt % fields``, to a logger or a file-like.
+
+    ``fields(...)`` gives a request's fields (see ``DEFAULT_LOG_FORMAT``),
+    ``line(fields)`` formats them, ``emit(line)`` writes a line: a log in
+    another format can reuse them.
+    """
 
     def __init__(self, target: Any, fmt: str = DEFAULT_LOG_FORMAT, x_forwarded_for: bool = True):
         self.fmt = fmt
         self.x_forwarded_for = x_forwarded_for
         if isinstance(target, logging.Logger):
-            self._emit = lambda line: target.info("%s", line)
+            self.emit = lambda line: target.info("%s", line)
         else:
-            self._emit = lambda line: target.write(line + "\n")
+            self.emit = lambda line: target.write(line + "\n")
 
-    def __call__(
+    def fields(
         self, environ: dict, status: str | None, body_length: int, started: float
-    ) -> None:
+    ) -> dict[str, Any]:
+        """The fields of one request's line."""
         client_ip = environ.get("REMOTE_ADDR", "-")
         if self.x_forwarded_for:
             forwarded = environ.get("HTTP_X_FORWARDED_FOR", "").replace(" ", "")
@@ -51,7 +57,7 @@ class AccessLog:
         method = environ.get("REQUEST_METHOD", "-")
         path = environ.get("RAW_URI", "-")
         protocol = environ.get("SERVER_PROTOCOL", "-")
-        fields = {
+        return {
             "client_ip": client_ip,
             "client_port": environ.get("REMOTE_PORT", "-"),
             "date_time": _log_time(),
@@ -65,7 +71,14 @@ class AccessLog:
             "user_agent": environ.get("HTTP_USER_AGENT", "-"),
             "wall_seconds": time.monotonic() - started,
         }
+
+    def line(self, fields: dict[str, Any]) -> str:
+        return self.fmt % fields
+
+    def __call__(
+        self, environ: dict, status: str | None, body_length: int, started: float
+    ) -> None:
         try:
-            self._emit(self.fmt % fields)
+            self.emit(self.line(self.fields(environ, status, body_length, started)))
         except Exception:
             log.exception("access log failed")

@@ -27,6 +27,9 @@ __all__ = ["WSGIConnection"]
 
 log = logging.getLogger("nettools.web.wsgi")
 
+#: Parse errors that mean a limit was hit (URI, header or body too large).
+_LIMIT_STATUSES = frozenset({413, 414, 431})
+
 
 class WSGIConnection(ResponseWriter):
     """Serves the requests of one connection to the WSGI application, in order."""
@@ -45,6 +48,8 @@ class WSGIConnection(ResponseWriter):
         self.wsgi_server = wsgi_server
         self.app = wsgi_server.app
         self.access_log = wsgi_server.access_log
+        self.on_request = options.on_request
+        self.timed = self.access_log is not None or self.on_request is not None
         self.debug = options.debug
         env = wsgi_server.base_environ.copy()
         if isinstance(addr, tuple) and len(addr) >= 2:
@@ -72,14 +77,17 @@ class WSGIConnection(ResponseWriter):
                 if req is None:
                     return
                 if type(req) is ParseError:
+                    self.ended = "limit" if req.status in _LIMIT_STATUSES else "error"
                     self.send_quietly(error_response(req.status, req.reason))
-                    if self.access_log is not None:
-                        self.access_log(self.base_env, str(req.status), 0, time.monotonic())
+                    if self.timed:
+                        self._done(self.base_env, str(req.status), 0, 0, time.monotonic())
                     self.linger_close()
                     return
                 if not self.handle(req):
                     return
         finally:
+            if self.ended is not None and not self.net_server.stopping:
+                self.net_server.end_reason(self.sock, self.ended)
             # The parser and the environ hold bound methods of this object: break
             # those cycles now rather than leave each connection to the collector.
             self.release()
@@ -91,7 +99,7 @@ class WSGIConnection(ResponseWriter):
         env = request_environ(self.base_env, req)
         env["wsgi.input"] = EMPTY_INPUT if req.body_done and not req.body else Input(self, req)
         env["nettools.posthooks"] = []
-        started = time.monotonic() if self.access_log is not None else 0.0
+        started = time.monotonic() if self.timed else 0.0
         result = None
         try:
             self.in_app = True
@@ -114,8 +122,8 @@ class WSGIConnection(ResponseWriter):
                 self._close(result)
             if env["nettools.posthooks"]:
                 self._posthooks(env)
-        if self.access_log is not None and not self.taken_over:
-            self.access_log(env, self.status, self.body_sent, started)
+        if self.timed and not self.taken_over:
+            self._done(env, self.status, req.body_received, self.body_sent, started)
         if not self.keep:
             return False
         if not req.body_done:
@@ -125,6 +133,15 @@ class WSGIConnection(ResponseWriter):
                 return False
             return self.discard_body(req)
         return True
+
+    def _done(
+        self, env: dict, status: str | None, received: int, sent: int, started: float
+    ) -> None:
+        """The access log line and the ``on_request`` call of a finished request."""
+        if self.access_log is not None:
+            self.access_log(env, status, sent, started)
+        if self.on_request is not None:
+            self.on_request(env, status, received, sent, started)
 
     def release(self) -> None:
         super().release()

@@ -39,6 +39,11 @@ class WSGIOptions:
       names Capitalized-Like-This.  ``max_http_version`` ("HTTP/1.1").
     * ``parser``: the parser class (``httptools.HttpRequestParser`` API).
     * ``name`` ("wsgi"): the server's name in logs and statistics.
+    * ``on_request`` (None): called after each response (not after a takeover)
+      as ``on_request(environ, status, bytes_received, bytes_sent, started)``:
+      the status line's text (None if nothing was answered), the request and
+      response body sizes, and the ``time.monotonic()`` the request began.
+      For metrics; it must not wait.
     """
 
     log: Any = None
@@ -63,6 +68,7 @@ class WSGIOptions:
     ssl_context: Any = None
     parser: Callable[[Any], Any] | None = None
     name: str = "wsgi"
+    on_request: Callable[[dict, str | None, int, int, float], None] | None = None
 
     def __post_init__(self) -> None:
         if self.max_http_version not in ("HTTP/1.1", "HTTP/1.0"):

@@ -178,18 +178,23 @@ def test_source_lines_find_keys_in_their_tables_and_skip_multiline_strings():
 
 #: The command behind each type, and the command's options a run file does not
 #: take as such (``listen`` stands for --host/--port; the run file has its own ready file).
+#: --metrics: a run file's services share one /metrics, 'nettools run --metrics ADDR'.
+_RUN_WIDE = {"metrics": None}
 COMMANDS = {
-    "echo": (echo.echo, {}),
-    "chat": (chat.chat, {}),
-    "wschat": (wschat.wschat, {"host": None, "port": None}),
+    "echo": (echo.echo, _RUN_WIDE),
+    "chat": (chat.chat, _RUN_WIDE),
+    "wschat": (wschat.wschat, {"host": None, "port": None, **_RUN_WIDE}),
     # A run file declares its rules itself, and reloads on its own SIGHUP.
-    "forward": (forward.forward, {"rules_file": None, "toxic": "toxics"}),
-    "serve": (serve.serve, {"spec": "app", "host": None, "port": None, "workers": None}),
-    "static": (static.static, {"directory": "root"}),
-    "feeds": (feeds.serve_cmd, {}),
-    "zmq-proxy": (zmq.proxy, {"kind": "proxy-type"}),
-    "zmq-tcp": (zmq.tcp, {"topics": "topic"}),
-    "zmq-ws": (zmq.ws, {"origins": "origin"}),
+    "forward": (forward.forward, {"rules_file": None, "toxic": "toxics", **_RUN_WIDE}),
+    # One process: a service may not change the others' directory (app-dir says
+    # where its app is).
+    "serve": (serve.serve, {"spec": "app", "host": None, "port": None, "workers": None,
+                            "chdir": None, **_RUN_WIDE}),
+    "static": (static.static, {"directory": "root", **_RUN_WIDE}),
+    "feeds": (feeds.serve_cmd, _RUN_WIDE),
+    "zmq-proxy": (zmq.proxy, {"kind": "proxy-type", **_RUN_WIDE}),
+    "zmq-tcp": (zmq.tcp, {"topics": "topic", **_RUN_WIDE}),
+    "zmq-ws": (zmq.ws, {"origins": "origin", **_RUN_WIDE}),
 }
 #: Settings only a run file has.
 RUN_ONLY = {("serve", "app-dir"), ("wschat", "listen"), ("serve", "listen"),

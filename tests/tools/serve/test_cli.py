@@ -226,7 +226,7 @@ def test_patch_is_default_and_no_patch_leaves_time_blocking(appdir: Path) -> Non
 def test_recipe_flask_app_served(tmp_path: Path) -> None:
     from websockets.sync.client import connect as ws_connect
 
-    with Serve(RECIPES, "flask_app:app", "--workers", "2", "--access-log") as srv:
+    with Serve(RECIPES, "flask_app:app", "--workers", "2", "--access-log", "-") as srv:
         addr = srv.tcp_address()
         assert get(addr, "/") == (200, "Hello from Flask on nettools!\n")
         status, body = get(addr, "/info")

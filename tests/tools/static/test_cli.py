@@ -52,3 +52,25 @@ def test_a_port_in_use_is_a_runtime_error(tmp_path):
         res = run_cli("static", str(tmp_path), "--listen", address)
         assert res.returncode == 1
         assert "address already in use" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_metrics_count_requests_by_status_class_and_the_bytes_sent(tmp_path):
+    from helpers.metrics import scrape
+
+    (tmp_path / "a.txt").write_text("x" * 1000)
+    with Cli("static", str(tmp_path), "--metrics", "127.0.0.1:0", env=NO_PROXY) as srv:
+        ready = srv.ready()
+        assert fetch(ready["address"], "/a.txt") == (200, b"x" * 1000)
+        try:
+            fetch(ready["address"], "/missing")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404
+        m = scrape(ready["metrics"])
+        assert m.value("nettools_http_requests_total", service="static",
+                       status_class="2xx") == 1
+        assert m.value("nettools_http_requests_total", status_class="4xx") == 1
+        assert m.value("nettools_http_request_duration_seconds_count") == 2
+        assert m.value("nettools_connections_accepted_total") == 2
+        # Counted once (by the server, not again by the request hook): the body and heads.
+        assert 1000 < m.value("nettools_sent_bytes_total") < 2000
+        assert srv.stop()[0] == 0
