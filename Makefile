@@ -42,11 +42,13 @@ lint: $(VENV)/.test
 # Real programs the tests drive: headless Chromium for the browser tests, npm for the
 # socket.io JavaScript client, redis-server as the Socket.IO message queue and the crawl's
 # shared state, HAProxy for the forwarder's PROXY protocol tests, a Prometheus server that
-# scrapes --metrics, systemd-socket-activate for socket activation, and the shells whose
-# completion scripts are tried.
+# scrapes --metrics, systemd-socket-activate for socket activation, the shells whose
+# completion scripts are tried, PostgreSQL for db_pool (pg_ctlcluster comes with the
+# server's packages; the test runs initdb from its folder) and wrk for the gunicorn worker.
 # One apt-get install of whatever is missing (program:package pairs).
 SYSTEM_DEPS := chromium:chromium npm:npm redis-server:redis-server haproxy:haproxy \
-	prometheus:prometheus systemd-socket-activate:systemd fish:fish zsh:zsh
+	prometheus:prometheus systemd-socket-activate:systemd fish:fish zsh:zsh \
+	pg_ctlcluster:postgresql wrk:wrk
 system-deps:
 	@missing=$$(for dep in $(SYSTEM_DEPS); do \
 	  command -v $${dep%%:*} >/dev/null || echo $${dep#*:}; done); \

@@ -49,6 +49,7 @@ __all__ = [
     "hub_listener_stacks",
     "hub_timer_stacks",
     "hub_exceptions",
+    "hub_prevent_multiple_readers",
     "tpool_exceptions",
     "spew",
     "unspew",
@@ -400,6 +401,20 @@ _hub_exception_handler = _StderrHandler(logging.ERROR)
 _hub_exception_handler.setFormatter(logging.Formatter("nettools: %(message)s"))
 # The hub logs callback errors here; spawn_n greenthreads and links log there.
 _HUB_LOGGERS = ("nettools.hub", "nettools.greenthread")
+
+
+def hub_prevent_multiple_readers(state: bool = True) -> None:
+    """eventlet's switch for two greenthreads waiting to read (or write) one fd.
+
+    nettools always prevents it: the second one gets ``ConcurrentWaitError``
+    at once (a ``RuntimeError``), since two readers of one socket would each
+    get an unpredictable part of the stream.  ``state=False`` is refused.
+    """
+    if not state:
+        raise ValueError(
+            "nettools never lets two greenthreads wait on one fd in the same direction; "
+            "give the socket one reader (and pass data on with a Queue)"
+        )
 
 
 def hub_exceptions(state: bool = True) -> None:

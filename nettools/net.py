@@ -326,11 +326,20 @@ class Server:
 
     def serve_forever(self) -> None:
         """Start (if needed) and wait until the server stops accepting -- and, when
-        ``stop`` is what ended it, until its handlers have drained."""
+        ``stop`` is what ended it, until its handlers have drained.
+
+        If the waiting greenthread is killed (or a ``Timeout`` or Ctrl-C ends
+        the wait), the server stops accepting, as a plain accept loop in that
+        greenthread would; connections being served carry on.
+        """
         self.start()
-        self._closed.wait()
-        if self._stopping:
-            self._stopped.wait()
+        try:
+            self._closed.wait()
+            if self._stopping:
+                self._stopped.wait()
+        except BaseException:
+            self.close()
+            raise
         if self._failure is not None:
             raise self._failure
 
@@ -354,9 +363,13 @@ class Server:
                 except OSError as exc:
                     if self._closing:
                         return
-                    if exc.errno == errno.EBADF:
-                        log.info("%s: listening socket closed; no longer accepting", self.name)
-                        spawn(self.close)
+                    if exc.errno in (errno.EBADF, errno.EINVAL):
+                        # The program closed (or shut down) the listener behind our
+                        # back: it means "stop serving".  As eventlet's server does,
+                        # idle keep-alive connections close now and requests in
+                        # flight finish (their responses end their connections).
+                        log.info("%s: listening socket closed; stopping", self.name)
+                        spawn(self.stop)
                         return
                     if exc.errno in ACCEPT_CAPACITY_ERRNOS or exc.errno in ACCEPT_TRANSIENT_ERRNOS:
                         name = errno.errorcode.get(exc.errno, str(exc.errno)).lower()

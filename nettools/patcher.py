@@ -26,7 +26,13 @@ from typing import Any
 from .green._importer import fresh_import
 from .kernel.hub import get_hub
 
-__all__ = ["monkey_patch", "import_patched", "is_monkey_patched", "original"]
+__all__ = [
+    "monkey_patch",
+    "import_patched",
+    "is_monkey_patched",
+    "original",
+    "already_patched",
+]
 
 #: monkey_patch keyword -> (stdlib module, green module) pairs, in patching order.
 _GREEN: dict[str, tuple[tuple[str, str], ...]] = {
@@ -39,13 +45,34 @@ _GREEN: dict[str, tuple[tuple[str, str], ...]] = {
     "time": (("time", "nettools.green.time"),),
     "queue": (("queue", "nettools.green.queue"),),
     "subprocess": (("subprocess", "nettools.green.subprocess"),),
+    "builtins": (("builtins", "nettools.green.builtins"),),
+}
+#: The keys that stand for standard modules replaced attribute by attribute, which
+#: ``import_patched`` substitutes and ``original`` rebuilds from.
+_MODULE_KEYS = (
+    "os", "select", "selectors", "socket", "ssl", "thread", "time", "queue", "subprocess",
+)  # fmt: skip
+#: Keys patched only when named (``builtins=True``), as in eventlet.
+_OFF_BY_DEFAULT = {"builtins"}
+#: eventlet's name for the group each key belongs to (``already_patched``).
+_EVENTLET_GROUP: dict[str, str | None] = {
+    "os": "os",
+    "select": "select",
+    "selectors": "select",
+    "socket": "socket",
+    "ssl": None,  # eventlet's "socket" stands for socket (with its ssl) only
+    "thread": "thread",
+    "queue": "thread",
+    "time": "time",
+    "subprocess": "subprocess",
+    "builtins": "builtins",
 }
 #: A key patched on request also patches these unless they are passed as False:
 #: green threads must not block in a real queue, nor green selects in a real selector.
 _IMPLIES = {"thread": ("queue",), "select": ("selectors",)}
 #: Modules whose pristine copy is the module's namespace with the originals put
 #: back (extension modules, and os whose patched names are all C functions).
-_COPY_NAMESPACE = {"_thread", "time", "select", "os"}
+_COPY_NAMESPACE = {"_thread", "time", "select", "os", "builtins"}
 #: Order for building pristine copies: each may import the ones before it.
 _PRISTINE_ORDER = (
     "_thread", "time", "select", "os", "selectors", "socket", "ssl", "threading", "queue",
@@ -57,6 +84,10 @@ _MISSING = object()
 _originals: dict[str, dict[str, Any]] = {}
 _patched: set[str] = set()
 _pristine: dict[str, ModuleType] = {}
+#: What is patched, under eventlet's names for the groups of modules (``socket``
+#: stands for socket and ssl, ``thread`` for the thread modules and queue,
+#: ``select`` for select and selectors): name -> True, as eventlet's.
+already_patched: dict[str, bool] = {}
 
 
 def monkey_patch(
@@ -70,6 +101,9 @@ def monkey_patch(
     subprocess: bool | None = None,
     queue: bool | None = None,
     selectors: bool | None = None,
+    builtins: bool | None = None,
+    psycopg: bool | None = None,
+    MySQLdb: bool | None = None,  # noqa: N803 - eventlet's keyword
 ) -> None:
     """Replace blocking parts of the standard library with green ones, in place.
 
@@ -78,7 +112,13 @@ def monkey_patch(
     ``selectors``, unless those are passed as False); naming one ``False``
     patches everything else.  ``all=True``/``False`` sets the default for
     modules not named.  Calling it again patches only what is not patched yet.
+
+    eventlet's other keywords: ``builtins=True`` (off unless named) makes
+    ``open()`` tell the hub about each file it opens; ``psycopg`` and
+    ``MySQLdb`` are accepted and do nothing: nettools has no green database
+    drivers (run their calls through ``tpool`` or a ``db_pool.ConnectionPool``).
     """
+    del psycopg, MySQLdb  # accepted for eventlet's programs; see the docstring
     flags = {
         "os": os,
         "select": select,
@@ -89,9 +129,14 @@ def monkey_patch(
         "time": time,
         "queue": queue,
         "subprocess": subprocess,
+        "builtins": builtins,
     }
     default = all if all is not None else True not in flags.values()
-    wanted = {k for k, v in flags.items() if (default if v is None else v)}
+    wanted = {
+        k
+        for k, v in flags.items()
+        if (default and k not in _OFF_BY_DEFAULT if v is None else v)
+    }
     for key, implied in _IMPLIES.items():
         if flags[key]:
             wanted.update(k for k in implied if flags[k] is not False)
@@ -107,6 +152,9 @@ def monkey_patch(
         for stdname, gmod in green[key]:
             _patch_module(stdname, gmod)
         _patched.add(key)
+        group = _EVENTLET_GROUP[key]
+        if group is not None:
+            already_patched[group] = True
 
 
 def _load_green(todo: list[str], explicit: set[str]) -> dict[str, list[tuple[str, ModuleType]]]:
@@ -176,6 +224,7 @@ def _make_pristine(name: str) -> ModuleType:
     deps = [
         std
         for key in _patched
+        if key in _MODULE_KEYS
         for std, _ in _GREEN[key]
         if std != name and (before is None or std in before)
     ]
@@ -200,7 +249,8 @@ def import_patched(
     program as usual; to make those green too, patch or substitute them.
     """
     substitutes: dict[str, ModuleType] = {}
-    for key, pairs in _GREEN.items():
+    for key in _MODULE_KEYS:
+        pairs = _GREEN[key]
         flag = kw.pop(key, None)
         if flag is False:
             continue

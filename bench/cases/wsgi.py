@@ -11,6 +11,10 @@ and ``wrk -t1 -c100`` pinned to core 0, so the server has one core to itself. Pe
 * ``eventlet``: eventlet.wsgi (its listener gets TCP_NODELAY, which accepted sockets inherit);
 * ``gunicorn``: gunicorn's sync worker, one worker (it closes the connection after each response).
 
+The case ``wsgi_gunicorn_workers_c100`` compares gunicorn's green workers, one worker process
+each: ``gunicorn-nettools`` (``-k nettools.gunicorn.Worker``), ``gunicorn-eventlet`` and
+``gunicorn-gevent``.
+
 ``n`` is the measured time in milliseconds (wrk's -d). Metrics: requests/s, p50/p99 latency in
 microseconds, wrk's error count, and ``server_us_per_req``: the CPU time the server's processes
 used per request -- the figure least disturbed by other load on a shared machine.
@@ -35,7 +39,7 @@ import socket
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -185,14 +189,15 @@ def serve_eventlet() -> None:
     eventlet.wsgi.server(sock, hello_app, log_output=False, max_size=10_000)
 
 
-def serve_gunicorn() -> None:
+def serve_gunicorn(worker_class: str = "sync") -> None:
     sock = listener()
     announce(sock.getsockname()[1])
     os.set_inheritable(sock.fileno(), True)
     # gunicorn takes the bound socket over (fd://), so the announced port is the real one.
     os.execv(sys.executable, [
         sys.executable, "-m", "gunicorn", "--bind", f"fd://{sock.fileno()}", "--workers", "1",
-        "--worker-class", "sync", "--backlog", str(BACKLOG), "--log-level", "warning",
+        "--worker-class", worker_class, "--worker-connections", "10000",
+        "--backlog", str(BACKLOG), "--log-level", "warning", "--no-control-socket",
         "bench.cases.wsgi:hello_app",
     ])
 
@@ -219,6 +224,14 @@ SERVERS: dict[str, Callable[[], None]] = {
     "eventlet": serve_eventlet,
     "gunicorn": serve_gunicorn,
 }
+#: One gunicorn worker process of each green kind: -k nettools.gunicorn.Worker
+#: against gunicorn's own -k eventlet and -k gevent (keep-alive, as they do).
+GUNICORN_WORKERS: dict[str, Callable[[], None]] = {
+    "gunicorn-nettools": lambda: serve_gunicorn("nettools.gunicorn.Worker"),
+    "gunicorn-eventlet": lambda: serve_gunicorn("eventlet"),
+    "gunicorn-gevent": lambda: serve_gunicorn("gevent"),
+}
+SERVERS.update(GUNICORN_WORKERS)
 
 
 # --- measuring ----------------------------------------------------------------------------
@@ -355,19 +368,29 @@ def core_times(core: int) -> tuple[int, int]:
 # --- cases --------------------------------------------------------------------------------
 
 
-def _case(conns: int) -> Case:
-    def for_peer(peer: str) -> CaseFn:
+def _case(conns: int, servers: Mapping[str, str]) -> Case:
+    """A case whose peers (names from bench.peers) each run one of ``SERVERS``."""
+
+    def for_peer(server: str) -> CaseFn:
         def run(n: int) -> Result:
-            return None if n == 0 else run_wrk(peer, n, conns)
+            return None if n == 0 else run_wrk(server, n, conns)
 
         return run
 
     return Case(n=5000, unit="requests", warmup=0,
-                peers={peer: for_peer(peer) for peer in SERVERS},
+                peers={peer: for_peer(server) for peer, server in servers.items()},
                 compare=("p99_us", "server_us_per_req"))
 
 
-CASES: dict[str, Case] = {"wsgi_hello_c100": _case(CONNECTIONS)}
+CASES: dict[str, Case] = {
+    "wsgi_hello_c100": _case(CONNECTIONS, {p: p for p in SERVERS if p not in GUNICORN_WORKERS}),
+    # Each peer's gunicorn worker class: nettools' against -k eventlet and -k gevent.
+    "wsgi_gunicorn_workers_c100": _case(
+        CONNECTIONS,
+        {"nettools": "gunicorn-nettools", "eventlet": "gunicorn-eventlet",
+         "gevent": "gunicorn-gevent"},
+    ),
+}
 
 
 # --- standalone table ---------------------------------------------------------------------

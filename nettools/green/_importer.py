@@ -21,7 +21,7 @@ import sys
 from collections.abc import Mapping
 from types import BuiltinFunctionType, FunctionType, ModuleType
 
-__all__ = ["fresh_import"]
+__all__ = ["fresh_import", "green_copy", "adopt"]
 
 _MISSING = object()
 
@@ -49,6 +49,29 @@ def fresh_import(name: str, substitutes: Mapping[str, ModuleType]) -> ModuleType
             _restore(name, substitutes, before, dict(modules))
     finally:
         _imp.release_lock()
+
+
+def green_copy(name: str, substitutes: Mapping[str, ModuleType]) -> ModuleType:
+    """``fresh_import(name, substitutes)`` whose exception classes are the real
+    module's, so that ``except module.Error`` catches what the copy raises."""
+    copy = fresh_import(name, substitutes)
+    real = importlib.import_module(name)
+    for attr, value in vars(real).items():
+        if isinstance(value, type) and issubclass(value, BaseException):
+            if isinstance(getattr(copy, attr, None), type):
+                setattr(copy, attr, value)
+    return copy
+
+
+#: A module's own identity, which a green module keeps when it adopts a copy's names.
+_IDENTITY = {"__name__", "__spec__", "__loader__", "__file__", "__cached__", "__builtins__"}
+
+
+def adopt(namespace: dict, copy: ModuleType, skip: tuple[str, ...] = ()) -> list[str]:
+    """Put the names of ``copy`` into ``namespace`` (a green module's globals),
+    all but the module's identity and ``skip``; returns the copy's ``__all__``."""
+    namespace.update({k: v for k, v in vars(copy).items() if k not in _IDENTITY and k not in skip})
+    return list(getattr(copy, "__all__", ()))
 
 
 def _in_tree(key: str, name: str) -> bool:
@@ -91,15 +114,17 @@ def _restore(
         else:
             modules[k] = old
         _restore_parent_attribute(k, old, after.get(k))
-    _link_private(private)
+    _link_private(private, {k: m for k, m in substitutes.items() if "." in k})
 
 
-def _link_private(private: dict[str, ModuleType]) -> None:
-    """Let the private modules reach each other through package attributes.
+def _link_private(private: dict[str, ModuleType], substitutes: dict[str, ModuleType]) -> None:
+    """Let the private modules reach each other, and the substitutes for
+    submodules, through package attributes.
 
     ``import http.client`` binds the *real* ``http`` package, whose ``client``
     attribute is (again) the real module.  The private modules get a shallow
-    copy of such a package instead, whose attribute is the private submodule.
+    copy of such a package instead, whose attribute is the private submodule
+    (or the substitute given for it).
     """
     proxies: dict[str, ModuleType] = {}
 
@@ -118,7 +143,7 @@ def _link_private(private: dict[str, ModuleType]) -> None:
                 outer.__dict__[child] = copy
         return copy
 
-    for key, mod in private.items():
+    for key, mod in [*private.items(), *substitutes.items()]:
         parent, dot, child = key.rpartition(".")
         if not dot:
             continue

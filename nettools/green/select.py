@@ -23,6 +23,21 @@ from ..kernel.fdwait import fileno_of as _fileno
 from ..kernel.greenthread import sleep as _sleep
 from ._waits import in_hub, wait_any
 
+
+def get_fileno(obj: Any) -> int:
+    """The fd of ``obj`` (an int, or an object with ``fileno()``), checked as
+    ``select.select`` checks it: ``TypeError`` for anything else."""
+    fileno = getattr(obj, "fileno", None)
+    if fileno is None:
+        if not isinstance(obj, int):
+            raise TypeError(f"Expected int or long, got {type(obj)}")  # eventlet's words
+        return obj
+    fd = fileno()
+    if not isinstance(fd, int):
+        raise TypeError(f"Expected int or long, got {type(fd)}")
+    return fd
+
+
 __patched__ = ["select", "poll"] + (["epoll"] if hasattr(_select, "epoll") else [])
 
 error = _select.error

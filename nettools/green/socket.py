@@ -12,9 +12,11 @@ Name resolution (``getaddrinfo`` and friends) runs in the thread pool, so
 ``/etc/hosts``, search domains and nsswitch behave exactly as without
 nettools; numeric addresses are handled inline without a thread.
 
-Beyond the standard module's names (``__all__``), nettools uses two of its
-own: ``is_numeric_host``, and ``deadline_after``/``time_left``/``timed_out``,
-the timeout arithmetic the green ``ssl`` module shares.
+Beyond the standard module's names (``__all__``), nettools uses a few of its
+own: ``is_numeric_host``, ``deadline_after``/``time_left``/``timed_out`` (the
+timeout arithmetic the green ``ssl`` module shares), and for eventlet's
+programs ``GreenSocket`` (which can also take an existing socket over) and
+``set_nonblocking``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from socket import *  # noqa: F403 - a drop-in module re-exports everything
 from typing import Any
 
 from ..kernel import tpool as _tpool
+from ..kernel.fdwait import READ as _READ
 from ..kernel.hub import get_hub as _get_hub
 
 __all__ = list(_stdlib.__all__)
@@ -172,6 +175,8 @@ class socket(_real_socket):
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Like ``socket.recv``; waits on the hub instead of blocking the thread."""
+        if not bufsize and self._timeout != 0.0:
+            self._wait_readable()  # as the standard socket: recv(0) waits for data
         if self._drained and not flags and self._timeout != 0.0:
             # The last recv emptied the socket (a short read) and epoll has seen
             # no new data since (no recorded edge) nor a hang-up: a recv now could
@@ -192,7 +197,23 @@ class socket(_real_socket):
         self._drained = not flags and 0 < len(data) < bufsize and self._stream
         return data
 
-    recv_into = _green(_ss.recv_into, False, 2)
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        """Like ``socket.recv_into``; waits on the hub instead of blocking the thread."""
+        try:
+            n = _ss.recv_into(self, buffer, nbytes, flags)
+        except BlockingIOError:
+            if self._timeout == 0.0 or (isinstance(flags, int) and flags & _MSG_DONTWAIT):
+                raise
+            return self._retry(_ss.recv_into, (buffer, nbytes, flags), False, {})
+        if not n and not nbytes and self._timeout != 0.0 and not memoryview(buffer).nbytes:
+            # As the standard socket: an empty read waits for data.
+            self._wait_readable()
+        return n
+
+    def _wait_readable(self) -> None:
+        """Wait, within the timeout, until a read would not block (a zero-length
+        read returns at once even with nothing to read, so it cannot try first)."""
+        _get_hub().wait_level(_ss.fileno(self), _READ, self._timeout, timed_out)
     recvfrom = _green(_ss.recvfrom, False, 1)
     recvfrom_into = _green(_ss.recvfrom_into, False, 2)
     send = _green(_ss.send, True, 1)
@@ -371,6 +392,33 @@ class socket(_real_socket):
 
 
 SocketType = socket
+
+
+class GreenSocket(socket):
+    """eventlet's green socket class: ``GreenSocket(family, type, proto)`` makes a
+    socket as ``socket`` does, and ``GreenSocket(sock)`` takes an existing socket
+    over -- its fd, family, type and timeout -- leaving ``sock`` detached."""
+
+    def __init__(
+        self, family: Any = -1, type: int = -1, proto: int = -1, fileno: int | None = None
+    ) -> None:
+        if not isinstance(family, _real_socket):
+            super().__init__(family, type, proto, fileno)
+            return
+        sock = family
+        timeout = sock.gettimeout()
+        family, type, proto = sock.family, sock.type, sock.proto
+        super().__init__(family, type, proto, sock.detach())
+        self._timeout = timeout
+
+
+def set_nonblocking(fd: Any) -> None:
+    """Make ``fd`` (a socket, a file object or an fd number) non-blocking."""
+    setblocking = getattr(fd, "setblocking", None)
+    if setblocking is not None:
+        setblocking(False)
+    else:
+        _os.set_blocking(fd if isinstance(fd, int) else fd.fileno(), False)
 
 
 # ----------------------------------------------------------- module functions

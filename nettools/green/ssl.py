@@ -55,15 +55,40 @@ class SSLSocket(_stdlib.SSLSocket, _gsocket.socket):
             wait = hub.wait_write if writing else hub.wait_read
             wait(fd, _gsocket.time_left(deadline), _gsocket.timed_out)
 
+    #: Set on a connection ``accept`` returned: its handshake is still to run.
+    _handshake_pending = False
+
+    def accept(self) -> tuple[Any, Any]:
+        """Accept a TLS connection.  Its handshake runs at its first read or
+        write -- in the greenthread that serves it -- not here: a client that
+        connects and never handshakes cannot hold up an accept loop."""
+        sock, addr = super(_stdlib.SSLSocket, self).accept()  # the plain green accept
+        conn = self.context.wrap_socket(
+            sock,
+            do_handshake_on_connect=False,
+            suppress_ragged_eofs=self.suppress_ragged_eofs,
+            server_side=True,
+        )
+        conn._handshake_pending = self.do_handshake_on_connect
+        return conn, addr
+
+    def _pending_handshake(self) -> None:
+        if self._handshake_pending:
+            self._handshake_pending = False
+            self.do_handshake()
+
     def read(self, len: int = 1024, buffer: Any = None) -> Any:
         """Read up to ``len`` decrypted bytes (into ``buffer`` if given)."""
+        self._pending_handshake()
         return self._ssl_retry(super().read, len, buffer)
 
     def write(self, data: Any) -> int:
         """Encrypt and send ``data``; returns the number of bytes taken."""
+        self._pending_handshake()
         return self._ssl_retry(super().write, data)
 
     def send(self, data: Any, flags: int = 0) -> int:
+        self._pending_handshake()
         return self._ssl_retry(super().send, data, flags)
 
     def do_handshake(self, block: bool = False) -> None:
@@ -118,6 +143,53 @@ def _create_unverified_context(*args: Any, **kwargs: Any) -> SSLContext:
     ctx = _stdlib._create_unverified_context(*args, **kwargs)
     ctx.__class__ = SSLContext
     return ctx
+
+
+#: What ``http.client`` (and so green urllib) makes its HTTPS contexts with,
+#: as in the standard module: a program may swap it for ``_create_unverified_context``.
+_create_default_https_context = create_default_context
+
+
+def wrap_socket(
+    sock: Any,
+    keyfile: str | None = None,
+    certfile: str | None = None,
+    server_side: bool = False,
+    cert_reqs: int = _stdlib.CERT_NONE,
+    ssl_version: int | None = None,
+    ca_certs: str | None = None,
+    do_handshake_on_connect: bool = True,
+    suppress_ragged_eofs: bool = True,
+    ciphers: str | None = None,
+) -> SSLSocket:
+    """The standard library's legacy ``ssl.wrap_socket`` (gone in Python 3.12), green.
+
+    Its arguments and defaults are the old function's, which eventlet programs
+    call (``eventlet.wrap_ssl`` is this): the certificate is not verified unless
+    ``cert_reqs`` asks for it, and host names are never checked.  New code
+    should build an ``SSLContext`` (``create_default_context()``) instead.
+    """
+    if server_side and not certfile:
+        raise ValueError("certfile must be specified for server-side operations")
+    if keyfile and not certfile:
+        raise ValueError("certfile must be specified")
+    if ssl_version is None:
+        ssl_version = _stdlib.PROTOCOL_TLS_SERVER if server_side else _stdlib.PROTOCOL_TLS_CLIENT
+    context = SSLContext(ssl_version)
+    context.check_hostname = False
+    context.verify_mode = cert_reqs
+    if ca_certs:
+        context.load_verify_locations(ca_certs)
+    if certfile:
+        context.load_cert_chain(certfile, keyfile)
+    if ciphers:
+        context.set_ciphers(ciphers)
+    return context.wrap_socket(
+        sock,
+        server_side=server_side,
+        do_handshake_on_connect=do_handshake_on_connect,
+        suppress_ragged_eofs=suppress_ragged_eofs,
+    )
 
 
 def _patch() -> None:

@@ -27,7 +27,7 @@ from . import select as _gselect
 from . import selectors as _gselectors
 from . import threading as _gthreading
 from . import time as _gtime
-from ._importer import fresh_import
+from ._importer import adopt, fresh_import
 from ._io import open_pipe
 from ._waits import ChildWaiter, in_hub
 
@@ -91,9 +91,7 @@ class Popen(_copy.Popen):
 
 _copy.Popen = Popen
 
-_SKIP = {"__name__", "__spec__", "__loader__", "__file__", "__cached__", "__builtins__", "Popen"}
-globals().update({k: v for k, v in vars(_copy).items() if k not in _SKIP})
-__all__ = list(_copy.__all__)
+__all__ = adopt(globals(), _copy, skip=("Popen",))
 __patched__ = [
     "Popen",
     "run",

@@ -8,6 +8,8 @@ the copy:
 
 * ``main_thread()`` is the real module's main thread object (identity kept);
 * exception classes are the real module's (``except threading.BrokenBarrierError``);
+* ``currentThread``/``activeCount`` are ``current_thread``/``active_count``,
+  without the deprecation warning (also on the real module once patched);
 * ``current_thread()`` in a greenlet no ``Thread`` started gets a dummy thread
   that is dropped when the greenlet goes away (the stdlib's dummies live forever
   before 3.13, and there would be one per greenthread).
@@ -32,7 +34,7 @@ from typing import Any
 from greenlet import getcurrent
 
 from . import _thread as _gthread
-from ._importer import fresh_import
+from ._importer import adopt, fresh_import
 
 _copy = fresh_import("threading", {"_thread": _gthread})
 
@@ -61,6 +63,11 @@ __patched__ = [
     )
     if name in vars(_copy)
 ]
+#: Deprecated camelCase names that programs of eventlet's era call in loops:
+#: here (and on the real module once patched) the same functions, without a
+#: DeprecationWarning on every call site.
+_QUIET_ALIASES = {"currentThread": "current_thread", "activeCount": "active_count"}
+__patched__ += [name for name in _QUIET_ALIASES if name in vars(_copy)]
 
 
 def _adopt_real_main_thread(mod: ModuleType) -> None:
@@ -110,14 +117,15 @@ def _needs_dummy_cleanup(mod: ModuleType) -> bool:
     return not hasattr(mod, "_DeleteDummyThreadOnDel")
 
 
+for _old, _new in _QUIET_ALIASES.items():
+    if _old in vars(_copy):
+        setattr(_copy, _old, getattr(_copy, _new))
 _adopt_real_main_thread(_copy)
 _share_exceptions(_copy)
 if _needs_dummy_cleanup(_copy):
     _copy._DummyThread = _cleaned_dummy_class(_copy)
 
-_SKIP = {"__name__", "__spec__", "__loader__", "__file__", "__cached__", "__builtins__"}
-globals().update({k: v for k, v in vars(_copy).items() if k not in _SKIP})
-__all__ = list(_copy.__all__)
+__all__ = adopt(globals(), _copy)
 
 
 # ----------------------------------------------------------------- patching
@@ -129,7 +137,10 @@ def _patch() -> None:
     """Make the real ``threading`` module green (called by ``monkey_patch``)."""
     real = sys.modules["threading"]
     for name in __patched__:
-        setattr(real, name, vars(_copy)[name])
+        if name in _QUIET_ALIASES:
+            setattr(real, name, getattr(real, _QUIET_ALIASES[name]))
+        else:
+            setattr(real, name, vars(_copy)[name])
     if _needs_dummy_cleanup(real):
         real._DummyThread = _cleaned_dummy_class(real)
     _green_logging_locks()

@@ -44,6 +44,7 @@ from .poller import POLL_IN, POLL_OUT, LevelProbe, new_poller
 __all__ = [
     "FdWaits",
     "FdState",
+    "Listener",
     "IOClosed",
     "ConcurrentWaitError",
     "READ",
@@ -88,6 +89,22 @@ class FdState:
         self.hup = False
 
 
+class Listener:
+    """One waiter on an fd, as ``Hub.get_readers()``/``get_writers()`` list it."""
+
+    __slots__ = ("fileno", "evtype", "greenlet")
+
+    def __init__(self, fileno: int, evtype: str, waiter: Any) -> None:
+        self.fileno = fileno
+        #: "read" or "write" (eventlet's ``READ``/``WRITE``).
+        self.evtype = evtype
+        #: The greenlet parked on the fd (or the ``watch`` token standing for it).
+        self.greenlet = waiter
+
+    def __repr__(self) -> str:
+        return f"<Listener {self.evtype} fd={self.fileno} {self.greenlet!r}>"
+
+
 def fileno_of(fd: Any) -> int:
     """``fd`` itself if it is an int, else ``fd.fileno()``."""
     return fd if isinstance(fd, int) else fd.fileno()
@@ -107,12 +124,12 @@ class FdWaits:
     switch: Callable[[], Any]
     schedule: Callable[..., Any]
 
-    def __init__(self) -> None:
+    def __init__(self, poller_kind: str | None = None) -> None:
         #: fd -> its record, for every fd registered with the poller.
         self.fds: dict[int, FdState] = {}
         #: Greenthreads currently parked on an fd (for deadlock detection).
         self.io_waiters = 0
-        self.poller = new_poller(self.fds)
+        self.poller = new_poller(self.fds, poller_kind)
         self._probe = LevelProbe()
 
     def _state(self, fd: int) -> FdState:
@@ -232,6 +249,16 @@ class FdWaits:
         """Level-triggered readiness of ``fd`` right now (a zero-timeout poll for
         ``events``, e.g. ``POLL_IN``); 0 if not ready."""
         return self._probe(fd, events)
+
+    def get_readers(self) -> list[Listener]:
+        """The greenthreads waiting to read, one ``Listener`` per fd."""
+        fds = self.fds.items()
+        return [Listener(fd, "read", st.reader) for fd, st in fds if st.reader is not None]
+
+    def get_writers(self) -> list[Listener]:
+        """The greenthreads waiting to write, one ``Listener`` per fd."""
+        fds = self.fds.items()
+        return [Listener(fd, "write", st.writer) for fd, st in fds if st.writer is not None]
 
     def notify_close(self, fd: int) -> None:
         """Tell the hub ``fd`` is about to be closed: its waiters get ``IOClosed``.

@@ -23,12 +23,14 @@ only when no greenthread is ready to run.
 
 The loop has three sources of work, checked in this order each turn:
 
+* the *timer heap* of ``(deadline, seq, Timer)``: the timers due now.
+  Cancelling only marks a timer; the heap is compacted when cancelled entries
+  dominate (most timeouts are cancelled before they fire).  Timers go first so
+  that a greenthread that sets a timer due now and then yields (``sleep(0)``)
+  finds it fired when it resumes.
 * the *ready queue*: plain callables to run now (``spawn``, ``sleep(0)``,
-  Event and Queue notifications). Only the batch present at the start of a turn
+  Event and Queue notifications). Only the batch present once the timers ran
   runs, so a greenthread that keeps yielding cannot starve I/O or timers.
-* the *timer heap* of ``(deadline, seq, Timer)``. Cancelling only marks a timer;
-  the heap is compacted when cancelled entries dominate (most timeouts are
-  cancelled before they fire).
 * the *poller* (``poller.py``): epoll, each fd registered once, edge-triggered
   for read and write, until ``notify_close`` (poll(2) where epoll is missing).
   A wait only fills a slot in a small per-fd record (``fdwait.py``, where the
@@ -100,6 +102,7 @@ __all__ = [
     "Hub",
     "Timer",
     "get_hub",
+    "set_hub_factory",
     "current_hub",
     "root_greenlet",
     "trampoline",
@@ -179,8 +182,10 @@ class Hub(FdWaits):
     #: While greenthreads keep the ready queue busy, poll I/O after this many callbacks.
     busy_poll_every = 64
 
-    def __init__(self) -> None:
-        super().__init__()  # fds, io_waiters, poller
+    def __init__(self, poller: str | None = None) -> None:
+        """``poller``: "epoll" or "poll" (default: epoll where there is one, unless
+        ``NETTOOLS_HUB``/``EVENTLET_HUB`` say ``poll``)."""
+        super().__init__(poller)  # fds, io_waiters, poller
         self.greenlet = greenlet(self.run, parent=root_greenlet())
         self.ready: deque[Callable[[], Any]] = deque()
         self.timers: list[tuple[float, int, Timer]] = []
@@ -200,6 +205,14 @@ class Hub(FdWaits):
         #: Worker greenlets alive, idle ones included (counted where one is made
         #: and where one ends, never per call).
         self.workers = 0
+        #: True while the loop runs (see ``abort``).
+        self.running = False
+        #: Greenthreads that yielded (``sleep(0)``): they go to the ready queue
+        #: after the next poll, so whoever waits on I/O that is ready now runs
+        #: before they resume, as with eventlet's and gevent's ``sleep(0)``.
+        self.yielded: list[Callable[[], Any]] = []
+        #: Those of them waiting for the poll under way.
+        self.polling_yielded: list[Callable[[], Any]] = []
 
     # ----------------------------------------------------------------- switching
 
@@ -240,17 +253,23 @@ class Hub(FdWaits):
                 timer.cancel()
 
     def yield_ready(self) -> None:
-        """Let every other ready greenthread run once, then continue (``sleep(0)``)."""
+        """Let every other ready greenthread run once, then continue (``sleep(0)``).
+
+        From a hub callback it does nothing, as in eventlet: the hub cannot
+        yield to itself, and the callback's return lets the others run anyway.
+        """
         cur = getcurrent()
         if cur is self.greenlet:
-            raise RuntimeError("cannot yield from inside the hub")
+            return
         sw = cur.switch
-        self.ready.append(sw)
+        self.yielded.append(sw)
         self.switches += 1
         try:
             self.greenlet.switch()
         except BaseException:
             # Thrown out before our turn came: drop the now-stale wake-up.
+            discard(self.yielded, sw)
+            discard(self.polling_yielded, sw)
             discard(self.ready, sw)
             raise
 
@@ -272,6 +291,7 @@ class Hub(FdWaits):
     # eventlet's names
     schedule_call_global = schedule
     schedule_call_local = schedule_local
+    mark_as_reopened = FdWaits.notify_opened
 
     def _timer_cancelled(self) -> None:
         self._ncancelled += 1
@@ -284,6 +304,38 @@ class Hub(FdWaits):
     def live_timers(self) -> int:
         """Number of timers that have neither fired nor been cancelled."""
         return len(self.timers) - self._ncancelled
+
+    def get_timers_count(self) -> int:
+        """Number of timers in the heap, cancelled ones not yet dropped included."""
+        return len(self.timers)
+
+    @property
+    def timers_canceled(self) -> int:
+        """Cancelled timers still in the heap (dropped when they dominate it)."""
+        return self._ncancelled
+
+    @staticmethod
+    def clock() -> float:
+        """The hub's clock (``time.monotonic``): timer deadlines are in its seconds."""
+        return time.monotonic()
+
+    def abort(self, wait: bool = False) -> None:
+        """Pause the loop: at the top of its next turn it hands control to the
+        main greenlet instead of going on, and ``running`` becomes False.  It
+        picks up where it was at the next wait.  ``wait=True`` switches to the
+        hub so that the pause has happened when ``abort`` returns."""
+        if self.running and self._pause not in self.turn_hooks:
+            self.turn_hooks.append(self._pause)
+        if wait and getcurrent() is not self.greenlet and self.running:
+            self.switch()
+
+    def _pause(self) -> None:
+        self.turn_hooks.remove(self._pause)
+        self.running = False
+        try:
+            self.greenlet.parent.switch()
+        finally:
+            self.running = True
 
     # --------------------------------------------------------------- callbacks
 
@@ -346,6 +398,7 @@ class Hub(FdWaits):
         hooks = self.turn_hooks
         busy_poll_every = self.busy_poll_every
         ran = 0  # callbacks run since the last poll
+        self.running = True
         while True:
             if hooks:
                 for hook in hooks:
@@ -354,20 +407,8 @@ class Hub(FdWaits):
                     except BaseException:
                         self.report_error("error in hub turn hook %r", hook)
 
-            # 1. The ready batch.
-            n = len(ready)
-            ran += n
-            while n and ready:
-                n -= 1
-                cb = popleft()
-                try:
-                    cb()
-                except SYSTEM_EXCEPTIONS:
-                    self._raise_in_main(sys.exc_info()[1])
-                except BaseException:
-                    self.report_error("error in hub callback %r", cb)
-
-            # 2. Due timers.
+            # 1. Due timers: a timer due now runs before a greenthread that yielded
+            # after setting it (``sleep(0)`` lets it fire).
             timers = self.timers
             if timers:
                 now = clock()
@@ -387,10 +428,26 @@ class Hub(FdWaits):
                         self.report_error("error in timer %r", t)
                     timers = self.timers  # compaction may have replaced the list
 
+            # 2. The ready batch (what the timers just readied included).
+            n = len(ready)
+            ran += n
+            while n and ready:
+                n -= 1
+                cb = popleft()
+                try:
+                    cb()
+                except SYSTEM_EXCEPTIONS:
+                    self._raise_in_main(sys.exc_info()[1])
+                except BaseException:
+                    self.report_error("error in hub callback %r", cb)
+
             # 3. I/O.
+            yielded = self.yielded
             if ready:
-                if ran < busy_poll_every:
+                if ran < busy_poll_every and not yielded:
                     continue
+                timeout = 0.0
+            elif yielded:
                 timeout = 0.0
             elif len(timers) > self._ncancelled:  # a live timer (cancelled ones wake no one)
                 timeout = timers[0][0] - clock()
@@ -407,6 +464,8 @@ class Hub(FdWaits):
                 )
                 continue
             ran = 0
+            if yielded:
+                self.polling_yielded, self.yielded = yielded, []
             try:
                 events = poll(timeout)
             except InterruptedError:  # pragma: no cover - PEP 475 retries for us
@@ -415,8 +474,8 @@ class Hub(FdWaits):
                 # Only a Python signal handler can raise here (KeyboardInterrupt,
                 # or whatever the program's own handler raises): it belongs to
                 # the main greenlet, as it would without nettools.
+                events = ()
                 self._raise_in_main(sys.exc_info()[1])
-                continue
             for fd, ev in events:
                 st = fds.get(fd)
                 if st is None:
@@ -451,6 +510,9 @@ class Hub(FdWaits):
                             self.report_error("error in greenthread %r woken for writing", g)
                     else:
                         st.wready = True
+            if self.polling_yielded:
+                ready.extend(self.polling_yielded)
+                self.polling_yielded = []
 
     def report_error(self, msg: str, *args: Any) -> None:
         """Log the exception being handled, from a greenthread of its own.
@@ -529,14 +591,33 @@ def _expire_parked(waiters: deque, g: greenlet, expired: Any) -> None:
 
 _tls = _thread_local()
 
+#: What ``get_hub`` makes a thread's hub with; None until the first hub, when
+#: ``hubchoice`` reads NETTOOLS_HUB / EVENTLET_HUB.  ``hubchoice.use_hub`` sets it.
+_make_hub: Callable[[], Any] | None = None
+
+
+def set_hub_factory(factory: Callable[[], Any]) -> None:
+    """Make threads' hubs with ``factory`` from now on, the calling thread's
+    next one included (its current hub is dropped).  See ``hubchoice.use_hub``."""
+    global _make_hub
+    _make_hub = factory
+    if getattr(_tls, "hub", None) is not None:
+        del _tls.hub
+
 
 def get_hub() -> Hub:
     """Return this OS thread's hub, creating it on first use."""
     try:
         return _tls.hub
     except AttributeError:
-        hub = _tls.hub = Hub()
-        return hub
+        pass
+    global _make_hub
+    if _make_hub is None:
+        from .hubchoice import hub_from_environment  # it builds on Hub: imported late
+
+        _make_hub = hub_from_environment()
+    hub = _tls.hub = _make_hub()
+    return hub
 
 
 def current_hub() -> Hub | None:

@@ -36,7 +36,9 @@ __all__ = ["EpollPoller", "PollPoller", "LevelProbe", "new_poller", "POLL_IN", "
 _epoll = getattr(select, "epoll", None)
 _poll = select.poll
 # Read once, at import: hubs made later all use the same kind.
-_USE_EPOLL = _epoll is not None and os.environ.get("NETTOOLS_HUB") != "poll"
+_USE_EPOLL = _epoll is not None and (
+    os.environ.get("NETTOOLS_HUB") or os.environ.get("EVENTLET_HUB")
+) not in ("poll", "selects")
 
 #: poll(2) masks for "may read" and "may write".  Hang-ups and errors count as
 #: ready: the real call then reports them.  (Also the masks for ``Hub.probe``.)
@@ -232,9 +234,12 @@ class PollPoller:
         os.close(self._wake_w)
 
 
-def new_poller(fds: Mapping[int, Any]) -> EpollPoller | PollPoller:
+def new_poller(fds: Mapping[int, Any], kind: str | None = None) -> EpollPoller | PollPoller:
     """The poller for a new hub whose fd records are ``fds``: epoll where the
-    system has it, unless ``NETTOOLS_HUB=poll`` asks for the portable poll(2) one."""
-    if _USE_EPOLL:
+    system has it, unless ``NETTOOLS_HUB=poll`` (or ``kind="poll"``) asks for
+    the portable poll(2) one."""
+    if kind == "poll" or _epoll is None:
+        return PollPoller(fds)
+    if kind == "epoll" or _USE_EPOLL:
         return EpollPoller()
     return PollPoller(fds)

@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .greenthread import GreenThread, current_greenthread, spawn, spawn_n
+from .queue import LightQueue
 from .sync import Event, Semaphore
 
-__all__ = ["GreenPool", "GreenPile"]
+__all__ = ["GreenPool", "GreenPile", "GreenMap"]
 
 
 class GreenPool:
@@ -88,32 +89,57 @@ class GreenPool:
             )
         self.no_coros_running.wait()
 
-    def imap(self, function: Callable, *iterables: Iterable) -> Iterator:
+    def imap(self, function: Callable | None, *iterables: Iterable) -> GreenMap:
         """Like ``map``, results in order, run concurrently in the pool.
 
         Only up to ``size`` items are in flight or waiting to be consumed, so an
-        endless input is never read ahead of the consumer.
+        endless input is never read ahead of the consumer.  A call that raised
+        raises from ``next()``, and the iteration can go on past it.  With
+        ``function=None`` the results are the argument tuples.
         """
-        return self._imap(function, zip(*iterables, strict=False))
+        return GreenMap(self, function, zip(*iterables, strict=False))
 
-    def starmap(self, function: Callable, iterable: Iterable) -> Iterator:
+    def starmap(self, function: Callable | None, iterable: Iterable) -> GreenMap:
         """Like ``itertools.starmap``, run concurrently in the pool."""
-        return self._imap(function, iter(iterable))
+        return GreenMap(self, function, iter(iterable))
 
-    def _imap(self, function: Callable, args_iter: Iterator) -> Iterator:
-        pending: deque[GreenThread] = deque()
-        exhausted = False
-        while True:
-            while not exhausted and len(pending) < max(self.size, 1):
-                try:
-                    args = next(args_iter)
-                except StopIteration:
-                    exhausted = True
-                    break
-                pending.append(self.spawn(function, *args))
-            if not pending:
-                return
-            yield pending.popleft().wait()
+
+def _arguments(*args: Any) -> tuple:
+    return args
+
+
+class GreenMap:
+    """The iterator ``GreenPool.imap`` returns: results in input order."""
+
+    def __init__(self, pool: GreenPool, function: Callable | None, args_iter: Iterator) -> None:
+        self.pool = pool
+        self.function = _arguments if function is None else function
+        self.args_iter = args_iter
+        self.pending: deque[GreenThread] = deque()
+        self.exhausted = False
+
+    def __iter__(self) -> GreenMap:
+        return self
+
+    def __next__(self) -> Any:
+        pending = self.pending
+        while not self.exhausted and len(pending) < max(self.pool.size, 1):
+            try:
+                args = next(self.args_iter)
+            except StopIteration:
+                self.exhausted = True
+                break
+            pending.append(self.pool.spawn(self.function, *args))
+        if not pending:
+            raise StopIteration
+        return pending.popleft().wait()
+
+    next = __next__
+
+    def close(self) -> None:
+        """Stop: read no more input; calls already running finish, unread."""
+        self.exhausted = True
+        self.pending.clear()
 
 
 def _run_inline(function: Callable, args: tuple, kwargs: dict) -> GreenThread:
@@ -123,11 +149,15 @@ def _run_inline(function: Callable, args: tuple, kwargs: dict) -> GreenThread:
 
 
 class GreenPile:
-    """Spawn work into a pool, then iterate over the results in spawn order."""
+    """Spawn work into a pool, then iterate over the results in spawn order.
+
+    Iteration waits for work still being spawned (a ``spawn`` waiting for a
+    pool slot) and stops once every spawned call's result has been taken.
+    """
 
     def __init__(self, size_or_pool: int | GreenPool = 1000) -> None:
         self.pool = size_or_pool if isinstance(size_or_pool, GreenPool) else GreenPool(size_or_pool)
-        self.waiters: deque[GreenThread] = deque()
+        self.waiters: LightQueue = LightQueue()
         self.used = False
         self.counter = 0
 
@@ -136,7 +166,7 @@ class GreenPile:
         self.used = True
         self.counter += 1
         try:
-            self.waiters.append(self.pool.spawn(func, *args, **kw))
+            self.waiters.put(self.pool.spawn(func, *args, **kw))
         except BaseException:
             self.counter -= 1
             raise
@@ -146,11 +176,10 @@ class GreenPile:
 
     def next(self) -> Any:
         """The next result in spawn order (raises its exception if it failed)."""
-        if not self.waiters:
+        if not self.counter:
             raise StopIteration
-        gt = self.waiters.popleft()
         try:
-            return gt.wait()
+            return self.waiters.get().wait()
         finally:
             self.counter -= 1
 

@@ -24,15 +24,32 @@ from .sync import Event
 __all__ = ["Queue", "LightQueue", "PriorityQueue", "LifoQueue", "Empty", "Full"]
 
 _TIMED_OUT = object()
+#: What a non-blocking waiter is woken with when nothing can be handed to it.
+_REFUSED = object()
 
 
 class _Putter:
     """A greenthread blocked in ``put``, holding the item it wants to add."""
 
-    __slots__ = ("item", "greenlet")
+    __slots__ = ("item", "greenlet", "block")
 
-    def __init__(self, item: Any, g: Any) -> None:
+    def __init__(self, item: Any, g: Any, block: bool = True) -> None:
         self.item = item
+        self.greenlet = g
+        self.block = block
+
+    def switch(self, value: Any = None) -> Any:
+        return self.greenlet.switch(value)
+
+
+class _NowaitGetter:
+    """A greenthread in ``get(block=False)`` waiting one hub turn for a putter
+    that is already waiting (a channel's item comes only by handover)."""
+
+    __slots__ = ("greenlet",)
+    block = False
+
+    def __init__(self, g: Any) -> None:
         self.greenlet = g
 
     def switch(self, value: Any = None) -> Any:
@@ -47,6 +64,7 @@ class LightQueue:
         self.getters: deque = deque()
         self.putters: deque = deque()
         self._notify_scheduled = False
+        self._nowait_parked = 0  # non-blocking waiters parked for one handover
         self._init(self.maxsize)
 
     # Storage hooks, overridden by PriorityQueue and LifoQueue.
@@ -89,29 +107,43 @@ class LightQueue:
 
     def _room(self) -> bool:
         m = self.maxsize
-        if m is None:
-            return True
-        if m == 0:  # channel: room only for a getter that is already waiting
-            return len(self.getters) > len(self.queue)
-        return len(self.queue) < m
+        return m is None or len(self.queue) < m  # a channel (0) stores nothing
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        """Add ``item``, waiting while the queue is full; ``Full`` after ``timeout``."""
+        """Add ``item``, waiting while the queue is full; ``Full`` after ``timeout``.
+
+        On a channel (``maxsize=0``) ``put`` waits until a ``get`` has taken the
+        item; a non-blocking one succeeds only if a getter is waiting already.
+        """
         if not self.putters and self._room():
             self._put(item)
             if self.getters:
                 self._schedule_notify()
             self._put_bookkeeping()
             return
-        if not block or (timeout is not None and timeout <= 0):
+        nowait = not block or (timeout is not None and timeout <= 0)
+        hub = get_hub()
+        cur = getcurrent()
+        if cur is hub.greenlet:
+            # A hub callback cannot wait: hand the item to a waiting getter now.
+            if self.getters and not self.putters:
+                self._put_bookkeeping()
+                self.getters.popleft().switch(item)
+                return
+            raise Full
+        if nowait and not self.getters:
             raise Full
         if self.getters:
             self._schedule_notify()
-        hub = get_hub()
-        token = _Putter(item, getcurrent())
-        if hub.park(self.putters, timeout, _TIMED_OUT, token) is _TIMED_OUT:
+        token = _Putter(item, cur, not nowait)
+        self._nowait_parked += nowait
+        try:
+            got = hub.park(self.putters, None if nowait else timeout, _TIMED_OUT, token)
+        finally:
+            self._nowait_parked -= nowait
+        if got is _TIMED_OUT or got is _REFUSED:
             raise Full
-        # The notifier stored our item before waking us.
+        # The notifier stored (or handed over) our item before waking us.
 
     def put_nowait(self, item: Any) -> None:
         self.put(item, False)
@@ -124,11 +156,30 @@ class LightQueue:
             if self.putters:
                 self._schedule_notify()
             return item
+        hub = get_hub()
+        cur = getcurrent()
         if nowait:
-            raise Empty
+            if not self.putters:
+                raise Empty
+            if cur is hub.greenlet:
+                # A hub callback cannot wait: take a waiting putter's item now.
+                p = self.putters.popleft()
+                self._put_bookkeeping()
+                p.switch()
+                return p.item
+            # A putter waits: the handover takes one hub turn.
+            self._schedule_notify()
+            self._nowait_parked += 1
+            try:
+                item = hub.park(self.getters, None, _TIMED_OUT, _NowaitGetter(cur))
+            finally:
+                self._nowait_parked -= 1
+            if item is _REFUSED:
+                raise Empty
+            return item
         if self.putters:
             self._schedule_notify()
-        item = get_hub().park(self.getters, timeout, _TIMED_OUT)
+        item = hub.park(self.getters, timeout, _TIMED_OUT)
         if item is _TIMED_OUT:
             raise Empty
         return item
@@ -142,20 +193,30 @@ class LightQueue:
             get_hub().run_callback(self._notify)
 
     def _notify(self) -> None:
-        """Runs on the hub: move items from putters to the queue, and to getters."""
+        """Runs on the hub: hand queued items to getters, putters' items to
+        getters (the getter runs first, then the putter), and let putters in
+        while there is room.  Non-blocking waiters left unserved are refused."""
         self._notify_scheduled = False
         getters = self.getters
         putters = self.putters
         while True:
-            if putters and self._room():
+            if getters and self.queue:
+                getters.popleft().switch(self._get())
+            elif getters and putters:
+                p = putters.popleft()
+                self._put_bookkeeping()
+                getters.popleft().switch(p.item)
+                p.switch()
+            elif putters and self._room():
                 p = putters.popleft()
                 self._put(p.item)
                 self._put_bookkeeping()
                 p.switch()
-            elif getters and self.queue:
-                getters.popleft().switch(self._get())
             else:
-                return
+                break
+        if self._nowait_parked:
+            _refuse_nonblocking(putters)
+            _refuse_nonblocking(getters)
 
     def _put_bookkeeping(self) -> None:
         pass
@@ -165,6 +226,12 @@ class LightQueue:
             f"<{type(self).__name__} maxsize={self.maxsize} qsize={len(self.queue)} "
             f"getting={len(self.getters)} putting={len(self.putters)}>"
         )
+
+
+def _refuse_nonblocking(waiters: deque) -> None:
+    for w in [w for w in waiters if not getattr(w, "block", True)]:
+        waiters.remove(w)
+        w.switch(_REFUSED)
 
 
 class Queue(LightQueue):

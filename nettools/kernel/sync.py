@@ -13,7 +13,7 @@ from typing import Any
 
 from .hub import get_hub
 
-__all__ = ["Event", "Semaphore", "BoundedSemaphore", "Lock"]
+__all__ = ["Event", "Semaphore", "BoundedSemaphore", "CappedSemaphore", "Lock"]
 
 _NOT_SET = object()
 _TIMED_OUT = object()
@@ -116,7 +116,12 @@ class Semaphore:
         return False
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        """Take one unit; returns False if not ``blocking`` or ``timeout`` ran out."""
+        """Take one unit; returns False if not ``blocking`` or ``timeout`` ran out.
+
+        A ``timeout`` with ``blocking=False`` is a ``ValueError``, as in ``threading``.
+        """
+        if not blocking and timeout is not None:
+            raise ValueError("can't specify timeout for non-blocking acquire")
         if self.counter > 0 and not self._waiters:
             self.counter -= 1
             return True
@@ -179,6 +184,73 @@ class BoundedSemaphore(Semaphore):
         if self.counter >= self.original_counter:
             raise ValueError("Semaphore released too many times")
         return super().release(blocking)
+
+
+class CappedSemaphore:
+    """A semaphore whose ``release`` waits, rather than raise, while the counter is
+    at ``limit``: ``acquire`` waits at zero, ``release`` waits at the cap.
+
+    Two plain semaphores hold it: ``lower_bound`` counts the units that may be
+    acquired, ``upper_bound`` the room left under the cap.  Each side offers its
+    unit to the other side before it waits for its own, so with ``limit=0`` an
+    ``acquire`` and a ``release`` hand a unit straight over.
+    """
+
+    def __init__(self, count: int, limit: int) -> None:
+        if count < 0:
+            raise ValueError(f"CappedSemaphore count must be >= 0, got {count}")
+        if limit is None or count > limit:
+            raise ValueError("'count' cannot be more than 'limit'")
+        self.lower_bound = Semaphore(count)
+        self.upper_bound = Semaphore(limit - count)
+
+    def locked(self) -> bool:
+        """True when ``acquire`` would wait."""
+        return self.lower_bound.locked()
+
+    def bounded(self) -> bool:
+        """True when ``release`` would wait."""
+        return self.upper_bound.locked()
+
+    def acquire(self, blocking: bool = True) -> bool:
+        """Take one unit, waiting while there is none; False if not ``blocking``
+        and there is none."""
+        return _offer_then_take(self.upper_bound, self.lower_bound, blocking)
+
+    def release(self, blocking: bool = True) -> bool:
+        """Give one unit back, waiting while the counter is at its cap; False if
+        not ``blocking`` and it is."""
+        return _offer_then_take(self.lower_bound, self.upper_bound, blocking)
+
+    @property
+    def balance(self) -> int:
+        """Acquires possible before one waits (negative: releases needed to get
+        back to zero), counting the greenthreads waiting on either side."""
+        return self.lower_bound.balance - self.upper_bound.balance
+
+    def __enter__(self) -> CappedSemaphore:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return (
+            f"<CappedSemaphore balance={self.balance} lower={self.lower_bound} "
+            f"upper={self.upper_bound}>"
+        )
+
+
+def _offer_then_take(give: Semaphore, take: Semaphore, blocking: bool) -> bool:
+    if not blocking and take.locked():
+        return False
+    give.release()
+    try:
+        return take.acquire()
+    except BaseException:
+        give.adjust(-1)  # withdraw the offer (it may go below zero for a moment)
+        raise
 
 
 class Lock(Semaphore):

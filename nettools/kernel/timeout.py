@@ -24,6 +24,7 @@ blocks or context managers, never only in ``except Exception``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +33,7 @@ from greenlet import getcurrent
 from .fdwait import FdWaits
 from .hub import Timer, get_hub
 
-__all__ = ["Timeout", "with_timeout", "is_timeout"]
+__all__ = ["Timeout", "with_timeout", "is_timeout", "wrap_is_timeout"]
 
 _NONE = object()
 
@@ -59,8 +60,8 @@ class Timeout(BaseException):
             self.timer = None
         if self.seconds is None:
             return self
-        if self.exception is None or self.exception is False:
-            exc = self
+        if self.exception is None or isinstance(self.exception, bool):
+            exc = self  # True and False both raise this Timeout; False is then silenced
         elif isinstance(self.exception, type):
             exc = self.exception()
         else:
@@ -97,12 +98,12 @@ class Timeout(BaseException):
         if self.seconds is None:
             return ""
         unit = "second" if self.seconds == 1 else "seconds"
-        if self.exception is None or self.exception is False:
+        if self.exception is None or isinstance(self.exception, bool):
             return f"{self.seconds} {unit}"
         return f"{self.seconds} {unit} ({self.exception})"
 
-    def is_timeout(self) -> bool:
-        return True
+    #: Marks timeout errors (see ``is_timeout``); a read-only True, as in eventlet.
+    is_timeout = property(lambda self: True)
 
 
 # The hub sits below this module and cannot import it: tell its fd waits what
@@ -133,6 +134,30 @@ def with_timeout(seconds: float | None, function: Callable, *args: Any, **kwds: 
 
 
 def is_timeout(obj: Any) -> bool:
-    """True for ``Timeout`` and any exception that declares ``is_timeout``."""
-    attr = getattr(obj, "is_timeout", None)
-    return bool(attr()) if callable(attr) else bool(attr)
+    """True for ``Timeout``, the built-in ``TimeoutError`` (``socket.timeout``)
+    and any exception whose ``is_timeout`` attribute is true (see
+    ``wrap_is_timeout``)."""
+    attr = getattr(obj, "is_timeout", False)
+    if callable(attr):
+        attr = attr()
+    return bool(attr) or isinstance(obj, TimeoutError)
+
+
+def wrap_is_timeout(base: Any) -> Any:
+    """Mark what ``base`` makes as a timeout error, for ``is_timeout``.
+
+    A class gets a read-only ``is_timeout`` property that is True, and is
+    returned; any other callable is wrapped so that the object each call returns
+    gets ``is_timeout = True``.
+    """
+    if isinstance(base, type):
+        base.is_timeout = property(lambda self: True)
+        return base
+
+    @functools.wraps(base)
+    def marked(*args: Any, **kwargs: Any) -> Any:
+        made = base(*args, **kwargs)
+        made.is_timeout = True
+        return made
+
+    return marked

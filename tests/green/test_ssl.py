@@ -320,7 +320,8 @@ def test_wrap_ssl_with_cert_and_key_files(listener, pem_files):
 
 
 def test_wrap_ssl_on_a_listening_socket_hands_out_tls_connections(pem_files, client_ctx):
-    # The eventlet idiom: wrap the listener; accept() returns handshaken TLS sockets.
+    # The eventlet idiom: wrap the listener; accept() returns TLS sockets whose
+    # handshake runs at their first read or write.
     _cafile, certfile, keyfile = pem_files
     listener = nettools.wrap_ssl(
         nettools.listen((LOCAL, 0)), certfile=certfile, keyfile=keyfile, server_side=True
@@ -329,8 +330,9 @@ def test_wrap_ssl_on_a_listening_socket_hands_out_tls_connections(pem_files, cli
     def server():
         conn, _ = listener.accept()
         with conn:
-            assert isinstance(conn, gssl.SSLSocket) and conn.version() is not None
+            assert isinstance(conn, gssl.SSLSocket) and conn.version() is None
             conn.sendall(conn.recv(100)[::-1])
+            assert conn.version() is not None
 
     gt = spawn(server)
     try:
@@ -345,6 +347,42 @@ def test_wrap_ssl_on_a_listening_socket_hands_out_tls_connections(pem_files, cli
         gt.wait()
     finally:
         gt.kill()
+        listener.close()
+
+
+def test_a_client_that_never_handshakes_does_not_hold_up_the_accept_loop(
+    pem_files, client_ctx
+):
+    _cafile, certfile, keyfile = pem_files
+    listener = nettools.wrap_ssl(
+        nettools.listen((LOCAL, 0)), certfile=certfile, keyfile=keyfile, server_side=True
+    )
+
+    def serve(conn):
+        with conn:
+            try:
+                conn.sendall(b"hello " + conn.recv(8))
+            except (OSError, Timeout):
+                pass
+
+    def accept_loop():
+        while True:
+            conn, _ = listener.accept()
+            conn.settimeout(10)
+            spawn(serve, conn)
+
+    loop = spawn(accept_loop)
+    try:
+        silent = gsocket.create_connection(listener.getsockname())  # connects, says nothing
+        good = client_ctx.wrap_socket(
+            gsocket.create_connection(listener.getsockname()), server_hostname="localhost"
+        )
+        with Timeout(10), good:
+            good.sendall(b"good")
+            assert good.recv(16) == b"hello good"
+        silent.close()
+    finally:
+        loop.kill()
         listener.close()
 
 

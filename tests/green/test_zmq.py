@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import time
 
 import pytest
 from helpers.green import settle
@@ -536,15 +537,22 @@ def test_events_read_by_the_user_does_not_strand_a_waiter(ctx):
     t = nettools.spawn(pull.recv)
     settle()
     push.send(b"x")
+    # Wait for the message without letting the hub run (a real sleep): the
+    # waiter cannot be woken first, so the user's read is what drains the edge.
+    for _ in range(10_000):
+        if pull.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            break
+        time.sleep(0.001)
     with nettools.Timeout(10):
-        while not pull.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            nettools.sleep(0)
         assert t.wait() == b"x"
-        t = nettools.spawn(pull.recv)
-        settle()
-        push.send(b"y")
-        while not pull.events & zmq.POLLIN:  # the attribute form reads it too
-            nettools.sleep(0)
+    t = nettools.spawn(pull.recv)
+    settle()
+    push.send(b"y")
+    for _ in range(10_000):
+        if pull.events & zmq.POLLIN:  # the attribute form reads it too
+            break
+        time.sleep(0.001)
+    with nettools.Timeout(10):
         assert t.wait() == b"y"
 
 

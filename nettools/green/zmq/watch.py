@@ -90,6 +90,14 @@ _ZMQError = zmq.ZMQError
 _monotonic = time.monotonic
 
 
+def _timed_out() -> zmq.Again:
+    """The ``Again`` libzmq raises when RCVTIMEO/SNDTIMEO runs out, marked as a
+    timeout (``nettools.is_timeout`` is true for it)."""
+    exc = _Again()
+    exc.is_timeout = True
+    return exc
+
+
 class Waiter:
     """One wait of one greenthread: fires once, by a wake-up, its timer, or a closed fd."""
 
@@ -243,10 +251,10 @@ class Watch:
             if deadline is not None:
                 left = deadline - _monotonic()
                 if left <= 0:
-                    raise _Again()
+                    raise _timed_out()
                 timer = hub.schedule(left, waiter.expire)
             if hub.switch() is EXPIRED:
-                raise _Again()
+                raise _timed_out()
         finally:
             waiter.fired = True
             if timer is not None:

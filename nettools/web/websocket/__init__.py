@@ -35,13 +35,18 @@ answers, or when it has not within ``close_timeout`` -- while one in the middle
 of a message, or whose handler is still working on one, is left to finish it
 and is closed the same way when it next waits.
 
+``RFC6455WebSocket(sock, environ, client=...)`` (eventlet's name) runs a
+websocket over a socket whose handshake the program did itself.  Only RFC 6455
+is spoken: the 2010 drafts hixie-75/76 are not.
+
 Inside: ``handshake`` (``WebSocketWSGI``), ``connection`` (``WebSocket``),
-``inbox`` (frames into messages).
+``standalone`` (``RFC6455WebSocket``), ``inbox`` (frames into messages).
 """
 
 from __future__ import annotations
 
 from .connection import WebSocket, WebSocketClosed
 from .handshake import WebSocketWSGI
+from .standalone import RFC6455WebSocket
 
-__all__ = ["WebSocketWSGI", "WebSocket", "WebSocketClosed"]
+__all__ = ["WebSocketWSGI", "WebSocket", "RFC6455WebSocket", "WebSocketClosed"]

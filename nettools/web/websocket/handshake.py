@@ -144,6 +144,8 @@ class WebSocketWSGI:
         sock, leftover = takeover()
         # Liveness is the keepalive's job now, not a read timeout's.
         sock.settimeout(None)
+        # A 1xx response needs no Date (RFC 9110 6.6.1), and eventlet's 101 has none.
+        del response.headers["Date"]
         proto.send_response(response)
         # The request reached us through the WSGI server, not through the
         # protocol's own HTTP parser, which still waits for one: restart it now

@@ -18,8 +18,8 @@ responses carry ``Connection: close``).
 
 nettools additions to the environ:
 
-* ``nettools.posthooks``: a list; append callables ``hook(environ)`` (or
-  eventlet-style ``(hook, args, kwargs)`` tuples, called as
+* ``nettools.posthooks`` (also ``eventlet.posthooks``): a list; append
+  callables ``hook(environ)`` (or eventlet-style ``(hook, args, kwargs)`` tuples, called as
   ``hook(environ, *args, **kwargs)``).  They run after the response has been
   sent, or the client has gone.
 * ``nettools.takeover()``: returns ``(sock, leftover)`` -- the raw connection
@@ -37,6 +37,10 @@ nettools additions to the environ:
   written for gunicorn and Werkzeug look for it (simple-websocket, and through
   it Flask-SocketIO, python-engineio/python-socketio and Flask-Sock); their
   first read or write takes it over.  See ``handoff``.
+* ``RAW_PATH_INFO``: the path as sent, still %-escaped (as eventlet's).
+
+Bodies: ``str`` pieces are sent encoded as ASCII, as eventlet does (other
+text is the application's error: a 500).
 
 Inside: ``wsgiserver`` (the server and ``server()``), ``options``,
 ``connection`` (a connection's requests), ``response`` (what it sends),
@@ -48,12 +52,18 @@ from __future__ import annotations
 
 from ..http import ClientDisconnected, HTTPError
 from .accesslog import DEFAULT_LOG_FORMAT, AccessLog
+from .connection import WSGIConnection
 from .options import WSGIOptions
 from .response import FileWrapper, plain_response
 from .wsgiserver import WSGIServer, server
 
+#: eventlet's name for the class serving a connection, for subclassing.
+HttpProtocol = WSGIConnection
+
 __all__ = [
     "server",
+    "HttpProtocol",
+    "WSGIConnection",
     "WSGIServer",
     "WSGIOptions",
     "FileWrapper",

@@ -42,8 +42,18 @@ class AccessLog:
         self.x_forwarded_for = x_forwarded_for
         if isinstance(target, logging.Logger):
             self.emit = lambda line: target.info("%s", line)
+            self.emit_error = lambda text: target.error("%s", text)
         else:
             self.emit = lambda line: target.write(line + "\n")
+            self.emit_error = lambda text: target.write(text.rstrip("\n") + "\n")
+
+    def error(self, text: str) -> None:
+        """Write ``text`` (an application's traceback) where the lines go, as
+        eventlet's server writes errors to its ``log``."""
+        try:
+            self.emit_error(text)
+        except Exception:
+            log.exception("access log failed")
 
     def fields(
         self, environ: dict, status: str | None, body_length: int, started: float

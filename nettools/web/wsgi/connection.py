@@ -18,7 +18,7 @@ from ..http import ClientDisconnected, HTTPError, ParseError, Request, error_res
 from .body import EMPTY_INPUT, Input
 from .environ import request_environ
 from .handoff import HANDOFF_KEYS, HandoffError, HandoffSocket
-from .response import ResponseWriter
+from .response import ResponseWriter, encode_text
 
 if TYPE_CHECKING:
     from .wsgiserver import WSGIServer
@@ -32,7 +32,18 @@ _LIMIT_STATUSES = frozenset({413, 414, 431})
 
 
 class WSGIConnection(ResponseWriter):
-    """Serves the requests of one connection to the WSGI application, in order."""
+    """Serves the requests of one connection to the WSGI application, in order.
+
+    Also eventlet's ``wsgi.HttpProtocol``: a server made with
+    ``protocol=SubClass`` serves each connection with ``SubClass``, whose
+    methods (``handle``, ``start_response``, ``send_head`` ...) it may extend,
+    and whose class attributes ``minimum_chunk_size`` and
+    ``capitalize_response_headers``, when not None, override the server's
+    options for its connections.
+    """
+
+    minimum_chunk_size: int | None = None
+    capitalize_response_headers: bool | None = None
 
     def __init__(self, wsgi_server: WSGIServer, sock: Any, addr: Any) -> None:
         net_server = wsgi_server.server
@@ -51,6 +62,11 @@ class WSGIConnection(ResponseWriter):
         self.on_request = options.on_request
         self.timed = self.access_log is not None or self.on_request is not None
         self.debug = options.debug
+        cls = type(self)
+        if cls.minimum_chunk_size is not None:
+            self.min_chunk = cls.minimum_chunk_size
+        if cls.capitalize_response_headers is not None:
+            self.capitalize = cls.capitalize_response_headers
         env = wsgi_server.base_environ.copy()
         if isinstance(addr, tuple) and len(addr) >= 2:
             env["REMOTE_ADDR"] = addr[0]
@@ -98,7 +114,8 @@ class WSGIConnection(ResponseWriter):
         self.taken_over = False
         env = request_environ(self.base_env, req)
         env["wsgi.input"] = EMPTY_INPUT if req.body_done and not req.body else Input(self, req)
-        env["nettools.posthooks"] = []
+        # One list under both names: eventlet's applications append to theirs.
+        env["nettools.posthooks"] = env["eventlet.posthooks"] = []
         started = time.monotonic() if self.timed else 0.0
         result = None
         try:
@@ -112,6 +129,8 @@ class WSGIConnection(ResponseWriter):
                 self._discard(result)
             elif type(result) is list and len(result) == 1 and not self.headers_sent:
                 body = result[0]  # the common case: the whole body in one piece
+                if type(body) is str:
+                    body = encode_text(body)
                 self.send_head(len(body), body)
             else:
                 self.send_result(result)
@@ -170,6 +189,7 @@ class WSGIConnection(ResponseWriter):
     def _fail(self, status: int, exc: BaseException | None) -> None:
         """The application failed: answer ``status`` if nothing was sent yet."""
         self.keep = False
+        trace = None
         if exc is not None:
             log.error(
                 "error in WSGI application (%s %s)",
@@ -177,13 +197,14 @@ class WSGIConnection(ResponseWriter):
                 self.req.target.decode("latin-1"),
                 exc_info=exc,
             )
+            if self.access_log is not None or self.debug:
+                trace = "".join(traceback.format_exception(exc))
+            if self.access_log is not None:
+                self.access_log.error(trace)  # as eventlet writes errors to its log
         if self.headers_sent:
             return  # mid-body: closing the connection is the only signal left
-        body = None
-        if exc is not None and self.debug:
-            body = "".join(traceback.format_exception(exc))
         self.status = f"{status} "
-        self.send_quietly(error_response(status, body=body))
+        self.send_quietly(error_response(status, body=trace if self.debug else None))
         if status in (400, 413):
             self.linger_close()  # the client may still be sending the body
 

@@ -92,6 +92,7 @@ def request_environ(base: dict, req: Request) -> dict:
         unquote_to_bytes(path).decode("latin-1") if b"%" in path else path.decode("latin-1")
     )
     env["QUERY_STRING"] = query.decode("latin-1")
+    env["RAW_PATH_INFO"] = path.decode("latin-1")  # still %-escaped (eventlet's key)
     env["RAW_URI"] = target.decode("latin-1")
     env["SERVER_PROTOCOL"] = req.protocol
     keys = _ENV_KEYS

@@ -22,8 +22,9 @@ class WSGIOptions:
 
     * ``max_size`` (1024): connections served at once; or pass ``custom_pool``.
     * ``keepalive`` (True): True keeps connections alive up to
-      ``keepalive_timeout`` (75 s) between requests, a number is that timeout,
-      False closes every connection after one response.
+      ``keepalive_timeout`` (75 s) between requests, a number is that timeout
+      (announced as ``Keep-Alive: timeout=N``, as eventlet does), False closes
+      every connection after one response.
     * ``log`` (sys.stderr), ``log_format``, ``log_output`` (True),
       ``log_x_forwarded_for`` (True): the access log, to a file-like or a
       ``logging.Logger``.  Nothing is done per request when it is off.
@@ -44,6 +45,8 @@ class WSGIOptions:
       the status line's text (None if nothing was answered), the request and
       response body sizes, and the ``time.monotonic()`` the request began.
       For metrics; it must not wait.
+    * ``protocol``: the class serving each connection, a subclass of
+      ``HttpProtocol`` (``WSGIConnection``); default: that class.
     """
 
     log: Any = None
@@ -69,8 +72,17 @@ class WSGIOptions:
     parser: Callable[[Any], Any] | None = None
     name: str = "wsgi"
     on_request: Callable[[dict, str | None, int, int, float], None] | None = None
+    protocol: type | None = None
 
     def __post_init__(self) -> None:
+        if self.protocol is not None:
+            from .connection import WSGIConnection  # the default is defined over there
+
+            if not (isinstance(self.protocol, type) and issubclass(self.protocol, WSGIConnection)):
+                raise TypeError(
+                    "protocol must be a subclass of nettools.web.wsgi.HttpProtocol, "
+                    f"not {self.protocol!r}"
+                )
         if self.max_http_version not in ("HTTP/1.1", "HTTP/1.0"):
             raise ValueError(
                 f"max_http_version must be HTTP/1.1 or HTTP/1.0: {self.max_http_version!r}"

@@ -18,11 +18,25 @@ from typing import Any
 from ..http import HttpConnection, Limits, Request, http_date
 from .options import WSGIOptions
 
-__all__ = ["ResponseWriter", "FileWrapper", "plain_response"]
+__all__ = ["ResponseWriter", "FileWrapper", "plain_response", "encode_text"]
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # Statuses whose responses never have a body (RFC 9110 6.4.1).
 _NO_BODY = frozenset({"204", "304"} | {str(c) for c in range(100, 200)})
+
+
+def encode_text(data: str) -> bytes:
+    """A ``str`` piece of a body, as eventlet's server sends it: ASCII.
+
+    PEP 3333 wants bytes; eventlet's applications often return ``str`` and
+    eventlet encodes it, so nettools does too.  Text outside ASCII is an error
+    (the application must choose its charset): ``UnicodeEncodeError``, a 500.
+    """
+    return data.encode("ascii")
+
+
+def _as_bytes(parts: Any) -> list:
+    return [encode_text(p) if type(p) is str else p for p in parts]
 # Response headers the server looks at (framing) or sets itself.
 _LENGTH, _DATE, _CONNECTION, _ENCODING = range(4)
 _HOP = {
@@ -100,6 +114,15 @@ class ResponseWriter(HttpConnection):
         super().__init__(sock, view, limits, parser_factory, net_server.set_idle)
         self.net_server = net_server
         self.keepalive = options.keepalive_enabled
+        # keepalive given in seconds: keep-alive responses say how long, as
+        # eventlet's do, so that clients drop idle connections before we do.
+        timeout = options.keepalive
+        self.keepalive_lines: tuple[str, ...] = ()
+        if not isinstance(timeout, bool) and int(timeout) > 0:
+            self.keepalive_lines = (
+                "Connection: keep-alive\r\n",
+                f"Keep-Alive: timeout={int(timeout)}\r\n",
+            )
         self.http10_only = options.max_http_version == "HTTP/1.0"
         self.status_prefix = "HTTP/1.0 " if self.http10_only else "HTTP/1.1 "
         self.capitalize = options.capitalize_response_headers
@@ -144,6 +167,8 @@ class ResponseWriter(HttpConnection):
 
     def write(self, data: bytes) -> None:
         """The legacy ``write()`` callable of PEP 3333."""
+        if type(data) is str:
+            data = encode_text(data)
         if self.status is None:
             raise AssertionError("write() before start_response()")
         if not self.headers_sent:
@@ -162,6 +187,8 @@ class ResponseWriter(HttpConnection):
     def send_result(self, result: Any) -> None:
         """Send the response for the application's ``result`` (whatever its kind)."""
         if type(result) is list or type(result) is tuple:
+            if any(type(p) is str for p in result):
+                result = _as_bytes(result)
             if len(result) == 1:
                 body = result[0]
             elif not result:
@@ -189,6 +216,8 @@ class ResponseWriter(HttpConnection):
         for data in result:
             if not data:
                 continue
+            if type(data) is str:
+                data = encode_text(data)
             if min_chunk:
                 # eventlet's minimum_chunk_size: gather small pieces into bigger sends.
                 pending.append(data)
@@ -322,6 +351,8 @@ class ResponseWriter(HttpConnection):
             keep = False  # the end of the body is the end of the connection
         if not keep:
             append("Connection: close\r\n")
+        elif self.keepalive_lines:
+            lines.extend(self.keepalive_lines)
         elif http10:
             append("Connection: keep-alive\r\n")
         text = "".join(lines)

@@ -43,6 +43,7 @@ class WSGIServer:
         self.limits = opts.limits()
         self.parser = opts.parser_factory()
         self.access_log = opts.access_log()
+        self.protocol = opts.protocol or WSGIConnection
         #: One receive buffer for every connection: see nettools.web.http.
         self.recv_buffer = memoryview(bytearray(RECV_SIZE))
         self.server = Server(
@@ -57,7 +58,7 @@ class WSGIServer:
         self.base_environ = server_environ(sock, scheme, self, opts.environ)
 
     def _handle(self, sock: Any, addr: Any) -> None:
-        WSGIConnection(self, sock, addr).run()
+        self.protocol(self, sock, addr).run()
 
     # ------------------------------------------------------------ control
 
@@ -110,10 +111,11 @@ def server(
     (``log``, ``environ``, ``max_size``, ...: ``SERVER_POSITIONAL``) or as
     keywords, and any other ``WSGIOptions`` field as a keyword (or ``options``).
     ``server_event``, if given, receives the ``WSGIServer``
-    (``server_event.send(srv)``) once it is listening; ``protocol`` must be
-    None.  With ``handle_signals`` SIGINT and SIGTERM stop it gracefully;
-    Ctrl-C (KeyboardInterrupt) does too.  Either way in-flight requests get up
-    to ``drain_timeout`` seconds, then the function returns.
+    (``server_event.send(srv)``) once it is listening; ``protocol`` is a
+    subclass of ``HttpProtocol`` serving each connection.  With
+    ``handle_signals`` SIGINT and SIGTERM stop it gracefully; Ctrl-C
+    (KeyboardInterrupt) does too.  Either way in-flight requests get up to
+    ``drain_timeout`` seconds, then the function returns.
     """
     if len(args) > len(SERVER_POSITIONAL):
         raise TypeError(
@@ -125,8 +127,6 @@ def server(
             raise TypeError(f"server() got multiple values for argument {name!r}")
         kwargs[name] = value
     server_event = kwargs.pop("server_event", None)
-    if kwargs.pop("protocol", None) is not None:
-        raise ValueError("nettools.web.wsgi.server does not take a protocol class")
     srv = WSGIServer(sock, site, options, **kwargs)
     if handle_signals:
         srv.install_signal_handlers(drain_timeout)

@@ -1,0 +1,261 @@
+"""What eventlet's WSGI applications rely on: posthooks under eventlet's key,
+str bodies, RAW_PATH_INFO, and HttpProtocol subclasses."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from helpers.wsgi import Response, ServerThread, connect, read_response
+
+from nettools.web import wsgi
+
+
+def _get(srv: ServerThread, target: bytes = b"/") -> Response:
+    sock = connect(srv.port)
+    try:
+        sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        return read_response(sock.makefile("rb"))
+    finally:
+        sock.close()
+
+
+def test_eventlet_posthooks_run_after_the_response():
+    ran = threading.Event()
+    seen = []
+
+    def hook(environ, tag, *, more):
+        seen.append((environ["PATH_INFO"], tag, more))
+        ran.set()
+
+    def app(environ, start_response):
+        environ["eventlet.posthooks"].append((hook, ("t",), {"more": 1}))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    with ServerThread(app) as srv:
+        resp = _get(srv, b"/hooked")
+        assert resp.status == 200 and resp.body == b"ok"
+        assert ran.wait(10)
+    assert seen == [("/hooked", "t", 1)]
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        lambda: ["hello, ", "world"],  # a list of several str
+        lambda: ["hello, world"],  # the one-piece fast path
+        lambda: iter(["hello, ", b"world"]),  # an iterable mixing str and bytes
+    ],
+)
+def test_str_bodies_are_sent_as_ascii(result):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return result()
+
+    with ServerThread(app) as srv:
+        resp = _get(srv)
+    assert resp.status == 200
+    assert resp.body == b"hello, world"
+
+
+def test_str_written_through_write_is_sent():
+    def app(environ, start_response):
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write("early ")
+        return [b"late"]
+
+    with ServerThread(app) as srv:
+        assert _get(srv).body == b"early late"
+
+
+def test_non_ascii_str_body_is_a_500():
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return ["caf\u00e9"]
+
+    with ServerThread(app) as srv:
+        assert _get(srv).status == 500
+
+
+def test_raw_path_info_keeps_the_escapes():
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [f"{environ['RAW_PATH_INFO']}|{environ['PATH_INFO']}".encode("latin-1")]
+
+    with ServerThread(app) as srv:
+        assert _get(srv, b"/a%20b/c%2Fd?x=1").body == b"/a%20b/c%2Fd|/a b/c/d"
+
+
+def test_http_protocol_subclass_serves_each_connection():
+    class Protocol(wsgi.HttpProtocol):
+        capitalize_response_headers = True
+        served = 0
+
+        def handle(self, req):
+            type(self).served += 1
+            return super().handle(req)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("x-lower-case", "v")])
+        return [b"ok"]
+
+    with ServerThread(app, protocol=Protocol) as srv:
+        resp = _get(srv)
+    assert resp.body == b"ok"
+    assert ("X-Lower-Case", "v") in resp.headers
+    assert Protocol.served == 1
+    # The base class is left as it was.
+    assert wsgi.HttpProtocol.capitalize_response_headers is None
+
+
+def test_http_protocol_minimum_chunk_size_gathers_pieces():
+    class Protocol(wsgi.HttpProtocol):
+        minimum_chunk_size = 1 << 20
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return iter([b"a", b"b", b"c"])
+
+    with ServerThread(app, protocol=Protocol) as srv:
+        resp = _get(srv)
+    # Gathered into one send: not chunked, with a length.
+    assert resp.body == b"abc"
+    assert resp.header("Content-Length") == "3"
+
+
+def test_protocol_must_be_an_http_protocol():
+    with pytest.raises(TypeError, match="HttpProtocol"):
+        wsgi.WSGIOptions(protocol=object)
+
+
+def test_closing_the_listener_stops_the_server_gracefully():
+    # eventlet's behaviour (its issue 188): a program that closes its listening
+    # socket stops the server; idle keep-alive connections close, a request in
+    # flight still gets its whole response.
+    import nettools
+    from nettools.kernel.sync import Event
+    from nettools.kernel.timeout import Timeout
+
+    entered, release = Event(), Event()
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/slow":
+            entered.send()
+            release.wait()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"done " + environ["PATH_INFO"].encode()]
+
+    listener = nettools.listen(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    srv = wsgi.WSGIServer(listener, app, log_output=False).start()
+
+    def read_all(sock):
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+        return data
+
+    idle = nettools.connect(("127.0.0.1", port))
+    idle.sendall(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert idle.recv(4096).endswith(b"done /fast")  # answered, kept alive
+    busy = nettools.connect(("127.0.0.1", port))
+    busy.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    entered.wait()
+    listener.close()
+    with Timeout(10):
+        assert read_all(idle) == b""  # the idle connection is closed
+        release.send()
+        response = read_all(busy)
+    assert response.startswith(b"HTTP/1.1 200 OK") and response.endswith(b"done /slow")
+    assert b"Connection: close" in response
+    with Timeout(10):
+        srv.server.serve_forever()  # returns: the server has stopped
+    assert srv.server.stopped
+    idle.close()
+    busy.close()
+
+
+def test_application_errors_go_to_the_log_file_with_their_traceback():
+    import io
+
+    logfile = io.StringIO()
+
+    def app(environ, start_response):
+        raise KeyError("boom")
+
+    with ServerThread(app, log=logfile, log_output=True) as srv:
+        assert _get(srv).status == 500
+    text = logfile.getvalue()
+    assert "Traceback" in text and "KeyError: 'boom'" in text
+    assert '"GET / HTTP/1.1" 500' in text  # and the access line
+
+
+def test_server_takes_every_eventlet_argument_in_eventlets_order():
+    import io
+
+    import nettools
+    from nettools.kernel.greenthread import spawn
+    from nettools.kernel.pool import GreenPool
+    from nettools.kernel.sync import Event
+
+    class Protocol(wsgi.HttpProtocol):
+        pass
+
+    def app(environ, start_response):
+        start_response("200 OK", [("x-extra", environ["extra.key"])])
+        return [b"ok"]
+
+    log = io.StringIO()
+    listening = Event()
+    sock = nettools.listen(("127.0.0.1", 0))
+    args = (
+        log,  # log
+        {"extra.key": "from environ"},  # environ
+        10,  # max_size
+        "HTTP/1.1",  # max_http_version
+        Protocol,  # protocol
+        listening,  # server_event
+        1,  # minimum_chunk_size
+        False,  # log_x_forwarded_for
+        GreenPool(5),  # custom_pool
+        5.0,  # keepalive
+        True,  # log_output
+        "%(method)s %(path)s %(status_code)s",  # log_format
+        2048,  # url_length_limit
+        False,  # debug
+        5.0,  # socket_timeout
+        True,  # capitalize_response_headers
+    )
+    gt = spawn(wsgi.server, sock, app, *args)
+    try:
+        srv = listening.wait()
+        assert isinstance(srv, wsgi.WSGIServer) and srv.protocol is Protocol
+        client = nettools.connect(("127.0.0.1", sock.getsockname()[1]))
+        client.sendall(b"GET /p HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := client.recv(4096):
+            data += chunk
+        client.close()
+        assert data.startswith(b"HTTP/1.1 200 OK") and b"X-Extra: from environ" in data
+        long = nettools.connect(("127.0.0.1", sock.getsockname()[1]))
+        long.sendall(b"GET /" + b"a" * 3000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert long.recv(4096).startswith(b"HTTP/1.1 414")  # url_length_limit
+        long.close()
+        assert "GET /p 200" in log.getvalue()
+    finally:
+        gt.kill()
+
+
+def test_keepalive_in_seconds_is_announced():
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    with ServerThread(app, keepalive=2.5) as srv:
+        resp = _get(srv)
+        assert resp.header("Connection") == "keep-alive"
+        assert resp.header("Keep-Alive") == "timeout=2"
+    with ServerThread(app) as srv:  # keepalive=True: HTTP/1.1 needs no header
+        resp = _get(srv)
+        assert resp.header("Connection") is None and resp.header("Keep-Alive") is None
