@@ -88,22 +88,24 @@ def run_case(case: Case, peers: list[str], versions: dict[str, str],
 
     # Repeats go round-robin over the peers rather than peer by peer, so that slow drift
     # (thermal throttling, a noisy neighbour) spreads over all peers instead of hitting one.
-    for attempt in range(1, args.repeat + 1):
+    repeat = min(args.repeat, case.runs or args.repeat)
+    timeout = max(args.timeout, case.timeout or 0)
+    for attempt in range(1, repeat + 1):
         for peer, result in results.items():
             # A peer whose first run failed is not retried: the failure is nearly always
             # deterministic (a missing feature), and each retry could cost a full timeout.
             if result["status"] in ("unavailable", "failed"):
                 continue
-            outcome = harness.run_child([case.name, peer, "--n", str(n)], args.timeout)
+            outcome = harness.run_child([case.name, peer, "--n", str(n)], timeout)
             result["attempts"] += 1
             if outcome.status == "ok":
                 result["runs"].append(outcome.record)
                 result["status"] = "ok"
-                log(f"  {case.qualname} {peer} run {attempt}/{args.repeat}: "
+                log(f"  {case.qualname} {peer} run {attempt}/{repeat}: "
                     f"{outcome.record['ops_per_s']:,.0f} {case.unit}/s")
             else:
                 result["errors"].append(outcome.error)
-                log(f"  {case.qualname} {peer} run {attempt}/{args.repeat}: FAILED\n"
+                log(f"  {case.qualname} {peer} run {attempt}/{repeat}: FAILED\n"
                     + _indent(outcome.error, "    | "))
                 if not result["runs"]:
                     result["status"] = "failed"

@@ -8,7 +8,13 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Address", "parse_address", "format_address"]
+__all__ = ["Address", "parse_address", "format_address", "is_abstract_unix"]
+
+
+def is_abstract_unix(addr: Any) -> bool:
+    """True for a unix socket address in the abstract namespace (``"\\0name"``):
+    it has no file, so no permissions -- any local user may connect to it."""
+    return isinstance(addr, (str, bytes, bytearray)) and addr[:1] in ("\0", b"\0")
 
 
 def format_address(addr: Any) -> str:

@@ -17,7 +17,9 @@ greenthread running now.  Greenthreads a session spawns print to the
 program's own streams.
 
 Anyone who can connect runs arbitrary code as this process, so a non-loopback
-address is refused unless ``allow_remote=True``.  ``exit()``, ``raise
+address is refused unless ``allow_remote=True``, and an abstract unix socket
+(which has no permissions: any local user may connect) unless
+``allow_abstract=True``; a unix socket file is created with mode 0600.  ``exit()``, ``raise
 SystemExit`` or Ctrl-D end one session; kill the greenthread running
 ``backdoor_server`` to close the listener and every session.
 """
@@ -35,7 +37,7 @@ from typing import Any
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from .green import socket
-from .net import Server, format_address, listen
+from .net import Server, format_address, is_abstract_unix, listen
 
 __all__ = ["backdoor_server", "backdoor"]
 
@@ -275,7 +277,7 @@ def _serve_client(conn: Any, addr: Any, locals: dict | None = None) -> None:
 
 def _is_loopback(family: int, address: Any) -> bool:
     if family == getattr(socket, "AF_UNIX", None):
-        return True  # reachable through the file system only
+        return True  # reachable from this machine only (see _refuse_abstract)
     host = address[0] if isinstance(address, tuple) else address
     if not isinstance(host, str):
         return False
@@ -288,7 +290,11 @@ def _is_loopback(family: int, address: Any) -> bool:
     return ip.is_loopback
 
 
-def _refuse_remote(family: int, address: Any, allow_remote: bool) -> None:
+def _refuse_remote(
+    family: int, address: Any, allow_remote: bool, allow_abstract: bool = False
+) -> None:
+    if family == getattr(socket, "AF_UNIX", None):
+        _refuse_abstract(address, allow_abstract)
     if allow_remote or _is_loopback(family, address):
         return
     host = address[0] if isinstance(address, tuple) else address
@@ -299,11 +305,24 @@ def _refuse_remote(family: int, address: Any, allow_remote: bool) -> None:
     )
 
 
+def _refuse_abstract(address: Any, allow_abstract: bool) -> None:
+    if allow_abstract or not is_abstract_unix(address):
+        return
+    name = address.decode(errors="replace") if isinstance(address, bytes) else address
+    raise ValueError(
+        f"refusing to serve a backdoor console on the abstract unix socket {name!r}: "
+        "it has no file permissions, so any local user could run any code in this "
+        "process; give a socket file's path (created with mode 0600), or pass "
+        "allow_abstract=True if you really mean it"
+    )
+
+
 def backdoor_server(
     sock: Any,
     locals: dict | None = None,
     *,
     allow_remote: bool = False,
+    allow_abstract: bool = False,
     concurrency: int = 100,
 ) -> None:
     """Serve a Python console to every client that connects to ``sock`` (a
@@ -311,9 +330,10 @@ def backdoor_server(
     is killed; then the listener and every session are closed.
 
     Raises ``ValueError`` if ``sock`` is bound to a non-loopback address and
-    ``allow_remote`` is false.
+    ``allow_remote`` is false, or to an abstract unix socket (no permissions:
+    every local user can connect) and ``allow_abstract`` is false.
     """
-    _refuse_remote(sock.family, sock.getsockname(), allow_remote)
+    _refuse_remote(sock.family, sock.getsockname(), allow_remote, allow_abstract)
     server = Server(
         sock, partial(_serve_client, locals=locals), concurrency, name="backdoor", nodelay=True
     )
@@ -323,15 +343,24 @@ def backdoor_server(
         server.stop(0)
 
 
-def backdoor(addr: Any, locals: dict | None = None, *, allow_remote: bool = False) -> None:
+def backdoor(
+    addr: Any,
+    locals: dict | None = None,
+    *,
+    allow_remote: bool = False,
+    allow_abstract: bool = False,
+) -> None:
     """Listen on ``addr`` (``(host, port)``, or a path for a unix socket) and run
     ``backdoor_server`` on it.  The address is logged (``nettools.backdoor``, INFO).
 
     A non-loopback host (including ``''`` and ``0.0.0.0``: every interface) raises
-    ``ValueError`` before anything is bound, unless ``allow_remote`` is true.
+    ``ValueError`` before anything is bound, unless ``allow_remote`` is true; so
+    does an abstract unix socket name (``"\\0name"``) unless ``allow_abstract``
+    is.  A unix socket file is created with mode 0600: only this user may connect.
     """
     if isinstance(addr, (str, bytes)):
-        sock = listen(addr, socket.AF_UNIX)
+        _refuse_abstract(addr, allow_abstract)
+        sock = listen(addr, socket.AF_UNIX, mode=0o600)
     else:
         host, port = addr[0], addr[1]
         if host:
@@ -343,6 +372,6 @@ def backdoor(addr: Any, locals: dict | None = None, *, allow_remote: bool = Fals
         sock = listen(sockaddr, family)
     try:
         log.info("backdoor listening on %s", format_address(sock.getsockname()))
-        backdoor_server(sock, locals, allow_remote=allow_remote)
+        backdoor_server(sock, locals, allow_remote=allow_remote, allow_abstract=allow_abstract)
     finally:
         sock.close()

@@ -12,6 +12,10 @@
 * ``tpool_exceptions(True)`` -- also log errors raised by ``tpool.execute`` jobs
   (they still propagate to the caller).
 * ``spew()`` / ``unspew()`` -- print every line this thread executes.
+* ``dump_greenthreads_on_signal(signal.SIGUSR2)`` -- on that signal, print the
+  stack of every greenthread and what each waits on (fd and direction, timer,
+  queue, event, lock); ``dump_greenthreads()`` / ``format_greenthreads()`` do
+  it on the spot (``nettools.greenstacks``).
 
 Everything here acts on the calling thread's hub.  Nothing costs anything while
 switched off: no hub hook, no extra thread, no wrapper is installed.
@@ -39,6 +43,7 @@ from typing import Any
 import greenlet as _greenlet_module
 from greenlet import greenlet
 
+from .greenstacks import dump_greenthreads, dump_greenthreads_on_signal, format_greenthreads
 from .kernel import tpool
 from .kernel.hub import Hub, get_hub, root_greenlet
 
@@ -54,6 +59,9 @@ __all__ = [
     "spew",
     "unspew",
     "Spew",
+    "dump_greenthreads",
+    "dump_greenthreads_on_signal",
+    "format_greenthreads",
 ]
 
 log = logging.getLogger("nettools.debug")
@@ -514,7 +522,8 @@ def _thread_frames() -> Iterable[FrameType]:
     cur = _greenlet_module.getcurrent()
     root = root_greenlet()
     for obj in gc.get_objects():
-        if not isinstance(obj, greenlet) or obj is cur or obj.gr_frame is None:
+        # issubclass of the type: isinstance on a dead weakref.proxy raises ReferenceError.
+        if not issubclass(type(obj), greenlet) or obj is cur or obj.gr_frame is None:
             continue
         top = obj
         while top.parent is not None:

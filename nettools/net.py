@@ -13,7 +13,10 @@ addr)`` for each in a ``GreenPool``:
   otherwise wait on Nagle's algorithm);
 * ``stop(timeout)`` closes the listener, shuts idle connections down at once
   (or ends them the handler's own way, see ``on_stop``), lets busy handlers
-  finish for up to ``timeout`` seconds, then kills the rest.
+  finish for up to ``timeout`` seconds, then kills the rest;
+* TLS is safe by construction (``tlsguard``): TLS 1.2 at least, no
+  renegotiation, each handshake bounded in time, and the handshakes in
+  progress bounded in number, before the connection takes a place in the pool.
 
 Its plain counters (``accepted``, ``active``, ``closed`` and ``refused`` by
 reason, ``errors``, ``tls_failures``, ``accept_errors``, ``limit_reached``) are
@@ -35,14 +38,15 @@ from typing import Any
 
 from greenlet import GreenletExit
 
-from .address import Address, format_address, parse_address
+from .address import Address, format_address, is_abstract_unix, parse_address
 from .green import socket
 from .green import ssl as _gssl
-from .kernel.greenthread import GreenThread, kill, sleep, spawn
+from .kernel.greenthread import GreenThread, current_greenthread, kill, sleep, spawn
 from .kernel.hub import get_hub
 from .kernel.pool import GreenPool
 from .kernel.sync import Event
 from .kernel.timeout import Timeout
+from .tlsguard import HandshakeGate, harden_server_context
 
 __all__ = [
     "listen",
@@ -59,6 +63,7 @@ __all__ = [
     "shutdown_quietly",
     "call_on_stop_signals",
     "Address",
+    "is_abstract_unix",
     "parse_address",
     "format_address",
 ]
@@ -83,11 +88,15 @@ def listen(
     backlog: int = 1024,
     reuse_addr: bool = True,
     reuse_port: bool | None = None,
+    *,
+    mode: int | None = None,
 ) -> socket.socket:
     """A green listening socket on ``addr`` (``(host, port)``, or a path for AF_UNIX).
 
     A unix socket file left behind by a process that died (nobody listens on
     it any more) is removed first; one somebody still listens on is not.
+    ``mode`` (say ``0o600``) sets a unix socket file's permissions before it
+    accepts anyone: connecting needs write permission on the file.
     """
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -100,6 +109,10 @@ def listen(
         if family == socket.AF_INET6 and isinstance(addr, tuple) and addr[0] in ("", "::"):
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind(addr)
+        if mode is not None and family == socket.AF_UNIX and not is_abstract_unix(addr):
+            # Before listen(): until then a connect is refused, so nobody gets
+            # in under the mode the umask gave the file.
+            os.chmod(addr, mode)
         sock.listen(backlog)
     except BaseException:
         sock.close()
@@ -120,7 +133,7 @@ def bind_udp(addr: Any, family: int = socket.AF_INET) -> socket.socket:
 
 
 def _remove_stale_unix_socket(path: Any) -> None:
-    if not isinstance(path, str) or path.startswith("\0"):
+    if not isinstance(path, str) or is_abstract_unix(path):
         return  # an abstract name has no file
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -186,22 +199,36 @@ def green_context(ctx: Any) -> Any:
 
 def server_context(certfile: str, keyfile: str | None = None) -> Any:
     """A green server TLS context for a certificate chain (and key, if not in
-    the same file); raises ``OSError`` or ``ssl.SSLError`` if they do not load."""
+    the same file), held to nettools' TLS policy (``tlsguard``: TLS 1.2 at
+    least, no renegotiation); raises ``OSError`` or ``ssl.SSLError`` if they
+    do not load."""
     ctx = _gssl.SSLContext(_gssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(certfile, keyfile)
-    return ctx
+    return harden_server_context(ctx)
 
 
-def accept_tls(conn: Any, context: Any, timeout: float | None) -> Any:
+def accept_tls(
+    conn: Any, context: Any, timeout: float | None, gate: HandshakeGate | None = None
+) -> Any:
     """Server-side TLS on an accepted connection: wrap ``conn`` in ``context``
-    (a green one) and run the handshake within ``timeout`` seconds; the TLS
-    socket then gets ``conn``'s own timeout back.  If the client fails it
-    (hangs up, resets, speaks plain text, stalls) the connection is closed and
-    the ``OSError`` or ``ValueError`` raised.
+    (a green one, held to the policy of ``tlsguard``) and run the handshake
+    within ``timeout`` seconds; the TLS socket then gets ``conn``'s own timeout
+    back.  If the client fails it (hangs up, resets, speaks plain text,
+    stalls) the connection is closed and the ``OSError`` or ``ValueError``
+    raised.  With a ``gate`` the handshake first waits for its turn there (a
+    stalled one may be cut for it), and counts as one in progress.
 
     ``Server`` does this for its handlers when given an ``ssl_context``; a
     handler that must look at the client before any TLS calls it itself.
     """
+    harden_server_context(context)
+    if gate is None:
+        return _handshake(conn, context, timeout)
+    with gate.tracking(conn.fileno()):
+        return _handshake(conn, context, timeout)
+
+
+def _handshake(conn: Any, context: Any, timeout: float | None) -> Any:
     timeout_after = conn.gettimeout()
     try:
         tls = context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
@@ -237,8 +264,13 @@ class Server:
     they wait between requests so a graceful stop can close them at once.
 
     TLS: pass ``ssl_context`` (or a listener already wrapped with ``wrap_ssl``);
-    each handshake then runs in its connection's own greenthread, bounded by
-    ``handshake_timeout``, so a client that never finishes one delays nobody.
+    it is held to the policy of ``tlsguard`` (TLS 1.2 at least, no
+    renegotiation).  Each handshake runs in a greenthread of its own, bounded
+    by ``handshake_timeout``, before the connection takes a place in the pool;
+    at most ``max_handshakes`` run at once (``handshakes``, a
+    ``HandshakeGate``: past that, accepting waits, and a handshake stalled for
+    ``handshake_stall`` seconds is cut to make room).  So clients that never
+    finish one delay nobody, and hold no handler's place.
     """
 
     #: Backoff bounds after accept() ran out of fds or memory.
@@ -256,6 +288,8 @@ class Server:
         raise_errors: bool = False,
         ssl_context: Any = None,
         handshake_timeout: float | None = 10.0,
+        max_handshakes: int = 256,
+        handshake_stall: float = 1.0,
         name: str = "server",
     ) -> None:
         if ssl_context is None and isinstance(sock, _stdlib_ssl.SSLSocket):
@@ -265,8 +299,14 @@ class Server:
         self.pool = pool if pool is not None else GreenPool(concurrency)
         self.nodelay = nodelay and sock.family in (socket.AF_INET, socket.AF_INET6)
         self.raise_errors = raise_errors
-        self.ssl_context = None if ssl_context is None else green_context(ssl_context)
+        self.ssl_context = None
+        self.handshakes: HandshakeGate | None = None
+        if ssl_context is not None:
+            self.ssl_context = harden_server_context(green_context(ssl_context))
+            self.handshakes = HandshakeGate(max_handshakes, handshake_stall)
         self.handshake_timeout = handshake_timeout
+        #: Greenthreads running a TLS handshake (outside the pool).
+        self._handshaking: set[GreenThread] = set()
         self.name = name
         #: Open connections -> True while the handler says it is idle.
         self.connections: dict[Any, bool] = {}
@@ -349,6 +389,7 @@ class Server:
         # the handler's greenthread (see _serve_one), never in this loop.
         accept = socket.socket.accept.__get__(sock)
         pool = self.pool
+        gate = self.handshakes
         backoff = self.min_backoff
         try:
             while not self._closing:
@@ -357,6 +398,9 @@ class Server:
                     self.limit_reached += 1
                     pool.sem.acquire()
                     pool.sem.release()
+                    continue
+                if gate is not None and len(gate) >= gate.limit:
+                    gate.admit()  # as many handshakes as we take: wait, or cut a stalled one
                     continue
                 try:
                     conn, addr = accept()
@@ -395,7 +439,11 @@ class Server:
                     except OSError:
                         pass  # the peer may already have reset it
                 self.connections[conn] = False
-                pool.spawn(self._serve_one, conn, addr)
+                if gate is None:
+                    pool.spawn(self._serve_one, conn, addr)
+                else:
+                    gate.add(conn.fileno())
+                    self._handshaking.add(spawn(self._handshake_then_serve, conn, addr))
         except GreenletExit:
             pass
         except BaseException as exc:
@@ -403,17 +451,36 @@ class Server:
                 log.exception("%s: accept loop failed", self.name)
                 self._fail(exc)
 
+    def _handshake_then_serve(self, conn: Any, addr: Any) -> None:
+        """TLS first, outside the pool; then the handler, in the pool."""
+        me = current_greenthread()
+        fd = conn.fileno()
+        tls = None
+        try:
+            try:
+                tls = self._handshake(conn, addr)
+            finally:
+                self.handshakes.discard(fd)
+                self.connections.pop(conn, None)
+            if tls is None:
+                self._count_end("error")
+                return
+            if self._closing:
+                return
+            self.connections[tls] = False
+            self.pool.spawn(self._serve_one, tls, addr)  # may wait for a place
+            tls = None  # the handler's now
+        except GreenletExit:
+            pass  # a stop: a handshake is no request in flight
+        finally:
+            self._handshaking.discard(me)
+            if tls is not None:
+                self.connections.pop(tls, None)
+                tls.close()
+
     def _serve_one(self, conn: Any, addr: Any) -> None:
         ended = "client"
         try:
-            if self.ssl_context is not None:
-                tls = self._handshake(conn, addr)
-                self.connections.pop(conn, None)
-                if tls is None:  # and the plain socket closed
-                    ended = "error"
-                    return
-                conn = tls
-                self.connections[conn] = False
             self.handle(conn, addr)
         except StopServe:
             spawn(self.close)
@@ -507,6 +574,8 @@ class Server:
         self._stopping = True
         try:
             self.close()
+            for gt in list(self._handshaking):
+                kill(gt)  # a handshake is no request in flight
             for conn, idle in list(self.connections.items()):
                 if idle:
                     self._end_idle(conn)

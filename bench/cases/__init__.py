@@ -18,7 +18,7 @@ from typing import Any
 # Order here is the order of the report.
 FAMILIES: tuple[str, ...] = (
     "micro", "echo", "forward", "wsgi", "static", "websocket", "socketio", "crawl", "crawl_shared",
-    "zmq",
+    "zmq", "soak",
 )  # fmt: skip
 
 Result = dict[str, Any] | None
@@ -33,6 +33,8 @@ class Case:
     warmup: int | None = None  # operations in the untimed warm-up; default n // 10
     # Extra metrics where lower is better (latency, memory) that get nettools/peer ratios too.
     compare: tuple[str, ...] = ()
+    runs: int | None = None  # at most this many runs, whatever --repeat says (a long soak)
+    timeout: float | None = None  # seconds one run may take, if more than --timeout
     # Filled in by the registry from the dict key and the module name; leave them unset.
     name: str = field(default="")
     family: str = field(default="")

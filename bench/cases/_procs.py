@@ -9,7 +9,9 @@ import select
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO, Any
 
 
@@ -82,3 +84,57 @@ def ensure_program(tool: str, package: str) -> str:
     if path is None:
         raise RuntimeError(f"{package} installed but {tool} is still not on PATH")
     return path
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of process ``pid``, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def settled_rss_kib(pid: int, timeout: float = 3.0) -> int:
+    """RSS once it stops moving: a server may still be finishing handler start-ups."""
+    deadline = time.monotonic() + timeout
+    last = rss_kib(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = rss_kib(pid)
+        if abs(now - last) <= 64:
+            return now
+        last = now
+    return last
+
+
+def open_fds(pid: int) -> int:
+    """How many fds process ``pid`` has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def idle_cost(
+    server_pid: int, client_cmd: list[str], conns: int, core: int, timeout: float, **popen: Any
+) -> dict[str, Any]:
+    """What ``conns`` idle connections cost the server: ``client_cmd`` (pinned to ``core``)
+    opens them, prints a line once they are all set up, and holds them until its stdin
+    ends.  The server's RSS growth per connection, and the rate of set-up as "ops/s"."""
+    before = settled_rss_kib(server_pid)
+    fds_before = open_fds(server_pid)
+    start = time.perf_counter()
+    with started(
+        client_cmd, core, stdin=subprocess.PIPE, stdout=subprocess.PIPE, **popen
+    ) as client:
+        read_line(client, client.stdout, timeout, f"{conns} idle connections")
+        setup_s = time.perf_counter() - start
+        after = settled_rss_kib(server_pid)
+        fds = open_fds(server_pid) - fds_before
+        if fds < conns:
+            raise RuntimeError(f"server holds {fds} new fds, expected {conns}")
+        client.stdin.close()  # let it go: it exits at EOF
+    return {
+        "ops_per_s": conns / setup_s,
+        "seconds": setup_s,
+        "kib_per_conn": (after - before) / conns,
+        "rss_before_mib": before / 1024,
+        "rss_after_mib": after / 1024,
+    }

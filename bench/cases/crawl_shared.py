@@ -11,9 +11,10 @@ requests in flight), crawled five ways in one run:
   processes of 50 requests each, one per core).
 
 redis-server (persistence off, a unix socket) runs on the site's core.  Besides pages/s
-each Redis run reports ``redis_ops_per_page`` (the commands and scripts workers sent,
-per page) and ``redis_cpu_us_per_page`` (Redis's own CPU time per page: its single
-thread's capacity is 1e6 / that, in pages/s, for any number of workers).
+each Redis run reports ``redis_ops_per_page`` (the commands Redis ran, those inside the
+scripts included, per page: its ``commandstats``) and ``redis_cpu_us_per_page`` (Redis's
+own CPU time per page: its single thread's capacity is 1e6 / that, in pages/s, for any
+number of workers).
 
 ``frontier_memory``: Redis's memory per URL known, for a synthetic frontier of 1,000,000
 URLs (1,000 pages, each leading to 1,000 new links: 600 pages of the site and 400 links

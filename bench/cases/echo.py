@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from typing import Any
 from bench import loadgen
 from bench.cases import Case, CaseFn, Result
 from bench.cases._echo_servers import HOST, SERVERS
-from bench.cases._procs import read_line, ready_port, started
+from bench.cases._procs import idle_cost, ready_port, started
 
 SERVER_CORE = 1
 CLIENT_CORE = 0
@@ -54,30 +52,6 @@ def _echo_server(peer: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
     # stderr is inherited: a crashing server's traceback lands in this run's error report.
     with started(cmd, SERVER_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE) as proc:
         yield proc, ready_port(proc, STARTUP_TIMEOUT_S, f"{peer} echo server start")
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def _settled_rss_kib(pid: int, timeout: float = 3.0) -> int:
-    """RSS once it stops moving: a server may still be finishing handler start-ups."""
-    deadline = time.monotonic() + timeout
-    last = _rss_kib(pid)
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        now = _rss_kib(pid)
-        if abs(now - last) <= 64:
-            return now
-        last = now
-    return last
-
-
-def _open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 # --- the two measurements -----------------------------------------------------------------
@@ -141,25 +115,8 @@ def _round_trips(peer: str, conns: int, size: int, duration_ms: int) -> dict[str
 def _idle_memory(peer: str, conns: int) -> dict[str, Any]:
     echoload = loadgen.echoload()
     with _echo_server(peer) as (server, port):
-        before = _settled_rss_kib(server.pid)
-        fds_before = _open_fds(server.pid)
         cmd = [str(echoload), "-i", "-c", str(conns), "-s", "64", HOST, str(port)]
-        start = time.perf_counter()
-        with started(cmd, CLIENT_CORE, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as client:
-            read_line(client, client.stdout, IDLE_SETUP_TIMEOUT_S, f"{conns} idle connections")
-            setup_s = time.perf_counter() - start
-            after = _settled_rss_kib(server.pid)
-            fds = _open_fds(server.pid) - fds_before
-            if fds < conns:
-                raise RuntimeError(f"server holds {fds} new fds, expected {conns}")
-            client.stdin.close()  # let it go: it exits at EOF
-    return {
-        "ops_per_s": conns / setup_s,
-        "seconds": setup_s,
-        "kib_per_conn": (after - before) / conns,
-        "rss_before_mib": before / 1024,
-        "rss_after_mib": after / 1024,
-    }
+        return idle_cost(server.pid, cmd, conns, CLIENT_CORE, IDLE_SETUP_TIMEOUT_S)
 
 
 # --- cases --------------------------------------------------------------------------------

@@ -19,6 +19,11 @@ client costs a small fraction of what the server does (``client_cpu_pct`` says h
 * ``ws_echo_cC_S``: no compression offered, S-byte text messages.
 * ``ws_echo_cC_S_deflate``: permessage-deflate, the client with ``client_no_context_takeover``
   so one compressed frame can be replayed; the server compresses its replies as it likes.
+* ``ws_mem_idle_10k``: ``n`` idle websockets (10,000 by default), each through its handshake
+  and one echo, then silent but answering the server's pings, as a browser tab would.
+  Reports the server's RSS growth per connection in KiB; its "ops/s" is the rate at which
+  the connections were set up.  ``ws_mem_idle_10k_deflate``: the same with permessage-deflate
+  negotiated (what browsers offer), whose compression state each connection keeps.
 
 ``n`` is the measured time in milliseconds after a one-second warm-up. Reported: round trips/s,
 p50/p99 round-trip latency in microseconds, the CPU share of server and client, the server's
@@ -28,6 +33,7 @@ beyond DISTURBED_PCT is measured again, ``attempts``).
 
     python -m bench.cases.websocket serve PEER            # an echo server; prints its port
     python -m bench.cases.websocket load PORT C S MS [--deflate] [--socketio] [--server-pid PID]
+    python -m bench.cases.websocket idle PORT N [--deflate]  # N idle clients until stdin ends
 
 With ``--socketio`` the load generator speaks Socket.IO instead (Engine.IO 4 over a
 websocket): it joins the default namespace, then sends ``42["echo", MESSAGE]`` events and
@@ -48,13 +54,17 @@ from pathlib import Path
 from typing import Any
 
 from bench.cases import Case, CaseFn, Result
-from bench.cases._procs import ready_port, started
+from bench.cases._procs import idle_cost, ready_port, started
 
 HOST = "127.0.0.1"
 SERVER_CORE = 1
 CLIENT_CORE = 0
 WARMUP_S = 1.0
 STARTUP_TIMEOUT_S = 30.0
+IDLE_SETUP_TIMEOUT_S = 300.0
+IDLE_BATCH = 100
+#: Connections the nettools server serves at once (its default, 1024, is below 10,000).
+MAX_CONNS = 20_000
 BACKLOG = 1024
 # A run in which other processes used more than DISTURBED_PCT percent of the two cores is
 # repeated, up to MAX_ATTEMPTS runs in all.
@@ -84,7 +94,7 @@ def _nettools_server() -> None:
 
     sock = nettools.listen((HOST, 0), backlog=BACKLOG)
     _announce(sock.getsockname()[1])
-    wsgi.server(sock, echo, log_output=False)
+    wsgi.server(sock, echo, log_output=False, max_size=MAX_CONNS)  # ws_mem_idle_10k
 
 
 async def _websockets_server() -> None:
@@ -104,6 +114,10 @@ async def _websockets_server() -> None:
 
 
 def _serve(peer: str) -> None:
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 10,000 idle clients
     if peer == "nettools":
         _nettools_server()
     elif peer == "uvloop":
@@ -117,39 +131,18 @@ def _serve(peer: str) -> None:
 # --- load generator -----------------------------------------------------------------------
 
 
-class _Client(asyncio.Protocol):
-    """One connection in a closed loop: handshake and first echo through the library, then
-    replay one pre-built frame per round trip and parse only the headers of the replies."""
+class _Handshaking(asyncio.Protocol):
+    """A websocket client connection whose handshake and first echo go through the library's
+    sans-I/O protocol; ``ready`` is set once the echo came back."""
 
     def __init__(
-        self, message: str, deflate: bool, ready: asyncio.Future[None], socketio: bool = False
+        self, path: str, extensions: list[Any] | None, ready: asyncio.Future[None]
     ) -> None:
         from websockets.client import ClientProtocol
-        from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
-        from websockets.frames import Frame, Opcode
         from websockets.uri import parse_uri
 
-        extensions = (
-            [ClientPerMessageDeflateFactory(client_no_context_takeover=True)] if deflate else None
-        )
-        path = SOCKETIO_PATH if socketio else "/"
-        # Engine.IO's answer to its server's ping (a masked text frame "3").
-        self.pong = Frame(Opcode.TEXT, b"3").serialize(mask=True, extensions=[])
         self.proto = ClientProtocol(parse_uri(f"ws://{HOST}{path}"), extensions=extensions)
-        # Socket.IO: the message is an event, sent once the namespace is joined.
-        self.socketio = socketio
-        self.joined = not socketio
-        if socketio:  # as the servers encode it: compact JSON
-            message = "42" + json.dumps(["echo", message], separators=(",", ":"))
-        self.message = message
         self.ready = ready
-        self.running = False
-        self.closing = False
-        self.frame = b""
-        self.buf = b""
-        self.count = 0
-        self.sent_at = 0.0
-        self.latencies: list[float] | None = None
         self.transport: Any = None
 
     def connection_made(self, transport: Any) -> None:
@@ -161,6 +154,35 @@ class _Client(asyncio.Protocol):
         for data in self.proto.data_to_send():
             if data:
                 self.transport.write(data)
+
+
+class _Client(_Handshaking):
+    """One connection in a closed loop: handshake and first echo through the library, then
+    replay one pre-built frame per round trip and parse only the headers of the replies."""
+
+    def __init__(
+        self, message: str, deflate: bool, ready: asyncio.Future[None], socketio: bool = False
+    ) -> None:
+        from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+        from websockets.frames import Frame, Opcode
+
+        factory = ClientPerMessageDeflateFactory(client_no_context_takeover=True)
+        super().__init__(SOCKETIO_PATH if socketio else "/", [factory] if deflate else None, ready)
+        # Engine.IO's answer to its server's ping (a masked text frame "3").
+        self.pong = Frame(Opcode.TEXT, b"3").serialize(mask=True, extensions=[])
+        # Socket.IO: the message is an event, sent once the namespace is joined.
+        self.socketio = socketio
+        self.joined = not socketio
+        if socketio:  # as the servers encode it: compact JSON
+            message = "42" + json.dumps(["echo", message], separators=(",", ":"))
+        self.message = message
+        self.running = False
+        self.closing = False
+        self.frame = b""
+        self.buf = b""
+        self.count = 0
+        self.sent_at = 0.0
+        self.latencies: list[float] | None = None
 
     def data_received(self, data: bytes) -> None:
         if self.running:
@@ -251,6 +273,81 @@ class _Client(asyncio.Protocol):
                 self.latencies.append(now - self.sent_at)
             self.sent_at = now
             self.transport.write(self.frame)
+
+
+# --- idle clients -------------------------------------------------------------------------
+
+
+class _IdleClient(_Handshaking):
+    """One connection through its handshake and one echo, then silent; it keeps feeding what
+    arrives to the protocol, which answers the server's pings (as a browser does)."""
+
+    def __init__(self, deflate: bool, ready: asyncio.Future[None]) -> None:
+        from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+
+        super().__init__("/", [ClientPerMessageDeflateFactory()] if deflate else None, ready)
+
+    def data_received(self, data: bytes) -> None:
+        from websockets.frames import Frame, Opcode
+        from websockets.protocol import OPEN
+
+        proto = self.proto
+        proto.receive_data(data)
+        for event in proto.events_received():
+            if self.ready.done():
+                continue
+            if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
+                self.ready.set_result(None)  # the echo came back: idle from now on
+            elif proto.state is OPEN:
+                proto.send_text(b"hello")
+        if proto.handshake_exc is not None and not self.ready.done():
+            self.ready.set_exception(proto.handshake_exc)
+        self._write_pending()  # pongs
+
+
+async def _idle(port: int, conns: int, deflate: bool) -> None:
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    loop = asyncio.get_running_loop()
+
+    async def one() -> Any:
+        ready: asyncio.Future[None] = loop.create_future()
+        transport, _ = await loop.create_connection(
+            lambda: _IdleClient(deflate, ready), HOST, port
+        )
+        await asyncio.wait_for(ready, STARTUP_TIMEOUT_S)
+        return transport
+
+    transports = []
+    for start in range(0, conns, IDLE_BATCH):  # a batch at a time: a backlog's worth
+        batch = [one() for _ in range(min(IDLE_BATCH, conns - start))]
+        transports += await asyncio.gather(*batch)
+    print(json.dumps({"event": "idle", "connections": len(transports)}), flush=True)
+    await loop.run_in_executor(None, sys.stdin.read)  # until the harness lets go
+
+
+def _run_idle(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cases.websocket idle")
+    parser.add_argument("port", type=int)
+    parser.add_argument("conns", type=int)
+    parser.add_argument("--deflate", action="store_true")
+    args = parser.parse_args(argv)
+    import uvloop
+
+    uvloop.run(_idle(args.port, args.conns, args.deflate))
+    return 0
+
+
+def _idle_memory(peer: str, conns: int, deflate: bool) -> dict[str, Any]:
+    with started(
+        _server_command(peer), SERVER_CORE, cwd=REPO_ROOT, stdout=subprocess.PIPE
+    ) as server:
+        port = ready_port(server, STARTUP_TIMEOUT_S, f"{peer} websocket server")
+        cmd = [sys.executable, "-m", "bench.cases.websocket", "idle", str(port), str(conns)]
+        cmd += ["--deflate"] if deflate else []
+        return idle_cost(server.pid, cmd, conns, CLIENT_CORE, IDLE_SETUP_TIMEOUT_S, cwd=REPO_ROOT)
 
 
 def _core_busy_seconds() -> dict[int, float]:
@@ -484,9 +581,23 @@ def _case(conns: int, size: int, deflate: bool = False) -> Case:
     return echo_case(PEERS, _server_command, "websocket server", conns, size, deflate)
 
 
+def _memory_case(conns: int, deflate: bool = False) -> Case:
+    def for_peer(peer: str) -> CaseFn:
+        def run(n: int) -> Result:
+            return None if n == 0 else _idle_memory(peer, n, deflate)
+
+        return run
+
+    return Case(n=conns, unit="websockets set up", warmup=0,
+                peers={peer: for_peer(peer) for peer in PEERS},
+                compare=("kib_per_conn",))  # fmt: skip
+
+
 CASES: dict[str, Case] = {
     "ws_echo_c100_64": _case(100, 64),
     "ws_echo_c100_64_deflate": _case(100, 64, deflate=True),
+    "ws_mem_idle_10k": _memory_case(10_000),
+    "ws_mem_idle_10k_deflate": _memory_case(10_000, deflate=True),
 }
 
 
@@ -496,6 +607,8 @@ def main(argv: list[str]) -> int:
         return 0
     if argv and argv[0] == "load":
         return _run_load(argv[1:])
+    if argv and argv[0] == "idle":
+        return _run_idle(argv[1:])
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -95,7 +95,8 @@ def crawl(
     output: str = opt(None, "--output", "-o", metavar="FILE",
                       help="Write the report here instead of stdout."),
     timeout: Any = opt("30s", "--timeout", parser=duration,
-                       help="Connect and read timeout of each request."),
+                       help="Longest time for each request, redirects and body included, "
+                       "however steadily a server drips it (connecting: at most 10s)."),
     max_body: Any = opt("10M", "--max-body", parser=size,
                         help="Read at most this much of a page; the rest is cut and reported."),
     user_agent: str = opt(None, "--user-agent", metavar="UA",

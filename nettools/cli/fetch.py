@@ -88,10 +88,11 @@ def fetch(
     connect_timeout: Any = CONNECT_TIMEOUT,
     read_timeout: Any = READ_TIMEOUT,
     timeout: Any = opt(
-        "off",
+        "2m",
         "--timeout",
         parser=duration,
-        help="Longest time for one whole fetch, redirects and body included.",
+        help="Longest time for one whole fetch, redirects and body included, however "
+        "steadily the server drips it (off: no limit).",
     ),
     max_body: Any = opt(
         "10M",
@@ -135,7 +136,7 @@ def fetch(
         client = client_from_options(
             connect_timeout=connect_timeout, read_timeout=read_timeout, max_body=max_body,
             max_redirects=max_redirects, per_host=per_host, user_agent=user_agent,
-            insecure=insecure, ca_file=ca_file,
+            insecure=insecure, ca_file=ca_file, timeout=timeout,
         )  # fmt: skip
         if output_dir is not None:
             os.makedirs(output_dir, exist_ok=True)
@@ -147,8 +148,7 @@ def fetch(
         with client, stop_on_signals(halt.stop):
             results = fetch_many(
                 targets, client, concurrency=concurrency, ordered=order is Order.input,
-                halt=halt, method=method.value, headers=headers, timeout=timeout,
-                output_dir=output_dir,
+                halt=halt, method=method.value, headers=headers, output_dir=output_dir,
             )  # fmt: skip
             for result in results:
                 total += 1

@@ -20,6 +20,7 @@ the ``threading`` copy built on this module works on every supported version.
 from __future__ import annotations
 
 import _thread as _real
+import signal as _signal
 import sys
 import traceback
 from collections import deque
@@ -30,6 +31,7 @@ from typing import Any
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
+from ..kernel.greenthread import kill
 from ..kernel.hub import Hub, discard, get_hub
 from ..kernel.local import local as _green_local
 
@@ -51,6 +53,7 @@ __patched__ = [
     "stack_size",
     "_local",
     "_count",
+    "interrupt_main",
 ]
 if hasattr(_real, "start_joinable_thread"):
     __patched__.append("start_joinable_thread")
@@ -59,6 +62,7 @@ error = RuntimeError
 TIMEOUT_MAX: float = _real.TIMEOUT_MAX
 _real_get_ident = _real.get_ident
 _real_allocate = _real.allocate_lock
+_real_interrupt_main = _real.interrupt_main
 
 
 def get_ident() -> int:
@@ -449,6 +453,37 @@ def stack_size(size: int = 0) -> int:
         raise ValueError(f"size not valid: {size} bytes")
     old, _stack_size = _stack_size, size
     return old
+
+
+def interrupt_main(signum: int = _signal.SIGINT) -> None:
+    """Simulate ``signum`` arriving in the main thread, as ``_thread.interrupt_main``.
+
+    Called from a green thread of the main OS thread, the real function would
+    have Python run the signal's handler in the caller, the next code to run
+    in that thread.  Here what the handler raises (``KeyboardInterrupt``, for
+    SIGINT's default handler) is raised in the main greenlet, wherever it
+    waits, as it would be in a main thread interrupted by the signal.  As with
+    the real one, a signal with no Python handler (SIG_DFL, SIG_IGN) does nothing.
+    """
+    me = getcurrent()
+    if me.parent is None:
+        return _real_interrupt_main(signum)  # the main greenlet itself: at once
+    if not 1 <= signum < _signal.NSIG:
+        raise ValueError("signal number out of range")
+    handler = _signal.getsignal(signum)
+    if not callable(handler):
+        return
+    try:
+        _signal.signal(signum, handler)  # as it was; raises outside the main thread
+    except ValueError:
+        return _real_interrupt_main(signum)
+    main = me
+    while main.parent is not None:
+        main = main.parent
+    try:
+        handler(signum, None)
+    except BaseException as exc:
+        kill(main, exc)  # raised where the main greenlet waits; we go on after it
 
 
 def set_name(name: str) -> None:

@@ -3,9 +3,10 @@
 These modules wait on file descriptors that nettools does not own: the caller
 may close one with a plain ``os.close`` and the number may come back as a new
 file.  The hub keeps an fd registered until ``notify_close``, so a stale record
-would make a later wait on the new file hang.  Hence the rule here: an fd the
+would make a later wait on the new file hang.  Hence two rules here: an fd the
 hub did not know before a wait is forgotten again right after it (when nobody
-else waits on it).  Fds the hub already knew (green sockets) are left alone.
+else waits on it), and a record the hub already had is checked first
+(``forget_stale``): it may be left from a file closed behind the hub's back.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def forget_idle(hub: Hub, fd: int) -> None:
 def wait_fd(fd: int, direction: int, timeout: float | None = None) -> bool:
     """Park until ``fd`` may be ready after the caller got EAGAIN; False on timeout."""
     hub = get_hub()
+    hub.forget_stale(fd)
     known = fd in hub.fds
     wait = hub.wait_read if direction == READ else hub.wait_write
     try:
@@ -122,6 +124,7 @@ def wait_any(reads: Iterable[int], writes: Iterable[int], timeout: float | None)
     try:
         for direction, group in ((READ, reads), (WRITE, writes)):
             for fd in group:
+                hub.forget_stale(fd)
                 if fd not in fds:
                     new.append(fd)
                 try:

@@ -1,11 +1,15 @@
 """Green ``select``: ``select``, ``poll`` and ``epoll`` that park the greenthread.
 
-Each call first makes the real call with a zero timeout, so readiness is
-exactly the kernel's (level-triggered, every flag and error as usual).  Only if
-nothing is ready and the timeout allows does it wait: all the fds go on the hub
-under one token, the first sign of life (or the timeout) wakes it, and the real
-zero-timeout call runs again.  ``epoll`` objects wait on their own fd, which the
-kernel makes readable when any registered fd has an event.
+Each call first gives the hub a turn (``sleep(0)``), even when something is
+ready already: a greenthread looping on a selector that is always ready (an
+asyncore server whose TLS handler always reports itself writable) would
+otherwise starve every other greenthread, and their timeouts would never fire.
+Then it makes the real call with a zero timeout, so readiness is exactly the
+kernel's (level-triggered, every flag and error as usual).  Only if nothing
+is ready and the timeout allows does it wait: all the fds go on the hub under
+one token, the first sign of life (or the timeout) wakes it, and the real
+zero-timeout call runs again.  ``epoll`` objects wait on their own fd, which
+the kernel makes readable when any registered fd has an event.
 
 Inside the hub's own greenlet (a hub created after patching uses these) the
 real blocking calls are made.
@@ -69,6 +73,7 @@ def select(rlist: Iterable, wlist: Iterable, xlist: Iterable, timeout: float | N
     timeout = _seconds(timeout)
     if in_hub():
         return _real_select(rlist, wlist, xlist, timeout)
+    _sleep(0)  # the hub's turn, ready or not (see the module docstring)
     # The caller's sequences go to the real call as they are: it checks their
     # types, and its result must be what it would be without nettools.
     ready = _real_select(rlist, wlist, xlist, 0)
@@ -143,6 +148,7 @@ class _Poll:
 
     def _wait(self, timeout: float | None) -> list[tuple[int, int]]:
         deadline = None if timeout is None else _time.monotonic() + timeout
+        _sleep(0)  # the hub's turn, ready or not (see the module docstring)
         while True:
             events = self._poll.poll(0)
             if events or (deadline is not None and _time.monotonic() >= deadline):
@@ -203,6 +209,7 @@ if _real_epoll is not None:
             ep = self._ep
             if in_hub():
                 return ep.poll(-1 if timeout is None else timeout, maxevents)
+            _sleep(0)  # the hub's turn, ready or not (see the module docstring)
             events = ep.poll(0, maxevents)
             if events or timeout == 0:
                 return events

@@ -32,6 +32,7 @@ from typing import Any
 
 from ..kernel import tpool as _tpool
 from ..kernel.fdwait import READ as _READ
+from ..kernel.hub import current_hub as _current_hub
 from ..kernel.hub import get_hub as _get_hub
 
 __all__ = list(_stdlib.__all__)
@@ -111,6 +112,9 @@ def _green(meth: Any, writing: bool, flags_at: int | None = None) -> Any:
 
 class socket(_real_socket):
     """A green ``socket.socket``: same API, blocking calls wait on the hub."""
+
+    # As the standard socket's: no dict per socket (a server holds thousands).
+    __slots__ = ("_timeout", "_drained", "_stream")
 
     def __init__(
         self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None
@@ -389,6 +393,19 @@ class socket(_real_socket):
         if fd >= 0:
             _get_hub().notify_close(fd)
         return super().detach()
+
+    def __del__(self, _ss: Any = _ss, _current_hub: Any = _current_hub) -> None:
+        # Collected unclosed (say, a handler killed mid-handshake): the C
+        # finaliser closes the fd, so the hub must forget it first, or a new
+        # file under the same number would wait on a record nothing reports.
+        # Only this thread's hub can be told; another's finds out by itself
+        # (FdWaits.forget_stale, notify_opened).
+        fd = _ss.fileno(self)
+        if fd >= 0:
+            hub = _current_hub()
+            if hub is not None and fd in hub.fds:
+                hub.notify_close(fd)
+        _ss.__del__(self)  # the ResourceWarning, and the close
 
 
 SocketType = socket

@@ -24,7 +24,8 @@ A slot holds one waiter: a second greenthread reading (or writing) the same fd
 at the same time gets ``ConcurrentWaitError`` rather than a hang.  Every wait
 empties its slot when it leaves by an exception (timeout, kill), so a stale
 wake-up never reaches a greenthread that has moved on.  ``notify_close``, called
-before an fd is closed, wakes its waiters with ``IOClosed``.
+before an fd is closed, wakes its waiters with ``IOClosed``; a record whose
+file was closed without it is found and dropped by ``forget_stale``.
 
 ``FdWaits`` holds all this and is a base class of ``Hub``: the waits are the
 hub's methods, and the hub's loop reads the records directly.
@@ -200,6 +201,7 @@ class FdWaits:
         mask = POLL_IN if direction == READ else POLL_OUT
         if self.probe(fd, mask):
             return
+        self.forget_stale(fd)
         deadline = None if timeout is None else time.monotonic() + timeout
         wait = self.wait_read if direction == READ else self.wait_write
         while True:
@@ -275,6 +277,19 @@ class FdWaits:
     def notify_opened(self, fd: int) -> None:
         """Tell the hub ``fd`` is a new file: forget anything known about an old one."""
         if fd in self.fds:
+            self.notify_close(fd)
+
+    def forget_stale(self, fd: int) -> None:
+        """Forget the record of ``fd`` if the file it was made for is gone.
+
+        A file closed behind the hub's back (a socket finalised in another
+        thread, a raw ``os.close``) leaves its record, and epoll has dropped the
+        registration with the file: a wait on a new file under that number
+        would park on a record nothing reports.  Waits on fds the caller did
+        not open through nettools call this first; it costs one syscall, so the
+        green sockets' hot path relies on ``notify_opened`` instead.
+        """
+        if fd in self.fds and not self.poller.registered(fd):
             self.notify_close(fd)
 
 

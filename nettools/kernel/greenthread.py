@@ -97,7 +97,9 @@ class GreenThread:
         self._result: Any = None
         self._exc: BaseException | None = None
         self._waiters: deque | None = None
-        self._links: list | None = None
+        #: One link as its (func, args, kwargs) tuple, several in a list (most
+        #: greenthreads have one link, their pool's: no list kept for it).
+        self._links: tuple | list | None = None
         self._greenlet: greenlet | None = None
         self._start_timer = None
         self._log_errors = False
@@ -113,7 +115,7 @@ class GreenThread:
         if idle:
             w = idle.pop()
         else:
-            w = greenlet(_worker, hub.greenlet)
+            w = _Worker(_worker, hub.greenlet)
             hub.workers += 1  # off the reuse path: a new greenlet costs far more
         w.switch(self)
 
@@ -163,9 +165,14 @@ class GreenThread:
         links = self._links
         if links:
             self._links = None
+            if type(links) is tuple:
+                links = (links,)
             for fn, args, kwargs in links:
                 try:
-                    fn(self, *args, **kwargs)
+                    if kwargs is None:
+                        fn(self, *args)
+                    else:
+                        fn(self, *args, **kwargs)
                 except SYSTEM_EXCEPTIONS:
                     raise
                 except BaseException:
@@ -212,17 +219,29 @@ class GreenThread:
         if self._state is _DONE:
             func(self, *curried_args, **curried_kwargs)
             return
-        if self._links is None:
-            self._links = []
-        self._links.append((func, curried_args, curried_kwargs))
+        # No empty dict kept per link: a pool links every greenthread it runs.
+        entry = (func, curried_args, curried_kwargs or None)
+        links = self._links
+        if links is None:
+            self._links = entry
+        elif type(links) is tuple:
+            self._links = [links, entry]
+        else:
+            links.append(entry)
 
     def unlink(self, func: Callable, *curried_args: Any, **curried_kwargs: Any) -> bool:
         """Remove a link added with the same arguments; True if one was removed."""
         links = self._links
+        entry = (func, curried_args, curried_kwargs or None)
+        if type(links) is tuple:
+            if links != entry:
+                return False
+            self._links = None
+            return True
         if not links:
             return False
         try:
-            links.remove((func, curried_args, curried_kwargs))
+            links.remove(entry)
         except ValueError:
             return False
         return True
@@ -254,6 +273,14 @@ class GreenThread:
         return f"<GreenThread {state} at {id(self):#x}>"
 
 
+class _Worker(greenlet):
+    """A worker greenlet; ``greenthread`` is the call it runs.  In a slot: the
+    greenlet's own dict stays empty, as small as a dict gets (a parked
+    greenthread keeps its worker, and a server may have thousands parked)."""
+
+    __slots__ = ("greenthread",)
+
+
 def _worker(gt: GreenThread) -> None:
     """A worker greenlet's body: run calls until one waits or leaks the worker."""
     cur = getcurrent()
@@ -274,7 +301,7 @@ def _worker(gt: GreenThread) -> None:
                 hub.switches != switches
                 or getrefcount(cur) != refs
                 or getweakrefcount(cur)
-                or len(cur.__dict__) != 1  # the call set attributes on its greenlet
+                or cur.__dict__  # the call set attributes on its greenlet
                 or len(idle) >= MAX_IDLE_WORKERS
             ):
                 return  # retire: someone may still know this greenlet

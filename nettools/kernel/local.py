@@ -63,14 +63,20 @@ class local:
             ) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name.startswith("_local__"):
-            raise AttributeError(f"{name!r} is read-only")
+        if name.startswith("_local__") or name == "__dict__":
+            raise AttributeError(
+                f"{type(self).__name__!r} object attribute {name!r} is read-only"
+            )
         if isinstance(getattr(type(self), name, None), property):
             object.__setattr__(self, name, value)
             return
         local._local__dict(self)[name] = value
 
     def __delattr__(self, name: str) -> None:
+        if name == "__dict__":
+            raise AttributeError(
+                f"{type(self).__name__!r} object attribute '__dict__' is read-only"
+            )
         try:
             del local._local__dict(self)[name]
         except KeyError:

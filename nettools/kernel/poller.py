@@ -5,6 +5,9 @@ members, so the hub's loop has no branch on which one it holds:
 
 ``register(fd)`` / ``unregister(fd)``
     start and stop reporting ``fd`` (the hub calls them from its fd records).
+``registered(fd)``
+    whether the file open under ``fd`` now is the one registered (False for
+    a file closed behind the hub's back, its number maybe reused since).
 ``poll(timeout)``
     wait up to ``timeout`` seconds (negative: forever) and return
     ``[(fd, events)]``; test ``events`` against the poller's ``IN``, ``OUT``
@@ -144,6 +147,20 @@ class EpollPoller:
         except (OSError, ValueError):
             pass
 
+    def registered(self, fd: int) -> bool:
+        """True if the file open under ``fd`` now is the one registered.
+
+        epoll keys a registration by number *and* file, and drops it when the
+        file closes: re-arming fails (ENOENT, or EBADF for a free number) for a
+        file closed behind the hub's back, whether or not the number came back
+        as another.  Costs one syscall, and at most one spurious edge.
+        """
+        try:
+            self._epoll.modify(fd, self._REGISTER)
+        except (OSError, ValueError):
+            return False
+        return True
+
     def add_wakeup_fd(self, fd: int) -> None:
         """End a poll whenever ``fd`` gets data (the caller drains it)."""
         self._epoll.register(fd, select.EPOLLIN | select.EPOLLET)
@@ -197,6 +214,10 @@ class PollPoller:
             self._poll.unregister(fd)
         except (KeyError, OSError, ValueError):
             pass
+
+    def registered(self, fd: int) -> bool:
+        """True for an fd taken on: poll(2) asks by number, so a reused number is polled afresh."""
+        return fd in self._masks
 
     def poll(self, timeout: float) -> list[tuple[int, int]]:
         """Wait up to ``timeout`` seconds (negative: forever) for the directions waited on."""

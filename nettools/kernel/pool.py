@@ -29,6 +29,8 @@ class GreenPool:
         self.coroutines_running: set = set()
         self.no_coros_running = Event()
         self.no_coros_running.send(None)
+        # One bound method for every greenthread's link, not one made per spawn.
+        self._done = self._spawn_done
 
     def resize(self, new_size: int) -> None:
         """Change the size; shrinking lets running greenthreads finish."""
@@ -72,7 +74,7 @@ class GreenPool:
     def _track(self, gt: GreenThread) -> GreenThread:
         """Count ``gt`` as running in the pool until it ends (then its slot frees)."""
         self.coroutines_running.add(gt)
-        gt.link(self._spawn_done)
+        gt.link(self._done)
         return gt
 
     def _spawn_done(self, coro: Any) -> None:

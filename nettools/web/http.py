@@ -18,7 +18,10 @@ the requests that came before it, answered, and the connection is closed.
 
 Timeouts are the socket's own (no ``Timeout`` object per request): the first request
 and any request whose head arrives in pieces must be complete within
-``header_timeout`` of its first byte (408, then close -- against slowloris);
+``header_timeout`` of its first byte, the empty lines a client may send before
+a request line counting as its first bytes (408, then close -- against
+slowloris; only empty lines by then: just close), and at most
+``max_empty_lines`` of them are taken (400);
 between requests a keep-alive connection may stay idle for
 ``keepalive_timeout``; once a request is underway each receive or send may
 take ``io_timeout``.  With the defaults the last two are equal, so a
@@ -65,6 +68,10 @@ _PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "0.9": "HTTP/0.9"}
 # First bytes (either case) of the request headers the HTTP layer itself looks at:
 # Content-Length and Expect.
 _SPECIAL_FIRST = frozenset(b"cCeE")
+#: The bytes of the empty lines the parser skips before a request line.
+_CRLF = frozenset(b"\r\n")
+#: What a released connection holds in place of its request queue: nothing.
+_NO_PENDING: deque = deque(maxlen=0)
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,7 @@ class Limits:
     max_headers: int = 100  # -> 431
     max_body_size: int | None = 1 << 30  # -> 413
     header_timeout: float | None = 10.0  # the head of a request, from its first byte -> 408
+    max_empty_lines: int = 8  # before a request line (RFC 9112 2.2 says ignore one) -> 400
     keepalive_timeout: float | None = 75.0  # idle between requests -> close
     io_timeout: float | None = None  # one receive or send inside a request
 
@@ -130,19 +138,9 @@ class Request:
     """One request whose head has been read.  ``body`` fills as the body arrives."""
 
     __slots__ = (
-        "method",
-        "target",
-        "protocol",
-        "headers",
-        "keep_alive",
-        "upgrade",
-        "content_length",
-        "expect_continue",
-        "body",
-        "body_received",
-        "body_done",
-        "leftover",
-    )
+        "method", "target", "protocol", "headers", "keep_alive", "upgrade", "content_length",
+        "expect_continue", "body", "body_received", "body_done", "leftover",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -179,6 +177,16 @@ class HttpConnection:
     None when the connection should close); ``read_body(req)`` receives more
     of its body.  Subclasses answer the requests.
     """
+
+    # Slots: with this many attributes a dict per connection costs ~1.2 KiB more.
+    __slots__ = (
+        "sock", "view", "limits", "_max_url", "_max_hsize", "_max_headers", "_max_body",
+        "_request_timeout", "_max_head", "_set_idle", "parser", "_feed_data", "_version",
+        "_method", "_keep_alive", "_upgrade", "pending", "dead", "_url", "_url_len", "_headers",
+        "_hsize", "_clen", "_expect", "_in_head", "_parsing", "_limit_status",
+        "_completed_in_feed", "_pipelined", "_chunk", "timeout", "_fresh", "_empty_lines",
+        "ended",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -231,6 +239,7 @@ class HttpConnection:
         #: request within the keep-alive timeout), ``slow`` (a head too slow),
         #: ``limit`` (a head too large) or ``error`` (a reset, say).
         self.ended: str | None = None
+        self._empty_lines = 0  # received before the request to come
 
     # ------------------------------------------------------------ callbacks
 
@@ -355,17 +364,25 @@ class HttpConnection:
             return pending.popleft()
         if self.dead:
             return None
+        limits = self.limits
+        self._empty_lines = 0
         # The fast path: one receive brings a whole head.
         try:
-            n = self._wait_for_request()
+            # The first request must start within header_timeout of the accept,
+            # later ones within keepalive_timeout.
+            n = self._wait_for_request(
+                limits.header_timeout if self._fresh else limits.keepalive_timeout
+            )
+            self._fresh = False
             if not n:
                 return None  # the client closed, or a graceful stop shut it while idle
-            self.feed(self.view[:n])
+            if self._in_head or self.view[0] not in _CRLF or self._take_empty_lines(n):
+                self.feed(self.view[:n])
             if pending:
                 if self.timeout != self._request_timeout:
                     self.settimeout(self._request_timeout)
                 return pending.popleft()
-            return self._rest_of_head()
+            return self._rest_of_head(n)
         except TimeoutError:
             self.ended = "idle"
             return None
@@ -373,15 +390,8 @@ class HttpConnection:
             self.ended = "error"  # reset, or closed by a stop
             return None
 
-    def _wait_for_request(self) -> int:
-        """Receive while idle: a graceful stop may close the connection meanwhile.
-
-        The first request must start within header_timeout of the accept,
-        later ones within keepalive_timeout.
-        """
-        limits = self.limits
-        timeout = limits.header_timeout if self._fresh else limits.keepalive_timeout
-        self._fresh = False
+    def _wait_for_request(self, timeout: float | None) -> int:
+        """Receive while idle: a graceful stop may close the connection meanwhile."""
         if timeout != self.timeout:
             self.settimeout(timeout)
         set_idle = self._set_idle
@@ -394,34 +404,53 @@ class HttpConnection:
         finally:
             set_idle(sock, False)
 
-    def _rest_of_head(self) -> Request | ParseError | None:
-        """The slow path: a head arriving in pieces.  It gets header_timeout in
-        all, counted from its first byte, and a size bound: the parser collects
-        a header line whole before reporting it, so raw bytes bound an endless line."""
+    def _take_empty_lines(self, n: int) -> bool:
+        """Count the empty lines that lead the ``n`` bytes just received (the
+        parser skips them); False, with a 400 queued, once there are too many."""
+        limit = self.limits.max_empty_lines
+        chunk = bytes(self.view[: min(n, 2 * (limit + 1))])
+        lead = chunk[: len(chunk) - len(chunk.lstrip(b"\r\n"))]
+        self._empty_lines += lead.count(b"\n")
+        if self._empty_lines <= limit:
+            return True
+        self.pending.append(ParseError(400, f"more than {limit} empty lines before a request"))
+        self.dead = True
+        return False
+
+    def _rest_of_head(self, received: int) -> Request | ParseError | None:
+        """The slow path: a head arriving in pieces, ``received`` bytes of it
+        (or of empty lines before it) so far.  It gets header_timeout in all,
+        counted from its first byte, and a size bound: the parser collects a
+        header line whole before reporting it, so raw bytes bound an endless line."""
         limits = self.limits
         pending = self.pending
         deadline = None
-        head_bytes = 0
+        if limits.header_timeout is not None:
+            deadline = time.monotonic() + limits.header_timeout
+        head_bytes = received
         try:
             while not pending:
                 if self.dead:
                     return None
+                timeout = self.timeout  # no header_timeout: as the wait before
+                if deadline is not None:
+                    timeout = max(deadline - time.monotonic(), 0.001)
                 if not self._in_head:
-                    n = self._wait_for_request()  # only blank lines so far
+                    # Only empty lines so far: still idle for a graceful stop.
+                    n = self._wait_for_request(timeout)
+                    if n and self.view[0] in _CRLF and not self._take_empty_lines(n):
+                        break
                 else:
-                    if limits.header_timeout is not None:
-                        if deadline is None:
-                            deadline = time.monotonic() + limits.header_timeout
-                        self.settimeout(max(deadline - time.monotonic(), 0.001))
                     if head_bytes > self._max_head:
                         self.ended = "limit"
                         self.send_quietly(error_response(431, close=True))
                         self.linger_close()
                         return None
+                    self.settimeout(timeout)
                     n = self.sock.recv_into(self.view)
-                    head_bytes += n
                 if not n:
                     return None
+                head_bytes += n
                 self.feed(self.view[:n])
         except TimeoutError:
             self.ended = "slow" if self._in_head else "idle"
@@ -485,10 +514,13 @@ class HttpConnection:
         return b"".join(parts)
 
     def release(self) -> None:
-        """Drop the parser (which refers back to this object) once the connection is done."""
+        """Drop the parser (which refers back to this object) and the request queue
+        once the connection is done, or taken over for good."""
         self.parser = self._feed_data = None
         self._version = self._method = self._keep_alive = self._upgrade = None
-        self.pending.clear()
+        self.pending = _NO_PENDING
+        self._headers = self._url = None  # refilled by on_message_begin, never after this
+        self._chunk = b""
 
     def send_quietly(self, data: bytes) -> None:
         """Send ``data`` (a final error response); a client already gone is no error."""

@@ -24,7 +24,8 @@ class Client:
     """A console client: ``ask(line)`` returns the output up to the next prompt."""
 
     def __init__(self, addr) -> None:
-        self.sock = nettools.connect(addr)
+        family = socket.AF_UNIX if isinstance(addr, str) else socket.AF_INET
+        self.sock = nettools.connect(addr, family)
         self.sock.settimeout(10)
         self.buf = b""
         self.banner = self.read_until(PROMPT)
@@ -247,3 +248,65 @@ def test_loopback_addresses_pass_the_check(family, address):
 
 def test_allow_remote_lifts_the_check():
     backdoor._refuse_remote(socket.AF_INET, ("0.0.0.0", 4000), allow_remote=True)
+
+
+ABSTRACT = "\0nettools-backdoor-test"
+
+
+@pytest.mark.parametrize("addr", [ABSTRACT, ABSTRACT.encode()])
+def test_an_abstract_unix_socket_is_refused_before_binding(addr):
+    # An abstract socket has no file, so no permissions: any local user could connect.
+    with pytest.raises(ValueError, match="allow_abstract=True"):
+        backdoor.backdoor(addr)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with pytest.raises(ConnectionRefusedError):
+            probe.connect(ABSTRACT)  # nothing was bound
+    finally:
+        probe.close()
+
+
+def test_backdoor_server_refuses_an_abstract_listener():
+    sock = nettools.listen(ABSTRACT, socket.AF_UNIX)
+    try:
+        with pytest.raises(ValueError, match="abstract unix socket"):
+            backdoor.backdoor_server(sock)
+    finally:
+        sock.close()
+
+
+def answers(addr) -> str:
+    """What a console at ``addr`` answers to ``answer``."""
+    c = Client(addr)
+    try:
+        return c.ask("answer")
+    finally:
+        c.close()
+
+
+def test_allow_abstract_serves_on_an_abstract_socket():
+    server = nettools.spawn(backdoor.backdoor, ABSTRACT, {"answer": 42}, allow_abstract=True)
+    try:
+        settle()
+        assert answers(ABSTRACT) == "42"
+    finally:
+        server.kill()
+
+
+def test_a_unix_socket_file_is_created_for_its_owner_only(tmp_path):
+    import os
+    import stat
+
+    path = str(tmp_path / "backdoor.sock")
+    old_umask = os.umask(0)  # what a careless service might run with
+    try:
+        server = nettools.spawn(backdoor.backdoor, path, {"answer": 42})
+        settle()
+    finally:
+        os.umask(old_umask)
+    try:
+        mode = os.stat(path).st_mode
+        assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+        assert answers(path) == "42"
+    finally:
+        server.kill()

@@ -368,6 +368,8 @@ def test_spew_traces_greenthreads_new_and_parked(tmp_path):
     proc = run_file(
         tmp_path,
         """
+        import weakref
+
         import nettools
         from nettools import debug
 
@@ -380,6 +382,12 @@ def test_spew_traces_greenthreads_new_and_parked(tmp_path):
             total = n + 1
             return total
 
+        class Referent:
+            pass
+
+        referent = Referent()
+        proxy = weakref.proxy(referent)  # dead, among the collector's objects
+        del referent
         ev = nettools.Event()
         p = nettools.spawn(parked, ev)
         nettools.sleep(0)
@@ -395,10 +403,10 @@ def test_spew_traces_greenthreads_new_and_parked(tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     path = str(tmp_path / "spewed.py")
-    assert f"{path}:11: total = n + 1" in out
+    assert f"{path}:13: total = n + 1" in out
     assert "    n = 41" in out
-    assert f"{path}:7: resumed = " in out  # a greenthread parked before spew()
-    assert f"{path}:18: result = nettools.spawn(work, 41).wait()" in out  # spew's caller
+    assert f"{path}:9: resumed = " in out  # a greenthread parked before spew()
+    assert f"{path}:26: result = nettools.spawn(work, 41).wait()" in out  # spew's caller
     assert "untraced" not in out
     assert "nettools/kernel/hub.py" not in out  # trace_names keeps other modules out
     assert out.rstrip().endswith("RESULT 42")

@@ -187,6 +187,48 @@ def test_selector_waits_and_times_out(cls, pair):
         assert len(ticks) == 5
 
 
+def _always_ready_loop(wait) -> bool:
+    """Loop on ``wait()`` (a selector call whose answer is always "writable");
+    True if a greenthread spawned before the loop got to run during it."""
+    ran = []
+    nettools.spawn(ran.append, 1)
+    for _ in range(1000):
+        if ran:
+            return True
+        assert wait()
+    return False
+
+
+@pytest.mark.parametrize("kind", ["select", "poll", "epoll", *(c.__name__ for c in SELECTORS)])
+def test_a_call_on_an_always_ready_selector_gives_the_hub_a_turn(kind, pair):
+    # CPython's test_ftplib and test_poplib hang on this: an asyncore loop whose
+    # TLS handler is always writable starved every other greenthread.
+    a, _ = pair
+    if kind == "select":
+        assert _always_ready_loop(lambda: gselect.select([], [a], [], 5)[1])
+    elif kind == "poll":
+        poller = gselect.poll()
+        poller.register(a, gselect.POLLOUT)
+        assert _always_ready_loop(lambda: poller.poll(5000))
+    elif kind == "epoll":
+        with gselect.epoll() as ep:
+            ep.register(a.fileno(), gselect.EPOLLOUT)
+            assert _always_ready_loop(lambda: ep.poll(5))
+    else:
+        cls = next(c for c in SELECTORS if c.__name__ == kind)
+        with cls() as sel:
+            sel.register(a, stdlib_selectors.EVENT_WRITE)
+            assert _always_ready_loop(lambda: sel.select(5))
+
+
+def test_a_timeout_fires_in_a_greenthread_looping_on_a_ready_selector(pair):
+    a, _ = pair
+    with pytest.raises(nettools.Timeout):  # were the timer never run: a few seconds, no raise
+        with nettools.Timeout(0.05):
+            for _ in range(10**6):
+                gselect.select([], [a], [], 5)
+
+
 def test_default_selector_is_green():
     assert issubclass(gselectors.DefaultSelector, stdlib_selectors.DefaultSelector)
     assert gselectors.EVENT_WRITE == stdlib_selectors.EVENT_WRITE

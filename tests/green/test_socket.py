@@ -994,6 +994,70 @@ def test_recv_after_a_short_read_waits_for_data_sent_later(tcp_pair):
     assert conn.recv(65536) == b"second"
 
 
+def _pipe_on(fd: int) -> tuple[int, int]:
+    """A non-blocking pipe whose read end is ``fd`` (a free number)."""
+    r, w = os.pipe()
+    if r != fd:
+        os.dup2(r, fd)
+        os.close(r)
+    for end in (fd, w):
+        os.set_blocking(end, False)
+    return fd, w
+
+
+def test_a_socket_collected_unclosed_leaves_no_stale_record_behind():
+    # A handler killed mid-handshake drops its socket unclosed: the finaliser
+    # closes the fd, and the hub must forget it first, or a raw pipe that
+    # reuses the number would wait on a record epoll no longer reports.
+    import gc
+
+    from nettools.green import os as gos
+
+    a, b = gsocket.socketpair()
+    reader = spawn(a.recv, 10)
+    assert parked(reader)
+    fd = a.fileno()
+    assert fd in get_hub().fds
+    reader.kill()
+    del reader, a
+    gc.collect()
+    assert fd not in get_hub().fds
+    b.close()
+    r, w = _pipe_on(fd)
+    try:
+        nettools.spawn_after(0.05, os.write, w, b"x")
+        assert nettools.with_timeout(5, gos.read, r, 10) == b"x"
+    finally:
+        for end in (r, w):
+            get_hub().notify_close(end)
+            os.close(end)
+
+
+@pytest.mark.parametrize("wait", ["os.read", "trampoline", "select"])
+def test_a_record_left_by_a_close_behind_the_hubs_back_is_found_stale(wait):
+    # Closed where this hub cannot hear of it (a raw close, another thread's
+    # collector): the waits on fds nettools did not open check the record first.
+    from nettools.green import os as gos
+    from nettools.green import select as gselect
+
+    fd = _leave_stale_hub_state()
+    assert fd in get_hub().fds
+    r, w = _pipe_on(fd)
+    try:
+        nettools.spawn_after(0.05, os.write, w, b"x")
+        with nettools.Timeout(5):
+            if wait == "os.read":
+                assert gos.read(r, 10) == b"x"
+            elif wait == "trampoline":
+                trampoline(r, read=True)
+            else:
+                assert gselect.select([r], [], [], 5)[0] == [r]
+    finally:
+        for end in (r, w):
+            get_hub().notify_close(end)
+            os.close(end)
+
+
 @pytest.mark.timeout(20)
 def test_recv_on_a_datagram_socket_reads_every_queued_datagram():
     # A datagram socket returns one datagram per recv, shorter than the buffer

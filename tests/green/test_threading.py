@@ -396,6 +396,43 @@ def test_patched_threads_are_green():
     assert "distinct 50" in out
 
 
+def test_interrupt_main_from_a_green_thread_interrupts_the_main_one():
+    out = run_isolated(
+        """
+        import nettools
+        nettools.monkey_patch()
+        import _thread, signal, threading
+
+        t = threading.Thread(target=_thread.interrupt_main)
+        try:
+            t.start()
+            t.join()
+        except KeyboardInterrupt:
+            print("main interrupted")
+        t.join()
+        print("thread alive:", t.is_alive())
+
+        def handler(signum, frame):
+            raise ZeroDivisionError(signum)
+        signal.signal(signal.SIGTERM, handler)
+        t = threading.Thread(target=_thread.interrupt_main, args=(signal.SIGTERM,))
+        try:
+            t.start()
+            t.join()
+        except ZeroDivisionError as exc:
+            print("handler ran for the main thread:", exc.args[0] == signal.SIGTERM)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        t = threading.Thread(target=_thread.interrupt_main, args=(signal.SIGTERM,))
+        t.start()
+        t.join()
+        print("OK")
+        """
+    )
+    assert out.splitlines() == [
+        "main interrupted", "thread alive: False", "handler ran for the main thread: True", "OK"
+    ]
+
+
 def test_patched_threading_keeps_identity_and_subclasses(tmp_path):
     write_module(
         tmp_path,

@@ -24,6 +24,7 @@ on its own hub in a background thread; the site records what it is asked for.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import Counter, defaultdict
@@ -283,6 +284,20 @@ class External(Recorder):
             self.leave(host, environ.get("PATH_INFO", ""))
 
 
+def closed_port() -> socket.socket:
+    """A port bound but not listening: it refuses connections, and nobody else can take it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def via_closed_proxy(port: int) -> dict:
+    """The environment that routes every host but 127.0.0.1 to a closed port."""
+    proxy = f"http://127.0.0.1:{port}"
+    return {"http_proxy": proxy, "https_proxy": proxy, "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy,
+            "no_proxy": "127.0.0.1", "NO_PROXY": "127.0.0.1"}  # fmt: skip
+
+
 def serve(app) -> ServerThread:
     """``with serve(site) as srv: srv.url``: the app on 127.0.0.1, port 0."""
     return ServerThread(app, max_size=4096)
@@ -312,6 +327,35 @@ class Pages(Recorder):
             return [_page("".join(f'<a href="{u}">{u}</a>' for u in links))]
         finally:
             self.leave(host, environ.get("PATH_INFO", ""))
+
+
+#: Float rounding over a chain of additions; load can only add time, never take it away.
+ROUNDING = 1e-6
+
+
+def assert_spaced(site: Recorder, delay: float, *, unspaced: int = 1) -> None:
+    """The crawler started each request to the host at least ``delay`` after the
+    one before, judged only by the server's own clock and only in the direction
+    load cannot fake.  Load may delay any request, so gaps between arrivals
+    prove nothing (a late request n shortens the gap to n+1); but nothing can
+    make a request arrive before it was sent.  The first page request was sent
+    after the crawler had read robots.txt (it waits for the rules), which the
+    server answered at ``t0``; the n page requests then start at least
+    ``delay`` apart, so the last one cannot arrive before ``t0 + (n-1) * delay``.
+    Without the spacing the whole site arrives within a small part of that.
+    ``unspaced``: the page requests that may go out before the spacing is
+    known (1: the first; a shared crawl leases its first link before anyone
+    has read robots.txt, so 2)."""
+    t0 = site.answered["/robots.txt"][0]
+    starts = page_starts(site)
+    assert len(starts) >= 10
+    assert min(starts) > t0
+    assert max(starts) >= t0 + (len(starts) - unspaced) * delay - ROUNDING
+
+
+def page_starts(site: Recorder) -> list[float]:
+    """When each request but those for robots.txt arrived (the server's clock)."""
+    return [t for path, ts in site.started.items() if path != "/robots.txt" for t in ts]
 
 
 def comparable(doc: dict) -> dict:

@@ -37,13 +37,16 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """redis-server on ``directory``/redis.sock (and on 127.0.0.1:``port`` when given)."""
+    """redis-server on ``directory``/redis.sock (and on 127.0.0.1:``port`` when given),
+    asking for ``password`` when given."""
 
-    def __init__(self, directory: Path, *, port: int = 0, args: tuple[str, ...] = ()) -> None:
+    def __init__(self, directory: Path, *, port: int = 0, args: tuple[str, ...] = (),
+                 password: str | None = None) -> None:  # fmt: skip
         self.directory = Path(directory)
         self.socket = str(self.directory / "redis.sock")
         self.port = port
         self.args = args
+        self.password = password
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -60,6 +63,8 @@ class RedisServer:
         argv = [program, "--port", str(self.port), "--bind", "127.0.0.1", "--unixsocket",
                 self.socket, "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
                 "--dir", str(self.directory), "--daemonize", "no", *self.args]  # fmt: skip
+        if self.password is not None:
+            argv += ["--requirepass", self.password]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         for _ in range(1000):
             if self.proc.poll() is not None:
@@ -76,7 +81,7 @@ class RedisServer:
     def client(self) -> Any:
         import redis
 
-        return redis.Redis(unix_socket_path=self.socket)
+        return redis.Redis(unix_socket_path=self.socket, password=self.password)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -46,6 +46,17 @@ def test_dict_is_per_greenthread():
     assert loc.__dict__ == {"a": 1}
 
 
+def test_dict_cannot_be_replaced_or_deleted():
+    # As threading.local: the per-greenthread dict is the object's own.
+    loc = local()
+    loc.a = 1
+    with pytest.raises(AttributeError, match="read-only"):
+        loc.__dict__ = {"b": 2}
+    with pytest.raises(AttributeError, match="read-only"):
+        del loc.__dict__
+    assert loc.__dict__ == {"a": 1} and loc.a == 1
+
+
 def test_subclass_init_reruns_in_each_greenthread_with_the_constructor_args():
     inits = []
 

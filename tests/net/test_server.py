@@ -36,16 +36,6 @@ def listener():
     sock.close()
 
 
-@pytest.fixture
-def servers():
-    """Collects Servers made in a test and stops whatever is left running."""
-    made: list[Server] = []
-    yield made
-    for server in made:
-        if not server.stopped:
-            server.stop(0)
-
-
 def start(servers, sock, handle, **kw) -> Server:
     server = Server(sock, handle, **kw).start()
     servers.append(server)
@@ -636,7 +626,7 @@ def test_the_counters_say_why_connections_ended(listener, servers):
 
 
 def test_the_counters_see_a_full_pool_and_failed_tls_handshakes(servers, tls_contexts):
-    server_ctx, _ = tls_contexts
+    server_ctx, client_ctx = tls_contexts
     gate = Event()
     server = start(servers, nettools.listen((LOCAL, 0)), lambda conn, addr: gate.wait(),
                    concurrency=1, ssl_context=server_ctx)
@@ -649,7 +639,9 @@ def test_the_counters_see_a_full_pool_and_failed_tls_handshakes(servers, tls_con
     first.close()
     assert server.tls_failures == 1 and server.closed == {"error": 1}
     assert server.max_conns == 1
-    held = gsocket.create_connection(server.address)  # takes the only slot, no handshake yet
+    # A handshake happens before the pool: a client that completed one takes the only slot.
+    held = client_ctx.wrap_socket(gsocket.create_connection(server.address),
+                                  server_hostname="localhost")
     second = gsocket.create_connection(server.address)
     settle()
     assert server.limit_reached >= 1

@@ -13,6 +13,7 @@ import zlib
 import pytest
 from helpers.green import settle
 from helpers.isolated import run_isolated
+from helpers.netns import run_in_private_network
 
 import nettools
 from nettools.green import socket as gsocket
@@ -342,6 +343,28 @@ def test_whole_request_timeout_releases_the_connection(site):
         assert c.get(site.url + "/next", timeout=5).body == b"page /next"
 
 
+def test_a_dripping_server_is_cut_by_the_clients_own_deadline(site):
+    # A byte every 50 ms never trips the 5 s read timeout; the client's
+    # whole-request deadline (120 s unless told) cuts it all the same.
+    assert HttpClient(proxy_from_env=False).timeout == 120.0
+    with HttpClient(proxy_from_env=False, per_host=1, read_timeout=5, timeout=0.3) as c:
+        with pytest.raises(FetchError) as info:
+            c.get(site.url + "/trickle")
+        assert info.value.kind == "timeout"
+        assert "no complete response within 0.3s" in str(info.value)
+        assert c.get(site.url + "/next").body == b"page /next"
+
+
+def test_the_deadline_counts_the_exchange_not_the_wait_for_a_busy_host(site):
+    # One connection to the host, thirty requests of 50 ms each: the last waits
+    # about 1.5 s for its turn, longer than the 1 s deadline, and is not cut.
+    with HttpClient(proxy_from_env=False, per_host=1, timeout=1.0) as c:
+        pool = nettools.GreenPool(30)
+        bodies = list(pool.imap(lambda _: c.get(site.url + "/hold").body, range(30)))
+    assert bodies == [b"held"] * 30
+    assert site.peak == 1
+
+
 def test_connect_timeout_when_the_backlog_is_full():
     # A listener with a full accept queue drops further SYNs: connect hangs.
     lst = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_STREAM)
@@ -590,6 +613,7 @@ def test_works_in_a_monkey_patched_process_and_beside_the_real_urllib3():
         import socket
         import urllib3
         from nettools.web import wsgi
+        from nettools.web import wsgi
         from nettools.web.client import HttpClient
 
         def app(env, start_response):
@@ -665,32 +689,77 @@ def test_two_clients_share_the_thread_and_keep_their_own_settings(site):
 
 
 def test_other_greenthreads_run_while_a_name_is_resolved():
-    # libcurl resolves in a thread of its own (an asynchronous resolver build);
-    # the hub keeps turning while lookups are in flight.
+    # libcurl resolves in a thread of its own (an asynchronous resolver build),
+    # so the hub keeps turning while a lookup is in flight.  Proved with the
+    # system resolver asking a DNS server that is a greenthread of the same
+    # hub, and that answers only once other greenthreads have run meanwhile:
+    # were the lookup made on the hub's thread, nothing could answer it.  It
+    # all runs in a private network namespace whose resolv.conf names that
+    # server, so no query can leave the machine.
     import pycurl
 
     assert pycurl.version_info()[4] & pycurl.VERSION_ASYNCHDNS
-    ticks = []
-    stop = nettools.Event()
+    proc = run_in_private_network(
+        """
+        import dnslib
+        import nettools
+        from nettools.green import socket
+        from nettools.web import wsgi
+        from nettools.web.client import HttpClient
 
-    def ticker():
-        while not stop.ready():
-            ticks.append(1)
-            nettools.sleep(0.001)
+        asked = nettools.Event()
+        release = nettools.Event()
+        ticks = []
 
-    t = nettools.spawn(ticker)
-    with HttpClient(proxy_from_env=False) as c:
-        pool = nettools.GreenPool(10)
+        def dns_server(sock):
+            while True:
+                data, peer = sock.recvfrom(4096)
+                query = dnslib.DNSRecord.parse(data)
+                question = query.q
+                if not asked.ready():
+                    asked.send(str(question.qname))
+                release.wait()  # the lookup stays in flight until then
+                reply = query.reply()
+                if question.qtype == dnslib.QTYPE.A:
+                    reply.add_answer(dnslib.RR(question.qname, dnslib.QTYPE.A,
+                                               rdata=dnslib.A("127.0.0.1"), ttl=60))
+                sock.sendto(reply.pack(), peer)
 
-        def lookup(i):
-            with pytest.raises(FetchError) as info:
-                c.get(f"http://no-such-host-{i}.invalid/")
-            return info.value.kind
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"resolved " + environ["HTTP_HOST"].encode()]
 
-        assert set(pool.imap(lookup, range(10))) == {"dns"}
-    stop.send(True)
-    t.wait()
-    assert ticks
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 53))
+        nettools.spawn(dns_server, udp)
+        web = nettools.listen(("127.0.0.1", 0))
+        port = web.getsockname()[1]
+        nettools.spawn(wsgi.server, web, app, log_output=False)
+
+        def ticker():
+            while not release.ready():
+                ticks.append(1)
+                nettools.sleep(0.001)
+
+        with HttpClient(proxy_from_env=False) as client:
+            fetch = nettools.spawn(client.get, f"http://slow.test:{port}/")
+            with nettools.Timeout(20):
+                print("asked for", asked.wait())
+                nettools.spawn(ticker)
+                while len(ticks) < 20:  # greenthreads run; the lookup waits
+                    nettools.sleep(0.001)
+                assert not fetch.dead
+                release.send(True)
+                resp = fetch.wait()
+        print(resp.status, resp.body.decode())
+        print("OK")
+        """,
+        resolv_conf="nameserver 127.0.0.1\noptions timeout:5 attempts:1\n",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "asked for slow.test.", proc.stdout
+    assert lines[-2].startswith("200 resolved slow.test:") and lines[-1] == "OK", proc.stdout
 
 
 class ClosingServer:
@@ -772,6 +841,7 @@ def test_an_idle_client_does_not_hide_a_deadlock():
     out = run_isolated(
         """
         import nettools
+        from nettools.web import wsgi
         from nettools.web import wsgi
         from nettools.web.client import HttpClient
 

@@ -627,3 +627,65 @@ def test_recipe_websocket_echo():
         page.close()
         code, _, err = recipe.stop()
         assert code == 0, err
+
+
+# ----------------------------------------------------------------- idle cost
+
+
+def _open_idle(port: int) -> Any:
+    """A websocket on a green socket, through its handshake and one echo, then idle."""
+    from nettools.green import socket as gsocket
+
+    sock = gsocket.create_connection((LOCAL, port), timeout=T)
+    key = base64.b64encode(os.urandom(16))
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(4096)
+    mask = os.urandom(4)
+    sock.sendall(b"\x81\x82" + mask + bytes(b ^ mask[i] for i, b in enumerate(b"hi")))
+    reply = head.split(b"\r\n\r\n", 1)[1]
+    while len(reply) < 4:
+        reply += sock.recv(16)
+    assert reply == b"\x81\x02hi"
+    return sock
+
+
+def _live(kind: Any) -> int:
+    import gc
+
+    count = 0
+    for o in gc.get_objects():
+        try:
+            count += isinstance(o, kind)
+        except ReferenceError:  # a dead weakref.proxy
+            pass
+    return count
+
+
+def test_an_idle_websocket_keeps_one_greenthread_and_nothing_of_its_request(serve):
+    # What an idle websocket costs is what is parked: its handler's greenthread
+    # (the keepalive is a hub timer between pings), the socket, the protocol
+    # and the environ -- not a second greenthread, the HTTP parser, the request
+    # head, or the exception of the read that found nothing (see make bench:
+    # websocket.ws_mem_idle_10k).
+    import httptools
+    from greenlet import greenlet
+    from helpers.green import settle
+
+    _, server = serve(echo)
+    port = server.address[1]
+    for sock in [_open_idle(port) for _ in range(5)]:  # warm up the pools of workers
+        sock.close()
+    settle()
+    greenlets, parsers = _live(greenlet), _live(httptools.HttpRequestParser)
+    socks = [_open_idle(port) for _ in range(50)]
+    try:
+        settle()
+        assert _live(greenlet) - greenlets <= 50
+        assert _live(httptools.HttpRequestParser) - parsers == 0
+        assert _live(BlockingIOError) == 0
+    finally:
+        for sock in socks:
+            sock.close()

@@ -251,6 +251,62 @@ def test_connection_that_never_sends_is_closed_silently_after_header_timeout():
         sock.close()
 
 
+@pytest.mark.parametrize("after_a_request", [False, True])
+def test_empty_lines_do_not_hold_a_connection_past_the_header_timeout(after_a_request):
+    # An empty line every 200 ms, each well within the 500 ms header timeout:
+    # the timer runs from the first of them, so the connection is closed (in
+    # silence: no request was begun) long before the lines run out -- they
+    # neither restart the timer nor fall back to the 75 s keep-alive one.
+    with ServerThread(hello, header_timeout=0.5, keepalive=75) as srv:
+        sock = connect(srv.port)
+        if after_a_request:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(sock.makefile("rb")).status == 200
+        sock.settimeout(0.2)
+        closed_after = None
+        for sent in range(1, 8):  # fewer than the 8 empty lines allowed
+            try:
+                sock.sendall(b"\r\n")
+                data = sock.recv(100)
+            except TimeoutError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                data = b""
+            assert data == b""
+            closed_after = sent
+            break
+        assert closed_after is not None, "still open after 7 empty lines over 1.4 s"
+        sock.close()
+
+
+@pytest.mark.parametrize("pieces", [1, 9])
+def test_too_many_empty_lines_before_a_request_get_400(pieces):
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    with ServerThread(hello) as srv:
+        sock = connect(srv.port)
+        if pieces == 1:
+            sock.sendall(b"\r\n" * 9 + request)
+        else:
+            for _ in range(9):
+                sock.sendall(b"\r\n")
+            sock.sendall(request)
+        data = recv_until_closed(sock)
+        assert data.startswith(b"HTTP/1.1 400 "), data
+        assert b"more than 8 empty lines" in data
+        sock.close()
+
+
+def test_a_few_empty_lines_before_a_request_are_skipped():
+    with ServerThread(hello) as srv:
+        sock = connect(srv.port)
+        f = sock.makefile("rb")
+        sock.sendall(b"\r\n" * 8 + b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(f).body == b"hello /a"
+        sock.sendall(b"\n\r\n" + b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(f).body == b"hello /b"
+        sock.close()
+
+
 def test_keepalive_idle_timeout_closes():
     with ServerThread(hello, keepalive=0.3) as srv:
         sock = connect(srv.port)

@@ -70,8 +70,9 @@ def crawl_client(
     *, timeout: float, max_body: int, per_host: int, user_agent: str | None
 ) -> HttpClient:
     """The client of a crawl's requests, in the crawling process or in a worker:
-    ``timeout`` bounds each read, and connecting too (up to 10s)."""
-    return HttpClient(connect_timeout=min(10.0, timeout), read_timeout=timeout,
+    ``timeout`` bounds each whole request (hops and body), each read within
+    it, and connecting too (up to 10s)."""
+    return HttpClient(connect_timeout=min(10.0, timeout), read_timeout=timeout, timeout=timeout,
                       max_body=max_body, per_host=per_host, user_agent=user_agent)  # fmt: skip
 
 

@@ -23,6 +23,7 @@ from ...kernel.greenthread import spawn
 from ...kernel.hub import get_hub
 from ...kernel.pool import GreenPool
 from ...kernel.sync import Event
+from ...tlsguard import HandshakeGate
 from ..plumbing.service import Stats
 from .errors import ForwardError
 from .metrics import CLOSE_REASONS, ERROR_KINDS, ForwardMetrics
@@ -125,6 +126,8 @@ class Forwarder:
         self.splice = HAVE_SPLICE if splice is None else (splice and HAVE_SPLICE)
         self.pipes = PipePool()
         self.pool = GreenPool(max_conns)
+        #: TLS handshakes with clients in progress, bounded as a Server bounds its own.
+        self.handshakes = HandshakeGate()
         #: Name -> proxy, in the order they were added.
         self.proxies: dict[str, AnyProxy] = {}
         #: Per-rule counts for --metrics (read only when scraped).

@@ -258,7 +258,7 @@ class Proxy:
         """TLS handshake with the client; False (and the reason noted) if it fails."""
         fwd = self.fwd
         try:
-            c.client = accept_tls(c.client, fwd.tls_context, fwd.connect_timeout)
+            c.client = accept_tls(c.client, fwd.tls_context, fwd.connect_timeout, fwd.handshakes)
         except (OSError, ValueError) as exc:
             c.fail("tls-error", f"TLS handshake with client failed: {describe(exc)}")
             return False

@@ -19,7 +19,8 @@ HTTP is all libcurl's; this package adds what the tools share:
   offered to ``redirect_check`` first; a loop is reported as soon as it closes;
 * gzip/deflate decoded while streaming, the decoded body cut at ``max_body``
   (``Response.truncated``), so memory stays bounded even for compressed bombs;
-* connect and read (inactivity) timeouts; ``HTTP(S)_PROXY``/``NO_PROXY`` from
+* connect and read (inactivity) timeouts, and a deadline for each whole
+  request (120 s by default); ``HTTP(S)_PROXY``/``NO_PROXY`` from
   the environment, read the way Python reads them;
 * names resolved by libcurl's threaded resolver, and each address offered to
   ``allow_address`` in the moment libcurl opens a socket for it, so a service

@@ -13,12 +13,11 @@ import pycurl
 
 from ... import __version__
 from ...kernel.sync import Semaphore
-from ...kernel.timeout import Timeout
 from .addresses import check_proxied_target
 from .curlloop import curl_loop, existing_loop
 from .errors import FetchError, describe_error
 from .response import Headers, Response
-from .transfer import REDIRECT_STATUSES, Exchange, take_exchange
+from .transfer import REDIRECT_STATUSES, Exchange, TimeBudget, take_exchange
 
 __all__ = ["HttpClient", "DEFAULT_USER_AGENT", "ACCEPT_ENCODING"]
 
@@ -33,6 +32,13 @@ class HttpClient:
     about to connect to (``is_public_address`` refuses private targets);
     refused hosts raise ``FetchError(kind='refused-address')``.  ``max_hosts``
     is how many hosts' request gates are kept while idle.
+
+    Timeouts: ``connect_timeout`` bounds each connection (TCP, proxy, TLS),
+    ``read_timeout`` each silence once connected, and ``timeout`` a request's
+    whole exchange -- every redirect hop and the body -- however steadily a
+    server drips it (``None``: no limit).  Time spent waiting for a place at a
+    busy host (``per_host``) does not count.  Each raises
+    ``FetchError(kind='timeout')``.
     """
 
     def __init__(
@@ -40,6 +46,7 @@ class HttpClient:
         *,
         connect_timeout: float | None = 10.0,
         read_timeout: float | None = 30.0,
+        timeout: float | None = 120.0,
         max_body: int = 10 * 2**20,
         max_redirects: int = 10,
         per_host: int = 8,
@@ -53,6 +60,7 @@ class HttpClient:
     ) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.timeout = timeout
         self.max_body = max_body
         self.max_redirects = max_redirects
         self.per_host = per_host
@@ -122,45 +130,21 @@ class HttpClient:
         HTTP statuses (4xx/5xx) come back as a Response; transport failures
         raise FetchError.  ``redirect_check(url)`` is called before following
         each redirect and may raise FetchError to stop there.  ``timeout``
-        bounds the whole exchange (all hops and the body), on top of the
-        connect and read timeouts that bound each step.
+        bounds the whole exchange (all hops and the body) instead of the
+        client's ``timeout``, on top of the connect and read timeouts that
+        bound each step.
         """
-        if timeout is None:
-            return self._request(method, url, headers, body, follow_redirects, max_body,
-                                 redirect_check)  # fmt: skip
-        # A Timeout (a BaseException) reaches the waiting greenthread, which
-        # takes its transfer out of libcurl on the way out.
-        timer = Timeout(timeout)
-        try:
-            return self._request(method, url, headers, body, follow_redirects, max_body,
-                                 redirect_check)  # fmt: skip
-        except Timeout as exc:
-            if exc is not timer:
-                raise
-            raise FetchError(url, "timeout", f"no complete response within {timeout:g}s") from None
-        finally:
-            timer.cancel()
-
-    def _request(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] | None,
-        body: bytes | None,
-        follow_redirects: bool,
-        max_body: int | None,
-        redirect_check: Callable[[str], None] | None,
-    ) -> Response:
         start = time.monotonic()
         method = method.upper()
         cap = self.max_body if max_body is None else max_body
         hdrs = {k.lower(): (k, v) for k, v in (headers or {}).items()}
+        budget = TimeBudget(self.timeout if timeout is None else timeout)
         redirects: list[tuple[int, str]] = []
         seen = {(method, url)}
         current = url
         host = self._check_url(url)
         while True:
-            h = self._send(method, current, host, hdrs, body, cap, follow_redirects)
+            h = self._send(method, current, host, hdrs, body, cap, follow_redirects, budget)
             try:
                 status = h.easy.getinfo(pycurl.RESPONSE_CODE)
                 if h.parsed != len(h.lines):
@@ -243,6 +227,7 @@ class HttpClient:
         body: bytes | None,
         cap: int,
         follow: bool,
+        budget: TimeBudget,
     ) -> Exchange:
         """One hop: wait for a place at the host, run it; the handle holds the answer.
 
@@ -266,7 +251,7 @@ class HttpClient:
             try:
                 h.set_request(method, url, hdrs, body, proxy)
                 h.prepare(cap, follow, allow)
-                code, message = h.run(self.read_timeout)
+                code, message = h.run(self.read_timeout, budget)
             except BaseException:
                 h.dirty = True  # whatever state libcurl kept, the next user starts over
                 h.put_back()

@@ -3,7 +3,9 @@
 The handle's callbacks collect the body (cut at the cap, a redirect's own body
 dropped) and the header lines; ``opensocket`` vets each address as libcurl is
 about to connect to it; a hub timer fails an exchange that stays quiet longer
-than the read timeout.  ``CurlLoop`` (``curlloop.py``) runs the exchange.
+than the read timeout, and another one ends it when the request's time
+budget (``TimeBudget``: the whole-request deadline, shared by its redirect hops)
+runs out.  ``CurlLoop`` (``curlloop.py``) runs the exchange.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ...kernel.hub import get_hub
 from .curlloop import Transfer
 from .errors import FetchError, seconds
 
-__all__ = ["Exchange", "take_exchange", "REDIRECT_STATUSES", "REDIRECT_BODY_LIMIT"]
+__all__ = ["Exchange", "TimeBudget", "take_exchange", "REDIRECT_STATUSES", "REDIRECT_BODY_LIMIT"]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 #: A redirect's own body is read (and dropped) up to this much to keep the connection.
@@ -30,6 +32,25 @@ REDIRECT_BODY_LIMIT = 64 * 1024
 
 class _ReadTimedOut(Exception):
     """Thrown into a waiting greenthread whose transfer went quiet too long."""
+
+
+class _OutOfTime(Exception):
+    """Thrown into a waiting greenthread whose request used up its time budget."""
+
+
+class TimeBudget:
+    """The time one request may spend in its exchanges, all hops together:
+    ``seconds`` in all (None: no limit).  Waiting for a place at a host (the
+    client's per-host gate) is queueing, not exchanging, and costs nothing."""
+
+    __slots__ = ("seconds", "spent")
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.spent = 0.0
+
+    def left(self) -> float | None:
+        return None if self.seconds is None else max(self.seconds - self.spent, 0.0)
 
 
 class Exchange(Transfer):
@@ -190,20 +211,32 @@ class Exchange(Transfer):
         if lines:
             e.setopt(pycurl.HTTPHEADER, lines)
 
-    def run(self, read_timeout: float | None) -> tuple[int, str]:
+    def run(self, read_timeout: float | None, budget: TimeBudget | None = None) -> tuple[int, str]:
         """Perform the exchange, parked on the hub; returns libcurl's ``(code,
-        message)``, code -1 if nothing came for ``read_timeout`` seconds once connected."""
+        message)``, or code -1 (a timeout of ours) if nothing came for
+        ``read_timeout`` seconds once connected, or ``budget`` ran out."""
         loop, rt = self.loop, read_timeout
-        if rt is None:
+        hub = get_hub()
+        left = None if budget is None else budget.left()
+        if rt is None and left is None:
             return loop.perform(self)
-        self.read_timer = get_hub().schedule(rt, _check_read, loop, self, rt)
+        if rt is not None:
+            self.read_timer = hub.schedule(rt, _check_read, loop, self, rt)
+        out_of_time = None if left is None else hub.schedule(left, loop.wake, self, _OutOfTime())
+        started = time.monotonic()
         try:
             return loop.perform(self)
         except _ReadTimedOut:
             return -1, f"read timed out after {seconds(rt)}"
+        except _OutOfTime:
+            return -1, f"no complete response within {seconds(budget.seconds)}"
         finally:
-            self.read_timer.cancel()
-            self.read_timer = None
+            if self.read_timer is not None:
+                self.read_timer.cancel()
+                self.read_timer = None
+            if out_of_time is not None:
+                out_of_time.cancel()
+                budget.spent += time.monotonic() - started
 
     def put_back(self) -> None:
         """Return the handle to its loop's free list (the body is dropped)."""

@@ -26,7 +26,7 @@ from websockets.protocol import OPEN, State
 from websockets.server import ServerProtocol
 
 from ...green import socket as green_socket
-from ...kernel.greenthread import GreenThread, kill, sleep, spawn
+from ...kernel.greenthread import GreenThread, kill, spawn
 from ...kernel.hub import get_hub
 from ...kernel.sync import Event
 from ...kernel.timeout import Timeout
@@ -69,8 +69,17 @@ class WebSocket:
     binary) or ``None`` once the connection is closed; ``send`` sends one;
     ``close`` starts the closing handshake.  Iterating yields messages until
     the close.  Attributes: ``path``, ``environ``, ``origin``, ``protocol``
-    (the negotiated subprotocol or None), ``socket``.
+    (the negotiated subprotocol or None), ``socket``.  A handler may set
+    attributes of its own on it.
     """
+
+    # Slots keep an idle connection small; __dict__ for the handler's own attributes.
+    __slots__ = (
+        "socket", "environ", "path", "origin", "protocol", "ping_interval", "ping_timeout",
+        "close_timeout", "_proto", "_set_idle_cb", "_idle", "_sending", "_send_waiters",
+        "_inbox", "_reading", "_dead", "_ping_timer", "_keepalive", "_cutoff", "_tls",
+        "_fast", "_hub", "_fd", "__dict__", "__weakref__",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -96,10 +105,12 @@ class WebSocket:
         # The send lock: a flag while nobody contends (the common case), else a
         # FIFO of parked greenthreads to which the lock is handed over in turn.
         self._sending = False
-        self._send_waiters: deque[Any] = deque()
+        self._send_waiters: deque[Any] | None = None  # made on the first contention
         self._inbox = Inbox()  # what arrived: whole messages, a fragmented one, the pong
         self._reading = False  # someone is inside a socket read
         self._dead = False  # the transport failed (reset, EOF, send error)
+        #: The ping's timer between pings; the greenthread of the exchange in flight.
+        self._ping_timer: Any = None
         self._keepalive: GreenThread | None = None
         self._cutoff: Any = None  # the timer that ends a closing handshake left unanswered
         self._tls = isinstance(sock, _stdlib_ssl.SSLSocket)
@@ -135,14 +146,18 @@ class WebSocket:
 
     def wait(self) -> str | bytes | None:
         """The next message, waiting for it; ``None`` once the connection is closed."""
-        messages = self._inbox.messages
-        while not messages:
+        inbox = self._inbox
+        while not inbox.messages:
             if self._dead or self._proto.state is not OPEN:
                 return None
             if self._reading:
                 raise RuntimeError("another greenthread is already waiting on this websocket")
             self._read()
-        return messages.popleft()
+        messages = inbox.messages
+        message = messages.popleft()
+        if not messages:
+            inbox.messages = ()
+        return message
 
     def __iter__(self) -> Iterator[str | bytes]:
         while True:
@@ -226,18 +241,15 @@ class WebSocket:
             if self._fast:
                 # The green socket's own recv, minus its wrapper layers; and it
                 # tells us whether we are about to wait, which is when we are idle.
-                try:
-                    data = _c_recv(sock, _RECV_SIZE)
-                except BlockingIOError:
+                data = _recv_now(sock)
+                if data is None:
+                    # Parked outside the except clause: an idle connection keeps
+                    # no exception and traceback alive.
                     self._mark_idle(not (self._inbox.fragments or self._proto.reader.buffer))
                     wait_read, fd = self._hub.wait_read, self._fd
-                    while True:
+                    while data is None:
                         wait_read(fd)  # we just got EAGAIN, as the hub wants
-                        try:
-                            data = _c_recv(sock, _RECV_SIZE)
-                            break
-                        except BlockingIOError:
-                            pass
+                        data = _recv_now(sock)
             else:
                 self._mark_idle(not (self._inbox.fragments or self._proto.reader.buffer))
                 data = sock.recv(_RECV_SIZE)
@@ -320,6 +332,8 @@ class WebSocket:
         if not self._sending and not self._send_waiters:
             self._sending = True
             return True
+        if self._send_waiters is None:
+            self._send_waiters = deque()
         return self._hub.park(self._send_waiters, timeout, False) is True
 
     def _unlock_send(self) -> None:
@@ -375,21 +389,27 @@ class WebSocket:
         if leftover:
             self._received(leftover)
         if self.ping_interval and not self.closed:
-            self._keepalive = spawn(self._keepalive_loop)
+            self._ping_timer = self._hub.schedule(self.ping_interval, self._ping_due)
 
-    def _keepalive_loop(self) -> None:
-        interval, timeout = self.ping_interval or 0, self.ping_timeout
+    # The keepalive: between pings only a hub timer, so that an idle connection
+    # keeps one parked greenthread (its handler's), not two; each ping and its
+    # pong run in a greenthread of their own, which ends with the exchange.
+
+    def _ping_due(self) -> None:
+        self._ping_timer = None
+        if not self.closed:
+            self._keepalive = spawn(self._ping_exchange)
+
+    def _ping_exchange(self) -> None:
+        """One ping and its pong; then the next ping's timer, unless the peer is gone."""
+        timeout = self.ping_timeout
         try:
-            while True:
-                sleep(interval)
-                if self.closed:
-                    return
-                payload = os.urandom(4)
-                pong = Event()
-                self._inbox.pong = (payload, pong)
-                if timeout is None:
-                    self.ping(payload)
-                    continue
+            payload = os.urandom(4)
+            pong = Event()
+            self._inbox.pong = (payload, pong)
+            if timeout is None:
+                self.ping(payload)
+            else:
                 try:
                     with Timeout(timeout):
                         self.ping(payload)
@@ -405,8 +425,19 @@ class WebSocket:
                         log.info("websocket %s: no pong within %gs; closing", self.path, timeout)
                         self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
                     return
+            if not self.closed:
+                self._ping_timer = self._hub.schedule(self.ping_interval, self._ping_due)
         except (GreenletExit, WebSocketClosed):
             pass
+        finally:
+            self._keepalive = None
+
+    def _stop_keepalive(self) -> None:
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._ping_timer = None
+        if self._keepalive is not None:
+            kill(self._keepalive)
 
     def _pong_seen_by_pumping(self, pong: Event) -> bool:
         """While the handler is busy elsewhere nobody reads: read what arrived
@@ -434,8 +465,7 @@ class WebSocket:
 
     def _end(self) -> None:
         """After the handler: stop pinging, close politely if still open, drain."""
-        if self._keepalive is not None:
-            kill(self._keepalive)
+        self._stop_keepalive()
         self.close(CloseCode.NORMAL_CLOSURE)
         if not self._reading:
             self._finish_closing()
@@ -469,8 +499,7 @@ class WebSocket:
 
     def _abort(self, code: int, reason: str) -> None:
         """After a failed or killed handler: send a close frame without waiting for answers."""
-        if self._keepalive is not None:
-            kill(self._keepalive)
+        self._stop_keepalive()
         if not self._dead and self._proto.state is OPEN:
             with Timeout(1.0, False):
                 self._fail(code, reason)
@@ -483,6 +512,14 @@ class WebSocket:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<WebSocket {self.path!r} {state}>"
+
+
+def _recv_now(sock: Any) -> bytes | None:
+    """What the socket holds (the C recv, without waiting); None if nothing yet."""
+    try:
+        return _c_recv(sock, _RECV_SIZE)
+    except BlockingIOError:
+        return None
 
 
 def serve_websocket(

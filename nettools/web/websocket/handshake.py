@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -23,8 +24,37 @@ from .connection import Handler, serve_websocket
 
 __all__ = ["WebSocketWSGI"]
 
+
+
+class _OneLineLog(logging.LoggerAdapter):
+    """The protocol library's debug and info messages with an exception (a client's
+    invalid handshake) on one line: the exception's text, not its traceback.  A
+    warning or error keeps its traceback: that is a fault of ours."""
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        if exc_info and level < logging.WARNING and self.isEnabledFor(level):
+            del kwargs["exc_info"]
+            if isinstance(exc_info, BaseException):
+                exc: BaseException | None = exc_info
+            else:
+                exc = (sys.exc_info() if exc_info is True else exc_info)[1]
+            text = msg % args if args else str(msg)
+            msg, args = "%s: %s", (text, _cause_chain(exc))
+        super().log(level, msg, *args, **kwargs)
+
+
+def _cause_chain(exc: BaseException | None) -> str:
+    """``exc`` and its causes, each as its text, on one line."""
+    parts = []
+    while exc is not None:
+        parts.append(str(exc) or type(exc).__name__)
+        exc = exc.__cause__
+    return "; ".join(parts)
+
+
 #: The protocol library's own messages ("connection open", "connection closed").
-_proto_log = logging.getLogger("nettools.websocket.protocol")
+_proto_log = _OneLineLog(logging.getLogger("nettools.websocket.protocol"))
 
 
 class WebSocketWSGI:
@@ -78,6 +108,9 @@ class WebSocketWSGI:
         self.compression = compression
         self.subprotocols = None if subprotocols is None else list(subprotocols)
         self.close_timeout = close_timeout
+        # Negotiation settings only (each connection gets extensions of its
+        # own), so every connection shares them.
+        self._extensions = enable_server_permessage_deflate(None) if compression else None
         if handler is not None:
             functools.update_wrapper(self, handler)  # type: ignore[arg-type]
 
@@ -119,7 +152,7 @@ class WebSocketWSGI:
 
         proto = ServerProtocol(
             origins=self.origins,
-            extensions=enable_server_permessage_deflate(None) if self.compression else None,
+            extensions=self._extensions,
             subprotocols=self.subprotocols,
             max_size=self.max_message_size,
             logger=_proto_log,
@@ -147,6 +180,7 @@ class WebSocketWSGI:
         # A 1xx response needs no Date (RFC 9110 6.6.1), and eventlet's 101 has none.
         del response.headers["Date"]
         proto.send_response(response)
+        del response  # this frame lives as long as the connection: keep nothing spare
         # The request reached us through the WSGI server, not through the
         # protocol's own HTTP parser, which still waits for one: restart it now
         # that the state is OPEN, where it parses frames.

@@ -19,7 +19,8 @@ class Inbox:
     """Whole messages assembled from the frames the protocol parsed.
 
     ``messages`` holds complete messages (``str`` for text, ``bytes`` for
-    binary) not yet taken; ``fragments`` the parts of one still arriving.
+    binary) not yet taken: a deque, or ``()`` while there are none (an idle
+    connection keeps no empty deque); ``fragments`` the parts of one still arriving.
     ``pong`` is the ping a keepalive waits on, ``(payload, event)``: the
     matching pong sets the event.  Pings are answered by the protocol itself
     and a close frame shows in its state, so neither concerns the inbox.
@@ -28,8 +29,8 @@ class Inbox:
     __slots__ = ("messages", "fragments", "fragment_text", "pong")
 
     def __init__(self) -> None:
-        self.messages: deque[str | bytes] = deque()
-        self.fragments: list[bytes] = []
+        self.messages: deque[str | bytes] | tuple[()] = ()
+        self.fragments: list[bytes] | tuple[()] = ()  # a list while a message arrives
         self.fragment_text = False
         self.pong: tuple[bytes, Event] | None = None
 
@@ -38,38 +39,44 @@ class Inbox:
         message that is not UTF-8: close code 1007), else None.  Frames after
         such a one are dropped."""
         messages = self.messages
-        for frame in frames:
-            opcode = frame.opcode
-            if opcode is _TEXT or opcode is _BINARY:
-                if frame.fin:
-                    if opcode is _TEXT:
-                        try:
-                            messages.append(frame.data.decode())
-                        except UnicodeDecodeError as exc:
-                            return _invalid(exc)
+        if not messages:
+            messages = self.messages = deque()
+        try:
+            for frame in frames:
+                opcode = frame.opcode
+                if opcode is _TEXT or opcode is _BINARY:
+                    if frame.fin:
+                        if opcode is _TEXT:
+                            try:
+                                messages.append(frame.data.decode())
+                            except UnicodeDecodeError as exc:
+                                return _invalid(exc)
+                        else:
+                            messages.append(bytes(frame.data))
                     else:
-                        messages.append(bytes(frame.data))
-                else:
-                    self.fragments = [frame.data]
-                    self.fragment_text = opcode is _TEXT
-            elif opcode is _CONT:
-                self.fragments.append(frame.data)
-                if frame.fin:
-                    data = b"".join(self.fragments)
-                    self.fragments = []
-                    if self.fragment_text:
-                        try:
-                            messages.append(data.decode())
-                        except UnicodeDecodeError as exc:
-                            return _invalid(exc)
-                    else:
-                        messages.append(data)
-            elif opcode is _PONG:
-                pong = self.pong
-                if pong is not None and frame.data == pong[0]:
-                    self.pong = None
-                    pong[1].send(True)
-        return None
+                        self.fragments = [frame.data]
+                        self.fragment_text = opcode is _TEXT
+                elif opcode is _CONT:
+                    self.fragments.append(frame.data)  # type: ignore[union-attr]
+                    if frame.fin:
+                        data = b"".join(self.fragments)
+                        self.fragments = ()
+                        if self.fragment_text:
+                            try:
+                                messages.append(data.decode())
+                            except UnicodeDecodeError as exc:
+                                return _invalid(exc)
+                        else:
+                            messages.append(data)
+                elif opcode is _PONG:
+                    pong = self.pong
+                    if pong is not None and frame.data == pong[0]:
+                        self.pong = None
+                        pong[1].send(True)
+            return None
+        finally:
+            if not messages:
+                self.messages = ()
 
 
 def _invalid(exc: UnicodeDecodeError) -> str:

@@ -9,9 +9,11 @@ sends comes from ``ResponseWriter``, the half it builds on.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import traceback
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..http import ClientDisconnected, HTTPError, ParseError, Request, error_response
@@ -30,6 +32,9 @@ log = logging.getLogger("nettools.web.wsgi")
 #: Parse errors that mean a limit was hit (URI, header or body too large).
 _LIMIT_STATUSES = frozenset({413, 414, 431})
 
+#: A released connection's environ: nothing (read-only, shared).
+_NO_ENV: Any = MappingProxyType({})
+
 
 class WSGIConnection(ResponseWriter):
     """Serves the requests of one connection to the WSGI application, in order.
@@ -45,6 +50,19 @@ class WSGIConnection(ResponseWriter):
     minimum_chunk_size: int | None = None
     capitalize_response_headers: bool | None = None
 
+    # Slots, as HttpConnection's: no dict per connection.
+    __slots__ = (
+        "wsgi_server",
+        "app",
+        "access_log",
+        "on_request",
+        "timed",
+        "debug",
+        "base_env",
+        "taken_over",
+        "in_app",
+    )
+
     def __init__(self, wsgi_server: WSGIServer, sock: Any, addr: Any) -> None:
         net_server = wsgi_server.server
         options = wsgi_server.options
@@ -57,7 +75,7 @@ class WSGIConnection(ResponseWriter):
             options,
         )
         self.wsgi_server = wsgi_server
-        self.app = wsgi_server.app
+        self.app = wsgi_server.call_app
         self.access_log = wsgi_server.access_log
         self.on_request = options.on_request
         self.timed = self.access_log is not None or self.on_request is not None
@@ -69,7 +87,7 @@ class WSGIConnection(ResponseWriter):
             self.capitalize = cls.capitalize_response_headers
         env = wsgi_server.base_environ.copy()
         if isinstance(addr, tuple) and len(addr) >= 2:
-            env["REMOTE_ADDR"] = addr[0]
+            env["REMOTE_ADDR"] = sys.intern(addr[0])  # one string per client address
             env["REMOTE_PORT"] = str(addr[1])
         else:
             env["REMOTE_ADDR"] = ""
@@ -164,7 +182,7 @@ class WSGIConnection(ResponseWriter):
 
     def release(self) -> None:
         super().release()
-        self.base_env = {}
+        self.base_env = _NO_ENV
 
     def _app_failed(self, exc: Exception) -> None:
         """The application (or sending its response) raised ``exc``."""
@@ -243,7 +261,13 @@ class WSGIConnection(ResponseWriter):
         if not self.in_app:
             raise RuntimeError("a connection can only be taken over while the application runs")
         self.taken_over = True
-        return self.sock, self.leftover_after(self.req)
+        leftover = self.leftover_after(self.req)
+        # The connection is the application's now, for as long as it likes (a
+        # websocket): no parser, pending request or request head of ours stays
+        # alive with it (the environ has what the head said).
+        self.release()
+        self.req.headers = ()  # type: ignore[assignment]
+        return self.sock, leftover
 
     def set_idle(self, idle: bool = True) -> None:
         """``environ['nettools.set_idle']``: idle or busy, for a graceful stop."""

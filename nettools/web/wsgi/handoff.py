@@ -97,13 +97,14 @@ class HandoffSocket:
                 "(nettools serve does, unless --no-patch), or use environ['nettools.takeover']"
             )
         conn = self._conn
+        # A websocket upgrade: a graceful stop may say goodbye in the new protocol.
+        # (Asked first: the takeover lets go of the request's headers.)
+        self._websocket = _asks_websocket(conn.req.headers)
         sock, self._leftover = conn.takeover()
         self._taken = True
         self._lock = Lock()
         self._finished = Event()
         sock.settimeout(None)
-        # A websocket upgrade: a graceful stop may say goodbye in the new protocol.
-        self._websocket = _asks_websocket(conn.req.headers)
         self._server.on_stop(sock, self._say_goodbye)
 
     def _say_goodbye(self) -> None:

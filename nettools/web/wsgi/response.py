@@ -102,6 +102,27 @@ class ResponseWriter(HttpConnection):
     returned.  ``keep`` says afterwards whether the connection may go on.
     """
 
+    # Slots, as HttpConnection's: no dict per connection.
+    __slots__ = (
+        "net_server",
+        "keepalive",
+        "http10_only",
+        "status_prefix",
+        "capitalize",
+        "min_chunk",
+        "keepalive_lines",
+        "req",
+        "status",
+        "resp_headers",
+        "declared",
+        "headers_sent",
+        "continue_sent",
+        "keep",
+        "chunked",
+        "body_sent",
+        "sends_body",
+    )
+
     def __init__(
         self,
         sock: Any,

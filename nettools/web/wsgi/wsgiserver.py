@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from types import FunctionType, MethodType
 from typing import Any
 
 from ...net import Server, listen
@@ -40,6 +41,8 @@ class WSGIServer:
         if not hasattr(sock, "accept"):
             sock = listen(sock)
         self.app = app
+        #: ``app`` as the connections call it (see ``direct_call``).
+        self.call_app = direct_call(app)
         self.limits = opts.limits()
         self.parser = opts.parser_factory()
         self.access_log = opts.access_log()
@@ -94,6 +97,20 @@ class WSGIServer:
     def install_signal_handlers(self, drain_timeout: float | None = 30.0) -> None:
         """SIGINT and SIGTERM stop the server gracefully (main thread only)."""
         self.server.install_signal_handlers(drain_timeout)
+
+
+def direct_call(app: Callable) -> Callable:
+    """``app``, or for an instance of a class with a Python ``__call__`` (a Flask
+    app, ``WebSocketWSGI``) that method bound to it: the same call, which CPython
+    runs in the caller's eval loop instead of a nested C-level one -- whose C
+    stack a greenthread parked in the app (a websocket) keeps a copy of."""
+    if isinstance(app, FunctionType):
+        return app
+    for klass in type(app).__mro__:
+        call = vars(klass).get("__call__")
+        if call is not None:
+            return MethodType(call, app) if isinstance(call, FunctionType) else app
+    return app
 
 
 def server(

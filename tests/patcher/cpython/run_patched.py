@@ -293,7 +293,8 @@ def worker(args: argparse.Namespace) -> NoReturn:
     _configure_support()
     events = _Events(args.events)
     # A bare name is one of CPython's test modules; a dotted one is any module.
-    name = args.module if "." in args.module else f"test.{args.module}"
+    # test_socket and test_asyncio.test_events are in the stdlib's test package.
+    name = f"test.{args.module}" if args.module.startswith("test_") else args.module
     suite = unittest.defaultTestLoader.loadTestsFromName(name)
     tests = list(_iter_tests(suite))
     if args.after:

@@ -76,15 +76,15 @@ def site():
         yield app, srv.url
 
 
-def crawl(site, *args: str):
+def crawl(site, *args: str, state: tuple[str, ...] = ()):
     app, base = site
     app.reset()
-    return run_cli("crawl", base + "/", "--check-links", *args)
+    return run_cli("crawl", *state, base + "/", "--check-links", *args)
 
 
-def test_links_in_stylesheets_style_elements_and_attributes_are_followed(site):
+def test_links_in_stylesheets_style_elements_and_attributes_are_followed(site, state):
     app, base = site
-    proc = crawl(site, "--format", "json")
+    proc = crawl(site, "--format", "json", state=state)
     assert proc.returncode == 2, proc.stderr
     assert app.paths() == {"/robots.txt", "/"} | FOUND_ONLY_THROUGH_CSS
     assert not [p for (_, p) in app.counts if "never" in p or "data:" in p]
@@ -94,8 +94,8 @@ def test_links_in_stylesheets_style_elements_and_attributes_are_followed(site):
     assert broken["referrers"] == [base + "/css/site.css"]  # resolved against the stylesheet
 
 
-def test_other_schemes_are_skipped_scheme_in_the_text_report(site):
-    proc = crawl(site)
+def test_other_schemes_are_skipped_scheme_in_the_text_report(site, state):
+    proc = crawl(site, state=state)
     lines = proc.stdout.splitlines()
     for url, scheme in SCHEMES.items():
         at = lines.index(f"SKIPPED {url}  (scheme: {scheme})")
@@ -128,10 +128,10 @@ def test_other_schemes_are_skipped_test_cases_in_junit(site, tmp_path):
     assert suite.get("skipped") == "3"
 
 
-def test_exclude_drops_links_and_include_narrows_what_is_crawled(site):
+def test_exclude_drops_links_and_include_narrows_what_is_crawled(site, state):
     app, base = site
     proc = crawl(site, "--format", "jsonl", "--exclude", "^mailto:", "--exclude", r"/fonts/",
-                 "--include", r"/$|\.css$")  # fmt: skip
+                 "--include", r"/$|\.css$", state=state)  # fmt: skip
     urls = {json.loads(line)["url"] for line in proc.stdout.splitlines()}
     assert "mailto:docs@example.org" not in urls and "file:///home/me/notes.html" in urls
     assert not [p for (_, p) in app.counts if p.startswith("/fonts/")]  # never requested
@@ -139,3 +139,11 @@ def test_exclude_drops_links_and_include_narrows_what_is_crawled(site):
     assert ("HEAD", "/img/bg.png") in app.counts and ("GET", "/img/bg.png") not in app.counts
     assert ("GET", "/css/print.css") in app.counts
     assert base + "/img/print.png" in urls
+
+
+@pytest.mark.parametrize("option", ["--exclude", "--include"])
+def test_a_bad_regex_is_a_usage_error_in_one_line(option):
+    proc = run_cli("crawl", "http://127.0.0.1:9/", option, "(")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"nettools crawl: Invalid value: {option} '(': ")
+    assert len(proc.stderr.splitlines()) == 1

@@ -5,7 +5,7 @@ what a running crawl reports and how a signal stops it."""
 from __future__ import annotations
 
 import pytest
-from helpers.crawl_site import Pages, Site, serve
+from helpers.crawl_site import Pages, Site, assert_spaced, serve
 from helpers.isolated import run_code
 
 import nettools
@@ -27,31 +27,6 @@ def small_site(**kw) -> Site:
     kw.setdefault("slow", 0.01)
     kw.setdefault("huge", 1000)
     return Site(12, **kw)
-
-
-#: Float rounding over a chain of additions; load can only add time, never take it away.
-ROUNDING = 1e-6
-
-
-def assert_spaced(site: Site, delay: float) -> None:
-    """The crawler started each request to the host at least ``delay`` after the
-    one before, judged only by the server's own clock and only in the direction
-    load cannot fake.  Load may delay any request, so gaps between arrivals
-    prove nothing (a late request n shortens the gap to n+1); but nothing can
-    make a request arrive before it was sent.  The first page request was sent
-    after the crawler had read robots.txt (it waits for the rules), which the
-    server answered at ``t0``; the n page requests then start at least
-    ``delay`` apart, so the last one cannot arrive before ``t0 + (n-1) * delay``.
-    Without the spacing the whole site arrives within a small part of that."""
-    t0 = site.answered["/robots.txt"][0]
-    starts = page_starts(site)
-    assert len(starts) >= 10
-    assert min(starts) > t0
-    assert max(starts) >= t0 + (len(starts) - 1) * delay - ROUNDING
-
-
-def page_starts(site: Site) -> list[float]:
-    return [t for path, ts in site.started.items() if path != "/robots.txt" for t in ts]
 
 
 def test_robots_crawl_delay_spaces_requests_to_the_host() -> None:

@@ -6,13 +6,16 @@ flight at the kill."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
+from urllib.parse import urlsplit
 
 import pytest
 from helpers.cli import clean_env, run_cli
@@ -58,38 +61,45 @@ def uninterrupted(sites, tmp_path_factory):
     return report_of(tmp / "r.json")
 
 
-def run_until_killed(argv: list[str], site: Site) -> set[str]:
-    """Start the crawl, SIGKILL it once the site has had ``site.reach_at``
-    requests (those after ``hold_from`` hang until then); the paths in flight
-    (asked for, not answered)."""
+def run_until_killed(argv: list[str], site: Site, sig: int = signal.SIGKILL) -> set[str]:
+    """Start the crawl, send it ``sig`` once the site has had ``site.reach_at``
+    requests (those after ``hold_from`` hang until then) and wait for its end;
+    the paths in flight at the signal (asked for, not answered)."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env=clean_env())  # fmt: skip
     try:
         assert site.reached.wait(30), "the crawl never got going"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        with site.lock:  # before the held requests are let go
-            return {p for p, starts in site.started.items()
-                    if len(site.answered.get(p, ())) < len(starts)}  # fmt: skip
+        with site.lock:  # the requests hang: nothing is answered until the release
+            in_flight = {p for p, starts in site.started.items()
+                         if len(site.answered.get(p, ())) < len(starts)}  # fmt: skip
+        proc.send_signal(sig)
+        proc.wait(20)
+        return in_flight
     finally:
         if proc.poll() is None:
             proc.kill()
         site.release.set()
 
 
-def test_killed_mid_crawl_the_same_command_goes_on_to_the_same_report(sites, uninterrupted,
-                                                                        tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_stopped_mid_crawl_the_same_command_goes_on_to_the_same_report(sites, uninterrupted,
+                                                                         tmp_path, sig):
     site, base = sites
     db, report = tmp_path / "crawl.db", tmp_path / "r.json"
     argv = crawl_argv(base + "/", db, report, "--concurrency", "4")
     site.reset()
-    # Requests after the 120th hang: the kill comes when all 4 slots hang, so
+    # Requests after the 120th hang: the signal comes when all 4 slots hang, so
     # every page answered before has been journaled and 4 are in flight.
     site.hold_from, site.reach_at = 120, 124
-    in_flight = run_until_killed(argv, site)
+    in_flight = run_until_killed(argv, site, sig)
     assert len(in_flight) == 4
     first = Counter(site.counts)
-    assert report.read_text() == ""  # killed: no report
+    if sig == signal.SIGKILL:
+        assert report.read_text() == ""  # killed: no report
+    else:  # the polite stop reports what was crawled; the visits it cut are not journaled
+        partial = json.loads(report.read_text())
+        assert partial["summary"]["stopped"] == "interrupted"
+        assert partial["summary"]["pages"] < uninterrupted["summary"]["pages"]
     site.reset()
     proc = subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=60)
     assert proc.returncode == 2, proc.stderr
@@ -102,12 +112,25 @@ def test_killed_mid_crawl_the_same_command_goes_on_to_the_same_report(sites, uni
     assert summary["requests"] >= sum(first.values()) - len(in_flight) + sum(site.counts.values())
 
 
+def journaled(db) -> set[str]:
+    """The paths of the site whose visits (or robots.txt) the journal ``db`` holds."""
+    if not db.exists():
+        return set()
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        urls = [u for (u,) in conn.execute("SELECT url FROM visits UNION SELECT url FROM plain")]
+    return {urlsplit(u).path for u in urls}
+
+
 def test_killed_again_and_again_at_random_moments(sites, uninterrupted, tmp_path):
+    # Each run asks for nothing the journal held when it started: only pages
+    # whose visit was cut (in flight, or answered but not yet journaled) are
+    # fetched again.
     site, base = sites
     db, report = tmp_path / "crawl.db", tmp_path / "r.json"
     argv = crawl_argv(base + "/", db, report, "--concurrency", "8")
     rng = random.Random(19)
     for _ in range(3):
+        before = journaled(db)
         site.reset()
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 env=clean_env())  # fmt: skip
@@ -123,10 +146,16 @@ def test_killed_again_and_again_at_random_moments(sites, uninterrupted, tmp_path
         finally:
             proc.wait(10)
         assert proc.returncode == -signal.SIGKILL  # killed, not finished
+        asked = {path for (_, path) in site.counts}
+        assert not asked & before, asked & before
+        assert len(journaled(db)) > len(before)  # each run got somewhere
+    before = journaled(db)
     site.reset()
     done = subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=60)
     assert done.returncode == 2, done.stderr
     assert report_of(report) == uninterrupted
+    asked = {path for (_, path) in site.counts}
+    assert not asked & before, asked & before
 
 
 def test_report_reads_the_journal_without_a_request(sites, uninterrupted, tmp_path):
@@ -145,6 +174,28 @@ def test_report_reads_the_journal_without_a_request(sites, uninterrupted, tmp_pa
     again = subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=60)
     assert again.returncode == 2 and site.total == 0
     assert report_of(report) == uninterrupted
+
+
+def test_report_reads_the_journal_while_the_crawl_runs(sites, uninterrupted, tmp_path):
+    site, base = sites
+    db, report = tmp_path / "crawl.db", tmp_path / "r.json"
+    site.reset()
+    site.hold_from, site.reach_at = 80, 84
+    proc = subprocess.Popen(crawl_argv(base + "/", db, report, "--concurrency", "4"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=clean_env())  # fmt: skip
+    try:
+        assert site.reached.wait(30), "the crawl never got going"
+        mid = run_cli("crawl", "--state", f"sqlite:{db}", "--report", "--format", "json")
+    finally:
+        site.release.set()
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert mid.returncode in (0, 2), mid.stderr
+    doc = json.loads(mid.stdout)
+    assert doc["summary"]["stopped"] == "unfinished"
+    assert 0 < doc["summary"]["pages"] < uninterrupted["summary"]["pages"]
+    assert report_of(report) == uninterrupted  # the crawl went on undisturbed
 
 
 def test_another_crawl_in_the_journal_is_a_usage_error_unless_fresh(sites, tmp_path):

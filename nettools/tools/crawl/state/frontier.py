@@ -145,19 +145,28 @@ class SharedFrontier:
                          -1 if max_pages is None else max_pages, settings["per_host"],
                          _ms(settings["delay"]), int(identity["check_fragments"]), FORMAT,
                          json.dumps(settings))  # fmt: skip
-        if isinstance(have, bytes):
-            have = have.decode()
-        if have != mine:
+        self._same(identity, have.decode() if isinstance(have, bytes) else have)
+        fmt = self.meta().get("format")
+        if fmt != str(FORMAT):
+            raise StateMismatch(f"{self.where}: the crawl under {self.prefix!r} has the "
+                                f"layout {fmt}, not {FORMAT}: add --fresh")  # fmt: skip
+
+    def expect(self, identity: dict) -> None:
+        """Check, without changing anything, that the crawl under the prefix is
+        the crawl of ``identity`` (StateMismatch: another one, or none)."""
+        held = self.identity()
+        if held is None:
+            raise StateMismatch(f"no crawl in {self.where} under {self.prefix!r}")
+        self._same(identity, json.dumps(held[0], sort_keys=True))
+
+    def _same(self, identity: dict, have: str) -> None:
+        if have != json.dumps(identity, sort_keys=True):
             theirs = json.loads(have)
             differ = sorted(k for k in identity.keys() | theirs.keys()
                             if identity.get(k) != theirs.get(k))  # fmt: skip
             raise StateMismatch(f"{self.where} holds another crawl under {self.prefix!r} (its "
                                 f"{', '.join(differ)} differ): run the same command, add "
                                 "--fresh to start over, or use another prefix")  # fmt: skip
-        fmt = self.meta().get("format")
-        if fmt != str(FORMAT):
-            raise StateMismatch(f"{self.where}: the crawl under {self.prefix!r} has the "
-                                f"layout {fmt}, not {FORMAT}: add --fresh")  # fmt: skip
 
     def identity(self) -> tuple[dict, dict] | None:
         """The identity and settings of the crawl under the prefix, if there is one."""
@@ -191,7 +200,8 @@ class SharedFrontier:
         return {k.decode(): v.decode() for k, v in raw.items()}
 
     def stop(self, reason: str) -> str:
-        """Stop the crawl for every worker (the first reason stays)."""
+        """Stop the crawl for every worker: no more leases (the first reason
+        stays); "" lifts the stop."""
         got = self._run("stop", reason)
         return got.decode() if isinstance(got, bytes) else str(got)
 

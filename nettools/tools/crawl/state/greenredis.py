@@ -14,6 +14,13 @@ one thing to replace is where the socket is made: ``GreenConnection`` and
 ``green_redis`` builds a client whose pool uses them.  The test suite checks
 that a command waiting in Redis lets the other greenthreads run.
 
+One more thing waits in the OS: ``redis.Redis(...)`` built from its own
+arguments retries a failed command 3 times, sleeping between tries with
+``time.sleep`` (exponential backoff, 1 s to 10 s) -- the whole hub would stop
+while Redis restarts.  A pool built here gives its connections redis-py's
+connection default, no retry; the callers try again with green sleeps
+(``SharedCrawl`` keeps trying for its patience).
+
 ``redis`` is an optional dependency (``pip install nettools[redis]``): it is
 imported when a Redis state is opened, not before.
 """
@@ -81,9 +88,14 @@ def green_redis(
     ``host:port``, or the unix socket ``path``.  ``timeout`` bounds connecting
     and each answer."""
     tcp, unix, redis = _classes()
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # No retry of redis-py's own: it would sleep in the OS (see above).
     kwargs: dict[str, Any] = {"db": db, "username": username, "password": password,
                               "socket_timeout": timeout, "socket_connect_timeout": timeout,
-                              "max_connections": max_connections}  # fmt: skip
+                              "max_connections": max_connections,
+                              "retry": Retry(NoBackoff(), 0)}  # fmt: skip
     # The plain pool: its blocking cousin waits for a free connection on a
     # threading.Condition, which would stop the hub.  The callers bound how
     # many commands are under way at once (``max_connections``).

@@ -52,11 +52,14 @@ local P = ARGV[1] .. ":"
 local NOW = tonumber(ARGV[2])
 local META = P .. "meta"
 local MAX_REFERRERS = 100
-local CFG = redis.call("HMGET", META, "depth", "max_pages", "per_host", "fragments")
+local CFG = redis.call("HMGET", META, "depth", "max_pages", "per_host", "fragments", "stopped",
+                       "delay")
 local DEPTH = tonumber(CFG[1] or "-1")
 local MAX_PAGES = tonumber(CFG[2] or "-1")
 local PER_HOST = tonumber(CFG[3] or "8")
 local FRAGMENTS = CFG[4] == "1"
+local STOPPED = CFG[5]  -- the crawl is stopped for all (max-time): nothing more is leased
+local DELAY = tonumber(CFG[6] or "0")  -- --delay, ms: every host's spacing at least
 
 -- Per-link hashes are cut in buckets of BUCKET ids: a small hash is kept as a
 -- listpack (a few bytes a field) where one big hash pays ~60 bytes a field.
@@ -85,7 +88,8 @@ local function dead_error(dead)
 end
 
 local function pending(delta)
-  local left = redis.call("HINCRBY", META, "pending", delta)
+  -- As an integer: Lua's -0 (a negated 0) reaches Redis as "-0", which HINCRBY refuses.
+  local left = redis.call("HINCRBY", META, "pending", string.format("%d", delta))
   if left <= 0 and redis.call("HEXISTS", META, "seeded") == 1 then
     redis.call("HSETNX", META, "done", NOW)
   end
@@ -243,12 +247,13 @@ end
 -- leased to TOKEN for LEASE_MS: sevens of id, kind, url, host, delay, open, anchors.
 local function lease(token, want, lease_ms)
   local out = {}
-  if want <= 0 then return out end
+  if want <= 0 or STOPPED then return out end
   local hosts = redis.call("ZRANGEBYSCORE", P .. "hosts", "-inf", NOW, "LIMIT", 0, want)
   for _, host in ipairs(hosts) do
     local h = P .. "h:" .. host
     local s = redis.call("HMGET", h, "n", "open", "next", "delay")
-    local n, nxt, delay = tonumber(s[1] or "0"), tonumber(s[3] or "0"), tonumber(s[4] or "0")
+    local n, nxt = tonumber(s[1] or "0"), tonumber(s[3] or "0")
+    local delay = math.max(DELAY, tonumber(s[4] or "0"))
     local limit = (s[2] == "1") and PER_HOST or 1
     while #out < want * 7 and n < limit and nxt <= NOW do
       local entry = redis.call("LPOP", P .. "q:" .. host)
@@ -307,10 +312,11 @@ return redis.call("HGET", META, "pending")
 """,
     # lease(token, max, lease_ms): up to MAX queued links whose host has a free
     # slot and may start now (sevens: id, kind, url, host, delay, open,
-    # anchors), then the ms until the next host is ready (-1: none queued).
+    # anchors), then the ms until the next host is ready (-1: none queued, or
+    # the crawl is stopped).
     "lease": r"""
 local out = lease(ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]))
-local first = redis.call("ZRANGE", P .. "hosts", 0, 0, "WITHSCORES")
+local first = STOPPED and {} or redis.call("ZRANGE", P .. "hosts", 0, 0, "WITHSCORES")
 table.insert(out, first[2] and math.max(0, tonumber(first[2]) - NOW) or -1)
 return out
 """,
@@ -400,7 +406,7 @@ return until_ms
     "respace": r"""
 local h = P .. "h:" .. ARGV[3]
 local s = redis.call("HMGET", h, "next", "delay", "dead")
-local nxt, delay = tonumber(s[1] or "0"), tonumber(s[2] or "0")
+local nxt, delay = tonumber(s[1] or "0"), math.max(DELAY, tonumber(s[2] or "0"))
 local start = math.max(nxt, NOW)
 if delay > 0 then redis.call("HSET", h, "next", start + delay) end
 return {start - NOW, s[3] or ""}
@@ -408,8 +414,7 @@ return {start - NOW, s[3] or ""}
     # delay(host, ms): space HOST's requests (its robots.txt Crawl-delay).
     "delay": r"""
 local h = P .. "h:" .. ARGV[3]
-local base = tonumber(redis.call("HGET", META, "delay") or "0")
-redis.call("HSET", h, "delay", math.max(base, tonumber(ARGV[4])))
+redis.call("HSET", h, "delay", math.max(DELAY, tonumber(ARGV[4])))
 return 1
 """,
     # settle(host, kind, message): HOST cannot be reached: every link queued
@@ -433,8 +438,10 @@ redis.call("ZREM", P .. "hosts", host)
 pending(-settled)
 return settled
 """,
-    # stop(reason): the crawl is stopped for every worker (max-time).
+    # stop(reason): the crawl is stopped for every worker (max-time): no more
+    # leases; reason "" lifts the stop (the crawl's command is run again).
     "stop": r"""
+if ARGV[3] == "" then redis.call("HDEL", META, "stopped"); return "" end
 redis.call("HSETNX", META, "stopped", ARGV[3])
 return redis.call("HGET", META, "stopped")
 """,

@@ -78,7 +78,9 @@ class CrawlSession:
         else:
             crawler = Crawler(urls, **options)
         session = cls(crawler, SharedCrawl(crawler, frontier, worker=worker, lease=lease))
-        if not read_only:
+        if read_only:
+            frontier.expect(crawler.identity)
+        else:
             session.shared.start(fresh=fresh)  # type: ignore[union-attr]
         return session
 
@@ -87,7 +89,8 @@ class CrawlSession:
         cls, spec: StateSpec, *, worker: str, concurrency: int, patience: float,
     ) -> CrawlSession:
         """A worker's part in the shared crawl ``spec`` holds, with the settings
-        its first process gave it; waits up to ``patience`` seconds for one."""
+        its first process gave it; waits up to ``patience`` seconds for one, and
+        for Redis when it is out of reach during the crawl."""
         frontier = SharedFrontier.open(spec)
         waited = 0.0
         while True:
@@ -107,7 +110,8 @@ class CrawlSession:
         identity, settings = held
         lease = float(settings.pop("lease", DEFAULT_LEASE))
         crawler = Crawler.from_identity(identity, concurrency=concurrency, **settings)
-        return cls(crawler, SharedCrawl(crawler, frontier, worker=worker, lease=lease))
+        return cls(crawler, SharedCrawl(crawler, frontier, worker=worker, lease=lease,
+                                        patience=patience))  # fmt: skip
 
     # ------------------------------------------------------------- running
 

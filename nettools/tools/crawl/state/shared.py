@@ -176,12 +176,14 @@ class SharedCrawl:
 
     def start(self, *, fresh: bool = False) -> None:
         """Make the crawl's state in Redis (or join the one there, if it is
-        this crawl) and admit its start URLs and sitemaps."""
+        this crawl) and admit its start URLs and sitemaps; a crawl that was
+        stopped for all (--max-time) goes on."""
         crawler = self.crawler
         if fresh:
             self.frontier.wipe()
         identity = crawler.identity
         self.frontier.create(identity, {**crawler.settings, "lease": self.lease})
+        self.frontier.stop("")
         self.frontier.seed(self._classified(crawler.seeds), last=False)
         if identity["sitemap"]:
             self.frontier.seed(self._classified(crawler.sitemap_urls()), last=False)
