@@ -78,7 +78,7 @@ def static(
     with runtime_errors("static"):
         stats = StaticStats()
         access = logging.getLogger("nettools.static.access") if access_log else None
-        counted = None if metrics is None else RequestMetrics(stats, count_bytes=False)
+        counted = None if metrics is None else RequestMetrics(stats, count_bytes=False).hook
         raise typer.Exit(serve_on("static", listen, lambda sock: StaticServer(
             sock, directory, index=index, listing=listing, follow_symlinks=follow_symlinks,
             hidden=hidden, max_conns=max_conns, keepalive_timeout=keepalive_timeout,

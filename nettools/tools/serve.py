@@ -223,7 +223,7 @@ def make_server(
     if counting:
         from .plumbing.httpmetrics import RequestMetrics
 
-        hooks.append(RequestMetrics(stats))
+        hooks.append(RequestMetrics(stats).hook)
     if sock is None:
         passed = systemd.claim_matching(Address(opts.host, opts.port))  # socket activation
         if passed is not None:

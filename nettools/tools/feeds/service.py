@@ -134,7 +134,7 @@ class FeedService:
         flight finish for up to its timeout, then closes the fetcher's client and
         cache."""
         server = WSGIServer(sock, self, max_size=max_conns, max_body_size=self.max_request,
-                            log_output=False, on_request=self.requests,
+                            log_output=False, on_request=self.requests.hook,
                             name="feeds").start()  # fmt: skip
 
         def stop(timeout: float | None) -> None:

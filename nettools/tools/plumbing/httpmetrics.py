@@ -1,6 +1,6 @@
 """Request counts and durations of an HTTP service, for ``--metrics``.
 
-``RequestMetrics`` is a WSGI server's ``on_request`` hook (see
+``RequestMetrics(stats).hook`` is a WSGI server's ``on_request`` hook (see
 ``nettools.web.wsgi.WSGIOptions``): per response, a clock read, a bisect and a
 few additions; the families are made only when scraped.  It also adds the
 bodies' sizes to the service's ``Stats`` bytes (an HTTP service's bytes in and
@@ -10,6 +10,7 @@ out are its request and response bodies).
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 from time import monotonic
 from typing import Any
 
@@ -30,32 +31,48 @@ class RequestMetrics:
     def __init__(self, stats: Stats, count_bytes: bool = True) -> None:
         self.stats = stats
         self.count_bytes = count_bytes
-        self.by_digit: dict[str, int] = {}  # the status' first character -> requests
+        #: The status' first character -> requests ("" when nothing was answered).
+        self.by_digit: dict[str, int] = dict.fromkeys(("", "1", "2", "3", "4", "5"), 0)
         self.duration = Histogram(DURATION_BUCKETS)
+        #: The hook to give the server (``on_request=metrics.hook``).
+        self.hook = self._make_hook()
         stats.metric_sources.append(self.add_to)
 
     def __call__(
         self, environ: dict, status: str | None, received: int, sent: int, started: float
     ) -> None:
-        # Called after every response: Histogram.observe and the class's name
-        # are inlined or left to the scrape (a per-request cost, see make bench).
-        elapsed = monotonic() - started
-        duration = self.duration
-        duration.counts[bisect_left(duration.bounds, elapsed)] += 1
-        duration.sum += elapsed
-        digit = status[:1] if status else ""
-        by_digit = self.by_digit
-        by_digit[digit] = by_digit.get(digit, 0) + 1
-        if self.count_bytes:
-            stats = self.stats
-            stats.bytes_in += received
-            stats.bytes_out += sent
+        self.hook(environ, status, received, sent, started)
+
+    def _make_hook(self) -> Callable[[dict, str | None, int, int, float], None]:
+        # It runs after every response: a closure over its counters (no
+        # attribute look-ups, no bound-method call), the histogram's observe
+        # inlined, the status class named only when scraped (see make bench).
+        duration, counts, bounds = self.duration, self.duration.counts, self.duration.bounds
+        by_digit, stats, count_bytes = self.by_digit, self.stats, self.count_bytes
+
+        def hook(environ: dict, status: str | None, received: int, sent: int,
+                 started: float) -> None:
+            elapsed = monotonic() - started
+            counts[bisect_left(bounds, elapsed)] += 1
+            duration.sum += elapsed
+            digit = status[:1] if status else ""
+            try:
+                by_digit[digit] += 1
+            except KeyError:
+                by_digit[digit] = 1
+            if count_bytes:
+                stats.bytes_in += received
+                stats.bytes_out += sent
+
+        return hook
 
     @property
     def by_class(self) -> dict[str, int]:
         """Requests by status class."""
         out: dict[str, int] = {}
         for digit, n in self.by_digit.items():
+            if not n:
+                continue  # the classes seen so far, as before any was counted
             cls = _CLASSES.get(digit, "none")
             out[cls] = out.get(cls, 0) + n
         return out

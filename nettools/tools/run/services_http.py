@@ -170,7 +170,7 @@ def _start_static(name: str, v: dict[str, Any]) -> Started:
     tls = _tls(v)
     stats = StaticStats()
     access = logging.getLogger("nettools.static.access") if v["access-log"] else None
-    counted = RequestMetrics(stats, count_bytes=False) if v.get(RUN_METRICS) else None
+    counted = RequestMetrics(stats, count_bytes=False).hook if v.get(RUN_METRICS) else None
     sock = listen_on(v["listen"])
     return closing_on_error(sock.close, lambda: Started(stats, [sock], StaticServer(
         sock, v["root"], index=v["index"], listing=v["listing"],

@@ -160,7 +160,10 @@ class WSGIConnection(ResponseWriter):
             if env["nettools.posthooks"]:
                 self._posthooks(env)
         if self.timed and not self.taken_over:
-            self._done(env, self.status, req.body_received, self.body_sent, started)
+            if self.access_log is None:  # metrics alone: one call per request, not two
+                self.on_request(env, self.status, req.body_received, self.body_sent, started)
+            else:
+                self._done(env, self.status, req.body_received, self.body_sent, started)
         if not self.keep:
             return False
         if not req.body_done:
