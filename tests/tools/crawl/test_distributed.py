@@ -11,10 +11,11 @@ SIGTERM that still writes its report."""
 from __future__ import annotations
 
 import json
-import select
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from contextlib import ExitStack
@@ -38,10 +39,16 @@ def nettools(*args: str) -> subprocess.Popen:
 
 
 def read_line(stream, limit: float = 20.0) -> str:
-    """The next line of a child's pipe, waiting at most ``limit`` seconds."""
-    readable, _, _ = select.select([stream], [], [], limit)
-    assert readable, f"nothing within {limit}s"
-    return stream.readline()
+    """The next line of a child's pipe, waiting at most ``limit`` seconds.
+
+    Read in a thread: select() on a buffered text stream cannot see lines that
+    an earlier readline() already pulled into the buffer."""
+    box: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: box.put(stream.readline()), daemon=True).start()
+    try:
+        return box.get(timeout=limit)
+    except queue.Empty:
+        raise AssertionError(f"nothing within {limit}s") from None
 
 
 def wait_for_line(stream, text: str, limit: float = 20.0) -> str:
