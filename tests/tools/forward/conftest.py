@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 from helpers.sockets import Target, echo_handler
 
+from nettools.tools.forward import Forwarder, RuleOptions, open_rules
+
 
 @pytest.fixture
 def echo_target() -> Iterator[Target]:
@@ -14,3 +16,19 @@ def echo_target() -> Iterator[Target]:
     target = Target(echo_handler)
     yield target
     target.close()
+
+
+@pytest.fixture
+def forwarder() -> Iterator:
+    """``forwarder(rule, **rule_options)``: a started ``Forwarder`` of one rule
+    written as on the command line; every one made is stopped afterwards."""
+    made: list[Forwarder] = []
+
+    def start(rule: str, **options) -> Forwarder:
+        fwd = Forwarder(open_rules([rule], options=RuleOptions(**options))).start()
+        made.append(fwd)
+        return fwd
+
+    yield start
+    for fwd in made:
+        fwd.stop(0)

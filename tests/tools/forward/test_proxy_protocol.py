@@ -18,7 +18,6 @@ from proxyprotocol.detect import ProxyProtocolDetect
 
 import nettools
 from nettools import tpool
-from nettools.tools.forward import Forwarder, RuleOptions, open_rules
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -72,20 +71,6 @@ def haproxy(tmp_path):
     yield lambda body: made.append(HAProxy(tmp_path, body)) or made[-1]
     for h in made:
         h.close()
-
-
-@pytest.fixture
-def forwarder():
-    made: list[Forwarder] = []
-
-    def start(rule: str, **options) -> Forwarder:
-        fwd = Forwarder(open_rules([rule], options=RuleOptions(**options))).start()
-        made.append(fwd)
-        return fwd
-
-    yield start
-    for fwd in made:
-        fwd.stop(0)
 
 
 @pytest.mark.parametrize("sent_by_haproxy", ["send-proxy", "send-proxy-v2"])

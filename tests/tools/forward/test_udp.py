@@ -12,7 +12,6 @@ from helpers.green import settle
 import nettools
 from nettools import GreenPool, Timeout, spawn
 from nettools.green import socket
-from nettools.tools.forward import Forwarder, RuleOptions, open_rules
 
 dnslib = pytest.importorskip("dnslib")
 
@@ -51,20 +50,6 @@ def servers():
     yield lambda answer: made.append(UdpServer(answer)) or made[-1]
     for server in made:
         server.close()
-
-
-@pytest.fixture
-def forwarder():
-    made: list[Forwarder] = []
-
-    def start(rule: str, **options) -> Forwarder:
-        fwd = Forwarder(open_rules([rule], options=RuleOptions(**options))).start()
-        made.append(fwd)
-        return fwd
-
-    yield start
-    for fwd in made:
-        fwd.stop(0)
 
 
 def client() -> socket.socket:
