@@ -56,8 +56,9 @@ def crawl(
                      help="What is crawled: host (the seeds' hosts), domain (and subdomains), "
                      "prefix (under the seed's directory) or any."),
     include: list[str] = opt([], "--include", metavar="REGEX",
-                             help="Only crawl URLs matching this regex (repeatable); "
-                             "others count as leaving the site (checked with --check-links)."),
+                             help="Only follow links to URLs matching this regex (repeatable); "
+                             "others count as leaving the site (checked with --check-links). "
+                             "The start URLs are always crawled."),
     exclude: list[str] = opt([], "--exclude", metavar="REGEX",
                              help="Never request nor report URLs matching this regex "
                              "(repeatable), e.g. '^https://twitter\\.com/' or '^mailto:'."),

@@ -87,7 +87,7 @@ class Admission:
         if fresh:
             if key in self.excluded or key in self._ignored:
                 return None
-            kind = self.scope.kind_of(key, url, self.check_links)
+            kind = self.scope.kind_of(key, url, self.check_links, seed=seed)
             if kind is None:
                 self._ignored.add(key)  # out of scope, unchecked: decided once
                 return None

@@ -79,16 +79,17 @@ class Scope:
         return inside
 
 
-    def kind_of(self, key: str, url: URL, check_links: bool) -> str | None:
+    def kind_of(self, key: str, url: URL, check_links: bool, *, seed: bool = False) -> str | None:
         """What becomes of a link to ``url`` (``key``: its string form):
         ``EXCLUDED``, ``PAGE`` (crawled), ``EXTERNAL`` (checked), ``SCHEME`` (a
         scheme not fetched: named only), or None (left alone: out of scope and
-        not checked)."""
+        not checked).  A ``seed`` (a start URL the user named) is a page even
+        where --include would leave it out: include narrows what is followed."""
         if self.exclude and self.excluded(url):
             return EXCLUDED
         if not key.startswith(HTTP_PREFIXES):
             return SCHEME if check_links else None
-        if self.follows(url):
+        if seed or self.follows(url):
             return PAGE
         return EXTERNAL if check_links else None
 

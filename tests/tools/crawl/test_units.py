@@ -16,7 +16,7 @@ from nettools.tools.crawl.politeness import RetryPolicy, retry_after
 from nettools.tools.crawl.report import FORMATS, write_report
 from nettools.tools.crawl.results import Broken, CrawlResult, Fragment, Link
 from nettools.tools.crawl.robots import Robots, parse_sitemap
-from nettools.tools.crawl.scope import Scope
+from nettools.tools.crawl.scope import EXCLUDED, PAGE, Scope
 from nettools.tools.crawl.urls import host_key, normalize
 
 pytestmark = pytest.mark.timeout(10)
@@ -108,6 +108,10 @@ def test_scope_include_and_exclude() -> None:
     assert scope.follows(URL("http://h/docs/a"))
     assert not scope.follows(URL("http://h/blog/a"))
     assert scope.excluded(URL("http://h/docs/a.pdf"))
+    # A start URL outside --include is still crawled: include narrows what is followed.
+    assert scope.kind_of("http://h/", URL("http://h/"), False) is None
+    assert scope.kind_of("http://h/", URL("http://h/"), False, seed=True) == PAGE
+    assert scope.kind_of("http://h/a.pdf", URL("http://h/a.pdf"), False, seed=True) == EXCLUDED
     with pytest.raises(ValueError, match="--include"):
         Scope([URL("http://h/")], include=["("])
     with pytest.raises(ValueError, match="unknown scope"):

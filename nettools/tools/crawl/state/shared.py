@@ -189,9 +189,9 @@ class SharedCrawl:
             self.frontier.seed(self._classified(crawler.sitemap_urls()), last=False)
         self.frontier.seed([], last=True)
 
-    def _classified(self, urls: list[URL]) -> list[tuple[str, str, str]]:
-        return [(str(url), *kind_host) for url in urls
-                if (kind_host := self._classify(str(url), url)) is not None]  # fmt: skip
+    def _classified(self, seeds: list[URL]) -> list[tuple[str, str, str]]:
+        return [(str(url), *kind_host) for url in seeds
+                if (kind_host := self._classify(str(url), url, seed=True)) is not None]  # fmt: skip
 
     # ------------------------------------------------------------- working
 
@@ -352,14 +352,14 @@ class SharedCrawl:
                 for (_, done), answer in zip(batch, answers, strict=True):
                     done.send(answer)
 
-    def _classify(self, key: str, url: URL) -> tuple[str, str] | None:
+    def _classify(self, key: str, url: URL, seed: bool = False) -> tuple[str, str] | None:
         """``(kind, host)`` of a link (``Scope.kind_of``), or None to leave it alone;
         remembered, as pages of one site repeat their links."""
         known = self._kinds.get(key, self)
         if known is self:
             if len(self._kinds) > KINDS_KEPT:
                 self._kinds.clear()
-            kind = self.crawler.scope.kind_of(key, url, self._check_links)
+            kind = self.crawler.scope.kind_of(key, url, self._check_links, seed=seed)
             known = None if kind is None else (kind, host_key(url) if kind in KINDS else "")
             self._kinds[key] = known
         return known  # type: ignore[return-value]
