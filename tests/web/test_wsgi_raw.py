@@ -16,6 +16,8 @@ from helpers.wsgi import (
     recv_until_closed,
 )
 
+from nettools.kernel.hub import get_hub
+
 pytestmark = pytest.mark.timeout(30)
 
 
@@ -50,6 +52,38 @@ def test_pipelined_requests_with_bodies_in_one_send():
         f = sock.makefile("rb")
         assert [read_response(f).body for _ in range(3)] == [b"POST first", b"POST second", b"GET "]
         sock.close()
+
+
+def test_pipelined_requests_already_received_cost_no_hub_switch():
+    # Requests that arrived together (one send, so one receive on loopback) are
+    # parsed and answered one after the other without going back to the hub:
+    # the application sees the hub's switch count unchanged from the first to
+    # the last of them.
+    switches = []
+
+    def record(environ, start_response):
+        switches.append(get_hub().switches)
+        body = environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["PATH_INFO"].encode() + body]
+
+    requests = []
+    for i in range(30):
+        if i % 3 == 1:
+            requests.append(b"POST /%d HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok" % i)
+        elif i % 3 == 2:
+            requests.append(b"GET /%d HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" % i)
+        else:
+            requests.append(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+    with ServerThread(record) as srv:
+        sock = connect(srv.port)
+        sock.sendall(b"".join(requests))
+        f = sock.makefile("rb")
+        bodies = [read_response(f).body for _ in requests]
+        sock.close()
+    assert bodies == [b"/%d" % i + (b"ok" if i % 3 == 1 else b"") for i in range(30)]
+    assert len(switches) == 30
+    assert switches[-1] == switches[0], switches
 
 
 def test_pipelined_bodies_left_unread_are_skipped():
