@@ -66,8 +66,10 @@ _METHODS: dict[bytes, str] = {
 }
 _PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "0.9": "HTTP/0.9"}
 # First bytes (either case) of the request headers the HTTP layer itself looks at:
-# Content-Length and Expect.
-_SPECIAL_FIRST = frozenset(b"cCeE")
+# Content-Length, Expect, Connection and Proxy-Connection.
+_SPECIAL_FIRST = frozenset(b"cCeEpP")
+# The headers llhttp reads as Connection (it honours the old Proxy-Connection too).
+_CONNECTION_NAMES = (b"connection", b"proxy-connection")
 #: The bytes of the empty lines the parser skips before a request line.
 _CRLF = frozenset(b"\r\n")
 #: What a released connection holds in place of its request queue: nothing.
@@ -183,9 +185,9 @@ class HttpConnection:
         "sock", "view", "limits", "_max_url", "_max_hsize", "_max_headers", "_max_body",
         "_request_timeout", "_max_head", "_set_idle", "parser", "_feed_data", "_version",
         "_method", "_keep_alive", "_upgrade", "pending", "dead", "_url", "_url_len", "_headers",
-        "_hsize", "_clen", "_expect", "_in_head", "_parsing", "_limit_status",
-        "_completed_in_feed", "_pipelined", "_chunk", "timeout", "_fresh", "_empty_lines",
-        "ended",
+        "_hsize", "_clen", "_expect", "_connection", "_llhttp", "_in_head", "_parsing",
+        "_limit_status", "_completed_in_feed", "_pipelined", "_chunk", "timeout", "_fresh",
+        "_empty_lines", "ended",
     )  # fmt: skip
 
     def __init__(
@@ -215,6 +217,8 @@ class HttpConnection:
         self._method = parser.get_method
         self._keep_alive = parser.should_keep_alive
         self._upgrade = parser.should_upgrade
+        #: httptools' own parser, whose rules on_headers_complete relies on.
+        self._llhttp = type(parser) is httptools.HttpRequestParser
         #: Requests with a complete head (and ParseErrors), in arrival order.
         self.pending: deque[Request | ParseError] = deque()
         #: The parser is done with this connection (error or upgrade).
@@ -226,6 +230,7 @@ class HttpConnection:
         self._hsize = 0
         self._clen: int | None = None
         self._expect = False
+        self._connection = False
         self._in_head = False
         self._parsing: Request | None = None
         self._limit_status = 0
@@ -251,6 +256,7 @@ class HttpConnection:
         self._hsize = 0
         self._clen = None
         self._expect = False
+        self._connection = False
         if self._completed_in_feed:
             self._pipelined = True
 
@@ -277,6 +283,8 @@ class HttpConnection:
             self._clen = int(value)
         elif name == b"expect":
             self._expect = value.strip().lower() == b"100-continue"
+        elif name in _CONNECTION_NAMES:
+            self._connection = True
 
     def on_headers_complete(self) -> None:
         url = self._url
@@ -285,15 +293,26 @@ class HttpConnection:
         if clen is not None and self._max_body is not None and clen > self._max_body:
             self._limit_status = 413
             raise _LimitExceeded
-        version = self._version()
         method = self._method()
+        keep_alive = self._keep_alive()
+        if keep_alive and not self._connection and self._llhttp:
+            # Without a Connection header llhttp keeps alive only HTTP/1.1 (of the
+            # versions it accepts, 0.9, 1.0, 1.1 and 2.0, the one with major and
+            # minor above 0) and upgrades only CONNECT: asking would tell nothing
+            # more, and get_http_version formats a new string each time.
+            protocol = "HTTP/1.1"
+            upgrade = method == b"CONNECT"
+        else:
+            version = self._version()
+            protocol = _PROTOCOLS.get(version) or "HTTP/" + version
+            upgrade = self._upgrade()
         req = Request(
             _METHODS.get(method) or method.decode("latin-1"),
             url[0] if len(url) == 1 else b"".join(url),
-            _PROTOCOLS.get(version) or "HTTP/" + version,
+            protocol,
             self._headers,
-            self._keep_alive(),
-            self._upgrade(),
+            keep_alive,
+            upgrade,
             clen,
             self._expect,
         )

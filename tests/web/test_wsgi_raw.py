@@ -393,6 +393,37 @@ def test_http10_streamed_body_is_delimited_by_close():
         assert data.endswith(b"\r\n\r\none two")
 
 
+@pytest.mark.parametrize(
+    ("head", "protocol", "kept"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\n", "HTTP/1.1", True),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n", "HTTP/1.1", False),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nProxy-Connection: close\r\n", "HTTP/1.1", False),
+        (b"GET / HTTP/1.0\r\n", "HTTP/1.0", False),
+        (b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n", "HTTP/1.0", True),
+        # llhttp honours the old Proxy-Connection as Connection.
+        (b"GET / HTTP/1.0\r\nProxy-Connection: keep-alive\r\n", "HTTP/1.0", True),
+        (b"GET / HTTP/2.0\r\n", "HTTP/2.0", False),
+    ],
+)
+def test_protocol_and_keepalive_follow_the_version_and_connection_headers(head, protocol, kept):
+    seen = []
+
+    def app(environ, start_response):
+        seen.append(environ["SERVER_PROTOCOL"])
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    with ServerThread(app) as srv:
+        sock = connect(srv.port)
+        sock.sendall(head + b"\r\n")
+        resp = read_response(sock.makefile("rb"))
+        assert seen == [protocol]
+        assert (resp.header("Connection") != "close") is kept
+        assert is_closed(sock, timeout=0.5 if kept else 5) is not kept
+        sock.close()
+
+
 def test_connection_close_from_client_is_honoured():
     with ServerThread(hello) as srv:
         data = get(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

@@ -19,6 +19,7 @@ SERVER_SOFTWARE = "nettools.web.wsgi"
 _ENV_KEYS: dict[bytes, str | None] = {}
 _ENV_KEYS_MAX = 2048
 _MISSING = object()
+_PERCENT = ord("%")
 
 
 def _env_key(name: bytes) -> str | None:
@@ -84,16 +85,18 @@ def request_environ(base: dict, req: Request) -> dict:
     env = base.copy()
     env["REQUEST_METHOD"] = req.method
     target = req.target
+    env["RAW_URI"] = uri = target.decode("latin-1")
     if target[:1] == b"/":
-        path, _, query = target.partition(b"?")
+        path, query_mark, query = target.partition(b"?")
+        raw_path = path.decode("latin-1") if query_mark else uri
     else:
         path, query = _split_target(target)
-    env["PATH_INFO"] = (
-        unquote_to_bytes(path).decode("latin-1") if b"%" in path else path.decode("latin-1")
-    )
-    env["QUERY_STRING"] = query.decode("latin-1")
-    env["RAW_PATH_INFO"] = path.decode("latin-1")  # still %-escaped (eventlet's key)
-    env["RAW_URI"] = target.decode("latin-1")
+        raw_path = path.decode("latin-1")
+    # (An int test: ``b"%" in path`` first tries the bytes as an int, and formats
+    # the TypeError it then discards.)
+    env["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1") if _PERCENT in path else raw_path
+    env["QUERY_STRING"] = query.decode("latin-1") if query else ""
+    env["RAW_PATH_INFO"] = raw_path  # still %-escaped (eventlet's key)
     env["SERVER_PROTOCOL"] = req.protocol
     keys = _ENV_KEYS
     for name, value in req.headers:
