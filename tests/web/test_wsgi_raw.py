@@ -139,6 +139,21 @@ def test_malformed_request_gets_400_and_close_and_the_server_lives_on(request_by
         sock.close()
 
 
+def test_on_request_sees_request_keys_only_for_a_request_that_parsed():
+    calls = []
+
+    def on_request(environ, status, received, sent, started):
+        calls.append((status, {k: environ.get(k, "-") for k in ("REQUEST_METHOD", "RAW_URI")}))
+
+    with ServerThread(hello, on_request=on_request) as srv:
+        assert get(srv.port, b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert get(srv.port, b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert calls == [
+        ("200 OK", {"REQUEST_METHOD": "GET", "RAW_URI": "/a"}),
+        ("400", {"REQUEST_METHOD": "-", "RAW_URI": "-"}),
+    ]
+
+
 def test_malformed_chunked_body_gets_400():
     with ServerThread(echo_body) as srv:
         sock = connect(srv.port)

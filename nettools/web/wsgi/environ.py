@@ -11,9 +11,20 @@ import httptools
 from ..http import Request
 from .response import FileWrapper
 
-__all__ = ["SERVER_SOFTWARE", "server_environ", "request_environ"]
+__all__ = [
+    "SERVER_SOFTWARE", "REQUEST_KEYS", "server_environ", "request_environ", "without_request",
+]  # fmt: skip
 
 SERVER_SOFTWARE = "nettools.web.wsgi"
+
+#: The keys every request's environ gets, whatever its headers: what
+#: ``request_environ`` sets and the connection adds (input, posthooks).
+#: A connection's base environ holds them already (None), so that the copy each
+#: request starts from is sized for them and a few headers: no resize per request.
+REQUEST_KEYS = (
+    "REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "RAW_PATH_INFO", "RAW_URI",
+    "SERVER_PROTOCOL", "wsgi.input", "nettools.posthooks", "eventlet.posthooks",
+)  # fmt: skip
 
 # HTTP header name (raw bytes) -> environ key; None for names that are dropped.
 _ENV_KEYS: dict[bytes, str | None] = {}
@@ -77,6 +88,12 @@ def server_environ(sock: Any, url_scheme: str, server: Any, extra: dict | None) 
     if extra:
         env.update(extra)
     return env
+
+
+def without_request(base: dict) -> dict:
+    """A connection's ``base`` environ without the ``REQUEST_KEYS`` it holds for
+    requests: the environ of an answer to no request (a parse error)."""
+    return {key: value for key, value in base.items() if key not in REQUEST_KEYS}
 
 
 def request_environ(base: dict, req: Request) -> dict:
