@@ -17,11 +17,14 @@ from typing import Any
 
 __all__ = ["AppHead", "app_head", "build_app_head"]
 
-#: ``(head, declared, has_date, close, code)``: the status line and the headers
-#: the application gave, encoded, framing headers left out; the Content-Length
-#: it declared (None if none); whether it set Date; whether it asked for
-#: ``Connection: close``; the status code (three characters).
-AppHead = tuple[bytes, "int | None", bool, bool, str]
+#: ``(head, declared, has_date, close, no_body)``: the status line and the
+#: headers the application gave, encoded, framing headers left out; the
+#: Content-Length it declared (None if none); whether it set Date; whether it
+#: asked for ``Connection: close``; whether the status forbids a body.
+AppHead = tuple[bytes, "int | None", bool, bool, bool]
+
+# Statuses whose responses never have a body (RFC 9110 6.4.1).
+_NO_BODY = frozenset({"204", "304"} | {str(c) for c in range(100, 200)})
 
 # Response headers the server looks at (framing) or sets itself.
 _LENGTH, _DATE, _CONNECTION, _ENCODING = range(4)
@@ -94,4 +97,4 @@ def build_app_head(prefix: str, status: str, headers: Any, capitalize: bool) -> 
     n = len(lines) - 2
     if text.count("\n") != n or text.count("\r") != n or not code.isdigit():
         raise ValueError(f"invalid status or header in the response: {text!r}")
-    return text.encode("latin-1"), declared, has_date, close, code
+    return text.encode("latin-1"), declared, has_date, close, code in _NO_BODY

@@ -22,8 +22,6 @@ from .options import WSGIOptions
 __all__ = ["ResponseWriter", "FileWrapper", "plain_response", "encode_text"]
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-# Statuses whose responses never have a body (RFC 9110 6.4.1).
-_NO_BODY = frozenset({"204", "304"} | {str(c) for c in range(100, 200)})
 
 
 def encode_text(data: str) -> bytes:
@@ -318,12 +316,11 @@ class ResponseWriter(HttpConnection):
         if self.http10_only:
             keep = keep and http10
             http10 = True
-        head, declared, has_date, close, code = app_head(
+        head, declared, has_date, close, no_body = app_head(
             self.status_prefix, status, self.resp_headers, self.capitalize
         )
         if close:
             keep = False
-        no_body = code in _NO_BODY
         self.sends_body = sends_body = not no_body and req.method != "HEAD"
         self.declared = declared
         if declared is not None:
