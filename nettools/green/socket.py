@@ -200,32 +200,40 @@ class socket(_real_socket):
     def _nothing_new(self) -> bool:
         """After a read that emptied the socket (a short read): True if epoll has
         seen no new data since (no recorded edge) nor a hang-up, so that a read
-        now could only fail with EAGAIN -- and raising that costs more than the
-        read.  Data or a FIN arriving from now on raises an edge the next poll
-        reports: waiting first misses no wake-up."""
+        now could only fail with EAGAIN.  Data or a FIN arriving from now on
+        raises an edge the next poll reports: waiting first misses no wake-up."""
         st = _get_hub().fds.get(_ss.fileno(self))
         return st is not None and not (st.rready or st.hup) and st.reader is None
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Like ``socket.recv_into``; waits on the hub instead of blocking the thread."""
-        # The size asked for, when cheap to know (0 otherwise: no short-read hint).
-        size = nbytes or (len(buffer) if type(buffer) in _BYTE_BUFFERS else 0)
-        if self._drained and not flags and self._timeout != 0.0 and self._nothing_new():
-            n = self._retry(_ss.recv_into, (buffer, nbytes), False, {})
-            self._drained = 0 < n < size
-            return n
         try:
             n = _ss.recv_into(self, buffer, nbytes, flags)
         except BlockingIOError:
-            self._drained = False
             if self._timeout == 0.0 or (isinstance(flags, int) and flags & _MSG_DONTWAIT):
                 raise
             n = self._retry(_ss.recv_into, (buffer, nbytes, flags), False, {})
         if not n and not nbytes and self._timeout != 0.0 and not memoryview(buffer).nbytes:
             # As the standard socket: an empty read waits for data.
             self._wait_readable()
+        # A short read emptied the socket (for wait_if_drained); the size asked
+        # for is known cheaply only for these buffers (else: no hint).
+        size = nbytes or (len(buffer) if type(buffer) in _BYTE_BUFFERS else 0)
         self._drained = not flags and 0 < n < size and self._stream
         return n
+
+    def wait_if_drained(self) -> None:
+        """Before a read: if the last read emptied the socket (a short read) and
+        the hub has seen nothing arrive since, wait until it may be readable
+        (within the timeout), so that the read does not first fail with EAGAIN --
+        raising that costs more than the read.
+
+        For a reader that expects to wait, such as a server between the requests
+        of a keep-alive connection: ``recv_into`` itself reads at once, which is
+        cheaper when the data is usually there already (a relay's stream).
+        """
+        if self._drained and self._timeout != 0.0 and self._nothing_new():
+            _get_hub().wait_read(_ss.fileno(self), self._timeout, timed_out)
 
     def _wait_readable(self) -> None:
         """Wait, within the timeout, until a read would not block (a zero-length

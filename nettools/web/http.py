@@ -183,11 +183,11 @@ class HttpConnection:
     # Slots: with this many attributes a dict per connection costs ~1.2 KiB more.
     __slots__ = (
         "sock", "view", "limits", "_max_url", "_max_hsize", "_max_headers", "_max_body",
-        "_request_timeout", "_max_head", "_set_idle", "parser", "_feed_data", "_version",
-        "_method", "_keep_alive", "_upgrade", "pending", "dead", "_url", "_url_len", "_headers",
-        "_hsize", "_clen", "_expect", "_connection", "_llhttp", "_in_head", "_parsing",
-        "_limit_status", "_completed_in_feed", "_pipelined", "_chunk", "timeout", "_fresh",
-        "_empty_lines", "ended",
+        "_request_timeout", "_max_head", "_set_idle", "_green", "parser", "_feed_data",
+        "_version", "_method", "_keep_alive", "_upgrade", "pending", "dead", "_url", "_url_len",
+        "_headers", "_hsize", "_clen", "_expect", "_connection", "_llhttp", "_in_head",
+        "_parsing", "_limit_status", "_completed_in_feed", "_pipelined", "_chunk", "timeout",
+        "_fresh", "_empty_lines", "ended",
     )  # fmt: skip
 
     def __init__(
@@ -211,6 +211,8 @@ class HttpConnection:
             limits.max_request_line + limits.max_header_size + 4 * limits.max_headers + 1024
         )
         self._set_idle = set_idle
+        #: A green socket: it can wait before a read that would find nothing.
+        self._green = hasattr(sock, "wait_if_drained")
         self.parser = parser = parser_factory(self)
         self._feed_data = parser.feed_data
         self._version = parser.get_http_version
@@ -413,12 +415,18 @@ class HttpConnection:
         """Receive while idle: a graceful stop may close the connection meanwhile."""
         if timeout != self.timeout:
             self.settimeout(timeout)
+        # Between requests the client is usually still reading the last
+        # response: a green socket drained by the last read waits before reading.
+        sock = self.sock
         set_idle = self._set_idle
         if set_idle is None:
-            return self.sock.recv_into(self.view)
-        sock = self.sock
+            if self._green:
+                sock.wait_if_drained()
+            return sock.recv_into(self.view)
         set_idle(sock, True)
         try:
+            if self._green:
+                sock.wait_if_drained()
             return sock.recv_into(self.view)
         finally:
             set_idle(sock, False)

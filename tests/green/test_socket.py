@@ -1020,6 +1020,51 @@ def test_recv_after_a_short_read_still_times_out(tcp_pair, how):
     assert read(conn) == b"after"
 
 
+@pytest.mark.timeout(20)
+def test_wait_if_drained_parks_after_a_short_read_until_data_comes(tcp_pair):
+    client, conn = tcp_pair
+    conn.settimeout(5)
+    view = memoryview(bytearray(65536))
+    first = spawn(conn.recv_into, view)
+    assert parked(first)  # woken by the hub: no edge is left recorded
+    client.sendall(b"first")
+    assert first.wait() == len(b"first")  # a short read
+    waiter = spawn(conn.wait_if_drained)
+    assert parked(waiter)  # nothing can be there: it waits instead of reading
+    client.sendall(b"second")
+    waiter.wait()
+    assert bytes(view[: conn.recv_into(view)]) == b"second"
+
+
+@pytest.mark.timeout(20)
+def test_wait_if_drained_returns_at_once_when_a_read_may_find_something(tcp_pair):
+    client, conn = tcp_pair
+    conn.settimeout(5)
+    hub = get_hub()
+    switches = hub.switches
+    conn.wait_if_drained()  # nothing read yet: nothing known
+    assert hub.switches == switches
+    small = memoryview(bytearray(4))
+    client.sendall(b"12345678")
+    assert conn.recv_into(small) == 4  # a full read: more may be queued
+    switches = hub.switches
+    conn.wait_if_drained()
+    assert hub.switches == switches
+    assert bytes(small[: conn.recv_into(small)]) == b"5678"
+    # Data and FIN reach it while a reader is parked: after the short read no
+    # further edge will come, and the FIN says a read will find the end.
+    view = memoryview(bytearray(65536))
+    first = spawn(conn.recv_into, view)
+    assert parked(first)
+    client.sendall(b"last words")
+    client.shutdown(gsocket.SHUT_WR)
+    assert first.wait() == len(b"last words")
+    switches = hub.switches
+    conn.wait_if_drained()
+    assert hub.switches == switches
+    assert conn.recv_into(view) == 0
+
+
 def _pipe_on(fd: int) -> tuple[int, int]:
     """A non-blocking pipe whose read end is ``fd`` (a free number)."""
     r, w = os.pipe()
