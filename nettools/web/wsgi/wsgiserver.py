@@ -132,7 +132,8 @@ def server(
     subclass of ``HttpProtocol`` serving each connection.  With
     ``handle_signals`` SIGINT and SIGTERM stop it gracefully; Ctrl-C
     (KeyboardInterrupt) does too.  Either way in-flight requests get up to
-    ``drain_timeout`` seconds, then the function returns.
+    ``drain_timeout`` seconds, then the function returns.  Killing the
+    greenthread that runs it stops it the same way before the kill goes on.
     """
     if len(args) > len(SERVER_POSITIONAL):
         raise TypeError(
@@ -155,3 +156,9 @@ def server(
     except KeyboardInterrupt:
         log.info("wsgi: interrupted, stopping")
         srv.stop(drain_timeout)
+    except BaseException:
+        # As eventlet's server does when its greenthread is killed (or anything
+        # else ends it): idle keep-alive connections are closed and requests in
+        # flight finish -- here within drain_timeout -- before the exit goes on.
+        srv.stop(drain_timeout)
+        raise
