@@ -59,7 +59,6 @@ class WSGIConnection(ResponseWriter):
         "timed",
         "debug",
         "base_env",
-        "taken_over",
         "in_app",
     )
 
@@ -100,7 +99,6 @@ class WSGIConnection(ResponseWriter):
         for key in HANDOFF_KEYS:
             env[key] = handoff
         self.base_env = env
-        self.taken_over = False
         self.in_app = False  # the application is being called (it may take over)
 
     def run(self) -> None:
@@ -151,7 +149,13 @@ class WSGIConnection(ResponseWriter):
                     body = encode_text(body)
                 self.send_head(len(body), body)
             else:
-                self.send_result(result)
+                # Iterating the result runs the application too: a generator
+                # may take the connection over before its first piece.
+                self.in_app = True
+                try:
+                    self.send_result(result)
+                finally:
+                    self.in_app = False
         except Exception as exc:
             self._app_failed(exc)
         finally:

@@ -121,6 +121,7 @@ class ResponseWriter(HttpConnection):
         "chunked",
         "body_sent",
         "sends_body",
+        "taken_over",
     )
 
     def __init__(
@@ -159,6 +160,8 @@ class ResponseWriter(HttpConnection):
         self.body_sent = 0
         self.sends_body = True
         self.declared: int | None = None
+        #: The application took the connection over (a websocket): no response of ours.
+        self.taken_over = False
 
     def new_response(self, req: Request) -> None:
         """Nothing sent yet: the response to ``req`` starts."""
@@ -251,6 +254,8 @@ class ResponseWriter(HttpConnection):
                 self.send_head(None, data)
             else:
                 self._send_chunk(data)
+        if self.taken_over:
+            return  # the application took the connection while we iterated: no response
         if pending:
             data = b"".join(pending)
             if not self.headers_sent:
