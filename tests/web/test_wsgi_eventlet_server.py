@@ -1,6 +1,8 @@
-"""eventlet's ``wsgi.server()`` function as eventlet programs drive it: killed
+"""eventlet's ``wsgi.server()`` as eventlet programs drive it: killed
 from another greenthread, it closes idle keep-alive connections and lets a
-request in flight finish before the kill goes on."""
+request in flight finish before the kill goes on; header names Capitalized by
+default; and ``wsgi.input``'s ``100 Continue`` with headers, sent on the first
+read even when the body came along already."""
 
 from __future__ import annotations
 
@@ -46,3 +48,105 @@ def test_killing_the_server_greenthread_closes_idle_and_drains_busy():
         killer.wait()
     assert response.startswith(b"HTTP/1.1 200 OK") and response.endswith(b"done /slow")
     assert gt.dead
+
+
+def _serve(app, **kwargs):
+    """``wsgi.server`` on a fresh listener in a greenthread; (port, greenthread)."""
+    listener = nettools.listen(("127.0.0.1", 0))
+    gt = spawn(wsgi.server, listener, app, log_output=False, **kwargs)
+    return listener.getsockname()[1], gt
+
+
+def _head(reader) -> list[bytes]:
+    lines = []
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        lines.append(line.rstrip(b"\r\n"))
+    return lines
+
+
+def test_100_continue_goes_out_on_the_first_read_even_with_the_body_there():
+    def app(environ, start_response):
+        environ["wsgi.input"].set_hundred_continue_response_headers([("x-phase", "one")])
+        body = environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+    port, gt = _serve(app)
+    try:
+        sock = nettools.connect(("127.0.0.1", port))
+        reader = sock.makefile("rb")
+        sock.sendall(
+            b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n"
+            b"Expect: 100-continue\r\n\r\ntesting"  # the body without waiting
+        )
+        with Timeout(10):
+            assert _head(reader) == [b"HTTP/1.1 100 Continue", b"X-Phase: one"]
+            final = _head(reader)
+            assert final[0] == b"HTTP/1.1 200 OK"
+            assert reader.read(7) == b"testing"
+        sock.close()
+    finally:
+        kill(gt)
+
+
+def test_the_application_may_send_another_100_continue():
+    def app(environ, start_response):
+        body = environ["wsgi.input"].read()
+        environ["wsgi.input"].set_hundred_continue_response_headers([("X-Phase", "two")])
+        environ["wsgi.input"].send_hundred_continue_response()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+    port, gt = _serve(app)
+    try:
+        sock = nettools.connect(("127.0.0.1", port))
+        reader = sock.makefile("rb")
+        sock.sendall(
+            b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nok"
+        )
+        with Timeout(10):
+            assert _head(reader) == [b"HTTP/1.1 100 Continue"]
+            assert _head(reader) == [b"HTTP/1.1 100 Continue", b"X-Phase: two"]
+            assert _head(reader)[0] == b"HTTP/1.1 200 OK"
+            assert reader.read(2) == b"ok"
+        sock.close()
+    finally:
+        kill(gt)
+
+
+def _header_names(port: int) -> list[bytes]:
+    sock = nettools.connect(("127.0.0.1", port))
+    reader = sock.makefile("rb")
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    with Timeout(10):
+        head = _head(reader)
+    sock.close()
+    return [line.split(b":")[0] for line in head[1:]]
+
+
+def _weird_app(environ, start_response):
+    start_response("200 OK", [("sOMe-WEirD", "cAsE"), ("wiTH-\xdf-LATIN1-\xff", "chars")])
+    return [b""]
+
+
+def test_server_capitalizes_header_names_as_eventlet_does():
+    port, gt = _serve(_weird_app)
+    try:
+        names = _header_names(port)
+    finally:
+        kill(gt)
+    assert b"Some-Weird" in names and "With-\xdf-Latin1-\xff".encode("latin-1") in names
+
+
+def test_server_keeps_the_case_when_told_and_wsgiserver_by_default():
+    port, gt = _serve(_weird_app, capitalize_response_headers=False)
+    try:
+        assert b"sOMe-WEirD" in _header_names(port)
+    finally:
+        kill(gt)
+    srv = wsgi.WSGIServer(nettools.listen(("127.0.0.1", 0)), _weird_app, log_output=False)
+    srv.start()
+    try:
+        assert b"sOMe-WEirD" in _header_names(srv.address[1])
+    finally:
+        srv.stop(0)

@@ -93,6 +93,24 @@ def plain_response(
     return [body]
 
 
+_CAPITALIZED: dict[str, str] = {}
+_CAPITALIZED_MAX = 512  # distinct header names remembered (an app's are few)
+
+
+def capitalized(name: str) -> str:
+    """A header name Capitalized-Like-This (as eventlet sends them by default)."""
+    done = _CAPITALIZED.get(name)
+    if done is None:
+        if name.isascii():
+            done = "-".join(part.capitalize() for part in name.split("-"))
+        else:  # ASCII letters only ("ß" stays, "ÿ" has no Latin-1 capital)
+            raw = name.encode("latin-1", "surrogateescape")
+            done = b"-".join(p.capitalize() for p in raw.split(b"-")).decode("latin-1")
+        if len(_CAPITALIZED) < _CAPITALIZED_MAX:
+            _CAPITALIZED[name] = done
+    return done
+
+
 class ResponseWriter(HttpConnection):
     """Sends the response to each request of one connection; see the module docstring.
 
@@ -200,11 +218,24 @@ class ResponseWriter(HttpConnection):
         elif data:
             self._send_chunk(data)
 
-    def send_continue(self) -> None:
-        """``100 Continue``, before the application's first read of the body."""
-        if not self.headers_sent and not self.continue_sent:
-            self.continue_sent = True
+    def send_continue(self, headers: list[tuple[str, str]] = (), again: bool = False) -> None:  # type: ignore[assignment]
+        """``100 Continue`` (with ``headers``), before the application's first
+        read of the body; ``again``: even if one went already."""
+        if self.headers_sent or (self.continue_sent and not again):
+            return
+        self.continue_sent = True
+        if not headers:
             self.sock.sendall(_CONTINUE)
+            return
+        lines = [_CONTINUE[:-2].decode("latin-1")]
+        for name, value in headers:
+            if self.capitalize:
+                name = capitalized(name)
+            lines.append(f"{name}: {value}\r\n")
+        text = "".join(lines)
+        if text.count("\n") != len(lines) or text.count("\r") != len(lines):
+            raise ValueError(f"invalid header in the 100 Continue response: {text!r}")
+        self.sock.sendall(text.encode("latin-1") + b"\r\n")
 
     # ------------------------------------------------------------------ sending
 
@@ -350,7 +381,7 @@ class ResponseWriter(HttpConnection):
                         keep = False
                     continue
             if capitalize:
-                name = "-".join(part.capitalize() for part in name.split("-"))
+                name = capitalized(name)
             append(f"{name}: {value}\r\n")
         code = status[:3]
         no_body = code in _NO_BODY

@@ -127,7 +127,8 @@ def server(
     Takes eventlet's ``wsgi.server`` arguments, positionally in its order
     (``log``, ``environ``, ``max_size``, ...: ``SERVER_POSITIONAL``) or as
     keywords, and any other ``WSGIOptions`` field as a keyword (or ``options``).
-    ``server_event``, if given, receives the ``WSGIServer``
+    As in eventlet, header names go out Capitalized-Like-This unless
+    ``capitalize_response_headers=False``.  ``server_event``, if given, receives the ``WSGIServer``
     (``server_event.send(srv)``) once it is listening; ``protocol`` is a
     subclass of ``HttpProtocol`` serving each connection.  With
     ``handle_signals`` SIGINT and SIGTERM stop it gracefully; Ctrl-C
@@ -144,6 +145,9 @@ def server(
         if name in kwargs:
             raise TypeError(f"server() got multiple values for argument {name!r}")
         kwargs[name] = value
+    if options is None:
+        # eventlet's default; WSGIServer keeps the application's case.
+        kwargs.setdefault("capitalize_response_headers", True)
     server_event = kwargs.pop("server_event", None)
     srv = WSGIServer(sock, site, options, **kwargs)
     if handle_signals:
