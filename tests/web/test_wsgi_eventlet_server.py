@@ -53,7 +53,8 @@ def test_killing_the_server_greenthread_closes_idle_and_drains_busy():
 def _serve(app, **kwargs):
     """``wsgi.server`` on a fresh listener in a greenthread; (port, greenthread)."""
     listener = nettools.listen(("127.0.0.1", 0))
-    gt = spawn(wsgi.server, listener, app, log_output=False, **kwargs)
+    kwargs.setdefault("log_output", False)
+    gt = spawn(wsgi.server, listener, app, **kwargs)
     return listener.getsockname()[1], gt
 
 
@@ -150,3 +151,92 @@ def test_server_keeps_the_case_when_told_and_wsgiserver_by_default():
         assert b"sOMe-WEirD" in _header_names(srv.address[1])
     finally:
         srv.stop(0)
+
+
+def _raw_get(port: int) -> bytes:
+    sock = nettools.connect(("127.0.0.1", port))
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    with Timeout(10):
+        data = _read_all(sock)
+    sock.close()
+    return data
+
+
+def _served_once(app, **kwargs) -> bytes:
+    """What ``wsgi.server`` answers one GET with, served by ``app``."""
+    port, gt = _serve(app, **kwargs)
+    try:
+        return _raw_get(port)
+    finally:
+        kill(gt)
+
+
+def test_server_gathers_a_stream_so_a_late_failure_is_still_a_500():
+    import io
+
+    from nettools.kernel.timeout import Timeout as GreenTimeout
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"partial "
+        raise GreenTimeout()  # an application's timeout is its failure
+
+    log = io.StringIO()
+    raw = _served_once(app, log=log, log_output=True)
+    assert raw.startswith(b"HTTP/1.1 500 ")
+    assert b"partial" not in raw
+    assert "Traceback" in log.getvalue() and "Timeout" in log.getvalue()
+
+
+def test_an_app_may_ask_for_each_piece_to_go_at_once():
+    release = Event()
+
+    def stream():
+        yield b"first"
+        release.wait()
+        yield b"second"
+
+    def app(environ, start_response):
+        environ["eventlet.minimum_write_chunk_size"] = 0
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return stream()
+
+    port, gt = _serve(app)
+    try:
+        sock = nettools.connect(("127.0.0.1", port))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        got = b""
+        with Timeout(10):
+            while b"first" not in got:  # arrives while the app still waits
+                got += sock.recv(4096)
+            release.send()
+            got += _read_all(sock)
+        sock.close()
+    finally:
+        kill(gt)
+    assert got.endswith(b"5\r\nfirst\r\n6\r\nsecond\r\n0\r\n\r\n")
+
+
+def test_a_generator_body_is_chunked_and_a_sequence_has_a_length():
+    def generator(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b""
+
+    class Sequence:
+        def __init__(self, parts):
+            self.parts = parts
+
+        def __len__(self):
+            return len(self.parts)
+
+        def __iter__(self):
+            return iter(self.parts)
+
+    def sequence(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Sequence([b"ab", b"c"])
+
+    raw = _served_once(generator)
+    assert b"Transfer-Encoding: chunked\r\n" in raw and raw.endswith(b"\r\n\r\n0\r\n\r\n")
+    raw = _served_once(sequence)
+    assert b"Content-Length: 3\r\n" in raw and raw.endswith(b"\r\n\r\nabc")

@@ -55,7 +55,7 @@ from .accesslog import DEFAULT_LOG_FORMAT, AccessLog
 from .connection import WSGIConnection
 from .options import WSGIOptions
 from .response import FileWrapper, plain_response
-from .wsgiserver import WSGIServer, server
+from .wsgiserver import MINIMUM_CHUNK_SIZE, WSGIServer, server
 
 #: eventlet's name for the class serving a connection, for subclassing.
 HttpProtocol = WSGIConnection
@@ -72,4 +72,5 @@ __all__ = [
     "HTTPError",
     "ClientDisconnected",
     "plain_response",
+    "MINIMUM_CHUNK_SIZE",
 ]

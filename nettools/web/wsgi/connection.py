@@ -16,6 +16,7 @@ from collections.abc import Callable
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ...kernel.timeout import Timeout
 from ..http import ClientDisconnected, HTTPError, ParseError, Request, error_response
 from .body import EMPTY_INPUT, Input
 from .environ import request_environ
@@ -153,10 +154,12 @@ class WSGIConnection(ResponseWriter):
                 # may take the connection over before its first piece.
                 self.in_app = True
                 try:
-                    self.send_result(result)
+                    # eventlet's per-request override of minimum_chunk_size
+                    self.send_result(result, env.get("eventlet.minimum_write_chunk_size"))
                 finally:
                     self.in_app = False
-        except Exception as exc:
+        except (Exception, Timeout) as exc:
+            # A Timeout out of the application is its failure (eventlet's too).
             self._app_failed(exc)
         finally:
             if type(result) is not list:
@@ -191,7 +194,7 @@ class WSGIConnection(ResponseWriter):
         super().release()
         self.base_env = _NO_ENV
 
-    def _app_failed(self, exc: Exception) -> None:
+    def _app_failed(self, exc: BaseException) -> None:
         """The application (or sending its response) raised ``exc``."""
         if self.taken_over:
             self.keep = False

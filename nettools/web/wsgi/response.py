@@ -93,6 +93,13 @@ def plain_response(
     return [body]
 
 
+def _sized(result: Any, size: int) -> int | None:
+    """The length to send for an iterable result that ended within one piece:
+    its size if it has a length (a sequence), else None -- chunked, or up to the
+    close on HTTP/1.0 -- as eventlet frames a generator's body."""
+    return size if hasattr(result, "__len__") else None
+
+
 _CAPITALIZED: dict[str, str] = {}
 _CAPITALIZED_MAX = 512  # distinct header names remembered (an app's are few)
 
@@ -239,8 +246,9 @@ class ResponseWriter(HttpConnection):
 
     # ------------------------------------------------------------------ sending
 
-    def send_result(self, result: Any) -> None:
-        """Send the response for the application's ``result`` (whatever its kind)."""
+    def send_result(self, result: Any, min_chunk: int | None = None) -> None:
+        """Send the response for the application's ``result`` (whatever its kind);
+        ``min_chunk`` overrides the connection's ``minimum_chunk_size`` for it."""
         if type(result) is list or type(result) is tuple:
             if any(type(p) is str for p in result):
                 result = _as_bytes(result)
@@ -265,7 +273,8 @@ class ResponseWriter(HttpConnection):
             if where is not None:
                 self._sendfile(result, *where)
                 return
-        min_chunk = self.min_chunk
+        if min_chunk is None:
+            min_chunk = self.min_chunk
         pending: list[bytes] = []
         pending_len = 0
         for data in result:
@@ -290,11 +299,11 @@ class ResponseWriter(HttpConnection):
         if pending:
             data = b"".join(pending)
             if not self.headers_sent:
-                self.send_head(len(data), data)
+                self.send_head(_sized(result, len(data)), data)
             else:
                 self._send_chunk(data)
         if not self.headers_sent:
-            self.send_head(0, b"")
+            self.send_head(_sized(result, 0), b"")
         self._finish()
 
     def _send_parts(self, parts: list | tuple, size: int) -> None:

@@ -13,7 +13,10 @@ from .connection import WSGIConnection
 from .environ import server_environ
 from .options import WSGIOptions
 
-__all__ = ["WSGIServer", "server"]
+__all__ = ["WSGIServer", "server", "MINIMUM_CHUNK_SIZE"]
+
+#: ``server()``'s default ``minimum_chunk_size``, eventlet's.
+MINIMUM_CHUNK_SIZE = 4096
 
 log = logging.getLogger("nettools.web.wsgi")
 
@@ -128,9 +131,13 @@ def server(
     (``log``, ``environ``, ``max_size``, ...: ``SERVER_POSITIONAL``) or as
     keywords, and any other ``WSGIOptions`` field as a keyword (or ``options``).
     As in eventlet, header names go out Capitalized-Like-This unless
-    ``capitalize_response_headers=False``.  ``server_event``, if given, receives the ``WSGIServer``
-    (``server_event.send(srv)``) once it is listening; ``protocol`` is a
-    subclass of ``HttpProtocol`` serving each connection.  With
+    ``capitalize_response_headers=False``, and a streamed body goes out in
+    pieces of at least ``minimum_chunk_size`` (``MINIMUM_CHUNK_SIZE``) unless
+    the application sets ``environ['eventlet.minimum_write_chunk_size']`` (0
+    for a stream whose every piece must go at once).  ``server_event``, if
+    given, receives the ``WSGIServer`` (``server_event.send(srv)``) once it
+    is listening; ``protocol`` is a subclass of ``HttpProtocol`` serving each
+    connection.  With
     ``handle_signals`` SIGINT and SIGTERM stop it gracefully; Ctrl-C
     (KeyboardInterrupt) does too.  Either way in-flight requests get up to
     ``drain_timeout`` seconds, then the function returns.  Killing the
@@ -148,6 +155,7 @@ def server(
     if options is None:
         # eventlet's default; WSGIServer keeps the application's case.
         kwargs.setdefault("capitalize_response_headers", True)
+        kwargs.setdefault("minimum_chunk_size", MINIMUM_CHUNK_SIZE)
     server_event = kwargs.pop("server_event", None)
     srv = WSGIServer(sock, site, options, **kwargs)
     if handle_signals:
