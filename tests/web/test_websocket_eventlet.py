@@ -288,3 +288,31 @@ def test_eventlets_websocket_class_is_the_draft_one():
 
     assert eventlet_websocket.WebSocket is websocket.HixieWebSocket
     assert eventlet_websocket.WebSocketWSGI is websocket.WebSocketWSGI
+
+
+RFC6455 = [
+    "Upgrade: websocket",
+    "Connection: Upgrade",
+    "Sec-WebSocket-Version: 13",
+    "Sec-WebSocket-Key: d9MXuOzlVQ0h+qRllvSCIg==",
+]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        struct.pack("!BBIH", 0x88, 0x82, 0, 1000),  # a masked close frame, code 1000
+        b"\x07\xff",  # a reserved opcode: the server fails the connection
+    ],
+)
+def test_the_handler_ends_once_the_server_closed_its_side(serve, frame):
+    # A client that never closes TCP must not hold the handler for close_timeout
+    # (an hour here): the server closes first, as RFC 6455 has it.
+    app, ended = watched(websocket.WebSocketWSGI(handler.handler, close_timeout=3600))
+    port = serve(app).address[1]
+    sock, _ = tpool.execute(open_client, port, request(port, "/echo", RFC6455))
+    try:
+        sock.sendall(frame)
+        assert ended.wait(T) == "returned"
+    finally:
+        sock.close()
