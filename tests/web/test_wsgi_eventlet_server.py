@@ -240,3 +240,24 @@ def test_a_generator_body_is_chunked_and_a_sequence_has_a_length():
     assert b"Transfer-Encoding: chunked\r\n" in raw and raw.endswith(b"\r\n\r\n0\r\n\r\n")
     raw = _served_once(sequence)
     assert b"Content-Length: 3\r\n" in raw and raw.endswith(b"\r\n\r\nabc")
+
+
+def test_server_says_where_it_listens_and_when_it_exits_as_eventlets_does():
+    import io
+    import os
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [b""]
+
+    log = io.StringIO()
+    port, gt = _serve(app, log=log, log_output=True)
+    nettools.sleep(0)
+    assert log.getvalue() == f"({os.getpid()}) wsgi starting up on http://127.0.0.1:{port}\n"
+    kill(gt)
+    assert log.getvalue().endswith(f"({os.getpid()}) wsgi exited\n")
+    quiet = io.StringIO()
+    port, gt = _serve(app, log=quiet)  # log_output=False: not a line
+    nettools.sleep(0)
+    kill(gt)
+    assert quiet.getvalue() == ""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from types import FunctionType, MethodType
 from typing import Any
 
-from ...net import Server, listen
+from ...net import Server, format_address, listen
 from ..http import RECV_SIZE
 from .connection import WSGIConnection
 from .environ import server_environ
@@ -136,8 +137,9 @@ def server(
     the application sets ``environ['eventlet.minimum_write_chunk_size']`` (0
     for a stream whose every piece must go at once).  ``server_event``, if
     given, receives the ``WSGIServer`` (``server_event.send(srv)``) once it
-    is listening; ``protocol`` is a subclass of ``HttpProtocol`` serving each
-    connection.  With
+    is listening; ``log`` gets eventlet's "wsgi starting up on URL" line
+    first and "wsgi exited" last (unless ``log_output=False``); ``protocol``
+    is a subclass of ``HttpProtocol`` serving each connection.  With
     ``handle_signals`` SIGINT and SIGTERM stop it gracefully; Ctrl-C
     (KeyboardInterrupt) does too.  Either way in-flight requests get up to
     ``drain_timeout`` seconds, then the function returns.  Killing the
@@ -161,6 +163,9 @@ def server(
     if handle_signals:
         srv.install_signal_handlers(drain_timeout)
     srv.start()
+    announce = srv.access_log.note if srv.access_log is not None else None
+    if announce is not None:
+        announce(f"({os.getpid()}) wsgi starting up on {listen_url(srv)}")
     if server_event is not None:
         server_event.send(srv)
     try:
@@ -174,3 +179,16 @@ def server(
         # flight finish -- here within drain_timeout -- before the exit goes on.
         srv.stop(drain_timeout)
         raise
+    finally:
+        if announce is not None:
+            announce(f"({os.getpid()}) wsgi exited")
+
+
+def listen_url(srv: WSGIServer) -> str:
+    """Where ``srv`` listens, as eventlet's server says it: ``http://host:port``,
+    ``http://[v6]:port`` or ``http:/path`` (``https`` with TLS)."""
+    scheme = "https" if srv.server.ssl_context is not None else "http"
+    where = format_address(srv.address)
+    if where.startswith("unix:"):
+        return f"{scheme}:{where[5:]}"
+    return f"{scheme}://{where}"
