@@ -440,6 +440,9 @@ class Hub(FdWaits):
                     self._raise_in_main(sys.exc_info()[1])
                 except BaseException:
                     self.report_error("error in hub callback %r", cb)
+            # What ran must not stay alive while the hub waits (a thread pool
+            # job's function, its object): once per turn, not per callback.
+            cb = t = None
 
             # 3. I/O.
             yielded = self.yielded
