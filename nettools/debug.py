@@ -344,7 +344,7 @@ def format_hub_listeners(hub: Hub | None = None) -> str:
                 continue
             count += 1
             lines.append(f"fd {fd} {direction}: {_describe_waiter(waiter)}")
-            if _listener_stacks:
+            if _listener_stacks or hub.debug_listeners:
                 g = _waiting_greenlet(waiter)
                 if g is not None and g.gr_frame is not None:
                     lines.extend(_stack_lines(traceback.format_stack(g.gr_frame)))

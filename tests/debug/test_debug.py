@@ -226,6 +226,34 @@ def test_hub_listener_stacks_show_where_the_wait_began(waiting_reader):
     assert "return b.recv(16)" not in debug.format_hub_listeners()
 
 
+def test_eventlets_hub_switch_for_listener_stacks(waiting_reader):
+    hub = get_hub()
+    hub.set_debug_listeners(True)
+    try:
+        assert "in outer_caller" in debug.format_hub_listeners()
+    finally:
+        hub.set_debug_listeners(False)
+    assert "in outer_caller" not in debug.format_hub_listeners()
+
+
+def test_eventlets_hub_switch_for_timer_exceptions(capsys):
+    hub = get_hub()
+
+    def fail() -> None:
+        raise KeyError("in a timer")
+
+    hub.set_timer_exceptions(True)
+    try:
+        hub.schedule(0, fail)
+        nettools.sleep(0.01)
+    finally:
+        hub.set_timer_exceptions(False)
+    assert "KeyError: 'in a timer'" in capsys.readouterr().err
+    hub.schedule(0, fail)
+    nettools.sleep(0.01)
+    assert "in a timer" not in capsys.readouterr().err  # logged only
+
+
 def test_listings_of_an_idle_hub():
     hub = Hub()  # a hub of its own: nothing waits on it
     try:
