@@ -261,3 +261,34 @@ def test_server_says_where_it_listens_and_when_it_exits_as_eventlets_does():
     nettools.sleep(0)
     kill(gt)
     assert quiet.getvalue() == ""
+
+
+def test_closing_on_an_unread_body_that_arrived_does_not_reset_the_response():
+    # An HTTP/1.0 client asks for 100 Continue but sends its body at once; the
+    # app answers without reading it, so the server closes the connection.  The
+    # body already there is dropped first: closing on unread data would reset
+    # the connection and could destroy the response before the client reads it.
+    body_sent = Event()
+
+    def app(environ, start_response):
+        body_sent.wait()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"answer"]
+
+    port, gt = _serve(app)
+    try:
+        sock = nettools.connect(("127.0.0.1", port))
+        sock.sendall(
+            b"PUT / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nContent-Length: 23\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+        nettools.sleep(0)  # the server reads the head and calls the app
+        sock.sendall(b"GET /tricksy HTTP/1.1\r\n")
+        body_sent.send()
+        with Timeout(10):
+            raw = _read_all(sock)  # a reset would raise ConnectionResetError
+        sock.close()
+    finally:
+        kill(gt)
+    assert raw.startswith(b"HTTP/1.1 200 OK") and raw.endswith(b"\r\n\r\nanswer")
+    assert b"Connection: close" in raw

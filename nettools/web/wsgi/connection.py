@@ -8,7 +8,9 @@ sends comes from ``ResponseWriter``, the half it builds on.
 
 from __future__ import annotations
 
+import _socket
 import logging
+import socket as _stdlib_socket
 import sys
 import time
 import traceback
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ...green import socket as green_socket
 from ...kernel.timeout import Timeout
 from ..http import ClientDisconnected, HTTPError, ParseError, Request, error_response
 from .body import EMPTY_INPUT, Input
@@ -35,6 +38,12 @@ _LIMIT_STATUSES = frozenset({413, 414, 431})
 
 #: A released connection's environ: nothing (read-only, shared).
 _NO_ENV: Any = MappingProxyType({})
+
+
+#: The most of an unread request body read before closing (see _close_on_unread_body).
+_LINGER_LIMIT = 64 * 1024
+_c_recv_into = _socket.socket.recv_into  # the C call: never waits on the hub
+_MSG_DONTWAIT = getattr(_stdlib_socket, "MSG_DONTWAIT", 0)
 
 
 class WSGIConnection(ResponseWriter):
@@ -172,6 +181,8 @@ class WSGIConnection(ResponseWriter):
             else:
                 self._done(env, self.status, req.body_received, self.body_sent, started)
         if not self.keep:
+            if not req.body_done and not self.taken_over and not self.dead:
+                self._close_on_unread_body(req)
             return False
         if not req.body_done:
             # The application left part of the body unread.  If the client
@@ -180,6 +191,26 @@ class WSGIConnection(ResponseWriter):
                 return False
             return self.discard_body(req)
         return True
+
+    def _close_on_unread_body(self, req: Request) -> None:
+        """Closing with unread data resets the connection, and the reset can
+        destroy the response before the client reads it: drop what of the body
+        has arrived already (up to its declared end, without waiting).  What
+        comes later still gets the reset, which tells a client sending a body
+        nobody wants to stop."""
+        length = req.content_length
+        if length is None or type(self.sock) is not green_socket.socket:
+            return
+        rest = min(length - req.body_received, _LINGER_LIMIT)
+        view = self.view
+        try:
+            while rest > 0:
+                n = _c_recv_into(self.sock, view, min(rest, len(view)), _MSG_DONTWAIT)
+                if not n:
+                    return
+                rest -= n
+        except OSError:  # nothing more there (EAGAIN), or the client is gone
+            pass
 
     def _done(
         self, env: dict, status: str | None, received: int, sent: int, started: float
