@@ -292,3 +292,30 @@ def test_closing_on_an_unread_body_that_arrived_does_not_reset_the_response():
         kill(gt)
     assert raw.startswith(b"HTTP/1.1 200 OK") and raw.endswith(b"\r\n\r\nanswer")
     assert b"Connection: close" in raw
+
+
+def test_a_bad_or_cut_chunked_body_raises_eventlets_chunk_read_error():
+    caught = []
+
+    def app(environ, start_response):
+        try:
+            environ["wsgi.input"].read(1024)
+        except wsgi.ChunkReadError as exc:
+            caught.append(exc)
+        start_response("200 OK", [])
+        return [b""]
+
+    port, gt = _serve(app)
+    try:
+        for body in (b"db\r\n" + b"A" * 0xDB, b"cats\r\nlook here"):  # cut short; malformed
+            sock = nettools.connect(("127.0.0.1", port))
+            sock.sendall(b"PUT / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+            sock.close()
+        with Timeout(10):
+            while len(caught) < 2:
+                nettools.sleep(0.01)
+    finally:
+        kill(gt)
+    cut = [e for e in caught if isinstance(e, wsgi.ClientDisconnected)]
+    bad = [e for e in caught if isinstance(e, wsgi.HTTPError) and e.status == 400]
+    assert len(cut) == 1 and len(bad) == 1

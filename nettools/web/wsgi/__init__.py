@@ -50,7 +50,7 @@ connection under gunicorn's and Werkzeug's environ keys).
 
 from __future__ import annotations
 
-from ..http import ClientDisconnected, HTTPError
+from ..http import ChunkReadError, ClientDisconnected, HTTPError
 from .accesslog import DEFAULT_LOG_FORMAT, AccessLog
 from .connection import WSGIConnection
 from .options import WSGIOptions
@@ -71,6 +71,7 @@ __all__ = [
     "DEFAULT_LOG_FORMAT",
     "HTTPError",
     "ClientDisconnected",
+    "ChunkReadError",
     "plain_response",
     "MINIMUM_CHUNK_SIZE",
 ]
