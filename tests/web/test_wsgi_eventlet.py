@@ -40,6 +40,22 @@ def test_eventlet_posthooks_run_after_the_response():
     assert seen == [("/hooked", "t", 1)]
 
 
+def test_eventlet_posthooks_of_a_list_the_app_put_there_run_too():
+    ran = threading.Event()
+
+    def app(environ, start_response):
+        environ["eventlet.posthooks"] = [(lambda env: ran.set(), (), {})]
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    with ServerThread(app) as srv:
+        sock = connect(srv.port)
+        # a chunked body cut short, which the app never reads
+        sock.sendall(b"PUT / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n20\r\nshort")
+        sock.close()
+        assert ran.wait(10)
+
+
 @pytest.mark.parametrize(
     "result",
     [

@@ -173,7 +173,7 @@ class WSGIConnection(ResponseWriter):
         finally:
             if type(result) is not list:
                 self._close(result)
-            if env["nettools.posthooks"]:
+            if env["nettools.posthooks"] or env.get("eventlet.posthooks"):
                 self._posthooks(env)
         if self.timed and not self.taken_over:
             if self.access_log is None:  # metrics alone: one call per request, not two
@@ -268,7 +268,11 @@ class WSGIConnection(ResponseWriter):
             self.linger_close()  # the client may still be sending the body
 
     def _posthooks(self, env: dict) -> None:
-        for hook in env["nettools.posthooks"]:
+        hooks = env["nettools.posthooks"]
+        theirs = env.get("eventlet.posthooks")
+        if theirs and theirs is not hooks:  # the application put a list of its own there
+            hooks = [*hooks, *theirs]
+        for hook in hooks:
             try:
                 if isinstance(hook, tuple):
                     func, args, kwargs = hook
