@@ -274,3 +274,33 @@ def test_keepalive_in_seconds_is_announced():
     with ServerThread(app) as srv:  # keepalive=True: HTTP/1.1 needs no header
         resp = _get(srv)
         assert resp.header("Connection") is None and resp.header("Keep-Alive") is None
+
+
+_BOTH_FRAMINGS = (
+    b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
+    b"5\r\nhello\r\n0\r\n\r\n"
+)
+
+
+def _echo_body(environ, start_response):
+    body = environ["wsgi.input"].read()
+    start_response("200 OK", [("X-Length", environ.get("CONTENT_LENGTH") or "none")])
+    return [body]
+
+
+def test_both_framings_are_refused_by_default():
+    with ServerThread(_echo_body) as srv:
+        raw = get(srv.port, _BOTH_FRAMINGS)
+    assert raw.startswith(b"HTTP/1.1 400 ")
+
+
+def test_eventlets_escape_hatch_reads_such_a_request_by_its_transfer_encoding():
+    class LegacyClients(wsgi.HttpProtocol):
+        reject_bad_requests = False
+
+    with ServerThread(_echo_body, protocol=LegacyClients) as srv:
+        raw = get(srv.port, _BOTH_FRAMINGS)  # everything until the server closes
+    assert raw.startswith(b"HTTP/1.1 200 OK")
+    assert b"X-Length: none" in raw and b"Connection: close" in raw
+    assert raw.endswith(b"\r\n\r\nhello")
+    assert wsgi.HttpProtocol.reject_bad_requests is True  # the default stays safe

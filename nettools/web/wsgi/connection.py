@@ -59,6 +59,11 @@ class WSGIConnection(ResponseWriter):
 
     minimum_chunk_size: int | None = None
     capitalize_response_headers: bool | None = None
+    #: eventlet's escape hatch for legacy clients, off unless a subclass sets it
+    #: False: a request with both Content-Length and Transfer-Encoding (a
+    #: request smuggling vector, refused with 400 by default) is then read by
+    #: its Transfer-Encoding, as RFC 9112 says, and its connection closed.
+    reject_bad_requests: bool = True
 
     # Slots, as HttpConnection's: no dict per connection.
     __slots__ = (
@@ -94,6 +99,8 @@ class WSGIConnection(ResponseWriter):
             self.min_chunk = cls.minimum_chunk_size
         if cls.capitalize_response_headers is not None:
             self.capitalize = cls.capitalize_response_headers
+        if not cls.reject_bad_requests:
+            self.parser.set_dangerous_leniencies(lenient_chunked_length=True)
         env = wsgi_server.base_environ.copy()
         if isinstance(addr, tuple) and len(addr) >= 2:
             env["REMOTE_ADDR"] = sys.intern(addr[0])  # one string per client address
@@ -139,6 +146,8 @@ class WSGIConnection(ResponseWriter):
         self.new_response(req)
         self.taken_over = False
         env = request_environ(self.base_env, req)
+        if not self.reject_bad_requests and _length_yields_to_transfer_encoding(req):
+            env.pop("CONTENT_LENGTH", None)
         env["wsgi.input"] = EMPTY_INPUT if req.body_done and not req.body else Input(self, req)
         # One list under both names: eventlet's applications append to theirs.
         env["nettools.posthooks"] = env["eventlet.posthooks"] = []
@@ -321,3 +330,17 @@ class WSGIConnection(ResponseWriter):
     def on_stop(self, closer: Callable[[], Any] | None) -> None:
         """``environ['nettools.on_stop']``: how a graceful stop closes this idle connection."""
         self.net_server.on_stop(self.sock, closer)
+
+
+def _length_yields_to_transfer_encoding(req: Request) -> bool:
+    """Under ``reject_bad_requests = False``: a request that has both framings
+    is read by Transfer-Encoding (the parser does so), its Content-Length is
+    ignored, and the connection closes after the response (RFC 9112, 6.1).
+    True if ``req`` is such a request."""
+    if req.content_length is None or not any(
+        name.lower() == b"transfer-encoding" for name, _ in req.headers
+    ):
+        return False
+    req.content_length = None
+    req.keep_alive = False
+    return True
