@@ -316,3 +316,12 @@ def test_the_handler_ends_once_the_server_closed_its_side(serve, frame):
         assert ended.wait(T) == "returned"
     finally:
         sock.close()
+
+
+def test_an_extension_offer_is_read_without_regard_to_case_or_spaces(serve):
+    port = serve().address[1]
+    offer = "Sec-WebSocket-Extensions: PeRMessAGe-dEFlaTe;  Server_Max_Window_Bits  =  11"
+    sock, head = tpool.execute(open_client, port, request(port, "/echo", [*RFC6455, offer]))
+    sock.close()
+    accepted = b"\r\nSec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=11\r\n"
+    assert accepted in head

@@ -293,5 +293,21 @@ def _request_headers(environ: dict[str, Any]) -> Headers:
     headers = Headers()
     for key, value in environ.items():
         if key.startswith("HTTP_"):
+            if key == "HTTP_SEC_WEBSOCKET_EXTENSIONS":
+                value = _plain_extensions(value)
             headers[key[5:].replace("_", "-")] = value
     return headers
+
+
+def _plain_extensions(value: str) -> str:
+    """An extension offer as the protocol library reads it: names and
+    parameters in lower case (they are tokens, matched without regard to case,
+    as eventlet and browsers do) and no spaces around ``=``."""
+    offers = []
+    for offer in value.split(","):
+        params = []
+        for param in offer.split(";"):
+            name, eq, val = param.partition("=")
+            params.append(name.strip().lower() + (eq + val.strip().lower() if eq else ""))
+        offers.append("; ".join(params))
+    return ", ".join(offers)
