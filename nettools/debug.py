@@ -45,6 +45,7 @@ from greenlet import greenlet
 
 from .greenstacks import dump_greenthreads, dump_greenthreads_on_signal, format_greenthreads
 from .kernel import tpool
+from .kernel.greenthread import log_every_error
 from .kernel.hub import Hub, get_hub, root_greenlet
 
 __all__ = [
@@ -426,8 +427,11 @@ def hub_prevent_multiple_readers(state: bool = True) -> None:
 
 
 def hub_exceptions(state: bool = True) -> None:
-    """Also print errors raised in hub callbacks and ``spawn_n`` greenthreads to
-    stderr, with their traceback.  They are always logged either way."""
+    """Also print errors raised in hub callbacks and greenthreads to stderr,
+    with their traceback, as eventlet does.  Errors of hub callbacks and
+    ``spawn_n`` greenthreads are always logged either way; those of ``spawn``
+    greenthreads (which ``wait()`` raises) only while this is on."""
+    log_every_error(state)
     for name in _HUB_LOGGERS:
         logger = logging.getLogger(name)
         if state:

@@ -347,6 +347,24 @@ def test_hub_exceptions_prints_to_stderr_only_when_on(capsys, caplog):
     assert [r for r in caplog.records if r.exc_info and r.exc_info[0] is ZeroDivisionError]
 
 
+def test_hub_exceptions_prints_a_spawned_greenthreads_error_too(capsys):
+    def fail(what: str) -> None:
+        raise KeyError(what)
+
+    debug.hub_exceptions(True)
+    try:
+        gt = nettools.spawn(fail, "printed, as eventlet prints it")
+        with pytest.raises(KeyError):
+            gt.wait()  # and still raised to whoever waits
+        assert "KeyError: 'printed, as eventlet prints it'" in capsys.readouterr().err
+    finally:
+        debug.hub_exceptions(False)
+    gt = nettools.spawn(fail, "kept for wait() alone")
+    with pytest.raises(KeyError):
+        gt.wait()
+    assert "kept for wait() alone" not in capsys.readouterr().err
+
+
 def test_tpool_exceptions_logs_job_errors_that_still_propagate(caplog):
     caplog.set_level(logging.ERROR, logger="nettools.tpool")
 
