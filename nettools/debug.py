@@ -483,7 +483,7 @@ class Spew:
     def __call__(self, frame: FrameType, event: str, arg: Any) -> Spew | None:
         if event == "call":
             return self if self.wanted(frame) else None
-        if event == "line":
+        if event == "line" and self.wanted(frame):  # a frame traced by another's say-so
             self._print_line(frame)
         return self
 

@@ -480,3 +480,9 @@ def test_spew_traces_every_module_and_unspew_restores_the_previous_tracer(tmp_pa
     assert proc.returncode == 0, proc.stderr
     assert "nettools/kernel/greenthread.py:" in proc.stdout
     assert "RESTORED True" in proc.stdout
+
+
+def test_spew_prints_no_line_of_a_module_it_was_not_asked_for(capsys):
+    spew = debug.Spew(trace_names=["some.other.module"])
+    spew(sys._getframe(), "line", None)
+    assert capsys.readouterr().out == ""
