@@ -19,6 +19,7 @@ import pytest
 
 import nettools
 from nettools import Event, tpool
+from nettools.eventlet import websocket as eventlet_websocket
 from nettools.web import websocket, wsgi
 
 pytestmark = pytest.mark.timeout(60)
@@ -33,7 +34,7 @@ KEY3 = b"^n:ds[4U"
 ANSWER = b"8jKS'y:G*Co,Wxa-"
 
 
-@websocket.WebSocketWSGI
+@eventlet_websocket.WebSocketWSGI
 def handler(ws: Any) -> None:
     if ws.path == "/echo":
         for message in ws:
@@ -187,7 +188,7 @@ def test_unknown_frame_type_fails_the_app(serve):
 
 
 def test_peer_gone_while_sending_is_no_error(serve):
-    @websocket.WebSocketWSGI
+    @eventlet_websocket.WebSocketWSGI
     def flood(ws: Any) -> None:
         for _ in range(100000):
             ws.send("x" * 1000)
@@ -206,7 +207,7 @@ def test_peer_gone_while_sending_is_no_error(serve):
 
 
 def test_draft_message_size_is_bounded(serve):
-    app, ended = watched(websocket.WebSocketWSGI(handler.handler, max_message_size=1000))
+    app, ended = watched(eventlet_websocket.WebSocketWSGI(handler.handler, max_message_size=1000))
     port = serve(app).address[1]
 
     def client() -> None:
@@ -284,10 +285,23 @@ def test_app_wrapped_in_a_generator_can_take_the_connection(serve):
 
 
 def test_eventlets_websocket_class_is_the_draft_one():
-    from nettools.eventlet import websocket as eventlet_websocket
-
     assert eventlet_websocket.WebSocket is websocket.HixieWebSocket
-    assert eventlet_websocket.WebSocketWSGI is websocket.WebSocketWSGI
+    assert issubclass(eventlet_websocket.WebSocketWSGI, websocket.WebSocketWSGI)
+    assert eventlet_websocket.WebSocketWSGI(handler.handler).drafts
+    assert eventlet_websocket.WebSocketWSGI(max_message_size=10)(handler.handler).drafts
+
+
+def test_nettools_own_websocket_refuses_a_draft_client(serve):
+    """Without ``drafts`` a client that sends no Sec-WebSocket-Version is refused."""
+    server = serve(websocket.WebSocketWSGI(handler.handler))
+    port = server.address[1]
+
+    def client() -> bytes:
+        sock, got = open_client(port, request(port, "/echo", draft76(), KEY3))
+        sock.close()
+        return got.split(b"\r\n")[0]
+
+    assert tpool.execute(client) == b"HTTP/1.1 400 Bad Request"
 
 
 RFC6455 = [

@@ -84,12 +84,14 @@ class WebSocketWSGI:
     * ``compression``: offer permessage-deflate (default True).
     * ``subprotocols``: subprotocols to pick from, in order of preference.
     * ``close_timeout``: how long to wait for the peer during the closing handshake.
+    * ``drafts``: serve a client that sends no ``Sec-WebSocket-Version`` the 2010
+      draft it speaks, hixie-75 or hixie-76, as eventlet does (see ``hixie``);
+      its handler then gets a ``HixieWebSocket`` and its errors propagate.  Off
+      by default (no browser has spoken the drafts since 2011, and they lack
+      RFC 6455's masking); ``eventlet.websocket.WebSocketWSGI`` turns it on.
 
     Requests that are not websocket upgrades get 400 (``Connection: close``, no
-    body), as in eventlet; so do invalid ones, the reason going to the log.  A
-    client that sends no ``Sec-WebSocket-Version`` gets the draft protocol it
-    speaks, hixie-75 or hixie-76, as eventlet gives it (see ``hixie``); the
-    handler then gets a ``HixieWebSocket`` and its errors propagate.
+    body), as in eventlet; so do invalid ones, the reason going to the log.
     """
 
     def __init__(
@@ -104,6 +106,7 @@ class WebSocketWSGI:
         compression: bool = True,
         subprotocols: Sequence[str] | None = None,
         close_timeout: float = 5.0,
+        drafts: bool = False,
     ) -> None:
         if max_frame_length is not None:
             max_message_size = max_frame_length
@@ -115,6 +118,7 @@ class WebSocketWSGI:
         self.compression = compression
         self.subprotocols = None if subprotocols is None else list(subprotocols)
         self.close_timeout = close_timeout
+        self.drafts = drafts
         # Negotiation settings only (each connection gets extensions of its
         # own), so every connection shares them.
         self._extensions = enable_server_permessage_deflate(None) if compression else None
@@ -130,12 +134,13 @@ class WebSocketWSGI:
             "compression": self.compression,
             "subprotocols": self.subprotocols,
             "close_timeout": self.close_timeout,
+            "drafts": self.drafts,
         }
 
     def __call__(self, *args: Any) -> Any:
         """``app(environ, start_response)``; or, without a handler yet, ``deco(handler)``."""
         if len(args) == 1 and self.handler is None:
-            return WebSocketWSGI(args[0], **self._options())
+            return type(self)(args[0], **self._options())
         if self.handler is None:
             raise TypeError("WebSocketWSGI has no handler: use it as a decorator first")
         environ, start_response = args
@@ -156,7 +161,11 @@ class WebSocketWSGI:
             return plain_response(
                 start_response, "400 Bad Request", "A websocket upgrade needs HTTP/1.1.\n"
             )
-        if "HTTP_SEC_WEBSOCKET_VERSION" not in environ and "HTTP_SEC_WEBSOCKET_KEY" not in environ:
+        if (
+            self.drafts
+            and "HTTP_SEC_WEBSOCKET_VERSION" not in environ
+            and "HTTP_SEC_WEBSOCKET_KEY" not in environ
+        ):
             return self._serve_hixie(environ, start_response)
 
         proto = ServerProtocol(
