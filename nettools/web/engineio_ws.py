@@ -10,16 +10,22 @@ thread of its own and hands each message over through an event.
 
 ``adopt_engineio()`` puts ``EngineIOWebSocket`` there instead when the
 process is monkey-patched (``nettools serve`` patches, so engineio's threads
-are greenthreads).  Under a nettools WSGI server the handler then reads
-frames itself, on ``nettools.web.websocket`` -- no reader thread, no hand-off
-per message -- with what simple-websocket offers: permessage-deflate when the
-client asks for it, no subprotocol, no websocket-level pings (Engine.IO pings
-on its own).  In addition a message larger than engineio's
-``max_http_buffer_size`` fails the connection with 1009 before it is
-buffered, a graceful stop of the server closes the connection with 1001, and
-a close that the peer leaves unanswered is cut after ``CLOSE_TIMEOUT``
-seconds.  Served by any other server (no ``environ['nettools.takeover']``),
-the class hands the request to the class it replaced.
+are greenthreads), and with it two cheaper equivalents of the mode's other
+entries: ``BackgroundTask`` for ``_async['thread']`` (python-socketio starts
+one per event received; a patched ``threading.Thread`` pays for thread
+bookkeeping and a hand-off to start) and the hub's ``Queue`` for
+``_async['queue']`` (each packet sent goes through one).
+
+Under a nettools WSGI server the websocket handler then reads frames itself,
+on ``nettools.web.websocket`` -- no reader thread, no hand-off per message --
+with what simple-websocket offers: permessage-deflate when the client asks
+for it, no subprotocol, no websocket-level pings (Engine.IO pings on its
+own).  In addition a message larger than engineio's ``max_http_buffer_size``
+fails the connection with 1009 before it is buffered, a graceful stop of the
+server closes the connection with 1001, and a close that the peer leaves
+unanswered is cut after ``CLOSE_TIMEOUT`` seconds.  Served by any other
+server (no ``environ['nettools.takeover']``), the class hands the request to
+the class it replaced.
 """
 
 from __future__ import annotations
@@ -28,11 +34,16 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from greenlet import GreenletExit, getcurrent
+
+from ..kernel.greenthread import GreenThread, spawn_n
 from ..kernel.hub import get_hub
+from ..kernel.queue import Queue
+from ..kernel.timeout import Timeout
 from ..patcher import is_monkey_patched
 from .websocket import WebSocket, WebSocketClosed, WebSocketWSGI
 
-__all__ = ["EngineIOWebSocket", "adopt_engineio", "CLOSE_TIMEOUT"]
+__all__ = ["EngineIOWebSocket", "BackgroundTask", "adopt_engineio", "CLOSE_TIMEOUT"]
 
 #: The module of engineio's "threading" mode, whose ``_async`` table holds the hook.
 THREADING_DRIVER = "engineio.async_drivers.threading"
@@ -100,18 +111,82 @@ class EngineIOWebSocket:
             self._cutoff = get_hub().schedule(CLOSE_TIMEOUT, ws.abort)
 
 
+class BackgroundTask:
+    """engineio's ``_async['thread']``: ``start_background_task`` makes one and
+    starts it, and returns it to the application.  The part of ``threading.Thread``
+    such a task is used through: ``start``, ``run``, ``join(timeout)``,
+    ``is_alive``, ``name``, ``daemon`` (always True: green tasks never hold up
+    the exit).  An exception escaping the target is logged."""
+
+    __slots__ = ("_target", "_args", "_kwargs", "_gt", "name", "daemon")
+
+    def __init__(
+        self,
+        target: Callable[..., Any] | None = None,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        daemon: bool | None = True,
+    ) -> None:
+        self._target = target
+        self._args = tuple(args)
+        self._kwargs = kwargs or {}
+        self._gt: GreenThread | None = None
+        self.name = name or f"engineio-task-{getattr(target, '__name__', 'run')}"
+        self.daemon = True
+
+    def start(self) -> None:
+        """Run ``run()`` in a greenthread of its own (from the hub's next turn)."""
+        if self._gt is not None:
+            raise RuntimeError("threads can only be started once")
+        self._gt = spawn_n(self.run)
+
+    def run(self) -> None:
+        """Call the target (override it in a subclass, as with ``Thread``)."""
+        if self._target is not None:
+            self._target(*self._args, **self._kwargs)
+
+    def is_alive(self) -> bool:
+        """True from ``start()`` until the task has ended."""
+        return self._gt is not None and not self._gt.dead
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the task has ended, or ``timeout`` seconds."""
+        gt = self._gt
+        if gt is None:
+            raise RuntimeError("cannot join thread before it is started")
+        if gt.greenlet is getcurrent():
+            raise RuntimeError("cannot join current thread")
+        if gt.dead:
+            return
+        with Timeout(timeout, False):
+            try:
+                gt.wait()
+            except (Exception, GreenletExit):
+                pass  # logged where it happened, as a thread's would be
+
+    def __repr__(self) -> str:
+        state = "started" if self.is_alive() else "stopped" if self._gt else "initial"
+        return f"<BackgroundTask({self.name}, {state})>"
+
+
+#: What ``adopt_engineio`` puts in the threading mode's ``_async`` table.
+ADOPTED = {"websocket": EngineIOWebSocket, "thread": BackgroundTask, "queue": Queue}
+
+
 def adopt_engineio() -> bool:
-    """Serve engineio's websocket transport with ``EngineIOWebSocket`` in this
-    process, if engineio's threading mode is loaded and threads are green; True
-    if it is (now or already)."""
+    """Serve engineio's websocket transport with ``EngineIOWebSocket`` (and its
+    tasks and queues as greenthreads and hub queues) in this process, if
+    engineio's threading mode is loaded and threads are green; True if it is
+    (now or already)."""
     driver = sys.modules.get(THREADING_DRIVER)
     if driver is None or not is_monkey_patched("thread"):
         return False
     table = getattr(driver, "_async", None)
-    if not isinstance(table, dict) or "websocket" not in table:
+    if not isinstance(table, dict) or not ADOPTED.keys() <= table.keys():
         return False
     current = table["websocket"]
     if current is not EngineIOWebSocket:
         EngineIOWebSocket.fallback = current
-        table["websocket"] = EngineIOWebSocket
+    table.update(ADOPTED)
     return True
