@@ -8,7 +8,7 @@ from types import FunctionType, MethodType
 from typing import Any
 
 from ...net import Server, listen
-from ..engineio_ws import adopt_engineio
+from .. import engineio_ws  # the module: it imports this package in turn
 from ..http import RECV_SIZE
 from .connection import WSGIConnection
 from .environ import server_environ
@@ -43,7 +43,7 @@ class WSGIServer:
             sock = listen(sock)
         self.app = app
         # A Socket.IO app's websockets on nettools' own (see engineio_ws).
-        adopt_engineio()
+        engineio_ws.adopt_engineio()
         #: ``app`` as the connections call it (see ``direct_call``).
         self.call_app = direct_call(app)
         self.limits = opts.limits()
