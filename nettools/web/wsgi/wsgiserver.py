@@ -8,7 +8,6 @@ from types import FunctionType, MethodType
 from typing import Any
 
 from ...net import Server, listen
-from .. import engineio_ws  # the module: it imports this package in turn
 from ..http import RECV_SIZE
 from .connection import WSGIConnection
 from .environ import server_environ
@@ -42,8 +41,11 @@ class WSGIServer:
         if not hasattr(sock, "accept"):
             sock = listen(sock)
         self.app = app
-        # A Socket.IO app's websockets on nettools' own (see engineio_ws).
-        engineio_ws.adopt_engineio()
+        # A Socket.IO app's websockets on nettools' own.  Imported here: engineio_ws
+        # builds on web.websocket, which imports this package.
+        from ..engineio_ws import adopt_engineio
+
+        adopt_engineio()
         #: ``app`` as the connections call it (see ``direct_call``).
         self.call_app = direct_call(app)
         self.limits = opts.limits()
