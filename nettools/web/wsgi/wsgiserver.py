@@ -45,6 +45,11 @@ class WSGIServer:
         if not hasattr(sock, "accept"):
             sock = listen(sock)
         self.app = app
+        # A Socket.IO app's websockets on nettools' own.  Imported here: engineio_ws
+        # builds on web.websocket, which imports this package.
+        from ..engineio_ws import adopt_engineio
+
+        adopt_engineio()
         #: ``app`` as the connections call it (see ``direct_call``).
         self.call_app = direct_call(app)
         self.limits = opts.limits()
