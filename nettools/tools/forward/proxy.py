@@ -31,7 +31,7 @@ from ..plumbing.service import listen_on
 from .errors import ForwardError, describe
 from .faults import Faults, toxic_pump
 from .proxyproto import ProxyHeaderError, header, read_header
-from .relay import Connection, relay
+from .relay import Connection, peer_name, relay
 from .rules import Rule, admitted, listen_key
 from .targets import TargetPool, Unreachable
 from .toxics import STREAMS, Toxic, toxic_from_json
@@ -198,7 +198,7 @@ class Proxy:
         fwd = self.fwd
         stats = fwd.stats
         family = family_of(conn)
-        c = Connection(self.rule, self.conn_name, _peer_name(addr, family))
+        c = Connection(self.rule, self.conn_name, peer_addr=(addr, family))
         c.client = conn
         fwd.opened(c, self.name)
         server = self.server
@@ -215,7 +215,7 @@ class Proxy:
                     return
                 if got is not None:
                     peer, local = got
-                    c.peer = f"{_peer_name(peer, family)} (via {c.peer})"
+                    c.peer = f"{peer_name(peer, family)} (via {c.peer})"
             if not admitted(peer, family, fwd.allow, fwd.deny):
                 if hasattr(stats, "denied"):  # a ForwardStats
                     stats.denied += 1
@@ -225,8 +225,9 @@ class Proxy:
                 return
             if not self._connect(c, peer, local):
                 return
-            for way in (0, 1):
-                self._apply_to(c, way)
+            if self.toxics:  # a new connection has no faults to bring in line
+                for way in (0, 1):
+                    self._apply_to(c, way)
             if fwd.idle_timeout is not None:
                 fwd.watch_idle(c)
             relay(c, fwd.pipes if fwd.splice else None, toxic_pump)
@@ -319,12 +320,6 @@ def _sockname(sock: Any) -> Any:
         return sock.getsockname()
     except OSError:
         return None
-
-
-def _peer_name(addr: Any, family: int) -> str:
-    if family == socket.AF_UNIX:
-        return f"unix:{addr}" if addr else "unix:(unnamed)"
-    return format_address(addr)
 
 
 def default_name(rule: Rule) -> str:

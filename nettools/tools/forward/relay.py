@@ -4,7 +4,8 @@ What the relay guarantees:
 
 * both directions flow at once and independently;
 * a half-close is passed on: EOF from one side becomes ``shutdown(SHUT_WR)``
-  on the other, and the connection lives until both directions have ended;
+  on the other (or, when the other direction has ended already, the close
+  that follows at once), and the connection lives until both have ended;
 * an abort travels as an abort: a reset (or any error) on one side resets the
   other (``SO_LINGER`` 0, so the close sends RST), so a client can tell a cut
   transfer from a complete one; a FIN stays a half-close;
@@ -46,7 +47,7 @@ from greenlet import getcurrent
 from ...green import socket, ssl
 from ...kernel.greenthread import kill, spawn
 from ...kernel.hub import Timer, get_hub
-from ...net import shutdown_quietly
+from ...net import format_address, shutdown_quietly
 from .errors import describe
 from .rules import Rule
 
@@ -67,6 +68,7 @@ __all__ = [
     "broken",
     "shutdown_write",
     "is_tls",
+    "peer_name",
 ]
 
 log = logging.getLogger("nettools.forward")
@@ -105,15 +107,19 @@ class Connection:
     """One forwarded connection: its two sockets and what has happened to it."""
 
     __slots__ = (
-        "rule", "name", "peer", "client", "upstream", "counts", "eof", "started", "end",
-        "error", "seen", "active_at", "timer", "faulty", "faults", "pumps", "resetting",
+        "rule", "name", "_peer", "peer_addr", "client", "upstream", "counts", "eof", "started",
+        "end", "error", "seen", "active_at", "timer", "faulty", "faults", "pumps", "resetting",
         "target", "rule_name", "metrics", "__weakref__",
     )
 
-    def __init__(self, rule: Rule, name: str, peer: str) -> None:
+    def __init__(self, rule: Rule, name: str, peer: str | None = None,
+                 peer_addr: tuple[Any, int] | None = None) -> None:
         self.rule = rule
         self.name = name  # the rule as logs show it
-        self.peer = peer
+        self._peer = peer
+        #: ``(address, family)`` of the client, made into ``peer`` only when asked
+        #: (most connections are never logged).
+        self.peer_addr = peer_addr
         self.client: Any = None
         self.upstream: Any = None
         self.counts = [0, 0]  # bytes client->target, target->client
@@ -134,6 +140,18 @@ class Connection:
         self.target: Any = None  # the target this connection went to
         self.rule_name = ""  # the name of the proxy it came through (metrics' rule label)
         self.metrics: Any = None  # its forwarder's ForwardMetrics (counts the toxics drawn)
+
+    @property
+    def peer(self) -> str:
+        """The client as logs show it (``host:port``, ``unix:...``)."""
+        if self._peer is None:
+            addr, family = self.peer_addr or (None, socket.AF_INET)
+            self._peer = peer_name(addr, family)
+        return self._peer
+
+    @peer.setter
+    def peer(self, value: str) -> None:
+        self._peer = value
 
     def fail(self, end: str, error: str) -> None:
         """Record the first reason the connection ends abnormally."""
@@ -347,7 +365,8 @@ def splice_pump(src: Any, dst: Any, c: Connection, way: int, pipes: PipePool,
                 capacity = pipes.grow(pipe)
                 grown = True
         c.eof[way] = True
-        shutdown_write(dst)
+        if not c.eof[1 - way]:
+            shutdown_write(dst)  # else the close that follows at once sends the FIN
     except OSError as exc:
         broken(c, exc, way, writing)
     finally:
@@ -398,7 +417,8 @@ def copy_pump(src: Any, dst: Any, c: Connection, way: int, carry: bytes = b"") -
                 buf = bytearray(size)
                 view = memoryview(buf)
         c.eof[way] = True
-        shutdown_write(dst, close_notify=c.eof[1 - way])
+        if not c.eof[1 - way] or is_tls(dst):
+            shutdown_write(dst, close_notify=c.eof[1 - way])
     except OSError as exc:
         broken(c, exc, way, writing)
     return None
@@ -419,6 +439,13 @@ def broken(c: Connection, exc: OSError, way: int, writing: bool) -> None:
     else:
         c.fail("error", f"{side}: {describe(exc)}")
     c.reset()
+
+
+def peer_name(addr: Any, family: int) -> str:
+    """A client's address as logs show it."""
+    if family == socket.AF_UNIX:
+        return f"unix:{addr}" if addr else "unix:(unnamed)"
+    return format_address(addr)
 
 
 def is_tls(sock: Any) -> bool:

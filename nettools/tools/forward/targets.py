@@ -62,7 +62,9 @@ class TargetPool:
     def order(self) -> list[Target]:
         """The targets a new connection tries, in order: living ones first."""
         targets = self.targets
-        if self.balance == "round-robin" and len(targets) > 1:
+        if len(targets) == 1:
+            return targets[:]  # alive or down, it is the one to try
+        if self.balance == "round-robin":
             start = self._next % len(targets)
             self._next += 1
             targets = targets[start:] + targets[:start]
