@@ -14,7 +14,8 @@ nettools; numeric addresses are handled inline without a thread.
 
 Beyond the standard module's names (``__all__``), nettools uses a few of its
 own: ``is_numeric_host``, ``deadline_after``/``time_left``/``timed_out`` (the
-timeout arithmetic the green ``ssl`` module shares), ``family_of`` (a
+timeout arithmetic the green ``ssl`` module shares), ``connect_within`` (a
+connect bounded without touching the socket's timeout), ``family_of`` (a
 socket's family as a plain int, without the enum the ``family`` property
 builds on every read: per-connection code asks often), and for eventlet's
 programs ``GreenSocket`` (which can also take an existing socket over) and
@@ -276,28 +277,13 @@ class socket(_real_socket):
 
     def connect(self, address: Any) -> None:
         """Connect, waiting on the hub for the handshake; honours the timeout."""
-        address = self._resolve(address)
-        try:
-            _ss.connect(self, address)
-            return
-        except BlockingIOError as exc:
-            if self._timeout == 0.0:
-                raise
-            if exc.errno == _errno.EAGAIN and family_of(self) == _AF_UNIX:
-                return self._connect_unix_busy(address)
-        except InterruptedError:
-            pass
-        fd = _ss.fileno(self)
-        _get_hub().wait_write(fd, self._timeout, timed_out)
-        err = _ss.getsockopt(self, _stdlib.SOL_SOCKET, _stdlib.SO_ERROR)
-        if err:
-            raise OSError(err, _os.strerror(err))
+        connect_within(self, address, self._timeout)
 
-    def _connect_unix_busy(self, address: Any) -> None:
+    def _connect_unix_busy(self, address: Any, timeout: float | None) -> None:
         # A unix listener with a full backlog answers EAGAIN; back off and retry.
         from ..kernel.greenthread import sleep
 
-        deadline = deadline_after(self._timeout)
+        deadline = deadline_after(timeout)
         delay = 0.001
         while True:
             time_left(deadline)
@@ -445,6 +431,28 @@ def set_nonblocking(fd: Any) -> None:
 
 
 # ----------------------------------------------------------- module functions
+
+
+def connect_within(sock: socket, address: Any, timeout: float | None) -> None:
+    """``sock.connect(address)`` within ``timeout`` seconds (None: no limit; 0:
+    do not wait), whatever ``sock``'s own timeout: a caller that bounds only
+    the connect needs no ``settimeout`` before and after it."""
+    address = sock._resolve(address)
+    try:
+        _ss.connect(sock, address)
+        return
+    except BlockingIOError as exc:
+        if timeout == 0.0:
+            raise
+        if exc.errno == _errno.EAGAIN and family_of(sock) == _AF_UNIX:
+            return sock._connect_unix_busy(address, timeout)
+    except InterruptedError:
+        pass
+    fd = _ss.fileno(sock)
+    _get_hub().wait_write(fd, timeout, timed_out)
+    err = _ss.getsockopt(sock, _stdlib.SOL_SOCKET, _stdlib.SO_ERROR)
+    if err:
+        raise OSError(err, _os.strerror(err))
 
 
 def socketpair(family: int = _AF_UNIX, type: int = _stdlib.SOCK_STREAM, proto: int = 0) -> tuple:

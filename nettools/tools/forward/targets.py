@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...green import socket
+from ...green.socket import connect_within
 from ...kernel.greenthread import GreenThread, kill, sleep, spawn
 from .errors import describe
 from .rules import Target
@@ -149,15 +150,15 @@ def connect_target(target: Target, deadline: float | None, kind: int) -> Any:
     for family, sockaddr in target.addresses:
         sock = socket.socket(family, kind)
         try:
-            if deadline is not None:
-                sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            sock.connect(sockaddr)
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            connect_within(sock, sockaddr, left)
         except OSError as exc:
             sock.close()
             error = exc
             if isinstance(exc, TimeoutError):
                 break  # the time is used up; other addresses would time out at once
             continue
-        sock.settimeout(None)
+        if sock.gettimeout() is not None:  # a program's socket.setdefaulttimeout
+            sock.settimeout(None)
         return sock
     raise error if error is not None else OSError("no address")
