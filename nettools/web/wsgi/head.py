@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AppHead", "app_head", "build_app_head"]
+__all__ = ["AppHead", "app_head", "build_app_head", "capitalized"]
 
 #: ``(head, declared, has_date, close, no_body)``: the status line and the
 #: headers the application gave, encoded, framing headers left out; the
@@ -34,6 +34,24 @@ _HOP = {
     "connection": _CONNECTION,
     "transfer-encoding": _ENCODING,
 }
+
+_CAPITALIZED: dict[str, str] = {}
+_CAPITALIZED_MAX = 512  # distinct header names remembered (an app's are few)
+
+
+def capitalized(name: str) -> str:
+    """A header name Capitalized-Like-This (as eventlet sends them by default)."""
+    done = _CAPITALIZED.get(name)
+    if done is None:
+        if name.isascii():
+            done = "-".join(part.capitalize() for part in name.split("-"))
+        else:  # ASCII letters only ("ß" stays, "ÿ" has no Latin-1 capital)
+            raw = name.encode("latin-1", "surrogateescape")
+            done = b"-".join(p.capitalize() for p in raw.split(b"-")).decode("latin-1")
+        if len(_CAPITALIZED) < _CAPITALIZED_MAX:
+            _CAPITALIZED[name] = done
+    return done
+
 
 #: (status line prefix, status, capitalize, *headers) -> AppHead.  Applications
 #: whose heads all differ (a per-response cookie, say) would fill it for nothing:
@@ -88,7 +106,7 @@ def build_app_head(prefix: str, status: str, headers: Any, capitalize: bool) -> 
                     close = True
                 continue
         if capitalize:
-            name = "-".join(part.capitalize() for part in name.split("-"))
+            name = capitalized(name)
         append(f"{name}: {value}\r\n")
     text = "".join(lines)
     code = status[:3]

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..http import HttpConnection, Limits, Request, http_date
-from .head import app_head
+from .head import app_head, capitalized
 from .options import WSGIOptions
 
 __all__ = ["ResponseWriter", "FileWrapper", "plain_response", "encode_text"]
@@ -84,6 +84,13 @@ def plain_response(
     return [body]
 
 
+def _sized(result: Any, size: int) -> int | None:
+    """The length to send for an iterable result that ended within one piece:
+    its size if it has a length (a sequence), else None -- chunked, or up to the
+    close on HTTP/1.0 -- as eventlet frames a generator's body."""
+    return size if hasattr(result, "__len__") else None
+
+
 class ResponseWriter(HttpConnection):
     """Sends the response to each request of one connection; see the module docstring.
 
@@ -112,6 +119,7 @@ class ResponseWriter(HttpConnection):
         "chunked",
         "body_sent",
         "sends_body",
+        "taken_over",
     )
 
     def __init__(
@@ -148,6 +156,8 @@ class ResponseWriter(HttpConnection):
         self.body_sent = 0
         self.sends_body = True
         self.declared: int | None = None
+        #: The application took the connection over (a websocket): no response of ours.
+        self.taken_over = False
 
     def new_response(self, req: Request) -> None:
         """Nothing sent yet: the response to ``req`` starts."""
@@ -186,16 +196,30 @@ class ResponseWriter(HttpConnection):
         elif data:
             self._send_chunk(data)
 
-    def send_continue(self) -> None:
-        """``100 Continue``, before the application's first read of the body."""
-        if not self.headers_sent and not self.continue_sent:
-            self.continue_sent = True
+    def send_continue(self, headers: list[tuple[str, str]] = (), again: bool = False) -> None:  # type: ignore[assignment]
+        """``100 Continue`` (with ``headers``), before the application's first
+        read of the body; ``again``: even if one went already."""
+        if self.headers_sent or (self.continue_sent and not again):
+            return
+        self.continue_sent = True
+        if not headers:
             self.sock.sendall(_CONTINUE)
+            return
+        lines = [_CONTINUE[:-2].decode("latin-1")]
+        for name, value in headers:
+            if self.capitalize:
+                name = capitalized(name)
+            lines.append(f"{name}: {value}\r\n")
+        text = "".join(lines)
+        if text.count("\n") != len(lines) or text.count("\r") != len(lines):
+            raise ValueError(f"invalid header in the 100 Continue response: {text!r}")
+        self.sock.sendall(text.encode("latin-1") + b"\r\n")
 
     # ------------------------------------------------------------------ sending
 
-    def send_result(self, result: Any) -> None:
-        """Send the response for the application's ``result`` (whatever its kind)."""
+    def send_result(self, result: Any, min_chunk: int | None = None) -> None:
+        """Send the response for the application's ``result`` (whatever its kind);
+        ``min_chunk`` overrides the connection's ``minimum_chunk_size`` for it."""
         if type(result) is list or type(result) is tuple:
             if any(type(p) is str for p in result):
                 result = _as_bytes(result)
@@ -220,7 +244,8 @@ class ResponseWriter(HttpConnection):
             if where is not None:
                 self._sendfile(result, *where)
                 return
-        min_chunk = self.min_chunk
+        if min_chunk is None:
+            min_chunk = self.min_chunk
         pending: list[bytes] = []
         pending_len = 0
         for data in result:
@@ -240,14 +265,16 @@ class ResponseWriter(HttpConnection):
                 self.send_head(None, data)
             else:
                 self._send_chunk(data)
+        if self.taken_over:
+            return  # the application took the connection while we iterated: no response
         if pending:
             data = b"".join(pending)
             if not self.headers_sent:
-                self.send_head(len(data), data)
+                self.send_head(_sized(result, len(data)), data)
             else:
                 self._send_chunk(data)
         if not self.headers_sent:
-            self.send_head(0, b"")
+            self.send_head(_sized(result, 0), b"")
         self._finish()
 
     def _send_parts(self, parts: list | tuple, size: int) -> None:
