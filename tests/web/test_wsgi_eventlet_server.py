@@ -6,6 +6,8 @@ read even when the body came along already."""
 
 from __future__ import annotations
 
+from helpers.wsgi import drain_on_stop, gated_app, read_all
+
 import nettools
 from nettools.kernel.greenthread import kill, spawn
 from nettools.kernel.sync import Event
@@ -13,40 +15,19 @@ from nettools.kernel.timeout import Timeout
 from nettools.web import wsgi
 
 
-def _read_all(sock) -> bytes:
-    data = b""
-    while chunk := sock.recv(4096):
-        data += chunk
-    return data
-
-
 def test_killing_the_server_greenthread_closes_idle_and_drains_busy():
-    entered, release = Event(), Event()
-
-    def app(environ, start_response):
-        if environ["PATH_INFO"] == "/slow":
-            entered.send()
-            release.wait()
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"done " + environ["PATH_INFO"].encode()]
-
+    app, gate = gated_app()
     listener = nettools.listen(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
     gt = spawn(wsgi.server, listener, app, log_output=False)
-    idle = nettools.connect(("127.0.0.1", port))
-    idle.sendall(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert idle.recv(4096).endswith(b"done /fast")  # answered, kept alive
-    busy = nettools.connect(("127.0.0.1", port))
-    busy.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-    entered.wait()
-    killer = spawn(kill, gt)
-    with Timeout(10):
-        assert _read_all(idle) == b""  # closed by the kill, not left waiting
+    killed = []
+
+    def still_serving() -> None:
         assert not gt.dead  # the server waits for the request in flight
-        release.send()
-        response = _read_all(busy)
-        killer.wait()
-    assert response.startswith(b"HTTP/1.1 200 OK") and response.endswith(b"done /slow")
+
+    drain_on_stop(listener.getsockname()[1], lambda: killed.append(spawn(kill, gt)), gate,
+                  still_serving)  # fmt: skip
+    with Timeout(10):
+        killed[0].wait()
     assert gt.dead
 
 
@@ -157,7 +138,7 @@ def _raw_get(port: int) -> bytes:
     sock = nettools.connect(("127.0.0.1", port))
     sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     with Timeout(10):
-        data = _read_all(sock)
+        data = read_all(sock)
     sock.close()
     return data
 
@@ -210,7 +191,7 @@ def test_an_app_may_ask_for_each_piece_to_go_at_once():
             while b"first" not in got:  # arrives while the app still waits
                 got += sock.recv(4096)
             release.send()
-            got += _read_all(sock)
+            got += read_all(sock)
         sock.close()
     finally:
         kill(gt)
@@ -286,7 +267,7 @@ def test_closing_on_an_unread_body_that_arrived_does_not_reset_the_response():
         sock.sendall(b"GET /tricksy HTTP/1.1\r\n")
         body_sent.send()
         with Timeout(10):
-            raw = _read_all(sock)  # a reset would raise ConnectionResetError
+            raw = read_all(sock)  # a reset would raise ConnectionResetError
         sock.close()
     finally:
         kill(gt)
