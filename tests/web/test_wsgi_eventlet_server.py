@@ -6,6 +6,10 @@ read even when the body came along already."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 from helpers.wsgi import drain_on_stop, gated_app, read_all
 
 import nettools
@@ -46,6 +50,21 @@ def _head(reader) -> list[bytes]:
     return lines
 
 
+@contextlib.contextmanager
+def _answer(app, request: bytes) -> Iterator[Any]:
+    """``wsgi.server`` serving ``app`` sent ``request``: a reader of the answer
+    (within a 10 s timeout)."""
+    port, gt = _serve(app)
+    sock = nettools.connect(("127.0.0.1", port))
+    try:
+        sock.sendall(request)
+        with Timeout(10):
+            yield sock.makefile("rb")
+    finally:
+        sock.close()
+        kill(gt)
+
+
 def test_100_continue_goes_out_on_the_first_read_even_with_the_body_there():
     def app(environ, start_response):
         environ["wsgi.input"].set_hundred_continue_response_headers([("x-phase", "one")])
@@ -53,22 +72,12 @@ def test_100_continue_goes_out_on_the_first_read_even_with_the_body_there():
         start_response("200 OK", [("Content-Length", str(len(body)))])
         return [body]
 
-    port, gt = _serve(app)
-    try:
-        sock = nettools.connect(("127.0.0.1", port))
-        reader = sock.makefile("rb")
-        sock.sendall(
-            b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n"
-            b"Expect: 100-continue\r\n\r\ntesting"  # the body without waiting
-        )
-        with Timeout(10):
-            assert _head(reader) == [b"HTTP/1.1 100 Continue", b"X-Phase: one"]
-            final = _head(reader)
-            assert final[0] == b"HTTP/1.1 200 OK"
-            assert reader.read(7) == b"testing"
-        sock.close()
-    finally:
-        kill(gt)
+    request = (b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n"
+               b"Expect: 100-continue\r\n\r\ntesting")  # the body without waiting  # fmt: skip
+    with _answer(app, request) as reader:
+        assert _head(reader) == [b"HTTP/1.1 100 Continue", b"X-Phase: one"]
+        assert _head(reader)[0] == b"HTTP/1.1 200 OK"
+        assert reader.read(7) == b"testing"
 
 
 def test_the_application_may_send_another_100_continue():
@@ -79,21 +88,12 @@ def test_the_application_may_send_another_100_continue():
         start_response("200 OK", [("Content-Length", str(len(body)))])
         return [body]
 
-    port, gt = _serve(app)
-    try:
-        sock = nettools.connect(("127.0.0.1", port))
-        reader = sock.makefile("rb")
-        sock.sendall(
-            b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nok"
-        )
-        with Timeout(10):
-            assert _head(reader) == [b"HTTP/1.1 100 Continue"]
-            assert _head(reader) == [b"HTTP/1.1 100 Continue", b"X-Phase: two"]
-            assert _head(reader)[0] == b"HTTP/1.1 200 OK"
-            assert reader.read(2) == b"ok"
-        sock.close()
-    finally:
-        kill(gt)
+    request = b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nok"
+    with _answer(app, request) as reader:
+        assert _head(reader) == [b"HTTP/1.1 100 Continue"]
+        assert _head(reader) == [b"HTTP/1.1 100 Continue", b"X-Phase: two"]
+        assert _head(reader)[0] == b"HTTP/1.1 200 OK"
+        assert reader.read(2) == b"ok"
 
 
 def _header_names(port: int) -> list[bytes]:
