@@ -10,11 +10,13 @@ from __future__ import annotations
 import _socket
 import array
 import errno
+import gc
 import hashlib
 import io
 import os
 import random
 import resource
+import select as select_module
 import socket as stdsocket
 import struct
 import threading
@@ -992,6 +994,37 @@ def test_recv_after_a_short_read_waits_for_data_sent_later(tcp_pair):
     assert conn.recv(65536) == b"first"  # a short read: the socket is drained
     spawn(lambda: (sleep(0.05), client.sendall(b"second")))
     assert conn.recv(65536) == b"second"
+
+
+@pytest.mark.timeout(20)
+def test_recv_after_a_short_read_gets_data_that_came_before_the_hub_knew_the_socket(tcp_pair):
+    # Both reads find their data without waiting, so the hub has no record of the
+    # socket when the second recv starts: the record it makes then must report
+    # the data already queued, or the reader would wait for an edge never coming.
+    client, conn = tcp_pair
+    conn.settimeout(5)
+    probe = select_module.poll()
+    probe.register(conn.fileno(), select_module.POLLIN)
+    client.sendall(b"first")
+    assert probe.poll(5000)  # queued (a plain poll: the hub hears nothing of it)
+    assert conn.recv(65536) == b"first"  # a short read: the socket is drained
+    client.sendall(b"second")
+    assert probe.poll(5000)
+    assert conn.fileno() not in get_hub().fds
+    assert conn.recv(65536) == b"second"  # at once, not a 5 s timeout
+
+
+@pytest.mark.parametrize("method", ["recv", "recv_into"])
+def test_a_parked_reader_holds_no_exception(tcp_pair, method):
+    # The EAGAIN that sent the reader to the hub is gone once it waits: a server
+    # with thousands of idle connections would keep thousands of them otherwise.
+    client, conn = tcp_pair
+    gt = spawn(_recv_call, conn, method)
+    assert parked(gt)
+    errors = [o for o in gc.get_objects() if isinstance(o, BlockingIOError)]
+    assert not [e for e in errors if any(r is gt.greenlet for r in gc.get_referrers(e))]
+    client.sendall(b"x")
+    assert gt.wait() == b"x"
 
 
 def _pipe_on(fd: int) -> tuple[int, int]:
