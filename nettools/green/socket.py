@@ -34,6 +34,7 @@ from ..kernel import tpool as _tpool
 from ..kernel.fdwait import READ as _READ
 from ..kernel.hub import current_hub as _current_hub
 from ..kernel.hub import get_hub as _get_hub
+from ..kernel.hub import thread_hub as _thread_hub
 
 __all__ = list(_stdlib.__all__)
 
@@ -180,7 +181,7 @@ class socket(_real_socket):
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Like ``socket.recv``; waits on the hub instead of blocking the thread."""
         timeout = self._timeout
-        if flags or timeout == 0.0 or bufsize <= 0:
+        if flags or bufsize <= 0 or (timeout is not None and not timeout):
             return self._recv_special(bufsize, flags)
         # The hot path of every green stream (an echo round trip, a request): a
         # waiting socket asked for data without flags.  Every wait happens
@@ -195,7 +196,10 @@ class socket(_real_socket):
             # now on raises an edge the next poll reports: no wake-up is missed.
             # A socket the hub has no record of yet gets one now, whose
             # registration reports data that came meanwhile: no EAGAIN either.
-            hub = _get_hub()
+            try:
+                hub = _thread_hub.hub
+            except AttributeError:
+                hub = _get_hub()
             fd = _ss.fileno(self)
             st = hub.fds.get(fd) or hub.record(fd)
             if not (st.rready or st.hup) and st.reader is None:
@@ -206,7 +210,11 @@ class socket(_real_socket):
             except BlockingIOError:
                 data = None
             if data is not None:
-                self._drained = 0 < len(data) < bufsize and self._stream
+                # (Plain compares: a compare's result stored is not specialised.)
+                if 0 < len(data) < bufsize:
+                    self._drained = self._stream
+                else:
+                    self._drained = False
                 return data
             self._drained = False
             if hub is None:

@@ -102,6 +102,7 @@ __all__ = [
     "Hub",
     "Timer",
     "get_hub",
+    "thread_hub",
     "set_hub_factory",
     "current_hub",
     "root_greenlet",
@@ -384,7 +385,7 @@ class Hub(FdWaits):
         value as argument; that value means nothing here.)"""
         ready = self.ready
         popleft = ready.popleft
-        fds = self.fds
+        record_of = self.fds.get
         tsq = self._tsq
         poller = self.poller
         poll = poller.poll
@@ -474,7 +475,7 @@ class Hub(FdWaits):
                 events = ()
                 self._raise_in_main(sys.exc_info()[1])
             for fd, ev in events:
-                st = fds.get(fd)
+                st = record_of(fd)
                 if st is None:
                     if fd == wake_fd:
                         self._drain_threadsafe()
@@ -586,7 +587,10 @@ def _expire_parked(waiters: deque, g: greenlet, expired: Any) -> None:
 
 # ---------------------------------------------------------------- per thread
 
-_tls = _thread_local()
+#: Per OS thread: ``thread_hub.hub`` is the thread's hub once it has one.  Hot
+#: paths read it directly and call ``get_hub()`` only on AttributeError (no
+#: hub yet): a Python call less than ``get_hub()`` on every wait.
+thread_hub = _thread_local()
 
 #: What ``get_hub`` makes a thread's hub with; None until the first hub, when
 #: ``hubchoice`` reads NETTOOLS_HUB / EVENTLET_HUB.  ``hubchoice.use_hub`` sets it.
@@ -598,14 +602,14 @@ def set_hub_factory(factory: Callable[[], Any]) -> None:
     next one included (its current hub is dropped).  See ``hubchoice.use_hub``."""
     global _make_hub
     _make_hub = factory
-    if getattr(_tls, "hub", None) is not None:
-        del _tls.hub
+    if getattr(thread_hub, "hub", None) is not None:
+        del thread_hub.hub
 
 
 def get_hub() -> Hub:
     """Return this OS thread's hub, creating it on first use."""
     try:
-        return _tls.hub
+        return thread_hub.hub
     except AttributeError:
         pass
     global _make_hub
@@ -613,22 +617,22 @@ def get_hub() -> Hub:
         from .hubchoice import hub_from_environment  # it builds on Hub: imported late
 
         _make_hub = hub_from_environment()
-    hub = _tls.hub = _make_hub()
+    hub = thread_hub.hub = _make_hub()
     return hub
 
 
 def current_hub() -> Hub | None:
     """This OS thread's hub if it has one (never creates one)."""
-    return getattr(_tls, "hub", None)
+    return getattr(thread_hub, "hub", None)
 
 
 def _reset_after_fork() -> None:
     # The child shares the parent's epoll instance (see EpollPoller): it needs a
     # hub of its own, and must not touch the parent's registrations.
-    old = getattr(_tls, "hub", None)
+    old = getattr(thread_hub, "hub", None)
     if old is None:
         return
-    del _tls.hub
+    del thread_hub.hub
     try:
         old.close()
     except OSError:
