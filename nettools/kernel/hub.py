@@ -300,8 +300,9 @@ class Hub(FdWaits):
             self._ncancelled = 0
 
     def live_timers(self) -> int:
-        """Number of timers that have neither fired nor been cancelled."""
-        return len(self.timers) - self._ncancelled
+        """Number of timers that have neither fired nor been cancelled, and may
+        wake someone (a timed read's timer idling between reads does not)."""
+        return len(self.timers) - self._ncancelled - self.idle_timers
 
     def get_timers_count(self) -> int:
         """Number of timers in the heap, cancelled ones not yet dropped included."""
@@ -447,7 +448,9 @@ class Hub(FdWaits):
                 timeout = 0.0
             elif yielded:
                 timeout = 0.0
-            elif len(timers) > self._ncancelled:  # a live timer (cancelled ones wake no one)
+            elif len(timers) > self._ncancelled + self.idle_timers:
+                # A live timer (cancelled and idle ones wake no one; idle ones
+                # fire with the next live one, or whenever the loop polls next).
                 timeout = timers[0][0] - clock()
                 if timeout < 0:
                     timeout = 0.0

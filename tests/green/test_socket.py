@@ -1027,6 +1027,53 @@ def test_a_parked_reader_holds_no_exception(tcp_pair, method):
     assert gt.wait() == b"x"
 
 
+# Timed reads share one timer per socket (kernel.fdwait.ReadDeadline).
+
+
+def test_timed_reads_share_one_timer_and_leave_none_live(tcp_pair):
+    client, conn = tcp_pair
+    conn.settimeout(30)
+    hub = get_hub()
+    live = hub.live_timers()
+    heap = []
+    for _ in range(20):
+        spawn(client.sendall, b"x")  # runs once the reader waits
+        assert conn.recv(10) == b"x"
+        heap.append(len(hub.timers))
+    assert heap[-1] == heap[0]  # not a timer made (and cancelled) per wait
+    assert hub.live_timers() == live  # between reads, the timer wakes no one
+
+
+def test_a_shorter_timeout_after_a_longer_one_ends_the_read_in_time(tcp_pair):
+    client, conn = tcp_pair
+    conn.settimeout(30)
+    spawn(client.sendall, b"a")
+    assert conn.recv(10) == b"a"  # leaves a timer due in 30 s
+    conn.settimeout(0.05)
+    with pytest.raises(TimeoutError):
+        nettools.with_timeout(10, conn.recv, 10)  # nettools.Timeout is no TimeoutError
+
+
+def test_a_timer_left_by_a_timed_read_never_ends_an_untimed_one(tcp_pair):
+    client, conn = tcp_pair
+    conn.settimeout(0.05)
+    spawn(client.sendall, b"a")
+    assert conn.recv(10) == b"a"  # leaves a timer due in 50 ms
+    conn.settimeout(None)
+    nettools.spawn_after(0.3, client.sendall, b"b")
+    assert conn.recv(10) == b"b"
+
+
+def test_a_timed_read_outlasting_an_earlier_reads_timer_gets_its_own_time(tcp_pair):
+    client, conn = tcp_pair
+    conn.settimeout(1.0)
+    spawn(client.sendall, b"a")
+    assert conn.recv(10) == b"a"  # the timer fires 1 s from now
+    sleep(0.6)
+    nettools.spawn_after(0.6, client.sendall, b"b")  # 1.2 s from the first read
+    assert conn.recv(10) == b"b"  # due 1.6 s from the first read, not 1 s
+
+
 def _pipe_on(fd: int) -> tuple[int, int]:
     """A non-blocking pipe whose read end is ``fd`` (a free number)."""
     r, w = os.pipe()
