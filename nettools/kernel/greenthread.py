@@ -84,10 +84,16 @@ class GreenThread:
         "_waiters",
         "_links",
         "_greenlet",
-        "_start_timer",
-        "_log_errors",
         "__weakref__",
     )
+
+    # Class attributes rather than slots: only spawn_n's and spawn_after's
+    # greenthreads (subclasses below) differ, and every slot is 8 B on each
+    # running call (a server has one per connection).
+    #: Whether an exception ending the call is logged rather than kept for ``wait()``.
+    _log_errors = False
+    #: The timer that starts a ``spawn_after`` call.
+    _start_timer: Any = None
 
     def __init__(self, fn: Callable, args: tuple = (), kwargs: dict | None = None) -> None:
         self._fn = fn
@@ -103,8 +109,6 @@ class GreenThread:
         #: one link, their pool's: no list and no tuple kept for it).
         self._links: Any = None
         self._greenlet: greenlet | None = None
-        self._start_timer = None
-        self._log_errors = False
 
     # -------------------------------------------------------------- running
 
@@ -291,6 +295,19 @@ class GreenThread:
         return f"<GreenThread {state} at {id(self):#x}>"
 
 
+class _LoggedGreenThread(GreenThread):
+    """A ``spawn_n`` call: an exception ending it is logged."""
+
+    __slots__ = ()
+    _log_errors = True
+
+
+class _DelayedGreenThread(GreenThread):
+    """A ``spawn_after`` call: a timer starts it (``kill``/``cancel`` cancel the timer)."""
+
+    __slots__ = ("_start_timer",)
+
+
 class _Worker(greenlet):
     """A worker greenlet; ``greenthread`` is the call it runs.  In a slot: the
     greenlet's own dict stays empty, as small as a dict gets (a parked
@@ -363,22 +380,21 @@ def spawn(func: Callable, *args: Any, **kwargs: Any) -> GreenThread:
 def spawn_n(func: Callable, *args: Any, **kwargs: Any) -> GreenThread:
     """Run ``func`` in a new greenthread whose errors are logged rather than kept for
     ``wait()`` (for fire-and-forget work)."""
-    gt = GreenThread(func, args, kwargs)
-    gt._log_errors = True
+    gt = _LoggedGreenThread(func, args, kwargs)
     get_hub().ready.append(gt._start)
     return gt
 
 
 def spawn_after(seconds: float, func: Callable, *args: Any, **kwargs: Any) -> GreenThread:
     """Like ``spawn``, but start after ``seconds``.  ``cancel()`` it to stop it starting."""
-    gt = GreenThread(func, args, kwargs)
+    gt = _DelayedGreenThread(func, args, kwargs)
     gt._start_timer = get_hub().schedule(seconds, gt._start)
     return gt
 
 
 def spawn_after_local(seconds: float, func: Callable, *args: Any, **kwargs: Any) -> GreenThread:
     """Like ``spawn_after``, but it never starts if the calling greenthread has died by then."""
-    gt = GreenThread(func, args, kwargs)
+    gt = _DelayedGreenThread(func, args, kwargs)
     gt._start_timer = get_hub().schedule_local(seconds, gt._start)
     return gt
 

@@ -96,7 +96,7 @@ from typing import Any
 
 from greenlet import getcurrent, greenlet
 
-from .fdwait import READ, WRITE, FdWaits, blocking_in_hub, fileno_of
+from .fdwait import READ, WRITE, FdWaits, fileno_of
 
 __all__ = [
     "Hub",
@@ -220,7 +220,10 @@ class Hub(FdWaits):
     def switch(self) -> Any:
         """Suspend the current greenthread until something switches back to it."""
         if getcurrent() is self.greenlet:
-            raise blocking_in_hub()
+            raise RuntimeError(
+                "cannot block inside the hub: a hub callback tried to wait; "
+                "spawn a greenthread to do the blocking work instead"
+            )
         self.switches += 1
         return self.greenlet.switch()
 
