@@ -16,13 +16,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..http import HttpConnection, Limits, Request, http_date
+from .head import app_head, capitalized
 from .options import WSGIOptions
 
 __all__ = ["ResponseWriter", "FileWrapper", "plain_response", "encode_text"]
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-# Statuses whose responses never have a body (RFC 9110 6.4.1).
-_NO_BODY = frozenset({"204", "304"} | {str(c) for c in range(100, 200)})
 
 
 def encode_text(data: str) -> bytes:
@@ -37,14 +36,6 @@ def encode_text(data: str) -> bytes:
 
 def _as_bytes(parts: Any) -> list:
     return [encode_text(p) if type(p) is str else p for p in parts]
-# Response headers the server looks at (framing) or sets itself.
-_LENGTH, _DATE, _CONNECTION, _ENCODING = range(4)
-_HOP = {
-    "content-length": _LENGTH,
-    "date": _DATE,
-    "connection": _CONNECTION,
-    "transfer-encoding": _ENCODING,
-}
 # Bodies (of a list result) up to this size go out joined with the head in one send.
 _JOIN_LIMIT = 256 * 1024
 # sendfile() in pieces: each piece gets the whole I/O timeout.
@@ -93,6 +84,13 @@ def plain_response(
     return [body]
 
 
+def _sized(result: Any, size: int) -> int | None:
+    """The length to send for an iterable result that ended within one piece:
+    its size if it has a length (a sequence), else None -- chunked, or up to the
+    close on HTTP/1.0 -- as eventlet frames a generator's body."""
+    return size if hasattr(result, "__len__") else None
+
+
 class ResponseWriter(HttpConnection):
     """Sends the response to each request of one connection; see the module docstring.
 
@@ -110,7 +108,7 @@ class ResponseWriter(HttpConnection):
         "status_prefix",
         "capitalize",
         "min_chunk",
-        "keepalive_lines",
+        "keepalive_head",
         "req",
         "status",
         "resp_headers",
@@ -121,6 +119,7 @@ class ResponseWriter(HttpConnection):
         "chunked",
         "body_sent",
         "sends_body",
+        "taken_over",
     )
 
     def __init__(
@@ -138,12 +137,10 @@ class ResponseWriter(HttpConnection):
         # keepalive given in seconds: keep-alive responses say how long, as
         # eventlet's do, so that clients drop idle connections before we do.
         timeout = options.keepalive
-        self.keepalive_lines: tuple[str, ...] = ()
+        self.keepalive_head = b""
         if not isinstance(timeout, bool) and int(timeout) > 0:
-            self.keepalive_lines = (
-                "Connection: keep-alive\r\n",
-                f"Keep-Alive: timeout={int(timeout)}\r\n",
-            )
+            seconds = int(timeout)
+            self.keepalive_head = b"Connection: keep-alive\r\nKeep-Alive: timeout=%d\r\n" % seconds
         self.http10_only = options.max_http_version == "HTTP/1.0"
         self.status_prefix = "HTTP/1.0 " if self.http10_only else "HTTP/1.1 "
         self.capitalize = options.capitalize_response_headers
@@ -159,6 +156,8 @@ class ResponseWriter(HttpConnection):
         self.body_sent = 0
         self.sends_body = True
         self.declared: int | None = None
+        #: The application took the connection over (a websocket): no response of ours.
+        self.taken_over = False
 
     def new_response(self, req: Request) -> None:
         """Nothing sent yet: the response to ``req`` starts."""
@@ -197,16 +196,30 @@ class ResponseWriter(HttpConnection):
         elif data:
             self._send_chunk(data)
 
-    def send_continue(self) -> None:
-        """``100 Continue``, before the application's first read of the body."""
-        if not self.headers_sent and not self.continue_sent:
-            self.continue_sent = True
+    def send_continue(self, headers: list[tuple[str, str]] = (), again: bool = False) -> None:  # type: ignore[assignment]
+        """``100 Continue`` (with ``headers``), before the application's first
+        read of the body; ``again``: even if one went already."""
+        if self.headers_sent or (self.continue_sent and not again):
+            return
+        self.continue_sent = True
+        if not headers:
             self.sock.sendall(_CONTINUE)
+            return
+        lines = [_CONTINUE[:-2].decode("latin-1")]
+        for name, value in headers:
+            if self.capitalize:
+                name = capitalized(name)
+            lines.append(f"{name}: {value}\r\n")
+        text = "".join(lines)
+        if text.count("\n") != len(lines) or text.count("\r") != len(lines):
+            raise ValueError(f"invalid header in the 100 Continue response: {text!r}")
+        self.sock.sendall(text.encode("latin-1") + b"\r\n")
 
     # ------------------------------------------------------------------ sending
 
-    def send_result(self, result: Any) -> None:
-        """Send the response for the application's ``result`` (whatever its kind)."""
+    def send_result(self, result: Any, min_chunk: int | None = None) -> None:
+        """Send the response for the application's ``result`` (whatever its kind);
+        ``min_chunk`` overrides the connection's ``minimum_chunk_size`` for it."""
         if type(result) is list or type(result) is tuple:
             if any(type(p) is str for p in result):
                 result = _as_bytes(result)
@@ -231,7 +244,8 @@ class ResponseWriter(HttpConnection):
             if where is not None:
                 self._sendfile(result, *where)
                 return
-        min_chunk = self.min_chunk
+        if min_chunk is None:
+            min_chunk = self.min_chunk
         pending: list[bytes] = []
         pending_len = 0
         for data in result:
@@ -251,14 +265,16 @@ class ResponseWriter(HttpConnection):
                 self.send_head(None, data)
             else:
                 self._send_chunk(data)
+        if self.taken_over:
+            return  # the application took the connection while we iterated: no response
         if pending:
             data = b"".join(pending)
             if not self.headers_sent:
-                self.send_head(len(data), data)
+                self.send_head(_sized(result, len(data)), data)
             else:
                 self._send_chunk(data)
         if not self.headers_sent:
-            self.send_head(0, b"")
+            self.send_head(_sized(result, 0), b"")
         self._finish()
 
     def _send_parts(self, parts: list | tuple, size: int) -> None:
@@ -327,28 +343,11 @@ class ResponseWriter(HttpConnection):
         if self.http10_only:
             keep = keep and http10
             http10 = True
-        lines = [self.status_prefix, status, "\r\n"]
-        append = lines.append
-        capitalize = self.capitalize
-        declared = None
-        has_date = False
-        for name, value in self.resp_headers:
-            kind = _HOP.get(name.lower())
-            if kind is not None:
-                if kind == _LENGTH:
-                    declared = int(value)
-                elif kind == _DATE:
-                    has_date = True
-                else:
-                    # Framing is the server's business; an app's "close" is honoured.
-                    if kind == _CONNECTION and value.strip().lower() == "close":
-                        keep = False
-                    continue
-            if capitalize:
-                name = "-".join(part.capitalize() for part in name.split("-"))
-            append(f"{name}: {value}\r\n")
-        code = status[:3]
-        no_body = code in _NO_BODY
+        head, declared, has_date, close, no_body = app_head(
+            self.status_prefix, status, self.resp_headers, self.capitalize
+        )
+        if close:
+            keep = False
         self.sends_body = sends_body = not no_body and req.method != "HEAD"
         self.declared = declared
         if declared is not None:
@@ -359,37 +358,35 @@ class ResponseWriter(HttpConnection):
             if len(body) > declared:
                 body = body[:declared]
                 keep = False
+        framing = b""
         if no_body or declared is not None:
             pass
         elif length is not None:
-            append(f"Content-Length: {length}\r\n")
+            framing = b"Content-Length: %d\r\n" % length
         elif req.method == "HEAD":
             pass
         elif not http10:
-            append("Transfer-Encoding: chunked\r\n")
+            framing = b"Transfer-Encoding: chunked\r\n"
             self.chunked = True
         else:
             keep = False  # the end of the body is the end of the connection
         if not keep:
-            append("Connection: close\r\n")
-        elif self.keepalive_lines:
-            lines.extend(self.keepalive_lines)
+            connection = b"Connection: close\r\n"
+        elif self.keepalive_head:
+            connection = self.keepalive_head
         elif http10:
-            append("Connection: keep-alive\r\n")
-        text = "".join(lines)
-        # Each piece ends in exactly one CRLF: any other CR or LF came from the
-        # application and would split the response (header injection).
-        n = len(lines) - 2
-        if text.count("\n") != n or text.count("\r") != n or not code.isdigit():
-            raise ValueError(f"invalid status or header in the response: {text!r}")
-        head = text.encode("latin-1")
+            connection = b"Connection: keep-alive\r\n"
+        else:
+            connection = b""
         date = b"" if has_date else http_date()
         if not sends_body or not body:
-            data = b"".join((head, date, b"\r\n"))
+            data = b"".join((head, framing, connection, date, b"\r\n"))
         elif self.chunked:
-            data = b"".join((head, date, b"\r\n%x\r\n" % len(body), body, b"\r\n"))
+            data = b"".join(
+                (head, framing, connection, date, b"\r\n%x\r\n" % len(body), body, b"\r\n")
+            )
         else:
-            data = b"".join((head, date, b"\r\n", body))
+            data = b"".join((head, framing, connection, date, b"\r\n", body))
         # Only now is the response committed: an error above still gets a 500.
         self.keep = keep
         self.headers_sent = True
