@@ -344,6 +344,9 @@ class Server:
         self._stopping = False
         self._stopped = Event()  # stop() has finished
         self._failure: BaseException | None = None
+        # One bound method for every connection's greenthread, which holds it for
+        # as long as the connection lasts (not one made per accept).
+        self._serve = self._serve_one
 
     @property
     def address(self) -> Any:
@@ -454,7 +457,7 @@ class Server:
                         pass  # the peer may already have reset it
                 self.connections[conn] = False
                 if gate is None:
-                    pool.spawn(self._serve_one, conn, addr)
+                    pool.spawn(self._serve, conn, addr)
                 else:
                     gate.add(conn.fileno())
                     self._handshaking.add(spawn(self._handshake_then_serve, conn, addr))
@@ -482,7 +485,7 @@ class Server:
             if self._closing:
                 return
             self.connections[tls] = False
-            self.pool.spawn(self._serve_one, tls, addr)  # may wait for a place
+            self.pool.spawn(self._serve, tls, addr)  # may wait for a place
             tls = None  # the handler's now
         except GreenletExit:
             pass  # a stop: a handshake is no request in flight

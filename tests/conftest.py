@@ -19,9 +19,9 @@ def _replace_dead_hub():
     """If a test killed the hub greenlet (e.g. pytest-timeout raised inside the
     hub's poll), give later tests a fresh hub instead of a cascade of failures."""
     yield
-    hub = getattr(hubmod._tls, "hub", None)
+    hub = getattr(hubmod.thread_hub, "hub", None)
     if hub is not None and hub.greenlet.dead:
-        del hubmod._tls.hub
+        del hubmod.thread_hub.hub
         hub.close()
 
 

@@ -37,6 +37,7 @@ from ..kernel import tpool as _tpool
 from ..kernel.fdwait import READ as _READ
 from ..kernel.hub import current_hub as _current_hub
 from ..kernel.hub import get_hub as _get_hub
+from ..kernel.hub import thread_hub as _thread_hub
 
 __all__ = list(_stdlib.__all__)
 
@@ -188,21 +189,59 @@ class socket(_real_socket):
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Like ``socket.recv``; waits on the hub instead of blocking the thread."""
+        timeout = self._timeout
+        if flags or bufsize <= 0 or (timeout is not None and not timeout):
+            return self._recv_special(bufsize, flags)
+        # The hot path of every green stream (an echo round trip, a request): a
+        # waiting socket asked for data without flags.  Every wait happens
+        # outside an ``except`` block, so a parked reader holds no exception,
+        # traceback or retry arguments (an idle connection's memory).
+        hub = None
+        deadline = None if timeout is None else _monotonic() + timeout
+        if self._drained:
+            # The last recv emptied the socket (a short read) and epoll has seen
+            # no new data since (no recorded edge) nor a hang-up: a recv now could
+            # only fail with EAGAIN, so wait first.  Data or a FIN arriving from
+            # now on raises an edge the next poll reports: no wake-up is missed.
+            # A socket the hub has no record of yet gets one now, whose
+            # registration reports data that came meanwhile: no EAGAIN either.
+            try:
+                hub = _thread_hub.hub
+            except AttributeError:
+                hub = _get_hub()
+            fd = _ss.fileno(self)
+            st = hub.fds.get(fd) or hub.record(fd)
+            if not (st.rready or st.hup) and st.reader is None:
+                hub.wait_read(fd, timeout, timed_out)
+        while True:
+            try:
+                data = _ss.recv(self, bufsize)
+            except BlockingIOError:
+                data = None
+            if data is not None:
+                # (Plain compares: a compare's result stored is not specialised.)
+                if 0 < len(data) < bufsize:
+                    self._drained = self._stream
+                else:
+                    self._drained = False
+                return data
+            self._drained = False
+            if hub is None:
+                hub = _get_hub()
+                fd = _ss.fileno(self)
+            hub.wait_read(fd, time_left(deadline), timed_out)
+
+    def _recv_special(self, bufsize: int, flags: int) -> bytes:
+        """``recv`` with flags, on a non-blocking socket, or of no bytes."""
         if not bufsize and self._timeout != 0.0:
             self._wait_readable()  # as the standard socket: recv(0) waits for data
-        if self._drained and not flags and self._timeout != 0.0 and self._nothing_new():
-            data = self._retry(_ss.recv, (bufsize,), False, {})
-            self._drained = 0 < len(data) < bufsize
-            return data
+        self._drained = False
         try:
-            data = _ss.recv(self, bufsize, flags)
+            return _ss.recv(self, bufsize, flags)
         except BlockingIOError:
-            self._drained = False
             if self._timeout == 0.0 or (isinstance(flags, int) and flags & _MSG_DONTWAIT):
                 raise
-            data = self._retry(_ss.recv, (bufsize, flags), False, {})
-        self._drained = not flags and 0 < len(data) < bufsize and self._stream
-        return data
+        return self._retry(_ss.recv, (bufsize, flags), False, {})
 
     def _nothing_new(self) -> bool:
         """After a read that emptied the socket (a short read): True if epoll has
@@ -219,6 +258,8 @@ class socket(_real_socket):
         except BlockingIOError:
             if self._timeout == 0.0 or (isinstance(flags, int) and flags & _MSG_DONTWAIT):
                 raise
+            n = None
+        if n is None:  # the wait outside the except block: a parked reader holds no exception
             n = self._retry(_ss.recv_into, (buffer, nbytes, flags), False, {})
         if not n and not nbytes and self._timeout != 0.0 and not memoryview(buffer).nbytes:
             # As the standard socket: an empty read waits for data.

@@ -85,25 +85,31 @@ class GreenThread:
         "_waiters",
         "_links",
         "_greenlet",
-        "_start_timer",
-        "_log_errors",
         "__weakref__",
     )
+
+    # Class attributes rather than slots: only spawn_n's and spawn_after's
+    # greenthreads (subclasses below) differ, and every slot is 8 B on each
+    # running call (a server has one per connection).
+    #: Whether an exception ending the call is logged rather than kept for ``wait()``.
+    _log_errors = False
+    #: The timer that starts a ``spawn_after`` call.
+    _start_timer: Any = None
 
     def __init__(self, fn: Callable, args: tuple = (), kwargs: dict | None = None) -> None:
         self._fn = fn
         self._args = args
-        self._kwargs = kwargs or {}
+        # None rather than an empty dict: a running call keeps this until it returns.
+        self._kwargs = kwargs or None
         self._state = _PENDING
         self._result: Any = None
         self._exc: BaseException | None = None
         self._waiters: deque | None = None
-        #: One link as its (func, args, kwargs) tuple, several in a list (most
-        #: greenthreads have one link, their pool's: no list kept for it).
-        self._links: tuple | list | None = None
+        #: One link as its (func, args, kwargs) tuple -- or as the bare function when
+        #: it has no curried arguments --, several in a list (most greenthreads have
+        #: one link, their pool's: no list and no tuple kept for it).
+        self._links: Any = None
         self._greenlet: greenlet | None = None
-        self._start_timer = None
-        self._log_errors = False
 
     # -------------------------------------------------------------- running
 
@@ -114,11 +120,14 @@ class GreenThread:
         hub = get_hub()
         idle = hub.idle_workers
         if idle:
-            w = idle.pop()
-        else:
-            w = _Worker(_worker, hub.greenlet)
-            hub.workers += 1  # off the reuse path: a new greenlet costs far more
-        w.switch(self)
+            idle.pop().switch(self)
+            return
+        w = _Worker(_worker, hub.greenlet)
+        hub.workers += 1  # off the reuse path: a new greenlet costs far more
+        # Handed over in an attribute, not as an argument of the first switch: a
+        # greenlet keeps its first switch's arguments for as long as it lives.
+        w.greenthread = self
+        w.switch()
 
     def main(self, function: Callable, args: tuple, kwargs: dict) -> None:
         """Run ``function`` in the current greenlet and record the outcome."""
@@ -134,18 +143,25 @@ class GreenThread:
             # CPython 3.11 runs fn(*args) in a nested C-level eval loop, whose
             # C stack every suspended greenthread keeps a copy of; a plain call
             # with a fixed argument count stays in the same loop (~0.7 KiB less
-            # per idle connection).
+            # per idle connection).  The arguments tuple is dropped before the
+            # call, which may last as long as a connection.
             n = -1 if kwargs else len(args)
             if n == 2:
-                result = fn(args[0], args[1])
+                a, b = args
+                args = None
+                result = fn(a, b)
             elif n == 1:
-                result = fn(args[0])
+                (a,) = args
+                args = None
+                result = fn(a)
             elif n == 0:
                 result = fn()
             elif n == 3:
-                result = fn(args[0], args[1], args[2])
+                a, b, c = args
+                args = None
+                result = fn(a, b, c)
             else:
-                result = fn(*args, **kwargs)
+                result = fn(*args, **(kwargs or {}))
         except SYSTEM_EXCEPTIONS:
             self._finish(None, GreenletExit("interrupted"))
             raise
@@ -164,10 +180,12 @@ class GreenThread:
         if self._waiters:
             get_hub().run_callback(self._wake_waiters)
         links = self._links
-        if links:
+        if links is not None:
             self._links = None
             if type(links) is tuple:
                 links = (links,)
+            elif type(links) is not list:
+                links = ((links, (), None),)
             for fn, args, kwargs in links:
                 try:
                     if kwargs is None:
@@ -220,27 +238,31 @@ class GreenThread:
         if self._state is _DONE:
             func(self, *curried_args, **curried_kwargs)
             return
-        # No empty dict kept per link: a pool links every greenthread it runs.
-        entry = (func, curried_args, curried_kwargs or None)
+        # No tuple or empty dict kept per link: a pool links every greenthread it runs.
         links = self._links
         if links is None:
-            self._links = entry
-        elif type(links) is tuple:
-            self._links = [links, entry]
-        else:
+            if curried_args or curried_kwargs:
+                self._links = (func, curried_args, curried_kwargs or None)
+            else:
+                self._links = func
+            return
+        entry = (func, curried_args, curried_kwargs or None)
+        if type(links) is list:
             links.append(entry)
+        else:
+            self._links = [_link_entry(links), entry]
 
     def unlink(self, func: Callable, *curried_args: Any, **curried_kwargs: Any) -> bool:
         """Remove a link added with the same arguments; True if one was removed."""
         links = self._links
         entry = (func, curried_args, curried_kwargs or None)
-        if type(links) is tuple:
-            if links != entry:
+        if links is None:
+            return False
+        if type(links) is not list:
+            if _link_entry(links) != entry:
                 return False
             self._links = None
             return True
-        if not links:
-            return False
         try:
             links.remove(entry)
         except ValueError:
@@ -274,6 +296,19 @@ class GreenThread:
         return f"<GreenThread {state} at {id(self):#x}>"
 
 
+class _LoggedGreenThread(GreenThread):
+    """A ``spawn_n`` call: an exception ending it is logged."""
+
+    __slots__ = ()
+    _log_errors = True
+
+
+class _DelayedGreenThread(GreenThread):
+    """A ``spawn_after`` call: a timer starts it (``kill``/``cancel`` cancel the timer)."""
+
+    __slots__ = ("_start_timer",)
+
+
 class _Worker(greenlet):
     """A worker greenlet; ``greenthread`` is the call it runs.  In a slot: the
     greenlet's own dict stays empty, as small as a dict gets (a parked
@@ -282,9 +317,16 @@ class _Worker(greenlet):
     __slots__ = ("greenthread",)
 
 
-def _worker(gt: GreenThread) -> None:
-    """A worker greenlet's body: run calls until one waits or leaks the worker."""
+def _link_entry(links: Any) -> tuple:
+    """A single link as its (func, args, kwargs) tuple, however it is stored."""
+    return links if type(links) is tuple else (links, (), None)
+
+
+def _worker() -> None:
+    """A worker greenlet's body: run calls until one waits or leaks the worker.
+    Its first call comes in its ``greenthread`` attribute, the next ones by switch."""
     cur = getcurrent()
+    gt = cur.greenthread
     hub = get_hub()
     idle = hub.idle_workers
     hub_greenlet = hub.greenlet
@@ -352,22 +394,21 @@ def log_every_error(state: bool) -> None:
 def spawn_n(func: Callable, *args: Any, **kwargs: Any) -> GreenThread:
     """Run ``func`` in a new greenthread whose errors are logged rather than kept for
     ``wait()`` (for fire-and-forget work)."""
-    gt = GreenThread(func, args, kwargs)
-    gt._log_errors = True
+    gt = _LoggedGreenThread(func, args, kwargs)
     get_hub().ready.append(gt._start)
     return gt
 
 
 def spawn_after(seconds: float, func: Callable, *args: Any, **kwargs: Any) -> GreenThread:
     """Like ``spawn``, but start after ``seconds``.  ``cancel()`` it to stop it starting."""
-    gt = GreenThread(func, args, kwargs)
+    gt = _DelayedGreenThread(func, args, kwargs)
     gt._start_timer = get_hub().schedule(seconds, gt._start)
     return gt
 
 
 def spawn_after_local(seconds: float, func: Callable, *args: Any, **kwargs: Any) -> GreenThread:
     """Like ``spawn_after``, but it never starts if the calling greenthread has died by then."""
-    gt = GreenThread(func, args, kwargs)
+    gt = _DelayedGreenThread(func, args, kwargs)
     gt._start_timer = get_hub().schedule_local(seconds, gt._start)
     return gt
 

@@ -103,6 +103,7 @@ __all__ = [
     "Hub",
     "Timer",
     "get_hub",
+    "thread_hub",
     "set_hub_factory",
     "current_hub",
     "root_greenlet",
@@ -303,8 +304,9 @@ class Hub(FdWaits):
             self._ncancelled = 0
 
     def live_timers(self) -> int:
-        """Number of timers that have neither fired nor been cancelled."""
-        return len(self.timers) - self._ncancelled
+        """Number of timers that have neither fired nor been cancelled, and may
+        wake someone (a timed read's timer idling between reads does not)."""
+        return len(self.timers) - self._ncancelled - self.idle_timers
 
     def get_timers_count(self) -> int:
         """Number of timers in the heap, cancelled ones not yet dropped included."""
@@ -402,7 +404,7 @@ class Hub(FdWaits):
         value as argument; that value means nothing here.)"""
         ready = self.ready
         popleft = ready.popleft
-        fds = self.fds
+        record_of = self.fds.get
         tsq = self._tsq
         poller = self.poller
         poll = poller.poll
@@ -469,7 +471,9 @@ class Hub(FdWaits):
                 timeout = 0.0
             elif yielded:
                 timeout = 0.0
-            elif len(timers) > self._ncancelled:  # a live timer (cancelled ones wake no one)
+            elif len(timers) > self._ncancelled + self.idle_timers:
+                # A live timer (cancelled and idle ones wake no one; idle ones
+                # fire with the next live one, or whenever the loop polls next).
                 timeout = timers[0][0] - clock()
                 if timeout < 0:
                     timeout = 0.0
@@ -497,7 +501,7 @@ class Hub(FdWaits):
                 events = ()
                 self._raise_in_main(sys.exc_info()[1])
             for fd, ev in events:
-                st = fds.get(fd)
+                st = record_of(fd)
                 if st is None:
                     if fd == wake_fd:
                         self._drain_threadsafe()
@@ -609,7 +613,10 @@ def _expire_parked(waiters: deque, g: greenlet, expired: Any) -> None:
 
 # ---------------------------------------------------------------- per thread
 
-_tls = _thread_local()
+#: Per OS thread: ``thread_hub.hub`` is the thread's hub once it has one.  Hot
+#: paths read it directly and call ``get_hub()`` only on AttributeError (no
+#: hub yet): a Python call less than ``get_hub()`` on every wait.
+thread_hub = _thread_local()
 
 #: What ``get_hub`` makes a thread's hub with; None until the first hub, when
 #: ``hubchoice`` reads NETTOOLS_HUB / EVENTLET_HUB.  ``hubchoice.use_hub`` sets it.
@@ -621,14 +628,14 @@ def set_hub_factory(factory: Callable[[], Any]) -> None:
     next one included (its current hub is dropped).  See ``hubchoice.use_hub``."""
     global _make_hub
     _make_hub = factory
-    if getattr(_tls, "hub", None) is not None:
-        del _tls.hub
+    if getattr(thread_hub, "hub", None) is not None:
+        del thread_hub.hub
 
 
 def get_hub() -> Hub:
     """Return this OS thread's hub, creating it on first use."""
     try:
-        return _tls.hub
+        return thread_hub.hub
     except AttributeError:
         pass
     global _make_hub
@@ -636,22 +643,22 @@ def get_hub() -> Hub:
         from .hubchoice import hub_from_environment  # it builds on Hub: imported late
 
         _make_hub = hub_from_environment()
-    hub = _tls.hub = _make_hub()
+    hub = thread_hub.hub = _make_hub()
     return hub
 
 
 def current_hub() -> Hub | None:
     """This OS thread's hub if it has one (never creates one)."""
-    return getattr(_tls, "hub", None)
+    return getattr(thread_hub, "hub", None)
 
 
 def _reset_after_fork() -> None:
     # The child shares the parent's epoll instance (see EpollPoller): it needs a
     # hub of its own, and must not touch the parent's registrations.
-    old = getattr(_tls, "hub", None)
+    old = getattr(thread_hub, "hub", None)
     if old is None:
         return
-    del _tls.hub
+    del thread_hub.hub
     try:
         old.close()
     except OSError:

@@ -73,13 +73,14 @@ class EchoServer:
 
     def _echo_raw(self, conn: socket.socket) -> None:
         stats = self.stats
-        recv, sendall = conn.recv, conn.sendall
+        # Method calls, not bound methods kept in locals: those are two objects
+        # (96 B) held by every idle connection, and no faster on CPython 3.11.
         while True:
-            data = recv(RECV_SIZE)
+            data = conn.recv(RECV_SIZE)
             if not data:
                 return
             stats.bytes_in += len(data)
-            sendall(data)
+            conn.sendall(data)
             stats.bytes_out += len(data)
 
     def _echo_lines(self, conn: socket.socket) -> bool:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import _socket
 import array
 import errno
+import gc
 import hashlib
 import io
 import os
 import random
 import resource
+import select as select_module
 import socket as stdsocket
 import struct
 import threading
@@ -1063,6 +1065,84 @@ def test_wait_if_drained_returns_at_once_when_a_read_may_find_something(tcp_pair
     conn.wait_if_drained()
     assert hub.switches == switches
     assert conn.recv_into(view) == 0
+
+
+@pytest.mark.timeout(20)
+def test_recv_after_a_short_read_gets_data_that_came_before_the_hub_knew_the_socket(tcp_pair):
+    # Both reads find their data without waiting, so the hub has no record of the
+    # socket when the second recv starts: the record it makes then must report
+    # the data already queued, or the reader would wait for an edge never coming.
+    client, conn = tcp_pair
+    conn.settimeout(5)
+    probe = select_module.poll()
+    probe.register(conn.fileno(), select_module.POLLIN)
+    client.sendall(b"first")
+    assert probe.poll(5000)  # queued (a plain poll: the hub hears nothing of it)
+    assert conn.recv(65536) == b"first"  # a short read: the socket is drained
+    client.sendall(b"second")
+    assert probe.poll(5000)
+    assert conn.fileno() not in get_hub().fds
+    assert conn.recv(65536) == b"second"  # at once, not a 5 s timeout
+
+
+@pytest.mark.parametrize("method", ["recv", "recv_into"])
+def test_a_parked_reader_holds_no_exception(tcp_pair, method):
+    # The EAGAIN that sent the reader to the hub is gone once it waits: a server
+    # with thousands of idle connections would keep thousands of them otherwise.
+    client, conn = tcp_pair
+    gt = spawn(_recv_call, conn, method)
+    assert parked(gt)
+    errors = [o for o in gc.get_objects() if isinstance(o, BlockingIOError)]
+    assert not [e for e in errors if any(r is gt.greenlet for r in gc.get_referrers(e))]
+    client.sendall(b"x")
+    assert gt.wait() == b"x"
+
+
+# Timed reads share one timer per socket (kernel.fdwait.ReadDeadline).
+
+
+def test_timed_reads_share_one_timer_and_leave_none_live(tcp_pair):
+    client, conn = tcp_pair
+    conn.settimeout(30)
+    hub = get_hub()
+    live = hub.live_timers()
+    heap = []
+    for _ in range(20):
+        spawn(client.sendall, b"x")  # runs once the reader waits
+        assert conn.recv(10) == b"x"
+        heap.append(len(hub.timers))
+    assert heap[-1] == heap[0]  # not a timer made (and cancelled) per wait
+    assert hub.live_timers() == live  # between reads, the timer wakes no one
+
+
+def test_a_shorter_timeout_after_a_longer_one_ends_the_read_in_time(tcp_pair):
+    client, conn = tcp_pair
+    conn.settimeout(30)
+    spawn(client.sendall, b"a")
+    assert conn.recv(10) == b"a"  # leaves a timer due in 30 s
+    conn.settimeout(0.05)
+    with pytest.raises(TimeoutError):
+        nettools.with_timeout(10, conn.recv, 10)  # nettools.Timeout is no TimeoutError
+
+
+def test_a_timer_left_by_a_timed_read_never_ends_an_untimed_one(tcp_pair):
+    client, conn = tcp_pair
+    conn.settimeout(0.05)
+    spawn(client.sendall, b"a")
+    assert conn.recv(10) == b"a"  # leaves a timer due in 50 ms
+    conn.settimeout(None)
+    nettools.spawn_after(0.3, client.sendall, b"b")
+    assert conn.recv(10) == b"b"
+
+
+def test_a_timed_read_outlasting_an_earlier_reads_timer_gets_its_own_time(tcp_pair):
+    client, conn = tcp_pair
+    conn.settimeout(1.0)
+    spawn(client.sendall, b"a")
+    assert conn.recv(10) == b"a"  # the timer fires 1 s from now
+    sleep(0.6)
+    nettools.spawn_after(0.6, client.sendall, b"b")  # 1.2 s from the first read
+    assert conn.recv(10) == b"b"  # due 1.6 s from the first read, not 1 s
 
 
 def _pipe_on(fd: int) -> tuple[int, int]:

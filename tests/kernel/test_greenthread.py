@@ -283,6 +283,22 @@ def test_unlink_removes_the_link():
     assert calls == ["b"]
 
 
+def test_links_with_and_without_curried_args_mix_and_unlink():
+    calls = []
+    plain = calls.append
+    gt = spawn(Event().wait)
+    gt.link(plain)
+    assert gt.unlink(plain) is True  # the only link, kept without its arguments
+    assert gt.unlink(plain) is False
+    gt.link(plain)
+    gt.link(lambda g, x: calls.append(x), "curried")
+    gt.link(plain)
+    assert gt.unlink(plain) is True  # the first of the two
+    settle()
+    gt.kill()
+    assert calls == ["curried", gt]
+
+
 def test_error_in_a_link_is_logged(caplog):
     def bad_link(g):
         raise RuntimeError("bad link")
