@@ -1,0 +1,139 @@
+"""The client's libcurl loop between requests: a connection back in libcurl's cache
+stays registered, asleep, and whatever happens to it meanwhile (its server closes
+it, libcurl replaces it under the same number) neither spins the loop nor loses
+the next request.  The servers are green, on the test's own hub."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import nettools
+from nettools.web.client import HttpClient
+from nettools.web.client.curlloop import curl_loop
+
+pytestmark = pytest.mark.timeout(30)
+
+LOCAL = "127.0.0.1"
+#: The loop's rounds allowed while one quiet request is in flight (a spin makes thousands).
+QUIET_ROUNDS = 50
+
+
+class DroppingServer:
+    """Answers each request on a connection kept alive, and closes every open
+    connection when ``drop()`` is called; ``accepted`` counts connections."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.open: list[nettools.Event] = []
+        self.closed = 0
+        self.server = nettools.Server(nettools.listen((LOCAL, 0)), self.handle, name="dropper")
+        self.server.start()
+        self.url = f"http://{LOCAL}:{self.server.address[1]}"
+
+    def handle(self, sock, addr):
+        self.accepted += 1
+        drop = nettools.Event()
+        self.open.append(drop)
+        f = sock.makefile("rb")
+
+        def answer():
+            while (line := f.readline()) != b"":
+                if line == b"\r\n":
+                    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+        reader = nettools.spawn(answer)
+        drop.wait()
+        reader.kill()
+        f.close()
+        sock.close()
+        self.closed += 1
+
+    def drop(self) -> None:
+        """Close every connection now, and return once they are closed."""
+        events, self.open = self.open, []
+        for e in events:
+            e.send(True)
+        while self.closed < self.accepted:
+            nettools.sleep(0.001)
+
+    def stop(self) -> None:
+        self.drop()
+        self.server.stop(0)
+
+
+@pytest.fixture
+def dropper():
+    srv = DroppingServer()
+    yield srv
+    srv.stop()
+
+
+def is_socket(fd: int) -> bool:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+    except OSError:
+        return False
+
+
+def slow_app(env, start_response):
+    nettools.sleep(0.2)
+    start_response("200 OK", [("Content-Length", "4")])
+    return [b"slow"]
+
+
+def test_a_cached_connection_its_server_closed_does_not_spin_the_loop(dropper):
+    from nettools.web import wsgi
+
+    slow = wsgi.WSGIServer((LOCAL, 0), slow_app, log_output=False).start()
+    loop = curl_loop()
+    rounds = []
+    service = loop._service
+    try:
+        def asleep() -> set[int]:
+            """Sleeping registrations of sockets (libcurl's eventfd sleeps too)."""
+            return {fd for fd, mask in loop._masks.items() if mask < 0 and is_socket(fd)}
+
+        with HttpClient(proxy_from_env=False) as c:
+            before = asleep()
+            assert c.get(dropper.url + "/1").body == b"ok"
+            cached = asleep() - before
+            assert len(cached) == 1, "the cached connection was not kept registered"
+            dropper.drop()  # its FIN now waits in the cached connection
+            loop._service = lambda: (rounds.append(1), service())
+            assert c.get(f"http://{LOCAL}:{slow.address[1]}/").body == b"slow"
+            assert len(rounds) < QUIET_ROUNDS
+            assert not cached & asleep()  # heard of once, then forgotten
+    finally:
+        loop.__dict__.pop("_service", None)
+        slow.stop(0)
+
+
+def test_a_cached_connection_its_server_closed_is_replaced(dropper):
+    with HttpClient(proxy_from_env=False) as c:
+        for i in range(5):
+            # No request runs while it is closed, so the loop has not heard of the
+            # close: libcurl finds the connection dead, closes it and connects again,
+            # most often under the same number.
+            assert c.get(f"{dropper.url}/{i}").body == b"ok"
+            dropper.drop()
+    assert dropper.accepted == 5
+
+
+def test_a_cached_connection_is_reused_many_times(dropper):
+    with HttpClient(proxy_from_env=False) as c:
+        for i in range(50):
+            assert c.get(f"{dropper.url}/{i}").body == b"ok"
+    assert dropper.accepted == 1
+
+
+def test_urls_of_one_host_on_other_ports_and_spellings_go_where_they_say(dropper):
+    other = DroppingServer()
+    try:
+        with HttpClient(proxy_from_env=False) as c:
+            for url in (dropper.url, other.url, dropper.url.upper(), other.url + "?q#f"):
+                assert c.get(url).body == b"ok"
+        assert (dropper.accepted, other.accepted) == (1, 1)
+    finally:
+        other.stop()
