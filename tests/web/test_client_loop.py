@@ -1,7 +1,8 @@
 """The client's libcurl loop between requests: a connection back in libcurl's cache
 stays registered, asleep, and whatever happens to it meanwhile (its server closes
 it, libcurl replaces it under the same number) neither spins the loop nor loses
-the next request.  The servers are green, on the test's own hub."""
+the next request.  And the one timer that watches both a request's read timeout
+and its time budget.  The servers are green, on the test's own hub."""
 
 from __future__ import annotations
 
@@ -137,3 +138,38 @@ def test_urls_of_one_host_on_other_ports_and_spellings_go_where_they_say(dropper
         assert (dropper.accepted, other.accepted) == (1, 1)
     finally:
         other.stop()
+
+
+def trickle_app(env, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return trickle()
+
+
+def trickle():
+    for _ in range(400):  # a byte every 10 ms for 4 s
+        nettools.sleep(0.01)
+        yield b"."
+
+
+def test_a_dripping_answer_passes_read_checks_until_the_budget_runs_out():
+    from nettools.web import wsgi
+    from nettools.web.client import FetchError
+
+    srv = wsgi.WSGIServer((LOCAL, 0), trickle_app, log_output=False).start()
+    checks = []
+    loop = curl_loop()
+    hub = loop.hub
+    schedule = hub.schedule
+    try:
+        # The read timeout's looks (every 0.1 s, each finding fresh bytes) come first;
+        # the budget's end, between two of them, is what stops the request.
+        hub.schedule = lambda s, cb, *a: (checks.append(s) if cb.__name__ == "_check_time"
+                                          else None, schedule(s, cb, *a))[1]  # fmt: skip
+        with HttpClient(proxy_from_env=False, read_timeout=0.1, timeout=0.45) as c:
+            with pytest.raises(FetchError) as info:
+                c.get(f"http://{LOCAL}:{srv.address[1]}/")
+        assert "no complete response within 0.45s" in str(info.value)
+        assert len(checks) >= 4 and checks[0] == 0.1
+    finally:
+        hub.__dict__.pop("schedule", None)
+        srv.stop(0)
