@@ -173,3 +173,59 @@ def test_a_dripping_answer_passes_read_checks_until_the_budget_runs_out():
     finally:
         hub.__dict__.pop("schedule", None)
         srv.stop(0)
+
+
+def test_work_on_a_batch_of_answers_does_not_hold_back_the_requests_it_starts():
+    # Two answers handled in one round of the loop.  The first greenthread works
+    # (longer than START_EVERY) and asks for another page; the second works until the
+    # server has that request: it gets it only if the first's request went out
+    # before the whole batch's work was done.
+    import threading
+    import time
+
+    from helpers.wsgi import ServerThread
+
+    from nettools.patcher import original
+    from nettools.web.client.curlloop import START_EVERY
+
+    arrived: list[str] = []
+    next_seen = threading.Event()
+
+    def app(env, start_response):
+        if env["PATH_INFO"] == "/first":
+            arrived.append("first")
+            with nettools.Timeout(10, False):
+                while len(arrived) < 2:  # both in: answer them together
+                    nettools.sleep(0.001)
+        else:
+            next_seen.set()
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    worked: list[bool] = []
+
+    def visit(c: HttpClient, url: str) -> None:
+        assert c.get(url + "/first").body == b"ok"
+        turn = len(worked)
+        worked.append(False)
+        if turn == 0:
+            end = time.monotonic() + 2 * START_EVERY
+            while time.monotonic() < end:  # work, without letting the hub run
+                pass
+        else:
+            worked[turn] = next_seen.wait(5)  # a real thread's event: blocks the hub
+        assert c.get(url + "/next").body == b"ok"
+
+    with ServerThread(app) as srv, HttpClient(proxy_from_env=False) as c:
+        loop = curl_loop()
+        visits = [nettools.spawn(visit, c, srv.url) for _ in range(2)]
+        while len(arrived) < 2:
+            nettools.sleep(0.001)
+        # Hold the hub until both answers are in, so that one round finds both.
+        socks = [fd for fd in loop._masks if is_socket(fd)]
+        ready: list[int] = []
+        while len(ready) < len(socks):
+            ready = original("select").select(socks, [], [], 5)[0]
+        for gt in visits:
+            gt.wait()
+    assert len(socks) == 2 and worked == [False, True]

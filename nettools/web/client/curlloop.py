@@ -43,8 +43,8 @@ handle from the multi.
 
 from __future__ import annotations
 
-import time
 import weakref
+from time import monotonic
 from typing import Any
 
 import pycurl
@@ -70,6 +70,8 @@ _WRITABLE = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
 _ASLEEP = -1
 #: Rounds of "poll libcurl's epoll, act" per wake-up before yielding to the hub.
 _ROUNDS = 8
+#: Seconds of a batch's work after which the transfers it added are started.
+START_EVERY = 0.001
 #: Idle connections libcurl keeps open for reuse (all hosts, all clients of a thread).
 MAX_IDLE_CONNECTIONS = 1024
 
@@ -227,7 +229,7 @@ class CurlLoop:
                 self.hub.run_callback(self._kick)
             return
         if ms > 0:
-            if timer is not None and timer.deadline <= time.monotonic() + ms / 1000.0:
+            if timer is not None and timer.deadline <= monotonic() + ms / 1000.0:
                 return
             self._timer = self.hub.schedule(ms / 1000.0, self._on_timeout)
         else:
@@ -313,12 +315,23 @@ class CurlLoop:
                     done.append(t)
             if not queued:
                 break
-        # Outside every libcurl call now: the woken may start new transfers.
+        # Outside every libcurl call now: the woken may start new transfers.  Those
+        # are started every START_EVERY seconds of the batch's work, not only after
+        # it: a batch of answers that came together would otherwise send all its
+        # follow-up requests together, after all of its work, and the requests
+        # would go on travelling in waves, each a batch's work late.
+        started = monotonic()
         for t in done:
             g = t.waiter
             if g is not None:
                 t.waiter = None
                 g.switch()
+                if self._kicked and monotonic() - started >= START_EVERY:
+                    try:  # a "time is up now" is queued: act on it now, and again then
+                        multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)
+                    except pycurl.error:
+                        pass
+                    started = monotonic()
 
     def _arm(self) -> None:
         if self.running:
