@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 BENCH_VENV := .venv-bench
 LINTED := nettools tests recipes bench
 
-.PHONY: install test lint bench demo clean system-deps
+.PHONY: install test lint bench bench-table demo clean system-deps
 
 # The package alone: what a user installs, and all that the demo needs.
 $(VENV)/.runtime: pyproject.toml
@@ -67,6 +67,10 @@ test: lint system-deps
 
 bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m bench $(BENCH_ARGS)
+
+# The README's benchmark table, rewritten from the last `make bench` run's results.
+bench-table: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m bench.readme
 
 demo: $(VENV)/.runtime
 	$(BIN)/python recipes/demo.py
