@@ -46,7 +46,13 @@ log = logging.getLogger("nettools.backdoor")
 #: Longest input line accepted; a longer one is cut into pieces.
 MAX_LINE = 1 << 20
 
-_BANNER = "Python {version} on {platform}\nnettools backdoor: exit() or Ctrl-D ends this session.\n"
+#: The standard console's three lines (eventlet's too, which tools wait for), the
+#: second saying how to leave.
+_BANNER = (
+    "Python {version} on {platform}\n"
+    "nettools backdoor: exit() or Ctrl-D ends this session.\n"
+    "(InteractiveConsole)\n"
+)
 
 # ---------------------------------------------------------------- one session
 

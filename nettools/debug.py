@@ -45,6 +45,7 @@ from greenlet import greenlet
 
 from .greenstacks import dump_greenthreads, dump_greenthreads_on_signal, format_greenthreads
 from .kernel import tpool
+from .kernel.greenthread import log_every_error
 from .kernel.hub import Hub, get_hub, root_greenlet
 
 __all__ = [
@@ -344,7 +345,7 @@ def format_hub_listeners(hub: Hub | None = None) -> str:
                 continue
             count += 1
             lines.append(f"fd {fd} {direction}: {_describe_waiter(waiter)}")
-            if _listener_stacks:
+            if _listener_stacks or hub.debug_listeners:
                 g = _waiting_greenlet(waiter)
                 if g is not None and g.gr_frame is not None:
                     lines.extend(_stack_lines(traceback.format_stack(g.gr_frame)))
@@ -426,8 +427,11 @@ def hub_prevent_multiple_readers(state: bool = True) -> None:
 
 
 def hub_exceptions(state: bool = True) -> None:
-    """Also print errors raised in hub callbacks and ``spawn_n`` greenthreads to
-    stderr, with their traceback.  They are always logged either way."""
+    """Also print errors raised in hub callbacks and greenthreads to stderr,
+    with their traceback, as eventlet does.  Errors of hub callbacks and
+    ``spawn_n`` greenthreads are always logged either way; those of ``spawn``
+    greenthreads (which ``wait()`` raises) only while this is on."""
+    log_every_error(state)
     for name in _HUB_LOGGERS:
         logger = logging.getLogger(name)
         if state:
@@ -479,7 +483,7 @@ class Spew:
     def __call__(self, frame: FrameType, event: str, arg: Any) -> Spew | None:
         if event == "call":
             return self if self.wanted(frame) else None
-        if event == "line":
+        if event == "line" and self.wanted(frame):  # a frame traced by another's say-so
             self._print_line(frame)
         return self
 

@@ -32,6 +32,7 @@ import os
 import signal
 import socket as _stdlib_socket
 import ssl as _stdlib_ssl
+import sys
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -62,6 +63,7 @@ __all__ = [
     "live_servers",
     "shutdown_quietly",
     "call_on_stop_signals",
+    "ACCEPT_INHERITS_OPTIONS",
     "Address",
     "is_abstract_unix",
     "parse_address",
@@ -76,6 +78,10 @@ ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, e
 ACCEPT_TRANSIENT_ERRNOS = frozenset(
     {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENETDOWN, errno.EHOSTUNREACH}
 )
+#: Whether an accepted TCP socket starts with its listener's options (Linux
+#: copies TCP_NODELAY and the keepalive settings): set once on the listener,
+#: they cost no call per connection.
+ACCEPT_INHERITS_OPTIONS = sys.platform.startswith("linux")
 
 
 class StopServe(Exception):
@@ -298,6 +304,14 @@ class Server:
         self.handle = handle
         self.pool = pool if pool is not None else GreenPool(concurrency)
         self.nodelay = nodelay and sock.family in (socket.AF_INET, socket.AF_INET6)
+        #: Whether each accepted socket needs its own TCP_NODELAY call.
+        self._nodelay_each = self.nodelay
+        if self.nodelay and ACCEPT_INHERITS_OPTIONS:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._nodelay_each = False
+            except OSError:
+                pass  # then per connection, as elsewhere
         self.raise_errors = raise_errors
         self.ssl_context = None
         self.handshakes: HandshakeGate | None = None
@@ -433,7 +447,7 @@ class Server:
                     raise
                 backoff = self.min_backoff
                 self.accepted += 1
-                if self.nodelay:
+                if self._nodelay_each:
                     try:
                         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     except OSError:

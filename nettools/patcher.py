@@ -24,6 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from .green._importer import fresh_import
+from .green.threadview import register_unpatched_threading
 from .kernel.hub import get_hub
 
 __all__ = [
@@ -228,7 +229,10 @@ def _make_pristine(name: str) -> ModuleType:
         for std, _ in _GREEN[key]
         if std != name and (before is None or std in before)
     ]
-    return fresh_import(name, {std: original(std) for std in deps})
+    mod = fresh_import(name, {std: original(std) for std in deps})
+    if name == "threading":
+        register_unpatched_threading(mod)  # its threads stay visible to current_thread()
+    return mod
 
 
 # --------------------------------------------------------------- import_patched

@@ -15,6 +15,9 @@ the figure is what one core of forwarding sustains. Peers:
   direction copying with ``recv_into``/``sendall`` through a 256 KiB buffer (the size the
   nettools copy path grows to, so the comparison is not about buffer sizes).
 
+``forward_iperf3_p100`` is the same with 100 parallel streams (``iperf3 -P 100``) against
+HAProxy and the ceiling.
+
 ``forward_connrate`` measures the connection rate instead: connections per second through the
 forwarder, each sending 1 KiB and closing, 100 at a time, from one uvloop process on core 0
 (``python -m bench.cases.forward conns``) to a sink in the same process that reads each
@@ -52,6 +55,7 @@ FORWARDER_CORE = 1
 STARTUP_TIMEOUT_S = 30.0
 OMIT_S = 1  # iperf3 -O: seconds of TCP slow start left out of the figure
 COPY_BUFFER = 256 * 1024
+PARALLEL_STREAMS = 100  # iperf3 -P of forward_iperf3_p100
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -183,10 +187,10 @@ def _cpu_seconds(pid: int) -> float:
     return total / ticks
 
 
-def _iperf_client(port: int, seconds: int) -> dict[str, Any]:
+def _iperf_client(port: int, seconds: int, streams: int = 1) -> dict[str, Any]:
     iperf3 = ensure_program("iperf3", "iperf3")
     cmd = [iperf3, "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds),
-           "-O", str(OMIT_S), "-J"]
+           "-O", str(OMIT_S), "-P", str(streams), "-J"]
     with started(cmd, IPERF_CORE, stdout=subprocess.PIPE) as proc:
         out, _ = proc.communicate(timeout=seconds + OMIT_S + STARTUP_TIMEOUT_S)
     result = json.loads(out)
@@ -195,7 +199,7 @@ def _iperf_client(port: int, seconds: int) -> dict[str, Any]:
     return result
 
 
-def _throughput(peer: str, seconds: int) -> dict[str, Any]:
+def _throughput(peer: str, seconds: int, streams: int = 1) -> dict[str, Any]:
     pid = None
     with contextlib.ExitStack() as stack:
         port = stack.enter_context(_iperf_server())
@@ -203,7 +207,7 @@ def _throughput(peer: str, seconds: int) -> dict[str, Any]:
             port, pid = stack.enter_context(_forwarder(peer, port))
             cpu0 = _cpu_seconds(pid)
         busy0, total0 = _core_busy_jiffies(FORWARDER_CORE)
-        result = _iperf_client(port, seconds)
+        result = _iperf_client(port, seconds, streams)
         busy1, total1 = _core_busy_jiffies(FORWARDER_CORE)
         if pid is not None:
             cpu1 = _cpu_seconds(pid)
@@ -358,11 +362,11 @@ _SERVERS = {"gevent": _serve_gevent, "eventlet": _serve_eventlet}
 # --- cases --------------------------------------------------------------------------------
 
 
-def _peer(peer: str) -> CaseFn:
+def _peer(peer: str, streams: int = 1) -> CaseFn:
     def run(n: int) -> Result:
         if n == 0:
             return None  # the harness's warm-up call; iperf3 -O leaves out slow start itself
-        return _throughput(peer, n)
+        return _throughput(peer, n, streams)
 
     return run
 
@@ -379,6 +383,10 @@ CASES: dict[str, Case] = {
     "forward_iperf3": Case(n=5, unit="Mbit", warmup=0, compare=("cpu_ms_per_gb",), peers={
         peer: _peer(peer)
         for peer in ("nettools", "direct", "haproxy", "socat", "gevent", "eventlet")}),
+    # PARALLEL_STREAMS connections at once (iperf3 -P): the same bytes spread over many
+    # connections, so the cost of waking and switching between them counts.
+    "forward_iperf3_p100": Case(n=5, unit="Mbit", warmup=0, compare=("cpu_ms_per_gb",), peers={
+        peer: _peer(peer, PARALLEL_STREAMS) for peer in ("nettools", "direct", "haproxy")}),
     # The copy path alone (what TLS connections use), with the ceiling for its ratio.
     "forward_iperf3_nosplice": Case(n=5, unit="Mbit", warmup=0, peers={
         "nettools": _peer("nettools-nosplice"), "direct": _peer("direct")}),

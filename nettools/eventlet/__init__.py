@@ -125,7 +125,7 @@ MODULES: dict[str, str] = {
     "eventlet.support.greendns": "nettools.green.socket",
     "eventlet.timeout": "nettools.kernel.timeout",
     "eventlet.tpool": "nettools.kernel.tpool",
-    "eventlet.websocket": "nettools.web.websocket",
+    "eventlet.websocket": "nettools.eventlet.websocket",
     "eventlet.wsgi": "nettools.web.wsgi",
     "eventlet.green": "nettools.green",
     # eventlet's Python 2 names for green standard modules

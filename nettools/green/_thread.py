@@ -60,7 +60,7 @@ if hasattr(_real, "start_joinable_thread"):
 
 error = RuntimeError
 TIMEOUT_MAX: float = _real.TIMEOUT_MAX
-_real_get_ident = _real.get_ident
+_real_get_ident = real_get_ident = _real.get_ident
 _real_allocate = _real.allocate_lock
 _real_interrupt_main = _real.interrupt_main
 

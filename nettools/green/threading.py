@@ -13,9 +13,11 @@ the copy:
 * exception classes are the real module's (``except threading.BrokenBarrierError``);
 * ``currentThread``/``activeCount`` are ``current_thread``/``active_count``,
   without the deprecation warning (also on the real module once patched);
-* ``current_thread()`` in a greenlet no ``Thread`` started gets a dummy thread
-  that is dropped when the greenlet goes away (the stdlib's dummies live forever
-  before 3.13, and there would be one per greenthread).
+* ``current_thread()`` answers as eventlet's: in a spawned greenthread a view
+  of it named ``GreenThread-N``, in other greenlets the OS thread's own
+  ``Thread`` (see ``threadview``); a dummy thread, made only for an OS thread
+  nobody registered, is dropped when its greenlet goes away (the stdlib's
+  dummies live forever before 3.13).
 
 ``monkey_patch`` copies only ``Condition`` and ``Event`` of these classes onto
 the real module (subclasses of the real ones, so ``isinstance`` holds).  For the
@@ -41,6 +43,7 @@ from . import _thread as _gthread
 from ._importer import adopt, fresh_import
 from ._parking import Condition as _GreenCondition
 from ._parking import Event as _GreenEvent
+from .threadview import current_thread_function
 
 _copy = fresh_import("threading", {"_thread": _gthread})
 
@@ -77,6 +80,8 @@ __patched__ = [
 #: DeprecationWarning on every call site.
 _QUIET_ALIASES = {"currentThread": "current_thread", "activeCount": "active_count"}
 __patched__ += [name for name in _QUIET_ALIASES if name in vars(_copy)]
+# Made per module (see threadview): each answers from its own registry of threads.
+__patched__.append("current_thread")
 
 
 def _adopt_real_main_thread(mod: ModuleType) -> None:
@@ -126,6 +131,7 @@ def _needs_dummy_cleanup(mod: ModuleType) -> bool:
     return not hasattr(mod, "_DeleteDummyThreadOnDel")
 
 
+_copy.current_thread = current_thread_function(_copy)
 for _old, _new in _QUIET_ALIASES.items():
     if _old in vars(_copy):
         setattr(_copy, _old, getattr(_copy, _new))
@@ -147,10 +153,11 @@ _real_rlock_type = type(_real_threading._CRLock()) if _real_threading._CRLock el
 def _patch() -> None:
     """Make the real ``threading`` module green (called by ``monkey_patch``)."""
     real = sys.modules["threading"]
+    real.current_thread = current_thread_function(real)
     for name in __patched__:
         if name in _QUIET_ALIASES:
             setattr(real, name, getattr(real, _QUIET_ALIASES[name]))
-        else:
+        elif name != "current_thread":
             setattr(real, name, vars(_copy)[name])
     if _needs_dummy_cleanup(real):
         real._DummyThread = _cleaned_dummy_class(real)

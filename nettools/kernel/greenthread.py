@@ -42,6 +42,7 @@ __all__ = [
     "current_greenthread",
     "running_greenthreads",
     "GreenletExit",
+    "log_every_error",
 ]
 
 log = logging.getLogger("nettools.greenthread")
@@ -149,7 +150,7 @@ class GreenThread:
             self._finish(None, GreenletExit("interrupted"))
             raise
         except BaseException as exc:
-            if self._log_errors and not isinstance(exc, GreenletExit):
+            if (self._log_errors or _log_every_error) and not isinstance(exc, GreenletExit):
                 log.exception("unhandled error in greenthread running %r", fn)
             self._finish(None, exc)
         else:
@@ -333,6 +334,19 @@ def spawn(func: Callable, *args: Any, **kwargs: Any) -> GreenThread:
     gt = GreenThread(func, args, kwargs)
     get_hub().ready.append(gt._start)
     return gt
+
+
+#: Log the error of every greenthread that ends with one, not only of ``spawn_n``
+#: ones (whose errors nobody can ``wait()`` for); see ``log_every_error``.
+_log_every_error = False
+
+
+def log_every_error(state: bool) -> None:
+    """Also log the error of a ``spawn`` greenthread that ends with one (it is
+    still raised by its ``wait()``), as eventlet prints every greenthread's
+    error while ``debug.hub_exceptions`` is on."""
+    global _log_every_error
+    _log_every_error = bool(state)
 
 
 def spawn_n(func: Callable, *args: Any, **kwargs: Any) -> GreenThread:

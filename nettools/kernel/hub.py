@@ -88,6 +88,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 from _thread import _local as _thread_local
 from collections import deque
 from collections.abc import Callable
@@ -314,6 +315,20 @@ class Hub(FdWaits):
         """Cancelled timers still in the heap (dropped when they dominate it)."""
         return self._ncancelled
 
+    # eventlet's debugging switches on the hub (``nettools.debug`` has the others).
+    #: Show the stack of each greenthread waiting on an fd in ``debug.format_hub_listeners``.
+    debug_listeners = False
+    #: Print the traceback of an error in a timer callback to stderr too.
+    debug_exceptions = False
+
+    def set_debug_listeners(self, value: bool) -> None:
+        """eventlet's ``hub.set_debug_listeners``: see ``debug_listeners``."""
+        self.debug_listeners = bool(value)
+
+    def set_timer_exceptions(self, value: bool) -> None:
+        """eventlet's ``hub.set_timer_exceptions``: see ``debug_exceptions``."""
+        self.debug_exceptions = bool(value)
+
     @staticmethod
     def clock() -> float:
         """The hub's clock (``time.monotonic``): timer deadlines are in its seconds."""
@@ -425,6 +440,8 @@ class Hub(FdWaits):
                     except SYSTEM_EXCEPTIONS:
                         self._raise_in_main(sys.exc_info()[1])
                     except BaseException:
+                        if self.debug_exceptions:
+                            traceback.print_exc()
                         self.report_error("error in timer %r", t)
                     timers = self.timers  # compaction may have replaced the list
 
@@ -440,6 +457,9 @@ class Hub(FdWaits):
                     self._raise_in_main(sys.exc_info()[1])
                 except BaseException:
                     self.report_error("error in hub callback %r", cb)
+            # What ran must not stay alive while the hub waits (a thread pool
+            # job's function, its object): once per turn, not per callback.
+            cb = t = None
 
             # 3. I/O.
             yielded = self.yielded

@@ -48,6 +48,7 @@ __all__ = [
     "ParseError",
     "HTTPError",
     "ClientDisconnected",
+    "ChunkReadError",
     "HttpConnection",
     "http_date",
     "error_response",
@@ -118,6 +119,20 @@ class HTTPError(Exception):
 
 class ClientDisconnected(ConnectionError):
     """The client closed the connection before sending the whole request body."""
+
+
+class ChunkReadError(ValueError):
+    """A chunked request body that is malformed or ends early (eventlet's
+    ``wsgi.ChunkReadError``): what ``wsgi.input`` raises for one is also a
+    ``HTTPError`` (malformed) or a ``ClientDisconnected`` (cut short)."""
+
+
+class MalformedChunks(HTTPError, ChunkReadError):
+    """A chunked request body that is malformed."""
+
+
+class ChunksCutShort(ClientDisconnected, ChunkReadError):
+    """The client closed the connection in the middle of a chunked body."""
 
 
 class ParseError:
@@ -473,13 +488,20 @@ class HttpConnection:
         if req.body_done:
             return False
         if self.dead:
-            raise HTTPError(self._limit_status or 400, "malformed request body")
+            raise self._malformed_body(req)
         n = self._recv()
         if not n:
-            raise ClientDisconnected("client closed the connection in the middle of the body")
+            cut = ClientDisconnected if req.content_length is not None else ChunksCutShort
+            raise cut("client closed the connection in the middle of the body")
         if self.dead and not req.body_done and req.leftover is None:
-            raise HTTPError(self._limit_status or 400, "malformed request body")
+            raise self._malformed_body(req)
         return True
+
+    def _malformed_body(self, req: Request) -> HTTPError:
+        if self._limit_status:
+            return HTTPError(self._limit_status, "malformed request body")
+        kind = HTTPError if req.content_length is not None else MalformedChunks
+        return kind(400, "malformed request body")
 
     def discard_body(self, req: Request, limit: int = 1 << 20) -> bool:
         """Read and drop the rest of ``req``'s body (up to ``limit`` bytes);

@@ -96,6 +96,8 @@ def test_two_clients_evaluate_at_once_and_see_locals(start_backdoor):
     a = start_backdoor.connect(addr)
     b = start_backdoor.connect(addr)
     assert "nettools backdoor" in a.banner
+    # the standard console's third line, which eventlet's backdoor clients wait for
+    assert a.banner.splitlines()[2] == "(InteractiveConsole)"
     assert a.ask("1+1") == "2"
     assert b.ask("2*3") == "6"
     assert a.ask("answer") == "42"

@@ -226,6 +226,34 @@ def test_hub_listener_stacks_show_where_the_wait_began(waiting_reader):
     assert "return b.recv(16)" not in debug.format_hub_listeners()
 
 
+def test_eventlets_hub_switch_for_listener_stacks(waiting_reader):
+    hub = get_hub()
+    hub.set_debug_listeners(True)
+    try:
+        assert "in outer_caller" in debug.format_hub_listeners()
+    finally:
+        hub.set_debug_listeners(False)
+    assert "in outer_caller" not in debug.format_hub_listeners()
+
+
+def test_eventlets_hub_switch_for_timer_exceptions(capsys):
+    hub = get_hub()
+
+    def fail() -> None:
+        raise KeyError("in a timer")
+
+    hub.set_timer_exceptions(True)
+    try:
+        hub.schedule(0, fail)
+        nettools.sleep(0.01)
+    finally:
+        hub.set_timer_exceptions(False)
+    assert "KeyError: 'in a timer'" in capsys.readouterr().err
+    hub.schedule(0, fail)
+    nettools.sleep(0.01)
+    assert "in a timer" not in capsys.readouterr().err  # logged only
+
+
 def test_listings_of_an_idle_hub():
     hub = Hub()  # a hub of its own: nothing waits on it
     try:
@@ -317,6 +345,24 @@ def test_hub_exceptions_prints_to_stderr_only_when_on(capsys, caplog):
     assert "ZeroDivisionError" not in capsys.readouterr().err
     # Still logged when off.
     assert [r for r in caplog.records if r.exc_info and r.exc_info[0] is ZeroDivisionError]
+
+
+def test_hub_exceptions_prints_a_spawned_greenthreads_error_too(capsys):
+    def fail(what: str) -> None:
+        raise KeyError(what)
+
+    debug.hub_exceptions(True)
+    try:
+        gt = nettools.spawn(fail, "printed, as eventlet prints it")
+        with pytest.raises(KeyError):
+            gt.wait()  # and still raised to whoever waits
+        assert "KeyError: 'printed, as eventlet prints it'" in capsys.readouterr().err
+    finally:
+        debug.hub_exceptions(False)
+    gt = nettools.spawn(fail, "kept for wait() alone")
+    with pytest.raises(KeyError):
+        gt.wait()
+    assert "kept for wait() alone" not in capsys.readouterr().err
 
 
 def test_tpool_exceptions_logs_job_errors_that_still_propagate(caplog):
@@ -434,3 +480,9 @@ def test_spew_traces_every_module_and_unspew_restores_the_previous_tracer(tmp_pa
     assert proc.returncode == 0, proc.stderr
     assert "nettools/kernel/greenthread.py:" in proc.stdout
     assert "RESTORED True" in proc.stdout
+
+
+def test_spew_prints_no_line_of_a_module_it_was_not_asked_for(capsys):
+    spew = debug.Spew(trace_names=["some.other.module"])
+    spew(sys._getframe(), "line", None)
+    assert capsys.readouterr().out == ""

@@ -260,12 +260,60 @@ def test_current_thread_and_main_thread():
     assert t.ident is not None and not t.is_alive()
 
 
-def test_dummy_threads_of_plain_greenthreads_do_not_leak():
+def test_greenthreads_are_seen_as_eventlets_green_threads_and_do_not_leak():
     before = len(gthreading._active)
     names = [nettools.spawn(lambda: gthreading.current_thread().name).wait() for _ in range(20)]
-    assert all(n.startswith("Dummy") for n in names)
+    assert all(n.startswith("GreenThread-") for n in names) and len(set(names)) == 20
     gc.collect()
     assert len(gthreading._active) == before
+
+
+def test_a_greenthreads_current_thread_behaves_as_a_thread():
+    release = nettools.Event()
+    seen = {}
+
+    def body() -> None:
+        t = gthreading.current_thread()
+        seen["same"] = t is gthreading.current_thread()
+        seen["ident"] = t.ident == gthreading.get_ident()
+        t.name = "worker"
+        seen["name"] = (t.name, t.getName(), t.get_name())
+        seen["flags"] = (t.is_alive(), t.daemon, t.is_daemon())
+        seen["thread"] = t
+        release.wait()
+
+    gt = nettools.spawn(body)
+    nettools.sleep(0)
+    t = seen["thread"]
+    assert seen["same"] and seen["ident"]
+    assert seen["name"] == ("worker", "worker", "worker")
+    assert seen["flags"] == (True, True, True)
+    t.join(0.01)  # times out: the greenthread still waits
+    assert t.is_alive()
+    release.send()
+    t.join()
+    assert not t.is_alive() and gt.dead
+
+
+def test_a_thread_of_the_unpatched_module_sees_itself_once_patched():
+    out = run_isolated(
+        """
+        import nettools
+        nettools.monkey_patch()
+        import threading
+        from nettools import patcher
+        real_threading = patcher.original("threading")
+        seen = []
+        t = real_threading.Thread(target=lambda: seen.append(threading.current_thread()))
+        t.start()
+        t.join()
+        assert seen == [t], seen
+        assert len(threading._active) == 1 and len(real_threading._active) == 1
+        assert threading.current_thread() is threading.main_thread()
+        print("OK")
+        """
+    )
+    assert out.strip().endswith("OK")
 
 
 def test_primitives_in_greenthreads():

@@ -131,3 +131,27 @@ def test_threadpool_size_is_taken_from_the_environment(run_script):
     )
     assert proc.returncode == 0, proc.stderr
     assert "PEAK 2 THREADS 2" in proc.stdout
+
+
+def test_an_object_called_through_the_pool_is_not_kept_alive():
+    import gc
+    import weakref
+
+    class Thing:
+        def ok(self) -> str:
+            return "ok"
+
+        def fail(self) -> None:
+            raise KeyError("fail")
+
+    for method in ("ok", "fail"):
+        thing = Thing()
+        ref = weakref.ref(thing)
+        try:
+            getattr(tpool.Proxy(thing), method)()
+        except KeyError:
+            pass
+        del thing
+        sleep(0.01)  # a turn of the hub after the one that delivered the result
+        gc.collect()
+        assert ref() is None, method

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from helpers.wsgi import Response, ServerThread, connect, read_response
+from helpers.wsgi import Response, ServerThread, connect, get, read_response
 
 from nettools.web import wsgi
 
@@ -38,6 +38,22 @@ def test_eventlet_posthooks_run_after_the_response():
         assert resp.status == 200 and resp.body == b"ok"
         assert ran.wait(10)
     assert seen == [("/hooked", "t", 1)]
+
+
+def test_eventlet_posthooks_of_a_list_the_app_put_there_run_too():
+    ran = threading.Event()
+
+    def app(environ, start_response):
+        environ["eventlet.posthooks"] = [(lambda env: ran.set(), (), {})]
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    with ServerThread(app) as srv:
+        sock = connect(srv.port)
+        # a chunked body cut short, which the app never reads
+        sock.sendall(b"PUT / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n20\r\nshort")
+        sock.close()
+        assert ran.wait(10)
 
 
 @pytest.mark.parametrize(
@@ -118,10 +134,9 @@ def test_http_protocol_minimum_chunk_size_gathers_pieces():
         return iter([b"a", b"b", b"c"])
 
     with ServerThread(app, protocol=Protocol) as srv:
-        resp = _get(srv)
-    # Gathered into one send: not chunked, with a length.
-    assert resp.body == b"abc"
-    assert resp.header("Content-Length") == "3"
+        raw = get(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    # Gathered into one chunk (an iterator's body is chunked, as in eventlet).
+    assert raw.endswith(b"\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
 
 
 def test_protocol_must_be_an_http_protocol():
@@ -259,3 +274,33 @@ def test_keepalive_in_seconds_is_announced():
     with ServerThread(app) as srv:  # keepalive=True: HTTP/1.1 needs no header
         resp = _get(srv)
         assert resp.header("Connection") is None and resp.header("Keep-Alive") is None
+
+
+_BOTH_FRAMINGS = (
+    b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
+    b"5\r\nhello\r\n0\r\n\r\n"
+)
+
+
+def _echo_body(environ, start_response):
+    body = environ["wsgi.input"].read()
+    start_response("200 OK", [("X-Length", environ.get("CONTENT_LENGTH") or "none")])
+    return [body]
+
+
+def test_both_framings_are_refused_by_default():
+    with ServerThread(_echo_body) as srv:
+        raw = get(srv.port, _BOTH_FRAMINGS)
+    assert raw.startswith(b"HTTP/1.1 400 ")
+
+
+def test_eventlets_escape_hatch_reads_such_a_request_by_its_transfer_encoding():
+    class LegacyClients(wsgi.HttpProtocol):
+        reject_bad_requests = False
+
+    with ServerThread(_echo_body, protocol=LegacyClients) as srv:
+        raw = get(srv.port, _BOTH_FRAMINGS)  # everything until the server closes
+    assert raw.startswith(b"HTTP/1.1 200 OK")
+    assert b"X-Length: none" in raw and b"Connection: close" in raw
+    assert raw.endswith(b"\r\n\r\nhello")
+    assert wsgi.HttpProtocol.reject_bad_requests is True  # the default stays safe

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from ...green import socket
+from ...green.socket import family_of
 from ...kernel.greenthread import spawn
 from ...kernel.hub import get_hub
 from ...kernel.pool import GreenPool
@@ -49,7 +50,7 @@ KEEPALIVE_PROBES = 4
 def set_keepalive(sock: Any, idle: float | None) -> None:
     """TCP keepalive on ``sock``: first probe after ``idle`` seconds of silence
     (None, or a unix socket: nothing to do)."""
-    if idle is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+    if idle is None or family_of(sock) not in (socket.AF_INET, socket.AF_INET6):
         return
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)

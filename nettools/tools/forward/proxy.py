@@ -22,15 +22,16 @@ from typing import TYPE_CHECKING, Any
 from greenlet import getcurrent
 
 from ...green import socket
+from ...green.socket import family_of
 from ...kernel.greenthread import GreenletExit, kill
 from ...kernel.sync import Event
 from ...kernel.timeout import Timeout
-from ...net import Server, accept_tls, format_address, parse_address
+from ...net import ACCEPT_INHERITS_OPTIONS, Server, accept_tls, format_address, parse_address
 from ..plumbing.service import listen_on
 from .errors import ForwardError, describe
 from .faults import Faults, toxic_pump
 from .proxyproto import ProxyHeaderError, header, read_header
-from .relay import Connection, relay
+from .relay import Connection, peer_name, relay
 from .rules import Rule, admitted, listen_key
 from .targets import TargetPool, Unreachable
 from .toxics import STREAMS, Toxic, toxic_from_json
@@ -101,6 +102,11 @@ class Proxy:
         if self.listener is None:
             self.listener = listen_on(parse_address(self.listen), backlog=1024)
             self.listen_address = self.listener.getsockname()
+        if ACCEPT_INHERITS_OPTIONS:
+            # Accepted sockets inherit the listener's keepalive settings.
+            self.fwd.set_keepalive(self.listener)
+        #: The rule as each connection's log line names it.
+        self.conn_name = self.route
         self.server = Server(self.listener, self._handle, pool=self.fwd.pool, name="forward")
         self.server.start()
         self.targets.start()
@@ -191,7 +197,8 @@ class Proxy:
     def _handle(self, conn: socket.socket, addr: Any) -> None:
         fwd = self.fwd
         stats = fwd.stats
-        c = Connection(self.rule, self.route, _peer_name(addr, conn.family))
+        family = family_of(conn)
+        c = Connection(self.rule, self.conn_name, peer_addr=(addr, family))
         c.client = conn
         fwd.opened(c, self.name)
         server = self.server
@@ -199,7 +206,8 @@ class Proxy:
         if self._idle.ready():
             self._idle.reset()
         try:
-            fwd.set_keepalive(conn)
+            if not ACCEPT_INHERITS_OPTIONS:
+                fwd.set_keepalive(conn)
             peer, local = addr, None
             if self.options.accept_proxy:
                 got = self._read_proxy_header(c)
@@ -207,8 +215,8 @@ class Proxy:
                     return
                 if got is not None:
                     peer, local = got
-                    c.peer = f"{_peer_name(peer, conn.family)} (via {c.peer})"
-            if not admitted(peer, conn.family, fwd.allow, fwd.deny):
+                    c.peer = f"{peer_name(peer, family)} (via {c.peer})"
+            if not admitted(peer, family, fwd.allow, fwd.deny):
                 if hasattr(stats, "denied"):  # a ForwardStats
                     stats.denied += 1
                 c.fail("denied", "client address not allowed")
@@ -217,8 +225,9 @@ class Proxy:
                 return
             if not self._connect(c, peer, local):
                 return
-            for way in (0, 1):
-                self._apply_to(c, way)
+            if self.toxics:  # a new connection has no faults to bring in line
+                for way in (0, 1):
+                    self._apply_to(c, way)
             if fwd.idle_timeout is not None:
                 fwd.watch_idle(c)
             relay(c, fwd.pipes if fwd.splice else None, toxic_pump)
@@ -276,12 +285,12 @@ class Proxy:
             c.fail("unreachable", str(exc))
             return False
         c.upstream, c.target = sock, target
-        if sock.family != socket.AF_UNIX:
+        if family_of(sock) != socket.AF_UNIX:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-        fwd.set_keepalive(sock)
+            fwd.set_keepalive(sock)
         if self.options.send_proxy:
             if local is None:
                 local = _sockname(c.client)
@@ -302,7 +311,7 @@ class Proxy:
             except (OSError, ValueError) as exc:
                 c.fail("tls-error", f"TLS handshake with {target.name} failed: {describe(exc)}")
                 return False
-        c.upstream.settimeout(None)
+            tls.settimeout(None)
         return True
 
 
@@ -311,12 +320,6 @@ def _sockname(sock: Any) -> Any:
         return sock.getsockname()
     except OSError:
         return None
-
-
-def _peer_name(addr: Any, family: int) -> str:
-    if family == socket.AF_UNIX:
-        return f"unix:{addr}" if addr else "unix:(unnamed)"
-    return format_address(addr)
 
 
 def default_name(rule: Rule) -> str:

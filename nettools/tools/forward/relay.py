@@ -4,7 +4,8 @@ What the relay guarantees:
 
 * both directions flow at once and independently;
 * a half-close is passed on: EOF from one side becomes ``shutdown(SHUT_WR)``
-  on the other, and the connection lives until both directions have ended;
+  on the other (or, when the other direction has ended already, the close
+  that follows at once), and the connection lives until both have ended;
 * an abort travels as an abort: a reset (or any error) on one side resets the
   other (``SO_LINGER`` 0, so the close sends RST), so a client can tell a cut
   transfer from a complete one; a FIN stays a half-close;
@@ -46,7 +47,7 @@ from greenlet import getcurrent
 from ...green import socket, ssl
 from ...kernel.greenthread import kill, spawn
 from ...kernel.hub import Timer, get_hub
-from ...net import shutdown_quietly
+from ...net import format_address, shutdown_quietly
 from .errors import describe
 from .rules import Rule
 
@@ -56,6 +57,7 @@ __all__ = [
     "COPY_MIN",
     "COPY_MAX",
     "PIPE_POOL_SIZE",
+    "INLINE_LIMIT",
     "Connection",
     "Aborted",
     "PipePool",
@@ -66,6 +68,7 @@ __all__ = [
     "broken",
     "shutdown_write",
     "is_tls",
+    "peer_name",
 ]
 
 log = logging.getLogger("nettools.forward")
@@ -80,6 +83,9 @@ PIPE_SIZE = 1 << 20
 COPY_MIN, COPY_MAX = 16 * 1024, 256 * 1024
 #: Empty pipes kept for reuse, so a new connection costs no pipe2/fcntl/close.
 PIPE_POOL_SIZE = 128
+#: Bytes the client's direction may move before the target's direction gets a
+#: greenthread of its own although nothing has had to wait (see ``relay``).
+INLINE_LIMIT = 256 * 1024
 
 #: Errors that mean "the other end is gone" rather than "something is wrong here".
 _PEER_GONE = frozenset(
@@ -101,15 +107,19 @@ class Connection:
     """One forwarded connection: its two sockets and what has happened to it."""
 
     __slots__ = (
-        "rule", "name", "peer", "client", "upstream", "counts", "eof", "started", "end",
-        "error", "seen", "active_at", "timer", "faulty", "faults", "pumps", "resetting",
+        "rule", "name", "_peer", "peer_addr", "client", "upstream", "counts", "eof", "started",
+        "end", "error", "seen", "active_at", "timer", "faulty", "faults", "pumps", "resetting",
         "target", "rule_name", "metrics", "__weakref__",
     )
 
-    def __init__(self, rule: Rule, name: str, peer: str) -> None:
+    def __init__(self, rule: Rule, name: str, peer: str | None = None,
+                 peer_addr: tuple[Any, int] | None = None) -> None:
         self.rule = rule
         self.name = name  # the rule as logs show it
-        self.peer = peer
+        self._peer = peer
+        #: ``(address, family)`` of the client, made into ``peer`` only when asked
+        #: (most connections are never logged).
+        self.peer_addr = peer_addr
         self.client: Any = None
         self.upstream: Any = None
         self.counts = [0, 0]  # bytes client->target, target->client
@@ -130,6 +140,18 @@ class Connection:
         self.target: Any = None  # the target this connection went to
         self.rule_name = ""  # the name of the proxy it came through (metrics' rule label)
         self.metrics: Any = None  # its forwarder's ForwardMetrics (counts the toxics drawn)
+
+    @property
+    def peer(self) -> str:
+        """The client as logs show it (``host:port``, ``unix:...``)."""
+        if self._peer is None:
+            addr, family = self.peer_addr or (None, socket.AF_INET)
+            self._peer = peer_name(addr, family)
+        return self._peer
+
+    @peer.setter
+    def peer(self, value: str) -> None:
+        self._peer = value
 
     def fail(self, end: str, error: str) -> None:
         """Record the first reason the connection ends abnormally."""
@@ -221,34 +243,60 @@ class PipePool:
 def relay(c: Connection, pipes: PipePool | None, faulty: FaultyPump | None = None) -> None:
     """Move ``c``'s bytes both ways until both directions have ended; plain
     directions splice through ``pipes`` (None: always copy), and a direction
-    that toxics apply to goes through ``faulty``."""
+    that toxics apply to goes through ``faulty``.
+
+    The calling greenthread runs the client's direction.  The target's gets a
+    greenthread of its own only once the client's would have to wait (or has
+    moved ``INLINE_LIMIT`` bytes, or leaves the splice path): a short
+    connection whose request and FIN are already in, as most are, ends its
+    first direction without waiting and then runs the second in the same
+    greenthread -- one greenthread per connection instead of two, and the
+    second direction still starts before the first could hold it up.
+    """
     if is_tls(c.client) or is_tls(c.upstream):
         pipes = None
-    c.pumps[0] = getcurrent()
-    down = spawn(_direction, c, 1, pipes, faulty)
-    c.pumps[1] = down
+    me = getcurrent()
+    c.pumps[0] = me
+    down: Any = None
+
+    def start_down() -> None:
+        nonlocal down
+        if down is None:
+            down = c.pumps[1] = spawn(_direction, c, 1, pipes, faulty)
+
     try:
-        _direction(c, 0, pipes, faulty)
+        _direction(c, 0, pipes, faulty, start_down)
+        if down is None:
+            if not c.resetting:
+                c.pumps[1] = me
+                _direction(c, 1, pipes, faulty)
+            return
         while not down.dead:
             try:
                 down.wait()
             except Aborted:
                 pass  # the other direction reset the connection; it still ends
     finally:
-        if not down.dead:
+        if down is not None and not down.dead:
             kill(down)
 
 
-def _direction(c: Connection, way: int, pipes: PipePool | None, faulty: FaultyPump | None) -> None:
-    """Run one direction to its end, on whichever path applies at each moment."""
+def _direction(c: Connection, way: int, pipes: PipePool | None, faulty: FaultyPump | None,
+               before_wait: Callable[[], None] | None = None) -> None:
+    """Run one direction to its end, on whichever path applies at each moment;
+    ``before_wait()`` is called before its first wait (see ``relay``)."""
     src, dst = (c.client, c.upstream) if way == 0 else (c.upstream, c.client)
     carry: bytes | None = b""
     try:
         while carry is not None:
+            if pipes is not None and not carry and not (c.faulty[way] and faulty is not None):
+                carry = splice_pump(src, dst, c, way, pipes, before_wait)
+                continue
+            if before_wait is not None:
+                before_wait()  # the copy and toxic paths wait without telling
+                before_wait = None
             if c.faulty[way] and faulty is not None:
                 carry = faulty(src, dst, c, way, carry)
-            elif pipes is not None and not carry:
-                carry = splice_pump(src, dst, c, way, pipes)
             else:
                 carry = copy_pump(src, dst, c, way, carry)
     except Aborted:
@@ -257,13 +305,18 @@ def _direction(c: Connection, way: int, pipes: PipePool | None, faulty: FaultyPu
         c.pumps[way] = None
 
 
-def splice_pump(src: Any, dst: Any, c: Connection, way: int, pipes: PipePool) -> bytes | None:
+def splice_pump(src: Any, dst: Any, c: Connection, way: int, pipes: PipePool,
+                before_wait: Callable[[], None] | None = None) -> bytes | None:
     """Move ``src``'s bytes to ``dst`` through a pipe, never into Python;
     ``way`` 0 is client to target, 1 the other way.  Returns None once the
     direction has ended, or ``b""`` when toxics come to apply to it (the
-    pipe empty, the next bytes still in ``src``)."""
+    pipe empty, the next bytes still in ``src``).  ``before_wait()`` is
+    called (once) before the first wait, or once ``INLINE_LIMIT`` bytes
+    have moved without one."""
     pipe = pipes.get()
     if pipe is None:
+        if before_wait is not None:
+            before_wait()
         return copy_pump(src, dst, c, way)
     r, w, capacity = pipe[:3]
     grown = len(pipe) > 3 or capacity >= pipes.size
@@ -282,6 +335,9 @@ def splice_pump(src: Any, dst: Any, c: Connection, way: int, pipes: PipePool) ->
             try:
                 n = splice(sfd, w, capacity, None, None, flags)
             except BlockingIOError:
+                if before_wait is not None:
+                    before_wait()
+                    before_wait = None
                 wait_read(sfd)
                 continue
             if not n:
@@ -294,16 +350,23 @@ def splice_pump(src: Any, dst: Any, c: Connection, way: int, pipes: PipePool) ->
                 try:
                     sent = splice(r, dfd, pending, None, None, flags)
                 except BlockingIOError:
+                    if before_wait is not None:
+                        before_wait()
+                        before_wait = None
                     wait_write(dfd)
                     continue
                 pending -= sent
                 counts[way] += sent
             writing = False
+            if before_wait is not None and counts[way] >= INLINE_LIMIT:
+                before_wait()
+                before_wait = None
             if full:
                 capacity = pipes.grow(pipe)
                 grown = True
         c.eof[way] = True
-        shutdown_write(dst)
+        if not c.eof[1 - way]:
+            shutdown_write(dst)  # else the close that follows at once sends the FIN
     except OSError as exc:
         broken(c, exc, way, writing)
     finally:
@@ -354,7 +417,8 @@ def copy_pump(src: Any, dst: Any, c: Connection, way: int, carry: bytes = b"") -
                 buf = bytearray(size)
                 view = memoryview(buf)
         c.eof[way] = True
-        shutdown_write(dst, close_notify=c.eof[1 - way])
+        if not c.eof[1 - way] or is_tls(dst):
+            shutdown_write(dst, close_notify=c.eof[1 - way])
     except OSError as exc:
         broken(c, exc, way, writing)
     return None
@@ -375,6 +439,13 @@ def broken(c: Connection, exc: OSError, way: int, writing: bool) -> None:
     else:
         c.fail("error", f"{side}: {describe(exc)}")
     c.reset()
+
+
+def peer_name(addr: Any, family: int) -> str:
+    """A client's address as logs show it."""
+    if family == socket.AF_UNIX:
+        return f"unix:{addr}" if addr else "unix:(unnamed)"
+    return format_address(addr)
 
 
 def is_tls(sock: Any) -> bool:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...green import socket
+from ...green.socket import connect_within
 from ...kernel.greenthread import GreenThread, kill, sleep, spawn
 from .errors import describe
 from .rules import Target
@@ -62,7 +63,9 @@ class TargetPool:
     def order(self) -> list[Target]:
         """The targets a new connection tries, in order: living ones first."""
         targets = self.targets
-        if self.balance == "round-robin" and len(targets) > 1:
+        if len(targets) == 1:
+            return targets[:]  # alive or down, it is the one to try
+        if self.balance == "round-robin":
             start = self._next % len(targets)
             self._next += 1
             targets = targets[start:] + targets[:start]
@@ -147,15 +150,15 @@ def connect_target(target: Target, deadline: float | None, kind: int) -> Any:
     for family, sockaddr in target.addresses:
         sock = socket.socket(family, kind)
         try:
-            if deadline is not None:
-                sock.settimeout(max(deadline - time.monotonic(), 0.001))
-            sock.connect(sockaddr)
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            connect_within(sock, sockaddr, left)
         except OSError as exc:
             sock.close()
             error = exc
             if isinstance(exc, TimeoutError):
                 break  # the time is used up; other addresses would time out at once
             continue
-        sock.settimeout(None)
+        if sock.gettimeout() is not None:  # a program's socket.setdefaulttimeout
+            sock.settimeout(None)
         return sock
     raise error if error is not None else OSError("no address")

@@ -37,18 +37,22 @@ of a message, or whose handler is still working on one, is left to finish it
 and is closed the same way when it next waits.
 
 ``RFC6455WebSocket(sock, environ, client=...)`` (eventlet's name) runs a
-websocket over a socket whose handshake the program did itself.  Only RFC 6455
-is spoken: the 2010 drafts hixie-75/76 are not.
+websocket over a socket whose handshake the program did itself.  An old client
+that sends no ``Sec-WebSocket-Version`` is served one of the 2010 drafts,
+hixie-75 or hixie-76, as eventlet does: its handler gets a ``HixieWebSocket``
+(eventlet's ``WebSocket``), whose messages are text only.
 
 Inside: ``handshake`` (``WebSocketWSGI``), ``connection`` (``WebSocket``),
 ``standalone`` (``RFC6455WebSocket``), ``inbox`` (frames into messages),
-``framing`` (whole single-frame messages past the library's parser, both ways).
+``framing`` (whole single-frame messages past the library's parser, both ways),
+``hixie`` (the drafts).
 """
 
 from __future__ import annotations
 
 from .connection import WebSocket, WebSocketClosed
 from .handshake import WebSocketWSGI
+from .hixie import HixieWebSocket
 from .standalone import RFC6455WebSocket
 
-__all__ = ["WebSocketWSGI", "WebSocket", "RFC6455WebSocket", "WebSocketClosed"]
+__all__ = ["WebSocketWSGI", "WebSocket", "RFC6455WebSocket", "WebSocketClosed", "HixieWebSocket"]

@@ -462,9 +462,16 @@ class WebSocket:
         return True
 
     def _finish_closing(self) -> None:
-        """Read until the closing handshake and the TCP close are done, or time runs out."""
+        """Read until the closing handshake is done, or time runs out.
+
+        Once the server has sent its end of the connection (after both close
+        frames, or on failing it) nothing more is needed from the peer: RFC
+        6455 has the server close the TCP connection first, and a client that
+        never closes its side must not hold the handler for ``close_timeout``.
+        """
+        proto = self._proto
         with Timeout(self.close_timeout, False):
-            while not self._dead and self._proto.state is not _CLOSED:
+            while not self._dead and proto.state is not _CLOSED and not proto.eof_sent:
                 if self._reading:
                     return  # another greenthread reads; it will see the end
                 self._read()

@@ -8,6 +8,7 @@ it to ``serve_websocket`` with the handler.
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import sys
@@ -21,6 +22,7 @@ from websockets.server import ServerProtocol
 
 from ..wsgi import plain_response
 from .connection import Handler, serve_websocket
+from .hixie import KEY3_SIZE, HixieRefused, HixieWebSocket, hixie_reply, hixie_version
 
 __all__ = ["WebSocketWSGI"]
 
@@ -55,6 +57,7 @@ def _cause_chain(exc: BaseException | None) -> str:
 
 #: The protocol library's own messages ("connection open", "connection closed").
 _proto_log = _OneLineLog(logging.getLogger("nettools.websocket.protocol"))
+log = logging.getLogger("nettools.websocket")
 
 
 class WebSocketWSGI:
@@ -81,8 +84,14 @@ class WebSocketWSGI:
     * ``compression``: offer permessage-deflate (default True).
     * ``subprotocols``: subprotocols to pick from, in order of preference.
     * ``close_timeout``: how long to wait for the peer during the closing handshake.
+    * ``drafts``: serve a client that sends no ``Sec-WebSocket-Version`` the 2010
+      draft it speaks, hixie-75 or hixie-76, as eventlet does (see ``hixie``);
+      its handler then gets a ``HixieWebSocket`` and its errors propagate.  Off
+      by default (no browser has spoken the drafts since 2011, and they lack
+      RFC 6455's masking); ``eventlet.websocket.WebSocketWSGI`` turns it on.
 
-    Requests that are not websocket upgrades get 400, as in eventlet.
+    Requests that are not websocket upgrades get 400 (``Connection: close``, no
+    body), as in eventlet; so do invalid ones, the reason going to the log.
     """
 
     def __init__(
@@ -97,6 +106,7 @@ class WebSocketWSGI:
         compression: bool = True,
         subprotocols: Sequence[str] | None = None,
         close_timeout: float = 5.0,
+        drafts: bool = False,
     ) -> None:
         if max_frame_length is not None:
             max_message_size = max_frame_length
@@ -108,6 +118,7 @@ class WebSocketWSGI:
         self.compression = compression
         self.subprotocols = None if subprotocols is None else list(subprotocols)
         self.close_timeout = close_timeout
+        self.drafts = drafts
         # Negotiation settings only (each connection gets extensions of its
         # own), so every connection shares them.
         self._extensions = enable_server_permessage_deflate(None) if compression else None
@@ -123,12 +134,13 @@ class WebSocketWSGI:
             "compression": self.compression,
             "subprotocols": self.subprotocols,
             "close_timeout": self.close_timeout,
+            "drafts": self.drafts,
         }
 
     def __call__(self, *args: Any) -> Any:
         """``app(environ, start_response)``; or, without a handler yet, ``deco(handler)``."""
         if len(args) == 1 and self.handler is None:
-            return WebSocketWSGI(args[0], **self._options())
+            return type(self)(args[0], **self._options())
         if self.handler is None:
             raise TypeError("WebSocketWSGI has no handler: use it as a decorator first")
         environ, start_response = args
@@ -136,11 +148,11 @@ class WebSocketWSGI:
 
     def _serve(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         assert self.handler is not None
-        upgrade = environ.get("HTTP_UPGRADE", "")
-        if "websocket" not in (token.strip().lower() for token in upgrade.split(",")):
-            return plain_response(
-                start_response, "400 Bad Request", "Expected a websocket upgrade.\n"
-            )
+        if not (
+            "upgrade" in _tokens(environ.get("HTTP_CONNECTION", ""))
+            and "websocket" in _tokens(environ.get("HTTP_UPGRADE", ""))
+        ):
+            return _refuse(start_response, "400 Bad Request")  # as eventlet answers
         if environ.get("REQUEST_METHOD") != "GET":
             return plain_response(
                 start_response, "405 Method Not Allowed", "Use GET.\n", [("Allow", "GET")]
@@ -149,6 +161,12 @@ class WebSocketWSGI:
             return plain_response(
                 start_response, "400 Bad Request", "A websocket upgrade needs HTTP/1.1.\n"
             )
+        if (
+            self.drafts
+            and "HTTP_SEC_WEBSOCKET_VERSION" not in environ
+            and "HTTP_SEC_WEBSOCKET_KEY" not in environ
+        ):
+            return self._serve_hixie(environ, start_response)
 
         proto = ServerProtocol(
             origins=self.origins,
@@ -160,23 +178,16 @@ class WebSocketWSGI:
         response = proto.accept(Request(_request_path(environ), _request_headers(environ)))
         if response.status_code != 101:
             # A refusal (bad key, origin, subprotocol) is an ordinary HTTP response.
+            # The reason went to the log; like eventlet, the answer has no body.
             headers = [
                 (name, value)
                 for name, value in response.headers.raw_items()
-                if name.lower() not in ("connection", "date")  # the server's business
+                if name.lower() not in _REFUSAL_DROPPED  # the server's business
             ]
-            start_response(f"{response.status_code} {response.reason_phrase}", headers)
-            return [response.body]
+            status = f"{response.status_code} {response.reason_phrase}"
+            return _refuse(start_response, status, headers)
 
-        takeover = environ.get("nettools.takeover")
-        if takeover is None:
-            raise RuntimeError(
-                "this WSGI server cannot hand over the connection for a websocket "
-                "(no environ['nettools.takeover']); serve the app with nettools.web.wsgi"
-            )
-        sock, leftover = takeover()
-        # Liveness is the keepalive's job now, not a read timeout's.
-        sock.settimeout(None)
+        sock, leftover = self._take_over(environ)
         # A 1xx response needs no Date (RFC 9110 6.6.1), and eventlet's 101 has none.
         del response.headers["Date"]
         proto.send_response(response)
@@ -198,8 +209,83 @@ class WebSocketWSGI:
         )
         return []
 
+    def _serve_hixie(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        """An old client's upgrade (no ``Sec-WebSocket-Version``): the draft
+        protocols eventlet still speaks (see ``hixie``).  The handler's errors
+        propagate, as eventlet lets them."""
+        assert self.handler is not None
+        version = hixie_version(environ)
+        origin_ok = self.origins is None or environ.get("HTTP_ORIGIN") in self.origins
+        if not origin_ok:
+            return _refuse(start_response, "403 Forbidden")
+        try:
+            hixie_reply(environ, version, b"\0" * KEY3_SIZE)  # refuse before taking over
+        except HixieRefused as exc:
+            _proto_log.info("draft websocket handshake refused: %s", exc)
+            return _refuse(start_response, "400 Bad Request")
+        sock, leftover = self._take_over(environ)
+        try:
+            if version == 76:
+                while len(leftover) < KEY3_SIZE:
+                    data = sock.recv(KEY3_SIZE - len(leftover))
+                    if not data:
+                        return []
+                    leftover += data
+            key3, leftover = leftover[:KEY3_SIZE], leftover[KEY3_SIZE:]
+            sock.sendall(hixie_reply(environ, version, key3 if version == 76 else b""))
+        except (OSError, HixieRefused):
+            return []
+        ws = HixieWebSocket(sock, environ, version, max_message_size=self.max_message_size)
+        ws._buf = leftover
+        on_stop = environ.get("nettools.on_stop")
+        if on_stop is not None:
+            on_stop(lambda: ws.going_away(self.close_timeout))
+        try:
+            self.handler(ws)
+        except OSError as exc:
+            if exc.errno not in _PEER_GONE:
+                raise
+            log.debug("draft websocket %s: peer gone: %s", ws.path, exc)
+        finally:
+            if on_stop is not None:
+                on_stop(None)
+            ws.send_closing_frame()
+        return []
+
+    @staticmethod
+    def _take_over(environ: dict[str, Any]) -> tuple[Any, bytes]:
+        takeover = environ.get("nettools.takeover")
+        if takeover is None:
+            raise RuntimeError(
+                "this WSGI server cannot hand over the connection for a websocket "
+                "(no environ['nettools.takeover']); serve the app with nettools.web.wsgi"
+            )
+        sock, leftover = takeover()
+        # Liveness is the protocol's business now, not a read timeout's.
+        sock.settimeout(None)
+        return sock, leftover
+
     def __repr__(self) -> str:
         return f"<WebSocketWSGI handler={self.handler!r}>"
+
+
+#: A handler's socket errors that only mean the peer left (not the handler's fault).
+_PEER_GONE = (errno.ECONNRESET, errno.EPIPE, errno.ESHUTDOWN)
+
+#: Headers of the protocol library's refusal that the server writes itself.
+_REFUSAL_DROPPED = ("connection", "date", "content-length", "content-type")
+
+
+def _tokens(value: str) -> list[str]:
+    return [token.strip().lower() for token in value.split(",")]
+
+
+def _refuse(
+    start_response: Callable, status: str, headers: list[tuple[str, str]] | None = None
+) -> list[bytes]:
+    """Refuse an upgrade as eventlet does: ``status``, ``Connection: close``, no body."""
+    start_response(status, [("Connection", "close"), *(headers or [])])
+    return []
 
 
 def _request_path(environ: dict[str, Any]) -> str:
@@ -216,5 +302,21 @@ def _request_headers(environ: dict[str, Any]) -> Headers:
     headers = Headers()
     for key, value in environ.items():
         if key.startswith("HTTP_"):
+            if key == "HTTP_SEC_WEBSOCKET_EXTENSIONS":
+                value = _plain_extensions(value)
             headers[key[5:].replace("_", "-")] = value
     return headers
+
+
+def _plain_extensions(value: str) -> str:
+    """An extension offer as the protocol library reads it: names and
+    parameters in lower case (they are tokens, matched without regard to case,
+    as eventlet and browsers do) and no spaces around ``=``."""
+    offers = []
+    for offer in value.split(","):
+        params = []
+        for param in offer.split(";"):
+            name, eq, val = param.partition("=")
+            params.append(name.strip().lower() + (eq + val.strip().lower() if eq else ""))
+        offers.append("; ".join(params))
+    return ", ".join(offers)

@@ -50,12 +50,12 @@ connection under gunicorn's and Werkzeug's environ keys).
 
 from __future__ import annotations
 
-from ..http import ClientDisconnected, HTTPError
+from ..http import ChunkReadError, ClientDisconnected, HTTPError
 from .accesslog import DEFAULT_LOG_FORMAT, AccessLog
 from .connection import WSGIConnection
 from .options import WSGIOptions
 from .response import FileWrapper, plain_response
-from .wsgiserver import WSGIServer, server
+from .wsgiserver import MINIMUM_CHUNK_SIZE, WSGIServer, server
 
 #: eventlet's name for the class serving a connection, for subclassing.
 HttpProtocol = WSGIConnection
@@ -71,5 +71,7 @@ __all__ = [
     "DEFAULT_LOG_FORMAT",
     "HTTPError",
     "ClientDisconnected",
+    "ChunkReadError",
     "plain_response",
+    "MINIMUM_CHUNK_SIZE",
 ]

@@ -47,6 +47,14 @@ class AccessLog:
             self.emit = lambda line: target.write(line + "\n")
             self.emit_error = lambda text: target.write(text.rstrip("\n") + "\n")
 
+    def note(self, text: str) -> None:
+        """Write one line of the server's own (starting up, exited), as eventlet's
+        server writes them to its ``log``."""
+        try:
+            self.emit(text)
+        except Exception:
+            log.exception("access log failed")
+
     def error(self, text: str) -> None:
         """Write ``text`` (an application's traceback) where the lines go, as
         eventlet's server writes errors to its ``log``."""

@@ -2,6 +2,9 @@
 
 Before the first read of a body whose client sent ``Expect: 100-continue`` the
 connection answers ``100 Continue`` (and only then does such a client send it).
+As eventlet's input, it can carry headers the application sets first
+(``set_hundred_continue_response_headers``), and the application may send
+further ``100 Continue`` responses of its own before its final response.
 """
 
 from __future__ import annotations
@@ -25,23 +28,40 @@ class Input:
     ``ClientDisconnected``.
     """
 
-    __slots__ = ("_conn", "_req", "_buf")
+    __slots__ = ("_conn", "_req", "_buf", "_continue_headers")
 
     def __init__(self, conn: WSGIConnection, req: Request) -> None:
         self._conn = conn
         self._req = req
         self._buf = b""
+        self._continue_headers: list[tuple[str, str]] = []
+
+    def set_hundred_continue_response_headers(
+        self, headers: list[tuple[str, str]], capitalize_response_headers: bool = True
+    ) -> None:
+        """Headers for the next ``100 Continue`` this request's client gets (eventlet's).
+
+        Names are capitalized as the server's response headers are."""
+        self._continue_headers = list(headers)
+
+    def send_hundred_continue_response(self) -> None:
+        """Send a ``100 Continue`` now, with the headers set (eventlet's; for
+        protocols of several phases).  Nothing once the response has started."""
+        self._conn.send_continue(self._continue_headers, again=True)
+        self._continue_headers = []
 
     def _chunk(self) -> bytes:
         """The next piece of the body, b"" at its end."""
         req = self._req
+        if req.expect_continue and not self._conn.continue_sent:
+            # Even when the body came along already: the client asked, and
+            # eventlet's clients count on the interim response.
+            self._conn.send_continue(self._continue_headers)
+            self._continue_headers = []
         while not req.body:
             if req.body_done:
                 return b""
-            conn = self._conn
-            if req.expect_continue and not conn.continue_sent:
-                conn.send_continue()
-            conn.read_body(req)
+            self._conn.read_body(req)
         return req.body.popleft()
 
     def read(self, size: int | None = -1) -> bytes:

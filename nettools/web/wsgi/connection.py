@@ -8,7 +8,9 @@ sends comes from ``ResponseWriter``, the half it builds on.
 
 from __future__ import annotations
 
+import _socket
 import logging
+import socket as _stdlib_socket
 import sys
 import time
 import traceback
@@ -16,6 +18,8 @@ from collections.abc import Callable
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ...green import socket as green_socket
+from ...kernel.timeout import Timeout
 from ..http import ClientDisconnected, HTTPError, ParseError, Request, error_response
 from .body import EMPTY_INPUT, Input
 from .environ import request_environ
@@ -36,6 +40,12 @@ _LIMIT_STATUSES = frozenset({413, 414, 431})
 _NO_ENV: Any = MappingProxyType({})
 
 
+#: The most of an unread request body read before closing (see _close_on_unread_body).
+_LINGER_LIMIT = 64 * 1024
+_c_recv_into = _socket.socket.recv_into  # the C call: never waits on the hub
+_MSG_DONTWAIT = getattr(_stdlib_socket, "MSG_DONTWAIT", 0)
+
+
 class WSGIConnection(ResponseWriter):
     """Serves the requests of one connection to the WSGI application, in order.
 
@@ -49,6 +59,11 @@ class WSGIConnection(ResponseWriter):
 
     minimum_chunk_size: int | None = None
     capitalize_response_headers: bool | None = None
+    #: eventlet's escape hatch for legacy clients, off unless a subclass sets it
+    #: False: a request with both Content-Length and Transfer-Encoding (a
+    #: request smuggling vector, refused with 400 by default) is then read by
+    #: its Transfer-Encoding, as RFC 9112 says, and its connection closed.
+    reject_bad_requests: bool = True
 
     # Slots, as HttpConnection's: no dict per connection.
     __slots__ = (
@@ -59,7 +74,6 @@ class WSGIConnection(ResponseWriter):
         "timed",
         "debug",
         "base_env",
-        "taken_over",
         "in_app",
     )
 
@@ -85,6 +99,8 @@ class WSGIConnection(ResponseWriter):
             self.min_chunk = cls.minimum_chunk_size
         if cls.capitalize_response_headers is not None:
             self.capitalize = cls.capitalize_response_headers
+        if not cls.reject_bad_requests:
+            self.parser.set_dangerous_leniencies(lenient_chunked_length=True)
         env = wsgi_server.base_environ.copy()
         if isinstance(addr, tuple) and len(addr) >= 2:
             env["REMOTE_ADDR"] = sys.intern(addr[0])  # one string per client address
@@ -100,7 +116,6 @@ class WSGIConnection(ResponseWriter):
         for key in HANDOFF_KEYS:
             env[key] = handoff
         self.base_env = env
-        self.taken_over = False
         self.in_app = False  # the application is being called (it may take over)
 
     def run(self) -> None:
@@ -131,6 +146,8 @@ class WSGIConnection(ResponseWriter):
         self.new_response(req)
         self.taken_over = False
         env = request_environ(self.base_env, req)
+        if not self.reject_bad_requests and _length_yields_to_transfer_encoding(req):
+            env.pop("CONTENT_LENGTH", None)
         env["wsgi.input"] = EMPTY_INPUT if req.body_done and not req.body else Input(self, req)
         # One list under both names: eventlet's applications append to theirs.
         env["nettools.posthooks"] = env["eventlet.posthooks"] = []
@@ -151,13 +168,21 @@ class WSGIConnection(ResponseWriter):
                     body = encode_text(body)
                 self.send_head(len(body), body)
             else:
-                self.send_result(result)
-        except Exception as exc:
+                # Iterating the result runs the application too: a generator
+                # may take the connection over before its first piece.
+                self.in_app = True
+                try:
+                    # eventlet's per-request override of minimum_chunk_size
+                    self.send_result(result, env.get("eventlet.minimum_write_chunk_size"))
+                finally:
+                    self.in_app = False
+        except (Exception, Timeout) as exc:
+            # A Timeout out of the application is its failure (eventlet's too).
             self._app_failed(exc)
         finally:
             if type(result) is not list:
                 self._close(result)
-            if env["nettools.posthooks"]:
+            if env["nettools.posthooks"] or env.get("eventlet.posthooks"):
                 self._posthooks(env)
         if self.timed and not self.taken_over:
             if self.access_log is None:  # metrics alone: one call per request, not two
@@ -165,6 +190,8 @@ class WSGIConnection(ResponseWriter):
             else:
                 self._done(env, self.status, req.body_received, self.body_sent, started)
         if not self.keep:
+            if not req.body_done and not self.taken_over and not self.dead:
+                self._close_on_unread_body(req)
             return False
         if not req.body_done:
             # The application left part of the body unread.  If the client
@@ -173,6 +200,26 @@ class WSGIConnection(ResponseWriter):
                 return False
             return self.discard_body(req)
         return True
+
+    def _close_on_unread_body(self, req: Request) -> None:
+        """Closing with unread data resets the connection, and the reset can
+        destroy the response before the client reads it: drop what of the body
+        has arrived already (up to its declared end, without waiting).  What
+        comes later still gets the reset, which tells a client sending a body
+        nobody wants to stop."""
+        length = req.content_length
+        if length is None or type(self.sock) is not green_socket.socket:
+            return
+        rest = min(length - req.body_received, _LINGER_LIMIT)
+        view = self.view
+        try:
+            while rest > 0:
+                n = _c_recv_into(self.sock, view, min(rest, len(view)), _MSG_DONTWAIT)
+                if not n:
+                    return
+                rest -= n
+        except OSError:  # nothing more there (EAGAIN), or the client is gone
+            pass
 
     def _done(
         self, env: dict, status: str | None, received: int, sent: int, started: float
@@ -187,7 +234,7 @@ class WSGIConnection(ResponseWriter):
         super().release()
         self.base_env = _NO_ENV
 
-    def _app_failed(self, exc: Exception) -> None:
+    def _app_failed(self, exc: BaseException) -> None:
         """The application (or sending its response) raised ``exc``."""
         if self.taken_over:
             self.keep = False
@@ -230,7 +277,11 @@ class WSGIConnection(ResponseWriter):
             self.linger_close()  # the client may still be sending the body
 
     def _posthooks(self, env: dict) -> None:
-        for hook in env["nettools.posthooks"]:
+        hooks = env["nettools.posthooks"]
+        theirs = env.get("eventlet.posthooks")
+        if theirs and theirs is not hooks:  # the application put a list of its own there
+            hooks = [*hooks, *theirs]
+        for hook in hooks:
             try:
                 if isinstance(hook, tuple):
                     func, args, kwargs = hook
@@ -279,3 +330,17 @@ class WSGIConnection(ResponseWriter):
     def on_stop(self, closer: Callable[[], Any] | None) -> None:
         """``environ['nettools.on_stop']``: how a graceful stop closes this idle connection."""
         self.net_server.on_stop(self.sock, closer)
+
+
+def _length_yields_to_transfer_encoding(req: Request) -> bool:
+    """Under ``reject_bad_requests = False``: a request that has both framings
+    is read by Transfer-Encoding (the parser does so), its Content-Length is
+    ignored, and the connection closes after the response (RFC 9112, 6.1).
+    True if ``req`` is such a request."""
+    if req.content_length is None or not any(
+        name.lower() == b"transfer-encoding" for name, _ in req.headers
+    ):
+        return False
+    req.content_length = None
+    req.keep_alive = False
+    return True

@@ -3,9 +3,9 @@
 WSGI has no standard way to hand a connection over to another protocol, so
 each server has its own: gunicorn puts the client socket in
 ``environ['gunicorn.socket']``, Werkzeug's development server in
-``environ['werkzeug.socket']``.  simple-websocket (and through it
-Flask-SocketIO, python-engineio and python-socketio in their default
-"threading" mode, and Flask-Sock) takes the socket from there, writes the
+``environ['werkzeug.socket']``.  simple-websocket (Flask-Sock's websocket
+layer; python-engineio's too, where ``web.engineio_ws`` does not serve it)
+takes the socket from there, writes the
 ``101 Switching Protocols`` answer itself, reads frames in a thread of its own
 (a greenthread under ``monkey_patch``) and, once the websocket has ended, ends
 the request by raising ``StopIteration`` (gunicorn) or ``ConnectionError``

@@ -93,6 +93,31 @@ def plain_response(
     return [body]
 
 
+def _sized(result: Any, size: int) -> int | None:
+    """The length to send for an iterable result that ended within one piece:
+    its size if it has a length (a sequence), else None -- chunked, or up to the
+    close on HTTP/1.0 -- as eventlet frames a generator's body."""
+    return size if hasattr(result, "__len__") else None
+
+
+_CAPITALIZED: dict[str, str] = {}
+_CAPITALIZED_MAX = 512  # distinct header names remembered (an app's are few)
+
+
+def capitalized(name: str) -> str:
+    """A header name Capitalized-Like-This (as eventlet sends them by default)."""
+    done = _CAPITALIZED.get(name)
+    if done is None:
+        if name.isascii():
+            done = "-".join(part.capitalize() for part in name.split("-"))
+        else:  # ASCII letters only ("ß" stays, "ÿ" has no Latin-1 capital)
+            raw = name.encode("latin-1", "surrogateescape")
+            done = b"-".join(p.capitalize() for p in raw.split(b"-")).decode("latin-1")
+        if len(_CAPITALIZED) < _CAPITALIZED_MAX:
+            _CAPITALIZED[name] = done
+    return done
+
+
 class ResponseWriter(HttpConnection):
     """Sends the response to each request of one connection; see the module docstring.
 
@@ -121,6 +146,7 @@ class ResponseWriter(HttpConnection):
         "chunked",
         "body_sent",
         "sends_body",
+        "taken_over",
     )
 
     def __init__(
@@ -159,6 +185,8 @@ class ResponseWriter(HttpConnection):
         self.body_sent = 0
         self.sends_body = True
         self.declared: int | None = None
+        #: The application took the connection over (a websocket): no response of ours.
+        self.taken_over = False
 
     def new_response(self, req: Request) -> None:
         """Nothing sent yet: the response to ``req`` starts."""
@@ -197,16 +225,30 @@ class ResponseWriter(HttpConnection):
         elif data:
             self._send_chunk(data)
 
-    def send_continue(self) -> None:
-        """``100 Continue``, before the application's first read of the body."""
-        if not self.headers_sent and not self.continue_sent:
-            self.continue_sent = True
+    def send_continue(self, headers: list[tuple[str, str]] = (), again: bool = False) -> None:  # type: ignore[assignment]
+        """``100 Continue`` (with ``headers``), before the application's first
+        read of the body; ``again``: even if one went already."""
+        if self.headers_sent or (self.continue_sent and not again):
+            return
+        self.continue_sent = True
+        if not headers:
             self.sock.sendall(_CONTINUE)
+            return
+        lines = [_CONTINUE[:-2].decode("latin-1")]
+        for name, value in headers:
+            if self.capitalize:
+                name = capitalized(name)
+            lines.append(f"{name}: {value}\r\n")
+        text = "".join(lines)
+        if text.count("\n") != len(lines) or text.count("\r") != len(lines):
+            raise ValueError(f"invalid header in the 100 Continue response: {text!r}")
+        self.sock.sendall(text.encode("latin-1") + b"\r\n")
 
     # ------------------------------------------------------------------ sending
 
-    def send_result(self, result: Any) -> None:
-        """Send the response for the application's ``result`` (whatever its kind)."""
+    def send_result(self, result: Any, min_chunk: int | None = None) -> None:
+        """Send the response for the application's ``result`` (whatever its kind);
+        ``min_chunk`` overrides the connection's ``minimum_chunk_size`` for it."""
         if type(result) is list or type(result) is tuple:
             if any(type(p) is str for p in result):
                 result = _as_bytes(result)
@@ -231,7 +273,8 @@ class ResponseWriter(HttpConnection):
             if where is not None:
                 self._sendfile(result, *where)
                 return
-        min_chunk = self.min_chunk
+        if min_chunk is None:
+            min_chunk = self.min_chunk
         pending: list[bytes] = []
         pending_len = 0
         for data in result:
@@ -251,14 +294,16 @@ class ResponseWriter(HttpConnection):
                 self.send_head(None, data)
             else:
                 self._send_chunk(data)
+        if self.taken_over:
+            return  # the application took the connection while we iterated: no response
         if pending:
             data = b"".join(pending)
             if not self.headers_sent:
-                self.send_head(len(data), data)
+                self.send_head(_sized(result, len(data)), data)
             else:
                 self._send_chunk(data)
         if not self.headers_sent:
-            self.send_head(0, b"")
+            self.send_head(_sized(result, 0), b"")
         self._finish()
 
     def _send_parts(self, parts: list | tuple, size: int) -> None:
@@ -345,7 +390,7 @@ class ResponseWriter(HttpConnection):
                         keep = False
                     continue
             if capitalize:
-                name = "-".join(part.capitalize() for part in name.split("-"))
+                name = capitalized(name)
             append(f"{name}: {value}\r\n")
         code = status[:3]
         no_body = code in _NO_BODY

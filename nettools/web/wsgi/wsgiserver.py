@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from types import FunctionType, MethodType
 from typing import Any
 
-from ...net import Server, listen
+from ...net import Server, format_address, listen
 from ..http import RECV_SIZE
 from .connection import WSGIConnection
 from .environ import server_environ
 from .options import WSGIOptions
 
-__all__ = ["WSGIServer", "server"]
+__all__ = ["WSGIServer", "server", "MINIMUM_CHUNK_SIZE"]
+
+#: ``server()``'s default ``minimum_chunk_size``, eventlet's.
+MINIMUM_CHUNK_SIZE = 4096
 
 log = logging.getLogger("nettools.web.wsgi")
 
@@ -41,6 +45,11 @@ class WSGIServer:
         if not hasattr(sock, "accept"):
             sock = listen(sock)
         self.app = app
+        # A Socket.IO app's websockets on nettools' own.  Imported here: engineio_ws
+        # builds on web.websocket, which imports this package.
+        from ..engineio_ws import adopt_engineio
+
+        adopt_engineio()
         #: ``app`` as the connections call it (see ``direct_call``).
         self.call_app = direct_call(app)
         self.limits = opts.limits()
@@ -127,12 +136,19 @@ def server(
     Takes eventlet's ``wsgi.server`` arguments, positionally in its order
     (``log``, ``environ``, ``max_size``, ...: ``SERVER_POSITIONAL``) or as
     keywords, and any other ``WSGIOptions`` field as a keyword (or ``options``).
-    ``server_event``, if given, receives the ``WSGIServer``
-    (``server_event.send(srv)``) once it is listening; ``protocol`` is a
-    subclass of ``HttpProtocol`` serving each connection.  With
+    As in eventlet, header names go out Capitalized-Like-This unless
+    ``capitalize_response_headers=False``, and a streamed body goes out in
+    pieces of at least ``minimum_chunk_size`` (``MINIMUM_CHUNK_SIZE``) unless
+    the application sets ``environ['eventlet.minimum_write_chunk_size']`` (0
+    for a stream whose every piece must go at once).  ``server_event``, if
+    given, receives the ``WSGIServer`` (``server_event.send(srv)``) once it
+    is listening; ``log`` gets eventlet's "wsgi starting up on URL" line
+    first and "wsgi exited" last (unless ``log_output=False``); ``protocol``
+    is a subclass of ``HttpProtocol`` serving each connection.  With
     ``handle_signals`` SIGINT and SIGTERM stop it gracefully; Ctrl-C
     (KeyboardInterrupt) does too.  Either way in-flight requests get up to
-    ``drain_timeout`` seconds, then the function returns.
+    ``drain_timeout`` seconds, then the function returns.  Killing the
+    greenthread that runs it stops it the same way before the kill goes on.
     """
     if len(args) > len(SERVER_POSITIONAL):
         raise TypeError(
@@ -143,11 +159,18 @@ def server(
         if name in kwargs:
             raise TypeError(f"server() got multiple values for argument {name!r}")
         kwargs[name] = value
+    if options is None:
+        # eventlet's default; WSGIServer keeps the application's case.
+        kwargs.setdefault("capitalize_response_headers", True)
+        kwargs.setdefault("minimum_chunk_size", MINIMUM_CHUNK_SIZE)
     server_event = kwargs.pop("server_event", None)
     srv = WSGIServer(sock, site, options, **kwargs)
     if handle_signals:
         srv.install_signal_handlers(drain_timeout)
     srv.start()
+    announce = srv.access_log.note if srv.access_log is not None else None
+    if announce is not None:
+        announce(f"({os.getpid()}) wsgi starting up on {listen_url(srv)}")
     if server_event is not None:
         server_event.send(srv)
     try:
@@ -155,3 +178,22 @@ def server(
     except KeyboardInterrupt:
         log.info("wsgi: interrupted, stopping")
         srv.stop(drain_timeout)
+    except BaseException:
+        # As eventlet's server does when its greenthread is killed (or anything
+        # else ends it): idle keep-alive connections are closed and requests in
+        # flight finish -- here within drain_timeout -- before the exit goes on.
+        srv.stop(drain_timeout)
+        raise
+    finally:
+        if announce is not None:
+            announce(f"({os.getpid()}) wsgi exited")
+
+
+def listen_url(srv: WSGIServer) -> str:
+    """Where ``srv`` listens, as eventlet's server says it: ``http://host:port``,
+    ``http://[v6]:port`` or ``http:/path`` (``https`` with TLS)."""
+    scheme = "https" if srv.server.ssl_context is not None else "http"
+    where = format_address(srv.address)
+    if where.startswith("unix:"):
+        return f"{scheme}:{where[5:]}"
+    return f"{scheme}://{where}"

@@ -24,6 +24,7 @@ from helpers.tls import Certs
 
 import nettools
 from nettools import GreenPool, Timeout, spawn, tpool
+from nettools.kernel.greenthread import running_greenthreads
 from nettools.tools.forward import HAVE_SPLICE, Forwarder, Rule, parse_networks, resolve_target
 
 pytestmark = pytest.mark.timeout(60)
@@ -128,6 +129,37 @@ def test_a_half_close_from_the_client_reaches_the_target(forwarder, splice):
         fwd = forwarder(target.port, splice=splice)
         assert exchange(fwd, b"q" * 100_000) == b"100000 bytes, then EOF"
     finally:
+        target.close()
+
+
+@no_splice
+def test_a_short_request_already_in_is_relayed_by_one_greenthread(forwarder):
+    got_eof, release = threading.Event(), threading.Event()
+
+    def answer_when_released(conn: socket.socket) -> None:
+        data = recv_all(conn)
+        got_eof.set()
+        release.wait(IO_TIMEOUT)
+        conn.sendall(b"%d bytes" % len(data))
+
+    target = Target(answer_when_released)
+    try:
+        fwd = forwarder(target.port)
+        settle()  # the acceptor runs and waits
+        before = running_greenthreads()
+        # A blocking stdlib client: its request and FIN are in before the hub
+        # runs, so the client's direction ends without waiting.
+        with socket.create_connection(fwd.addresses[0], timeout=IO_TIMEOUT) as client:
+            client.sendall(b"q" * 1000)
+            client.shutdown(socket.SHUT_WR)
+            assert tpool.execute(got_eof.wait, IO_TIMEOUT)
+            # The target's direction waits for the answer in the connection's
+            # own greenthread: no second one was spawned for it.
+            assert running_greenthreads() - before == 1
+            release.set()
+            assert tpool.execute(recv_all, client) == b"1000 bytes"
+    finally:
+        release.set()
         target.close()
 
 
