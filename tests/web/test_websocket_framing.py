@@ -109,6 +109,25 @@ def test_frames_the_fast_path_must_not_take_fail_as_the_library_says(wire, code)
     assert proto.state is not OPEN and proto.close_sent.code == code
 
 
+@pytest.mark.parametrize("start", [b"\x07\xff", b"\x81\x7f"], ids=["opcode", "unmasked"])
+def test_a_bad_frame_fails_from_its_first_two_bytes(start):
+    # The library judges these from two bytes: waiting for the rest of a header
+    # (here 8 more length bytes, 4 of mask) the peer may never send would hang.
+    proto, inbox = server_side()
+    assert receive(proto, inbox, start[:1]) is None
+    assert proto.state is OPEN
+    assert receive(proto, inbox, start[1:]) is None
+    assert proto.state is not OPEN and proto.close_sent.code == 1002
+
+
+def test_a_fragment_whose_header_comes_in_pieces_goes_through_the_library():
+    wire = frame(BINARY, bytes(300), fin=False) + frame(CONT, b"!") + frame(TEXT, b"then")
+    proto, inbox = server_side()
+    for piece in (wire[:1], wire[1:3], wire[3:5], wire[5:]):  # the header: 2+2+4 bytes
+        assert receive(proto, inbox, piece) is None
+    assert list(inbox.messages) == [bytes(300) + b"!", "then"]
+
+
 def test_invalid_utf8_in_a_whole_frame_fails_and_drops_what_follows():
     wire = frame(TEXT, b"ok") + frame(TEXT, b"\xff") + frame(TEXT, b"x")
     messages, proto, failures = feed([wire])

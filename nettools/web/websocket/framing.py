@@ -59,8 +59,20 @@ def receive(proto: Any, inbox: Inbox, data: bytes) -> str | None:
     follows such a message is dropped.
 
     ``inbox.pending`` keeps the start of a frame whose header is incomplete, and
-    ``inbox.owed`` how many more bytes belong to the frame the library is in.
+    ``inbox.owed`` how many more bytes belong to the frame the library is in --
+    or, below zero, how many bytes of a frame whose header is not all here yet
+    the library has already been given (they are in ``pending`` too): one its
+    first bytes show is not for the fast path, which the library judges at once.
     """
+    if inbox.owed < 0:
+        given = -inbox.owed
+        seen = inbox.pending + data
+        size = _frame_size(seen)
+        if size is None:  # still not the whole header: the library takes what came
+            inbox.pending, inbox.owed = seen, -len(seen)
+            return _to_library(proto, inbox, data)
+        inbox.pending = b""
+        inbox.owed = size - given
     if proto.extensions or proto.state is not OPEN or proto.side is not SERVER:
         if inbox.pending:
             data, inbox.pending = inbox.pending + data, b""
@@ -81,10 +93,9 @@ def receive(proto: Any, inbox: Inbox, data: bytes) -> str | None:
     if proto.max_fragment_size is not None and (limit is None or proto.max_fragment_size < limit):
         limit = proto.max_fragment_size
     while pos < end:
-        if end - pos < 2:
-            inbox.pending = data[pos:]
-            return None
         b0 = data[pos]
+        if end - pos < 2:
+            return _wait_for_header(proto, inbox, data[pos:], b0 == 0x81 or b0 == 0x82)
         b1 = data[pos + 1]
         length = b1 & 0x7F
         head = 2
@@ -98,9 +109,9 @@ def receive(proto: Any, inbox: Inbox, data: bytes) -> str | None:
                 (length,) = _EXT64.unpack_from(data, pos + 2)
         if b1 & 0x80:
             head += 4
-        if end - pos < head:
-            inbox.pending = data[pos:]  # fewer than _MAX_HEADER bytes
-            return None
+        if end - pos < head:  # fewer than _MAX_HEADER bytes
+            ours = (b0 == 0x81 or b0 == 0x82) and b1 & 0x80
+            return _wait_for_header(proto, inbox, data[pos:], ours)
         stop = pos + head + length
         # A whole message in one masked final text/binary frame, all here, within the
         # limit, while no fragmented message is under way: the fast path.
@@ -128,6 +139,37 @@ def receive(proto: Any, inbox: Inbox, data: bytes) -> str | None:
             inbox.owed = 0
             return _to_library(proto, inbox, data[pos:])
     return None
+
+
+def _wait_for_header(proto: Any, inbox: Inbox, start: bytes, ours: Any) -> str | None:
+    """``start`` begins a frame whose header is not all here.  One that may be for
+    the fast path waits in ``pending``; any other goes to the library now, which
+    fails a bad one from its first bytes (a reserved opcode, say) without waiting."""
+    inbox.pending = start
+    if ours:
+        return None
+    inbox.owed = -len(start)
+    return _to_library(proto, inbox, start)
+
+
+def _frame_size(data: bytes) -> int | None:
+    """The whole length of the frame ``data`` starts with, header included
+    (None: its header is not all there)."""
+    if len(data) < 2:
+        return None
+    length = data[1] & 0x7F
+    head = 2 + (4 if data[1] & 0x80 else 0)
+    if length == 126:
+        head += 2
+        if len(data) < 4:
+            return None
+        (length,) = _EXT16.unpack_from(data, 2)
+    elif length == 127:
+        head += 8
+        if len(data) < 10:
+            return None
+        (length,) = _EXT64.unpack_from(data, 2)
+    return None if len(data) < head else head + length
 
 
 def _to_library(proto: Any, inbox: Inbox, data: bytes) -> str | None:
