@@ -58,6 +58,8 @@ __patched__ = [
 _real_socket = _stdlib.socket  # the class we extend
 _c = _stdlib._socket  # the C module: monkey-patching never replaces its functions
 _ss = _c.socket  # the C type: its methods never block here
+#: Buffers whose len() is their size in bytes (recv_into's short-read hint).
+_BYTE_BUFFERS = (bytearray, memoryview)
 _real_create_server = _stdlib.create_server
 _monotonic = _time.monotonic
 _getdefaulttimeout = _stdlib.getdefaulttimeout
@@ -188,16 +190,10 @@ class socket(_real_socket):
         """Like ``socket.recv``; waits on the hub instead of blocking the thread."""
         if not bufsize and self._timeout != 0.0:
             self._wait_readable()  # as the standard socket: recv(0) waits for data
-        if self._drained and not flags and self._timeout != 0.0:
-            # The last recv emptied the socket (a short read) and epoll has seen
-            # no new data since (no recorded edge) nor a hang-up: a recv now could
-            # only fail with EAGAIN, so wait first.  Data or a FIN arriving from
-            # now on raises an edge the next poll reports: no wake-up is missed.
-            st = _get_hub().fds.get(_ss.fileno(self))
-            if st is not None and not (st.rready or st.hup) and st.reader is None:
-                data = self._retry(_ss.recv, (bufsize,), False, {})
-                self._drained = 0 < len(data) < bufsize
-                return data
+        if self._drained and not flags and self._timeout != 0.0 and self._nothing_new():
+            data = self._retry(_ss.recv, (bufsize,), False, {})
+            self._drained = 0 < len(data) < bufsize
+            return data
         try:
             data = _ss.recv(self, bufsize, flags)
         except BlockingIOError:
@@ -208,6 +204,14 @@ class socket(_real_socket):
         self._drained = not flags and 0 < len(data) < bufsize and self._stream
         return data
 
+    def _nothing_new(self) -> bool:
+        """After a read that emptied the socket (a short read): True if epoll has
+        seen no new data since (no recorded edge) nor a hang-up, so that a read
+        now could only fail with EAGAIN.  Data or a FIN arriving from now on
+        raises an edge the next poll reports: waiting first misses no wake-up."""
+        st = _get_hub().fds.get(_ss.fileno(self))
+        return st is not None and not (st.rready or st.hup) and st.reader is None
+
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Like ``socket.recv_into``; waits on the hub instead of blocking the thread."""
         try:
@@ -215,11 +219,28 @@ class socket(_real_socket):
         except BlockingIOError:
             if self._timeout == 0.0 or (isinstance(flags, int) and flags & _MSG_DONTWAIT):
                 raise
-            return self._retry(_ss.recv_into, (buffer, nbytes, flags), False, {})
+            n = self._retry(_ss.recv_into, (buffer, nbytes, flags), False, {})
         if not n and not nbytes and self._timeout != 0.0 and not memoryview(buffer).nbytes:
             # As the standard socket: an empty read waits for data.
             self._wait_readable()
+        # A short read emptied the socket (for wait_if_drained); the size asked
+        # for is known cheaply only for these buffers (else: no hint).
+        size = nbytes or (len(buffer) if type(buffer) in _BYTE_BUFFERS else 0)
+        self._drained = not flags and 0 < n < size and self._stream
         return n
+
+    def wait_if_drained(self) -> None:
+        """Before a read: if the last read emptied the socket (a short read) and
+        the hub has seen nothing arrive since, wait until it may be readable
+        (within the timeout), so that the read does not first fail with EAGAIN --
+        raising that costs more than the read.
+
+        For a reader that expects to wait, such as a server between the requests
+        of a keep-alive connection: ``recv_into`` itself reads at once, which is
+        cheaper when the data is usually there already (a relay's stream).
+        """
+        if self._drained and self._timeout != 0.0 and self._nothing_new():
+            _get_hub().wait_read(_ss.fileno(self), self._timeout, timed_out)
 
     def _wait_readable(self) -> None:
         """Wait, within the timeout, until a read would not block (a zero-length

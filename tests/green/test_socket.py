@@ -970,28 +970,99 @@ def test_fromfd_returns_a_green_socket_on_a_duplicate():
             assert gt.wait() == b"fromfd"
 
 
+def read_with(how: str):
+    """``sock.recv(65536)``, or the same through ``recv_into`` a buffer."""
+    if how == "recv":
+        return lambda sock: sock.recv(65536)
+    view = memoryview(bytearray(65536))
+    return lambda sock: bytes(view[: sock.recv_into(view)])
+
+
 @pytest.mark.timeout(20)
-def test_recv_after_a_short_read_sees_a_fin_that_came_with_the_data(tcp_pair):
+@pytest.mark.parametrize("how", ["recv", "recv_into"])
+def test_recv_after_a_short_read_sees_a_fin_that_came_with_the_data(tcp_pair, how):
     # Data and FIN both arrive before the reader wakes: after the short read no
     # further epoll edge will come, so the next recv must not wait for one.
     client, conn = tcp_pair
+    read = read_with(how)
     conn.settimeout(5)
-    first = spawn(conn.recv, 65536)
+    first = spawn(read, conn)
     assert parked(first)  # the reader is parked on the hub
     client.sendall(b"last words")
     client.shutdown(gsocket.SHUT_WR)  # both reach it before the hub polls again
     assert first.wait() == b"last words"
-    assert conn.recv(65536) == b""  # at once, not after the 5 s timeout
+    assert read(conn) == b""  # at once, not after the 5 s timeout
 
 
 @pytest.mark.timeout(20)
-def test_recv_after_a_short_read_waits_for_data_sent_later(tcp_pair):
+@pytest.mark.parametrize("how", ["recv", "recv_into"])
+def test_recv_after_a_short_read_waits_for_data_sent_later(tcp_pair, how):
     client, conn = tcp_pair
+    read = read_with(how)
     conn.settimeout(5)
     client.sendall(b"first")
-    assert conn.recv(65536) == b"first"  # a short read: the socket is drained
+    assert read(conn) == b"first"  # a short read: the socket is drained
     spawn(lambda: (sleep(0.05), client.sendall(b"second")))
-    assert conn.recv(65536) == b"second"
+    assert read(conn) == b"second"
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("how", ["recv", "recv_into"])
+def test_recv_after_a_short_read_still_times_out(tcp_pair, how):
+    client, conn = tcp_pair
+    read = read_with(how)
+    client.sendall(b"first")
+    assert read(conn) == b"first"  # a short read: the next one waits first
+    conn.settimeout(0.05)
+    with pytest.raises(TimeoutError):
+        read(conn)
+    client.sendall(b"after")
+    assert read(conn) == b"after"
+
+
+@pytest.mark.timeout(20)
+def test_wait_if_drained_parks_after_a_short_read_until_data_comes(tcp_pair):
+    client, conn = tcp_pair
+    conn.settimeout(5)
+    view = memoryview(bytearray(65536))
+    first = spawn(conn.recv_into, view)
+    assert parked(first)  # woken by the hub: no edge is left recorded
+    client.sendall(b"first")
+    assert first.wait() == len(b"first")  # a short read
+    waiter = spawn(conn.wait_if_drained)
+    assert parked(waiter)  # nothing can be there: it waits instead of reading
+    client.sendall(b"second")
+    waiter.wait()
+    assert bytes(view[: conn.recv_into(view)]) == b"second"
+
+
+@pytest.mark.timeout(20)
+def test_wait_if_drained_returns_at_once_when_a_read_may_find_something(tcp_pair):
+    client, conn = tcp_pair
+    conn.settimeout(5)
+    hub = get_hub()
+    switches = hub.switches
+    conn.wait_if_drained()  # nothing read yet: nothing known
+    assert hub.switches == switches
+    small = memoryview(bytearray(4))
+    client.sendall(b"12345678")
+    assert conn.recv_into(small) == 4  # a full read: more may be queued
+    switches = hub.switches
+    conn.wait_if_drained()
+    assert hub.switches == switches
+    assert bytes(small[: conn.recv_into(small)]) == b"5678"
+    # Data and FIN reach it while a reader is parked: after the short read no
+    # further edge will come, and the FIN says a read will find the end.
+    view = memoryview(bytearray(65536))
+    first = spawn(conn.recv_into, view)
+    assert parked(first)
+    client.sendall(b"last words")
+    client.shutdown(gsocket.SHUT_WR)
+    assert first.wait() == len(b"last words")
+    switches = hub.switches
+    conn.wait_if_drained()
+    assert hub.switches == switches
+    assert conn.recv_into(view) == 0
 
 
 def _pipe_on(fd: int) -> tuple[int, int]:
@@ -1059,19 +1130,21 @@ def test_a_record_left_by_a_close_behind_the_hubs_back_is_found_stale(wait):
 
 
 @pytest.mark.timeout(20)
-def test_recv_on_a_datagram_socket_reads_every_queued_datagram():
+@pytest.mark.parametrize("how", ["recv", "recv_into"])
+def test_recv_on_a_datagram_socket_reads_every_queued_datagram(how):
     # A datagram socket returns one datagram per recv, shorter than the buffer
     # while more wait behind it: a short read there says nothing about the
     # queue, and the next recv must not wait for an edge that never comes.
+    read = read_with(how)
     receiver = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_DGRAM)
     sender = stdsocket.socket(stdsocket.AF_INET, stdsocket.SOCK_DGRAM)
     with receiver, sender:
         receiver.bind(("127.0.0.1", 0))
         receiver.settimeout(5)
-        first = spawn(receiver.recv, 65536)
+        first = spawn(read, receiver)
         assert parked(first)
         for word in (b"one", b"two", b"three"):  # all queued before the hub polls again
             sender.sendto(word, receiver.getsockname())
         assert first.wait() == b"one"
-        assert receiver.recv(65536) == b"two"  # at once, not after the 5 s timeout
-        assert receiver.recv(65536) == b"three"
+        assert read(receiver) == b"two"  # at once, not after the 5 s timeout
+        assert read(receiver) == b"three"

@@ -149,3 +149,54 @@ def is_closed(sock: socket.socket, timeout: float = 5) -> bool:
 def hello(environ: dict, start_response: Callable) -> list[bytes]:
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"hello " + environ["PATH_INFO"].encode("latin-1")]
+
+
+def drain_on_stop(
+    port: int, stop: Callable[[], Any], gate: tuple[Any, Any],
+    while_held: Callable[[], Any] | None = None,
+) -> bytes:
+    """In the server's hub (green sockets): an idle keep-alive connection and a
+    request in flight to ``/slow`` (held by ``gated_app``'s ``gate``), then
+    ``stop()``.  Checks the idle one is closed at once, calls ``while_held()``,
+    and returns the busy one's whole response, sent once the request is released."""
+    entered, release = gate
+    idle = nettools.connect((LOCAL, port))
+    idle.sendall(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert idle.recv(4096).endswith(b"done /fast")  # answered, kept alive
+    busy = nettools.connect((LOCAL, port))
+    busy.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    entered.wait()
+    stop()
+    with nettools.Timeout(10):
+        assert read_all(idle) == b""  # closed by the stop, not left waiting
+        if while_held is not None:
+            while_held()
+        release.send()
+        response = read_all(busy)
+    idle.close()
+    busy.close()
+    assert response.startswith(b"HTTP/1.1 200 OK") and response.endswith(b"done /slow")
+    return response
+
+
+def gated_app() -> tuple[Callable, tuple[Any, Any]]:
+    """A WSGI app answering ``done PATH``, whose ``/slow`` requests wait: ``(app,
+    (entered, release))``, two hub Events."""
+    entered, release = nettools.Event(), nettools.Event()
+
+    def app(environ: dict, start_response: Callable) -> list[bytes]:
+        if environ["PATH_INFO"] == "/slow":
+            entered.send()
+            release.wait()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"done " + environ["PATH_INFO"].encode()]
+
+    return app, (entered, release)
+
+
+def read_all(sock: Any) -> bytes:
+    """All a (green) socket sends until the peer closes."""
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    return data

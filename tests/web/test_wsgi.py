@@ -380,6 +380,48 @@ def test_date_header_and_capitalize_option():
     assert b"\r\nX-Custom-Name: v\r\n" in data and b"\r\nDate: " in data
 
 
+def test_a_head_built_before_is_reused_only_where_it_is_the_same_text():
+    # Heads are built once per distinct status and headers: values that compare
+    # equal but format differently (1, True, 1.0), the server's capitalize
+    # option and its HTTP version each still get their own.
+    values = [1, True, 1.0, "1"]
+
+    def app(environ, start_response):
+        value = values[int(environ["PATH_INFO"][1:])]
+        start_response("200 OK", [("x-custom-name", "v"), ("X-N", value)])
+        return [b"ok"]
+
+    def heads(count=4, **options):
+        with ServerThread(app, **options) as srv:
+            sock = connect(srv.port)
+            f = sock.makefile("rb")
+            seen = []
+            for i in range(count):
+                sock.sendall(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+                seen.append(f.readline())
+                seen.append(dict(read_response_headers(f)))
+            sock.close()
+            return seen
+
+    plain = heads()
+    assert plain[0] == b"HTTP/1.1 200 OK\r\n"
+    assert [h["X-N"] for h in plain[1::2]] == ["1", "True", "1.0", "1"]
+    assert all(h["x-custom-name"] == "v" for h in plain[1::2])
+    capitalized = heads(capitalize_response_headers=True)
+    assert all(h["X-Custom-Name"] == "v" for h in capitalized[1::2])
+    assert heads(1, max_http_version="HTTP/1.0")[0] == b"HTTP/1.0 200 OK\r\n"
+
+
+def read_response_headers(f) -> list[tuple[str, str]]:
+    """The header lines after a status line, up to the body (of 2 bytes), as pairs."""
+    pairs = []
+    while (line := f.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        pairs.append((name, value.strip()))
+    f.read(2)
+    return pairs
+
+
 def test_file_wrapper_falls_back_to_reading_for_non_files():
     def app(environ, start_response):
         start_response("200 OK", [])

@@ -6,7 +6,15 @@ from __future__ import annotations
 import threading
 
 import pytest
-from helpers.wsgi import Response, ServerThread, connect, get, read_response
+from helpers.wsgi import (
+    Response,
+    ServerThread,
+    connect,
+    drain_on_stop,
+    gated_app,
+    get,
+    read_response,
+)
 
 from nettools.web import wsgi
 
@@ -149,46 +157,16 @@ def test_closing_the_listener_stops_the_server_gracefully():
     # socket stops the server; idle keep-alive connections close, a request in
     # flight still gets its whole response.
     import nettools
-    from nettools.kernel.sync import Event
     from nettools.kernel.timeout import Timeout
 
-    entered, release = Event(), Event()
-
-    def app(environ, start_response):
-        if environ["PATH_INFO"] == "/slow":
-            entered.send()
-            release.wait()
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"done " + environ["PATH_INFO"].encode()]
-
+    app, gate = gated_app()
     listener = nettools.listen(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
     srv = wsgi.WSGIServer(listener, app, log_output=False).start()
-
-    def read_all(sock):
-        data = b""
-        while chunk := sock.recv(4096):
-            data += chunk
-        return data
-
-    idle = nettools.connect(("127.0.0.1", port))
-    idle.sendall(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert idle.recv(4096).endswith(b"done /fast")  # answered, kept alive
-    busy = nettools.connect(("127.0.0.1", port))
-    busy.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-    entered.wait()
-    listener.close()
-    with Timeout(10):
-        assert read_all(idle) == b""  # the idle connection is closed
-        release.send()
-        response = read_all(busy)
-    assert response.startswith(b"HTTP/1.1 200 OK") and response.endswith(b"done /slow")
+    response = drain_on_stop(listener.getsockname()[1], listener.close, gate)
     assert b"Connection: close" in response
     with Timeout(10):
         srv.server.serve_forever()  # returns: the server has stopped
     assert srv.server.stopped
-    idle.close()
-    busy.close()
 
 
 def test_application_errors_go_to_the_log_file_with_their_traceback():

@@ -6,6 +6,12 @@ read even when the body came along already."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from helpers.wsgi import drain_on_stop, gated_app, read_all
+
 import nettools
 from nettools.kernel.greenthread import kill, spawn
 from nettools.kernel.sync import Event
@@ -13,40 +19,19 @@ from nettools.kernel.timeout import Timeout
 from nettools.web import wsgi
 
 
-def _read_all(sock) -> bytes:
-    data = b""
-    while chunk := sock.recv(4096):
-        data += chunk
-    return data
-
-
 def test_killing_the_server_greenthread_closes_idle_and_drains_busy():
-    entered, release = Event(), Event()
-
-    def app(environ, start_response):
-        if environ["PATH_INFO"] == "/slow":
-            entered.send()
-            release.wait()
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"done " + environ["PATH_INFO"].encode()]
-
+    app, gate = gated_app()
     listener = nettools.listen(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
     gt = spawn(wsgi.server, listener, app, log_output=False)
-    idle = nettools.connect(("127.0.0.1", port))
-    idle.sendall(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert idle.recv(4096).endswith(b"done /fast")  # answered, kept alive
-    busy = nettools.connect(("127.0.0.1", port))
-    busy.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-    entered.wait()
-    killer = spawn(kill, gt)
-    with Timeout(10):
-        assert _read_all(idle) == b""  # closed by the kill, not left waiting
+    killed = []
+
+    def still_serving() -> None:
         assert not gt.dead  # the server waits for the request in flight
-        release.send()
-        response = _read_all(busy)
-        killer.wait()
-    assert response.startswith(b"HTTP/1.1 200 OK") and response.endswith(b"done /slow")
+
+    drain_on_stop(listener.getsockname()[1], lambda: killed.append(spawn(kill, gt)), gate,
+                  still_serving)  # fmt: skip
+    with Timeout(10):
+        killed[0].wait()
     assert gt.dead
 
 
@@ -65,6 +50,21 @@ def _head(reader) -> list[bytes]:
     return lines
 
 
+@contextlib.contextmanager
+def _answer(app, request: bytes) -> Iterator[Any]:
+    """``wsgi.server`` serving ``app`` sent ``request``: a reader of the answer
+    (within a 10 s timeout)."""
+    port, gt = _serve(app)
+    sock = nettools.connect(("127.0.0.1", port))
+    try:
+        sock.sendall(request)
+        with Timeout(10):
+            yield sock.makefile("rb")
+    finally:
+        sock.close()
+        kill(gt)
+
+
 def test_100_continue_goes_out_on_the_first_read_even_with_the_body_there():
     def app(environ, start_response):
         environ["wsgi.input"].set_hundred_continue_response_headers([("x-phase", "one")])
@@ -72,22 +72,12 @@ def test_100_continue_goes_out_on_the_first_read_even_with_the_body_there():
         start_response("200 OK", [("Content-Length", str(len(body)))])
         return [body]
 
-    port, gt = _serve(app)
-    try:
-        sock = nettools.connect(("127.0.0.1", port))
-        reader = sock.makefile("rb")
-        sock.sendall(
-            b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n"
-            b"Expect: 100-continue\r\n\r\ntesting"  # the body without waiting
-        )
-        with Timeout(10):
-            assert _head(reader) == [b"HTTP/1.1 100 Continue", b"X-Phase: one"]
-            final = _head(reader)
-            assert final[0] == b"HTTP/1.1 200 OK"
-            assert reader.read(7) == b"testing"
-        sock.close()
-    finally:
-        kill(gt)
+    request = (b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n"
+               b"Expect: 100-continue\r\n\r\ntesting")  # the body without waiting  # fmt: skip
+    with _answer(app, request) as reader:
+        assert _head(reader) == [b"HTTP/1.1 100 Continue", b"X-Phase: one"]
+        assert _head(reader)[0] == b"HTTP/1.1 200 OK"
+        assert reader.read(7) == b"testing"
 
 
 def test_the_application_may_send_another_100_continue():
@@ -98,21 +88,12 @@ def test_the_application_may_send_another_100_continue():
         start_response("200 OK", [("Content-Length", str(len(body)))])
         return [body]
 
-    port, gt = _serve(app)
-    try:
-        sock = nettools.connect(("127.0.0.1", port))
-        reader = sock.makefile("rb")
-        sock.sendall(
-            b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nok"
-        )
-        with Timeout(10):
-            assert _head(reader) == [b"HTTP/1.1 100 Continue"]
-            assert _head(reader) == [b"HTTP/1.1 100 Continue", b"X-Phase: two"]
-            assert _head(reader)[0] == b"HTTP/1.1 200 OK"
-            assert reader.read(2) == b"ok"
-        sock.close()
-    finally:
-        kill(gt)
+    request = b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nok"
+    with _answer(app, request) as reader:
+        assert _head(reader) == [b"HTTP/1.1 100 Continue"]
+        assert _head(reader) == [b"HTTP/1.1 100 Continue", b"X-Phase: two"]
+        assert _head(reader)[0] == b"HTTP/1.1 200 OK"
+        assert reader.read(2) == b"ok"
 
 
 def _header_names(port: int) -> list[bytes]:
@@ -157,7 +138,7 @@ def _raw_get(port: int) -> bytes:
     sock = nettools.connect(("127.0.0.1", port))
     sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     with Timeout(10):
-        data = _read_all(sock)
+        data = read_all(sock)
     sock.close()
     return data
 
@@ -210,7 +191,7 @@ def test_an_app_may_ask_for_each_piece_to_go_at_once():
             while b"first" not in got:  # arrives while the app still waits
                 got += sock.recv(4096)
             release.send()
-            got += _read_all(sock)
+            got += read_all(sock)
         sock.close()
     finally:
         kill(gt)
@@ -286,7 +267,7 @@ def test_closing_on_an_unread_body_that_arrived_does_not_reset_the_response():
         sock.sendall(b"GET /tricksy HTTP/1.1\r\n")
         body_sent.send()
         with Timeout(10):
-            raw = _read_all(sock)  # a reset would raise ConnectionResetError
+            raw = read_all(sock)  # a reset would raise ConnectionResetError
         sock.close()
     finally:
         kill(gt)

@@ -16,6 +16,8 @@ from helpers.wsgi import (
     recv_until_closed,
 )
 
+from nettools.kernel.hub import get_hub
+
 pytestmark = pytest.mark.timeout(30)
 
 
@@ -50,6 +52,38 @@ def test_pipelined_requests_with_bodies_in_one_send():
         f = sock.makefile("rb")
         assert [read_response(f).body for _ in range(3)] == [b"POST first", b"POST second", b"GET "]
         sock.close()
+
+
+def test_pipelined_requests_already_received_cost_no_hub_switch():
+    # Requests that arrived together (one send, so one receive on loopback) are
+    # parsed and answered one after the other without going back to the hub:
+    # the application sees the hub's switch count unchanged from the first to
+    # the last of them.
+    switches = []
+
+    def record(environ, start_response):
+        switches.append(get_hub().switches)
+        body = environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["PATH_INFO"].encode() + body]
+
+    requests = []
+    for i in range(30):
+        if i % 3 == 1:
+            requests.append(b"POST /%d HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok" % i)
+        elif i % 3 == 2:
+            requests.append(b"GET /%d HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" % i)
+        else:
+            requests.append(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+    with ServerThread(record) as srv:
+        sock = connect(srv.port)
+        sock.sendall(b"".join(requests))
+        f = sock.makefile("rb")
+        bodies = [read_response(f).body for _ in requests]
+        sock.close()
+    assert bodies == [b"/%d" % i + (b"ok" if i % 3 == 1 else b"") for i in range(30)]
+    assert len(switches) == 30
+    assert switches[-1] == switches[0], switches
 
 
 def test_pipelined_bodies_left_unread_are_skipped():
@@ -103,6 +137,21 @@ def test_malformed_request_gets_400_and_close_and_the_server_lives_on(request_by
         sock.sendall(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
         assert read_response(sock.makefile("rb")).body == b"hello /next"
         sock.close()
+
+
+def test_on_request_sees_request_keys_only_for_a_request_that_parsed():
+    calls = []
+
+    def on_request(environ, status, received, sent, started):
+        calls.append((status, {k: environ.get(k, "-") for k in ("REQUEST_METHOD", "RAW_URI")}))
+
+    with ServerThread(hello, on_request=on_request) as srv:
+        assert get(srv.port, b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert get(srv.port, b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert calls == [
+        ("200 OK", {"REQUEST_METHOD": "GET", "RAW_URI": "/a"}),
+        ("400", {"REQUEST_METHOD": "-", "RAW_URI": "-"}),
+    ]
 
 
 def test_malformed_chunked_body_gets_400():
@@ -357,6 +406,37 @@ def test_http10_streamed_body_is_delimited_by_close():
         data = get(srv.port, b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         assert b"Transfer-Encoding" not in data and b"Connection: close\r\n" in data
         assert data.endswith(b"\r\n\r\none two")
+
+
+@pytest.mark.parametrize(
+    ("head", "protocol", "kept"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\n", "HTTP/1.1", True),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n", "HTTP/1.1", False),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nProxy-Connection: close\r\n", "HTTP/1.1", False),
+        (b"GET / HTTP/1.0\r\n", "HTTP/1.0", False),
+        (b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n", "HTTP/1.0", True),
+        # llhttp honours the old Proxy-Connection as Connection.
+        (b"GET / HTTP/1.0\r\nProxy-Connection: keep-alive\r\n", "HTTP/1.0", True),
+        (b"GET / HTTP/2.0\r\n", "HTTP/2.0", False),
+    ],
+)
+def test_protocol_and_keepalive_follow_the_version_and_connection_headers(head, protocol, kept):
+    seen = []
+
+    def app(environ, start_response):
+        seen.append(environ["SERVER_PROTOCOL"])
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    with ServerThread(app) as srv:
+        sock = connect(srv.port)
+        sock.sendall(head + b"\r\n")
+        resp = read_response(sock.makefile("rb"))
+        assert seen == [protocol]
+        assert (resp.header("Connection") != "close") is kept
+        assert is_closed(sock, timeout=0.5 if kept else 5) is not kept
+        sock.close()
 
 
 def test_connection_close_from_client_is_honoured():

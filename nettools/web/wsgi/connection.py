@@ -22,7 +22,7 @@ from ...green import socket as green_socket
 from ...kernel.timeout import Timeout
 from ..http import ClientDisconnected, HTTPError, ParseError, Request, error_response
 from .body import EMPTY_INPUT, Input
-from .environ import request_environ
+from .environ import REQUEST_KEYS, request_environ, without_request
 from .handoff import HANDOFF_KEYS, HandoffError, HandoffSocket
 from .response import ResponseWriter, encode_text
 
@@ -115,6 +115,7 @@ class WSGIConnection(ResponseWriter):
         handoff = HandoffSocket(self)
         for key in HANDOFF_KEYS:
             env[key] = handoff
+        env.update(dict.fromkeys(REQUEST_KEYS))
         self.base_env = env
         self.in_app = False  # the application is being called (it may take over)
 
@@ -129,7 +130,8 @@ class WSGIConnection(ResponseWriter):
                     self.ended = "limit" if req.status in _LIMIT_STATUSES else "error"
                     self.send_quietly(error_response(req.status, req.reason))
                     if self.timed:
-                        self._done(self.base_env, str(req.status), 0, 0, time.monotonic())
+                        env = without_request(self.base_env)
+                        self._done(env, str(req.status), 0, 0, time.monotonic())
                     self.linger_close()
                     return
                 if not self.handle(req):

@@ -11,14 +11,26 @@ import httptools
 from ..http import Request
 from .response import FileWrapper
 
-__all__ = ["SERVER_SOFTWARE", "server_environ", "request_environ"]
+__all__ = [
+    "SERVER_SOFTWARE", "REQUEST_KEYS", "server_environ", "request_environ", "without_request",
+]  # fmt: skip
 
 SERVER_SOFTWARE = "nettools.web.wsgi"
+
+#: The keys every request's environ gets, whatever its headers: what
+#: ``request_environ`` sets and the connection adds (input, posthooks).
+#: A connection's base environ holds them already (None), so that the copy each
+#: request starts from is sized for them and a few headers: no resize per request.
+REQUEST_KEYS = (
+    "REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "RAW_PATH_INFO", "RAW_URI",
+    "SERVER_PROTOCOL", "wsgi.input", "nettools.posthooks", "eventlet.posthooks",
+)  # fmt: skip
 
 # HTTP header name (raw bytes) -> environ key; None for names that are dropped.
 _ENV_KEYS: dict[bytes, str | None] = {}
 _ENV_KEYS_MAX = 2048
 _MISSING = object()
+_PERCENT = ord("%")
 
 
 def _env_key(name: bytes) -> str | None:
@@ -78,22 +90,30 @@ def server_environ(sock: Any, url_scheme: str, server: Any, extra: dict | None) 
     return env
 
 
+def without_request(base: dict) -> dict:
+    """A connection's ``base`` environ without the ``REQUEST_KEYS`` it holds for
+    requests: the environ of an answer to no request (a parse error)."""
+    return {key: value for key, value in base.items() if key not in REQUEST_KEYS}
+
+
 def request_environ(base: dict, req: Request) -> dict:
     """A copy of the connection's ``base`` environ with ``req``'s method, target,
     protocol and headers; the caller adds ``wsgi.input``."""
     env = base.copy()
     env["REQUEST_METHOD"] = req.method
     target = req.target
+    env["RAW_URI"] = uri = target.decode("latin-1")
     if target[:1] == b"/":
-        path, _, query = target.partition(b"?")
+        path, query_mark, query = target.partition(b"?")
+        raw_path = path.decode("latin-1") if query_mark else uri
     else:
         path, query = _split_target(target)
-    env["PATH_INFO"] = (
-        unquote_to_bytes(path).decode("latin-1") if b"%" in path else path.decode("latin-1")
-    )
-    env["QUERY_STRING"] = query.decode("latin-1")
-    env["RAW_PATH_INFO"] = path.decode("latin-1")  # still %-escaped (eventlet's key)
-    env["RAW_URI"] = target.decode("latin-1")
+        raw_path = path.decode("latin-1")
+    # (An int test: ``b"%" in path`` first tries the bytes as an int, and formats
+    # the TypeError it then discards.)
+    env["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1") if _PERCENT in path else raw_path
+    env["QUERY_STRING"] = query.decode("latin-1") if query else ""
+    env["RAW_PATH_INFO"] = raw_path  # still %-escaped (eventlet's key)
     env["SERVER_PROTOCOL"] = req.protocol
     keys = _ENV_KEYS
     for name, value in req.headers:

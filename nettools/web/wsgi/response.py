@@ -16,13 +16,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..http import HttpConnection, Limits, Request, http_date
+from .head import app_head, capitalized
 from .options import WSGIOptions
 
 __all__ = ["ResponseWriter", "FileWrapper", "plain_response", "encode_text"]
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-# Statuses whose responses never have a body (RFC 9110 6.4.1).
-_NO_BODY = frozenset({"204", "304"} | {str(c) for c in range(100, 200)})
 
 
 def encode_text(data: str) -> bytes:
@@ -37,14 +36,6 @@ def encode_text(data: str) -> bytes:
 
 def _as_bytes(parts: Any) -> list:
     return [encode_text(p) if type(p) is str else p for p in parts]
-# Response headers the server looks at (framing) or sets itself.
-_LENGTH, _DATE, _CONNECTION, _ENCODING = range(4)
-_HOP = {
-    "content-length": _LENGTH,
-    "date": _DATE,
-    "connection": _CONNECTION,
-    "transfer-encoding": _ENCODING,
-}
 # Bodies (of a list result) up to this size go out joined with the head in one send.
 _JOIN_LIMIT = 256 * 1024
 # sendfile() in pieces: each piece gets the whole I/O timeout.
@@ -100,24 +91,6 @@ def _sized(result: Any, size: int) -> int | None:
     return size if hasattr(result, "__len__") else None
 
 
-_CAPITALIZED: dict[str, str] = {}
-_CAPITALIZED_MAX = 512  # distinct header names remembered (an app's are few)
-
-
-def capitalized(name: str) -> str:
-    """A header name Capitalized-Like-This (as eventlet sends them by default)."""
-    done = _CAPITALIZED.get(name)
-    if done is None:
-        if name.isascii():
-            done = "-".join(part.capitalize() for part in name.split("-"))
-        else:  # ASCII letters only ("ß" stays, "ÿ" has no Latin-1 capital)
-            raw = name.encode("latin-1", "surrogateescape")
-            done = b"-".join(p.capitalize() for p in raw.split(b"-")).decode("latin-1")
-        if len(_CAPITALIZED) < _CAPITALIZED_MAX:
-            _CAPITALIZED[name] = done
-    return done
-
-
 class ResponseWriter(HttpConnection):
     """Sends the response to each request of one connection; see the module docstring.
 
@@ -135,7 +108,7 @@ class ResponseWriter(HttpConnection):
         "status_prefix",
         "capitalize",
         "min_chunk",
-        "keepalive_lines",
+        "keepalive_head",
         "req",
         "status",
         "resp_headers",
@@ -164,12 +137,10 @@ class ResponseWriter(HttpConnection):
         # keepalive given in seconds: keep-alive responses say how long, as
         # eventlet's do, so that clients drop idle connections before we do.
         timeout = options.keepalive
-        self.keepalive_lines: tuple[str, ...] = ()
+        self.keepalive_head = b""
         if not isinstance(timeout, bool) and int(timeout) > 0:
-            self.keepalive_lines = (
-                "Connection: keep-alive\r\n",
-                f"Keep-Alive: timeout={int(timeout)}\r\n",
-            )
+            seconds = int(timeout)
+            self.keepalive_head = b"Connection: keep-alive\r\nKeep-Alive: timeout=%d\r\n" % seconds
         self.http10_only = options.max_http_version == "HTTP/1.0"
         self.status_prefix = "HTTP/1.0 " if self.http10_only else "HTTP/1.1 "
         self.capitalize = options.capitalize_response_headers
@@ -372,28 +343,11 @@ class ResponseWriter(HttpConnection):
         if self.http10_only:
             keep = keep and http10
             http10 = True
-        lines = [self.status_prefix, status, "\r\n"]
-        append = lines.append
-        capitalize = self.capitalize
-        declared = None
-        has_date = False
-        for name, value in self.resp_headers:
-            kind = _HOP.get(name.lower())
-            if kind is not None:
-                if kind == _LENGTH:
-                    declared = int(value)
-                elif kind == _DATE:
-                    has_date = True
-                else:
-                    # Framing is the server's business; an app's "close" is honoured.
-                    if kind == _CONNECTION and value.strip().lower() == "close":
-                        keep = False
-                    continue
-            if capitalize:
-                name = capitalized(name)
-            append(f"{name}: {value}\r\n")
-        code = status[:3]
-        no_body = code in _NO_BODY
+        head, declared, has_date, close, no_body = app_head(
+            self.status_prefix, status, self.resp_headers, self.capitalize
+        )
+        if close:
+            keep = False
         self.sends_body = sends_body = not no_body and req.method != "HEAD"
         self.declared = declared
         if declared is not None:
@@ -404,37 +358,35 @@ class ResponseWriter(HttpConnection):
             if len(body) > declared:
                 body = body[:declared]
                 keep = False
+        framing = b""
         if no_body or declared is not None:
             pass
         elif length is not None:
-            append(f"Content-Length: {length}\r\n")
+            framing = b"Content-Length: %d\r\n" % length
         elif req.method == "HEAD":
             pass
         elif not http10:
-            append("Transfer-Encoding: chunked\r\n")
+            framing = b"Transfer-Encoding: chunked\r\n"
             self.chunked = True
         else:
             keep = False  # the end of the body is the end of the connection
         if not keep:
-            append("Connection: close\r\n")
-        elif self.keepalive_lines:
-            lines.extend(self.keepalive_lines)
+            connection = b"Connection: close\r\n"
+        elif self.keepalive_head:
+            connection = self.keepalive_head
         elif http10:
-            append("Connection: keep-alive\r\n")
-        text = "".join(lines)
-        # Each piece ends in exactly one CRLF: any other CR or LF came from the
-        # application and would split the response (header injection).
-        n = len(lines) - 2
-        if text.count("\n") != n or text.count("\r") != n or not code.isdigit():
-            raise ValueError(f"invalid status or header in the response: {text!r}")
-        head = text.encode("latin-1")
+            connection = b"Connection: keep-alive\r\n"
+        else:
+            connection = b""
         date = b"" if has_date else http_date()
         if not sends_body or not body:
-            data = b"".join((head, date, b"\r\n"))
+            data = b"".join((head, framing, connection, date, b"\r\n"))
         elif self.chunked:
-            data = b"".join((head, date, b"\r\n%x\r\n" % len(body), body, b"\r\n"))
+            data = b"".join(
+                (head, framing, connection, date, b"\r\n%x\r\n" % len(body), body, b"\r\n")
+            )
         else:
-            data = b"".join((head, date, b"\r\n", body))
+            data = b"".join((head, framing, connection, date, b"\r\n", body))
         # Only now is the response committed: an error above still gets a 500.
         self.keep = keep
         self.headers_sent = True
