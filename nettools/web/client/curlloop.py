@@ -24,20 +24,27 @@ socket it watched it says ``POLL_REMOVE``, and the kernel drops a closed fd
 from an epoll anyway; when a number first shows up the hub is told to forget
 whatever it knew under it (``notify_opened``).  The hub never registers
 libcurl's sockets, so a number libcurl closed and someone else reuses is new
-to the hub.  (A ``CLOSESOCKETFUNCTION`` cannot serve: libcurl calls the one of
+to the hub.  A socket libcurl stops watching after reading (a connection back
+in its cache) stays registered, asleep: the next request wakes it with one
+``modify`` -- which fails if the number now names another file, which then is
+registered -- and an event on a sleeping socket (its server closed it) just
+unregisters it.  (A ``CLOSESOCKETFUNCTION`` cannot serve: libcurl calls the one of
 the handle that opened a connection, often idle by then, and pycurl runs a
 handle's callbacks only while that handle is inside a multi call -- otherwise
 it skips the callback and the fd would never be closed.)
 
-``M_TIMERFUNCTION`` becomes one hub timer; ``info_read`` after each round
-finds finished transfers, whose greenthreads are switched to right away (the
-hub is outside every libcurl call by then).  A greenthread that leaves its
-wait by an exception (``Timeout``, kill) removes its handle from the multi.
+``M_TIMERFUNCTION`` becomes one hub timer (kept when due no later than libcurl
+asks, since an early timeout action is harmless; "now" is a hub callback);
+``info_read`` after each round finds finished transfers, whose greenthreads are
+switched to right away (the hub is outside every libcurl call by then).  A
+greenthread that leaves its wait by an exception (``Timeout``, kill) removes its
+handle from the multi.
 """
 
 from __future__ import annotations
 
 import weakref
+from time import monotonic
 from typing import Any
 
 import pycurl
@@ -59,8 +66,12 @@ _MASKS = {
 }
 _READABLE = _IN | select.EPOLLHUP | select.EPOLLERR
 _WRITABLE = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
+#: In ``_masks``: a socket registered for input that libcurl no longer watches.
+_ASLEEP = -1
 #: Rounds of "poll libcurl's epoll, act" per wake-up before yielding to the hub.
 _ROUNDS = 8
+#: Seconds of a batch's work after which the transfers it added are started.
+START_EVERY = 0.001
 #: Idle connections libcurl keeps open for reuse (all hosts, all clients of a thread).
 MAX_IDLE_CONNECTIONS = 1024
 
@@ -102,7 +113,8 @@ class CurlLoop:
         self._ep = select.epoll()
         self._epfd = self._ep.fileno()
         self._masks: dict[int, int] = {}  # fd -> epoll mask libcurl asked for
-        self._timer: Any = None
+        self._timer: Any = None  # the hub timer standing for libcurl's, if later than now
+        self._kicked = False  # a "time is up now" callback is queued on the hub
         self._token = _Wake(self._on_ready)
         self._watching = False
         #: Transfers in the multi, by easy handle.
@@ -166,7 +178,14 @@ class CurlLoop:
     def _on_socket(self, what: int, fd: int, _multi: Any, _data: Any) -> None:
         masks = self._masks
         if what == pycurl.POLL_REMOVE:
-            if masks.pop(fd, None) is not None:
+            old = masks.get(fd)
+            if old == _IN:
+                # A connection going back to libcurl's cache after its answer: it stays
+                # registered, asleep, so that its next request costs one epoll call
+                # (a modify), not two (unregister, register).
+                masks[fd] = _ASLEEP
+            elif old is not None and old != _ASLEEP:
+                del masks[fd]
                 try:
                     self._ep.unregister(fd)
                 except OSError:
@@ -177,6 +196,13 @@ class CurlLoop:
         if old == mask:
             return
         ep = self._ep
+        if old == _ASLEEP:
+            try:
+                ep.modify(fd, mask)
+                masks[fd] = mask
+                return
+            except FileNotFoundError:
+                old = None  # closed meanwhile (the kernel dropped it), the number reused
         if old is None:
             # A number libcurl now owns: whatever the hub knew under it is stale.
             self.hub.notify_opened(fd)
@@ -192,16 +218,36 @@ class CurlLoop:
         masks[fd] = mask
 
     def _on_timer(self, ms: int) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if ms >= 0:
+        # libcurl has one timer, which each call replaces.  A timeout action that
+        # comes early is harmless (libcurl finds nothing due and asks again), so a
+        # pending timer due no later than asked for is kept, and "now" is a hub
+        # callback: most of the two or three calls per transfer touch no heap.
+        timer = self._timer
+        if ms == 0:
+            if not self._kicked:
+                self._kicked = True
+                self.hub.run_callback(self._kick)
+            return
+        if ms > 0:
+            if timer is not None and timer.deadline <= monotonic() + ms / 1000.0:
+                return
             self._timer = self.hub.schedule(ms / 1000.0, self._on_timeout)
+        else:
+            self._timer = None
+        if timer is not None:
+            timer.cancel()
 
     # ------------------------------------------------------------ hub -> libcurl
 
+    def _kick(self) -> None:
+        self._kicked = False
+        self._timeout_action()
+
     def _on_timeout(self) -> None:
         self._timer = None
+        self._timeout_action()
+
+    def _timeout_action(self) -> None:
         try:
             self.multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)
         except pycurl.error:
@@ -223,6 +269,15 @@ class CurlLoop:
             if not events:
                 break
             for fd, ev in events:
+                if self._masks.get(fd, _ASLEEP) == _ASLEEP:
+                    # A cached connection closed by its server, or a stale number:
+                    # libcurl finds out when it next uses it; stop hearing of it.
+                    self._masks.pop(fd, None)
+                    try:
+                        self._ep.unregister(fd)
+                    except OSError:
+                        pass
+                    continue
                 bits = 0
                 if ev & _READABLE:
                     bits |= pycurl.CSELECT_IN
@@ -260,12 +315,23 @@ class CurlLoop:
                     done.append(t)
             if not queued:
                 break
-        # Outside every libcurl call now: the woken may start new transfers.
+        # Outside every libcurl call now: the woken may start new transfers.  Those
+        # are started every START_EVERY seconds of the batch's work, not only after
+        # it: a batch of answers that came together would otherwise send all its
+        # follow-up requests together, after all of its work, and the requests
+        # would go on travelling in waves, each a batch's work late.
+        started = monotonic()
         for t in done:
             g = t.waiter
             if g is not None:
                 t.waiter = None
                 g.switch()
+                if self._kicked and monotonic() - started >= START_EVERY:
+                    try:  # a "time is up now" is queued: act on it now, and again then
+                        multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)
+                    except pycurl.error:
+                        pass
+                    started = monotonic()
 
     def _arm(self) -> None:
         if self.running:

@@ -6,6 +6,7 @@ import codecs
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
+from typing import Any
 
 __all__ = ["Response", "Headers"]
 
@@ -23,6 +24,12 @@ class Headers(Mapping[str, str]):
 
     def __getitem__(self, name: str) -> str:
         return self._items[name.lower()][1]
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        """The value of header ``name``, or ``default`` (one dict look-up: a
+        crawl asks each response for several headers)."""
+        item = self._items.get(name.lower())
+        return default if item is None else item[1]
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._items

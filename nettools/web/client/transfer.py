@@ -67,7 +67,7 @@ class Exchange(Transfer):
     __slots__ = (
         "loop", "config", "dirty", "chunks", "size", "cap", "truncated", "discarding",
         "follow", "lines", "parsed", "lines_seen", "headers", "allow", "refused", "last",
-        "started", "read_timer",
+        "started", "read_timer", "deadline",
     )  # fmt: skip
 
     def __init__(self, loop: Any) -> None:
@@ -89,7 +89,8 @@ class Exchange(Transfer):
         self.refused: list[str] = []
         self.last = 0.0
         self.started = 0.0
-        self.read_timer: Any = None
+        self.read_timer: Any = None  # the timer of _check_time
+        self.deadline: float | None = None  # when the request's time budget runs out
 
     def prepare(self, cap: int, follow: bool, allow: Callable[[str], bool] | None) -> None:
         """A new hop: keep at most ``cap`` bytes of body, drop a redirect's body
@@ -216,14 +217,14 @@ class Exchange(Transfer):
         message)``, or code -1 (a timeout of ours) if nothing came for
         ``read_timeout`` seconds once connected, or ``budget`` ran out."""
         loop, rt = self.loop, read_timeout
-        hub = get_hub()
         left = None if budget is None else budget.left()
         if rt is None and left is None:
             return loop.perform(self)
-        if rt is not None:
-            self.read_timer = hub.schedule(rt, _check_read, loop, self, rt)
-        out_of_time = None if left is None else hub.schedule(left, loop.wake, self, _OutOfTime())
         started = time.monotonic()
+        # One timer watches both limits: the first look is due at the nearer one.
+        self.deadline = None if left is None else started + left
+        first = left if rt is None else rt if left is None else min(rt, left)
+        self.read_timer = get_hub().schedule(first, _check_time, loop, self, rt)
         try:
             return loop.perform(self)
         except _ReadTimedOut:
@@ -234,8 +235,7 @@ class Exchange(Transfer):
             if self.read_timer is not None:
                 self.read_timer.cancel()
                 self.read_timer = None
-            if out_of_time is not None:
-                out_of_time.cancel()
+            if budget is not None:
                 budget.spent += time.monotonic() - started
 
     def put_back(self) -> None:
@@ -253,25 +253,35 @@ def take_exchange(loop: Any, options: list[tuple[int, Any]]) -> Exchange:
     return h
 
 
-def _check_read(loop: Any, h: Exchange, rt: float) -> None:
-    """From the hub: fail the transfer if nothing came for ``rt`` seconds once connected."""
+def _check_time(loop: Any, h: Exchange, rt: float | None) -> None:
+    """From the hub: fail the transfer if its time budget is spent (``h.deadline``)
+    or nothing came for ``rt`` seconds once connected; else look again when
+    the nearer of the two may be reached."""
+    h.read_timer = None
     if h.waiter is None:
         return
     now = time.monotonic()
-    connected = h.easy.getinfo(pycurl.PRETRANSFER_TIME)
-    lines = len(h.lines)
-    if connected <= 0 or lines != h.lines_seen:
-        # Still connecting (the connect timeout has that part), or header
-        # lines came since the last look.
-        quiet_since = now
-        h.lines_seen = lines
-    else:
-        quiet_since = max(h.last, h.started + connected)
-    due = quiet_since + rt - now
-    if due > 0:
-        h.read_timer = get_hub().schedule(due, _check_read, loop, h, rt)
+    if h.deadline is not None and now >= h.deadline:
+        loop.wake(h, _OutOfTime())
         return
-    loop.wake(h, _ReadTimedOut())
+    due = None
+    if rt is not None:
+        connected = h.easy.getinfo(pycurl.PRETRANSFER_TIME)
+        lines = len(h.lines)
+        if connected <= 0 or lines != h.lines_seen:
+            # Still connecting (the connect timeout has that part), or header
+            # lines came since the last look.
+            quiet_since = now
+            h.lines_seen = lines
+        else:
+            quiet_since = max(h.last, h.started + connected)
+        due = quiet_since + rt - now
+        if due <= 0:
+            loop.wake(h, _ReadTimedOut())
+            return
+    if h.deadline is not None and (due is None or h.deadline - now < due):
+        due = h.deadline - now
+    h.read_timer = get_hub().schedule(due, _check_time, loop, h, rt)
 
 
 class _NewSocket:

@@ -3,8 +3,9 @@
 Framing, the opening handshake, extension negotiation (permessage-deflate),
 size limits and close codes all come from the Sans-I/O layer of the
 ``websockets`` library (``websockets.server.ServerProtocol``); this module only
-moves bytes between it and a green socket, and gives the handler an
-eventlet-style blocking API::
+moves bytes between it and a green socket -- a whole message in one plain
+frame, the common case, passing beside the library's parser (``framing``) --
+and gives the handler an eventlet-style blocking API::
 
     from nettools.web import websocket
 
@@ -43,6 +44,7 @@ hixie-75 or hixie-76, as eventlet does: its handler gets a ``HixieWebSocket``
 
 Inside: ``handshake`` (``WebSocketWSGI``), ``connection`` (``WebSocket``),
 ``standalone`` (``RFC6455WebSocket``), ``inbox`` (frames into messages),
+``framing`` (whole single-frame messages past the library's parser, both ways),
 ``hixie`` (the drafts).
 """
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from greenlet import GreenletExit
 from websockets.frames import CloseCode
-from websockets.protocol import OPEN, State
+from websockets.protocol import OPEN, Side, State
 from websockets.server import ServerProtocol
 
 from ...green import socket as green_socket
@@ -30,6 +30,7 @@ from ...kernel.greenthread import GreenThread, kill, spawn
 from ...kernel.hub import get_hub
 from ...kernel.sync import Event
 from ...kernel.timeout import Timeout
+from .framing import frame_header, receive
 from .inbox import Inbox
 
 __all__ = ["WebSocket", "WebSocketClosed", "Handler", "serve_websocket"]
@@ -44,6 +45,7 @@ _MSG_DONTWAIT = getattr(_stdlib_socket, "MSG_DONTWAIT", 0)
 #: Reads the keepalive may do when the handler is not reading (64 KiB each).
 _KEEPALIVE_MAX_READS = 16
 _CLOSED = State.CLOSED
+_SERVER = Side.SERVER
 
 Handler = Callable[["WebSocket"], Any]
 
@@ -172,12 +174,8 @@ class WebSocket:
         Raises ``WebSocketClosed`` if the connection is closed or the peer is gone.
         """
         proto = self._proto
-        if isinstance(message, str):
-            data: Any = message.encode()
-            op = proto.send_text
-        else:
-            data = message
-            op = proto.send_binary
+        text = isinstance(message, str)
+        data: Any = message.encode() if text else message  # type: ignore[union-attr]
         if self._sending or self._send_waiters:
             self._lock_send()
         else:
@@ -185,8 +183,14 @@ class WebSocket:
         try:
             if self._dead or proto.state is not OPEN:
                 raise self._closed_error()
-            op(data)
-            self._flush()
+            if proto.extensions or proto.expect_continuation_frame or proto.writes or \
+                    proto.side is not _SERVER:  # fmt: skip
+                (proto.send_text if text else proto.send_binary)(data)
+                self._flush()
+            else:  # one plain frame: what the protocol would make, without its detours
+                if type(data) is not bytes:
+                    data = bytes(data)
+                self._write(frame_header(text, len(data)) + data)
         finally:
             if self._send_waiters:
                 self._unlock_send()
@@ -245,13 +249,13 @@ class WebSocket:
                 if data is None:
                     # Parked outside the except clause: an idle connection keeps
                     # no exception and traceback alive.
-                    self._mark_idle(not (self._inbox.fragments or self._proto.reader.buffer))
+                    self._mark_idle(not (self._inbox.partial() or self._proto.reader.buffer))
                     wait_read, fd = self._hub.wait_read, self._fd
                     while data is None:
                         wait_read(fd)  # we just got EAGAIN, as the hub wants
                         data = _recv_now(sock)
             else:
-                self._mark_idle(not (self._inbox.fragments or self._proto.reader.buffer))
+                self._mark_idle(not (self._inbox.partial() or self._proto.reader.buffer))
                 data = sock.recv(_RECV_SIZE)
         except OSError as exc:  # reset, closed under us (IOClosed): the peer is gone
             log.debug("websocket %s: read failed: %s", self.path, exc)
@@ -285,15 +289,14 @@ class WebSocket:
     def _received(self, data: bytes) -> None:
         proto = self._proto
         if data:
-            proto.receive_data(data)
+            invalid = receive(proto, self._inbox, data)
         else:
             self._dead = True
             proto.receive_eof()
-        events = proto.events_received()
-        if events:
-            invalid = self._inbox.add(events)
-            if invalid is not None:
-                self._fail(CloseCode.INVALID_DATA, invalid)
+            events = proto.events_received()
+            invalid = self._inbox.add(events) if events else None
+        if invalid is not None:
+            self._fail(CloseCode.INVALID_DATA, invalid)
         if proto.writes:  # pongs, the close echo, EOF after a close or failure
             self._lock_send()
             try:
@@ -305,23 +308,26 @@ class WebSocket:
 
     def _flush(self) -> None:
         """Write what the protocol has queued; the caller holds the send lock."""
-        chunks = self._proto.data_to_send()
+        for chunk in self._proto.data_to_send():
+            if chunk:
+                self._write(chunk)
+            else:  # SEND_EOF: the protocol is done with this direction
+                self._shutdown(_stdlib_socket.SHUT_WR)
+
+    def _write(self, chunk: bytes) -> None:
+        """Write ``chunk`` whole; the caller holds the send lock."""
         sock = self.socket
         try:
-            for chunk in chunks:
-                if chunk:
-                    if self._fast:
-                        # The C send first: the green sendall's checks only on a short write.
-                        try:
-                            sent = _c_send(sock, chunk)
-                        except BlockingIOError:
-                            sent = 0
-                        if sent < len(chunk):
-                            sock.sendall(memoryview(chunk)[sent:])
-                    else:
-                        sock.sendall(chunk)
-                else:  # SEND_EOF: the protocol is done with this direction
-                    self._shutdown(_stdlib_socket.SHUT_WR)
+            if self._fast:
+                # The C send first: the green sendall's checks only on a short write.
+                try:
+                    sent = _c_send(sock, chunk)
+                except BlockingIOError:
+                    sent = 0
+                if sent < len(chunk):
+                    sock.sendall(memoryview(chunk)[sent:])
+            else:
+                sock.sendall(chunk)
         except (OSError, ValueError) as exc:
             log.debug("websocket %s: write failed: %s", self.path, exc)
             self._dead = True

@@ -1,5 +1,6 @@
 """What a websocket received, in whole messages: the glue between the protocol's
-frames (``websockets``' Sans-I/O layer) and ``WebSocket.wait()``.  No I/O here."""
+frames (``websockets``' Sans-I/O layer, or ``framing``'s fast path) and
+``WebSocket.wait()``.  No I/O here."""
 
 from __future__ import annotations
 
@@ -24,15 +25,38 @@ class Inbox:
     ``pong`` is the ping a keepalive waits on, ``(payload, event)``: the
     matching pong sets the event.  Pings are answered by the protocol itself
     and a close frame shows in its state, so neither concerns the inbox.
+    ``pending`` and ``owed`` are where ``framing.receive`` is between frames.
     """
 
-    __slots__ = ("messages", "fragments", "fragment_text", "pong")
+    __slots__ = ("messages", "fragments", "fragment_text", "pong", "pending", "owed")
 
     def __init__(self) -> None:
         self.messages: deque[str | bytes] | tuple[()] = ()
         self.fragments: list[bytes] | tuple[()] = ()  # a list while a message arrives
         self.fragment_text = False
         self.pong: tuple[bytes, Event] | None = None
+        self.pending = b""  # the start of a frame whose header is incomplete
+        self.owed = 0  # bytes of the frame the protocol is in the middle of
+
+    def partial(self) -> bool:
+        """Whether part of a message has arrived (the framing's or the inbox's)."""
+        return bool(self.fragments or self.pending or self.owed)
+
+    def add_message(self, data: bytes, text: bool) -> str | None:
+        """Take in one whole message's payload; returns why the connection must
+        fail (``text`` that is not UTF-8: close code 1007), else None."""
+        if text:
+            try:
+                message: str | bytes = data.decode()
+            except UnicodeDecodeError as exc:
+                return _invalid(exc)
+        else:
+            message = data
+        if self.messages:
+            self.messages.append(message)  # type: ignore[union-attr]
+        else:
+            self.messages = deque((message,))
+        return None
 
     def add(self, frames: list[Any]) -> str | None:
         """Take in ``frames``; returns why the connection must fail (a text
