@@ -226,20 +226,20 @@ def test_draft_message_size_is_bounded(serve):
 def test_graceful_stop_ends_an_idle_draft_connection(serve):
     server = serve()
     port = server.address[1]
-    opened = Event()
 
-    def client() -> bytes:
+    def opened() -> stdsocket.socket:
         sock, got = open_client(port, request(port, "/echo", draft76(), KEY3))
         read_until(sock, got, ANSWER)
-        opened.send(True)
-        rest = read_until(sock, b"", b"\x00\x00\x00")  # until the server closes
-        sock.close()
-        return rest
+        return sock
 
-    reader = nettools.spawn(tpool.execute, client)
-    opened.wait(T)
-    server.stop(T)
-    assert reader.wait() == b"\xff\x00"
+    sock = tpool.execute(opened)  # the hub serves the handshake meanwhile
+    stopping = nettools.spawn(server.stop, T)
+    try:
+        rest = tpool.execute(read_until, sock, b"", b"\x00\x00\x00")  # until the server closes
+    finally:
+        sock.close()
+    stopping.wait()
+    assert rest == b"\xff\x00"
 
 
 @pytest.mark.parametrize(
