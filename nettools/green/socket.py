@@ -210,8 +210,10 @@ class socket(_real_socket):
             except AttributeError:
                 hub = _get_hub()
             fd = _ss.fileno(self)
-            st = hub.fds.get(fd) or hub.record(fd)
-            if not (st.rready or st.hup) and st.reader is None:
+            st = hub.fds.get(fd)
+            if st is None and fd >= 0:  # (closed: -1, and the recv below says EBADF)
+                st = hub.record(fd)
+            if st is not None and not (st.rready or st.hup) and st.reader is None:
                 hub.wait_read(fd, timeout, timed_out)
         while True:
             try:

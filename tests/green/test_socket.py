@@ -1231,3 +1231,16 @@ def test_recv_on_a_datagram_socket_reads_every_queued_datagram(how):
         assert first.wait() == b"one"
         assert read(receiver) == b"two"  # at once, not after the 5 s timeout
         assert read(receiver) == b"three"
+
+
+def test_recv_on_a_closed_socket_after_a_short_read_is_ebadf(tcp_pair):
+    # As the standard socket: after close, recv raises OSError (EBADF), also
+    # when the last read was short (the path that would wait first).
+    client, conn = tcp_pair
+    conn.settimeout(5)
+    client.sendall(b"abc")
+    assert conn.recv(1024) == b"abc"  # a short read
+    conn.close()
+    with pytest.raises(OSError) as caught:
+        conn.recv(1024)
+    assert caught.value.errno == errno.EBADF
