@@ -120,6 +120,16 @@ def _green(meth: Any, writing: bool, flags_at: int | None = None) -> Any:
     return method
 
 
+def _nothing_new(st: Any) -> bool:
+    """After a read that emptied the socket (a short read), given the hub's
+    record of it (``st``, or None): True if epoll has seen no new data since (no
+    recorded edge) nor a hang-up, so that a read now could only fail with
+    EAGAIN -- and raising that costs more than waiting first.  Data or a FIN
+    arriving from now on raises an edge the next poll reports: no wake-up is
+    missed."""
+    return st is not None and not (st.rready or st.hup) and st.reader is None
+
+
 class socket(_real_socket):
     """A green ``socket.socket``: same API, blocking calls wait on the hub."""
 
@@ -199,10 +209,6 @@ class socket(_real_socket):
         hub = None
         deadline = None if timeout is None else _monotonic() + timeout
         if self._drained:
-            # The last recv emptied the socket (a short read) and epoll has seen
-            # no new data since (no recorded edge) nor a hang-up: a recv now could
-            # only fail with EAGAIN, so wait first.  Data or a FIN arriving from
-            # now on raises an edge the next poll reports: no wake-up is missed.
             # A socket the hub has no record of yet gets one now, whose
             # registration reports data that came meanwhile: no EAGAIN either.
             try:
@@ -213,7 +219,7 @@ class socket(_real_socket):
             st = hub.fds.get(fd)
             if st is None and fd >= 0:  # (closed: -1, and the recv below says EBADF)
                 st = hub.record(fd)
-            if st is not None and not (st.rready or st.hup) and st.reader is None:
+            if _nothing_new(st):
                 hub.wait_read(fd, timeout, timed_out)
         while True:
             try:
@@ -245,14 +251,6 @@ class socket(_real_socket):
                 raise
         return self._retry(_ss.recv, (bufsize, flags), False, {})
 
-    def _nothing_new(self) -> bool:
-        """After a read that emptied the socket (a short read): True if epoll has
-        seen no new data since (no recorded edge) nor a hang-up, so that a read
-        now could only fail with EAGAIN.  Data or a FIN arriving from now on
-        raises an edge the next poll reports: waiting first misses no wake-up."""
-        st = _get_hub().fds.get(_ss.fileno(self))
-        return st is not None and not (st.rready or st.hup) and st.reader is None
-
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Like ``socket.recv_into``; waits on the hub instead of blocking the thread."""
         try:
@@ -282,8 +280,11 @@ class socket(_real_socket):
         of a keep-alive connection: ``recv_into`` itself reads at once, which is
         cheaper when the data is usually there already (a relay's stream).
         """
-        if self._drained and self._timeout != 0.0 and self._nothing_new():
-            _get_hub().wait_read(_ss.fileno(self), self._timeout, timed_out)
+        if self._drained and self._timeout != 0.0:
+            hub = _get_hub()
+            fd = _ss.fileno(self)
+            if _nothing_new(hub.fds.get(fd)):
+                hub.wait_read(fd, self._timeout, timed_out)
 
     def _wait_readable(self) -> None:
         """Wait, within the timeout, until a read would not block (a zero-length
