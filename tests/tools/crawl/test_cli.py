@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import pty
 import signal
 import subprocess
 import sys
@@ -137,43 +135,11 @@ def test_help_documents_the_exit_codes():
     assert "2 broken links found" in " ".join(proc.stdout.split())
 
 
-def on_a_terminal(*args: str, env: dict) -> bytes:
-    """Run ``nettools ARGS`` with stderr on a pseudo-terminal; what it wrote there."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "nettools", *args], stdout=subprocess.PIPE,
-                            stderr=slave, env=clean_env(env))  # fmt: skip
-    os.close(slave)
-    chunks = []
-    try:
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
-    finally:
-        os.close(master)
-        proc.communicate(timeout=30)
-    return b"".join(chunks)
-
-
 def test_a_start_url_outside_include_is_still_crawled(sites):
     base, _ = sites
     proc = run_cli("crawl", base + "/", "--max-body", "64K", "--include", "/p/")
     summary = last_json(proc.stderr)
     assert summary["pages"] == PAGES + 1, proc.stderr  # the start page and the /p/ pages
-
-
-def test_progress_bar_on_a_terminal_honours_no_color(sites):
-    base, _ = sites
-    args = ("crawl", base + "/", "--max-body", "64K", "--include", "/p/")
-    colored = on_a_terminal(*args, env={"TERM": "xterm-256color"})
-    assert b" requests" in colored and b"\x1b[38;" in colored
-    plain = on_a_terminal(*args, env={"TERM": "xterm-256color", "NO_COLOR": "1"})
-    assert b" requests" in plain and b"\x1b[38;" not in plain
-    assert f'"pages": {PAGES + 1},'.encode() in plain
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
