@@ -62,6 +62,7 @@ error = RuntimeError
 TIMEOUT_MAX: float = _real.TIMEOUT_MAX
 _real_get_ident = real_get_ident = _real.get_ident
 _real_allocate = _real.allocate_lock
+_real_count = _real._count  # OS threads started by the real module and still running
 _real_interrupt_main = _real.interrupt_main
 
 
@@ -200,10 +201,13 @@ class LockType:
                 discard(self._waiters, waiter)
                 return False
             # Another OS thread may end this wait: tell the hub so.  Once threads
-            # contend, any later waiter may queue behind one from elsewhere.
+            # contend, any later waiter may queue behind one from elsewhere.  A
+            # lock has no owner, so even one this thread holds may be released
+            # by another OS thread while any runs (importlib's module locks use
+            # a lock so, to wake a waiter): no deadlock can be called then.
             if self._owner != waiter.thread:
                 self._shared = True
-            external = self._shared
+            external = self._shared or _real_count() > 0
             if external:
                 hub.ref()
             timer = None if remaining is None else hub.schedule(remaining, waiter.expire)
