@@ -260,6 +260,13 @@ def live_servers() -> list[Server]:
     return list(_servers)
 
 
+def _is_listening(sock: Any) -> bool:
+    try:
+        return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+    except OSError:
+        return True  # closed, or no such option here: accept() will say
+
+
 class Server:
     """Accept connections on ``sock`` and run ``handle(conn, addr)`` for each.
 
@@ -376,8 +383,18 @@ class Server:
     # ----------------------------------------------------------- running
 
     def start(self) -> Server:
-        """Start accepting in a background greenthread; returns self."""
+        """Start accepting in a background greenthread; returns self.
+
+        A socket that is not listening is refused here with accept's own
+        ``EINVAL`` (later, EINVAL means the program closed or shut the listener
+        down, and stops the server quietly)."""
         if self._acceptor is None:
+            if not self._closing and not _is_listening(self.socket):
+                raise OSError(
+                    errno.EINVAL,
+                    f"{os.strerror(errno.EINVAL)}: the socket is not listening "
+                    "(call listen() on it first)",
+                )
             self._acceptor = spawn(self._accept_loop)
         return self
 

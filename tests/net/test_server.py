@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import queue as stdqueue
@@ -343,6 +344,28 @@ def test_serve_reraises_other_handler_exceptions(listener):
     with Timeout(20), pytest.raises(KeyError, match="from the handler"):
         nettools.serve(listener, handle)
     assert gt.wait() == b""
+
+
+def test_a_socket_that_is_not_listening_is_refused_at_start():
+    sock = gsocket.socket()
+    try:
+        sock.bind((LOCAL, 0))
+        server = Server(sock, lambda conn, addr: None)
+        with pytest.raises(OSError, match="Invalid argument: the socket is not listening") as info:
+            server.start()
+        assert info.value.errno == errno.EINVAL
+        sock.listen()
+        server.start().close()  # listening now: it starts
+    finally:
+        sock.close()
+
+
+def test_a_listener_shut_down_behind_the_servers_back_stops_it_quietly(listener):
+    server = Server(listener, lambda conn, addr: None).start()
+    settle()  # the accept loop waits in accept()
+    listener.shutdown(gsocket.SHUT_RDWR)
+    with Timeout(10):
+        server.serve_forever()  # returns: no error
 
 
 # ---------------------------------------------------------- socket options
