@@ -158,7 +158,7 @@ class Request:
 
     __slots__ = (
         "method", "target", "protocol", "headers", "keep_alive", "upgrade", "content_length",
-        "expect_continue", "body", "body_received", "body_done", "leftover",
+        "expect_continue", "body", "body_received", "body_done", "leftover", "asked_keep_alive",
     )  # fmt: skip
 
     def __init__(
@@ -187,6 +187,8 @@ class Request:
         self.body_done = False
         #: After an upgrade request: the bytes that followed it.
         self.leftover: bytes | None = None
+        #: The client sent ``Connection: keep-alive`` (a response may say it back).
+        self.asked_keep_alive = False
 
 
 class HttpConnection:
@@ -203,8 +205,8 @@ class HttpConnection:
         "_request_timeout", "_max_head", "_set_idle", "_green", "_hub", "_misses", "_idle_reads",
         "parser", "_feed_data", "_version", "_method", "_keep_alive", "_upgrade", "pending",
         "dead", "_url", "_url_len", "_headers", "_hsize", "_clen", "_expect", "_connection",
-        "_llhttp", "_in_head", "_parsing", "_limit_status", "_completed_in_feed", "_pipelined",
-        "_chunk", "timeout", "_fresh", "_empty_lines", "ended",
+        "_asked_keep_alive", "_llhttp", "_in_head", "_parsing", "_limit_status",
+        "_completed_in_feed", "_pipelined", "_chunk", "timeout", "_fresh", "_empty_lines", "ended",
     )  # fmt: skip
 
     def __init__(
@@ -254,6 +256,7 @@ class HttpConnection:
         self._clen: int | None = None
         self._expect = False
         self._connection = False
+        self._asked_keep_alive = False
         self._in_head = False
         self._parsing: Request | None = None
         self._limit_status = 0
@@ -280,6 +283,7 @@ class HttpConnection:
         self._clen = None
         self._expect = False
         self._connection = False
+        self._asked_keep_alive = False
         if self._completed_in_feed:
             self._pipelined = True
 
@@ -308,6 +312,8 @@ class HttpConnection:
             self._expect = value.strip().lower() == b"100-continue"
         elif name in _CONNECTION_NAMES:
             self._connection = True
+            if b"keep-alive" in value.lower():
+                self._asked_keep_alive = True
 
     def on_headers_complete(self) -> None:
         url = self._url
@@ -339,6 +345,8 @@ class HttpConnection:
             clen,
             self._expect,
         )
+        if self._asked_keep_alive:
+            req.asked_keep_alive = True
         self._parsing = req
         self.pending.append(req)
 
