@@ -3,6 +3,7 @@ str bodies, RAW_PATH_INFO, and HttpProtocol subclasses."""
 
 from __future__ import annotations
 
+import socket
 import threading
 
 import pytest
@@ -16,6 +17,7 @@ from helpers.wsgi import (
     read_response,
 )
 
+import nettools
 from nettools.web import wsgi
 
 
@@ -252,6 +254,69 @@ def test_keepalive_in_seconds_is_announced():
     with ServerThread(app) as srv:  # keepalive=True: HTTP/1.1 needs no header
         resp = _get(srv)
         assert resp.header("Connection") is None and resp.header("Keep-Alive") is None
+
+
+def test_an_http11_client_that_asks_for_keep_alive_is_answered_so():
+    def app(environ, start_response):
+        start_response("204 No Content", [])
+        return []
+
+    with ServerThread(app) as srv:
+        sock = connect(srv.port)
+        try:
+            f = sock.makefile("rb")
+            sock.sendall(b"DELETE /a HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")
+            asked = read_response(f, head=True)
+            sock.sendall(b"DELETE /b HTTP/1.1\r\nHost: x\r\n\r\n")  # same connection
+            silent = read_response(f, head=True)
+        finally:
+            sock.close()
+    assert asked.status == 204 and asked.header("Connection") == "keep-alive"
+    assert silent.status == 204 and silent.header("Connection") is None
+
+
+def _environ_lines(environ, start_response):
+    start_response("200 OK", [])
+    return [f"{key}={value}\n".encode() for key, value in environ.items() if key.isupper()]
+
+
+def test_a_unix_socket_server_and_its_clients_are_named_unix(tmp_path):
+    path = str(tmp_path / "wsgi.sock")
+    with ServerThread(_environ_lines, listener=lambda: nettools.listen(path, socket.AF_UNIX)):
+        sock = socket.socket(socket.AF_UNIX)
+        try:
+            sock.settimeout(10)
+            sock.connect(path)
+            sock.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+            body = read_response(sock.makefile("rb")).body
+        finally:
+            sock.close()
+    lines = body.decode().splitlines()
+    for line in ("SERVER_NAME=unix", "SERVER_PORT=", "REMOTE_ADDR=unix", "REMOTE_PORT="):
+        assert line in lines
+
+
+def test_eventlets_server_gives_the_headers_as_sent():
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [repr(environ.get("headers_raw")).encode()]
+
+    request = b"GET / HTTP/1.1\r\nHost: x\r\nx-ANY_k: one\r\nx-ANY_k:  two \r\n\r\n"
+    sock = nettools.listen(("127.0.0.1", 0))
+    gt = nettools.spawn(wsgi.server, sock, app, log_output=False)
+    try:
+        client = nettools.connect(sock.getsockname())
+        client.sendall(request)
+        body = read_response(client.makefile("rb")).body
+        client.close()
+    finally:
+        gt.kill()
+    assert body == repr((("Host", "x"), ("x-ANY_k", "one"), ("x-ANY_k", "two"))).encode()
+    closing = request.replace(b"Host: x", b"Host: x\r\nConnection: close")
+    with ServerThread(app) as srv:  # WSGIServer: only when asked
+        assert get(srv.port, closing).endswith(b"None")
+    with ServerThread(app, headers_raw=True) as srv:
+        assert b"('x-ANY_k', 'two')" in get(srv.port, closing)
 
 
 _BOTH_FRAMINGS = (

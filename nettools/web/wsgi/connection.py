@@ -22,7 +22,7 @@ from ...green import socket as green_socket
 from ...kernel.timeout import Timeout
 from ..http import ClientDisconnected, HTTPError, ParseError, Request, error_response
 from .body import EMPTY_INPUT, Input
-from .environ import REQUEST_KEYS, request_environ, without_request
+from .environ import REQUEST_KEYS, UNIX_ADDR, raw_headers, request_environ, without_request
 from .handoff import HANDOFF_KEYS, HandoffError, HandoffSocket
 from .response import ResponseWriter, encode_text
 
@@ -75,6 +75,7 @@ class WSGIConnection(ResponseWriter):
         "debug",
         "base_env",
         "in_app",
+        "headers_raw",
     )
 
     def __init__(self, wsgi_server: WSGIServer, sock: Any, addr: Any) -> None:
@@ -94,6 +95,7 @@ class WSGIConnection(ResponseWriter):
         self.on_request = options.on_request
         self.timed = self.access_log is not None or self.on_request is not None
         self.debug = options.debug
+        self.headers_raw = options.headers_raw
         cls = type(self)
         if cls.minimum_chunk_size is not None:
             self.min_chunk = cls.minimum_chunk_size
@@ -105,8 +107,8 @@ class WSGIConnection(ResponseWriter):
         if isinstance(addr, tuple) and len(addr) >= 2:
             env["REMOTE_ADDR"] = sys.intern(addr[0])  # one string per client address
             env["REMOTE_PORT"] = str(addr[1])
-        else:
-            env["REMOTE_ADDR"] = ""
+        else:  # a unix-socket client
+            env["REMOTE_ADDR"] = UNIX_ADDR
             env["REMOTE_PORT"] = ""
         env["nettools.takeover"] = self.takeover
         env["nettools.set_idle"] = self.set_idle
@@ -148,6 +150,8 @@ class WSGIConnection(ResponseWriter):
         self.new_response(req)
         self.taken_over = False
         env = request_environ(self.base_env, req)
+        if self.headers_raw:
+            env["headers_raw"] = raw_headers(req)
         if not self.reject_bad_requests and _length_yields_to_transfer_encoding(req):
             env.pop("CONTENT_LENGTH", None)
         env["wsgi.input"] = EMPTY_INPUT if req.body_done and not req.body else Input(self, req)

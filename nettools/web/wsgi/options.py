@@ -47,6 +47,8 @@ class WSGIOptions:
       For metrics; it must not wait.
     * ``protocol``: the class serving each connection, a subclass of
       ``HttpProtocol`` (``WSGIConnection``); default: that class.
+    * ``headers_raw`` (False): put eventlet's ``environ['headers_raw']`` in each
+      request's environ, the headers as sent: ``(name, value)`` pairs.
     """
 
     log: Any = None
@@ -73,6 +75,7 @@ class WSGIOptions:
     name: str = "wsgi"
     on_request: Callable[[dict, str | None, int, int, float], None] | None = None
     protocol: type | None = None
+    headers_raw: bool = False
 
     def __post_init__(self) -> None:
         if self.protocol is not None:

@@ -140,7 +140,8 @@ def server(
     ``capitalize_response_headers=False``, and a streamed body goes out in
     pieces of at least ``minimum_chunk_size`` (``MINIMUM_CHUNK_SIZE``) unless
     the application sets ``environ['eventlet.minimum_write_chunk_size']`` (0
-    for a stream whose every piece must go at once).  ``server_event``, if
+    for a stream whose every piece must go at once), and each environ has
+    ``headers_raw`` (see ``WSGIOptions``).  ``server_event``, if
     given, receives the ``WSGIServer`` (``server_event.send(srv)``) once it
     is listening; ``log`` gets eventlet's "wsgi starting up on URL" line
     first and "wsgi exited" last (unless ``log_output=False``); ``protocol``
@@ -163,6 +164,7 @@ def server(
         # eventlet's default; WSGIServer keeps the application's case.
         kwargs.setdefault("capitalize_response_headers", True)
         kwargs.setdefault("minimum_chunk_size", MINIMUM_CHUNK_SIZE)
+        kwargs.setdefault("headers_raw", True)
     server_event = kwargs.pop("server_event", None)
     srv = WSGIServer(sock, site, options, **kwargs)
     if handle_signals:
