@@ -32,7 +32,7 @@ from typing import Any
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from ..kernel.greenthread import kill
-from ..kernel.hub import Hub, discard, get_hub
+from ..kernel.hub import Hub, current_hub, discard, get_hub
 from ..kernel.local import local as _green_local
 
 # Re-export the real module first; everything that blocks or knows threads is
@@ -448,6 +448,16 @@ def _set_sentinel() -> LockType:
 def _count() -> int:
     """Number of green threads started by this module that are still running."""
     return _running
+
+
+def local_idents() -> set[int]:
+    """The idents of what runs in this OS thread: its own (real) id, and those
+    of the green threads started in it that have not ended."""
+    idents = {_real_get_ident()}
+    hub = current_hub()  # none yet: no green thread has run here
+    if hub is not None:
+        idents.update(id(g) for g in _sentinels if g.parent is hub.greenlet and not g.dead)
+    return idents
 
 
 def stack_size(size: int = 0) -> int:

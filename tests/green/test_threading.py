@@ -603,6 +603,53 @@ def test_patched_primitives_and_no_dummy_leak():
     )
 
 
+@pytest.mark.parametrize("forker", ["main", "thread"])
+def test_patched_green_threads_survive_fork(forker):
+    # Green threads live in the process's memory: in the child those of the
+    # forking OS thread go on (threading must not call them stopped), with the
+    # main thread; the parent's go on too.
+    run_isolated(
+        f"""
+        import nettools
+        nettools.monkey_patch()
+        import os, threading, time
+
+        done = []
+
+        def background():
+            time.sleep(0.1)
+            assert threading.current_thread() in threading.enumerate()
+            done.append("background")
+
+        def forker():
+            pid = os.fork()
+            if pid == 0:
+                assert threading.current_thread() in threading.enumerate()
+                t.join(10)
+                ok = done == ["background"] and not t.is_alive()
+                ok = ok and threading.main_thread().ident == main_ident
+                ok = ok and threading.main_thread() in threading.enumerate()
+                os._exit(0 if ok else 3)
+            _, status = os.waitpid(pid, 0)
+            done.append(os.waitstatus_to_exitcode(status))
+
+        main_ident = threading.get_ident()
+        t = threading.Thread(target=background)
+        t.start()
+        if {forker!r} == "main":
+            forker()
+        else:
+            f = threading.Thread(target=forker)
+            f.start()
+            f.join(10)
+        t.join(10)
+        assert sorted(done, key=str) == [0, "background"], done  # child exit code 0
+        assert threading.active_count() == 1
+        print("OK")
+        """
+    )
+
+
 def test_patched_exit_waits_for_non_daemon_threads():
     out = run_isolated(
         """
