@@ -346,6 +346,26 @@ def test_serve_reraises_other_handler_exceptions(listener):
     assert gt.wait() == b""
 
 
+def test_a_handler_that_leaves_data_unread_closes_without_a_reset(listener, servers):
+    # Closing with unread data would reset the connection: the client would get
+    # ECONNRESET (and over a real network could lose the reply) instead of EOF.
+    sent = Event()
+
+    def handler(conn, addr):
+        sent.wait()  # the client's bytes are in our receive queue now
+        conn.sendall(b"bye")
+
+    start(servers, listener, handler)
+    client = nettools.connect(listener.getsockname())
+    try:
+        client.sendall(b"unread by the handler")
+        sent.send()
+        with Timeout(10):
+            assert recv_all(client) == b"bye"  # then a clean end of file
+    finally:
+        client.close()
+
+
 def test_a_socket_that_is_not_listening_is_refused_at_start():
     sock = gsocket.socket()
     try:

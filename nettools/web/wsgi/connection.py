@@ -8,9 +8,7 @@ sends comes from ``ResponseWriter``, the half it builds on.
 
 from __future__ import annotations
 
-import _socket
 import logging
-import socket as _stdlib_socket
 import sys
 import time
 import traceback
@@ -20,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...green import socket as green_socket
 from ...kernel.timeout import Timeout
+from ...net import UNREAD_LIMIT, drop_unread
 from ..http import ClientDisconnected, HTTPError, ParseError, Request, error_response
 from .body import EMPTY_INPUT, Input
 from .environ import REQUEST_KEYS, UNIX_ADDR, raw_headers, request_environ, without_request
@@ -40,10 +39,6 @@ _LIMIT_STATUSES = frozenset({413, 414, 431})
 _NO_ENV: Any = MappingProxyType({})
 
 
-#: The most of an unread request body read before closing (see _close_on_unread_body).
-_LINGER_LIMIT = 64 * 1024
-_c_recv_into = _socket.socket.recv_into  # the C call: never waits on the hub
-_MSG_DONTWAIT = getattr(_stdlib_socket, "MSG_DONTWAIT", 0)
 
 
 class WSGIConnection(ResponseWriter):
@@ -208,24 +203,12 @@ class WSGIConnection(ResponseWriter):
         return True
 
     def _close_on_unread_body(self, req: Request) -> None:
-        """Closing with unread data resets the connection, and the reset can
-        destroy the response before the client reads it: drop what of the body
-        has arrived already (up to its declared end, without waiting).  What
-        comes later still gets the reset, which tells a client sending a body
-        nobody wants to stop."""
+        """Drop what of the body has arrived already, up to its declared end
+        (see ``drop_unread``): the response must not be lost to a reset."""
         length = req.content_length
         if length is None or type(self.sock) is not green_socket.socket:
             return
-        rest = min(length - req.body_received, _LINGER_LIMIT)
-        view = self.view
-        try:
-            while rest > 0:
-                n = _c_recv_into(self.sock, view, min(rest, len(view)), _MSG_DONTWAIT)
-                if not n:
-                    return
-                rest -= n
-        except OSError:  # nothing more there (EAGAIN), or the client is gone
-            pass
+        drop_unread(self.sock, min(length - req.body_received, UNREAD_LIMIT), self.view)
 
     def _done(
         self, env: dict, status: str | None, received: int, sent: int, started: float
