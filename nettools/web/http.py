@@ -191,6 +191,23 @@ class Request:
         self.asked_keep_alive = False
 
 
+class _MoreBody:
+    """The callbacks of the parser reading a request's further body (see
+    ``HttpConnection.expect_another_body``); the connection's own parser takes
+    over again at its end."""
+
+    __slots__ = ("conn", "on_body")
+
+    def __init__(self, conn: HttpConnection) -> None:
+        self.conn = conn
+        self.on_body = conn.on_body
+
+    def on_message_complete(self) -> None:
+        conn = self.conn
+        conn._feed_data = conn.parser.feed_data
+        conn.on_message_complete()
+
+
 class HttpConnection:
     """Reads requests from one client socket in order; see the module docstring.
 
@@ -562,6 +579,30 @@ class HttpConnection:
             return HTTPError(self._limit_status, "malformed request body")
         kind = HTTPError if req.content_length is not None else MalformedChunks
         return kind(400, "malformed request body")
+
+    def expect_another_body(self, req: Request) -> bool:
+        """Read a further chunked body as more of ``req``'s, whose own has ended:
+        the second phase of a request whose client waits for another ``100
+        Continue`` before sending it (OpenStack Swift's multi-phase PUT, as
+        eventlet serves it).  False, with nothing changed, unless ``req`` is the
+        request being served, chunked, its body read to the end and nothing
+        received after it.  The body is parsed as strictly as any, and counts
+        towards ``max_body_size`` with the first."""
+        if (
+            req.content_length is not None
+            or not req.body_done
+            or req.body
+            or self.pending
+            or self._in_head
+            or self.dead
+        ):
+            return False
+        more = httptools.HttpRequestParser(_MoreBody(self))
+        more.feed_data(b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        req.body_done = False
+        self._parsing = req
+        self._feed_data = more.feed_data
+        return True
 
     def discard_body(self, req: Request, limit: int = 1 << 20) -> bool:
         """Read and drop the rest of ``req``'s body (up to ``limit`` bytes);

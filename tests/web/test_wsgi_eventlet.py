@@ -319,6 +319,49 @@ def test_eventlets_server_gives_the_headers_as_sent():
         assert b"('x-ANY_k', 'two')" in get(srv.port, closing)
 
 
+def _read_interim(f) -> list[bytes]:
+    lines = [f.readline()]
+    while lines[-1] not in (b"\r\n", b""):
+        lines.append(f.readline())
+    return lines
+
+
+def test_a_second_100_continue_after_a_chunked_body_reads_another_body():
+    # OpenStack Swift's multi-phase PUT, as eventlet serves it: the client sends
+    # a chunked body, waits for another 100 Continue, then sends another.
+    def app(environ, start_response):
+        body = environ["wsgi.input"]
+        first = body.read()
+        body.set_hundred_continue_response_headers([("X-Phase", "2")])
+        body.send_hundred_continue_response()
+        second = body.read()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [first + b"|" + second]
+
+    with ServerThread(app) as srv:
+        sock = connect(srv.port)
+        try:
+            f = sock.makefile("rb")
+            sock.sendall(
+                b"PUT /o HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                b"Expect: 100-continue\r\n\r\n"
+            )
+            assert _read_interim(f)[0].startswith(b"HTTP/1.1 100 Continue")
+            sock.sendall(b"5\r\nfirst\r\n0\r\n\r\n")
+            interim = _read_interim(f)
+            assert interim[0].startswith(b"HTTP/1.1 100 Continue")
+            assert b"X-Phase: 2\r\n" in interim
+            sock.sendall(b"6\r\nsecond\r\n0\r\n\r\n")
+            resp = read_response(f)
+            assert resp.status == 200 and resp.body == b"first|second"
+            # and the connection goes on with the next request
+            sock.sendall(b"PUT /o HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz")
+            assert _read_interim(f)[0].startswith(b"HTTP/1.1 100 Continue")
+            assert read_response(f).body == b"z|"  # no second body after a sized one
+        finally:
+            sock.close()
+
+
 _BOTH_FRAMINGS = (
     b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
     b"5\r\nhello\r\n0\r\n\r\n"
