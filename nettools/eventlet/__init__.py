@@ -122,7 +122,7 @@ MODULES: dict[str, str] = {
     "eventlet.support": "nettools.eventlet.support",
     "eventlet.support.greenlets": "greenlet",
     # name resolution: nettools resolves with getaddrinfo in the thread pool
-    "eventlet.support.greendns": "nettools.green.socket",
+    "eventlet.support.greendns": "nettools.eventlet.support.greendns",
     "eventlet.timeout": "nettools.kernel.timeout",
     "eventlet.tpool": "nettools.kernel.tpool",
     "eventlet.websocket": "nettools.eventlet.websocket",

@@ -319,6 +319,22 @@ def test_green_sockets_and_pipes():
     os.close(w)
 
 
+def test_greendns_resolves_greenly_and_tells_addresses_from_names():
+    from nettools.eventlet.support import greendns
+    from nettools.green import socket as green_socket
+
+    # the green socket module's resolution, the very functions
+    for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "getnameinfo"):
+        assert getattr(greendns, name) is getattr(green_socket, name)
+    assert greendns.gethostbyname("127.0.0.1") == "127.0.0.1"
+    assert greendns.is_ipv4_addr("192.0.2.1") and not greendns.is_ipv4_addr("192.0.2")
+    assert not greendns.is_ipv4_addr("01.2.3.4") and not greendns.is_ipv4_addr(b"1.2.3.4")
+    assert greendns.is_ipv6_addr("::1") and greendns.is_ipv6_addr("fe80::1%eth0")
+    assert not greendns.is_ipv6_addr("192.0.2.1") and not greendns.is_ipv6_addr("::g")
+    assert greendns.is_ip_addr("::1") and greendns.is_ip_addr("10.0.0.1")
+    assert not greendns.is_ip_addr("localhost") and not greendns.is_ip_addr(None)
+
+
 def test_wrap_ssl_takes_eventlets_argument_order():
     import trustme
 
