@@ -15,6 +15,7 @@ from helpers.wsgi import (
     gated_app,
     get,
     read_response,
+    recv_until_closed,
 )
 
 import nettools
@@ -135,18 +136,44 @@ def test_http_protocol_subclass_serves_each_connection():
     assert wsgi.HttpProtocol.capitalize_response_headers is None
 
 
+class _GatheringProtocol(wsgi.HttpProtocol):
+    minimum_chunk_size = 1 << 20
+
+
+def _three_pieces(environ, start_response):
+    start_response("200 OK", [])
+    return iter([b"a", b"b", b"c"])
+
+
 def test_http_protocol_minimum_chunk_size_gathers_pieces():
-    class Protocol(wsgi.HttpProtocol):
-        minimum_chunk_size = 1 << 20
-
-    def app(environ, start_response):
-        start_response("200 OK", [])
-        return iter([b"a", b"b", b"c"])
-
-    with ServerThread(app, protocol=Protocol) as srv:
+    with ServerThread(_three_pieces, protocol=_GatheringProtocol) as srv:
         raw = get(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     # Gathered into one chunk (an iterator's body is chunked, as in eventlet).
     assert raw.endswith(b"\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+
+
+def test_the_servers_minimum_chunk_size_wins_over_the_protocols_as_in_eventlet():
+    assert wsgi.HttpProtocol.minimum_chunk_size == 4096  # eventlet's, for subclasses to read
+    sock = nettools.listen(("127.0.0.1", 0))
+    gt = nettools.spawn(
+        wsgi.server,
+        sock,
+        _three_pieces,
+        protocol=_GatheringProtocol,
+        minimum_chunk_size=1,
+        log_output=False,
+    )
+    try:
+        client = nettools.connect(sock.getsockname())
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        raw = recv_until_closed(client)
+        client.close()
+    finally:
+        gt.kill()
+    # Each piece at once: the server's 1, not the protocol's 1 MiB.
+    assert raw.endswith(b"\r\n\r\n1\r\na\r\n1\r\nb\r\n1\r\nc\r\n0\r\n\r\n")
+    assert _GatheringProtocol.minimum_chunk_size == 1 << 20
+    assert wsgi.HttpProtocol.minimum_chunk_size == 4096
 
 
 def test_protocol_must_be_an_http_protocol():

@@ -28,7 +28,10 @@ from .response import ResponseWriter, encode_text
 if TYPE_CHECKING:
     from .wsgiserver import WSGIServer
 
-__all__ = ["WSGIConnection"]
+__all__ = ["WSGIConnection", "HttpProtocol", "MINIMUM_CHUNK_SIZE"]
+
+#: eventlet's ``minimum_chunk_size``, ``HttpProtocol``'s.
+MINIMUM_CHUNK_SIZE = 4096
 
 log = logging.getLogger("nettools.web.wsgi")
 
@@ -44,12 +47,12 @@ _NO_ENV: Any = MappingProxyType({})
 class WSGIConnection(ResponseWriter):
     """Serves the requests of one connection to the WSGI application, in order.
 
-    Also eventlet's ``wsgi.HttpProtocol``: a server made with
-    ``protocol=SubClass`` serves each connection with ``SubClass``, whose
-    methods (``handle``, ``start_response``, ``send_head`` ...) it may extend,
-    and whose class attributes ``minimum_chunk_size`` and
-    ``capitalize_response_headers``, when not None, override the server's
-    options for its connections.
+    A server made with ``protocol=SubClass`` serves each connection with
+    ``SubClass`` (eventlet's programs subclass ``HttpProtocol``), whose methods
+    (``handle``, ``start_response``, ``send_head`` ...) it may extend, and whose
+    class attributes, when not None, set for its connections
+    ``capitalize_response_headers``, and ``minimum_chunk_size`` unless the
+    server's options give one (eventlet's order).
     """
 
     minimum_chunk_size: int | None = None
@@ -92,7 +95,7 @@ class WSGIConnection(ResponseWriter):
         self.debug = options.debug
         self.headers_raw = options.headers_raw
         cls = type(self)
-        if cls.minimum_chunk_size is not None:
+        if cls.minimum_chunk_size is not None and options.minimum_chunk_size is None:
             self.min_chunk = cls.minimum_chunk_size
         if cls.capitalize_response_headers is not None:
             self.capitalize = cls.capitalize_response_headers
@@ -319,6 +322,16 @@ class WSGIConnection(ResponseWriter):
     def on_stop(self, closer: Callable[[], Any] | None) -> None:
         """``environ['nettools.on_stop']``: how a graceful stop closes this idle connection."""
         self.net_server.on_stop(self.sock, closer)
+
+
+class HttpProtocol(WSGIConnection):
+    """eventlet's ``wsgi.HttpProtocol``, which ``wsgi.server()`` serves with: a
+    streamed body goes out in pieces of at least ``minimum_chunk_size`` bytes
+    (eventlet's 4096) unless the server is given its own size or the
+    application sets ``environ['eventlet.minimum_write_chunk_size']``."""
+
+    __slots__ = ()
+    minimum_chunk_size = MINIMUM_CHUNK_SIZE
 
 
 def _length_yields_to_transfer_encoding(req: Request) -> bool:

@@ -46,7 +46,8 @@ class WSGIOptions:
       response body sizes, and the ``time.monotonic()`` the request began.
       For metrics; it must not wait.
     * ``protocol``: the class serving each connection, a subclass of
-      ``HttpProtocol`` (``WSGIConnection``); default: that class.
+      ``WSGIConnection``; default: that class (``server()``: ``HttpProtocol``,
+      eventlet's, which programs subclass).
     * ``headers_raw`` (False): put eventlet's ``environ['headers_raw']`` in each
       request's environ, the headers as sent: ``(name, value)`` pairs.
     """
@@ -83,7 +84,8 @@ class WSGIOptions:
 
             if not (isinstance(self.protocol, type) and issubclass(self.protocol, WSGIConnection)):
                 raise TypeError(
-                    "protocol must be a subclass of nettools.web.wsgi.HttpProtocol, "
+                    "protocol must be a subclass of nettools.web.wsgi.WSGIConnection "
+                    "(such as HttpProtocol), "
                     f"not {self.protocol!r}"
                 )
         if self.max_http_version not in ("HTTP/1.1", "HTTP/1.0"):
