@@ -24,8 +24,10 @@ only when no greenthread is ready to run.
 The loop has three sources of work, checked in this order each turn:
 
 * the *timer heap* of ``(deadline, seq, Timer)``: the timers due now.
-  Cancelling only marks a timer; the heap is compacted when cancelled entries
-  dominate (most timeouts are cancelled before they fire).  Timers go first so
+  Cancelling marks a timer (or drops it outright when it is the heap's last
+  leaf, as a timeout set and cancelled between two hub turns is); the heap is
+  compacted when cancelled entries dominate (most timeouts are cancelled
+  before they fire).  Timers go first so
   that a greenthread that sets a timer due now and then yields (``sleep(0)``)
   finds it fired when it resumes.
 * the *ready queue*: plain callables to run now (``spawn``, ``sleep(0)``,
@@ -148,9 +150,9 @@ class Timer:
         """Stop the timer from firing; harmless if it already fired."""
         if self.active:
             self.active = False
-            # It stays in the heap until its deadline; drop what it holds now.
+            # It may stay in the heap until its deadline; drop what it holds now.
             self.args = ()
-            self.hub._timer_cancelled()
+            self.hub._timer_cancelled(self)
 
     def __repr__(self) -> str:
         state = "pending" if self.active else "done"
@@ -179,8 +181,9 @@ class Hub(FdWaits):
     ...) come from ``FdWaits``.
     """
 
-    #: Compact the timer heap once this many cancelled timers sit in it
-    #: (and they are at least half of it).
+    #: Compact the timer heap once it holds more than this many entries and at
+    #: least half of them are cancelled (eventlet's rule: a small heap is left
+    #: alone, a big one never holds more dead entries than live ones).
     timer_compact_threshold = 1000
     #: While greenthreads keep the ready queue busy, poll I/O after this many callbacks.
     busy_poll_every = 64
@@ -296,10 +299,17 @@ class Hub(FdWaits):
     schedule_call_local = schedule_local
     mark_as_reopened = FdWaits.notify_opened
 
-    def _timer_cancelled(self) -> None:
+    def _timer_cancelled(self, timer: Timer) -> None:
+        timers = self.timers
+        if timers and timers[-1][2] is timer:
+            # The newest entry of the heap's list is a leaf (the common case of a
+            # timeout set and cancelled before the hub ran): removing the last
+            # element keeps the heap a heap, so it goes now, not at its deadline.
+            timers.pop()
+            return
         self._ncancelled += 1
-        n = self._ncancelled
-        if n > self.timer_compact_threshold and n * 2 > len(self.timers):
+        size = len(self.timers)
+        if size > self.timer_compact_threshold and self._ncancelled * 2 >= size:
             self.timers = [e for e in self.timers if e[2].active]
             heapq.heapify(self.timers)
             self._ncancelled = 0

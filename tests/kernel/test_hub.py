@@ -136,6 +136,50 @@ def test_compaction_triggered_by_a_firing_timer_keeps_firing_correct(hub):
     assert hub.live_timers() == live_before
 
 
+def test_a_timer_cancelled_before_the_hub_ran_leaves_no_entry(hub):
+    # A timeout set and cancelled between two hub turns is the newest leaf of
+    # the heap: it goes at once instead of waiting for its deadline.
+    size, cancelled = hub.get_timers_count(), hub.timers_canceled
+    for _ in range(100):
+        with Timeout(60):
+            pass
+        hub.schedule(60, print).cancel()
+    assert (hub.get_timers_count(), hub.timers_canceled) == (size, cancelled)
+
+
+def test_an_older_cancelled_timer_waits_for_compaction(hub):
+    size = hub.get_timers_count()
+    older = hub.schedule(60, print)
+    newer = hub.schedule(61, print)
+    older.cancel()  # not a leaf at the end of the list: only marked
+    assert hub.get_timers_count() == size + 2
+    assert hub.timers_canceled >= 1
+    newer.cancel()
+    assert hub.get_timers_count() == size + 1
+
+
+def test_timer_heap_compacts_once_half_of_a_big_heap_is_cancelled(hub):
+    # eventlet's rule: a heap above the threshold (1000 entries) never holds
+    # more cancelled entries than live ones; below half, cancelled entries stay.
+    live = [hub.schedule(60 + i, print) for i in range(500)]
+    marked = [hub.schedule(30 + i * 1e-3, print) for i in range(700)]
+    keep = hub.schedule(3600, print)  # the list's last leaf: the others are only marked
+    compacted = False
+    for t in marked:
+        size, cancelled = hub.get_timers_count(), hub.timers_canceled
+        t.cancel()
+        if (cancelled + 1) * 2 < size:
+            assert hub.get_timers_count() == size  # fewer than half cancelled: kept
+        else:
+            assert hub.get_timers_count() < size - 500  # compacted to the live ones
+            assert hub.timers_canceled == 0
+            compacted = True
+            break
+    assert compacted and hub.get_timers_count() >= 500
+    for t in [*live, *marked, keep]:
+        t.cancel()
+
+
 # ----------------------------------------------------------- other threads
 
 
