@@ -519,6 +519,16 @@ def test_stalled_body_times_out_with_408():
         sock.close()
 
 
+def test_a_head_stalled_longer_than_socket_timeout_gets_408_before_header_timeout():
+    # socket_timeout bounds each receive of a head arriving in pieces, as each of
+    # a body's; header_timeout (60 s here) would be far later.
+    with ServerThread(hello, socket_timeout=0.3, header_timeout=60) as srv:
+        sock = connect(srv.port)
+        sock.sendall(b"GET / HTTP/1.1\r\n")
+        assert recv_until_closed(sock).startswith(b"HTTP/1.1 408 ")
+        sock.close()
+
+
 def test_max_http_version_10():
     with ServerThread(hello, max_http_version="HTTP/1.0") as srv:
         data = get(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
