@@ -34,6 +34,7 @@ import signal
 import socket as _stdlib_socket
 import ssl as _stdlib_ssl
 import sys
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -60,6 +61,7 @@ __all__ = [
     "accept_tls",
     "serve",
     "StopServe",
+    "ReuseRandomPortWarning",
     "Server",
     "live_servers",
     "shutdown_quietly",
@@ -91,6 +93,12 @@ class StopServe(Exception):
     """Raise in a ``serve`` handler to make ``serve`` return."""
 
 
+class ReuseRandomPortWarning(Warning):
+    """``listen`` asked for ``SO_REUSEPORT`` on port 0: the kernel may pick a port
+    another ``SO_REUSEPORT`` listener of the same user already holds, and the two
+    unrelated servers then silently share its connections (eventlet warns too)."""
+
+
 def listen(
     addr: Any,
     family: int = socket.AF_INET,
@@ -114,6 +122,13 @@ def listen(
         elif reuse_addr:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
+            if family != socket.AF_UNIX and isinstance(addr, tuple) and addr[1] == 0:
+                warnings.warn(
+                    "listen on port 0 with reuse_port=True may share a port another "
+                    "SO_REUSEPORT server already uses; bind a fixed port",
+                    ReuseRandomPortWarning,
+                    stacklevel=2,
+                )
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6 and isinstance(addr, tuple) and addr[0] in ("", "::"):
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
