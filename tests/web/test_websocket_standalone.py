@@ -73,3 +73,26 @@ def test_only_version_13():
         websocket.RFC6455WebSocket(a, {}, version=8)
     a.close()
     b.close()
+
+
+def test_extensions_assigned_after_construction_apply_to_the_next_frames():
+    # Built before the peer's answer was read, the client learns afterwards that
+    # permessage-deflate is on: its sends stay plain (allowed), and the server's
+    # compressed frames are inflated from then on.
+    a, b = green_socket.socketpair()
+    deflate = {"permessage-deflate": {"client_no_context_takeover": False,
+                                      "server_no_context_takeover": False}}
+    server = websocket.RFC6455WebSocket(a, {}, extensions=deflate)
+    client = websocket.RFC6455WebSocket(b, {}, client=True)
+    assert client.extensions == {}
+    client.send(b"plain")
+    assert server.wait() == b"plain"
+    server.send(b"squeezed " * 20)
+    client.extensions = deflate
+    assert client.extensions == deflate
+    assert client.wait() == b"squeezed " * 20
+    client.extensions = None  # off again: a compressed frame is now a protocol error
+    server.send(b"more")
+    assert client.wait() is None
+    a.close()
+    b.close()

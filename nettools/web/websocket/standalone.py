@@ -57,11 +57,24 @@ class RFC6455WebSocket(WebSocket):
         proto = _OpenProtocol(
             side, environ.get("HTTP_ORIGIN"), protocol, max_size=max_frame_length
         )
-        deflate = (extensions or {}).get("permessage-deflate")
-        if deflate is not None:
-            proto.extensions = [_deflate(deflate, client)]
+        self._open_proto = proto
+        self._client = client
+        self.extensions = extensions
         self.version = version
         super().__init__(sock, proto, environ, ping_interval=ping_interval)
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        """eventlet's dict of the extensions in force.  Assigning one puts those
+        in force from the next frame on: for a program that built this before it
+        read what the peer agreed to."""
+        return self._extensions
+
+    @extensions.setter
+    def extensions(self, value: dict[str, Any] | None) -> None:
+        deflate = (value or {}).get("permessage-deflate")
+        self._open_proto.extensions = [] if deflate is None else [_deflate(deflate, self._client)]
+        self._extensions = dict(value or {})
 
 
 def _deflate(params: dict[str, Any] | bool, client: bool) -> PerMessageDeflate:
