@@ -30,6 +30,7 @@ keep-alive connection never changes its timeout on the fast path.
 
 from __future__ import annotations
 
+import _socket
 import re
 import socket as _stdlib_socket
 import time
@@ -42,6 +43,8 @@ from typing import Any
 
 import httptools
 
+from ..green.socket import nothing_new, time_left, timed_out
+from ..green.socket import socket as green_socket
 from ..kernel.hub import get_hub
 
 __all__ = [
@@ -75,6 +78,8 @@ _SPECIAL_FIRST = frozenset(b"cCeEpP")
 _CONNECTION_NAMES = (b"connection", b"proxy-connection")
 #: The bytes of the empty lines the parser skips before a request line.
 _CRLF = frozenset(b"\r\n")
+_c_recv_into = _socket.socket.recv_into  # the C call: never waits on the hub
+_monotonic = time.monotonic
 #: What a released connection holds in place of its request queue: nothing.
 _NO_PENDING: deque = deque(maxlen=0)
 
@@ -200,7 +205,8 @@ class HttpConnection:
     # Slots: with this many attributes a dict per connection costs ~1.2 KiB more.
     __slots__ = (
         "sock", "view", "limits", "_max_url", "_max_hsize", "_max_headers", "_max_body",
-        "_request_timeout", "_max_head", "_set_idle", "_green", "_hub", "_misses", "_idle_reads",
+        "_request_timeout", "_max_head", "_set_idle", "_green", "_plain", "_fd", "_drained", "_hub",
+        "_misses", "_idle_reads",
         "parser", "_feed_data", "_version", "_method", "_keep_alive", "_upgrade", "pending",
         "dead", "_url", "_url_len", "_headers", "_hsize", "_clen", "_expect", "_connection",
         "_llhttp", "_in_head", "_parsing", "_limit_status", "_completed_in_feed", "_pipelined",
@@ -231,6 +237,11 @@ class HttpConnection:
         #: A green socket: it can wait before a read that would find nothing
         #: (see _idle_recv, which counts the reads between requests that waited).
         self._green = hasattr(sock, "wait_if_drained")
+        #: A plain green socket: idle reads make the C call and wait on the hub
+        #: themselves (see _plain_idle_recv).
+        self._plain = type(sock).recv_into is green_socket.recv_into
+        self._fd = sock.fileno() if self._plain else -1
+        self._drained = False  # the last idle read emptied the socket
         self._hub = get_hub()
         self._misses = 0
         self._idle_reads = 0
@@ -387,6 +398,7 @@ class HttpConnection:
     def _recv(self) -> int:
         """One receive into the shared buffer, then parse it; returns the byte count."""
         view = self.view
+        self._drained = False  # (what is left unread is no longer known)
         n = self.sock.recv_into(view)
         if n:
             self.feed(view[:n])
@@ -406,16 +418,17 @@ class HttpConnection:
             return pending.popleft()
         if self.dead:
             return None
-        limits = self.limits
         self._empty_lines = 0
         # The fast path: one receive brings a whole head.
         try:
             # The first request must start within header_timeout of the accept,
             # later ones within keepalive_timeout.
-            n = self._wait_for_request(
-                limits.header_timeout if self._fresh else limits.keepalive_timeout
-            )
-            self._fresh = False
+            if self._fresh:
+                self._fresh = False
+                timeout = self.limits.header_timeout
+            else:
+                timeout = self.limits.keepalive_timeout
+            n = self._plain_idle_recv(timeout) if self._plain else self._wait_for_request(timeout)
             if not n:
                 return None  # the client closed, or a graceful stop shut it while idle
             if self._in_head or self.view[0] not in _CRLF or self._take_empty_lines(n):
@@ -424,7 +437,7 @@ class HttpConnection:
                 if self.timeout != self._request_timeout:
                     self.settimeout(self._request_timeout)
                 return pending.popleft()
-            return self._rest_of_head(n)
+            return self._rest_of_head(n, timeout)
         except TimeoutError:
             self.ended = "idle"
             return None
@@ -434,6 +447,8 @@ class HttpConnection:
 
     def _wait_for_request(self, timeout: float | None) -> int:
         """Receive while idle: a graceful stop may close the connection meanwhile."""
+        if self._plain:
+            return self._plain_idle_recv(timeout)
         if timeout != self.timeout:
             self.settimeout(timeout)
         set_idle = self._set_idle
@@ -447,17 +462,8 @@ class HttpConnection:
             set_idle(sock, False)
 
     def _idle_recv(self) -> int:
-        """Receive the first bytes of the next request.
-
-        Between requests a read may find the next request there already (a
-        fast client) or nothing yet (the client still reading the last
-        response), and each guess costs when wrong: reading into nothing raises
-        EAGAIN, dearer than the read; waiting first for what is there already
-        costs a trip through the hub.  So a green socket is read at once until
-        two such reads in a row had to wait, then waits first
-        (``wait_if_drained``), still reading at once every fourth time to
-        notice when requests come sooner again.
-        """
+        """Receive the first bytes of the next request (a socket other than a
+        plain green one: TLS, or a standard socket); see ``_plain_idle_recv``."""
         sock = self.sock
         if not self._green:
             return sock.recv_into(self.view)
@@ -470,6 +476,71 @@ class HttpConnection:
         n = sock.recv_into(self.view)
         self._misses = self._misses + 1 if hub.switches != switches else 0
         return n
+
+    def _plain_idle_recv(self, timeout: float | None) -> int:
+        """Receive the first bytes of the next request on a plain green socket,
+        within ``timeout``; idle (for a graceful stop) only while it waits.
+
+        Between requests a read may find the next request there already (a
+        fast client) or nothing yet (the client still reading the last
+        response), and each guess costs when wrong: reading into nothing raises
+        EAGAIN, dearer than the read; waiting first for what is there already
+        costs a trip through the hub.  So the socket is read at once until two
+        such reads in a row had to wait, then waited on first when the last
+        read emptied it and the hub has seen nothing arrive since, still read
+        at once every fourth time to notice when requests come sooner again.
+
+        The socket's own timeout is left alone (it stays the one of reads and
+        sends inside a request): the wait is given ``timeout`` itself.
+        """
+        sock = self.sock
+        view = self.view
+        self._idle_reads += 1
+        deadline = None
+        if (
+            self._misses >= 2
+            and self._idle_reads & 3
+            and self._drained
+            and nothing_new(self._hub.fds.get(self._fd))
+        ):
+            if timeout is not None:
+                deadline = _monotonic() + timeout
+            self._idle_wait(timeout)
+        else:
+            try:
+                n = _c_recv_into(sock, view)
+            except BlockingIOError:
+                n = -1
+            if n >= 0:
+                self._misses = 0
+                self._drained = n < len(view)
+                return n
+            self._misses += 1
+            if timeout is not None:
+                deadline = _monotonic() + timeout
+            self._idle_wait(timeout)
+        while True:
+            try:
+                n = _c_recv_into(sock, view)
+                break
+            except BlockingIOError:
+                pass
+            self._idle_wait(time_left(deadline))  # woken for nothing: wait again
+        self._drained = n < len(view)
+        return n
+
+    def _idle_wait(self, timeout: float | None) -> None:
+        """Wait on the hub until the socket may be readable, marked idle meanwhile."""
+        set_idle = self._set_idle
+        if set_idle is None:
+            self._hub.wait_read(self._fd, timeout, timed_out)
+            return
+        sock = self.sock
+        set_idle(sock, True)
+        try:
+            self._hub.wait_read(self._fd, timeout, timed_out)
+        finally:
+            set_idle(sock, False)
 
     def _take_empty_lines(self, n: int) -> bool:
         """Count the empty lines that lead the ``n`` bytes just received (the
@@ -484,11 +555,14 @@ class HttpConnection:
         self.dead = True
         return False
 
-    def _rest_of_head(self, received: int) -> Request | ParseError | None:
+    def _rest_of_head(
+        self, received: int, idle_timeout: float | None
+    ) -> Request | ParseError | None:
         """The slow path: a head arriving in pieces, ``received`` bytes of it
-        (or of empty lines before it) so far.  It gets header_timeout in all,
-        counted from its first byte, and a size bound: the parser collects a
-        header line whole before reporting it, so raw bytes bound an endless line."""
+        (or of empty lines before it) so far, after a wait of ``idle_timeout``.
+        It gets header_timeout in all, counted from its first byte, and a size
+        bound: the parser collects a header line whole before reporting it, so
+        raw bytes bound an endless line."""
         limits = self.limits
         pending = self.pending
         deadline = None
@@ -499,7 +573,7 @@ class HttpConnection:
             while not pending:
                 if self.dead:
                     return None
-                timeout = self.timeout  # no header_timeout: as the wait before
+                timeout = idle_timeout  # no header_timeout: as the wait before
                 if deadline is not None:
                     timeout = max(deadline - time.monotonic(), 0.001)
                 if not self._in_head:
@@ -514,6 +588,7 @@ class HttpConnection:
                         self.linger_close()
                         return None
                     self.settimeout(timeout)
+                    self._drained = False
                     n = self.sock.recv_into(self.view)
                 if not n:
                     return None
