@@ -17,10 +17,9 @@ own: ``is_numeric_host``, ``deadline_after``/``time_left``/``timed_out`` (the
 timeout arithmetic the green ``ssl`` module shares), ``nothing_new`` (whether
 a read now could only fail with EAGAIN, for readers that wait first),
 ``connect_within`` (a connect bounded without touching the socket's timeout),
-``family_of`` (a
-socket's family as a plain int, without the enum the ``family`` property
-builds on every read: per-connection code asks often), and for eventlet's
-programs ``GreenSocket`` (which can also take an existing socket over) and
+``family_of`` (a socket's family as a plain int, without the enum the
+``family`` property builds on every read: per-connection code asks often), and
+for eventlet's programs ``GreenSocket`` (which can also take an existing socket over) and
 ``set_nonblocking``.
 """
 
