@@ -412,13 +412,58 @@ def test_a_head_built_before_is_reused_only_where_it_is_the_same_text():
     assert heads(1, max_http_version="HTTP/1.0")[0] == b"HTTP/1.0 200 OK\r\n"
 
 
-def read_response_headers(f) -> list[tuple[str, str]]:
-    """The header lines after a status line, up to the body (of 2 bytes), as pairs."""
+def test_a_repeated_head_is_sent_again_only_for_the_same_response():
+    # Keep-alive responses reuse the last head (all but Date) when the status,
+    # headers and length repeat: each variation below must still get its own.
+    def app(environ, start_response):
+        path = environ["PATH_INFO"]
+        headers = [("Content-Type", "text/plain")]
+        if path == "/dated":
+            headers.append(("Date", "Mon, 01 Jan 2001 00:00:00 GMT"))
+        start_response("404 Not Found" if path == "/missing" else "200 OK", headers)
+        return [b"abc" if path == "/long" else b"ab"]
+
+    def exchange(f, sock, request):
+        sock.sendall(request)
+        status = f.readline()
+        headers = dict(read_response_headers(f, 0))
+        length = int(headers.get("Content-Length", 0))
+        return status, headers, f.read(length) if b"HEAD" not in request[:4] else b""
+
+    with ServerThread(app, keepalive=30) as srv:
+        sock = connect(srv.port)
+        f = sock.makefile("rb")
+        seen = [
+            exchange(f, sock, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path)
+            for path in (b"/", b"/", b"/missing", b"/", b"/long", b"/dated", b"/dated", b"/")
+        ]
+        sock.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert f.readline() == b"HTTP/1.1 200 OK\r\n"
+        head = dict(read_response_headers(f, 0))
+        assert head["Content-Length"] == "2"
+        last = exchange(f, sock, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert f.read() == b""  # nothing after the body: not even the HEAD's
+        sock.close()
+    statuses = [status for status, _, _ in seen]
+    ok, missing = b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 404 Not Found\r\n"
+    assert statuses == [ok, ok, missing, ok, ok, ok, ok, ok]
+    assert [body for _, _, body in seen] == [b"ab"] * 4 + [b"abc"] + [b"ab"] * 3
+    assert [h["Content-Length"] for _, h, _ in seen] == ["2"] * 4 + ["3"] + ["2"] * 3
+    assert [h["Date"] == "Mon, 01 Jan 2001 00:00:00 GMT" for _, h, _ in seen] == [
+        False, False, False, False, False, True, True, False
+    ]  # fmt: skip
+    assert all(h["Connection"] == "keep-alive" for _, h, _ in seen)
+    assert last[0] == b"HTTP/1.1 200 OK\r\n" and last[2] == b"ab"
+    assert last[1]["Connection"] == "close"
+
+
+def read_response_headers(f, body: int = 2) -> list[tuple[str, str]]:
+    """The header lines after a status line, as pairs; then a body of ``body`` bytes is read."""
     pairs = []
     while (line := f.readline()) not in (b"\r\n", b""):
         name, _, value = line.decode("latin-1").partition(":")
         pairs.append((name, value.strip()))
-    f.read(2)
+    f.read(body)
     return pairs
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..http import HttpConnection, Limits, Request, http_date
-from .head import app_head, capitalized
+from .head import app_head, capitalized, str_pairs
 from .options import WSGIOptions
 
 __all__ = ["ResponseWriter", "FileWrapper", "plain_response", "encode_text"]
@@ -120,6 +120,7 @@ class ResponseWriter(HttpConnection):
         "body_sent",
         "sends_body",
         "taken_over",
+        "last_head",
     )
 
     def __init__(
@@ -158,6 +159,9 @@ class ResponseWriter(HttpConnection):
         self.declared: int | None = None
         #: The application took the connection over (a websocket): no response of ours.
         self.taken_over = False
+        #: The last response's head, when kept alive and framed by its length:
+        #: the next response with the same status, headers and length reuses it.
+        self.last_head: tuple | None = None
 
     def new_response(self, req: Request) -> None:
         """Nothing sent yet: the response to ``req`` starts."""
@@ -339,6 +343,33 @@ class ResponseWriter(HttpConnection):
             # After an Upgrade request not taken over, the parser has stopped.
             and not req.upgrade
         )
+        last = self.last_head
+        if (
+            keep
+            and last is not None
+            and length == last[2]
+            and len(body) == length
+            and status == last[0]
+            and self.resp_headers == last[1]
+            and req.protocol == "HTTP/1.1"
+            and req.method != "HEAD"
+        ):
+            # The same head as the last response's: everything but Date is known.
+            self.sends_body = True
+            self.declared = last[4]
+            self.keep = True
+            self.headers_sent = True
+            date = b"" if last[5] else http_date()
+            self.sock.sendall(b"".join((last[3], date, b"\r\n", body)))
+            self.body_sent = length
+            return
+        self._send_new_head(keep, length, body)
+
+    def _send_new_head(self, keep: bool, length: int | None, body: bytes) -> None:
+        """``send_head`` for a head unlike the last one (``keep``: the request
+        allows keeping the connection): built from the application's head."""
+        req = self.req
+        status = self.status
         http10 = req.protocol == "HTTP/1.0"
         if self.http10_only:
             keep = keep and http10
@@ -393,3 +424,23 @@ class ResponseWriter(HttpConnection):
         self.sock.sendall(data)
         if sends_body:
             self.body_sent = len(body)
+        if (
+            keep
+            and sends_body
+            and length is not None
+            and not self.chunked
+            and not http10
+            and req.protocol == "HTTP/1.1"
+            and type(self.resp_headers) is list
+            and str_pairs(self.resp_headers)
+        ):
+            # Remembered for send_head: (status, headers, length, the head up to
+            # Date, the declared length, whether the application sent its own Date).
+            self.last_head = (
+                status,
+                list(self.resp_headers),
+                length,
+                head + framing + connection,
+                declared,
+                has_date,
+            )
