@@ -206,7 +206,7 @@ class HttpConnection:
     __slots__ = (
         "sock", "view", "limits", "_max_url", "_max_hsize", "_max_headers", "_max_body",
         "_request_timeout", "_max_head", "_set_idle", "_green", "_plain", "_fd", "_drained", "_hub",
-        "_misses", "_idle_reads",
+        "_misses", "_idle_reads", "_probe_mask",
         "parser", "_feed_data", "_version", "_method", "_keep_alive", "_upgrade", "pending",
         "dead", "_url", "_url_len", "_headers", "_hsize", "_clen", "_expect", "_connection",
         "_llhttp", "_in_head", "_parsing", "_limit_status", "_completed_in_feed", "_pipelined",
@@ -241,10 +241,11 @@ class HttpConnection:
         #: themselves (see _plain_idle_recv).
         self._plain = type(sock).recv_into is green_socket.recv_into
         self._fd = sock.fileno() if self._plain else -1
-        self._drained = False  # the last idle read emptied the socket
+        self._drained = False  # the last read emptied the socket (a short read)
         self._hub = get_hub()
         self._misses = 0
         self._idle_reads = 0
+        self._probe_mask = 3  # idle reads between reads at once, less one (a power of 2)
         self.parser = parser = parser_factory(self)
         self._feed_data = parser.feed_data
         self._version = parser.get_http_version
@@ -398,8 +399,8 @@ class HttpConnection:
     def _recv(self) -> int:
         """One receive into the shared buffer, then parse it; returns the byte count."""
         view = self.view
-        self._drained = False  # (what is left unread is no longer known)
         n = self.sock.recv_into(view)
+        self._drained = 0 < n < len(view)
         if n:
             self.feed(view[:n])
         return n
@@ -484,11 +485,16 @@ class HttpConnection:
         Between requests a read may find the next request there already (a
         fast client) or nothing yet (the client still reading the last
         response), and each guess costs when wrong: reading into nothing raises
-        EAGAIN, dearer than the read; waiting first for what is there already
-        costs a trip through the hub.  So the socket is read at once until two
-        such reads in a row had to wait, then waited on first when the last
-        read emptied it and the hub has seen nothing arrive since, still read
-        at once every fourth time to notice when requests come sooner again.
+        EAGAIN, an exception dearer than the read and the wait together; waiting
+        first for what is there already costs a trip through the hub.  So the
+        socket is read at once until two such reads in a row had to wait; then,
+        when the last read emptied it and the hub has seen nothing arrive since,
+        it is waited on first, and still read at once every fourth time to
+        notice when requests come sooner again -- every eighth, then every
+        sixteenth while those reads keep finding nothing (a client that sends
+        its next request only once it has the response never comes sooner; a
+        read into nothing costs about half a trip through the hub, so checking
+        more rarely would save little more and notice a faster client later).
 
         The socket's own timeout is left alone (it stays the one of reads and
         sends inside a request): the wait is given ``timeout`` itself.
@@ -496,51 +502,40 @@ class HttpConnection:
         sock = self.sock
         view = self.view
         self._idle_reads += 1
-        deadline = None
-        if (
-            self._misses >= 2
-            and self._idle_reads & 3
-            and self._drained
-            and nothing_new(self._hub.fds.get(self._fd))
-        ):
-            if timeout is not None:
-                deadline = _monotonic() + timeout
-            self._idle_wait(timeout)
-        else:
+        probe = self._misses < 2 or not self._drained or not self._idle_reads & self._probe_mask
+        if probe or not nothing_new(self._hub.fds.get(self._fd)):
             try:
                 n = _c_recv_into(sock, view)
             except BlockingIOError:
                 n = -1
             if n >= 0:
-                self._misses = 0
+                if probe:
+                    self._misses = 0
+                    self._probe_mask = 3
                 self._drained = n < len(view)
                 return n
-            self._misses += 1
-            if timeout is not None:
-                deadline = _monotonic() + timeout
-            self._idle_wait(timeout)
-        while True:
-            try:
-                n = _c_recv_into(sock, view)
-                break
-            except BlockingIOError:
-                pass
-            self._idle_wait(time_left(deadline))  # woken for nothing: wait again
+            if probe:
+                self._misses += 1
+                if self._misses > 2 and self._probe_mask < 15:
+                    self._probe_mask = self._probe_mask * 2 + 1
+        # Wait until the socket may be readable, and read; again if woken for nothing.
+        deadline = None if timeout is None else _monotonic() + timeout
+        set_idle = self._set_idle
+        if set_idle is not None:
+            set_idle(sock, True)
+        try:
+            while True:
+                self._hub.wait_read(self._fd, timeout, timed_out)
+                try:
+                    n = _c_recv_into(sock, view)
+                    break
+                except BlockingIOError:
+                    timeout = time_left(deadline)
+        finally:
+            if set_idle is not None:
+                set_idle(sock, False)
         self._drained = n < len(view)
         return n
-
-    def _idle_wait(self, timeout: float | None) -> None:
-        """Wait on the hub until the socket may be readable, marked idle meanwhile."""
-        set_idle = self._set_idle
-        if set_idle is None:
-            self._hub.wait_read(self._fd, timeout, timed_out)
-            return
-        sock = self.sock
-        set_idle(sock, True)
-        try:
-            self._hub.wait_read(self._fd, timeout, timed_out)
-        finally:
-            set_idle(sock, False)
 
     def _take_empty_lines(self, n: int) -> bool:
         """Count the empty lines that lead the ``n`` bytes just received (the
