@@ -56,6 +56,7 @@ __all__ = [
     "ChunkReadError",
     "HttpConnection",
     "http_date",
+    "DATE",
     "error_response",
     "RECV_SIZE",
 ]
@@ -695,18 +696,21 @@ class HttpConnection:
 
 # ----------------------------------------------------------------- responses
 
-_date = [0.0, b""]  # [the second the cached header is for, b"Date: ...\r\n"]
+#: ``[the second (a float) the cached header is for, b"Date: ...\r\n"]``: while
+#: ``0 <= time.time() - DATE[0] < 1``, ``DATE[1]`` is what ``http_date()`` returns
+#: (a response path may test that itself rather than make the call).
+DATE: list = [0.0, b""]
 
 
 def http_date(_time: Callable[[], float] = time.time) -> bytes:
     """``Date: ...\r\n`` for now, formatted once per second."""
     now = _time()
-    if now - _date[0] >= 1.0 or now < _date[0]:
+    if not 0.0 <= now - DATE[0] < 1.0:
         second = int(now)
         # formatdate, not strftime: day and month names must not follow the locale.
-        _date[1] = b"Date: %s\r\n" % formatdate(second, usegmt=True).encode()
-        _date[0] = second
-    return _date[1]
+        DATE[1] = b"Date: %s\r\n" % formatdate(second, usegmt=True).encode()
+        DATE[0] = float(second)  # (a float: an int in the test converts each time)
+    return DATE[1]
 
 
 def error_response(

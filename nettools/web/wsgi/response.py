@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..http import HttpConnection, Limits, Request, http_date
+from ..http import DATE, HttpConnection, Limits, Request, http_date
 from .head import app_head, capitalized, str_pairs
 from .options import WSGIOptions
 
 __all__ = ["ResponseWriter", "FileWrapper", "plain_response", "encode_text"]
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_time = time.time
 
 
 def encode_text(data: str) -> bytes:
@@ -94,8 +96,9 @@ def _sized(result: Any, size: int) -> int | None:
 class ResponseWriter(HttpConnection):
     """Sends the response to each request of one connection; see the module docstring.
 
-    ``new_response(req)`` starts over for the next request; then the
-    application calls ``start_response`` (and perhaps ``write``), and
+    For each request the subclass sets ``req`` and starts the per-request
+    fields over (``WSGIConnection.handle`` does, inline: it runs per request);
+    then the application calls ``start_response`` (and perhaps ``write``), and
     ``send_head`` (a whole body in one piece) or ``send_result`` sends what it
     returned.  ``keep`` says afterwards whether the connection may go on.
     """
@@ -146,7 +149,7 @@ class ResponseWriter(HttpConnection):
         self.status_prefix = "HTTP/1.0 " if self.http10_only else "HTTP/1.1 "
         self.capitalize = options.capitalize_response_headers
         self.min_chunk = options.minimum_chunk_size or 0
-        # Per request (reset by new_response):
+        # Per request (started over by the subclass for each request):
         self.req: Request | None = None
         self.status: str | None = None
         self.resp_headers: list[tuple[str, str]] = []
@@ -162,13 +165,6 @@ class ResponseWriter(HttpConnection):
         #: The last response's head, when kept alive and framed by its length:
         #: the next response with the same status, headers and length reuses it.
         self.last_head: tuple | None = None
-
-    def new_response(self, req: Request) -> None:
-        """Nothing sent yet: the response to ``req`` starts."""
-        self.req = req
-        self.status = None
-        self.headers_sent = self.continue_sent = self.chunked = self.keep = False
-        self.body_sent = 0
 
     # ------------------------------------------------------- the app's callables
 
@@ -359,7 +355,12 @@ class ResponseWriter(HttpConnection):
             self.declared = last[4]
             self.keep = True
             self.headers_sent = True
-            date = b"" if last[5] else http_date()
+            if last[5]:
+                date = b""
+            elif 0.0 <= _time() - DATE[0] < 1.0:
+                date = DATE[1]  # http_date()'s, without the call
+            else:
+                date = http_date()
             self.sock.sendall(b"".join((last[3], date, b"\r\n", body)))
             self.body_sent = length
             return
