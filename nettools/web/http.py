@@ -206,7 +206,7 @@ class HttpConnection:
     # Slots: with this many attributes a dict per connection costs ~1.2 KiB more.
     __slots__ = (
         "sock", "view", "limits", "_max_url", "_max_hsize", "_max_headers", "_max_body",
-        "_request_timeout", "_max_head", "_set_idle", "_green", "_plain", "_fd", "_drained", "_hub",
+        "_request_timeout", "_max_head", "_set_idle", "_green", "plain", "_fd", "_drained", "_hub",
         "_misses", "_idle_reads", "_probe_mask",
         "parser", "_feed_data", "_version", "_method", "_keep_alive", "_upgrade", "pending",
         "dead", "_url", "_url_len", "_headers", "_hsize", "_clen", "_expect", "_connection",
@@ -238,10 +238,11 @@ class HttpConnection:
         #: A green socket: it can wait before a read that would find nothing
         #: (see _idle_recv, which counts the reads between requests that waited).
         self._green = hasattr(sock, "wait_if_drained")
-        #: A plain green socket: idle reads make the C call and wait on the hub
-        #: themselves (see _plain_idle_recv).
-        self._plain = type(sock).recv_into is green_socket.recv_into
-        self._fd = sock.fileno() if self._plain else -1
+        #: A plain green socket: idle reads (see _plain_idle_recv), and sends that
+        #: may well go at once, make the C call themselves and wait on the hub
+        #: only when it says EAGAIN.
+        self.plain = type(sock).recv_into is green_socket.recv_into
+        self._fd = sock.fileno() if self.plain else -1
         self._drained = False  # the last read emptied the socket (a short read)
         self._hub = get_hub()
         self._misses = 0
@@ -430,7 +431,7 @@ class HttpConnection:
                 timeout = self.limits.header_timeout
             else:
                 timeout = self.limits.keepalive_timeout
-            n = self._plain_idle_recv(timeout) if self._plain else self._wait_for_request(timeout)
+            n = self._plain_idle_recv(timeout) if self.plain else self._wait_for_request(timeout)
             if not n:
                 return None  # the client closed, or a graceful stop shut it while idle
             if self._in_head or self.view[0] not in _CRLF or self._take_empty_lines(n):
@@ -449,7 +450,7 @@ class HttpConnection:
 
     def _wait_for_request(self, timeout: float | None) -> int:
         """Receive while idle: a graceful stop may close the connection meanwhile."""
-        if self._plain:
+        if self.plain:
             return self._plain_idle_recv(timeout)
         if timeout != self.timeout:
             self.settimeout(timeout)

@@ -457,6 +457,51 @@ def test_a_repeated_head_is_sent_again_only_for_the_same_response():
     assert last[1]["Connection"] == "close"
 
 
+def test_a_repeated_head_with_a_body_larger_than_the_socket_buffer_goes_out_whole():
+    # The second response reuses the first one's head and is sent by the C call
+    # first: what that leaves must follow in order.
+    body = bytes(range(256)) * (64 << 10)  # 16 MiB: more than a socket buffer takes
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [body]
+
+    with ServerThread(app) as srv:
+        sock = connect(srv.port)
+        f = sock.makefile("rb")
+        for _ in range(2):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert f.readline() == b"HTTP/1.1 200 OK\r\n"
+            headers = dict(read_response_headers(f, 0))
+            assert headers["Content-Length"] == str(len(body))
+            assert f.read(len(body)) == body
+        sock.close()
+
+
+def test_a_repeated_target_gets_its_own_environ_keys_each_time():
+    # The keys a target yields are remembered per target: an application that
+    # changes its environ must not change the next request's.
+    seen = []
+
+    def app(environ, start_response):
+        seen.append((environ["PATH_INFO"], environ["QUERY_STRING"], environ["RAW_URI"]))
+        environ["PATH_INFO"] = "/changed"
+        environ["QUERY_STRING"] = "changed"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    with ServerThread(app) as srv:
+        sock = connect(srv.port)
+        f = sock.makefile("rb")
+        for target in (b"/a%20b?x=1", b"/a%20b?x=1", b"/c", b"/a%20b?x=1"):
+            sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target)
+            assert f.readline() == b"HTTP/1.1 200 OK\r\n"
+            read_response_headers(f)
+        sock.close()
+    first = ("/a b", "x=1", "/a%20b?x=1")
+    assert seen == [first, first, ("/c", "", "/c"), first]
+
+
 def read_response_headers(f, body: int = 2) -> list[tuple[str, str]]:
     """The header lines after a status line, as pairs; then a body of ``body`` bytes is read."""
     pairs = []
