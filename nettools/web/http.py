@@ -16,7 +16,8 @@ bytes and count (431), declared or received body size (413).  A request that
 does not parse gets 400.  Each of these is queued as a ``ParseError`` behind
 the requests that came before it, answered, and the connection is closed.
 
-Timeouts are the socket's own (no ``Timeout`` object per request): the first request
+Timeouts are the socket's own, or on a plain green socket given to the idle
+wait itself (no ``Timeout`` object per request): the first request
 and any request whose head arrives in pieces must be complete within
 ``header_timeout`` of its first byte, the empty lines a client may send before
 a request line counting as its first bytes (408, then close -- against
@@ -24,19 +25,21 @@ slowloris; only empty lines by then: just close), and at most
 ``max_empty_lines`` of them are taken (400);
 between requests a keep-alive connection may stay idle for
 ``keepalive_timeout``; once a request is underway each receive or send may
-take ``io_timeout``.  With the defaults the last two are equal, so a
-keep-alive connection never changes its timeout on the fast path.
+take ``io_timeout``.  A keep-alive connection never changes its socket's
+timeout on the fast path.
+
+What a request is (``Request``, ``ParseError``, ``Limits``, the body errors)
+lives in ``http_request`` and is exported here too; finding the bytes pipelined
+behind a request taken over, in ``pipelined``.
 """
 
 from __future__ import annotations
 
 import _socket
-import re
 import socket as _stdlib_socket
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
@@ -46,14 +49,21 @@ import httptools
 from ..green.socket import nothing_new, time_left, timed_out
 from ..green.socket import socket as green_socket
 from ..kernel.hub import get_hub
+from . import http_request
+from .http_request import (
+    ChunkReadError,  # noqa: F401 - exported (__all__)
+    ChunksCutShort,
+    ClientDisconnected,
+    HTTPError,
+    Limits,
+    MalformedChunks,
+    ParseError,
+    Request,
+)
+from .pipelined import pipelined_tail
 
 __all__ = [
-    "Limits",
-    "Request",
-    "ParseError",
-    "HTTPError",
-    "ClientDisconnected",
-    "ChunkReadError",
+    *http_request.__all__,  # exported here too
     "HttpConnection",
     "http_date",
     "DATE",
@@ -84,115 +94,8 @@ _monotonic = time.monotonic
 #: What a released connection holds in place of its request queue: nothing.
 _NO_PENDING: deque = deque(maxlen=0)
 
-
-@dataclass(frozen=True)
-class Limits:
-    """Request limits and timeouts; each limit has its own error status.
-
-    ``max_body_size`` defaults to 1 GiB: bodies are streamed to the application,
-    never buffered, so this only guards against absurd uploads (declared ones
-    are refused before the application runs).  ``None`` means no limit.
-    ``keepalive_timeout`` ``None`` keeps idle connections forever;
-    ``io_timeout`` ``None`` means "same as ``keepalive_timeout``".
-    """
-
-    max_request_line: int = 8192  # request target, bytes -> 414
-    max_header_size: int = 64 * 1024  # all header names and values, bytes -> 431
-    max_headers: int = 100  # -> 431
-    max_body_size: int | None = 1 << 30  # -> 413
-    header_timeout: float | None = 10.0  # the head of a request, from its first byte -> 408
-    max_empty_lines: int = 8  # before a request line (RFC 9112 2.2 says ignore one) -> 400
-    keepalive_timeout: float | None = 75.0  # idle between requests -> close
-    io_timeout: float | None = None  # one receive or send inside a request
-
-    @property
-    def request_timeout(self) -> float | None:
-        return self.keepalive_timeout if self.io_timeout is None else self.io_timeout
-
-
-class HTTPError(Exception):
-    """The request cannot be served: answer ``status`` and close the connection.
-
-    Raised to the application by ``wsgi.input`` when the body turns out to be
-    malformed (400) or too large (413); if the application lets it through
-    before starting its response, the client gets that status.
-    """
-
-    def __init__(self, status: int, reason: str = "") -> None:
-        super().__init__(status, reason)
-        self.status = status
-        self.reason = reason or HTTPStatus(status).phrase
-
-    def __str__(self) -> str:
-        return f"{self.status} {self.reason}"
-
-
-class ClientDisconnected(ConnectionError):
-    """The client closed the connection before sending the whole request body."""
-
-
-class ChunkReadError(ValueError):
-    """A chunked request body that is malformed or ends early (eventlet's
-    ``wsgi.ChunkReadError``): what ``wsgi.input`` raises for one is also a
-    ``HTTPError`` (malformed) or a ``ClientDisconnected`` (cut short)."""
-
-
-class MalformedChunks(HTTPError, ChunkReadError):
-    """A chunked request body that is malformed."""
-
-
-class ChunksCutShort(ClientDisconnected, ChunkReadError):
-    """The client closed the connection in the middle of a chunked body."""
-
-
-class ParseError:
-    """Queued in place of a request that could not be read: answer ``status``, close."""
-
-    __slots__ = ("status", "reason")
-
-    def __init__(self, status: int, reason: str = "") -> None:
-        self.status = status
-        self.reason = reason
-
-
 class _LimitExceeded(Exception):
     """Raised inside a parser callback to stop parsing; the status is on the connection."""
-
-
-class Request:
-    """One request whose head has been read.  ``body`` fills as the body arrives."""
-
-    __slots__ = (
-        "method", "target", "protocol", "headers", "keep_alive", "upgrade", "content_length",
-        "expect_continue", "body", "body_received", "body_done", "leftover",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        method: str,
-        target: bytes,
-        protocol: str,
-        headers: list[tuple[bytes, bytes]],
-        keep_alive: bool,
-        upgrade: bool,
-        content_length: int | None,
-        expect_continue: bool,
-    ) -> None:
-        self.method = method
-        self.target = target
-        self.protocol = protocol
-        self.headers = headers
-        self.keep_alive = keep_alive
-        #: An Upgrade (or CONNECT) request: the parser stops after it.
-        self.upgrade = upgrade
-        self.content_length = content_length
-        self.expect_continue = expect_continue
-        #: Body chunks received and not yet consumed (None until the first one).
-        self.body: deque[bytes] | None = None
-        self.body_received = 0
-        self.body_done = False
-        #: After an upgrade request: the bytes that followed it.
-        self.leftover: bytes | None = None
 
 
 class HttpConnection:
@@ -656,7 +559,9 @@ class HttpConnection:
         parts = list(req.body or ())
         later = [r for r in self.pending]
         if later or self._in_head or (self._parsing is not None and self._parsing is not req):
-            parts.append(_pipelined_tail(self._chunk, later, self._in_head))
+            want = [(r.method.encode("latin-1"), r.target) for r in later if type(r) is Request]
+            want_error = any(type(r) is ParseError for r in later)
+            parts.append(pipelined_tail(self._chunk, want, want_error, self._in_head))
         return b"".join(parts)
 
     def release(self) -> None:
@@ -726,55 +631,3 @@ def error_response(
         f"Content-Length: {len(text)}\r\n" + ("Connection: close\r\n" if close else "")
     ).encode("latin-1")
     return head + http_date() + b"\r\n" + text
-
-
-# ------------------------------------------------------- pipelined leftovers
-
-
-class _Probe:
-    """Parser callbacks that only record the shape of what they parse."""
-
-    def __init__(self) -> None:
-        self.heads: list[tuple[bytes, bytes]] = []
-        self.in_head = False
-        self._url: list[bytes] = []
-        self.parser = httptools.HttpRequestParser(self)
-
-    def on_message_begin(self) -> None:
-        self.in_head = True
-        self._url = []
-
-    def on_url(self, part: bytes) -> None:
-        self._url.append(part)
-
-    def on_headers_complete(self) -> None:
-        self.in_head = False
-        self.heads.append((self.parser.get_method(), b"".join(self._url)))
-
-
-_REQUEST_START = re.compile(rb"[A-Z]")
-
-
-def _pipelined_tail(chunk: bytes, later: list, in_head: bool) -> bytes:
-    """The suffix of ``chunk`` that holds the requests pipelined after the current one.
-
-    The parser reports no positions, so find the smallest suffix that a fresh
-    parser reads as exactly those later requests (same methods and targets, the
-    same unfinished head or parse error at the end).  Only runs when a client
-    pipelined behind a request whose connection is then taken over.
-    """
-    want = [(r.method.encode("latin-1"), r.target) for r in later if isinstance(r, Request)]
-    want_error = any(isinstance(r, ParseError) for r in later)
-    for match in _REQUEST_START.finditer(chunk):
-        start = match.start()
-        probe = _Probe()
-        try:
-            probe.parser.feed_data(chunk[start:])
-            error = False
-        except _HttpParserUpgrade:
-            error = False
-        except _HttpParserError:
-            error = True
-        if probe.heads == want and error == want_error and (error or probe.in_head == in_head):
-            return chunk[start:]
-    raise RuntimeError("cannot locate the requests pipelined behind the one taken over")
