@@ -435,7 +435,7 @@ def test_a_repeated_head_is_sent_again_only_for_the_same_response():
         f = sock.makefile("rb")
         seen = [
             exchange(f, sock, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path)
-            for path in (b"/", b"/", b"/missing", b"/", b"/long", b"/dated", b"/dated", b"/")
+            for path in (b"/", b"/", b"/missing", b"/", b"/long", b"/", b"/dated", b"/dated", b"/")
         ]
         sock.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert f.readline() == b"HTTP/1.1 200 OK\r\n"
@@ -446,15 +446,38 @@ def test_a_repeated_head_is_sent_again_only_for_the_same_response():
         sock.close()
     statuses = [status for status, _, _ in seen]
     ok, missing = b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 404 Not Found\r\n"
-    assert statuses == [ok, ok, missing, ok, ok, ok, ok, ok]
-    assert [body for _, _, body in seen] == [b"ab"] * 4 + [b"abc"] + [b"ab"] * 3
-    assert [h["Content-Length"] for _, h, _ in seen] == ["2"] * 4 + ["3"] + ["2"] * 3
+    assert statuses == [ok, ok, missing, ok, ok, ok, ok, ok, ok]
+    assert [body for _, _, body in seen] == [b"ab"] * 4 + [b"abc"] + [b"ab"] * 4
+    assert [h["Content-Length"] for _, h, _ in seen] == ["2"] * 4 + ["3"] + ["2"] * 4
     assert [h["Date"] == "Mon, 01 Jan 2001 00:00:00 GMT" for _, h, _ in seen] == [
-        False, False, False, False, False, True, True, False
+        False, False, False, False, False, False, True, True, False
     ]  # fmt: skip
     assert all(h["Connection"] == "keep-alive" for _, h, _ in seen)
     assert last[0] == b"HTTP/1.1 200 OK\r\n" and last[2] == b"ab"
     assert last[1]["Connection"] == "close"
+
+
+def test_a_repeated_head_with_its_own_content_length_still_guards_the_length():
+    # The application declares Content-Length: a later body of another length
+    # with the same headers is cut to it, and the connection then closes.
+    bodies = iter([b"ab", b"ab", b"abc"])
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+        return [next(bodies)]
+
+    with ServerThread(app, keepalive=30) as srv:
+        sock = connect(srv.port)
+        f = sock.makefile("rb")
+        for last in (False, False, True):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert f.readline() == b"HTTP/1.1 200 OK\r\n"
+            headers = dict(read_response_headers(f, 0))
+            assert headers["Content-Length"] == "2"
+            assert headers["Connection"] == ("close" if last else "keep-alive")
+            assert f.read(2) == b"ab"
+        assert f.read() == b""
+        sock.close()
 
 
 def test_a_repeated_head_with_a_body_larger_than_the_socket_buffer_goes_out_whole():

@@ -165,7 +165,8 @@ class ResponseWriter(HttpConnection):
         #: The application took the connection over (a websocket): no response of ours.
         self.taken_over = False
         #: The last response's head, when kept alive and framed by its length:
-        #: the next response with the same status, headers and length reuses it.
+        #: the next response with the same status and headers reuses it (with its
+        #: own Content-Length if the length differs).
         self.last_head: tuple | None = None
 
     # ------------------------------------------------------- the app's callables
@@ -345,13 +346,20 @@ class ResponseWriter(HttpConnection):
         if (
             keep
             and last is not None
-            and length == last[2]
-            and len(body) == length
             and status == last[0]
             and self.resp_headers == last[1]
+            and length is not None
+            and len(body) == length
             and req.protocol == "HTTP/1.1"
             and req.method != "HEAD"
         ):
+            if length != last[2]:
+                if last[4] is not None:  # the application's Content-Length: the slow path
+                    self._send_new_head(keep, length, body)
+                    return
+                # The same head with another length: only Content-Length differs.
+                framed = b"%bContent-Length: %d\r\n%b" % (last[6], length, last[7])
+                self.last_head = last = (*last[:2], length, framed, *last[4:])
             # The same head as the last response's: everything but Date is known.
             self.sends_body = True
             self.declared = last[4]
@@ -448,7 +456,8 @@ class ResponseWriter(HttpConnection):
             and str_pairs(self.resp_headers)
         ):
             # Remembered for send_head: (status, headers, length, the head up to
-            # Date, the declared length, whether the application sent its own Date).
+            # Date, the declared length, whether the application sent its own Date,
+            # and for another length: the application's head, the Connection lines).
             self.last_head = (
                 status,
                 list(self.resp_headers),
@@ -456,4 +465,6 @@ class ResponseWriter(HttpConnection):
                 head + framing + connection,
                 declared,
                 has_date,
+                head,
+                connection,
             )
