@@ -98,7 +98,7 @@ class Request:
 
     __slots__ = (
         "method", "target", "protocol", "headers", "keep_alive", "upgrade", "content_length",
-        "expect_continue", "body", "body_received", "body_done", "leftover",
+        "expect_continue", "body", "body_received", "body_done", "leftover", "asked_keep_alive",
     )  # fmt: skip
 
     def __init__(
@@ -127,3 +127,5 @@ class Request:
         self.body_done = False
         #: After an upgrade request: the bytes that followed it.
         self.leftover: bytes | None = None
+        #: The client sent ``Connection: keep-alive`` (a response may say it back).
+        self.asked_keep_alive = False

@@ -457,6 +457,24 @@ def test_a_repeated_head_is_sent_again_only_for_the_same_response():
     assert last[1]["Connection"] == "close"
 
 
+def test_a_repeated_head_says_keep_alive_back_only_to_a_client_that_asked():
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ab"]
+
+    asked = b"Connection: keep-alive\r\n"
+    with ServerThread(app) as srv:
+        sock = connect(srv.port)
+        f = sock.makefile("rb")
+        said = []
+        for extra in (b"", b"", asked, asked, b""):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n%b\r\n" % extra)
+            assert f.readline() == b"HTTP/1.1 200 OK\r\n"
+            said.append(dict(read_response_headers(f)).get("Connection"))
+        sock.close()
+    assert said == [None, None, "keep-alive", "keep-alive", None]
+
+
 def test_a_repeated_head_with_its_own_content_length_still_guards_the_length():
     # The application declares Content-Length: a later body of another length
     # with the same headers is cut to it, and the connection then closes.

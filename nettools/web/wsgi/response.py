@@ -352,6 +352,7 @@ class ResponseWriter(HttpConnection):
             and len(body) == length
             and req.protocol == "HTTP/1.1"
             and req.method != "HEAD"
+            and req.asked_keep_alive is last[8]  # (said back when it asked)
         ):
             if length != last[2]:
                 if last[4] is not None:  # the application's Content-Length: the slow path
@@ -426,7 +427,8 @@ class ResponseWriter(HttpConnection):
             connection = b"Connection: close\r\n"
         elif self.keepalive_head:
             connection = self.keepalive_head
-        elif http10:
+        elif http10 or req.asked_keep_alive:
+            # As eventlet: an HTTP/1.1 client that asked gets the answer too.
             connection = b"Connection: keep-alive\r\n"
         else:
             connection = b""
@@ -457,7 +459,8 @@ class ResponseWriter(HttpConnection):
         ):
             # Remembered for send_head: (status, headers, length, the head up to
             # Date, the declared length, whether the application sent its own Date,
-            # and for another length: the application's head, the Connection lines).
+            # for another length: the application's head, the Connection lines;
+            # and whether the client asked for keep-alive).
             self.last_head = (
                 status,
                 list(self.resp_headers),
@@ -467,4 +470,5 @@ class ResponseWriter(HttpConnection):
                 has_date,
                 head,
                 connection,
+                req.asked_keep_alive,
             )
