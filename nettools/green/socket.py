@@ -120,7 +120,7 @@ def _green(meth: Any, writing: bool, flags_at: int | None = None) -> Any:
     return method
 
 
-def _nothing_new(st: Any) -> bool:
+def nothing_new(st: Any) -> bool:
     """After a read that emptied the socket (a short read), given the hub's
     record of it (``st``, or None): True if epoll has seen no new data since (no
     recorded edge) nor a hang-up, so that a read now could only fail with
@@ -219,7 +219,7 @@ class socket(_real_socket):
             st = hub.fds.get(fd)
             if st is None and fd >= 0:  # (closed: -1, and the recv below says EBADF)
                 st = hub.record(fd)
-            if _nothing_new(st):
+            if nothing_new(st):
                 hub.wait_read(fd, timeout, timed_out)
         while True:
             try:
@@ -283,7 +283,7 @@ class socket(_real_socket):
         if self._drained and self._timeout != 0.0:
             hub = _get_hub()
             fd = _ss.fileno(self)
-            if _nothing_new(hub.fds.get(fd)):
+            if nothing_new(hub.fds.get(fd)):
                 hub.wait_read(fd, self._timeout, timed_out)
 
     def _wait_readable(self) -> None:
