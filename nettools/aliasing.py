@@ -13,7 +13,9 @@ own name (``nettools.eventlet.greenpool``): such names are served too.
 A name with no entry of its own falls back to the nearest aliased package:
 ``eventlet.green.foo`` is ``nettools.green.foo`` when ``eventlet.green`` maps to
 ``nettools.green`` and there is such a module.  Anything else under an aliased
-prefix fails to import, as it would for a missing module.
+prefix fails to import, as it would for a missing module.  A package that is a
+module of its own but whose unlisted submodules are another package's says so
+in ``fallbacks`` (``{"eventlet.green": "nettools.green"}``).
 """
 
 from __future__ import annotations
@@ -53,8 +55,13 @@ class ModuleAliases(importlib.abc.MetaPathFinder):
     the table (names without a dot among its keys) are the prefixes served.
     """
 
-    def __init__(self, table: Mapping[str, str]) -> None:
+    def __init__(
+        self, table: Mapping[str, str], fallbacks: Mapping[str, str] | None = None
+    ) -> None:
         self.table = dict(table)
+        #: alias package -> the package its unlisted submodules come from, where
+        #: that is not the package's own target.
+        self.fallbacks = dict(fallbacks or {})
         # ``from eventlet import greenpool`` looks the submodule up by the
         # *module's* name: ``nettools.eventlet.greenpool``.  So an alias whose
         # package is itself an alias is also served under that package's
@@ -76,7 +83,7 @@ class ModuleAliases(importlib.abc.MetaPathFinder):
             return exact
         head, dot, tail = name.rpartition(".")
         while dot:
-            base = self.table.get(head)
+            base = self.fallbacks.get(head) or self.table.get(head)
             if base is not None:
                 return f"{base}.{tail}"
             head, dot, rest = head.rpartition(".")

@@ -25,6 +25,7 @@ what ``nettools.tools.plumbing.metrics`` reads when scraped.
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import errno
 import logging
@@ -62,6 +63,8 @@ __all__ = [
     "Server",
     "live_servers",
     "shutdown_quietly",
+    "drop_unread",
+    "UNREAD_LIMIT",
     "call_on_stop_signals",
     "ACCEPT_INHERITS_OPTIONS",
     "Address",
@@ -260,6 +263,13 @@ def live_servers() -> list[Server]:
     return list(_servers)
 
 
+def _is_listening(sock: Any) -> bool:
+    try:
+        return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+    except OSError:
+        return True  # closed, or no such option here: accept() will say
+
+
 class Server:
     """Accept connections on ``sock`` and run ``handle(conn, addr)`` for each.
 
@@ -376,8 +386,18 @@ class Server:
     # ----------------------------------------------------------- running
 
     def start(self) -> Server:
-        """Start accepting in a background greenthread; returns self."""
+        """Start accepting in a background greenthread; returns self.
+
+        A socket that is not listening is refused here with accept's own
+        ``EINVAL`` (later, EINVAL means the program closed or shut the listener
+        down, and stops the server quietly)."""
         if self._acceptor is None:
+            if not self._closing and not _is_listening(self.socket):
+                raise OSError(
+                    errno.EINVAL,
+                    f"{os.strerror(errno.EINVAL)}: the socket is not listening "
+                    "(call listen() on it first)",
+                )
             self._acceptor = spawn(self._accept_loop)
         return self
 
@@ -516,6 +536,9 @@ class Server:
             if self._reasons:
                 ended = self._reasons.pop(conn, ended)
             self._count_end(ended)
+            # A handler may end without reading all the client sent (and a
+            # kill does): its last reply must not be lost to a reset.
+            drop_unread(conn)
             try:
                 conn.close()
             except OSError:
@@ -656,6 +679,34 @@ def shutdown_quietly(conn: Any, how: int = _stdlib_socket.SHUT_RDWR) -> None:
         # SSL object, so a handler blocked in a read would get ValueError, not EOF.
         _stdlib_socket.socket.shutdown(conn, how)
     except OSError:
+        pass
+
+
+#: The most of what a client sent that ``drop_unread`` reads before a close.
+UNREAD_LIMIT = 64 * 1024
+_c_recv_into = _socket.socket.recv_into  # the C call: never waits on the hub
+_MSG_DONTWAIT = getattr(_stdlib_socket, "MSG_DONTWAIT", 0)
+_scratch = memoryview(bytearray(16 * 1024))  # written, never read: shared by all
+
+
+def drop_unread(conn: Any, limit: int = UNREAD_LIMIT, buffer: Any = None) -> None:
+    """Before closing ``conn``: read and drop what has arrived unread (up to
+    ``limit`` bytes, into ``buffer`` if given), without waiting.
+
+    Closing a TCP socket with unread data sends a reset instead of an end of
+    file, and a reset can destroy what was sent last before the client has
+    read it.  What comes later still gets the reset (which tells a client still
+    sending that nobody listens)."""
+    if not _MSG_DONTWAIT or not isinstance(conn, _socket.socket):
+        return
+    view = _scratch if buffer is None else buffer
+    try:
+        while limit > 0:
+            n = _c_recv_into(conn, view, min(limit, len(view)), _MSG_DONTWAIT)
+            if not n:
+                return
+            limit -= n
+    except OSError:  # nothing more there (EAGAIN), closed, or the client is gone
         pass
 
 

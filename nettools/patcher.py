@@ -30,6 +30,7 @@ from .kernel.hub import get_hub
 __all__ = [
     "monkey_patch",
     "import_patched",
+    "inject",
     "is_monkey_patched",
     "original",
     "already_patched",
@@ -274,6 +275,34 @@ def import_patched(
     for name, mod in additional_modules:
         substitutes[name] = mod
     return fresh_import(module_name, substitutes)
+
+
+#: What ``inject`` never copies into ``new_globals``: the names that make a
+#: module the module it is.
+_OWN_NAMES = frozenset(
+    {"__builtins__", "__file__", "__name__", "__spec__", "__loader__", "__package__",
+     "__path__", "__cached__"}
+)  # fmt: skip
+
+
+def inject(
+    module_name: str, new_globals: dict | None, *additional_modules: tuple[str, ModuleType]
+) -> ModuleType:
+    """eventlet's ``patcher.inject``, what ``import_patched`` is built on: a private
+    copy of ``module_name`` whose imports of the names in ``additional_modules``
+    (``(name, module)`` pairs) get those modules -- with none given, the green
+    modules ``import_patched`` substitutes.  If ``new_globals`` is a dict, the
+    copy's names go into it too (how a green version of a module is written:
+    ``inject("ftplib", globals(), ("socket", green_socket))``)."""
+    if additional_modules:
+        module = fresh_import(module_name, dict(additional_modules))
+    else:
+        module = import_patched(module_name)
+    if new_globals is not None:
+        new_globals.update(
+            (name, value) for name, value in vars(module).items() if name not in _OWN_NAMES
+        )
+    return module
 
 
 # ------------------------------------------------------------- late imports

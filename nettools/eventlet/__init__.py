@@ -46,6 +46,7 @@ from . import hubs, support
 
 __all__ = [
     "MODULES",
+    "FALLBACKS",
     "install",
     "__version__",
     "BoundedSemaphore",
@@ -91,7 +92,8 @@ __all__ = [
 _HUB = "nettools.kernel.hub"
 
 #: eventlet module name -> the nettools module that serves it.  A name not
-#: listed falls back to its nearest listed package (``eventlet.green.X`` is
+#: listed falls back to its nearest listed package, or to where ``FALLBACKS``
+#: says that package's other modules are (``eventlet.green.X`` is
 #: ``nettools.green.X``).
 MODULES: dict[str, str] = {
     "eventlet": "nettools.eventlet",
@@ -122,12 +124,14 @@ MODULES: dict[str, str] = {
     "eventlet.support": "nettools.eventlet.support",
     "eventlet.support.greenlets": "greenlet",
     # name resolution: nettools resolves with getaddrinfo in the thread pool
-    "eventlet.support.greendns": "nettools.green.socket",
+    "eventlet.support.greendns": "nettools.eventlet.support.greendns",
     "eventlet.timeout": "nettools.kernel.timeout",
     "eventlet.tpool": "nettools.kernel.tpool",
     "eventlet.websocket": "nettools.eventlet.websocket",
     "eventlet.wsgi": "nettools.web.wsgi",
-    "eventlet.green": "nettools.green",
+    # nettools.green's modules, and eventlet's green zmq (see nettools.eventlet.green)
+    "eventlet.green": "nettools.eventlet.green",
+    "eventlet.green.zmq": "nettools.eventlet.green.zmq",
     # eventlet's Python 2 names for green standard modules
     "eventlet.green.BaseHTTPServer": "nettools.green.http.server",
     "eventlet.green.CGIHTTPServer": "nettools.green.http.server",
@@ -138,6 +142,10 @@ MODULES: dict[str, str] = {
     "eventlet.green.thread": "nettools.green._thread",
     "eventlet.green.urllib2": "nettools.green.urllib.request",
 }
+
+
+#: eventlet package -> the nettools package its modules not in ``MODULES`` come from.
+FALLBACKS: dict[str, str] = {"eventlet.green": "nettools.green"}
 
 
 def __getattr__(name: str) -> ModuleType:
@@ -154,4 +162,4 @@ def install() -> ModuleAliases:
     return _ALIASES.install()
 
 
-_ALIASES = ModuleAliases(MODULES)
+_ALIASES = ModuleAliases(MODULES, FALLBACKS)

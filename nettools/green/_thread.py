@@ -32,7 +32,7 @@ from typing import Any
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from ..kernel.greenthread import kill
-from ..kernel.hub import Hub, discard, get_hub
+from ..kernel.hub import Hub, current_hub, discard, get_hub
 from ..kernel.local import local as _green_local
 
 # Re-export the real module first; everything that blocks or knows threads is
@@ -62,6 +62,7 @@ error = RuntimeError
 TIMEOUT_MAX: float = _real.TIMEOUT_MAX
 _real_get_ident = real_get_ident = _real.get_ident
 _real_allocate = _real.allocate_lock
+_real_count = _real._count  # OS threads started by the real module and still running
 _real_interrupt_main = _real.interrupt_main
 
 
@@ -200,10 +201,13 @@ class LockType:
                 discard(self._waiters, waiter)
                 return False
             # Another OS thread may end this wait: tell the hub so.  Once threads
-            # contend, any later waiter may queue behind one from elsewhere.
+            # contend, any later waiter may queue behind one from elsewhere.  A
+            # lock has no owner, so even one this thread holds may be released
+            # by another OS thread while any runs (importlib's module locks use
+            # a lock so, to wake a waiter): no deadlock can be called then.
             if self._owner != waiter.thread:
                 self._shared = True
-            external = self._shared
+            external = self._shared or _real_count() > 0
             if external:
                 hub.ref()
             timer = None if remaining is None else hub.schedule(remaining, waiter.expire)
@@ -444,6 +448,16 @@ def _set_sentinel() -> LockType:
 def _count() -> int:
     """Number of green threads started by this module that are still running."""
     return _running
+
+
+def local_idents() -> set[int]:
+    """The idents of what runs in this OS thread: its own (real) id, and those
+    of the green threads started in it that have not ended."""
+    idents = {_real_get_ident()}
+    hub = current_hub()  # none yet: no green thread has run here
+    if hub is not None:
+        idents.update(id(g) for g in _sentinels if g.parent is hub.greenlet and not g.dead)
+    return idents
 
 
 def stack_size(size: int = 0) -> int:

@@ -18,8 +18,8 @@ timeout arithmetic the green ``ssl`` module shares), ``connect_within`` (a
 connect bounded without touching the socket's timeout), ``family_of`` (a
 socket's family as a plain int, without the enum the ``family`` property
 builds on every read: per-connection code asks often), and for eventlet's
-programs ``GreenSocket`` (which can also take an existing socket over) and
-``set_nonblocking``.
+programs ``GreenSocket`` (the same class), ``socket(sock)`` taking an existing
+socket over, ``sock.fd`` and ``set_nonblocking``.
 """
 
 from __future__ import annotations
@@ -137,11 +137,21 @@ class socket(_real_socket):
     __slots__ = ("_timeout", "_drained", "_stream")
 
     def __init__(
-        self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None
+        self, family: Any = -1, type: int = -1, proto: int = -1, fileno: int | None = None
     ) -> None:
+        taken = None
+        if isinstance(family, _real_socket):
+            # eventlet's ``socket(sock)``: take ``sock`` over -- its fd, family,
+            # type and timeout -- leaving it detached.
+            taken = family
+            family, type, proto = taken.family, taken.type, taken.proto
+            timeout = taken.gettimeout()
+            fileno = taken.detach()
         super().__init__(family, type, proto, fileno)
-        if type != -1 and type & _SOCK_NONBLOCK:
-            self._timeout: float | None = 0.0
+        if taken is not None:
+            self._timeout: float | None = timeout
+        elif type != -1 and type & _SOCK_NONBLOCK:
+            self._timeout = 0.0
         else:
             self._timeout = _getdefaulttimeout()
         _ss.settimeout(self, 0.0)
@@ -152,6 +162,12 @@ class socket(_real_socket):
         # A new socket object means a new (or newly owned) file: whatever the hub
         # knew about this fd number belongs to an fd closed behind its back.
         _get_hub().notify_opened(_ss.fileno(self))
+
+    @property
+    def fd(self) -> socket:
+        """eventlet's ``GreenSocket.fd``: the socket the OS calls go to -- here the
+        green socket itself, a standard socket underneath."""
+        return self
 
     # ---------------------------------------------------------- blocking mode
 
@@ -468,22 +484,9 @@ class socket(_real_socket):
 SocketType = socket
 
 
-class GreenSocket(socket):
-    """eventlet's green socket class: ``GreenSocket(family, type, proto)`` makes a
-    socket as ``socket`` does, and ``GreenSocket(sock)`` takes an existing socket
-    over -- its fd, family, type and timeout -- leaving ``sock`` detached."""
-
-    def __init__(
-        self, family: Any = -1, type: int = -1, proto: int = -1, fileno: int | None = None
-    ) -> None:
-        if not isinstance(family, _real_socket):
-            super().__init__(family, type, proto, fileno)
-            return
-        sock = family
-        timeout = sock.gettimeout()
-        family, type, proto = sock.family, sock.type, sock.proto
-        super().__init__(family, type, proto, sock.detach())
-        self._timeout = timeout
+#: eventlet's green socket class, which is this module's: ``GreenSocket(family,
+#: type, proto)`` makes a socket, ``GreenSocket(sock)`` takes one over.
+GreenSocket = socket
 
 
 def set_nonblocking(fd: Any) -> None:

@@ -31,6 +31,7 @@ non-daemon green threads at exit as it does for real ones.  See ``_patch``.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading as _real_threading
 import weakref
@@ -131,6 +132,54 @@ def _needs_dummy_cleanup(mod: ModuleType) -> bool:
     return not hasattr(mod, "_DeleteDummyThreadOnDel")
 
 
+#: What the standard module's after-fork handler takes from a thread it thinks
+#: gone (<= 3.12); a green thread of the forking OS thread gets it back.
+_FORK_STATE = ("_tstate_lock", "_is_stopped", "_ident")
+
+
+def _keep_green_threads_across_fork(mod: ModuleType) -> None:
+    """Make ``mod``'s threads of the forking OS thread survive ``fork``.
+
+    The standard module assumes that only the thread calling fork survives it
+    and marks every other one stopped.  But green threads live in the process's
+    memory, and go on in the child (the hub keeps them; see
+    ``nettools.kernel.hub``): those of the forking OS thread -- with that OS
+    thread's own ``Thread``, the main thread say -- are put back after the
+    standard handler ran.  Threads of other OS threads end, as there.
+    """
+    kept: dict[int, tuple[Any, dict[str, Any]]] = {}
+    main: list[Any] = []
+
+    def before() -> None:
+        kept.clear()
+        main[:] = [mod._main_thread]
+        mine = _gthread.local_idents()
+        for ident, thread in list(mod._active.items()):
+            if ident in mine:
+                state = {k: v for k, v in vars(thread).items() if k in _FORK_STATE}
+                kept[ident] = (thread, state)
+
+    def after_in_child() -> None:
+        if not kept:
+            return
+        active = mod._active
+        with mod._active_limbo_lock:
+            for ident in [i for i in active if i not in kept]:
+                del active[ident]  # a stand-in for a forking greenlet that was no Thread
+            shutdown_locks = getattr(mod, "_shutdown_locks", None)
+            for ident, (thread, state) in kept.items():
+                vars(thread).update(state)
+                active[ident] = thread
+                lock = state.get("_tstate_lock")
+                if shutdown_locks is not None and lock is not None and not thread.daemon:
+                    shutdown_locks.add(lock)  # exit waits for it, as before the fork
+            if main and main[0] in (thread for thread, _ in kept.values()):
+                mod._main_thread = main[0]
+        kept.clear()
+
+    os.register_at_fork(before=before, after_in_child=after_in_child, after_in_parent=kept.clear)
+
+
 _copy.current_thread = current_thread_function(_copy)
 for _old, _new in _QUIET_ALIASES.items():
     if _old in vars(_copy):
@@ -141,6 +190,7 @@ _copy.Condition = _GreenCondition
 _copy.Event = _GreenEvent
 if _needs_dummy_cleanup(_copy):
     _copy._DummyThread = _cleaned_dummy_class(_copy)
+_keep_green_threads_across_fork(_copy)
 
 __all__ = adopt(globals(), _copy)
 
@@ -161,6 +211,7 @@ def _patch() -> None:
             setattr(real, name, vars(_copy)[name])
     if _needs_dummy_cleanup(real):
         real._DummyThread = _cleaned_dummy_class(real)
+    _keep_green_threads_across_fork(real)
     _green_logging_locks()
 
 

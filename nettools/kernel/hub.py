@@ -98,6 +98,7 @@ from typing import Any
 from greenlet import getcurrent, greenlet
 
 from .fdwait import READ, WRITE, FdWaits, fileno_of
+from .poller import replace_fd
 
 __all__ = [
     "Hub",
@@ -579,6 +580,19 @@ class Hub(FdWaits):
                 os.close(fd)
         self.poller.close()
 
+    def renew_after_fork(self) -> None:
+        """In a forked child: poller and signal pipe of its own, under the same fd
+        numbers (the loop holds them); everything else -- ready greenthreads,
+        timers, fd waits -- goes on as it was."""
+        if self._closed:
+            return
+        self.poller.renew_after_fork(list(self.fds))
+        if self._signal_fds is not None:
+            r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            replace_fd(self._signal_fds[0], r)
+            replace_fd(self._signal_fds[1], w)
+            self.poller.add_wakeup_fd(self._signal_fds[0])
+
     def __repr__(self) -> str:
         return (
             f"<Hub ready={len(self.ready)} timers={self.live_timers()} "
@@ -653,21 +667,13 @@ def current_hub() -> Hub | None:
 
 
 def _reset_after_fork() -> None:
-    # The child shares the parent's epoll instance (see EpollPoller): it needs a
-    # hub of its own, and must not touch the parent's registrations.
-    old = getattr(thread_hub, "hub", None)
-    if old is None:
-        return
-    del thread_hub.hub
-    try:
-        old.close()
-    except OSError:
-        pass
-    # If fork() was called from a greenthread, that greenthread must finish into
-    # the child's new hub, not into the parent's (which will never run here).
-    cur = getcurrent()
-    if cur.parent is old.greenlet:
-        cur.parent = get_hub().greenlet
+    # Greenthreads live in this process's memory: in the child they all go on,
+    # with their timers and fd waits.  Only the kernel objects the child shares
+    # with the parent -- the epoll instance, the wake-up eventfd, the signal
+    # pipe -- must be the child's own (see EpollPoller).
+    hub = getattr(thread_hub, "hub", None)
+    if hub is not None:
+        hub.renew_after_fork()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)

@@ -20,6 +20,9 @@ members, so the hub's loop has no branch on which one it holds:
     also end a poll when ``fd``, an fd the hub drains itself, gets data.
 ``close()``
     release the poller's fds.
+``renew_after_fork(fds)``
+    in a forked child: kernel objects of its own under the same fd numbers
+    (the hub's loop holds them), ``fds`` registered anew.
 
 ``EpollPoller`` is the one that runs on Linux.  ``PollPoller`` runs where
 epoll is missing; ``NETTOOLS_HUB=poll`` forces it, so that it stays tested.
@@ -29,11 +32,13 @@ from __future__ import annotations
 
 import os
 import select
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import partial
 from typing import Any
 
-__all__ = ["EpollPoller", "PollPoller", "LevelProbe", "new_poller", "POLL_IN", "POLL_OUT"]
+__all__ = [
+    "EpollPoller", "PollPoller", "LevelProbe", "new_poller", "replace_fd", "POLL_IN", "POLL_OUT",
+]  # fmt: skip
 
 # Bound now: after monkey-patching, select.epoll/select.poll are green wrappers.
 _epoll = getattr(select, "epoll", None)
@@ -98,9 +103,10 @@ class EpollPoller:
     * **Fork**: the child's copy of the epoll fd names the same epoll instance
       as the parent's.  A registration made by either shows in both, and an
       edge one of them takes is gone for the other.  So a child must never
-      poll or register through it: the hub's fork handler gives the child a
-      new hub with its own instance and closes the child's copy, which leaves
-      the parent's instance as it was.
+      poll or register through it: the hub's fork handler makes the child a
+      new instance (and eventfd) and puts it under the old numbers with
+      ``dup2``, which closes only the child's copies and leaves the parent's
+      instance as it was (``renew_after_fork``).
     * **EPOLLRDHUP** reports the peer's FIN (``shutdown`` or ``close``) as a flag
       of its own.  Data and FIN arriving together make one edge
       (``EPOLLIN|EPOLLRDHUP``); the hub records the hang-up in ``FdState.hup``,
@@ -176,6 +182,20 @@ class EpollPoller:
         """Close the epoll instance and the eventfd."""
         self._epoll.close()
         os.close(self.wake_fd)
+
+    def renew_after_fork(self, fds: Iterable[int]) -> None:
+        """In a forked child: an epoll instance and an eventfd of its own (see the
+        class docstring), under the numbers of the shared ones; ``fds`` registered."""
+        fresh = _epoll()
+        replace_fd(self._epoll.fileno(), os.dup(fresh.fileno()))
+        fresh.close()
+        replace_fd(self.wake_fd, os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC))
+        self._epoll.register(self.wake_fd, select.EPOLLIN | select.EPOLLET)
+        for fd in fds:
+            try:
+                self.register(fd)
+            except OSError:
+                pass  # closed behind the hub's back: as after any such close
 
 
 class PollPoller:
@@ -253,6 +273,20 @@ class PollPoller:
         """Close the wake-up pipe (a poll object holds no fd)."""
         os.close(self.wake_fd)
         os.close(self._wake_w)
+
+    def renew_after_fork(self, fds: Iterable[int]) -> None:
+        """In a forked child: a wake-up pipe of its own, under the shared one's
+        numbers (poll(2) keeps no registrations in the kernel: nothing else)."""
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        replace_fd(self.wake_fd, r)
+        replace_fd(self._wake_w, w)
+
+
+def replace_fd(old: int, new: int) -> None:
+    """Put the file open under ``new`` under the number ``old`` (closing what was
+    there: in a forked child, only the child's copy), and close ``new``."""
+    os.dup2(new, old, inheritable=False)
+    os.close(new)
 
 
 def new_poller(fds: Mapping[int, Any], kind: str | None = None) -> EpollPoller | PollPoller:

@@ -158,7 +158,7 @@ class Request:
 
     __slots__ = (
         "method", "target", "protocol", "headers", "keep_alive", "upgrade", "content_length",
-        "expect_continue", "body", "body_received", "body_done", "leftover",
+        "expect_continue", "body", "body_received", "body_done", "leftover", "asked_keep_alive",
     )  # fmt: skip
 
     def __init__(
@@ -187,6 +187,25 @@ class Request:
         self.body_done = False
         #: After an upgrade request: the bytes that followed it.
         self.leftover: bytes | None = None
+        #: The client sent ``Connection: keep-alive`` (a response may say it back).
+        self.asked_keep_alive = False
+
+
+class _MoreBody:
+    """The callbacks of the parser reading a request's further body (see
+    ``HttpConnection.expect_another_body``); the connection's own parser takes
+    over again at its end."""
+
+    __slots__ = ("conn", "on_body")
+
+    def __init__(self, conn: HttpConnection) -> None:
+        self.conn = conn
+        self.on_body = conn.on_body
+
+    def on_message_complete(self) -> None:
+        conn = self.conn
+        conn._feed_data = conn.parser.feed_data
+        conn.on_message_complete()
 
 
 class HttpConnection:
@@ -203,8 +222,8 @@ class HttpConnection:
         "_request_timeout", "_max_head", "_set_idle", "_green", "_hub", "_misses", "_idle_reads",
         "parser", "_feed_data", "_version", "_method", "_keep_alive", "_upgrade", "pending",
         "dead", "_url", "_url_len", "_headers", "_hsize", "_clen", "_expect", "_connection",
-        "_llhttp", "_in_head", "_parsing", "_limit_status", "_completed_in_feed", "_pipelined",
-        "_chunk", "timeout", "_fresh", "_empty_lines", "ended",
+        "_asked_keep_alive", "_llhttp", "_in_head", "_parsing", "_limit_status",
+        "_completed_in_feed", "_pipelined", "_chunk", "timeout", "_fresh", "_empty_lines", "ended",
     )  # fmt: skip
 
     def __init__(
@@ -254,6 +273,7 @@ class HttpConnection:
         self._clen: int | None = None
         self._expect = False
         self._connection = False
+        self._asked_keep_alive = False
         self._in_head = False
         self._parsing: Request | None = None
         self._limit_status = 0
@@ -280,6 +300,7 @@ class HttpConnection:
         self._clen = None
         self._expect = False
         self._connection = False
+        self._asked_keep_alive = False
         if self._completed_in_feed:
             self._pipelined = True
 
@@ -308,6 +329,8 @@ class HttpConnection:
             self._expect = value.strip().lower() == b"100-continue"
         elif name in _CONNECTION_NAMES:
             self._connection = True
+            if b"keep-alive" in value.lower():
+                self._asked_keep_alive = True
 
     def on_headers_complete(self) -> None:
         url = self._url
@@ -339,6 +362,8 @@ class HttpConnection:
             clen,
             self._expect,
         )
+        if self._asked_keep_alive:
+            req.asked_keep_alive = True
         self._parsing = req
         self.pending.append(req)
 
@@ -554,6 +579,30 @@ class HttpConnection:
             return HTTPError(self._limit_status, "malformed request body")
         kind = HTTPError if req.content_length is not None else MalformedChunks
         return kind(400, "malformed request body")
+
+    def expect_another_body(self, req: Request) -> bool:
+        """Read a further chunked body as more of ``req``'s, whose own has ended:
+        the second phase of a request whose client waits for another ``100
+        Continue`` before sending it (OpenStack Swift's multi-phase PUT, as
+        eventlet serves it).  False, with nothing changed, unless ``req`` is the
+        request being served, chunked, its body read to the end and nothing
+        received after it.  The body is parsed as strictly as any, and counts
+        towards ``max_body_size`` with the first."""
+        if (
+            req.content_length is not None
+            or not req.body_done
+            or req.body
+            or self.pending
+            or self._in_head
+            or self.dead
+        ):
+            return False
+        more = httptools.HttpRequestParser(_MoreBody(self))
+        more.feed_data(b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        req.body_done = False
+        self._parsing = req
+        self._feed_data = more.feed_data
+        return True
 
     def discard_body(self, req: Request, limit: int = 1 << 20) -> bool:
         """Read and drop the rest of ``req``'s body (up to ``limit`` bytes);

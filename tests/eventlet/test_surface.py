@@ -50,6 +50,19 @@ def test_import_eventlet_gives_nettools_modules():
         assert socket.socket is nettools.green.socket.socket
         assert eventlet.GreenPool is nettools.kernel.pool.GreenPool
         import eventlet.hubs.epolls, eventlet.support.greenlets
+        # eventlet.green is a package of its own: nettools.green's modules, and a zmq
+        import eventlet.green.select, eventlet.green.urllib.request, nettools.green.zmq
+        from eventlet.green import zmq, select
+        assert eventlet.green.select is select is nettools.green.select
+        assert eventlet.green.urllib.request is request
+        assert zmq.Context is nettools.green.zmq.Context and zmq.LockReleaseError
+        assert nettools.green.zmq.__name__ == "nettools.green.zmq"  # untouched
+        try:
+            from eventlet.green import no_such_module
+        except ImportError:
+            pass
+        else:
+            raise AssertionError("imported a module that does not exist")
         print("OK")
         """
     )
@@ -317,6 +330,69 @@ def test_green_sockets_and_pipes():
     assert got.wait() == b"abc"
     reader.close()
     os.close(w)
+
+
+def test_greendns_resolves_greenly_and_tells_addresses_from_names():
+    from nettools.eventlet.support import greendns
+    from nettools.green import socket as green_socket
+
+    # the green socket module's resolution, the very functions
+    for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "getnameinfo"):
+        assert getattr(greendns, name) is getattr(green_socket, name)
+    assert greendns.gethostbyname("127.0.0.1") == "127.0.0.1"
+    assert greendns.is_ipv4_addr("192.0.2.1") and not greendns.is_ipv4_addr("192.0.2")
+    assert not greendns.is_ipv4_addr("01.2.3.4") and not greendns.is_ipv4_addr(b"1.2.3.4")
+    assert greendns.is_ipv6_addr("::1") and greendns.is_ipv6_addr("fe80::1%eth0")
+    assert not greendns.is_ipv6_addr("192.0.2.1") and not greendns.is_ipv6_addr("::g")
+    assert greendns.is_ip_addr("::1") and greendns.is_ip_addr("10.0.0.1")
+    assert not greendns.is_ip_addr("localhost") and not greendns.is_ip_addr(None)
+
+
+def test_green_zmq_queue_lock_serves_in_turn_and_lets_its_owner_in_again():
+    from nettools.eventlet.green import zmq
+
+    lock = zmq._QueueLock()
+    order = []
+    assert not lock
+    with pytest.raises(zmq.LockReleaseError):
+        lock.release()
+    lock.acquire()
+    lock.acquire()  # its owner again
+
+    def taker(i):
+        with lock:
+            order.append(i)
+
+    takers = [spawn(taker, i) for i in range(3)]
+    sleep(0)
+    lock.release()
+    sleep(0)
+    assert lock and order == []  # still held once
+    lock.release()
+    for t in takers:
+        t.wait()
+    assert order == [0, 1, 2] and not lock
+    with pytest.raises(zmq.LockReleaseError):
+        lock.release()
+
+
+def test_green_zmq_blocked_thread_wakes_once_or_at_its_deadline():
+    import time
+
+    from nettools.eventlet.green import zmq
+
+    blocked = zmq._BlockedThread()
+    assert not blocked and blocked.wake() is False
+    done = spawn(blocked.block)
+    sleep(0)
+    assert blocked
+    with pytest.raises(RuntimeError):
+        blocked.block()  # one greenthread at a time
+    assert blocked.wake() is True and blocked.wake() is False
+    done.wait()
+    assert not blocked
+    blocked.block(time.monotonic() + 0.01)  # nobody wakes it: the deadline does
+    assert not blocked
 
 
 def test_wrap_ssl_takes_eventlets_argument_order():

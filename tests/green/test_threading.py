@@ -233,6 +233,54 @@ def test_lock_shared_with_a_real_thread():
     assert got == [True]
 
 
+def test_lock_this_thread_holds_released_by_another_os_thread():
+    # A lock used as a signal (importlib's module locks do so): a greenthread
+    # takes it, then waits on it without a timeout until another OS thread
+    # releases it.  That OS thread is told to only once we are parked, so the
+    # wait must not be called a deadlock.
+    lock = gthread.allocate_lock()
+    lock.acquire()
+    go = stdlib_threading.Event()
+    t = stdlib_threading.Thread(target=lambda: (go.wait(10), lock.release()))
+    t.start()
+    nettools.spawn(go.set)  # runs once this greenlet has parked in acquire()
+    assert lock.acquire() is True
+    lock.release()
+    t.join(10)
+
+
+def test_patched_import_waits_for_a_real_thread_importing_the_same_module(tmp_path):
+    # After monkey_patch importlib's module locks are green; a real thread in the
+    # middle of importing a module holds one while this greenlet waits for it.
+    write_module(
+        tmp_path,
+        "slowmod",
+        """
+        import __main__
+        __main__.started.set()
+        __main__.go.wait(10)
+        VALUE = 42
+        """,
+    )
+    run_isolated(
+        """
+        import nettools
+        nettools.monkey_patch()
+        real_threading = nettools.patcher.original("threading")
+        started, go = real_threading.Event(), real_threading.Event()
+        t = real_threading.Thread(target=lambda: __import__("slowmod"))
+        t.start()
+        started.wait(10)
+        nettools.spawn(go.set)  # runs once the import below has parked
+        import slowmod
+        t.join(10)
+        assert slowmod.VALUE == 42
+        print("OK")
+        """,
+        cwd=tmp_path,
+    )
+
+
 # ------------------------------------------------------------------ threading
 
 
@@ -550,6 +598,53 @@ def test_patched_primitives_and_no_dummy_leak():
         for t in ts: t.start()
         for t in ts: t.join()
         assert seen == [True] * 5
+        print("OK")
+        """
+    )
+
+
+@pytest.mark.parametrize("forker", ["main", "thread"])
+def test_patched_green_threads_survive_fork(forker):
+    # Green threads live in the process's memory: in the child those of the
+    # forking OS thread go on (threading must not call them stopped), with the
+    # main thread; the parent's go on too.
+    run_isolated(
+        f"""
+        import nettools
+        nettools.monkey_patch()
+        import os, threading, time
+
+        done = []
+
+        def background():
+            time.sleep(0.1)
+            assert threading.current_thread() in threading.enumerate()
+            done.append("background")
+
+        def forker():
+            pid = os.fork()
+            if pid == 0:
+                assert threading.current_thread() in threading.enumerate()
+                t.join(10)
+                ok = done == ["background"] and not t.is_alive()
+                ok = ok and threading.main_thread().ident == main_ident
+                ok = ok and threading.main_thread() in threading.enumerate()
+                os._exit(0 if ok else 3)
+            _, status = os.waitpid(pid, 0)
+            done.append(os.waitstatus_to_exitcode(status))
+
+        main_ident = threading.get_ident()
+        t = threading.Thread(target=background)
+        t.start()
+        if {forker!r} == "main":
+            forker()
+        else:
+            f = threading.Thread(target=forker)
+            f.start()
+            f.join(10)
+        t.join(10)
+        assert sorted(done, key=str) == [0, "background"], done  # child exit code 0
+        assert threading.active_count() == 1
         print("OK")
         """
     )

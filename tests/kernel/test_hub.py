@@ -466,7 +466,7 @@ def test_waiting_inside_the_hub_is_refused(hub):
 
 
 @pytest.mark.timeout(30)
-def test_child_gets_a_fresh_working_hub_after_fork(run_script):
+def test_child_keeps_its_hub_working_on_a_poller_of_its_own_after_fork(run_script):
     proc = run_script(
         """
         import os
@@ -494,7 +494,7 @@ def test_child_gets_a_fresh_working_hub_after_fork(run_script):
             code = 3
             try:
                 hub = get_hub()
-                assert hub is not parent_hub
+                assert hub is parent_hub  # the same hub, its poller renewed
                 assert nettools.spawn(lambda: 41 + 1).wait() == 42
                 nettools.sleep(0.02)
                 assert pipe_roundtrip() == b"x"
@@ -542,6 +542,41 @@ def test_fork_from_a_greenthread_finishes_into_the_childs_hub(run_script):
     )
     assert proc.returncode == 0, proc.stderr
     assert "CHILD 0" in proc.stdout, proc.stderr
+
+
+@pytest.mark.timeout(30)
+def test_greenthreads_waiting_at_fork_go_on_in_the_child_and_the_parent(run_script):
+    # One waits on a timer, one on a pipe; both survive fork in both processes,
+    # each of which wakes its own (the pipe is shared: each writes its own byte).
+    proc = run_script(
+        """
+        import os
+        import nettools
+
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+
+        def read_one():
+            nettools.trampoline(r, read=True, timeout=10)
+            return os.read(r, 1)
+
+        sleeper = nettools.spawn(lambda: (nettools.sleep(0.05), "slept")[1])
+        reader = nettools.spawn(read_one)
+        nettools.sleep(0)  # both are parked now
+        pid = os.fork()
+        if pid == 0:
+            os.write(w, b"c")
+            os._exit(0 if (reader.wait(), sleeper.wait()) == (b"c", "slept") else 3)
+        _, status = os.waitpid(pid, 0)
+        print("CHILD", os.waitstatus_to_exitcode(status))
+        os.write(w, b"p")
+        print("PARENT", reader.wait(), sleeper.wait())
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "CHILD 0" in proc.stdout, proc.stderr
+    assert "PARENT b'p' slept" in proc.stdout, proc.stderr
 
 
 def test_a_raising_turn_hook_is_logged_and_the_hub_keeps_running(hub, caplog):

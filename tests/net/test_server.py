@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import queue as stdqueue
@@ -343,6 +344,48 @@ def test_serve_reraises_other_handler_exceptions(listener):
     with Timeout(20), pytest.raises(KeyError, match="from the handler"):
         nettools.serve(listener, handle)
     assert gt.wait() == b""
+
+
+def test_a_handler_that_leaves_data_unread_closes_without_a_reset(listener, servers):
+    # Closing with unread data would reset the connection: the client would get
+    # ECONNRESET (and over a real network could lose the reply) instead of EOF.
+    sent = Event()
+
+    def handler(conn, addr):
+        sent.wait()  # the client's bytes are in our receive queue now
+        conn.sendall(b"bye")
+
+    start(servers, listener, handler)
+    client = nettools.connect(listener.getsockname())
+    try:
+        client.sendall(b"unread by the handler")
+        sent.send()
+        with Timeout(10):
+            assert recv_all(client) == b"bye"  # then a clean end of file
+    finally:
+        client.close()
+
+
+def test_a_socket_that_is_not_listening_is_refused_at_start():
+    sock = gsocket.socket()
+    try:
+        sock.bind((LOCAL, 0))
+        server = Server(sock, lambda conn, addr: None)
+        with pytest.raises(OSError, match="Invalid argument: the socket is not listening") as info:
+            server.start()
+        assert info.value.errno == errno.EINVAL
+        sock.listen()
+        server.start().close()  # listening now: it starts
+    finally:
+        sock.close()
+
+
+def test_a_listener_shut_down_behind_the_servers_back_stops_it_quietly(listener):
+    server = Server(listener, lambda conn, addr: None).start()
+    settle()  # the accept loop waits in accept()
+    listener.shutdown(gsocket.SHUT_RDWR)
+    with Timeout(10):
+        server.serve_forever()  # returns: no error
 
 
 # ---------------------------------------------------------- socket options

@@ -182,6 +182,28 @@ def test_import_patched_gives_a_private_green_copy(tmp_path):
     )
 
 
+def test_inject_makes_a_copy_with_the_given_modules_and_fills_globals(tmp_path):
+    write_module(tmp_path, "inj_target", "import socket, time\nNAME = 'target'\n")
+    run_isolated(
+        """
+        import socket, time, types
+        import nettools
+        from nettools.green import socket as gsocket, time as gtime
+        mine = {"__name__": "mine"}
+        mod = nettools.patcher.inject("inj_target", mine, ("socket", gsocket))
+        assert mod.socket is gsocket and mod.time is time  # only what was given
+        assert mine["socket"] is gsocket and mine["NAME"] == "target"
+        assert mine["__name__"] == "mine" and "__spec__" not in mine
+        default = nettools.patcher.inject("inj_target", None)  # the green set
+        assert default.socket is gsocket and default.time is gtime and default is not mod
+        assert socket.socket is not gsocket.socket  # nothing patched
+        print("OK")
+        """,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path)},
+    )
+
+
 def test_import_patched_leaves_packages_alone():
     run_isolated(
         """

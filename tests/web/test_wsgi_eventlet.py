@@ -3,6 +3,7 @@ str bodies, RAW_PATH_INFO, and HttpProtocol subclasses."""
 
 from __future__ import annotations
 
+import socket
 import threading
 
 import pytest
@@ -14,8 +15,10 @@ from helpers.wsgi import (
     gated_app,
     get,
     read_response,
+    recv_until_closed,
 )
 
+import nettools
 from nettools.web import wsgi
 
 
@@ -133,18 +136,44 @@ def test_http_protocol_subclass_serves_each_connection():
     assert wsgi.HttpProtocol.capitalize_response_headers is None
 
 
+class _GatheringProtocol(wsgi.HttpProtocol):
+    minimum_chunk_size = 1 << 20
+
+
+def _three_pieces(environ, start_response):
+    start_response("200 OK", [])
+    return iter([b"a", b"b", b"c"])
+
+
 def test_http_protocol_minimum_chunk_size_gathers_pieces():
-    class Protocol(wsgi.HttpProtocol):
-        minimum_chunk_size = 1 << 20
-
-    def app(environ, start_response):
-        start_response("200 OK", [])
-        return iter([b"a", b"b", b"c"])
-
-    with ServerThread(app, protocol=Protocol) as srv:
+    with ServerThread(_three_pieces, protocol=_GatheringProtocol) as srv:
         raw = get(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     # Gathered into one chunk (an iterator's body is chunked, as in eventlet).
     assert raw.endswith(b"\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+
+
+def test_the_servers_minimum_chunk_size_wins_over_the_protocols_as_in_eventlet():
+    assert wsgi.HttpProtocol.minimum_chunk_size == 4096  # eventlet's, for subclasses to read
+    sock = nettools.listen(("127.0.0.1", 0))
+    gt = nettools.spawn(
+        wsgi.server,
+        sock,
+        _three_pieces,
+        protocol=_GatheringProtocol,
+        minimum_chunk_size=1,
+        log_output=False,
+    )
+    try:
+        client = nettools.connect(sock.getsockname())
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        raw = recv_until_closed(client)
+        client.close()
+    finally:
+        gt.kill()
+    # Each piece at once: the server's 1, not the protocol's 1 MiB.
+    assert raw.endswith(b"\r\n\r\n1\r\na\r\n1\r\nb\r\n1\r\nc\r\n0\r\n\r\n")
+    assert _GatheringProtocol.minimum_chunk_size == 1 << 20
+    assert wsgi.HttpProtocol.minimum_chunk_size == 4096
 
 
 def test_protocol_must_be_an_http_protocol():
@@ -252,6 +281,112 @@ def test_keepalive_in_seconds_is_announced():
     with ServerThread(app) as srv:  # keepalive=True: HTTP/1.1 needs no header
         resp = _get(srv)
         assert resp.header("Connection") is None and resp.header("Keep-Alive") is None
+
+
+def test_an_http11_client_that_asks_for_keep_alive_is_answered_so():
+    def app(environ, start_response):
+        start_response("204 No Content", [])
+        return []
+
+    with ServerThread(app) as srv:
+        sock = connect(srv.port)
+        try:
+            f = sock.makefile("rb")
+            sock.sendall(b"DELETE /a HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")
+            asked = read_response(f, head=True)
+            sock.sendall(b"DELETE /b HTTP/1.1\r\nHost: x\r\n\r\n")  # same connection
+            silent = read_response(f, head=True)
+        finally:
+            sock.close()
+    assert asked.status == 204 and asked.header("Connection") == "keep-alive"
+    assert silent.status == 204 and silent.header("Connection") is None
+
+
+def _environ_lines(environ, start_response):
+    start_response("200 OK", [])
+    return [f"{key}={value}\n".encode() for key, value in environ.items() if key.isupper()]
+
+
+def test_a_unix_socket_server_and_its_clients_are_named_unix(tmp_path):
+    path = str(tmp_path / "wsgi.sock")
+    with ServerThread(_environ_lines, listener=lambda: nettools.listen(path, socket.AF_UNIX)):
+        sock = socket.socket(socket.AF_UNIX)
+        try:
+            sock.settimeout(10)
+            sock.connect(path)
+            sock.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+            body = read_response(sock.makefile("rb")).body
+        finally:
+            sock.close()
+    lines = body.decode().splitlines()
+    for line in ("SERVER_NAME=unix", "SERVER_PORT=", "REMOTE_ADDR=unix", "REMOTE_PORT="):
+        assert line in lines
+
+
+def test_eventlets_server_gives_the_headers_as_sent():
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [repr(environ.get("headers_raw")).encode()]
+
+    request = b"GET / HTTP/1.1\r\nHost: x\r\nx-ANY_k: one\r\nx-ANY_k:  two \r\n\r\n"
+    sock = nettools.listen(("127.0.0.1", 0))
+    gt = nettools.spawn(wsgi.server, sock, app, log_output=False)
+    try:
+        client = nettools.connect(sock.getsockname())
+        client.sendall(request)
+        body = read_response(client.makefile("rb")).body
+        client.close()
+    finally:
+        gt.kill()
+    assert body == repr((("Host", "x"), ("x-ANY_k", "one"), ("x-ANY_k", "two"))).encode()
+    closing = request.replace(b"Host: x", b"Host: x\r\nConnection: close")
+    with ServerThread(app) as srv:  # WSGIServer: only when asked
+        assert get(srv.port, closing).endswith(b"None")
+    with ServerThread(app, headers_raw=True) as srv:
+        assert b"('x-ANY_k', 'two')" in get(srv.port, closing)
+
+
+def _read_interim(f) -> list[bytes]:
+    lines = [f.readline()]
+    while lines[-1] not in (b"\r\n", b""):
+        lines.append(f.readline())
+    return lines
+
+
+def test_a_second_100_continue_after_a_chunked_body_reads_another_body():
+    # OpenStack Swift's multi-phase PUT, as eventlet serves it: the client sends
+    # a chunked body, waits for another 100 Continue, then sends another.
+    def app(environ, start_response):
+        body = environ["wsgi.input"]
+        first = body.read()
+        body.set_hundred_continue_response_headers([("X-Phase", "2")])
+        body.send_hundred_continue_response()
+        second = body.read()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [first + b"|" + second]
+
+    with ServerThread(app) as srv:
+        sock = connect(srv.port)
+        try:
+            f = sock.makefile("rb")
+            sock.sendall(
+                b"PUT /o HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                b"Expect: 100-continue\r\n\r\n"
+            )
+            assert _read_interim(f)[0].startswith(b"HTTP/1.1 100 Continue")
+            sock.sendall(b"5\r\nfirst\r\n0\r\n\r\n")
+            interim = _read_interim(f)
+            assert interim[0].startswith(b"HTTP/1.1 100 Continue")
+            assert b"X-Phase: 2\r\n" in interim
+            sock.sendall(b"6\r\nsecond\r\n0\r\n\r\n")
+            resp = read_response(f)
+            assert resp.status == 200 and resp.body == b"first|second"
+            # and the connection goes on with the next request
+            sock.sendall(b"PUT /o HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz")
+            assert _read_interim(f)[0].startswith(b"HTTP/1.1 100 Continue")
+            assert read_response(f).body == b"z|"  # no second body after a sized one
+        finally:
+            sock.close()
 
 
 _BOTH_FRAMINGS = (

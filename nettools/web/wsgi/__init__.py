@@ -52,13 +52,10 @@ from __future__ import annotations
 
 from ..http import ChunkReadError, ClientDisconnected, HTTPError
 from .accesslog import DEFAULT_LOG_FORMAT, AccessLog
-from .connection import WSGIConnection
+from .connection import MINIMUM_CHUNK_SIZE, HttpProtocol, WSGIConnection
 from .options import WSGIOptions
 from .response import FileWrapper, plain_response
-from .wsgiserver import MINIMUM_CHUNK_SIZE, WSGIServer, server
-
-#: eventlet's name for the class serving a connection, for subclassing.
-HttpProtocol = WSGIConnection
+from .wsgiserver import WSGIServer, server
 
 __all__ = [
     "server",

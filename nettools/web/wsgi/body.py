@@ -46,9 +46,18 @@ class Input:
 
     def send_hundred_continue_response(self) -> None:
         """Send a ``100 Continue`` now, with the headers set (eventlet's; for
-        protocols of several phases).  Nothing once the response has started."""
-        self._conn.send_continue(self._continue_headers, again=True)
+        protocols of several phases).  Nothing once the response has started.
+
+        After a chunked body read to its end, the client answers with another
+        chunked body: further reads return it (OpenStack Swift's multi-phase
+        requests)."""
+        conn = self._conn
+        if conn.headers_sent:
+            return
+        conn.send_continue(self._continue_headers, again=True)
         self._continue_headers = []
+        if not self._buf:
+            conn.expect_another_body(self._req)
 
     def _chunk(self) -> bytes:
         """The next piece of the body, b"" at its end."""

@@ -8,9 +8,7 @@ sends comes from ``ResponseWriter``, the half it builds on.
 
 from __future__ import annotations
 
-import _socket
 import logging
-import socket as _stdlib_socket
 import sys
 import time
 import traceback
@@ -20,16 +18,20 @@ from typing import TYPE_CHECKING, Any
 
 from ...green import socket as green_socket
 from ...kernel.timeout import Timeout
+from ...net import UNREAD_LIMIT, drop_unread
 from ..http import ClientDisconnected, HTTPError, ParseError, Request, error_response
 from .body import EMPTY_INPUT, Input
-from .environ import REQUEST_KEYS, request_environ, without_request
+from .environ import REQUEST_KEYS, UNIX_ADDR, raw_headers, request_environ, without_request
 from .handoff import HANDOFF_KEYS, HandoffError, HandoffSocket
 from .response import ResponseWriter, encode_text
 
 if TYPE_CHECKING:
     from .wsgiserver import WSGIServer
 
-__all__ = ["WSGIConnection"]
+__all__ = ["WSGIConnection", "HttpProtocol", "MINIMUM_CHUNK_SIZE"]
+
+#: eventlet's ``minimum_chunk_size``, ``HttpProtocol``'s.
+MINIMUM_CHUNK_SIZE = 4096
 
 log = logging.getLogger("nettools.web.wsgi")
 
@@ -40,21 +42,17 @@ _LIMIT_STATUSES = frozenset({413, 414, 431})
 _NO_ENV: Any = MappingProxyType({})
 
 
-#: The most of an unread request body read before closing (see _close_on_unread_body).
-_LINGER_LIMIT = 64 * 1024
-_c_recv_into = _socket.socket.recv_into  # the C call: never waits on the hub
-_MSG_DONTWAIT = getattr(_stdlib_socket, "MSG_DONTWAIT", 0)
 
 
 class WSGIConnection(ResponseWriter):
     """Serves the requests of one connection to the WSGI application, in order.
 
-    Also eventlet's ``wsgi.HttpProtocol``: a server made with
-    ``protocol=SubClass`` serves each connection with ``SubClass``, whose
-    methods (``handle``, ``start_response``, ``send_head`` ...) it may extend,
-    and whose class attributes ``minimum_chunk_size`` and
-    ``capitalize_response_headers``, when not None, override the server's
-    options for its connections.
+    A server made with ``protocol=SubClass`` serves each connection with
+    ``SubClass`` (eventlet's programs subclass ``HttpProtocol``), whose methods
+    (``handle``, ``start_response``, ``send_head`` ...) it may extend, and whose
+    class attributes, when not None, set for its connections
+    ``capitalize_response_headers``, and ``minimum_chunk_size`` unless the
+    server's options give one (eventlet's order).
     """
 
     minimum_chunk_size: int | None = None
@@ -75,6 +73,7 @@ class WSGIConnection(ResponseWriter):
         "debug",
         "base_env",
         "in_app",
+        "headers_raw",
     )
 
     def __init__(self, wsgi_server: WSGIServer, sock: Any, addr: Any) -> None:
@@ -94,8 +93,9 @@ class WSGIConnection(ResponseWriter):
         self.on_request = options.on_request
         self.timed = self.access_log is not None or self.on_request is not None
         self.debug = options.debug
+        self.headers_raw = options.headers_raw
         cls = type(self)
-        if cls.minimum_chunk_size is not None:
+        if cls.minimum_chunk_size is not None and options.minimum_chunk_size is None:
             self.min_chunk = cls.minimum_chunk_size
         if cls.capitalize_response_headers is not None:
             self.capitalize = cls.capitalize_response_headers
@@ -105,8 +105,8 @@ class WSGIConnection(ResponseWriter):
         if isinstance(addr, tuple) and len(addr) >= 2:
             env["REMOTE_ADDR"] = sys.intern(addr[0])  # one string per client address
             env["REMOTE_PORT"] = str(addr[1])
-        else:
-            env["REMOTE_ADDR"] = ""
+        else:  # a unix-socket client
+            env["REMOTE_ADDR"] = UNIX_ADDR
             env["REMOTE_PORT"] = ""
         env["nettools.takeover"] = self.takeover
         env["nettools.set_idle"] = self.set_idle
@@ -148,6 +148,8 @@ class WSGIConnection(ResponseWriter):
         self.new_response(req)
         self.taken_over = False
         env = request_environ(self.base_env, req)
+        if self.headers_raw:
+            env["headers_raw"] = raw_headers(req)
         if not self.reject_bad_requests and _length_yields_to_transfer_encoding(req):
             env.pop("CONTENT_LENGTH", None)
         env["wsgi.input"] = EMPTY_INPUT if req.body_done and not req.body else Input(self, req)
@@ -204,24 +206,12 @@ class WSGIConnection(ResponseWriter):
         return True
 
     def _close_on_unread_body(self, req: Request) -> None:
-        """Closing with unread data resets the connection, and the reset can
-        destroy the response before the client reads it: drop what of the body
-        has arrived already (up to its declared end, without waiting).  What
-        comes later still gets the reset, which tells a client sending a body
-        nobody wants to stop."""
+        """Drop what of the body has arrived already, up to its declared end
+        (see ``drop_unread``): the response must not be lost to a reset."""
         length = req.content_length
         if length is None or type(self.sock) is not green_socket.socket:
             return
-        rest = min(length - req.body_received, _LINGER_LIMIT)
-        view = self.view
-        try:
-            while rest > 0:
-                n = _c_recv_into(self.sock, view, min(rest, len(view)), _MSG_DONTWAIT)
-                if not n:
-                    return
-                rest -= n
-        except OSError:  # nothing more there (EAGAIN), or the client is gone
-            pass
+        drop_unread(self.sock, min(length - req.body_received, UNREAD_LIMIT), self.view)
 
     def _done(
         self, env: dict, status: str | None, received: int, sent: int, started: float
@@ -332,6 +322,16 @@ class WSGIConnection(ResponseWriter):
     def on_stop(self, closer: Callable[[], Any] | None) -> None:
         """``environ['nettools.on_stop']``: how a graceful stop closes this idle connection."""
         self.net_server.on_stop(self.sock, closer)
+
+
+class HttpProtocol(WSGIConnection):
+    """eventlet's ``wsgi.HttpProtocol``, which ``wsgi.server()`` serves with: a
+    streamed body goes out in pieces of at least ``minimum_chunk_size`` bytes
+    (eventlet's 4096) unless the server is given its own size or the
+    application sets ``environ['eventlet.minimum_write_chunk_size']``."""
+
+    __slots__ = ()
+    minimum_chunk_size = MINIMUM_CHUNK_SIZE
 
 
 def _length_yields_to_transfer_encoding(req: Request) -> bool:

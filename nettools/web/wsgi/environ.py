@@ -12,10 +12,14 @@ from ..http import Request
 from .response import FileWrapper
 
 __all__ = [
-    "SERVER_SOFTWARE", "REQUEST_KEYS", "server_environ", "request_environ", "without_request",
+    "SERVER_SOFTWARE", "UNIX_ADDR", "REQUEST_KEYS", "server_environ", "request_environ",
+    "without_request", "raw_headers",
 ]  # fmt: skip
 
 SERVER_SOFTWARE = "nettools.web.wsgi"
+
+#: SERVER_NAME of a unix-socket server and REMOTE_ADDR of its clients (as eventlet).
+UNIX_ADDR = "unix"
 
 #: The keys every request's environ gets, whatever its headers: what
 #: ``request_environ`` sets and the connection adds (input, posthooks).
@@ -64,11 +68,15 @@ def server_environ(sock: Any, url_scheme: str, server: Any, extra: dict | None) 
     try:
         addr = sock.getsockname()
     except OSError:
-        addr = ""
+        addr = None
     if isinstance(addr, tuple):
         host, port = addr[0], str(addr[1])
+    elif addr is None:
+        host, port = "localhost", ""
     else:
-        host, port = (addr.decode() if isinstance(addr, bytes) else addr) or "localhost", ""
+        # A unix socket: no host name nor port.  eventlet's name for it, which
+        # REMOTE_ADDR of its clients says too (see WSGIConnection).
+        host, port = UNIX_ADDR, ""
     env = {
         "SCRIPT_NAME": "",
         "SERVER_NAME": host,
@@ -131,3 +139,13 @@ def request_environ(base: dict, req: Request) -> dict:
         else:
             env[key] = text
     return env
+
+
+def raw_headers(req: Request) -> tuple[tuple[str, str], ...]:
+    """eventlet's ``environ['headers_raw']``: every header as the client sent
+    it, in order -- names in their own case, repeats and names with '_' (which
+    the ``HTTP_`` keys leave out) included -- with surrounding whitespace off."""
+    return tuple(
+        (name.decode("latin-1"), value.decode("latin-1").strip(" \t\r\n"))
+        for name, value in req.headers
+    )

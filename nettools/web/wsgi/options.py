@@ -46,7 +46,10 @@ class WSGIOptions:
       response body sizes, and the ``time.monotonic()`` the request began.
       For metrics; it must not wait.
     * ``protocol``: the class serving each connection, a subclass of
-      ``HttpProtocol`` (``WSGIConnection``); default: that class.
+      ``WSGIConnection``; default: that class (``server()``: ``HttpProtocol``,
+      eventlet's, which programs subclass).
+    * ``headers_raw`` (False): put eventlet's ``environ['headers_raw']`` in each
+      request's environ, the headers as sent: ``(name, value)`` pairs.
     """
 
     log: Any = None
@@ -73,6 +76,7 @@ class WSGIOptions:
     name: str = "wsgi"
     on_request: Callable[[dict, str | None, int, int, float], None] | None = None
     protocol: type | None = None
+    headers_raw: bool = False
 
     def __post_init__(self) -> None:
         if self.protocol is not None:
@@ -80,7 +84,8 @@ class WSGIOptions:
 
             if not (isinstance(self.protocol, type) and issubclass(self.protocol, WSGIConnection)):
                 raise TypeError(
-                    "protocol must be a subclass of nettools.web.wsgi.HttpProtocol, "
+                    "protocol must be a subclass of nettools.web.wsgi.WSGIConnection "
+                    "(such as HttpProtocol), "
                     f"not {self.protocol!r}"
                 )
         if self.max_http_version not in ("HTTP/1.1", "HTTP/1.0"):

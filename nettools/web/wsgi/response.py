@@ -374,7 +374,8 @@ class ResponseWriter(HttpConnection):
             connection = b"Connection: close\r\n"
         elif self.keepalive_head:
             connection = self.keepalive_head
-        elif http10:
+        elif http10 or req.asked_keep_alive:
+            # As eventlet: an HTTP/1.1 client that asked gets the answer too.
             connection = b"Connection: keep-alive\r\n"
         else:
             connection = b""

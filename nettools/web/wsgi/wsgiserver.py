@@ -10,14 +10,11 @@ from typing import Any
 
 from ...net import Server, format_address, listen
 from ..http import RECV_SIZE
-from .connection import WSGIConnection
+from .connection import MINIMUM_CHUNK_SIZE, HttpProtocol, WSGIConnection
 from .environ import server_environ
 from .options import WSGIOptions
 
 __all__ = ["WSGIServer", "server", "MINIMUM_CHUNK_SIZE"]
-
-#: ``server()``'s default ``minimum_chunk_size``, eventlet's.
-MINIMUM_CHUNK_SIZE = 4096
 
 log = logging.getLogger("nettools.web.wsgi")
 
@@ -137,10 +134,12 @@ def server(
     (``log``, ``environ``, ``max_size``, ...: ``SERVER_POSITIONAL``) or as
     keywords, and any other ``WSGIOptions`` field as a keyword (or ``options``).
     As in eventlet, header names go out Capitalized-Like-This unless
-    ``capitalize_response_headers=False``, and a streamed body goes out in
-    pieces of at least ``minimum_chunk_size`` (``MINIMUM_CHUNK_SIZE``) unless
+    ``capitalize_response_headers=False``, connections are served by
+    ``HttpProtocol`` (or the ``protocol`` given), and a streamed body goes out
+    in pieces of at least ``minimum_chunk_size`` (the protocol's: 4096) unless
     the application sets ``environ['eventlet.minimum_write_chunk_size']`` (0
-    for a stream whose every piece must go at once).  ``server_event``, if
+    for a stream whose every piece must go at once), and each environ has
+    ``headers_raw`` (see ``WSGIOptions``).  ``server_event``, if
     given, receives the ``WSGIServer`` (``server_event.send(srv)``) once it
     is listening; ``log`` gets eventlet's "wsgi starting up on URL" line
     first and "wsgi exited" last (unless ``log_output=False``); ``protocol``
@@ -162,7 +161,9 @@ def server(
     if options is None:
         # eventlet's default; WSGIServer keeps the application's case.
         kwargs.setdefault("capitalize_response_headers", True)
-        kwargs.setdefault("minimum_chunk_size", MINIMUM_CHUNK_SIZE)
+        if kwargs.get("protocol") is None:
+            kwargs["protocol"] = HttpProtocol  # its minimum_chunk_size: MINIMUM_CHUNK_SIZE
+        kwargs.setdefault("headers_raw", True)
     server_event = kwargs.pop("server_event", None)
     srv = WSGIServer(sock, site, options, **kwargs)
     if handle_signals:

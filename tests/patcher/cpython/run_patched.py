@@ -244,7 +244,7 @@ def _dump_stacks() -> str:
 
         shown = 0
         # Main greenlets first: the test itself usually waits in one of them.
-        objs = [o for o in gc.get_objects() if isinstance(o, greenlet.greenlet)]
+        objs = [o for o in gc.get_objects() if issubclass(type(o), greenlet.greenlet)]
         objs.sort(key=lambda g: g.parent is not None)
         for obj in objs:
             if shown >= 25:
