@@ -366,7 +366,9 @@ class Server:
         self._acceptor: GreenThread | None = None
         self._closing = False
         self._closed = Event()  # no longer accepting
-        self._stopping = False
+        #: True from the moment ``stop`` is called (protocols then close keep-alive;
+        #: a plain attribute: they ask on every response).
+        self.stopping = False
         self._stopped = Event()  # stop() has finished
         self._failure: BaseException | None = None
         # One bound method for every connection's greenthread, which holds it for
@@ -427,7 +429,7 @@ class Server:
         self.start()
         try:
             self._closed.wait()
-            if self._stopping:
+            if self.stopping:
                 self._stopped.wait()
         except BaseException:
             self.close()
@@ -589,7 +591,7 @@ class Server:
         """Mark ``conn`` idle (waiting for a new request) or busy; see ``stop``."""
         if conn in self.connections:
             self.connections[conn] = idle
-            if idle and self._stopping:
+            if idle and self.stopping:
                 self._end_idle(conn)
 
     def on_stop(self, conn: Any, closer: Callable[[], Any] | None) -> None:
@@ -623,10 +625,10 @@ class Server:
     def stop(self, timeout: float | None = None) -> None:
         """Stop accepting, close idle connections, wait up to ``timeout`` for busy
         handlers, then kill what is left.  Safe to call more than once."""
-        if self._stopping:
+        if self.stopping:
             self._stopped.wait()
             return
-        self._stopping = True
+        self.stopping = True
         try:
             self.close()
             for gt in list(self._handshaking):
@@ -646,11 +648,6 @@ class Server:
         finally:
             if not self._stopped.ready():
                 self._stopped.send(None)
-
-    @property
-    def stopping(self) -> bool:
-        """True from the moment ``stop`` is called (protocols then close keep-alive)."""
-        return self._stopping
 
     @property
     def stopped(self) -> bool:

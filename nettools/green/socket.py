@@ -14,12 +14,13 @@ nettools; numeric addresses are handled inline without a thread.
 
 Beyond the standard module's names (``__all__``), nettools uses a few of its
 own: ``is_numeric_host``, ``deadline_after``/``time_left``/``timed_out`` (the
-timeout arithmetic the green ``ssl`` module shares), ``connect_within`` (a
-connect bounded without touching the socket's timeout), ``family_of`` (a
-socket's family as a plain int, without the enum the ``family`` property
-builds on every read: per-connection code asks often), and for eventlet's
-programs ``GreenSocket`` (the same class), ``socket(sock)`` taking an existing
-socket over, ``sock.fd`` and ``set_nonblocking``.
+timeout arithmetic the green ``ssl`` module shares), ``nothing_new`` (whether
+a read now could only fail with EAGAIN, for readers that wait first),
+``connect_within`` (a connect bounded without touching the socket's timeout),
+``family_of`` (a socket's family as a plain int, without the enum the
+``family`` property builds on every read: per-connection code asks often), and
+for eventlet's programs ``GreenSocket`` (the same class), ``socket(sock)``
+taking an existing socket over, ``sock.fd`` and ``set_nonblocking``.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def _green(meth: Any, writing: bool, flags_at: int | None = None) -> Any:
     return method
 
 
-def _nothing_new(st: Any) -> bool:
+def nothing_new(st: Any) -> bool:
     """After a read that emptied the socket (a short read), given the hub's
     record of it (``st``, or None): True if epoll has seen no new data since (no
     recorded edge) nor a hang-up, so that a read now could only fail with
@@ -235,7 +236,7 @@ class socket(_real_socket):
             st = hub.fds.get(fd)
             if st is None and fd >= 0:  # (closed: -1, and the recv below says EBADF)
                 st = hub.record(fd)
-            if _nothing_new(st):
+            if nothing_new(st):
                 hub.wait_read(fd, timeout, timed_out)
         while True:
             try:
@@ -299,13 +300,14 @@ class socket(_real_socket):
         if self._drained and self._timeout != 0.0:
             hub = _get_hub()
             fd = _ss.fileno(self)
-            if _nothing_new(hub.fds.get(fd)):
+            if nothing_new(hub.fds.get(fd)):
                 hub.wait_read(fd, self._timeout, timed_out)
 
     def _wait_readable(self) -> None:
         """Wait, within the timeout, until a read would not block (a zero-length
         read returns at once even with nothing to read, so it cannot try first)."""
         _get_hub().wait_level(_ss.fileno(self), _READ, self._timeout, timed_out)
+
     recvfrom = _green(_ss.recvfrom, False, 1)
     recvfrom_into = _green(_ss.recvfrom_into, False, 2)
     send = _green(_ss.send, True, 1)

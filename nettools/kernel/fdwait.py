@@ -42,6 +42,8 @@ from greenlet import getcurrent, greenlet
 
 from .poller import POLL_IN, POLL_OUT, LevelProbe, new_poller
 
+_monotonic = time.monotonic
+
 __all__ = [
     "FdWaits",
     "FdState",
@@ -169,8 +171,14 @@ class FdWaits:
         self.io_waiters += 1
         deadline = None
         if timeout is not None:
+            # The read's deadline (see ReadDeadline), without a call per wait.
             deadline = st.read_deadline or ReadDeadline(self, st)
-            deadline.arm(timeout, timeout_exc)
+            deadline.at = _monotonic() + timeout
+            deadline.exc = timeout_exc
+            if deadline.timer is not None and deadline.timer.deadline <= deadline.at:
+                self.idle_timers -= 1  # the idle timer fires in time, and re-arms then
+            else:
+                deadline.new_timer(timeout)
         try:
             # Through Hub.switch, not inlined: greenlet keeps a frame object for
             # the frame that switched, as big as that frame (80 B more per idle
@@ -361,15 +369,15 @@ class ReadDeadline:
         self.timer: Any = None
         st.read_deadline = self
 
-    def arm(self, timeout: float, exc: Any) -> None:
-        """A timed read starts: it ends with ``exc`` in ``timeout`` seconds."""
-        self.at = at = time.monotonic() + timeout
-        self.exc = exc
+    def new_timer(self, timeout: float) -> None:
+        """A timed read that ends in ``timeout`` seconds starts (``at`` is set),
+        and the pending timer, if any, would fire too late: replace it.
+
+        (A read whose deadline the pending timer meets only sets ``at``: the
+        timer then re-arms itself for it; ``wait_read`` does that inline.)"""
         timer = self.timer
         if timer is not None:
             self.hub.idle_timers -= 1  # it was idle: no timed read was in progress
-            if timer.deadline <= at:
-                return  # it fires in time, and re-arms itself for ``at`` then
             timer.cancel()
         self.timer = self.hub.schedule(timeout, _read_deadline_due, self)
 

@@ -137,6 +137,10 @@ class GreenThread:
     def _run(self, g: greenlet) -> None:
         self._state = _RUNNING
         self._greenlet = g
+        # Not kept in a local: an exception stored during the call (a framework
+        # keeping a traceback) keeps this frame alive, and its locals with it,
+        # which would count as a reference to the worker and retire it.
+        g = None
         fn, args, kwargs = self._fn, self._args, self._kwargs
         self._fn = self._args = self._kwargs = None
         try:

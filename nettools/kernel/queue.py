@@ -240,25 +240,28 @@ class Queue(LightQueue):
     def __init__(self, maxsize: int | None = None) -> None:
         super().__init__(maxsize)
         self.unfinished_tasks = 0
-        self._cond = Event()
+        # What joiners wait on, made by the first join() that has to wait: a
+        # queue nobody joins (a writer's outbox) costs no event per item.
+        self._all_done: Event | None = None
 
     def _put_bookkeeping(self) -> None:
         self.unfinished_tasks += 1
-        if self._cond.ready():
-            self._cond.reset()
 
     def task_done(self) -> None:
         """Mark one item taken by ``get`` as processed (for ``join``)."""
         if self.unfinished_tasks <= 0:
             raise ValueError("task_done() called too many times")
         self.unfinished_tasks -= 1
-        if self.unfinished_tasks == 0:
-            self._cond.send(True)
+        if self.unfinished_tasks == 0 and self._all_done is not None:
+            all_done, self._all_done = self._all_done, None
+            all_done.send(True)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every item put has been marked done; False on timeout."""
         if self.unfinished_tasks > 0:
-            return bool(self._cond.wait(timeout)) or self.unfinished_tasks == 0
+            if self._all_done is None:
+                self._all_done = Event()
+            return bool(self._all_done.wait(timeout)) or self.unfinished_tasks == 0
         return True
 
 

@@ -35,7 +35,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .plumbing import systemd
-from .plumbing.service import Address, call_on_stop_signals, describe_os_error, format_address
+from .plumbing.service import (
+    Address,
+    call_on_stop_signals,
+    describe_os_error,
+    format_address,
+    freeze_startup_heap,
+)
 from .serve_socketio import worker_warnings
 
 __all__ = [
@@ -328,6 +334,7 @@ def run_single(opts: ServeOptions, on_ready: Callable[[str], None]) -> dict:
     on_ready(address, **_ready_extra(opts))
     systemd.notify("READY=1", f"STATUS=serve: listening on {address}")
     watchdog = systemd.Watchdog().start()
+    freeze_startup_heap()
     try:
         srv.serve_forever()
     finally:
@@ -577,6 +584,7 @@ class Supervisor:
                 return 1
             srv.install_signal_handlers(self.opts.drain_timeout)
             self._report(ready=True, warnings=worker_warnings(app, self.opts.workers))
+            freeze_startup_heap()
             try:
                 srv.serve_forever()
             finally:

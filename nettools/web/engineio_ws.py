@@ -139,7 +139,12 @@ class BackgroundTask:
         """Run ``run()`` in a greenthread of its own (from the hub's next turn)."""
         if self._gt is not None:
             raise RuntimeError("threads can only be started once")
-        self._gt = spawn_n(self.run)
+        if type(self).run is BackgroundTask.run and self._target is not None:
+            # The target itself: a frame less under every event handler (and in
+            # the traceback a framework may keep of it).
+            self._gt = spawn_n(self._target, *self._args, **self._kwargs)
+        else:
+            self._gt = spawn_n(self.run)
 
     def run(self) -> None:
         """Call the target (override it in a subclass, as with ``Thread``)."""

@@ -16,7 +16,8 @@ bytes and count (431), declared or received body size (413).  A request that
 does not parse gets 400.  Each of these is queued as a ``ParseError`` behind
 the requests that came before it, answered, and the connection is closed.
 
-Timeouts are the socket's own (no ``Timeout`` object per request): the first request
+Timeouts are the socket's own, or on a plain green socket given to the idle
+wait itself (no ``Timeout`` object per request): the first request
 and any request whose head arrives in pieces must be complete within
 ``header_timeout`` of its first byte, the empty lines a client may send before
 a request line counting as its first bytes (408, then close -- against
@@ -25,35 +26,48 @@ slowloris; only empty lines by then: just close), and at most
 take ``io_timeout`` when that is shorter (408 too, as for a stalled body);
 between requests a keep-alive connection may stay idle for
 ``keepalive_timeout``; once a request is underway each receive or send may
-take ``io_timeout``.  With the defaults the last two are equal, so a
-keep-alive connection never changes its timeout on the fast path.
+take ``io_timeout``.  A keep-alive connection never changes its socket's
+timeout on the fast path.
+
+What a request is (``Request``, ``ParseError``, ``Limits``, the body errors)
+lives in ``http_request`` and is exported here too; finding the bytes pipelined
+behind a request taken over, in ``pipelined``.
 """
 
 from __future__ import annotations
 
-import re
+import _socket
 import socket as _stdlib_socket
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
 import httptools
 
+from ..green.socket import nothing_new, time_left, timed_out
+from ..green.socket import socket as green_socket
 from ..kernel.hub import get_hub
+from . import http_request
+from .http_request import (
+    ChunkReadError,  # noqa: F401 - exported (__all__)
+    ChunksCutShort,
+    ClientDisconnected,
+    HTTPError,
+    Limits,
+    MalformedChunks,
+    ParseError,
+    Request,
+)
+from .pipelined import pipelined_tail
 
 __all__ = [
-    "Limits",
-    "Request",
-    "ParseError",
-    "HTTPError",
-    "ClientDisconnected",
-    "ChunkReadError",
+    *http_request.__all__,  # exported here too
     "HttpConnection",
     "http_date",
+    "DATE",
     "error_response",
     "RECV_SIZE",
 ]
@@ -76,120 +90,14 @@ _SPECIAL_FIRST = frozenset(b"cCeEpP")
 _CONNECTION_NAMES = (b"connection", b"proxy-connection")
 #: The bytes of the empty lines the parser skips before a request line.
 _CRLF = frozenset(b"\r\n")
+_c_recv_into = _socket.socket.recv_into  # the C call: never waits on the hub
+_monotonic = time.monotonic
 #: What a released connection holds in place of its request queue: nothing.
 _NO_PENDING: deque = deque(maxlen=0)
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Request limits and timeouts; each limit has its own error status.
-
-    ``max_body_size`` defaults to 1 GiB: bodies are streamed to the application,
-    never buffered, so this only guards against absurd uploads (declared ones
-    are refused before the application runs).  ``None`` means no limit.
-    ``keepalive_timeout`` ``None`` keeps idle connections forever;
-    ``io_timeout`` ``None`` means "same as ``keepalive_timeout``".
-    """
-
-    max_request_line: int = 8192  # request target, bytes -> 414
-    max_header_size: int = 64 * 1024  # all header names and values, bytes -> 431
-    max_headers: int = 100  # -> 431
-    max_body_size: int | None = 1 << 30  # -> 413
-    header_timeout: float | None = 10.0  # the head of a request, from its first byte -> 408
-    max_empty_lines: int = 8  # before a request line (RFC 9112 2.2 says ignore one) -> 400
-    keepalive_timeout: float | None = 75.0  # idle between requests -> close
-    io_timeout: float | None = None  # one receive or send inside a request
-
-    @property
-    def request_timeout(self) -> float | None:
-        return self.keepalive_timeout if self.io_timeout is None else self.io_timeout
-
-
-class HTTPError(Exception):
-    """The request cannot be served: answer ``status`` and close the connection.
-
-    Raised to the application by ``wsgi.input`` when the body turns out to be
-    malformed (400) or too large (413); if the application lets it through
-    before starting its response, the client gets that status.
-    """
-
-    def __init__(self, status: int, reason: str = "") -> None:
-        super().__init__(status, reason)
-        self.status = status
-        self.reason = reason or HTTPStatus(status).phrase
-
-    def __str__(self) -> str:
-        return f"{self.status} {self.reason}"
-
-
-class ClientDisconnected(ConnectionError):
-    """The client closed the connection before sending the whole request body."""
-
-
-class ChunkReadError(ValueError):
-    """A chunked request body that is malformed or ends early (eventlet's
-    ``wsgi.ChunkReadError``): what ``wsgi.input`` raises for one is also a
-    ``HTTPError`` (malformed) or a ``ClientDisconnected`` (cut short)."""
-
-
-class MalformedChunks(HTTPError, ChunkReadError):
-    """A chunked request body that is malformed."""
-
-
-class ChunksCutShort(ClientDisconnected, ChunkReadError):
-    """The client closed the connection in the middle of a chunked body."""
-
-
-class ParseError:
-    """Queued in place of a request that could not be read: answer ``status``, close."""
-
-    __slots__ = ("status", "reason")
-
-    def __init__(self, status: int, reason: str = "") -> None:
-        self.status = status
-        self.reason = reason
-
-
 class _LimitExceeded(Exception):
     """Raised inside a parser callback to stop parsing; the status is on the connection."""
-
-
-class Request:
-    """One request whose head has been read.  ``body`` fills as the body arrives."""
-
-    __slots__ = (
-        "method", "target", "protocol", "headers", "keep_alive", "upgrade", "content_length",
-        "expect_continue", "body", "body_received", "body_done", "leftover", "asked_keep_alive",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        method: str,
-        target: bytes,
-        protocol: str,
-        headers: list[tuple[bytes, bytes]],
-        keep_alive: bool,
-        upgrade: bool,
-        content_length: int | None,
-        expect_continue: bool,
-    ) -> None:
-        self.method = method
-        self.target = target
-        self.protocol = protocol
-        self.headers = headers
-        self.keep_alive = keep_alive
-        #: An Upgrade (or CONNECT) request: the parser stops after it.
-        self.upgrade = upgrade
-        self.content_length = content_length
-        self.expect_continue = expect_continue
-        #: Body chunks received and not yet consumed (None until the first one).
-        self.body: deque[bytes] | None = None
-        self.body_received = 0
-        self.body_done = False
-        #: After an upgrade request: the bytes that followed it.
-        self.leftover: bytes | None = None
-        #: The client sent ``Connection: keep-alive`` (a response may say it back).
-        self.asked_keep_alive = False
 
 
 class _MoreBody:
@@ -220,7 +128,8 @@ class HttpConnection:
     # Slots: with this many attributes a dict per connection costs ~1.2 KiB more.
     __slots__ = (
         "sock", "view", "limits", "_max_url", "_max_hsize", "_max_headers", "_max_body",
-        "_request_timeout", "_max_head", "_set_idle", "_green", "_hub", "_misses", "_idle_reads",
+        "_request_timeout", "_max_head", "_set_idle", "_green", "plain", "_fd", "_drained", "_hub",
+        "_misses", "_idle_reads", "_probe_mask",
         "parser", "_feed_data", "_version", "_method", "_keep_alive", "_upgrade", "pending",
         "dead", "_url", "_url_len", "_headers", "_hsize", "_clen", "_expect", "_connection",
         "_asked_keep_alive", "_llhttp", "_in_head", "_parsing", "_limit_status",
@@ -251,9 +160,16 @@ class HttpConnection:
         #: A green socket: it can wait before a read that would find nothing
         #: (see _idle_recv, which counts the reads between requests that waited).
         self._green = hasattr(sock, "wait_if_drained")
+        #: A plain green socket: idle reads (see _plain_idle_recv), and sends that
+        #: may well go at once, make the C call themselves and wait on the hub
+        #: only when it says EAGAIN.
+        self.plain = type(sock).recv_into is green_socket.recv_into
+        self._fd = sock.fileno() if self.plain else -1
+        self._drained = False  # the last read emptied the socket (a short read)
         self._hub = get_hub()
         self._misses = 0
         self._idle_reads = 0
+        self._probe_mask = 3  # idle reads between reads at once, less one (a power of 2)
         self.parser = parser = parser_factory(self)
         self._feed_data = parser.feed_data
         self._version = parser.get_http_version
@@ -414,6 +330,7 @@ class HttpConnection:
         """One receive into the shared buffer, then parse it; returns the byte count."""
         view = self.view
         n = self.sock.recv_into(view)
+        self._drained = 0 < n < len(view)
         if n:
             self.feed(view[:n])
         return n
@@ -432,16 +349,17 @@ class HttpConnection:
             return pending.popleft()
         if self.dead:
             return None
-        limits = self.limits
         self._empty_lines = 0
         # The fast path: one receive brings a whole head.
         try:
             # The first request must start within header_timeout of the accept,
             # later ones within keepalive_timeout.
-            n = self._wait_for_request(
-                limits.header_timeout if self._fresh else limits.keepalive_timeout
-            )
-            self._fresh = False
+            if self._fresh:
+                self._fresh = False
+                timeout = self.limits.header_timeout
+            else:
+                timeout = self.limits.keepalive_timeout
+            n = self._plain_idle_recv(timeout) if self.plain else self._wait_for_request(timeout)
             if not n:
                 return None  # the client closed, or a graceful stop shut it while idle
             if self._in_head or self.view[0] not in _CRLF or self._take_empty_lines(n):
@@ -450,7 +368,7 @@ class HttpConnection:
                 if self.timeout != self._request_timeout:
                     self.settimeout(self._request_timeout)
                 return pending.popleft()
-            return self._rest_of_head(n)
+            return self._rest_of_head(n, timeout)
         except TimeoutError:
             self.ended = "idle"
             return None
@@ -460,6 +378,8 @@ class HttpConnection:
 
     def _wait_for_request(self, timeout: float | None) -> int:
         """Receive while idle: a graceful stop may close the connection meanwhile."""
+        if self.plain:
+            return self._plain_idle_recv(timeout)
         if timeout != self.timeout:
             self.settimeout(timeout)
         set_idle = self._set_idle
@@ -473,17 +393,8 @@ class HttpConnection:
             set_idle(sock, False)
 
     def _idle_recv(self) -> int:
-        """Receive the first bytes of the next request.
-
-        Between requests a read may find the next request there already (a
-        fast client) or nothing yet (the client still reading the last
-        response), and each guess costs when wrong: reading into nothing raises
-        EAGAIN, dearer than the read; waiting first for what is there already
-        costs a trip through the hub.  So a green socket is read at once until
-        two such reads in a row had to wait, then waits first
-        (``wait_if_drained``), still reading at once every fourth time to
-        notice when requests come sooner again.
-        """
+        """Receive the first bytes of the next request (a socket other than a
+        plain green one: TLS, or a standard socket); see ``_plain_idle_recv``."""
         sock = self.sock
         if not self._green:
             return sock.recv_into(self.view)
@@ -495,6 +406,65 @@ class HttpConnection:
         switches = hub.switches
         n = sock.recv_into(self.view)
         self._misses = self._misses + 1 if hub.switches != switches else 0
+        return n
+
+    def _plain_idle_recv(self, timeout: float | None) -> int:
+        """Receive the first bytes of the next request on a plain green socket,
+        within ``timeout``; idle (for a graceful stop) only while it waits.
+
+        Between requests a read may find the next request there already (a
+        fast client) or nothing yet (the client still reading the last
+        response), and each guess costs when wrong: reading into nothing raises
+        EAGAIN, an exception dearer than the read and the wait together; waiting
+        first for what is there already costs a trip through the hub.  So the
+        socket is read at once until two such reads in a row had to wait; then,
+        when the last read emptied it and the hub has seen nothing arrive since,
+        it is waited on first, and still read at once every fourth time to
+        notice when requests come sooner again -- every eighth, then every
+        sixteenth while those reads keep finding nothing (a client that sends
+        its next request only once it has the response never comes sooner; a
+        read into nothing costs about half a trip through the hub, so checking
+        more rarely would save little more and notice a faster client later).
+
+        The socket's own timeout is left alone (it stays the one of reads and
+        sends inside a request): the wait is given ``timeout`` itself.
+        """
+        sock = self.sock
+        view = self.view
+        self._idle_reads += 1
+        probe = self._misses < 2 or not self._drained or not self._idle_reads & self._probe_mask
+        if probe or not nothing_new(self._hub.fds.get(self._fd)):
+            try:
+                n = _c_recv_into(sock, view)
+            except BlockingIOError:
+                n = -1
+            if n >= 0:
+                if probe:
+                    self._misses = 0
+                    self._probe_mask = 3
+                self._drained = n < len(view)
+                return n
+            if probe:
+                self._misses += 1
+                if self._misses > 2 and self._probe_mask < 15:
+                    self._probe_mask = self._probe_mask * 2 + 1
+        # Wait until the socket may be readable, and read; again if woken for nothing.
+        deadline = None if timeout is None else _monotonic() + timeout
+        set_idle = self._set_idle
+        if set_idle is not None:
+            set_idle(sock, True)
+        try:
+            while True:
+                self._hub.wait_read(self._fd, timeout, timed_out)
+                try:
+                    n = _c_recv_into(sock, view)
+                    break
+                except BlockingIOError:
+                    timeout = time_left(deadline)
+        finally:
+            if set_idle is not None:
+                set_idle(sock, False)
+        self._drained = n < len(view)
         return n
 
     def _take_empty_lines(self, n: int) -> bool:
@@ -510,11 +480,14 @@ class HttpConnection:
         self.dead = True
         return False
 
-    def _rest_of_head(self, received: int) -> Request | ParseError | None:
+    def _rest_of_head(
+        self, received: int, idle_timeout: float | None
+    ) -> Request | ParseError | None:
         """The slow path: a head arriving in pieces, ``received`` bytes of it
-        (or of empty lines before it) so far.  It gets header_timeout in all,
-        counted from its first byte, and a size bound: the parser collects a
-        header line whole before reporting it, so raw bytes bound an endless line."""
+        (or of empty lines before it) so far, after a wait of ``idle_timeout``.
+        It gets header_timeout in all, counted from its first byte, and a size
+        bound: the parser collects a header line whole before reporting it, so
+        raw bytes bound an endless line."""
         limits = self.limits
         pending = self.pending
         deadline = None
@@ -526,7 +499,7 @@ class HttpConnection:
             while not pending:
                 if self.dead:
                     return None
-                timeout = self.timeout  # no header_timeout: as the wait before
+                timeout = idle_timeout  # no header_timeout: as the wait before
                 if deadline is not None:
                     timeout = max(deadline - time.monotonic(), 0.001)
                 if io_timeout is not None and (timeout is None or io_timeout < timeout):
@@ -543,6 +516,7 @@ class HttpConnection:
                         self.linger_close()
                         return None
                     self.settimeout(timeout)
+                    self._drained = False
                     n = self.sock.recv_into(self.view)
                 if not n:
                     return None
@@ -637,7 +611,9 @@ class HttpConnection:
         parts = list(req.body or ())
         later = [r for r in self.pending]
         if later or self._in_head or (self._parsing is not None and self._parsing is not req):
-            parts.append(_pipelined_tail(self._chunk, later, self._in_head))
+            want = [(r.method.encode("latin-1"), r.target) for r in later if type(r) is Request]
+            want_error = any(type(r) is ParseError for r in later)
+            parts.append(pipelined_tail(self._chunk, want, want_error, self._in_head))
         return b"".join(parts)
 
     def release(self) -> None:
@@ -678,18 +654,21 @@ class HttpConnection:
 
 # ----------------------------------------------------------------- responses
 
-_date = [0.0, b""]  # [the second the cached header is for, b"Date: ...\r\n"]
+#: ``[the second (a float) the cached header is for, b"Date: ...\r\n"]``: while
+#: ``0 <= time.time() - DATE[0] < 1``, ``DATE[1]`` is what ``http_date()`` returns
+#: (a response path may test that itself rather than make the call).
+DATE: list = [0.0, b""]
 
 
 def http_date(_time: Callable[[], float] = time.time) -> bytes:
     """``Date: ...\r\n`` for now, formatted once per second."""
     now = _time()
-    if now - _date[0] >= 1.0 or now < _date[0]:
+    if not 0.0 <= now - DATE[0] < 1.0:
         second = int(now)
         # formatdate, not strftime: day and month names must not follow the locale.
-        _date[1] = b"Date: %s\r\n" % formatdate(second, usegmt=True).encode()
-        _date[0] = second
-    return _date[1]
+        DATE[1] = b"Date: %s\r\n" % formatdate(second, usegmt=True).encode()
+        DATE[0] = float(second)  # (a float: an int in the test converts each time)
+    return DATE[1]
 
 
 def error_response(
@@ -704,55 +683,3 @@ def error_response(
         f"Content-Length: {len(text)}\r\n" + ("Connection: close\r\n" if close else "")
     ).encode("latin-1")
     return head + http_date() + b"\r\n" + text
-
-
-# ------------------------------------------------------- pipelined leftovers
-
-
-class _Probe:
-    """Parser callbacks that only record the shape of what they parse."""
-
-    def __init__(self) -> None:
-        self.heads: list[tuple[bytes, bytes]] = []
-        self.in_head = False
-        self._url: list[bytes] = []
-        self.parser = httptools.HttpRequestParser(self)
-
-    def on_message_begin(self) -> None:
-        self.in_head = True
-        self._url = []
-
-    def on_url(self, part: bytes) -> None:
-        self._url.append(part)
-
-    def on_headers_complete(self) -> None:
-        self.in_head = False
-        self.heads.append((self.parser.get_method(), b"".join(self._url)))
-
-
-_REQUEST_START = re.compile(rb"[A-Z]")
-
-
-def _pipelined_tail(chunk: bytes, later: list, in_head: bool) -> bytes:
-    """The suffix of ``chunk`` that holds the requests pipelined after the current one.
-
-    The parser reports no positions, so find the smallest suffix that a fresh
-    parser reads as exactly those later requests (same methods and targets, the
-    same unfinished head or parse error at the end).  Only runs when a client
-    pipelined behind a request whose connection is then taken over.
-    """
-    want = [(r.method.encode("latin-1"), r.target) for r in later if isinstance(r, Request)]
-    want_error = any(isinstance(r, ParseError) for r in later)
-    for match in _REQUEST_START.finditer(chunk):
-        start = match.start()
-        probe = _Probe()
-        try:
-            probe.parser.feed_data(chunk[start:])
-            error = False
-        except _HttpParserUpgrade:
-            error = False
-        except _HttpParserError:
-            error = True
-        if probe.heads == want and error == want_error and (error or probe.in_head == in_head):
-            return chunk[start:]
-    raise RuntimeError("cannot locate the requests pipelined behind the one taken over")

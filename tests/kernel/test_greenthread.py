@@ -9,7 +9,6 @@ import time
 from weakref import WeakKeyDictionary
 
 import pytest
-from greenlet import greenlet
 from helpers.green import settle
 
 from nettools import (
@@ -339,20 +338,42 @@ def test_greenthread_property_greenlet_is_the_running_greenlet():
 # ------------------------------------------------------------- worker reuse
 
 
-class _CountingGreenlet(greenlet):
+class _CountingWorker(gtmod._Worker):
+    """The worker greenlet class, counting the workers made."""
+
+    __slots__ = ()
     created = 0
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        type(self).created += 1
+        _CountingWorker.created += 1
 
 
 def test_calls_that_keep_nothing_reuse_worker_greenlets(monkeypatch):
-    monkeypatch.setattr(gtmod, "greenlet", _CountingGreenlet)
-    _CountingGreenlet.created = 0
+    monkeypatch.setattr(gtmod, "_Worker", _CountingWorker)
+    _CountingWorker.created = 0
     for _ in range(20):
         spawn(lambda: None).wait()
-    assert _CountingGreenlet.created < 20
+    assert _CountingWorker.created < 20
+
+
+def test_a_call_that_keeps_a_traceback_still_reuses_worker_greenlets(monkeypatch):
+    # Werkzeug keeps the routing error (with its traceback) on each request:
+    # the frames it holds are no reference to the worker.
+    monkeypatch.setattr(gtmod, "_Worker", _CountingWorker)
+    _CountingWorker.created = 0
+    kept = []
+
+    def call():
+        try:
+            raise LookupError("no route")
+        except LookupError as exc:
+            kept.append(exc)
+
+    for _ in range(20):
+        spawn(call).wait()
+    assert all(exc.__traceback__ is not None for exc in kept)
+    assert _CountingWorker.created <= 1  # (an idle worker from before may be taken first)
 
 
 def test_a_call_that_stores_getcurrent_never_shares_its_greenlet():

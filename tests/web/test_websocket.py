@@ -102,6 +102,35 @@ def test_echo_text_and_binary(serve):
     assert in_thread(client) == ["héllo", b"\x00\x01\xff", "fragmented", True]
 
 
+def test_a_read_that_emptied_the_socket_waits_before_the_next_read(serve, monkeypatch):
+    # Between messages a read into nothing fails with EAGAIN, which costs more
+    # than the read: after a short read the handler waits for the hub first.
+    from nettools.web.websocket import connection
+
+    tries = {"data": 0, "nothing": 0}
+
+    def counting_recv(sock: Any) -> bytes | None:
+        data = recv_now(sock)
+        tries["data" if data is not None else "nothing"] += 1
+        return data
+
+    recv_now = connection._recv_now
+    monkeypatch.setattr(connection, "_recv_now", counting_recv)
+    url, _ = serve(echo)
+
+    def client() -> list[str]:
+        with connect(url, open_timeout=T) as ws:
+            replies = []
+            for i in range(40):  # one at a time: each waits for the last echo
+                ws.send(f"message {i}")
+                replies.append(ws.recv(timeout=T))
+            return replies
+
+    assert in_thread(client) == [f"message {i}" for i in range(40)]
+    assert tries["data"] >= 40
+    assert tries["nothing"] < 10  # one per message without the wait first
+
+
 def test_handler_sees_path_environ_and_decorator_forms(serve):
     seen: dict[str, Any] = {}
 

@@ -412,13 +412,144 @@ def test_a_head_built_before_is_reused_only_where_it_is_the_same_text():
     assert heads(1, max_http_version="HTTP/1.0")[0] == b"HTTP/1.0 200 OK\r\n"
 
 
-def read_response_headers(f) -> list[tuple[str, str]]:
-    """The header lines after a status line, up to the body (of 2 bytes), as pairs."""
+def test_a_repeated_head_is_sent_again_only_for_the_same_response():
+    # Keep-alive responses reuse the last head (all but Date) when the status,
+    # headers and length repeat: each variation below must still get its own.
+    def app(environ, start_response):
+        path = environ["PATH_INFO"]
+        headers = [("Content-Type", "text/plain")]
+        if path == "/dated":
+            headers.append(("Date", "Mon, 01 Jan 2001 00:00:00 GMT"))
+        start_response("404 Not Found" if path == "/missing" else "200 OK", headers)
+        return [b"abc" if path == "/long" else b"ab"]
+
+    def exchange(f, sock, request):
+        sock.sendall(request)
+        status = f.readline()
+        headers = dict(read_response_headers(f, 0))
+        length = int(headers.get("Content-Length", 0))
+        return status, headers, f.read(length) if b"HEAD" not in request[:4] else b""
+
+    with ServerThread(app, keepalive=30) as srv:
+        sock = connect(srv.port)
+        f = sock.makefile("rb")
+        seen = [
+            exchange(f, sock, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path)
+            for path in (b"/", b"/", b"/missing", b"/", b"/long", b"/", b"/dated", b"/dated", b"/")
+        ]
+        sock.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert f.readline() == b"HTTP/1.1 200 OK\r\n"
+        head = dict(read_response_headers(f, 0))
+        assert head["Content-Length"] == "2"
+        last = exchange(f, sock, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert f.read() == b""  # nothing after the body: not even the HEAD's
+        sock.close()
+    statuses = [status for status, _, _ in seen]
+    ok, missing = b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 404 Not Found\r\n"
+    assert statuses == [ok, ok, missing, ok, ok, ok, ok, ok, ok]
+    assert [body for _, _, body in seen] == [b"ab"] * 4 + [b"abc"] + [b"ab"] * 4
+    assert [h["Content-Length"] for _, h, _ in seen] == ["2"] * 4 + ["3"] + ["2"] * 4
+    assert [h["Date"] == "Mon, 01 Jan 2001 00:00:00 GMT" for _, h, _ in seen] == [
+        False, False, False, False, False, False, True, True, False
+    ]  # fmt: skip
+    assert all(h["Connection"] == "keep-alive" for _, h, _ in seen)
+    assert last[0] == b"HTTP/1.1 200 OK\r\n" and last[2] == b"ab"
+    assert last[1]["Connection"] == "close"
+
+
+def test_a_repeated_head_says_keep_alive_back_only_to_a_client_that_asked():
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ab"]
+
+    asked = b"Connection: keep-alive\r\n"
+    with ServerThread(app) as srv:
+        sock = connect(srv.port)
+        f = sock.makefile("rb")
+        said = []
+        for extra in (b"", b"", asked, asked, b""):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n%b\r\n" % extra)
+            assert f.readline() == b"HTTP/1.1 200 OK\r\n"
+            said.append(dict(read_response_headers(f)).get("Connection"))
+        sock.close()
+    assert said == [None, None, "keep-alive", "keep-alive", None]
+
+
+def test_a_repeated_head_with_its_own_content_length_still_guards_the_length():
+    # The application declares Content-Length: a later body of another length
+    # with the same headers is cut to it, and the connection then closes.
+    bodies = iter([b"ab", b"ab", b"abc"])
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+        return [next(bodies)]
+
+    with ServerThread(app, keepalive=30) as srv:
+        sock = connect(srv.port)
+        f = sock.makefile("rb")
+        for last in (False, False, True):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert f.readline() == b"HTTP/1.1 200 OK\r\n"
+            headers = dict(read_response_headers(f, 0))
+            assert headers["Content-Length"] == "2"
+            assert headers["Connection"] == ("close" if last else "keep-alive")
+            assert f.read(2) == b"ab"
+        assert f.read() == b""
+        sock.close()
+
+
+def test_a_repeated_head_with_a_body_larger_than_the_socket_buffer_goes_out_whole():
+    # The second response reuses the first one's head and is sent by the C call
+    # first: what that leaves must follow in order.
+    body = bytes(range(256)) * (64 << 10)  # 16 MiB: more than a socket buffer takes
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [body]
+
+    with ServerThread(app) as srv:
+        sock = connect(srv.port)
+        f = sock.makefile("rb")
+        for _ in range(2):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert f.readline() == b"HTTP/1.1 200 OK\r\n"
+            headers = dict(read_response_headers(f, 0))
+            assert headers["Content-Length"] == str(len(body))
+            assert f.read(len(body)) == body
+        sock.close()
+
+
+def test_a_repeated_target_gets_its_own_environ_keys_each_time():
+    # The keys a target yields are remembered per target: an application that
+    # changes its environ must not change the next request's.
+    seen = []
+
+    def app(environ, start_response):
+        seen.append((environ["PATH_INFO"], environ["QUERY_STRING"], environ["RAW_URI"]))
+        environ["PATH_INFO"] = "/changed"
+        environ["QUERY_STRING"] = "changed"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    with ServerThread(app) as srv:
+        sock = connect(srv.port)
+        f = sock.makefile("rb")
+        for target in (b"/a%20b?x=1", b"/a%20b?x=1", b"/c", b"/a%20b?x=1"):
+            sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target)
+            assert f.readline() == b"HTTP/1.1 200 OK\r\n"
+            read_response_headers(f)
+        sock.close()
+    first = ("/a b", "x=1", "/a%20b?x=1")
+    assert seen == [first, first, ("/c", "", "/c"), first]
+
+
+def read_response_headers(f, body: int = 2) -> list[tuple[str, str]]:
+    """The header lines after a status line, as pairs; then a body of ``body`` bytes is read."""
     pairs = []
     while (line := f.readline()) not in (b"\r\n", b""):
         name, _, value = line.decode("latin-1").partition(":")
         pairs.append((name, value.strip()))
-    f.read(2)
+    f.read(body)
     return pairs
 
 

@@ -529,6 +529,26 @@ def test_a_head_stalled_longer_than_socket_timeout_gets_408_before_header_timeou
         sock.close()
 
 
+def test_idle_between_requests_is_bounded_by_the_keepalive_timeout_not_the_io_one():
+    # The wait for the next request has the keep-alive timeout; once a request
+    # is underway, each receive has the (shorter) socket timeout again.
+    def app(environ, start_response):
+        environ["wsgi.input"].read()
+        return hello(environ, start_response)
+
+    with ServerThread(app, keepalive=30, socket_timeout=0.2) as srv:
+        sock = connect(srv.port)
+        f = sock.makefile("rb")
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(f).status == 200
+        time.sleep(0.6)  # idle three times the socket timeout: still open
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        start = time.monotonic()
+        assert recv_until_closed(sock).startswith(b"HTTP/1.1 408 ")
+        assert time.monotonic() - start < 3
+        sock.close()
+
+
 def test_max_http_version_10():
     with ServerThread(hello, max_http_version="HTTP/1.0") as srv:
         data = get(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -64,6 +64,7 @@ __all__ = [
     "reserve_fds",
     "FD_HEADROOM",
     "stop_on_signals",
+    "freeze_startup_heap",
 ]
 
 log = logging.getLogger("nettools.service")
@@ -402,10 +403,7 @@ def run_service(
             log.warning("%s: systemd passed a socket named %r that nothing uses", name, left)
         systemd.notify("READY=1", f"STATUS={name}: {systemd.describe(list(listeners))}")
         watchdog.start()
-        # What start-up made (modules, the CLI, the rules) lives as long as the
-        # service: frozen, it is no longer walked by every full collection,
-        # which then costs what the connections left, not the whole heap.
-        gc.freeze()
+        freeze_startup_heap()
         code = svc.run()
     finally:
         watchdog.stop()
@@ -415,6 +413,16 @@ def run_service(
         with contextlib.suppress(OSError):
             os.unlink(path)
     return code
+
+
+def freeze_startup_heap() -> None:
+    """Once a service is ready to serve: leave what start-up made out of the
+    cyclic collector's full collections (``gc.freeze``)."""
+    # What start-up made (modules, the CLI, the rules, a web application and its
+    # framework) lives as long as the service: frozen, it is no longer walked by
+    # every full collection, which then costs what the connections left, not the
+    # whole heap.
+    gc.freeze()
 
 
 def start_metrics(

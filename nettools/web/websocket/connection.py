@@ -26,6 +26,7 @@ from websockets.protocol import OPEN, Side, State
 from websockets.server import ServerProtocol
 
 from ...green import socket as green_socket
+from ...green.socket import nothing_new
 from ...kernel.greenthread import GreenThread, kill, spawn
 from ...kernel.hub import get_hub
 from ...kernel.sync import Event
@@ -80,7 +81,7 @@ class WebSocket:
         "socket", "environ", "path", "origin", "protocol", "ping_interval", "ping_timeout",
         "close_timeout", "_proto", "_set_idle_cb", "_idle", "_sending", "_send_waiters",
         "_inbox", "_reading", "_dead", "_ping_timer", "_keepalive", "_cutoff", "_tls",
-        "_fast", "_hub", "_fd", "__dict__", "__weakref__",
+        "_fast", "_hub", "_fd", "_drained", "__dict__", "__weakref__",
     )  # fmt: skip
 
     def __init__(
@@ -120,6 +121,7 @@ class WebSocket:
         self._fast = isinstance(sock, green_socket.socket) and not self._tls
         self._hub = get_hub()
         self._fd = sock.fileno()
+        self._drained = False  # the last fast-path read emptied the socket
 
     # ------------------------------------------------------------ public API
 
@@ -245,15 +247,22 @@ class WebSocket:
             if self._fast:
                 # The green socket's own recv, minus its wrapper layers; and it
                 # tells us whether we are about to wait, which is when we are idle.
-                data = _recv_now(sock)
+                # After a short read emptied the socket, data since has raised an
+                # edge the hub recorded: with none recorded a read now could only
+                # fail with EAGAIN, which costs more than waiting first.
+                hub, fd = self._hub, self._fd
+                if self._drained and nothing_new(hub.fds.get(fd)):
+                    data = None
+                else:
+                    data = _recv_now(sock)
                 if data is None:
                     # Parked outside the except clause: an idle connection keeps
                     # no exception and traceback alive.
                     self._mark_idle(not (self._inbox.partial() or self._proto.reader.buffer))
-                    wait_read, fd = self._hub.wait_read, self._fd
                     while data is None:
-                        wait_read(fd)  # we just got EAGAIN, as the hub wants
+                        hub.wait_read(fd)  # after EAGAIN or an emptying read, as it wants
                         data = _recv_now(sock)
+                self._drained = 0 < len(data) < _RECV_SIZE
             else:
                 self._mark_idle(not (self._inbox.partial() or self._proto.reader.buffer))
                 data = sock.recv(_RECV_SIZE)
@@ -272,6 +281,7 @@ class WebSocket:
         """Read what is there without waiting: True if something came, False if
         nothing was there, None if the read found the end of the connection."""
         self._reading = True
+        self._drained = False  # not known after this read: the next one tries first
         try:
             if self._tls:
                 data = _stdlib_ssl.SSLSocket.read(self.socket, _RECV_SIZE)

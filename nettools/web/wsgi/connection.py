@@ -145,7 +145,11 @@ class WSGIConnection(ResponseWriter):
 
     def handle(self, req: Request) -> bool:
         """Serve one request; True if the connection may go on to the next."""
-        self.new_response(req)
+        # Nothing sent yet: the response to ``req`` starts.
+        self.req = req
+        self.status = None
+        self.headers_sent = self.continue_sent = self.chunked = self.keep = False
+        self.body_sent = 0
         self.taken_over = False
         env = request_environ(self.base_env, req)
         if self.headers_raw:

@@ -13,7 +13,7 @@ from .response import FileWrapper
 
 __all__ = [
     "SERVER_SOFTWARE", "UNIX_ADDR", "REQUEST_KEYS", "server_environ", "request_environ",
-    "without_request", "raw_headers",
+    "target_environ", "without_request", "raw_headers",
 ]  # fmt: skip
 
 SERVER_SOFTWARE = "nettools.web.wsgi"
@@ -104,13 +104,17 @@ def without_request(base: dict) -> dict:
     return {key: value for key, value in base.items() if key not in REQUEST_KEYS}
 
 
-def request_environ(base: dict, req: Request) -> dict:
-    """A copy of the connection's ``base`` environ with ``req``'s method, target,
-    protocol and headers; the caller adds ``wsgi.input``."""
-    env = base.copy()
-    env["REQUEST_METHOD"] = req.method
-    target = req.target
-    env["RAW_URI"] = uri = target.decode("latin-1")
+#: Request target -> its environ keys (``target_environ``): a client asks for
+#: the same few targets again and again.
+_TARGETS: dict[bytes, dict[str, str]] = {}
+_TARGETS_MAX = 256
+_TARGET_MAX_LEN = 256  # longer targets are not kept (at most ~0.5 MiB in all)
+
+
+def target_environ(target: bytes) -> dict[str, str]:
+    """The environ keys of a request target: RAW_URI, PATH_INFO (unescaped),
+    QUERY_STRING and RAW_PATH_INFO (still %-escaped: eventlet's key)."""
+    uri = target.decode("latin-1")
     if target[:1] == b"/":
         path, query_mark, query = target.partition(b"?")
         raw_path = path.decode("latin-1") if query_mark else uri
@@ -119,10 +123,29 @@ def request_environ(base: dict, req: Request) -> dict:
         raw_path = path.decode("latin-1")
     # (An int test: ``b"%" in path`` first tries the bytes as an int, and formats
     # the TypeError it then discards.)
-    env["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1") if _PERCENT in path else raw_path
-    env["QUERY_STRING"] = query.decode("latin-1") if query else ""
-    env["RAW_PATH_INFO"] = raw_path  # still %-escaped (eventlet's key)
+    return {
+        "RAW_URI": uri,
+        "PATH_INFO": unquote_to_bytes(path).decode("latin-1") if _PERCENT in path else raw_path,
+        "QUERY_STRING": query.decode("latin-1") if query else "",
+        "RAW_PATH_INFO": raw_path,
+    }
+
+
+def request_environ(base: dict, req: Request) -> dict:
+    """A copy of the connection's ``base`` environ with ``req``'s method, target,
+    protocol and headers; the caller adds ``wsgi.input``."""
+    env = base.copy()
+    env["REQUEST_METHOD"] = req.method
     env["SERVER_PROTOCOL"] = req.protocol
+    target = req.target
+    keys = _TARGETS.get(target)
+    if keys is None:
+        keys = target_environ(target)
+        if len(target) <= _TARGET_MAX_LEN:
+            if len(_TARGETS) >= _TARGETS_MAX:  # bounded: clients choose the targets
+                _TARGETS.clear()
+            _TARGETS[target] = keys
+    env.update(keys)
     keys = _ENV_KEYS
     for name, value in req.headers:
         key = keys.get(name, _MISSING)

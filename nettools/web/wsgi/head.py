@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AppHead", "app_head", "build_app_head", "capitalized"]
+__all__ = ["AppHead", "app_head", "build_app_head", "capitalized", "str_pairs"]
 
 #: ``(head, declared, has_date, close, no_body)``: the status line and the
 #: headers the application gave, encoded, framing headers left out; the
@@ -70,14 +70,21 @@ def app_head(prefix: str, status: str, headers: Any, capitalize: bool) -> AppHea
     if entry is not None:
         return entry
     entry = build_app_head(prefix, status, headers, capitalize)
-    # Only heads made of str pairs are kept: a key equal to theirs is then made
-    # of the same strings (1 == 1.0 == True, but each formats differently).
-    if all(type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str
-           and type(pair[1]) is str for pair in headers):  # fmt: skip
+    if str_pairs(headers):
         if len(_CACHE) >= _CACHE_MAX:
             _CACHE.clear()
         _CACHE[key] = entry
     return entry
+
+
+def str_pairs(headers: Any) -> bool:
+    """True if ``headers`` are all ``(str, str)`` tuples: then headers equal to
+    them are made of the same strings, and format the same (1 == 1.0 == True,
+    but each formats differently), so a head built for them can be reused."""
+    return all(
+        type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str and type(pair[1]) is str
+        for pair in headers
+    )
 
 
 def build_app_head(prefix: str, status: str, headers: Any, capitalize: bool) -> AppHead:

@@ -10,18 +10,22 @@ request-handling half) builds on it.
 
 from __future__ import annotations
 
+import _socket
 import os
 import stat
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..http import HttpConnection, Limits, Request, http_date
-from .head import app_head, capitalized
+from ..http import DATE, HttpConnection, Limits, Request, http_date
+from .head import app_head, capitalized, str_pairs
 from .options import WSGIOptions
 
 __all__ = ["ResponseWriter", "FileWrapper", "plain_response", "encode_text"]
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_time = time.time
+_c_send = _socket.socket.send  # the C call: never waits on the hub
 
 
 def encode_text(data: str) -> bytes:
@@ -94,8 +98,9 @@ def _sized(result: Any, size: int) -> int | None:
 class ResponseWriter(HttpConnection):
     """Sends the response to each request of one connection; see the module docstring.
 
-    ``new_response(req)`` starts over for the next request; then the
-    application calls ``start_response`` (and perhaps ``write``), and
+    For each request the subclass sets ``req`` and starts the per-request
+    fields over (``WSGIConnection.handle`` does, inline: it runs per request);
+    then the application calls ``start_response`` (and perhaps ``write``), and
     ``send_head`` (a whole body in one piece) or ``send_result`` sends what it
     returned.  ``keep`` says afterwards whether the connection may go on.
     """
@@ -120,6 +125,7 @@ class ResponseWriter(HttpConnection):
         "body_sent",
         "sends_body",
         "taken_over",
+        "last_head",
     )
 
     def __init__(
@@ -145,7 +151,7 @@ class ResponseWriter(HttpConnection):
         self.status_prefix = "HTTP/1.0 " if self.http10_only else "HTTP/1.1 "
         self.capitalize = options.capitalize_response_headers
         self.min_chunk = options.minimum_chunk_size or 0
-        # Per request (reset by new_response):
+        # Per request (started over by the subclass for each request):
         self.req: Request | None = None
         self.status: str | None = None
         self.resp_headers: list[tuple[str, str]] = []
@@ -158,13 +164,10 @@ class ResponseWriter(HttpConnection):
         self.declared: int | None = None
         #: The application took the connection over (a websocket): no response of ours.
         self.taken_over = False
-
-    def new_response(self, req: Request) -> None:
-        """Nothing sent yet: the response to ``req`` starts."""
-        self.req = req
-        self.status = None
-        self.headers_sent = self.continue_sent = self.chunked = self.keep = False
-        self.body_sent = 0
+        #: The last response's head, when kept alive and framed by its length:
+        #: the next response with the same status and headers reuses it (with its
+        #: own Content-Length if the length differs).
+        self.last_head: tuple | None = None
 
     # ------------------------------------------------------- the app's callables
 
@@ -339,6 +342,56 @@ class ResponseWriter(HttpConnection):
             # After an Upgrade request not taken over, the parser has stopped.
             and not req.upgrade
         )
+        last = self.last_head
+        if (
+            keep
+            and last is not None
+            and status == last[0]
+            and self.resp_headers == last[1]
+            and length is not None
+            and len(body) == length
+            and req.protocol == "HTTP/1.1"
+            and req.method != "HEAD"
+            and req.asked_keep_alive is last[8]  # (said back when it asked)
+        ):
+            if length != last[2]:
+                if last[4] is not None:  # the application's Content-Length: the slow path
+                    self._send_new_head(keep, length, body)
+                    return
+                # The same head with another length: only Content-Length differs.
+                framed = b"%bContent-Length: %d\r\n%b" % (last[6], length, last[7])
+                self.last_head = last = (*last[:2], length, framed, *last[4:])
+            # The same head as the last response's: everything but Date is known.
+            self.sends_body = True
+            self.declared = last[4]
+            self.keep = True
+            self.headers_sent = True
+            if last[5]:
+                date = b""
+            elif 0.0 <= _time() - DATE[0] < 1.0:
+                date = DATE[1]  # http_date()'s, without the call
+            else:
+                date = http_date()
+            data = b"".join((last[3], date, b"\r\n", body))
+            if self.plain:
+                # The green sendall's first step, without its call: mostly all of it.
+                try:
+                    sent = _c_send(self.sock, data)
+                except BlockingIOError:
+                    sent = 0
+                if sent < len(data):
+                    self.sock.sendall(memoryview(data)[sent:])
+            else:
+                self.sock.sendall(data)
+            self.body_sent = length
+            return
+        self._send_new_head(keep, length, body)
+
+    def _send_new_head(self, keep: bool, length: int | None, body: bytes) -> None:
+        """``send_head`` for a head unlike the last one (``keep``: the request
+        allows keeping the connection): built from the application's head."""
+        req = self.req
+        status = self.status
         http10 = req.protocol == "HTTP/1.0"
         if self.http10_only:
             keep = keep and http10
@@ -394,3 +447,28 @@ class ResponseWriter(HttpConnection):
         self.sock.sendall(data)
         if sends_body:
             self.body_sent = len(body)
+        if (
+            keep
+            and sends_body
+            and length is not None
+            and not self.chunked
+            and not http10
+            and req.protocol == "HTTP/1.1"
+            and type(self.resp_headers) is list
+            and str_pairs(self.resp_headers)
+        ):
+            # Remembered for send_head: (status, headers, length, the head up to
+            # Date, the declared length, whether the application sent its own Date,
+            # for another length: the application's head, the Connection lines;
+            # and whether the client asked for keep-alive).
+            self.last_head = (
+                status,
+                list(self.resp_headers),
+                length,
+                head + framing + connection,
+                declared,
+                has_date,
+                head,
+                connection,
+                req.asked_keep_alive,
+            )

@@ -21,6 +21,7 @@ from helpers.paths import ROOT
 pytestmark = pytest.mark.timeout(90)
 
 APP = '''
+import gc
 import os
 
 
@@ -31,6 +32,8 @@ def app(environ, start_response):
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"no"]
     start_response("200 OK", [("Content-Type", "text/plain")])
+    if path == "/frozen":
+        return [str(gc.get_freeze_count()).encode()]
     return [str(os.getpid()).encode() if path == "/pid" else b"hello " + body]
 '''
 
@@ -71,6 +74,15 @@ def test_metrics_of_one_process(appdir):
         assert m.get("process_resident_memory_bytes") > 0
         problems = promtool_problems(m.text)
         assert problems in ("", None), problems
+        assert srv.stop()[0] == 0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_what_start_up_made_is_frozen_out_of_full_collections(appdir, workers):
+    # The application, its framework and the CLI live as long as the server.
+    with serve(appdir, "opsapp:app", "--workers", workers) as srv:
+        status, body = get(srv.ready()["address"], "/frozen")
+        assert status == 200 and int(body) > 1000
         assert srv.stop()[0] == 0
 
 
