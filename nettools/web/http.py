@@ -22,7 +22,7 @@ and any request whose head arrives in pieces must be complete within
 ``header_timeout`` of its first byte, the empty lines a client may send before
 a request line counting as its first bytes (408, then close -- against
 slowloris; only empty lines by then: just close), and at most
-``max_empty_lines`` of them are taken (400), while each receive of it may
+``max_empty_lines`` of them are taken (400), while each receive of a head begun may
 take ``io_timeout`` when that is shorter (408 too, as for a stalled body);
 between requests a keep-alive connection may stay idle for
 ``keepalive_timeout``; once a request is underway each receive or send may
@@ -502,8 +502,6 @@ class HttpConnection:
                 timeout = idle_timeout  # no header_timeout: as the wait before
                 if deadline is not None:
                     timeout = max(deadline - time.monotonic(), 0.001)
-                if io_timeout is not None and (timeout is None or io_timeout < timeout):
-                    timeout = io_timeout  # each receive, as eventlet's socket_timeout
                 if not self._in_head:
                     # Only empty lines so far: still idle for a graceful stop.
                     n = self._wait_for_request(timeout)
@@ -515,6 +513,8 @@ class HttpConnection:
                         self.send_quietly(error_response(431, close=True))
                         self.linger_close()
                         return None
+                    if io_timeout is not None and (timeout is None or io_timeout < timeout):
+                        timeout = io_timeout  # each receive, as eventlet's socket_timeout
                     self.settimeout(timeout)
                     self._drained = False
                     n = self.sock.recv_into(self.view)
