@@ -71,7 +71,7 @@ _ASLEEP = -1
 #: Rounds of "poll libcurl's epoll, act" per wake-up before yielding to the hub.
 _ROUNDS = 8
 #: Seconds of a batch's work after which the transfers it added are started.
-START_EVERY = 0.001
+START_EVERY = 0.0002
 #: Idle connections libcurl keeps open for reuse (all hosts, all clients of a thread).
 MAX_IDLE_CONNECTIONS = 1024
 
