@@ -25,16 +25,12 @@ what ``nettools.tools.plumbing.metrics`` reads when scraped.
 
 from __future__ import annotations
 
-import _socket
-import contextlib
 import errno
 import logging
 import os
 import signal
-import socket as _stdlib_socket
 import ssl as _stdlib_ssl
 import sys
-import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -49,6 +45,16 @@ from .kernel.hub import get_hub
 from .kernel.pool import GreenPool
 from .kernel.sync import Event
 from .kernel.timeout import Timeout
+from .sockets import (
+    UNREAD_LIMIT,
+    ReuseRandomPortWarning,
+    bind_udp,
+    connect,
+    drop_unread,
+    is_listening,
+    listen,
+    shutdown_quietly,
+)
 from .tlsguard import HandshakeGate, harden_server_context
 
 __all__ = [
@@ -91,97 +97,6 @@ ACCEPT_INHERITS_OPTIONS = sys.platform.startswith("linux")
 
 class StopServe(Exception):
     """Raise in a ``serve`` handler to make ``serve`` return."""
-
-
-class ReuseRandomPortWarning(Warning):
-    """``listen`` asked for ``SO_REUSEPORT`` on port 0: the kernel may pick a port
-    another ``SO_REUSEPORT`` listener of the same user already holds, and the two
-    unrelated servers then silently share its connections (eventlet warns too)."""
-
-
-def listen(
-    addr: Any,
-    family: int = socket.AF_INET,
-    backlog: int = 1024,
-    reuse_addr: bool = True,
-    reuse_port: bool | None = None,
-    *,
-    mode: int | None = None,
-) -> socket.socket:
-    """A green listening socket on ``addr`` (``(host, port)``, or a path for AF_UNIX).
-
-    A unix socket file left behind by a process that died (nobody listens on
-    it any more) is removed first; one somebody still listens on is not.
-    ``mode`` (say ``0o600``) sets a unix socket file's permissions before it
-    accepts anyone: connecting needs write permission on the file.
-    """
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        if family == socket.AF_UNIX:
-            _remove_stale_unix_socket(addr)
-        elif reuse_addr:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            if family != socket.AF_UNIX and isinstance(addr, tuple) and addr[1] == 0:
-                warnings.warn(
-                    "listen on port 0 with reuse_port=True may share a port another "
-                    "SO_REUSEPORT server already uses; bind a fixed port",
-                    ReuseRandomPortWarning,
-                    stacklevel=2,
-                )
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6 and isinstance(addr, tuple) and addr[0] in ("", "::"):
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.bind(addr)
-        if mode is not None and family == socket.AF_UNIX and not is_abstract_unix(addr):
-            # Before listen(): until then a connect is refused, so nobody gets
-            # in under the mode the umask gave the file.
-            os.chmod(addr, mode)
-        sock.listen(backlog)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def bind_udp(addr: Any, family: int = socket.AF_INET) -> socket.socket:
-    """A green UDP socket bound to ``addr``."""
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(addr)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _remove_stale_unix_socket(path: Any) -> None:
-    if not isinstance(path, str) or is_abstract_unix(path):
-        return  # an abstract name has no file
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except ConnectionRefusedError:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-    except OSError:
-        pass  # missing, not a socket, or no permission: bind() says what is wrong
-    finally:
-        probe.close()
-
-
-def connect(addr: Any, family: int = socket.AF_INET, bind: Any = None) -> socket.socket:
-    """A green client socket connected to ``addr``."""
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        if bind is not None:
-            sock.bind(bind)
-        sock.connect(addr)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 def wrap_ssl(
@@ -276,13 +191,6 @@ _servers: weakref.WeakSet = weakref.WeakSet()
 def live_servers() -> list[Server]:
     """The ``Server`` objects of this process that still exist (running or not)."""
     return list(_servers)
-
-
-def _is_listening(sock: Any) -> bool:
-    try:
-        return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
-    except OSError:
-        return True  # closed, or no such option here: accept() will say
 
 
 class Server:
@@ -409,7 +317,7 @@ class Server:
         ``EINVAL`` (later, EINVAL means the program closed or shut the listener
         down, and stops the server quietly)."""
         if self._acceptor is None:
-            if not self._closing and not _is_listening(self.socket):
+            if not self._closing and not is_listening(self.socket):
                 raise OSError(
                     errno.EINVAL,
                     f"{os.strerror(errno.EINVAL)}: the socket is not listening "
@@ -680,46 +588,6 @@ def call_on_stop_signals(
     old = {sig: signal.signal(sig, on_signal) for sig in signals}
     hub.wake_on_signals()
     return old
-
-
-def shutdown_quietly(conn: Any, how: int = _stdlib_socket.SHUT_RDWR) -> None:
-    """Shut ``conn`` down both ways (or as ``how`` says: ``SHUT_WR`` sends a
-    FIN), waking its reader (EOF) and writer (EPIPE); an already closed or
-    reset socket is not an error.  A TLS socket stays usable the other way."""
-    try:
-        # The plain socket's shutdown, also for TLS: SSLSocket.shutdown drops the
-        # SSL object, so a handler blocked in a read would get ValueError, not EOF.
-        _stdlib_socket.socket.shutdown(conn, how)
-    except OSError:
-        pass
-
-
-#: The most of what a client sent that ``drop_unread`` reads before a close.
-UNREAD_LIMIT = 64 * 1024
-_c_recv_into = _socket.socket.recv_into  # the C call: never waits on the hub
-_MSG_DONTWAIT = getattr(_stdlib_socket, "MSG_DONTWAIT", 0)
-_scratch = memoryview(bytearray(16 * 1024))  # written, never read: shared by all
-
-
-def drop_unread(conn: Any, limit: int = UNREAD_LIMIT, buffer: Any = None) -> None:
-    """Before closing ``conn``: read and drop what has arrived unread (up to
-    ``limit`` bytes, into ``buffer`` if given), without waiting.
-
-    Closing a TCP socket with unread data sends a reset instead of an end of
-    file, and a reset can destroy what was sent last before the client has
-    read it.  What comes later still gets the reset (which tells a client still
-    sending that nobody listens)."""
-    if not _MSG_DONTWAIT or not isinstance(conn, _socket.socket):
-        return
-    view = _scratch if buffer is None else buffer
-    try:
-        while limit > 0:
-            n = _c_recv_into(conn, view, min(limit, len(view)), _MSG_DONTWAIT)
-            if not n:
-                return
-            limit -= n
-    except OSError:  # nothing more there (EAGAIN), closed, or the client is gone
-        pass
 
 
 def serve(sock: socket.socket, handle: Callable[[Any, Any], Any], concurrency: int = 1000) -> None:
