@@ -94,13 +94,13 @@ import traceback
 from _thread import _local as _thread_local
 from collections import deque
 from collections.abc import Callable
-from itertools import count
 from typing import Any
 
 from greenlet import getcurrent, greenlet
 
 from .fdwait import READ, WRITE, FdWaits, fileno_of
 from .poller import replace_fd
+from .timers import LocalTimer, Timer, TimerHeap
 
 __all__ = [
     "Hub",
@@ -129,43 +129,6 @@ class DeadlockError(RuntimeError):
     """The main greenlet waits on something that nothing can ever deliver."""
 
 
-class Timer:
-    """A scheduled call; ``cancel()`` it to drop it.  Created by ``Hub.schedule``."""
-
-    __slots__ = ("deadline", "callback", "args", "hub", "active")
-
-    def __init__(self, hub: Hub, deadline: float, callback: Callable, args: tuple) -> None:
-        self.hub = hub
-        self.deadline = deadline
-        self.callback = callback
-        self.args = args
-        self.active = True
-
-    @property
-    def pending(self) -> bool:
-        """True until the timer fires or is cancelled."""
-        return self.active
-
-    def cancel(self) -> None:
-        """Stop the timer from firing; harmless if it already fired."""
-        if self.active:
-            self.active = False
-            # It may stay in the heap until its deadline; drop what it holds now.
-            self.args = ()
-            self.hub._timer_cancelled(self)
-
-    def __repr__(self) -> str:
-        state = "pending" if self.active else "done"
-        due = self.deadline - time.monotonic()
-        return f"<Timer {state} in {due:.3f}s {self.callback!r}{self.args!r}>"
-
-
-class _LocalTimer(Timer):
-    """A timer that does nothing if the greenthread that scheduled it has died."""
-
-    __slots__ = ("owner",)
-
-
 def root_greenlet() -> greenlet:
     """The main greenlet of the calling OS thread (where its greenlet tree starts)."""
     g = getcurrent()
@@ -174,29 +137,24 @@ def root_greenlet() -> greenlet:
     return g
 
 
-class Hub(FdWaits):
+class Hub(FdWaits, TimerHeap):
     """The event loop of one OS thread.  Get it with ``get_hub()``.
 
     The waits on file descriptors (``wait_read``, ``watch``, ``notify_close``,
-    ...) come from ``FdWaits``.
+    ...) come from ``FdWaits``, the timers (``schedule``, ...) from ``TimerHeap``.
     """
 
-    #: Compact the timer heap once it holds more than this many entries and at
-    #: least half of them are cancelled (eventlet's rule: a small heap is left
-    #: alone, a big one never holds more dead entries than live ones).
-    timer_compact_threshold = 1000
     #: While greenthreads keep the ready queue busy, poll I/O after this many callbacks.
     busy_poll_every = 64
+    mark_as_reopened = FdWaits.notify_opened  # eventlet's name
 
     def __init__(self, poller: str | None = None) -> None:
         """``poller``: "epoll" or "poll" (default: epoll where there is one, unless
         ``NETTOOLS_HUB``/``EVENTLET_HUB`` say ``poll``)."""
-        super().__init__(poller)  # fds, io_waiters, poller
+        FdWaits.__init__(self, poller)  # fds, io_waiters, poller
+        TimerHeap.__init__(self)  # timers
         self.greenlet = greenlet(self.run, parent=root_greenlet())
         self.ready: deque[Callable[[], Any]] = deque()
-        self.timers: list[tuple[float, int, Timer]] = []
-        self._ncancelled = 0
-        self._seq = count()
         #: Outstanding references that may wake the hub from outside (thread jobs).
         self.external_refs = 0
         self._tsq: deque[Callable[[], Any]] = deque()
@@ -281,52 +239,10 @@ class Hub(FdWaits):
 
     # ------------------------------------------------------------------- timers
 
-    def schedule(self, seconds: float, callback: Callable, *args: Any) -> Timer:
-        """Call ``callback(*args)`` from the hub after ``seconds``."""
-        t = Timer(self, time.monotonic() + seconds, callback, args)
-        heapq.heappush(self.timers, (t.deadline, next(self._seq), t))
-        return t
-
-    def schedule_local(self, seconds: float, callback: Callable, *args: Any) -> Timer:
-        """Like ``schedule``, but skipped if the calling greenthread has died by then."""
-        t = _LocalTimer(self, time.monotonic() + seconds, callback, args)
-        t.owner = getcurrent()
-        heapq.heappush(self.timers, (t.deadline, next(self._seq), t))
-        return t
-
-    # eventlet's names
-    schedule_call_global = schedule
-    schedule_call_local = schedule_local
-    mark_as_reopened = FdWaits.notify_opened
-
-    def _timer_cancelled(self, timer: Timer) -> None:
-        timers = self.timers
-        if timers and timers[-1][2] is timer:
-            # The newest entry of the heap's list is a leaf (the common case of a
-            # timeout set and cancelled before the hub ran): removing the last
-            # element keeps the heap a heap, so it goes now, not at its deadline.
-            timers.pop()
-            return
-        self._ncancelled += 1
-        size = len(self.timers)
-        if size > self.timer_compact_threshold and self._ncancelled * 2 >= size:
-            self.timers = [e for e in self.timers if e[2].active]
-            heapq.heapify(self.timers)
-            self._ncancelled = 0
-
     def live_timers(self) -> int:
         """Number of timers that have neither fired nor been cancelled, and may
         wake someone (a timed read's timer idling between reads does not)."""
         return len(self.timers) - self._ncancelled - self.idle_timers
-
-    def get_timers_count(self) -> int:
-        """Number of timers in the heap, cancelled ones not yet dropped included."""
-        return len(self.timers)
-
-    @property
-    def timers_canceled(self) -> int:
-        """Cancelled timers still in the heap (dropped when they dominate it)."""
-        return self._ncancelled
 
     # eventlet's debugging switches on the hub (``nettools.debug`` has the others).
     #: Show the stack of each greenthread waiting on an fd in ``debug.format_hub_listeners``.
@@ -446,7 +362,7 @@ class Hub(FdWaits):
                         self._ncancelled -= 1
                         continue
                     t.active = False
-                    if type(t) is _LocalTimer and t.owner.dead:
+                    if type(t) is LocalTimer and t.owner.dead:
                         continue
                     try:
                         t.callback(*t.args)
