@@ -99,8 +99,8 @@ from typing import Any
 from greenlet import getcurrent, greenlet
 
 from .fdwait import READ, WRITE, FdWaits, fileno_of
-from .poller import replace_fd
 from .timers import LocalTimer, Timer, TimerHeap
+from .wakeups import OutsideWakeups, drain_fd
 
 __all__ = [
     "Hub",
@@ -137,11 +137,12 @@ def root_greenlet() -> greenlet:
     return g
 
 
-class Hub(FdWaits, TimerHeap):
+class Hub(FdWaits, TimerHeap, OutsideWakeups):
     """The event loop of one OS thread.  Get it with ``get_hub()``.
 
     The waits on file descriptors (``wait_read``, ``watch``, ``notify_close``,
-    ...) come from ``FdWaits``, the timers (``schedule``, ...) from ``TimerHeap``.
+    ...) come from ``FdWaits``, the timers (``schedule``, ...) from ``TimerHeap``,
+    the wake-ups from other threads and signals from ``OutsideWakeups``.
     """
 
     #: While greenthreads keep the ready queue busy, poll I/O after this many callbacks.
@@ -153,12 +154,9 @@ class Hub(FdWaits, TimerHeap):
         ``NETTOOLS_HUB``/``EVENTLET_HUB`` say ``poll``)."""
         FdWaits.__init__(self, poller)  # fds, io_waiters, poller
         TimerHeap.__init__(self)  # timers
+        OutsideWakeups.__init__(self)  # external_refs, the thread-safe queue, signals
         self.greenlet = greenlet(self.run, parent=root_greenlet())
         self.ready: deque[Callable[[], Any]] = deque()
-        #: Outstanding references that may wake the hub from outside (thread jobs).
-        self.external_refs = 0
-        self._tsq: deque[Callable[[], Any]] = deque()
-        self._signal_fds: tuple[int, int] | None = None  # see wake_on_signals()
         self._closed = False
         #: Called with no arguments at the top of every loop turn (debugging aids).
         self.turn_hooks: list[Callable[[], None]] = []
@@ -287,41 +285,6 @@ class Hub(FdWaits, TimerHeap):
         """Run ``callback()`` from the hub on its next turn (same thread only)."""
         self.ready.append(callback)
 
-    def run_callback_threadsafe(self, callback: Callable[[], Any]) -> None:
-        """Run ``callback()`` in the hub's thread; safe from any thread or signal handler."""
-        self._tsq.append(callback)
-        self.poller.wake()
-
-    def wake_on_signals(self) -> None:
-        """Make every signal wake this hub (main thread only; idempotent).
-
-        Python runs a signal handler only between bytecodes.  A signal landing
-        just before the hub blocks in its poller's ``poll`` would otherwise wait for
-        unrelated I/O, maybe forever; with ``signal.set_wakeup_fd`` on a pipe the
-        hub watches, the C-level handler itself ends the wait.
-        """
-        if self._signal_fds is not None:
-            return
-        import signal
-
-        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-        except ValueError:
-            os.close(r)
-            os.close(w)
-            raise
-        self._signal_fds = (r, w)
-        self.poller.add_wakeup_fd(r)
-
-    def ref(self) -> None:
-        """Declare that something outside the hub may still wake a waiter."""
-        self.external_refs += 1
-
-    def unref(self) -> None:
-        """Undo one ``ref()``."""
-        self.external_refs -= 1
-
     # -------------------------------------------------------------------- loop
 
     def run(self, *_ignored: Any) -> None:
@@ -433,7 +396,7 @@ class Hub(FdWaits, TimerHeap):
                     if fd == wake_fd:
                         self._drain_threadsafe()
                     elif self._signal_fds is not None and fd == self._signal_fds[0]:
-                        _drain_fd(fd)  # the Python handlers run as soon as we return
+                        drain_fd(fd)  # the Python handlers run as soon as we return
                     continue
                 if ev & ev_hup:
                     st.hup = True
@@ -475,13 +438,6 @@ class Hub(FdWaits, TimerHeap):
         g = greenlet(lambda: log.error(msg, *args, exc_info=exc_info), parent=self.greenlet)
         self.ready.append(g.switch)
 
-    def _drain_threadsafe(self) -> None:
-        self.poller.clear_wake()  # first: a callback queued after this comes with a new wake-up
-        tsq = self._tsq
-        ready = self.ready
-        while tsq:
-            ready.append(tsq.popleft())
-
     def _raise_in_main(self, exc: BaseException) -> None:
         """Deliver ``exc`` where the thread's main greenlet is waiting."""
         main = self.greenlet.parent
@@ -492,18 +448,7 @@ class Hub(FdWaits, TimerHeap):
         if self._closed:
             return
         self._closed = True
-        if self._signal_fds is not None:
-            import signal
-
-            try:
-                # Never leave the C handler writing into a closed (soon reused) fd.
-                previous = signal.set_wakeup_fd(-1)
-                if previous != self._signal_fds[1]:
-                    signal.set_wakeup_fd(previous)
-            except ValueError:
-                pass  # not the main thread: nothing of ours is installed there
-            for fd in self._signal_fds:
-                os.close(fd)
+        self._close_signal_pipe()
         self.poller.close()
 
     def renew_after_fork(self) -> None:
@@ -513,25 +458,13 @@ class Hub(FdWaits, TimerHeap):
         if self._closed:
             return
         self.poller.renew_after_fork(list(self.fds))
-        if self._signal_fds is not None:
-            r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            replace_fd(self._signal_fds[0], r)
-            replace_fd(self._signal_fds[1], w)
-            self.poller.add_wakeup_fd(self._signal_fds[0])
+        self._renew_signal_pipe()
 
     def __repr__(self) -> str:
         return (
             f"<Hub ready={len(self.ready)} timers={self.live_timers()} "
             f"fds={len(self.fds)} io_waiters={self.io_waiters}>"
         )
-
-
-def _drain_fd(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass
 
 
 def discard(waiters: deque, item: Any) -> None:
