@@ -301,6 +301,7 @@ class Hub(FdWaits, TimerHeap, OutsideWakeups):
         wake_fd = poller.wake_fd
         clock = time.monotonic
         heappop = heapq.heappop
+        timers = self.timers  # one list for good (compaction works in place)
         ev_in, ev_out, ev_hup = poller.IN, poller.OUT, poller.HUP
         hooks = self.turn_hooks
         busy_poll_every = self.busy_poll_every
@@ -316,7 +317,6 @@ class Hub(FdWaits, TimerHeap, OutsideWakeups):
 
             # 1. Due timers: a timer due now runs before a greenthread that yielded
             # after setting it (``sleep(0)`` lets it fire).
-            timers = self.timers
             if timers:
                 now = clock()
                 while timers and timers[0][0] <= now:
@@ -335,7 +335,6 @@ class Hub(FdWaits, TimerHeap, OutsideWakeups):
                         if self.debug_exceptions:
                             traceback.print_exc()
                         self.report_error("error in timer %r", t)
-                    timers = self.timers  # compaction may have replaced the list
 
             # 2. The ready batch (what the timers just readied included).
             n = len(ready)

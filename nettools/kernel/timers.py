@@ -102,10 +102,11 @@ class TimerHeap:
             timers.pop()
             return
         self._ncancelled += 1
-        size = len(self.timers)
+        size = len(timers)
         if size > self.timer_compact_threshold and self._ncancelled * 2 >= size:
-            self.timers = [e for e in self.timers if e[2].active]
-            heapq.heapify(self.timers)
+            # In place: the hub's loop holds the list across a turn.
+            timers[:] = [e for e in timers if e[2].active]
+            heapq.heapify(timers)
             self._ncancelled = 0
 
     def get_timers_count(self) -> int:

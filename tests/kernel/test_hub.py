@@ -136,6 +136,39 @@ def test_compaction_triggered_by_a_firing_timer_keeps_firing_correct(hub):
     assert hub.live_timers() == live_before
 
 
+@pytest.mark.timeout(30)
+def test_a_timer_set_after_a_compaction_in_a_greenthread_fires_in_time():
+    # A greenthread compacts the heap, then sleeps briefly: the hub's poll that
+    # follows in the same turn must be bounded by that sleep, not by a heap
+    # that compaction has replaced (which would make the sleep last as long as
+    # the far timers below, and the Timeout end it).  In a thread of its own:
+    # its hub, with the cancelled timers left in its heap, goes with it.
+    outcome = []
+
+    def scenario():
+        hub = get_hub()
+        far = [hub.schedule(60 + i * 1e-3, print) for i in range(1200)]
+        slept = Event()
+
+        def compact_then_sleep():
+            for t in far[:700]:
+                t.cancel()  # not the heap's last leaf: marked, then compacted
+            sleep(0.01)
+            slept.send(True)
+
+        try:
+            with Timeout(5):
+                spawn(compact_then_sleep)
+                outcome.append(slept.wait())
+        except Timeout:
+            outcome.append("the sleep outlasted the timeout")
+
+    thread = threading.Thread(target=scenario)
+    thread.start()
+    thread.join(20)
+    assert outcome == [True]
+
+
 def test_a_timer_cancelled_before_the_hub_ran_leaves_no_entry(hub):
     # A timeout set and cancelled between two hub turns is the newest leaf of
     # the heap: it goes at once instead of waiting for its deadline.
