@@ -29,6 +29,7 @@ from helpers.sockets import ipv6_available, recv_exactly
 import nettools
 from nettools import Event, IOClosed, sleep, spawn
 from nettools.green import socket as gsocket
+from nettools.kernel import tpool
 from nettools.kernel.fdwait import ConcurrentWaitError
 from nettools.kernel.hub import get_hub, trampoline
 
@@ -937,7 +938,7 @@ def test_numeric_lookups_are_answered_inline(monkeypatch):
     def no_threads(*args, **kwargs):
         raise AssertionError("numeric lookups must not use the thread pool")
 
-    monkeypatch.setattr(gsocket._tpool, "execute", no_threads)
+    monkeypatch.setattr(tpool, "execute", no_threads)
     assert gsocket.gethostbyname("127.0.0.1") == "127.0.0.1"
     infos = gsocket.getaddrinfo("127.0.0.1", 80, gsocket.AF_INET, gsocket.SOCK_STREAM)
     assert infos[0][4] == ("127.0.0.1", 80)
