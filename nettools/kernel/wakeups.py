@@ -28,6 +28,9 @@ __all__ = ["OutsideWakeups", "drain_fd"]
 class OutsideWakeups:
     """The hub's wake-ups from other threads and from signals."""
 
+    ready: Any  # the hub's
+    poller: Any  # FdWaits'
+
     def __init__(self) -> None:
         #: Outstanding references that may wake the hub from outside (thread jobs).
         self.external_refs = 0
