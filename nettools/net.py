@@ -1,4 +1,5 @@
-"""Convenience functions and the one accept loop every nettools server shares.
+"""The one accept loop every nettools server shares, and TLS wrapping (``listen``,
+``connect`` and the other socket helpers come from ``nettools.sockets``).
 
 ``Server`` accepts connections on a listening socket and runs ``handle(conn,
 addr)`` for each in a ``GreenPool``:
