@@ -332,7 +332,8 @@ class HttpConnection(IdleReader):
                 timeout = self.limits.header_timeout
             else:
                 timeout = self.limits.keepalive_timeout
-            n = self._plain_idle_recv(timeout) if self.plain else self._wait_for_request(timeout)
+            # wait_for_request, inline: this runs per request.
+            n = self._plain_idle_recv(timeout) if self.plain else self._idle_recv(timeout)
             if not n:
                 return None  # the client closed, or a graceful stop shut it while idle
             if self._in_head or self.view[0] not in _CRLF or self._take_empty_lines(n):
@@ -386,7 +387,7 @@ class HttpConnection(IdleReader):
                     timeout = max(deadline - time.monotonic(), 0.001)
                 if not self._in_head:
                     # Only empty lines so far: still idle for a graceful stop.
-                    n = self._wait_for_request(timeout)
+                    n = self.wait_for_request(timeout)
                     if n and self.view[0] in _CRLF and not self._take_empty_lines(n):
                         break
                 else:

@@ -35,9 +35,10 @@ _monotonic = time.monotonic
 
 class IdleReader:
     """The socket, the shared receive buffer and the idle-read policy of one
-    connection.  ``_wait_for_request(timeout)`` receives the first bytes of the
+    connection.  ``wait_for_request(timeout)`` receives the first bytes of the
     next request into ``view`` within ``timeout`` and returns their count; the
-    connection counts as idle (for a graceful stop) only while it waits."""
+    connection counts as idle (for a graceful stop) only while it waits.
+    """
 
     __slots__ = (
         "sock", "view", "timeout", "plain", "_set_idle", "_green", "_fd",
@@ -69,41 +70,45 @@ class IdleReader:
             self.sock.settimeout(timeout)
             self.timeout = timeout
 
-    def _wait_for_request(self, timeout: float | None) -> int:
-        """Receive while idle: a graceful stop may close the connection meanwhile."""
+    def wait_for_request(self, timeout: float | None) -> int:
+        """The idle read of this connection's kind of socket (the one place that
+        chooses).  A caller on the per-request path makes the same choice
+        inline, a frame less: ``_plain_idle_recv`` when ``plain``, else
+        ``_idle_recv``."""
         if self.plain:
             return self._plain_idle_recv(timeout)
+        return self._idle_recv(timeout)
+
+    def _idle_recv(self, timeout: float | None) -> int:
+        """The idle read of a socket other than a plain green one (TLS, or a
+        standard socket): its own ``recv_into`` within its timeout set to
+        ``timeout``.  A green one is waited on first (when its last read
+        emptied it) once two reads at once in a row had to wait, and still
+        read at once every fourth time."""
         if timeout != self.timeout:
             self.settimeout(timeout)
+        sock = self.sock
         set_idle = self._set_idle
-        if set_idle is None:
-            return self._idle_recv()
-        sock = self.sock
-        set_idle(sock, True)
+        if set_idle is not None:
+            set_idle(sock, True)
         try:
-            return self._idle_recv()
+            if not self._green:
+                return sock.recv_into(self.view)
+            self._idle_reads += 1
+            if self._misses >= 2 and self._idle_reads & 3:
+                sock.wait_if_drained()
+                return sock.recv_into(self.view)
+            hub = self._hub
+            switches = hub.switches
+            n = sock.recv_into(self.view)
+            self._misses = self._misses + 1 if hub.switches != switches else 0
+            return n
         finally:
-            set_idle(sock, False)
-
-    def _idle_recv(self) -> int:
-        """Receive the first bytes of the next request (a socket other than a
-        plain green one: TLS, or a standard socket); see ``_plain_idle_recv``."""
-        sock = self.sock
-        if not self._green:
-            return sock.recv_into(self.view)
-        self._idle_reads += 1
-        if self._misses >= 2 and self._idle_reads & 3:
-            sock.wait_if_drained()
-            return sock.recv_into(self.view)
-        hub = self._hub
-        switches = hub.switches
-        n = sock.recv_into(self.view)
-        self._misses = self._misses + 1 if hub.switches != switches else 0
-        return n
+            if set_idle is not None:
+                set_idle(sock, False)
 
     def _plain_idle_recv(self, timeout: float | None) -> int:
-        """Receive the first bytes of the next request on a plain green socket,
-        within ``timeout``; idle (for a graceful stop) only while it waits.
+        """The idle read of a plain green socket.
 
         The socket is read at once until two such reads in a row had to wait;
         then, when the last read emptied it and the hub has seen nothing arrive
