@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..http import DATE, HttpConnection, Limits, Request, http_date
-from .head import app_head, capitalized, str_pairs
+from .head import app_head, capitalized, checked_lines, str_pairs
 from .options import WSGIOptions
 
 __all__ = ["ResponseWriter", "FileWrapper", "plain_response", "encode_text"]
@@ -213,10 +213,8 @@ class ResponseWriter(HttpConnection):
             if self.capitalize:
                 name = capitalized(name)
             lines.append(f"{name}: {value}\r\n")
-        text = "".join(lines)
-        if text.count("\n") != len(lines) or text.count("\r") != len(lines):
-            raise ValueError(f"invalid header in the 100 Continue response: {text!r}")
-        self.sock.sendall(text.encode("latin-1") + b"\r\n")
+        head = checked_lines(lines, "header in the 100 Continue response")
+        self.sock.sendall(head + b"\r\n")
 
     # ------------------------------------------------------------------ sending
 
