@@ -40,6 +40,8 @@ def encode_text(data: str) -> bytes:
 
 def _as_bytes(parts: Any) -> list:
     return [encode_text(p) if type(p) is str else p for p in parts]
+
+
 # Bodies (of a list result) up to this size go out joined with the head in one send.
 _JOIN_LIMIT = 256 * 1024
 # sendfile() in pieces: each piece gets the whole I/O timeout.
