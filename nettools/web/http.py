@@ -492,7 +492,7 @@ class HttpConnection(IdleReader):
         if req.leftover is not None:
             return req.leftover
         parts = list(req.body or ())
-        later = [r for r in self.pending]
+        later = list(self.pending)
         if later or self._in_head or (self._parsing is not None and self._parsing is not req):
             want = [(r.method.encode("latin-1"), r.target) for r in later if type(r) is Request]
             want_error = any(type(r) is ParseError for r in later)
