@@ -71,10 +71,9 @@ class IdleReader:
             self.timeout = timeout
 
     def wait_for_request(self, timeout: float | None) -> int:
-        """The idle read of this connection's kind of socket (the one place that
-        chooses).  A caller on the per-request path makes the same choice
-        inline, a frame less: ``_plain_idle_recv`` when ``plain``, else
-        ``_idle_recv``."""
+        """The idle read of this connection's kind of socket: ``_plain_idle_recv``
+        when ``plain``, else ``_idle_recv``.  (``HttpConnection.next_request``,
+        run per request, makes the same choice inline: a frame less.)"""
         if self.plain:
             return self._plain_idle_recv(timeout)
         return self._idle_recv(timeout)
