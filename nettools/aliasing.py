@@ -90,16 +90,23 @@ class ModuleAliases(importlib.abc.MetaPathFinder):
             tail = f"{rest}.{tail}"
         return None
 
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
-        real = self.target_of(fullname)
+    def load(self, name: str) -> ModuleType | None:
+        """The module ``name`` stands for, imported; None if ``name`` is not an
+        alias or its target does not exist (an import error inside it propagates)."""
+        real = self.target_of(name)
         if real is None:
             return None
         try:
-            module = importlib.import_module(real)
+            return importlib.import_module(real)
         except ModuleNotFoundError as exc:
             if exc.name == real or real.startswith(f"{exc.name}."):
                 return None  # no such module: the import fails as for any missing one
             raise
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
+        module = self.load(fullname)
+        if module is None:
+            return None
         is_package = hasattr(module, "__path__")
         return importlib.util.spec_from_loader(fullname, _SameModule(module), is_package=is_package)
 

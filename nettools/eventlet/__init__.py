@@ -47,6 +47,7 @@ from . import hubs, support
 __all__ = [
     "MODULES",
     "FALLBACKS",
+    "ALIASES",
     "install",
     "__version__",
     "BoundedSemaphore",
@@ -159,7 +160,9 @@ def __getattr__(name: str) -> ModuleType:
 
 def install() -> ModuleAliases:
     """Make ``import eventlet`` (and every eventlet module) give nettools' modules."""
-    return _ALIASES.install()
+    return ALIASES.install()
 
 
-_ALIASES = ModuleAliases(MODULES, FALLBACKS)
+#: The finder ``install()`` puts on ``sys.meta_path``; ``ALIASES.load(name)`` is
+#: the module an eventlet name stands for, without installing it.
+ALIASES = ModuleAliases(MODULES, FALLBACKS)

@@ -190,12 +190,13 @@ def test_work_on_a_batch_of_answers_does_not_hold_back_the_requests_it_starts():
 
     arrived: list[str] = []
     next_seen = threading.Event()
+    answer = threading.Event()  # set by the test once it holds its hub
 
     def app(env, start_response):
         if env["PATH_INFO"] == "/first":
             arrived.append("first")
             with nettools.Timeout(10, False):
-                while len(arrived) < 2:  # both in: answer them together
+                while not answer.is_set():  # both in and the test ready: answer together
                     nettools.sleep(0.001)
         else:
             next_seen.set()
@@ -221,11 +222,15 @@ def test_work_on_a_batch_of_answers_does_not_hold_back_the_requests_it_starts():
         visits = [nettools.spawn(visit, c, srv.url) for _ in range(2)]
         while len(arrived) < 2:
             nettools.sleep(0.001)
-        # Hold the hub until both answers are in, so that one round finds both.
+        # Hold the hub until both answers are in, so that one round finds both
+        # (the server answers only now: none can be read while the hub ran above).
         socks = [fd for fd in loop._masks if is_socket(fd)]
+        answer.set()
         ready: list[int] = []
-        while len(ready) < len(socks):
+        for _ in range(6):
             ready = original("select").select(socks, [], [], 5)[0]
+            if len(ready) == len(socks):
+                break
         for gt in visits:
             gt.wait()
     assert len(socks) == 2 and worked == [False, True]

@@ -22,26 +22,22 @@ __all__ = [*_socket_names, "is_ipv4_addr", "is_ipv6_addr", "is_ip_addr"]
 
 def is_ipv4_addr(host: Any) -> bool:
     """True if ``host`` is a string holding an IPv4 address (dotted quad)."""
-    if not isinstance(host, str):
-        return False
-    try:
-        ipaddress.IPv4Address(host)
-    except ValueError:
-        return False
-    return True
+    return isinstance(host, str) and _parses_as(ipaddress.IPv4Address, host)
 
 
 def is_ipv6_addr(host: Any) -> bool:
     """True if ``host`` is a string holding an IPv6 address (a ``%scope`` suffix allowed)."""
-    if not isinstance(host, str):
-        return False
-    try:
-        ipaddress.IPv6Address(host.partition("%")[0])
-    except ValueError:
-        return False
-    return True
+    return isinstance(host, str) and _parses_as(ipaddress.IPv6Address, host.partition("%")[0])
 
 
 def is_ip_addr(host: Any) -> bool:
     """True if ``host`` is a string holding an IPv4 or IPv6 address."""
     return is_ipv4_addr(host) or is_ipv6_addr(host)
+
+
+def _parses_as(kind: type, text: str) -> bool:
+    try:
+        kind(text)
+    except ValueError:
+        return False
+    return True

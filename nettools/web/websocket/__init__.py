@@ -42,7 +42,8 @@ that sends no ``Sec-WebSocket-Version`` is served one of the 2010 drafts,
 hixie-75 or hixie-76, as eventlet does: its handler gets a ``HixieWebSocket``
 (eventlet's ``WebSocket``), whose messages are text only.
 
-Inside: ``handshake`` (``WebSocketWSGI``), ``connection`` (``WebSocket``),
+Inside: ``handshake`` (``WebSocketWSGI``), ``connection`` (``WebSocket``), ``serving``
+(a handler run on one, and the close after it),
 ``standalone`` (``RFC6455WebSocket``), ``inbox`` (frames into messages),
 ``framing`` (whole single-frame messages past the library's parser, both ways),
 ``hixie`` (the drafts).

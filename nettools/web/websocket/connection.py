@@ -4,8 +4,7 @@
 (``websockets.server.ServerProtocol``, which does the framing), sends under a
 lock any number of greenthreads may queue on, pings the peer from a keepalive
 greenthread, and counts as idle for a graceful stop only while ``wait()`` waits
-between messages.  ``serve_websocket`` runs a handler on a connection the
-handshake (``handshake.py``) has just opened, and closes it afterwards.
+between messages.  ``serving.py`` runs a handler on one.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from ...kernel.timeout import Timeout
 from .framing import frame_header, receive
 from .inbox import Inbox
 
-__all__ = ["WebSocket", "WebSocketClosed", "Handler", "serve_websocket"]
+__all__ = ["WebSocket", "WebSocketClosed", "Handler"]
 
 log = logging.getLogger("nettools.websocket")
 
@@ -543,64 +542,3 @@ def _recv_now(sock: Any) -> bytes | None:
         return _c_recv(sock, _RECV_SIZE)
     except BlockingIOError:
         return None
-
-
-def serve_websocket(
-    handler: Handler,
-    sock: Any,
-    proto: ServerProtocol,
-    environ: dict[str, Any],
-    leftover: bytes,
-    *,
-    ping_interval: float | None,
-    ping_timeout: float | None,
-    close_timeout: float,
-) -> None:
-    """Run ``handler`` on the websocket ``proto`` just opened on ``sock``, then close it.
-
-    ``sock`` is the connection taken over from the WSGI server and ``leftover``
-    what the client sent after its request; the protocol holds the handshake's
-    101 response, not sent yet.  A graceful stop of the server closes the
-    connection with 1001 while it is idle; a handler that fails or is killed
-    gets the connection closed with 1011 or 1001.
-    """
-    ws = WebSocket(
-        sock,
-        proto,
-        environ,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-        close_timeout=close_timeout,
-    )
-    try:
-        ws._flush()  # nobody else can send yet
-    except WebSocketClosed:
-        return
-    on_stop = environ.get("nettools.on_stop")
-    if on_stop is not None:
-        on_stop(ws._going_away)
-    try:
-        _run(handler, ws, leftover)
-    finally:
-        if on_stop is not None:
-            on_stop(None)
-        ws._cancel_cutoff()
-
-
-def _run(handler: Handler, ws: WebSocket, leftover: bytes) -> None:
-    try:
-        ws._start(leftover)
-        handler(ws)
-    except WebSocketClosed:
-        # The peer went away while the handler sent: an ordinary end.
-        log.debug("websocket %s: peer gone", ws.path)
-        ws._abort(CloseCode.NORMAL_CLOSURE, "")
-    except Exception:
-        log.exception("websocket handler %r failed on %s", handler, ws.path)
-        ws._abort(CloseCode.INTERNAL_ERROR, "")
-    except BaseException:
-        # Killed (say, by a server stop running out of patience): say goodbye.
-        ws._abort(CloseCode.GOING_AWAY, "")
-        raise
-    else:
-        ws._end()

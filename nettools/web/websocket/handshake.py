@@ -21,8 +21,9 @@ from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
 from ..wsgi import plain_response
-from .connection import Handler, serve_websocket
+from .connection import Handler
 from .hixie import KEY3_SIZE, HixieRefused, HixieWebSocket, hixie_reply, hixie_version
+from .serving import serve_websocket
 
 __all__ = ["WebSocketWSGI"]
 

@@ -57,11 +57,9 @@ class RFC6455WebSocket(WebSocket):
         proto = _OpenProtocol(
             side, environ.get("HTTP_ORIGIN"), protocol, max_size=max_frame_length
         )
-        self._open_proto = proto
-        self._client = client
-        self.extensions = extensions
         self.version = version
         super().__init__(sock, proto, environ, ping_interval=ping_interval)
+        self.extensions = extensions
 
     @property
     def extensions(self) -> dict[str, Any]:
@@ -73,7 +71,8 @@ class RFC6455WebSocket(WebSocket):
     @extensions.setter
     def extensions(self, value: dict[str, Any] | None) -> None:
         deflate = (value or {}).get("permessage-deflate")
-        self._open_proto.extensions = [] if deflate is None else [_deflate(deflate, self._client)]
+        client = self._proto.side is Side.CLIENT
+        self._proto.extensions = [] if deflate is None else [_deflate(deflate, client)]
         self._extensions = dict(value or {})
 
 
