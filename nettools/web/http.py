@@ -31,12 +31,12 @@ timeout on the fast path.
 
 What a request is (``Request``, ``ParseError``, ``Limits``, the body errors)
 lives in ``http_request`` and is exported here too; finding the bytes pipelined
-behind a request taken over, in ``pipelined``.
+behind a request taken over, in ``pipelined``; how the socket is read while
+idle between requests, in ``idle_read`` (``IdleReader``, the base class).
 """
 
 from __future__ import annotations
 
-import _socket
 import socket as _stdlib_socket
 import time
 from collections import deque
@@ -47,9 +47,6 @@ from typing import Any
 
 import httptools
 
-from ..green.socket import nothing_new, time_left, timed_out
-from ..green.socket import socket as green_socket
-from ..kernel.hub import get_hub
 from . import http_request
 from .http_request import (
     ChunkReadError,  # noqa: F401 - exported (__all__)
@@ -61,6 +58,7 @@ from .http_request import (
     ParseError,
     Request,
 )
+from .idle_read import IdleReader
 from .pipelined import pipelined_tail
 
 __all__ = [
@@ -90,8 +88,6 @@ _SPECIAL_FIRST = frozenset(b"cCeEpP")
 _CONNECTION_NAMES = (b"connection", b"proxy-connection")
 #: The bytes of the empty lines the parser skips before a request line.
 _CRLF = frozenset(b"\r\n")
-_c_recv_into = _socket.socket.recv_into  # the C call: never waits on the hub
-_monotonic = time.monotonic
 #: What a released connection holds in place of its request queue: nothing.
 _NO_PENDING: deque = deque(maxlen=0)
 
@@ -117,7 +113,7 @@ class _MoreBody:
         conn.on_message_complete()
 
 
-class HttpConnection:
+class HttpConnection(IdleReader):
     """Reads requests from one client socket in order; see the module docstring.
 
     ``next_request()`` returns the next request whose head is complete (or
@@ -127,13 +123,11 @@ class HttpConnection:
 
     # Slots: with this many attributes a dict per connection costs ~1.2 KiB more.
     __slots__ = (
-        "sock", "view", "limits", "_max_url", "_max_hsize", "_max_headers", "_max_body",
-        "_request_timeout", "_max_head", "_set_idle", "_green", "plain", "_fd", "_drained", "_hub",
-        "_misses", "_idle_reads", "_probe_mask",
-        "parser", "_feed_data", "_version", "_method", "_keep_alive", "_upgrade", "pending",
-        "dead", "_url", "_url_len", "_headers", "_hsize", "_clen", "_expect", "_connection",
-        "_asked_keep_alive", "_llhttp", "_in_head", "_parsing", "_limit_status",
-        "_completed_in_feed", "_pipelined", "_chunk", "timeout", "_fresh", "_empty_lines", "ended",
+        "limits", "_max_url", "_max_hsize", "_max_headers", "_max_body", "_request_timeout",
+        "_max_head", "parser", "_feed_data", "_version", "_method", "_keep_alive", "_upgrade",
+        "pending", "dead", "_url", "_url_len", "_headers", "_hsize", "_clen", "_expect",
+        "_connection", "_asked_keep_alive", "_llhttp", "_in_head", "_parsing", "_limit_status",
+        "_completed_in_feed", "_pipelined", "_chunk", "_fresh", "_empty_lines", "ended",
     )  # fmt: skip
 
     def __init__(
@@ -144,8 +138,7 @@ class HttpConnection:
         parser_factory: Callable[[Any], Any] = httptools.HttpRequestParser,
         set_idle: Callable[[Any, bool], None] | None = None,
     ) -> None:
-        self.sock = sock
-        self.view = view  # the server's shared receive buffer
+        super().__init__(sock, view, set_idle)
         self.limits = limits
         self._max_url = limits.max_request_line
         self._max_hsize = limits.max_header_size
@@ -156,20 +149,6 @@ class HttpConnection:
         self._max_head = (
             limits.max_request_line + limits.max_header_size + 4 * limits.max_headers + 1024
         )
-        self._set_idle = set_idle
-        #: A green socket: it can wait before a read that would find nothing
-        #: (see _idle_recv, which counts the reads between requests that waited).
-        self._green = hasattr(sock, "wait_if_drained")
-        #: A plain green socket: idle reads (see _plain_idle_recv), and sends that
-        #: may well go at once, make the C call themselves and wait on the hub
-        #: only when it says EAGAIN.
-        self.plain = type(sock).recv_into is green_socket.recv_into
-        self._fd = sock.fileno() if self.plain else -1
-        self._drained = False  # the last read emptied the socket (a short read)
-        self._hub = get_hub()
-        self._misses = 0
-        self._idle_reads = 0
-        self._probe_mask = 3  # idle reads between reads at once, less one (a power of 2)
         self.parser = parser = parser_factory(self)
         self._feed_data = parser.feed_data
         self._version = parser.get_http_version
@@ -198,7 +177,6 @@ class HttpConnection:
         self._completed_in_feed = False
         self._pipelined = False
         self._chunk = b""
-        self.timeout: float | None = -1.0  # what the socket's timeout was set to last
         self._fresh = True  # no request read yet
         #: Why reading stopped, when not because the client closed: ``idle`` (no
         #: request within the keep-alive timeout), ``slow`` (a head too slow),
@@ -335,11 +313,6 @@ class HttpConnection:
             self.feed(view[:n])
         return n
 
-    def settimeout(self, timeout: float | None) -> None:
-        if timeout != self.timeout:
-            self.sock.settimeout(timeout)
-            self.timeout = timeout
-
     def next_request(self) -> Request | ParseError | None:
         """The next request whose head is complete (or a ``ParseError`` to answer);
         None when the client left, stayed idle too long, or stalled its head
@@ -359,7 +332,8 @@ class HttpConnection:
                 timeout = self.limits.header_timeout
             else:
                 timeout = self.limits.keepalive_timeout
-            n = self._plain_idle_recv(timeout) if self.plain else self._wait_for_request(timeout)
+            # wait_for_request, inline: this runs per request.
+            n = self._plain_idle_recv(timeout) if self.plain else self._idle_recv(timeout)
             if not n:
                 return None  # the client closed, or a graceful stop shut it while idle
             if self._in_head or self.view[0] not in _CRLF or self._take_empty_lines(n):
@@ -375,97 +349,6 @@ class HttpConnection:
         except OSError:
             self.ended = "error"  # reset, or closed by a stop
             return None
-
-    def _wait_for_request(self, timeout: float | None) -> int:
-        """Receive while idle: a graceful stop may close the connection meanwhile."""
-        if self.plain:
-            return self._plain_idle_recv(timeout)
-        if timeout != self.timeout:
-            self.settimeout(timeout)
-        set_idle = self._set_idle
-        if set_idle is None:
-            return self._idle_recv()
-        sock = self.sock
-        set_idle(sock, True)
-        try:
-            return self._idle_recv()
-        finally:
-            set_idle(sock, False)
-
-    def _idle_recv(self) -> int:
-        """Receive the first bytes of the next request (a socket other than a
-        plain green one: TLS, or a standard socket); see ``_plain_idle_recv``."""
-        sock = self.sock
-        if not self._green:
-            return sock.recv_into(self.view)
-        self._idle_reads += 1
-        if self._misses >= 2 and self._idle_reads & 3:
-            sock.wait_if_drained()
-            return sock.recv_into(self.view)
-        hub = self._hub
-        switches = hub.switches
-        n = sock.recv_into(self.view)
-        self._misses = self._misses + 1 if hub.switches != switches else 0
-        return n
-
-    def _plain_idle_recv(self, timeout: float | None) -> int:
-        """Receive the first bytes of the next request on a plain green socket,
-        within ``timeout``; idle (for a graceful stop) only while it waits.
-
-        Between requests a read may find the next request there already (a
-        fast client) or nothing yet (the client still reading the last
-        response), and each guess costs when wrong: reading into nothing raises
-        EAGAIN, an exception dearer than the read and the wait together; waiting
-        first for what is there already costs a trip through the hub.  So the
-        socket is read at once until two such reads in a row had to wait; then,
-        when the last read emptied it and the hub has seen nothing arrive since,
-        it is waited on first, and still read at once every fourth time to
-        notice when requests come sooner again -- every eighth, then every
-        sixteenth while those reads keep finding nothing (a client that sends
-        its next request only once it has the response never comes sooner; a
-        read into nothing costs about half a trip through the hub, so checking
-        more rarely would save little more and notice a faster client later).
-
-        The socket's own timeout is left alone (it stays the one of reads and
-        sends inside a request): the wait is given ``timeout`` itself.
-        """
-        sock = self.sock
-        view = self.view
-        self._idle_reads += 1
-        probe = self._misses < 2 or not self._drained or not self._idle_reads & self._probe_mask
-        if probe or not nothing_new(self._hub.fds.get(self._fd)):
-            try:
-                n = _c_recv_into(sock, view)
-            except BlockingIOError:
-                n = -1
-            if n >= 0:
-                if probe:
-                    self._misses = 0
-                    self._probe_mask = 3
-                self._drained = n < len(view)
-                return n
-            if probe:
-                self._misses += 1
-                if self._misses > 2 and self._probe_mask < 15:
-                    self._probe_mask = self._probe_mask * 2 + 1
-        # Wait until the socket may be readable, and read; again if woken for nothing.
-        deadline = None if timeout is None else _monotonic() + timeout
-        set_idle = self._set_idle
-        if set_idle is not None:
-            set_idle(sock, True)
-        try:
-            while True:
-                self._hub.wait_read(self._fd, timeout, timed_out)
-                try:
-                    n = _c_recv_into(sock, view)
-                    break
-                except BlockingIOError:
-                    timeout = time_left(deadline)
-        finally:
-            if set_idle is not None:
-                set_idle(sock, False)
-        self._drained = n < len(view)
-        return n
 
     def _take_empty_lines(self, n: int) -> bool:
         """Count the empty lines that lead the ``n`` bytes just received (the
@@ -504,7 +387,7 @@ class HttpConnection:
                     timeout = max(deadline - time.monotonic(), 0.001)
                 if not self._in_head:
                     # Only empty lines so far: still idle for a graceful stop.
-                    n = self._wait_for_request(timeout)
+                    n = self.wait_for_request(timeout)
                     if n and self.view[0] in _CRLF and not self._take_empty_lines(n):
                         break
                 else:
@@ -609,7 +492,7 @@ class HttpConnection:
         if req.leftover is not None:
             return req.leftover
         parts = list(req.body or ())
-        later = [r for r in self.pending]
+        later = list(self.pending)
         if later or self._in_head or (self._parsing is not None and self._parsing is not req):
             want = [(r.method.encode("latin-1"), r.target) for r in later if type(r) is Request]
             want_error = any(type(r) is ParseError for r in later)

@@ -389,6 +389,27 @@ def test_a_second_100_continue_after_a_chunked_body_reads_another_body():
             sock.close()
 
 
+def test_a_100_continue_header_that_would_split_the_response_is_refused():
+    def app(environ, start_response):
+        body = environ["wsgi.input"]
+        body.set_hundred_continue_response_headers([("X-Phase", "1\r\nSet-Cookie: stolen=1")])
+        body.read()  # sends the 100 Continue first
+        start_response("200 OK", [])
+        return [b"read"]
+
+    with ServerThread(app) as srv:
+        sock = connect(srv.port)
+        try:
+            sock.sendall(
+                b"PUT /o HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+                b"Expect: 100-continue\r\n\r\n"
+            )
+            data = recv_until_closed(sock)
+        finally:
+            sock.close()
+    assert data.startswith(b"HTTP/1.1 500 ") and b"stolen" not in data
+
+
 _BOTH_FRAMINGS = (
     b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
     b"5\r\nhello\r\n0\r\n\r\n"

@@ -42,8 +42,6 @@ _LIMIT_STATUSES = frozenset({413, 414, 431})
 _NO_ENV: Any = MappingProxyType({})
 
 
-
-
 class WSGIConnection(ResponseWriter):
     """Serves the requests of one connection to the WSGI application, in order.
 

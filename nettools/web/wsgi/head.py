@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AppHead", "app_head", "build_app_head", "capitalized", "str_pairs"]
+__all__ = ["AppHead", "app_head", "build_app_head", "capitalized", "checked_lines", "str_pairs"]
 
 #: ``(head, declared, has_date, close, no_body)``: the status line and the
 #: headers the application gave, encoded, framing headers left out; the
@@ -95,7 +95,7 @@ def build_app_head(prefix: str, status: str, headers: Any, capitalize: bool) -> 
     CR or LF in it) or a status without a numeric code, and for a Content-Length
     that is not a number.
     """
-    lines = [prefix, status, "\r\n"]
+    lines = [f"{prefix}{status}\r\n"]
     append = lines.append
     declared = None
     has_date = False
@@ -115,11 +115,21 @@ def build_app_head(prefix: str, status: str, headers: Any, capitalize: bool) -> 
         if capitalize:
             name = capitalized(name)
         append(f"{name}: {value}\r\n")
-    text = "".join(lines)
     code = status[:3]
-    # Each piece ends in exactly one CRLF: any other CR or LF came from the
-    # application and would split the response (header injection).
-    n = len(lines) - 2
-    if text.count("\n") != n or text.count("\r") != n or not code.isdigit():
-        raise ValueError(f"invalid status or header in the response: {text!r}")
-    return text.encode("latin-1"), declared, has_date, close, code in _NO_BODY
+    if not code.isdigit():
+        raise ValueError(f"invalid status in the response: {status!r}")
+    head = checked_lines(lines, "status or header in the response")
+    return head, declared, has_date, close, code in _NO_BODY
+
+
+def checked_lines(lines: list[str], what: str) -> bytes:
+    """``lines`` of a response head, each ending in its CRLF, joined and encoded.
+
+    Any other CR or LF in them came from the application and would split the
+    response (header injection): ValueError, saying it is an invalid ``what``.
+    """
+    text = "".join(lines)
+    n = len(lines)
+    if text.count("\n") != n or text.count("\r") != n:
+        raise ValueError(f"invalid {what}: {text!r}")
+    return text.encode("latin-1")

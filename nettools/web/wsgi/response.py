@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..http import DATE, HttpConnection, Limits, Request, http_date
-from .head import app_head, capitalized, str_pairs
+from .head import app_head, capitalized, checked_lines, str_pairs
 from .options import WSGIOptions
 
 __all__ = ["ResponseWriter", "FileWrapper", "plain_response", "encode_text"]
@@ -40,6 +40,8 @@ def encode_text(data: str) -> bytes:
 
 def _as_bytes(parts: Any) -> list:
     return [encode_text(p) if type(p) is str else p for p in parts]
+
+
 # Bodies (of a list result) up to this size go out joined with the head in one send.
 _JOIN_LIMIT = 256 * 1024
 # sendfile() in pieces: each piece gets the whole I/O timeout.
@@ -213,10 +215,8 @@ class ResponseWriter(HttpConnection):
             if self.capitalize:
                 name = capitalized(name)
             lines.append(f"{name}: {value}\r\n")
-        text = "".join(lines)
-        if text.count("\n") != len(lines) or text.count("\r") != len(lines):
-            raise ValueError(f"invalid header in the 100 Continue response: {text!r}")
-        self.sock.sendall(text.encode("latin-1") + b"\r\n")
+        head = checked_lines(lines, "header in the 100 Continue response")
+        self.sock.sendall(head + b"\r\n")
 
     # ------------------------------------------------------------------ sending
 
