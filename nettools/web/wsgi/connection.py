@@ -16,9 +16,7 @@ from collections.abc import Callable
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ...green import socket as green_socket
 from ...kernel.timeout import Timeout
-from ...net import UNREAD_LIMIT, drop_unread
 from ..http import ClientDisconnected, HTTPError, ParseError, Request, error_response
 from .body import EMPTY_INPUT, Input
 from .environ import REQUEST_KEYS, UNIX_ADDR, raw_headers, request_environ, without_request
@@ -196,8 +194,8 @@ class WSGIConnection(ResponseWriter):
             else:
                 self._done(env, self.status, req.body_received, self.body_sent, started)
         if not self.keep:
-            if not req.body_done and not self.taken_over and not self.dead:
-                self._close_on_unread_body(req)
+            # What of the body arrived unread is dropped by net.Server before it
+            # closes (drop_unread): the response is not lost to a reset.
             return False
         if not req.body_done:
             # The application left part of the body unread.  If the client
@@ -206,14 +204,6 @@ class WSGIConnection(ResponseWriter):
                 return False
             return self.discard_body(req)
         return True
-
-    def _close_on_unread_body(self, req: Request) -> None:
-        """Drop what of the body has arrived already, up to its declared end
-        (see ``drop_unread``): the response must not be lost to a reset."""
-        length = req.content_length
-        if length is None or type(self.sock) is not green_socket.socket:
-            return
-        drop_unread(self.sock, min(length - req.body_received, UNREAD_LIMIT), self.view)
 
     def _done(
         self, env: dict, status: str | None, received: int, sent: int, started: float
